@@ -1,0 +1,1 @@
+"""Use cases, the ports they need from outside, and the projections that build read models."""

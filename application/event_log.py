@@ -1,0 +1,62 @@
+"""The event-sourced application: the one place aggregates are loaded and saved."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, ParamSpec, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import Account
+from domain.session import Session
+
+A = TypeVar("A", bound=Aggregate)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CONFLICT_RETRIES = 5
+
+
+class EventLog(Application[UUID]):
+    """Every account's history. Optimistic concurrency on every save; snapshots keep loads short."""
+
+    name = "Tessera"
+    # Snapshots bound the events replayed on load, so an account with years of history (failed
+    # logins, profile edits) and a long-lived session loads about as fast as a new one.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 50, Session: 50}
+
+    def find(self, aggregate_id: UUID | None, kind: type[A]) -> A | None:
+        """The aggregate, or None when there is none of that kind with that id.
+
+        The kind check matters for security: a token naming an Account must never load as a Session.
+        """
+        if aggregate_id is None:
+            return None
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, kind) else None
+
+
+def retried_on_conflict(command: Callable[P, R]) -> Callable[P, R]:
+    """Reruns a command that lost an optimistic-concurrency race.
+
+    Only for commands that reload everything they decide on, so a rerun decides afresh on the
+    winner's state; never for ones whose conflict is the answer (a taken email).
+    """
+
+    @functools.wraps(command)
+    def rerun(*args: P.args, **kwargs: P.kwargs) -> R:
+        for _ in range(CONFLICT_RETRIES - 1):
+            try:
+                return command(*args, **kwargs)
+            except IntegrityError:
+                continue
+        return command(*args, **kwargs)
+
+    return rerun

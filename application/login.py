@@ -1,0 +1,173 @@
+"""Logging in, refreshing a session's tokens, and logging out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+from application.event_log import EventLog, retried_on_conflict
+from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, TokenSigner
+from application.tokens import digest, issue_token, owner_of
+from application.views import Client, TokenPair
+from domain.account import Account, EmailClaim, UsernameClaim
+from domain.errors import (
+    Invalid,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+)
+from domain.identity import is_email, normalise_email, normalise_username
+from domain.password_policy import normalise_password
+from domain.session import Session
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    require_verified_email: bool = True
+    refresh_idle_ttl: timedelta = timedelta(days=14)  # a refresh token unused this long expires
+    session_max_age: timedelta = timedelta(days=90)  # no rotation extends a session past this
+
+
+class Login:
+    def __init__(
+        self,
+        log: EventLog,
+        hasher: PasswordHasher,
+        signer: TokenSigner,
+        revocations: RevocationList,
+        clock: Clock,
+        rules: SessionRules,
+    ) -> None:
+        self._log = log
+        self._hasher = hasher
+        self._signer = signer
+        self._revocations = revocations
+        self._clock = clock
+        self._rules = rules
+        # Verifying against a real hash of our own parameters makes an unknown login cost what a
+        # wrong password costs, so timing does not tell which logins exist.
+        self._decoy_hash = hasher.hash("decoy password, never a credential")
+
+    def log_in(self, login: str, password: str, client: Client) -> TokenPair:
+        account = self._account_for(login)
+        password = normalise_password(password)
+        if account is None:
+            self._hasher.verify(self._decoy_hash, password)
+            raise InvalidCredentials
+        if not self._hasher.verify(account.password_hash, password):
+            self._record_failure(account.id)
+            raise InvalidCredentials
+        account.ensure_may_log_in(self._rules.require_verified_email)
+        return self._start_session(account.id, client)
+
+    @retried_on_conflict
+    def refresh(self, refresh_token: str) -> TokenPair:
+        session = self._log.find(owner_of(refresh_token), Session)
+        if session is None:
+            raise InvalidRefreshToken
+        account = self._account(session.account_id)
+        now = self._clock.now()
+        new_token = issue_token(session.id)
+        try:
+            session.refresh(
+                presented_hash=digest(refresh_token),
+                new_hash=digest(new_token),
+                expires_at=self._expiry(session.started_at, now),
+                at=now,
+                account_cutoff=account.sessions_revoked_at,
+            )
+        except RefreshTokenReused:
+            self._revocations.revoke_session(session.id, until=self._access_horizon(now))
+            self._log.save(session)
+            raise
+        self._log.save(session)
+        return self._tokens(account, session.id, new_token, now)
+
+    @retried_on_conflict
+    def log_out(
+        self, principal: AccessClaims, refresh_token: str | None, all_sessions: bool
+    ) -> None:
+        now = self._clock.now()
+        # The denylist is written before the event: should the save fail, the user who asked to
+        # be logged out is logged out all the same (fail closed).
+        if all_sessions:
+            account = self._account(principal.account_id)
+            self._revocations.revoke_sessions_before(
+                account.id, cutoff=now, until=self._access_horizon(now)
+            )
+            account.revoke_all_sessions(now)
+            self._log.save(account)
+            return
+        session_ids = {principal.session_id}
+        if refresh_token is not None:
+            session_ids.add(self._own_session_id(principal, refresh_token))
+        for session_id in session_ids:
+            session = self._log.find(session_id, Session)
+            if session is None:
+                continue
+            self._revocations.revoke_session(session.id, until=self._access_horizon(now))
+            session.revoke(now, reason="logout")
+            self._log.save(session)
+
+    def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
+        session = self._log.find(owner_of(refresh_token), Session)
+        if session is None or session.account_id != principal.account_id:
+            raise InvalidRefreshToken
+        return session.id
+
+    @retried_on_conflict
+    def _record_failure(self, account_id: UUID) -> None:
+        account = self._account(account_id)
+        account.fail_login(self._clock.now())
+        self._log.save(account)
+
+    @retried_on_conflict
+    def _start_session(self, account_id: UUID, client: Client) -> TokenPair:
+        account = self._account(account_id)
+        now = self._clock.now()
+        session_id = uuid4()
+        refresh_token = issue_token(session_id)
+        session = Session(
+            id=session_id,
+            account_id=account.id,
+            refresh_token_hash=digest(refresh_token),
+            expires_at=self._expiry(now, now),
+            user_agent=client.user_agent,
+            ip=client.ip,
+            timestamp=now,
+        )
+        account.succeed_login(now)
+        self._log.save(account, session)
+        return self._tokens(account, session.id, refresh_token, now)
+
+    def _tokens(self, account: Account, session_id: UUID, refresh: str, now: datetime) -> TokenPair:
+        return TokenPair(
+            access_token=self._signer.issue(account.id, session_id, tuple(account.roles), now),
+            expires_in=self._signer.lifetime_seconds,
+            refresh_token=refresh,
+        )
+
+    def _expiry(self, started_at: datetime, now: datetime) -> datetime:
+        return min(now + self._rules.refresh_idle_ttl, started_at + self._rules.session_max_age)
+
+    def _access_horizon(self, now: datetime) -> datetime:
+        """When the last access token issued so far expires; denylist entries may go after that."""
+        return now + timedelta(seconds=self._signer.lifetime_seconds)
+
+    def _account_for(self, login: str) -> Account | None:
+        try:
+            if is_email(login):
+                claim_id = EmailClaim.create_id(normalise_email(login))
+            else:
+                claim_id = UsernameClaim.create_id(normalise_username(login))
+        except Invalid:
+            return None  # a login that cannot exist is just an unknown login
+        claim = self._log.find(claim_id, EmailClaim if is_email(login) else UsernameClaim)
+        return None if claim is None else self._log.find(claim.account_id, Account)
+
+    def _account(self, account_id: UUID) -> Account:
+        account = self._log.find(account_id, Account)
+        if account is None:
+            raise InvalidCredentials
+        return account

@@ -1,0 +1,83 @@
+"""What the use cases need from the outside world. Adapters in infrastructure implement these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """True when the password matches; False, never an exception, when it does not."""
+        ...
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    account_id: UUID
+    session_id: UUID
+    roles: tuple[str, ...]
+    issued_at: float
+
+
+class TokenSigner(Protocol):
+    def issue(
+        self, account_id: UUID, session_id: UUID, roles: tuple[str, ...], at: datetime
+    ) -> str: ...
+
+    def verify(self, token: str, at: datetime) -> AccessClaims:
+        """Raises InvalidAccessToken for anything not signed by us, for us, and still valid."""
+        ...
+
+    @property
+    def lifetime_seconds(self) -> int: ...
+
+    def jwks(self) -> dict[str, Any]: ...
+
+
+class SecretBox(Protocol):
+    """Authenticated encryption under a key from settings, for secrets that events must carry."""
+
+    def seal(self, plaintext: str) -> str: ...
+
+    def open(self, sealed: str) -> str: ...
+
+
+class RevocationList(Protocol):
+    """Access tokens are self-contained; this is how a revoked session's tokens stop at once."""
+
+    def revoke_session(self, session_id: UUID, until: datetime) -> None:
+        """Refuse the session's access tokens until `until` (when the last of them expires)."""
+        ...
+
+    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
+        """Refuse the account's access tokens issued up to `cutoff`."""
+        ...
+
+    def is_revoked(self, claims: AccessClaims) -> bool: ...
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    key: str  # idempotency key: one key, at most one delivered copy
+    to: str
+    subject: str
+    text: str
+
+
+class Mailer(Protocol):
+    def send(self, mail: OutgoingMail) -> None:
+        """Delivers the mail; sending one key twice delivers it once."""
+        ...

@@ -1,0 +1,68 @@
+"""One error type per rule. The HTTP edge maps each to a problem response; nothing here knows HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class DomainError(Exception):
+    """A rule of the domain refused a command."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    rule: str
+    message: str
+
+
+class Invalid(DomainError):
+    """Input that breaks a rule of shape or policy, naming each offending field."""
+
+    def __init__(self, *errors: FieldError) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class EmailTaken(DomainError):
+    """Another account already holds this email address."""
+
+
+class UsernameTaken(DomainError):
+    """Another account already holds this username."""
+
+
+class InvalidCredentials(DomainError):
+    """Unknown login, wrong password or disabled account: deliberately indistinguishable."""
+
+
+class EmailNotVerified(DomainError):
+    """The right password, but the account's email address is not verified yet."""
+
+
+class InvalidToken(DomainError):
+    """An email verification token that is unknown, spent, superseded or expired."""
+
+
+class InvalidRefreshToken(DomainError):
+    """A refresh token that is unknown, expired, or whose session has ended."""
+
+
+class RefreshTokenReused(DomainError):
+    """A refresh token that was already spent: its session is revoked (RFC 9700, 4.14.2)."""
+
+
+class InvalidAccessToken(DomainError):
+    """A missing, malformed, expired, tampered or revoked access token."""
+
+
+class AccountNotFound(DomainError):
+    """No account has this id."""
+
+
+@dataclass
+class AccountLocked(DomainError):
+    """Too many consecutive failed logins; the lock lifts at `until`."""
+
+    until: datetime

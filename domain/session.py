@@ -1,0 +1,92 @@
+"""The Session aggregate: one login, its rotating refresh token, and how it ends."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidRefreshToken, RefreshTokenReused
+
+
+class Session(Aggregate):
+    """A login on one device. Each has its own short stream, so devices never contend."""
+
+    @event("SessionStarted")
+    def __init__(
+        self,
+        id: UUID,  # chosen by the caller: the refresh token names its session  # noqa: A002
+        account_id: UUID,
+        refresh_token_hash: str,
+        expires_at: datetime,
+        user_agent: str,
+        ip: str,
+        timestamp: datetime,
+    ) -> None:
+        self.account_id = account_id
+        self.refresh_token_hash = refresh_token_hash
+        self.spent_token_hashes: list[str] = []
+        self.expires_at = expires_at
+        self.user_agent = user_agent
+        self.ip = ip
+        self.revoked_at: datetime | None = None
+        self.revocation_reason: str | None = None
+
+    @property
+    def started_at(self) -> datetime:
+        return self.created_on
+
+    def is_active(self, at: datetime, account_cutoff: datetime | None) -> bool:
+        return (
+            self.revoked_at is None
+            and at < self.expires_at
+            and (account_cutoff is None or self.started_at > account_cutoff)
+        )
+
+    def refresh(
+        self,
+        presented_hash: str,
+        new_hash: str,
+        expires_at: datetime,
+        at: datetime,
+        account_cutoff: datetime | None,
+    ) -> None:
+        """Spends the presented token and takes a new one.
+
+        A token that was already spent means two parties hold it, and we cannot tell which is the
+        thief: the session is revoked (records RefreshTokenReuseDetected and SessionRevoked, for
+        the caller to save) and RefreshTokenReused raised.
+        """
+        if not self.is_active(at, account_cutoff):
+            raise InvalidRefreshToken
+        if presented_hash in self.spent_token_hashes:
+            self._refresh_token_reuse_detected(timestamp=at)
+            self.revoke(at, reason="refresh_token_reuse")
+            raise RefreshTokenReused
+        if not hmac.compare_digest(presented_hash, self.refresh_token_hash):
+            raise InvalidRefreshToken
+        self._session_refreshed(refresh_token_hash=new_hash, expires_at=expires_at, timestamp=at)
+
+    @event("SessionRefreshed")
+    def _session_refreshed(
+        self, refresh_token_hash: str, expires_at: datetime, timestamp: datetime
+    ) -> None:
+        self.spent_token_hashes.append(self.refresh_token_hash)
+        self.refresh_token_hash = refresh_token_hash
+        self.expires_at = expires_at
+
+    @event("RefreshTokenReuseDetected")
+    def _refresh_token_reuse_detected(self, timestamp: datetime) -> None:
+        pass
+
+    def revoke(self, at: datetime, reason: str) -> None:
+        """Idempotent: ending an ended session records nothing."""
+        if self.revoked_at is None:
+            self._session_revoked(reason=reason, timestamp=at)
+
+    @event("SessionRevoked")
+    def _session_revoked(self, reason: str, timestamp: datetime) -> None:
+        self.revoked_at = timestamp
+        self.revocation_reason = reason

@@ -1,0 +1,56 @@
+"""Key material from settings, or, in development, generated once and kept under DATA_DIR."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Creates the file readable by its owner only, and never overwrites one that exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
+
+
+def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> Ed25519PrivateKey:
+    if pem:
+        data = pem.encode("ascii")
+    elif pem_file:
+        data = Path(pem_file).read_bytes()
+    else:
+        if not dev_path.exists():
+            generated = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            try:
+                _write_private(dev_path, generated)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        data = dev_path.read_bytes()
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the signing key must be an Ed25519 private key (PEM, PKCS#8)")
+    return key
+
+
+def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:
+    """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64)."""
+    if not encoded:
+        if not dev_path.exists():
+            try:
+                _write_private(dev_path, base64.urlsafe_b64encode(os.urandom(32)))
+            except FileExistsError:
+                pass
+        encoded = dev_path.read_text().strip()
+    key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    if len(key) != 32:
+        raise ValueError("SECRET_KEY must be 32 bytes, URL-safe base64 encoded")
+    return key

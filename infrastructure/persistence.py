@@ -1,0 +1,68 @@
+"""Where events and read models live: the eventsourcing library's SQLite or PostgreSQL modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg.conninfo import conninfo_to_dict
+
+T = TypeVar("T", bound=TrackingRecorder)
+
+
+@dataclass(frozen=True)
+class Database:
+    """The one database that holds the events, the read models and their tracking records."""
+
+    url: str | None  # postgresql://... ; None for the embedded SQLite file
+    sqlite_path: Path
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """Persistence is chosen by the library's own settings, derived here from DATABASE_URL."""
+        if self.url is None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        parts = conninfo_to_dict(self.url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(parts.get("dbname", "")),
+            "POSTGRES_HOST": str(parts.get("host", "localhost")),
+            "POSTGRES_PORT": str(parts.get("port", "5432")),
+            "POSTGRES_USER": str(parts.get("user", "")),
+            "POSTGRES_PASSWORD": str(parts.get("password", "")),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            # A pooled connection that died with a server restart is replaced, not handed out.
+            "POSTGRES_PRE_PING": "y",
+        }
+
+    def postgres_conninfo(self) -> str:
+        if self.url is None:
+            raise ValueError("not a PostgreSQL database")
+        parts = conninfo_to_dict(self.url)
+        parts.setdefault("connect_timeout", "5")
+        return " ".join(f"{k}={v!r}" if " " in str(v) else f"{k}={v}" for k, v in parts.items())
+
+    def tracking_recorder(self, name: str) -> TrackingRecorder:
+        """A recorder of how far the projection called `name` has got, in this database."""
+        recorder_class: type[TrackingRecorder] = (
+            PostgresTrackingRecorder if self.is_postgres else SQLiteTrackingRecorder
+        )
+        factory = InfrastructureFactory[TrackingRecorder].construct(
+            Environment(name, self.eventsourcing_env())
+        )
+        return factory.tracking_recorder(recorder_class)

@@ -1,0 +1,112 @@
+"""The denylist of revoked sessions, in the service's own database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+from application.ports import AccessClaims
+
+
+class SqliteRevocationList:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(
+                "PRAGMA journal_mode=WAL;"
+                "CREATE TABLE IF NOT EXISTS revoked_sessions ("
+                " session_id TEXT PRIMARY KEY, until REAL NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS revoked_accounts ("
+                " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, until REAL NOT NULL);"
+            )
+
+    def revoke_session(self, session_id: UUID, until: datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO revoked_sessions VALUES (?, ?) ON CONFLICT (session_id) "
+                "DO UPDATE SET until = max(until, excluded.until)",
+                (str(session_id), until.timestamp()),
+            )
+
+    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO revoked_accounts VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE "
+                "SET cutoff = max(cutoff, excluded.cutoff), until = max(until, excluded.until)",
+                (str(account_id), cutoff.timestamp(), until.timestamp()),
+            )
+
+    def is_revoked(self, claims: AccessClaims) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
+                " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?)",
+                (str(claims.session_id), str(claims.account_id), claims.issued_at),
+            ).fetchone()
+        return bool(row[0])
+
+    def forget_expired(self, now: datetime) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM revoked_sessions WHERE until < ?", (now.timestamp(),))
+            self._db.execute("DELETE FROM revoked_accounts WHERE until < ?", (now.timestamp(),))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresRevocationList:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        with self._pool.connection() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_revoked_sessions ("
+                " session_id uuid PRIMARY KEY, until double precision NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_revoked_accounts ("
+                " account_id uuid PRIMARY KEY, cutoff double precision NOT NULL,"
+                " until double precision NOT NULL)"
+            )
+
+    def revoke_session(self, session_id: UUID, until: datetime) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO tessera_revoked_sessions VALUES (%s, %s) ON CONFLICT (session_id) "
+                "DO UPDATE SET until = greatest(tessera_revoked_sessions.until, excluded.until)",
+                (session_id, until.timestamp()),
+            )
+
+    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO tessera_revoked_accounts VALUES (%s, %s, %s) "
+                "ON CONFLICT (account_id) DO UPDATE SET "
+                "cutoff = greatest(tessera_revoked_accounts.cutoff, excluded.cutoff), "
+                "until = greatest(tessera_revoked_accounts.until, excluded.until)",
+                (account_id, cutoff.timestamp(), until.timestamp()),
+            )
+
+    def is_revoked(self, claims: AccessClaims) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
+                " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
+                "  WHERE account_id = %s AND cutoff >= %s)",
+                (claims.session_id, claims.account_id, claims.issued_at),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def forget_expired(self, now: datetime) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM tessera_revoked_sessions WHERE until < %s", (now.timestamp(),))
+            conn.execute("DELETE FROM tessera_revoked_accounts WHERE until < %s", (now.timestamp(),))
+
+    def close(self) -> None:
+        self._pool.close()

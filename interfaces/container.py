@@ -1,0 +1,126 @@
+"""The composition root: builds the object graph from settings. The only module that does."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from psycopg_pool import ConnectionPool
+
+from application.access import Access
+from application.event_log import EventLog
+from application.login import Login, SessionRules
+from application.ports import Clock, RevocationList
+from application.profile import Profile
+from application.registration import Registration, RegistrationRules
+from application.verification_mail import VerificationMail
+from domain.password_policy import PasswordPolicy
+from infrastructure.clock import SystemClock
+from infrastructure.keys import load_secret_key, load_signing_key
+from infrastructure.mail_files import MailDirectory
+from infrastructure.passwords import Argon2Hasher, Argon2Parameters
+from infrastructure.persistence import Database
+from infrastructure.projector import Projector
+from infrastructure.revocation import PostgresRevocationList, SqliteRevocationList
+from infrastructure.secret_box import AesGcmBox
+from infrastructure.signing import Ed25519Signer
+from interfaces.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database: Database
+    log: EventLog
+    registration: Registration
+    login: Login
+    profile: Profile
+    access: Access
+    signer: Ed25519Signer
+    revocations: SqliteRevocationList | PostgresRevocationList
+    projectors: list[Projector]
+    clock: Clock
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start_background(self) -> None:
+        """Runs the projections in this process (the embedded default's in-process worker)."""
+        for projector in self.projectors:
+            projector.start(self._stop)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.revocations.close()
+        self.log.close()
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
+    data = settings.data_path
+    database = Database(url=settings.database_url, sqlite_path=data / "tessera.sqlite")
+    log = EventLog(env=database.eventsourcing_env())
+
+    hasher = Argon2Hasher(
+        Argon2Parameters(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+        )
+    )
+    box = AesGcmBox(load_secret_key(settings.secret_key, data / "secret.key"))
+    signer = Ed25519Signer(
+        load_signing_key(
+            settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
+        ),
+        issuer=settings.issuer,
+        audience=settings.jwt_audience,
+        lifetime_seconds=settings.access_token_ttl,
+    )
+    revocations: SqliteRevocationList | PostgresRevocationList
+    if database.is_postgres:
+        revocations = PostgresRevocationList(
+            ConnectionPool(database.postgres_conninfo(), min_size=1, max_size=10, open=True)
+        )
+    else:
+        revocations = SqliteRevocationList(data / "revocations.sqlite")
+
+    mail = VerificationMail(
+        view=database.tracking_recorder(VerificationMail.name),
+        mailer=MailDirectory(data / "mail", sender=settings.mail_from),
+        box=box,
+        public_url=settings.public_url,
+        product_name=settings.product_name,
+    )
+    return Container(
+        settings=settings,
+        database=database,
+        log=log,
+        registration=Registration(
+            log,
+            hasher,
+            box,
+            clock,
+            RegistrationRules(
+                policy=PasswordPolicy(min_length=settings.password_min_length),
+                verification_ttl=timedelta(seconds=settings.email_verification_ttl),
+            ),
+        ),
+        login=Login(
+            log,
+            hasher,
+            signer,
+            revocations,
+            clock,
+            SessionRules(
+                require_verified_email=settings.require_verified_email,
+                refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
+                session_max_age=timedelta(seconds=settings.session_max_age),
+            ),
+        ),
+        profile=Profile(log, clock),
+        access=Access(signer, revocations, clock),
+        signer=signer,
+        revocations=revocations,
+        projectors=[Projector(log, mail)],  # type: ignore[arg-type]
+        clock=clock,
+    )

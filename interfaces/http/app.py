@@ -1,0 +1,90 @@
+"""The Litestar application: routes, dependencies, problem responses, limits, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from domain.errors import DomainError
+from interfaces.container import Container
+from interfaces.http.auth import AuthController
+from interfaces.http.me import MeController
+from interfaces.http.problems import (
+    domain_problem,
+    http_problem,
+    unexpected_problem,
+    validation_problem,
+)
+from interfaces.http.system import jwks, live, ready
+
+MAX_BODY_BYTES = 64 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Metrics(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+async def require_json(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON: never guess a client's meaning from another format."""
+    if request.method not in _BODY_METHODS:
+        return
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    media_type, _ = request.content_type
+    if has_body and media_type != "application/json":
+        raise HTTPException(status_code=415, detail="Send the body as application/json.")
+
+
+def create_app(container: Container, run_background: bool = True) -> Litestar:
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
+
+    async def start() -> None:
+        if run_background:
+            container.start_background()
+
+    return Litestar(
+        route_handlers=[AuthController, MeController, jwks, live, ready, Metrics],
+        dependencies={
+            "registration": provide(container.registration),
+            "login": provide(container.login),
+            "profile": provide(container.profile),
+            "access": provide(container.access),
+            "signer": provide(container.signer),
+            "log": provide(container.log),
+        },
+        before_request=require_json,
+        exception_handlers={
+            DomainError: domain_problem,
+            ValidationException: validation_problem,
+            HTTPException: http_problem,
+            Exception: unexpected_problem,
+        },
+        middleware=[prometheus.middleware],
+        request_max_body_size=MAX_BODY_BYTES,
+        on_startup=[start],
+        on_shutdown=[container.close],
+        openapi_config=OpenAPIConfig(
+            title="Tessera",
+            version="0.1.0",
+            description="An event-sourced authentication service.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        debug=False,
+    )

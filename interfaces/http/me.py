@@ -1,0 +1,25 @@
+"""/api/users/me: the signed-in account's own profile."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, put
+
+from application.ports import AccessClaims
+from application.profile import Profile
+from interfaces.http.schemas import AccountResponse, ProfileUpdate
+from interfaces.http.security import BEARER
+
+
+class MeController(Controller):
+    path = "/api/users/me"
+    tags = ["me"]
+    dependencies = {"claims": BEARER}  # noqa: RUF012
+    security = [{"bearer": []}]  # noqa: RUF012
+
+    @get(sync_to_thread=True)
+    def show(self, claims: AccessClaims, profile: Profile) -> AccountResponse:
+        return AccountResponse.of(profile.show(claims.account_id))
+
+    @put(sync_to_thread=True)
+    def update(self, claims: AccessClaims, data: ProfileUpdate, profile: Profile) -> AccountResponse:
+        return AccountResponse.of(profile.update(claims.account_id, data.display_name))

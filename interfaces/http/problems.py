@@ -1,0 +1,149 @@
+"""Where HTTP meets the domain: every error becomes an RFC 9457 problem with a stable `code`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from domain.errors import (
+    AccountNotFound,
+    DomainError,
+    EmailNotVerified,
+    EmailTaken,
+    Invalid,
+    InvalidAccessToken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidToken,
+    RefreshTokenReused,
+    UsernameTaken,
+)
+from interfaces.http.schemas import FieldProblem, Problem
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# One row per domain rule: status, code, title. The detail comes from the row too, so no message
+# composed from internals (or a secret) can leak into a response.
+DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
+    Invalid: (400, "validation_failed", "The request is invalid."),
+    EmailTaken: (409, "email_taken", "This email address is already registered."),
+    UsernameTaken: (409, "username_taken", "This username is already taken."),
+    InvalidCredentials: (401, "invalid_credentials", "The login or password is incorrect."),
+    EmailNotVerified: (403, "email_not_verified", "The email address is not verified yet."),
+    InvalidToken: (400, "invalid_token", "The token is invalid, used or expired."),
+    InvalidRefreshToken: (401, "invalid_refresh_token", "The refresh token is not valid."),
+    RefreshTokenReused: (
+        401,
+        "refresh_token_reused",
+        "This refresh token was already used; the session has been ended.",
+    ),
+    InvalidAccessToken: (401, "invalid_access_token", "A valid access token is required."),
+    AccountNotFound: (404, "account_not_found", "The account does not exist."),
+}
+
+# Litestar's own refusals, for requests that never reach a use case.
+HTTP_CODES: dict[int, str] = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    return Response(
+        Problem(
+            type=f"urn:tessera:problem:{code}",
+            title=HTTPStatus(status).phrase,
+            status=status,
+            detail=detail,
+            code=code,
+            errors=errors or [],
+        ),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _row(error: DomainError) -> tuple[int, str, str] | None:
+    for kind in type(error).__mro__:
+        if kind in DOMAIN_PROBLEMS:
+            return DOMAIN_PROBLEMS[kind]
+    return None
+
+
+def code_of(error: DomainError) -> str:
+    row = _row(error)
+    return row[1] if row else "internal_error"
+
+
+def domain_problem(_: Request[Any, Any, Any], error: DomainError) -> Response[Problem]:
+    row = _row(error)
+    if row is None:
+        log.error("unmapped domain error %s", type(error).__name__)
+        return problem(500, "internal_error", "An unexpected error occurred.")
+    status, code, detail = row
+    errors = (
+        [FieldProblem(e.field, e.rule, e.message) for e in error.errors]
+        if isinstance(error, Invalid)
+        else None
+    )
+    headers = (
+        {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        if isinstance(error, InvalidAccessToken)
+        else None
+    )
+    return problem(status, code, detail, errors, headers)
+
+
+_FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def validation_problem(_: Request[Any, Any, Any], error: ValidationException) -> Response[Problem]:
+    """msgspec's refusals: malformed JSON, bad UTF-8, wrong types, unknown or overlong fields."""
+    errors: list[FieldProblem] = []
+    for item in error.extra if isinstance(error.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "is invalid"))
+        field = str(item.get("key") or "")
+        match = _FIELD_PATH.search(message)
+        if match:
+            field = field or match.group(1)
+            message = message[: match.start()].rstrip(" -")
+        errors.append(FieldProblem(field=field or "body", rule="schema", message=message))
+    return problem(400, "validation_failed", "The request is invalid.", errors)
+
+
+def http_problem(_: Request[Any, Any, Any], error: HTTPException) -> Response[Problem]:
+    status = error.status_code
+    code = HTTP_CODES.get(status, "http_error")
+    if status == 400:
+        # Litestar's own 400s are bodies msgspec could not decode: bad JSON or bad UTF-8.
+        return problem(400, "malformed_request", "The request body is not valid UTF-8 JSON.")
+    detail = error.detail if status < 500 else "An unexpected error occurred."
+    return problem(status, code, str(detail), headers=error.headers)
+
+
+def unexpected_problem(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return problem(500, "internal_error", "An unexpected error occurred.")

@@ -1,0 +1,110 @@
+"""Request and response bodies. Their bounds are the validation; OpenAPI is derived from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta
+
+from application.views import AccountView, TokenPair
+
+# No C0/C1 control characters anywhere a person types text.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=_PRINTABLE)]
+Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
+Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
+OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
+DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """Unknown fields are refused: a typo must not be silently ignored."""
+
+
+class RegisterRequest(Request):
+    email: Email
+    username: Username
+    password: Password
+
+
+class VerifyEmailRequest(Request):
+    token: OpaqueToken
+
+
+class ResendVerificationRequest(Request):
+    email: Email
+
+
+class LoginRequest(Request):
+    login: Login
+    password: Password
+
+
+class RefreshRequest(Request):
+    refresh_token: OpaqueToken
+
+
+class LogoutRequest(Request):
+    refresh_token: OpaqueToken | None = None
+    all_sessions: bool = False
+
+
+class ProfileUpdate(Request):
+    display_name: DisplayName
+
+
+class AccountResponse(msgspec.Struct):
+    id: UUID
+    email: str
+    username: str
+    email_verified: bool
+    display_name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: AccountView) -> AccountResponse:
+        return cls(
+            id=view.id,
+            email=view.email,
+            username=view.username,
+            email_verified=view.email_verified,
+            display_name=view.display_name,
+            created_at=view.created_at,
+        )
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenResponse:
+        return cls(pair.access_token, pair.token_type, pair.expires_in, pair.refresh_token)
+
+
+class Accepted(msgspec.Struct):
+    detail: str
+
+
+class FieldProblem(msgspec.Struct):
+    field: str
+    rule: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, with a stable machine-readable `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldProblem] = msgspec.field(default_factory=list)

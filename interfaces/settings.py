@@ -1,0 +1,63 @@
+"""The one settings object. Environment variables (and a .env file) are read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from dotenv import dotenv_values
+
+Seconds = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, frozen=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    data_dir: str = "./var"
+    database_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    product_name: str = "Tessera"
+    mail_from: str = "Tessera <no-reply@localhost>"
+
+    # Tokens
+    jwt_issuer: str | None = None  # default: PUBLIC_URL
+    jwt_audience: str = "tessera"
+    jwt_private_key: str | None = None  # PEM (PKCS#8, Ed25519)
+    jwt_private_key_file: str | None = None
+    access_token_ttl: Seconds = 900
+    refresh_token_ttl: Seconds = 14 * 24 * 3600
+    session_max_age: Seconds = 90 * 24 * 3600
+    email_verification_ttl: Seconds = 24 * 3600
+    secret_key: str | None = None  # 32 bytes, URL-safe base64: seals secrets carried in events
+
+    # Accounts
+    require_verified_email: bool = True
+    password_min_length: Annotated[int, msgspec.Meta(ge=8)] = 8
+    argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
+    argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
+    argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def issuer(self) -> str:
+        return self.jwt_issuer or self.public_url.rstrip("/")
+
+
+def load_settings(environ: dict[str, str] | None = None, env_file: str = ".env") -> Settings:
+    """Settings from a .env file, overridden by the process environment (or the given mapping)."""
+    values: dict[str, str] = {}
+    if environ is None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    fields = {f.upper() for f in Settings.__struct_fields__}
+    # Empty strings mean "unset", as in most .env conventions.
+    known = {k: v for k, v in values.items() if k in fields and v != ""}
+    try:
+        return msgspec.convert(known, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SystemExit(f"invalid setting: {error}") from None
