@@ -37,7 +37,7 @@ class EventLog(Application[UUID]):
         if aggregate_id is None:
             return None
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None

@@ -156,14 +156,15 @@ class Login:
         return now + timedelta(seconds=self._signer.lifetime_seconds)
 
     def _account_for(self, login: str) -> Account | None:
+        claim: EmailClaim | UsernameClaim | None
         try:
             if is_email(login):
-                claim_id = EmailClaim.create_id(normalise_email(login))
+                claim = self._log.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
             else:
-                claim_id = UsernameClaim.create_id(normalise_username(login))
+                username = normalise_username(login)
+                claim = self._log.find(UsernameClaim.create_id(username), UsernameClaim)
         except Invalid:
             return None  # a login that cannot exist is just an unknown login
-        claim = self._log.find(claim_id, EmailClaim if is_email(login) else UsernameClaim)
         return None if claim is None else self._log.find(claim.account_id, Account)
 
     def _account(self, account_id: UUID) -> Account:

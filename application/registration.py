@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from eventsourcing.persistence import IntegrityError
@@ -19,7 +19,7 @@ from domain.password_policy import PasswordPolicy
 
 @dataclass(frozen=True)
 class RegistrationRules:
-    policy: PasswordPolicy = PasswordPolicy()
+    policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     verification_ttl: timedelta = timedelta(hours=24)
 
 

@@ -35,7 +35,7 @@ class TokenPair:
     access_token: str
     expires_in: int
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105  (RFC 6750 token type, not a secret)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
+from typing import ClassVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -50,6 +51,9 @@ class Account(Aggregate):
     Login sessions are not recorded here but on Session aggregates of their own, so that logins
     and refreshes on many devices never contend for this stream (see README, "Sessions").
     """
+
+    # Made by the @event decorators below; named here for projections and type checkers.
+    EmailVerificationRequested: ClassVar[type[Aggregate.Event]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:

@@ -17,7 +17,7 @@ class Session(Aggregate):
     @event("SessionStarted")
     def __init__(
         self,
-        id: UUID,  # chosen by the caller: the refresh token names its session  # noqa: A002
+        id: UUID,  # chosen by the caller: the refresh token names its session
         account_id: UUID,
         refresh_token_hash: str,
         expires_at: datetime,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,10 +31,9 @@ def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> E
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            try:
+            # Another process may make it first: then use theirs.
+            with contextlib.suppress(FileExistsError):
                 _write_private(dev_path, generated)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
         data = dev_path.read_bytes()
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
@@ -45,10 +45,8 @@ def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:
     """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64)."""
     if not encoded:
         if not dev_path.exists():
-            try:
+            with contextlib.suppress(FileExistsError):
                 _write_private(dev_path, base64.urlsafe_b64encode(os.urandom(32)))
-            except FileExistsError:
-                pass
         encoded = dev_path.read_text().strip()
     key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     if len(key) != 32:

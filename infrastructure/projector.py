@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
@@ -22,7 +23,7 @@ class Projector:
     """
 
     def __init__(
-        self, app: Application[object], projection: Projection, batch_size: int = 100
+        self, app: Application[Any], projection: Projection, batch_size: int = 100
     ) -> None:
         self._app = app
         self._projection = projection

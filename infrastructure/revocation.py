@@ -105,8 +105,12 @@ class PostgresRevocationList:
 
     def forget_expired(self, now: datetime) -> None:
         with self._pool.connection() as conn:
-            conn.execute("DELETE FROM tessera_revoked_sessions WHERE until < %s", (now.timestamp(),))
-            conn.execute("DELETE FROM tessera_revoked_accounts WHERE until < %s", (now.timestamp(),))
+            conn.execute(
+                "DELETE FROM tessera_revoked_sessions WHERE until < %s", (now.timestamp(),)
+            )
+            conn.execute(
+                "DELETE FROM tessera_revoked_accounts WHERE until < %s", (now.timestamp(),)
+            )
 
     def close(self) -> None:
         self._pool.close()

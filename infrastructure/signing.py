@@ -80,7 +80,9 @@ class Ed25519Signer:
                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False},
             )
             now = at.timestamp()
-            if not (claims["iat"] <= now + _CLOCK_SKEW_SECONDS and now < claims["exp"]) or not isinstance(claims["roles"], list):
+            if not (
+                claims["iat"] <= now + _CLOCK_SKEW_SECONDS and now < claims["exp"]
+            ) or not isinstance(claims["roles"], list):
                 raise InvalidAccessToken
             return AccessClaims(
                 account_id=UUID(claims["sub"]),

@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 from application.access import Access
 from application.event_log import EventLog
 from application.login import Login, SessionRules
-from application.ports import Clock, RevocationList
+from application.ports import Clock
 from application.profile import Profile
 from application.registration import Registration, RegistrationRules
 from application.verification_mail import VerificationMail
@@ -121,6 +121,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         access=Access(signer, revocations, clock),
         signer=signer,
         revocations=revocations,
-        projectors=[Projector(log, mail)],  # type: ignore[arg-type]
+        projectors=[Projector(log, mail)],
         clock=clock,
     )

@@ -12,9 +12,10 @@ from application.ports import AccessClaims
 from application.registration import Registration
 from domain.errors import DomainError, RefreshTokenReused
 from infrastructure import metrics
+from interfaces.http.problems import code_of
 from interfaces.http.schemas import (
-    AccountResponse,
     Accepted,
+    AccountResponse,
     LoginRequest,
     LogoutRequest,
     RefreshRequest,
@@ -23,8 +24,8 @@ from interfaces.http.schemas import (
     TokenResponse,
     VerifyEmailRequest,
 )
-from interfaces.http.problems import code_of
 from interfaces.http.security import BEARER, client_of
+
 
 class AuthController(Controller):
     path = "/api/auth"
@@ -47,7 +48,9 @@ class AuthController(Controller):
         self, data: ResendVerificationRequest, registration: Registration
     ) -> Accepted:
         registration.resend_verification(data.email)
-        return Accepted("If the address belongs to an unverified account, a new link is on its way.")
+        return Accepted(
+            "If the address belongs to an unverified account, a new link is on its way."
+        )
 
     @post("/login", sync_to_thread=True, status_code=HTTP_200_OK)
     def login(

@@ -13,13 +13,15 @@ from interfaces.http.security import BEARER
 class MeController(Controller):
     path = "/api/users/me"
     tags = ["me"]
-    dependencies = {"claims": BEARER}  # noqa: RUF012
-    security = [{"bearer": []}]  # noqa: RUF012
+    dependencies = {"claims": BEARER}
+    security = [{"bearer": []}]
 
     @get(sync_to_thread=True)
     def show(self, claims: AccessClaims, profile: Profile) -> AccountResponse:
         return AccountResponse.of(profile.show(claims.account_id))
 
     @put(sync_to_thread=True)
-    def update(self, claims: AccessClaims, data: ProfileUpdate, profile: Profile) -> AccountResponse:
+    def update(
+        self, claims: AccessClaims, data: ProfileUpdate, profile: Profile
+    ) -> AccountResponse:
         return AccountResponse.of(profile.update(claims.account_id, data.display_name))
