@@ -49,6 +49,8 @@ class Container:
             projector.start(self._stop)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self.revocations.close()
         self.log.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from application.login import Login
@@ -32,20 +34,24 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/register", sync_to_thread=True, summary="Register an account")
-    def register(self, data: RegisterRequest, registration: Registration) -> AccountResponse:
+    def register(
+        self, data: JSONBody[RegisterRequest], registration: NamedDependency[Registration]
+    ) -> AccountResponse:
         account = registration.register(data.email, data.username, data.password)
         metrics.REGISTRATIONS.inc()
         return AccountResponse.of(account)
 
     @post("/verify-email", sync_to_thread=True, status_code=HTTP_200_OK)
-    def verify_email(self, data: VerifyEmailRequest, registration: Registration) -> AccountResponse:
+    def verify_email(
+        self, data: JSONBody[VerifyEmailRequest], registration: NamedDependency[Registration]
+    ) -> AccountResponse:
         account = registration.verify_email(data.token)
         metrics.EMAIL_VERIFICATIONS.inc()
         return AccountResponse.of(account)
 
     @post("/verify-email/resend", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
     def resend_verification(
-        self, data: ResendVerificationRequest, registration: Registration
+        self, data: JSONBody[ResendVerificationRequest], registration: NamedDependency[Registration]
     ) -> Accepted:
         registration.resend_verification(data.email)
         return Accepted(
@@ -54,7 +60,10 @@ class AuthController(Controller):
 
     @post("/login", sync_to_thread=True, status_code=HTTP_200_OK)
     def login(
-        self, data: LoginRequest, login: Login, request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[LoginRequest],
+        login: NamedDependency[Login],
+        request: Request[Any, Any, Any],
     ) -> TokenResponse:
         try:
             tokens = login.log_in(data.login, data.password, client_of(request))
@@ -66,7 +75,9 @@ class AuthController(Controller):
         return TokenResponse.of(tokens)
 
     @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK)
-    def refresh(self, data: RefreshRequest, login: Login) -> TokenResponse:
+    def refresh(
+        self, data: JSONBody[RefreshRequest], login: NamedDependency[Login]
+    ) -> TokenResponse:
         try:
             tokens = login.refresh(data.refresh_token)
         except RefreshTokenReused:
@@ -83,7 +94,10 @@ class AuthController(Controller):
         security=[{"bearer": []}],
     )
     def logout(
-        self, login: Login, claims: AccessClaims, data: LogoutRequest | None = None
+        self,
+        login: NamedDependency[Login],
+        claims: NamedDependency[AccessClaims],
+        data: JSONBody[LogoutRequest | None] = None,
     ) -> Response[None]:
         body = data or LogoutRequest()
         login.log_out(claims, body.refresh_token, body.all_sessions)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, get, put
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from application.ports import AccessClaims
 from application.profile import Profile
@@ -17,11 +19,16 @@ class MeController(Controller):
     security = [{"bearer": []}]
 
     @get(sync_to_thread=True)
-    def show(self, claims: AccessClaims, profile: Profile) -> AccountResponse:
+    def show(
+        self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
+    ) -> AccountResponse:
         return AccountResponse.of(profile.show(claims.account_id))
 
     @put(sync_to_thread=True)
     def update(
-        self, claims: AccessClaims, data: ProfileUpdate, profile: Profile
+        self,
+        claims: NamedDependency[AccessClaims],
+        data: JSONBody[ProfileUpdate],
+        profile: NamedDependency[Profile],
     ) -> AccountResponse:
         return AccountResponse.of(profile.update(claims.account_id, data.display_name))

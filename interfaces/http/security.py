@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from application.access import Access
 from application.ports import AccessClaims
@@ -15,7 +15,7 @@ from domain.errors import InvalidAccessToken
 _MAX_TOKEN_LENGTH = 4096
 
 
-def bearer_claims(request: Request[Any, Any, Any], access: Access) -> AccessClaims:
+def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency[Access]) -> AccessClaims:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from application.event_log import EventLog
@@ -12,7 +13,7 @@ from infrastructure.signing import Ed25519Signer
 
 
 @get("/.well-known/jwks.json", tags=["system"], cache=False)
-async def jwks(signer: Ed25519Signer) -> dict[str, Any]:
+async def jwks(signer: NamedDependency[Ed25519Signer]) -> dict[str, Any]:
     return signer.jwks()
 
 
@@ -22,7 +23,7 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", tags=["system"], sync_to_thread=True)
-def ready(log: EventLog) -> Response[dict[str, str]]:
+def ready(log: NamedDependency[EventLog]) -> Response[dict[str, str]]:
     try:
         log.recorder.max_notification_id()
     except Exception:

@@ -1,0 +1,95 @@
+"""Races decided by the event store's optimistic concurrency, never by a read-then-write check."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from application.views import Client
+from domain.account import Account, EmailClaim
+from domain.errors import DomainError, EmailTaken, UsernameTaken
+from interfaces.container import Container
+from tests.application.test_use_cases import PASSWORD, verified
+
+
+def race(n: int, attempt: Callable[[int], Any]) -> list[Any]:
+    """Runs `attempt` in n threads released at once; returns each result or exception."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = attempt(i)
+        except Exception as error:  # collected and asserted on below
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_simultaneous_registrations_of_one_email_make_exactly_one_account(
+    container: Container,
+) -> None:
+    results = race(
+        12, lambda i: container.registration.register("Race@Example.com", f"racer{i}", PASSWORD)
+    )
+    winners = [r for r in results if not isinstance(r, Exception)]
+    losers = [r for r in results if isinstance(r, Exception)]
+    assert len(winners) == 1
+    assert all(isinstance(e, EmailTaken) for e in losers), losers
+    claim = container.log.repository.get(EmailClaim.create_id("race@example.com"))
+    assert claim.account_id == winners[0].id
+    accounts = [
+        n
+        for n in container.log.recorder.select_notifications(start=1, limit=1000)
+        if n.topic.endswith("Account.Registered")
+    ]
+    assert len(accounts) == 1
+
+
+def test_simultaneous_registrations_of_one_username_make_exactly_one_account(
+    container: Container,
+) -> None:
+    results = race(
+        8, lambda i: container.registration.register(f"r{i}@example.com", "samename", PASSWORD)
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, UsernameTaken) for r in results if isinstance(r, Exception))
+
+
+def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Container) -> None:
+    verified(container)
+    tokens = container.login.log_in("ada", PASSWORD, Client())
+    results = race(8, lambda i: container.login.refresh(tokens.refresh_token))
+    successes = [r for r in results if not isinstance(r, Exception)]
+    assert len(successes) <= 1
+    assert all(isinstance(r, DomainError) for r in results if isinstance(r, Exception)), results
+
+
+def test_refreshes_on_many_devices_at_once_all_succeed(container: Container) -> None:
+    """Sessions are separate streams: devices never conflict with each other."""
+    verified(container)
+    devices = [container.login.log_in("ada", PASSWORD, Client()) for _ in range(6)]
+    results = race(6, lambda i: container.login.refresh(devices[i].refresh_token))
+    assert not [r for r in results if isinstance(r, Exception)]
+
+
+def test_concurrent_profile_edits_all_land(container: Container) -> None:
+    verified(container)
+    account_id = container.login._account_for("ada").id  # type: ignore[union-attr]
+    results = race(6, lambda i: container.profile.update(account_id, f"name {i}"))
+    assert not [r for r in results if isinstance(r, Exception)]
+    account = container.log.repository.get(account_id)
+    assert isinstance(account, Account)
+    updates = [
+        n
+        for n in container.log.recorder.select_notifications(start=1, limit=1000)
+        if n.topic.endswith("Account.ProfileUpdated")
+    ]
+    assert len(updates) == 6

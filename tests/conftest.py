@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from interfaces.container import Container, build
+from interfaces.http.app import create_app
+from interfaces.settings import Settings, load_settings
+from tests.servers import PostgresCluster, postgres_cluster
+
+# Cheap argon2 parameters: the tests are about rules, not hash strength (bench/ measures that).
+FAST_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "1024", "ARGON2_PARALLELISM": "1"}
+
+
+class FakeClock:
+    """The one fake the tests allow: time, moved by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            # Each reading advances a microsecond, so events never share an instant.
+            self._now += timedelta(microseconds=1)
+            return self._now
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self._now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for a fresh service, on the embedded SQLite default and on PostgreSQL."""
+    environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2}
+    if request.param == "postgres":
+        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+    return load_settings(environ)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return load_settings({"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2})
+
+
+@pytest.fixture
+def container(settings: Settings, clock: FakeClock) -> Iterator[Container]:
+    built = build(settings, clock=clock)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[TestClient[Any]]:
+    # Projections are run by hand in these tests (see run_projections), not by a thread.
+    with TestClient(create_app(container, run_background=False)) as test_client:
+        yield test_client
+
+
+def event_count(container: Container) -> int:
+    return container.log.recorder.max_notification_id() or 0
+
+
+def run_projections(container: Container) -> None:
+    for projector in container.projectors:
+        while projector.run_once():
+            pass

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from domain.errors import Invalid
+from domain.identity import normalise_email, normalise_username
+from domain.password_policy import PasswordPolicy
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("Ada@Example.COM", "ada@example.com"),
+        ("  ada@example.com ", "ada@example.com"),
+        ("\uff41\uff44\uff41@example.com", "ada@example.com"),  # fullwidth letters fold under NFKC
+    ],
+)
+def test_emails_compare_case_and_width_insensitively(raw: str, canonical: str) -> None:
+    assert normalise_email(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "no-at-sign",
+        "@example.com",
+        "ada@",
+        "ada@localhost",
+        "a da@example.com",
+        "ada@x..com",
+        "a\x00@example.com",
+    ],
+)
+def test_malformed_emails_are_refused(raw: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        normalise_email(raw)
+    assert refused.value.errors[0].field == "email"
+
+
+def test_usernames_compare_case_insensitively() -> None:
+    assert normalise_username("Ada.Lovelace_1") == "ada.lovelace_1"
+
+
+@pytest.mark.parametrize("raw", ["ab", "a" * 33, "ada lovelace", "ada@home", "adá"])
+def test_usernames_outside_the_alphabet_or_length_are_refused(raw: str) -> None:
+    with pytest.raises(Invalid):
+        normalise_username(raw)
+
+
+def test_passwords_of_8_to_1024_characters_of_any_script_are_accepted() -> None:
+    policy = PasswordPolicy()
+    assert policy.check("пароль-密码-🔑") == "пароль-密码-🔑"
+    assert policy.check("x" * 1024)
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"), [("short", "min_length"), ("x" * 1025, "max_length")]
+)
+def test_passwords_out_of_bounds_name_the_rule(password: str, rule: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        PasswordPolicy().check(password)
+    assert refused.value.errors[0].rule == rule
+
+
+def test_passwords_are_not_truncated() -> None:
+    # Two passwords alike in their first 72 bytes (bcrypt's limit) must stay different.
+    assert PasswordPolicy().check("a" * 72 + "1") != PasswordPolicy().check("a" * 72 + "2")

@@ -1,0 +1,118 @@
+"""Real servers for the tests, started and removed by the harness itself.
+
+PostgreSQL refuses to run as root, so when the tests run as root the cluster is initialised and
+started as the `postgres` user, in a temporary directory that user owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+
+import psycopg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in (f"/usr/lib/postgresql/15/bin/{name}", shutil.which(name)):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise RuntimeError(f"PostgreSQL's {name} not found: run `make system-deps`")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class PostgresCluster:
+    port: int
+    directory: Path
+    _names: Iterator[int] = field(default_factory=lambda: count(1))
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def new_database(self) -> str:
+        """A fresh, empty database: each test gets its own, so none sees another's events."""
+        name = f"t{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def pg_ctl(self, action: str) -> None:
+        subprocess.run(
+            _as_postgres(
+                [_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", action]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    directory = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    port = free_port()
+    data = directory / "data"
+    subprocess.run(
+        _as_postgres(
+            [_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+    subprocess.run(
+        _as_postgres(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(directory / "log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    cluster = PostgresCluster(port=port, directory=directory)
+    try:
+        yield cluster
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
