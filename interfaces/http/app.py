@@ -18,6 +18,7 @@ from interfaces.http.me import MeController
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
+    undecodable_problem,
     unexpected_problem,
     validation_problem,
 )
@@ -58,7 +59,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         route_handlers=[AuthController, MeController, jwks, live, ready, Metrics],
         dependencies={
             "registration": provide(container.registration),
-            "login": provide(container.login),
+            "logins": provide(container.login),  # not "login": a body field has that name
             "profile": provide(container.profile),
             "access": provide(container.access),
             "signer": provide(container.signer),
@@ -69,6 +70,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             DomainError: domain_problem,
             ValidationException: validation_problem,
             HTTPException: http_problem,
+            UnicodeDecodeError: undecodable_problem,
             Exception: unexpected_problem,
         },
         middleware=[prometheus.middleware],

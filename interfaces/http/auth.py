@@ -62,11 +62,11 @@ class AuthController(Controller):
     def login(
         self,
         data: JSONBody[LoginRequest],
-        login: NamedDependency[Login],
+        logins: NamedDependency[Login],
         request: Request[Any, Any, Any],
     ) -> TokenResponse:
         try:
-            tokens = login.log_in(data.login, data.password, client_of(request))
+            tokens = logins.log_in(data.login, data.password, client_of(request))
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise
@@ -76,10 +76,10 @@ class AuthController(Controller):
 
     @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK)
     def refresh(
-        self, data: JSONBody[RefreshRequest], login: NamedDependency[Login]
+        self, data: JSONBody[RefreshRequest], logins: NamedDependency[Login]
     ) -> TokenResponse:
         try:
-            tokens = login.refresh(data.refresh_token)
+            tokens = logins.refresh(data.refresh_token)
         except RefreshTokenReused:
             metrics.TOKENS.labels(operation="reuse_detected").inc()
             raise
@@ -95,11 +95,11 @@ class AuthController(Controller):
     )
     def logout(
         self,
-        login: NamedDependency[Login],
+        logins: NamedDependency[Login],
         claims: NamedDependency[AccessClaims],
         data: JSONBody[LogoutRequest | None] = None,
     ) -> Response[None]:
         body = data or LogoutRequest()
-        login.log_out(claims, body.refresh_token, body.all_sessions)
+        logins.log_out(claims, body.refresh_token, body.all_sessions)
         metrics.TOKENS.labels(operation="revoked").inc()
         return Response(None, status_code=HTTP_204_NO_CONTENT)

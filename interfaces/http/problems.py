@@ -144,6 +144,11 @@ def http_problem(_: Request[Any, Any, Any], error: HTTPException) -> Response[Pr
     return problem(status, code, str(detail), headers=error.headers)
 
 
+def undecodable_problem(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Problem]:
+    """msgspec decodes string contents lazily: bad UTF-8 inside a JSON string surfaces here."""
+    return problem(400, "malformed_request", "The request body is not valid UTF-8 JSON.")
+
+
 def unexpected_problem(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return problem(500, "internal_error", "An unexpected error occurred.")

@@ -1,0 +1,174 @@
+"""Bad input on every endpoint: a 4xx problem with a code, and no event recorded."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar.testing import TestClient
+
+from interfaces.container import Container
+from tests.conftest import event_count
+from tests.http.test_api import bearer, log_in, register_and_verify
+
+Client = TestClient[Any]
+
+ENDPOINTS = {
+    "/api/auth/register": {"email": "x@example.com", "username": "xavier", "password": "a long password"},
+    "/api/auth/verify-email": {"token": "A" * 64},
+    "/api/auth/verify-email/resend": {"email": "x@example.com"},
+    "/api/auth/login": {"login": "xavier", "password": "a long password"},
+    "/api/auth/refresh": {"refresh_token": "A" * 64},
+}
+CONTROL = "bad\x00value"
+
+
+def bad_bodies(valid: dict[str, Any]) -> list[tuple[str, bytes, str]]:
+    """(name, body, content type) for each kind of bad input."""
+    field = next(iter(valid))
+    cases: list[tuple[str, bytes, str]] = [
+        ("malformed json", b'{"email": ', "application/json"),
+        ("not an object", b"[1, 2, 3]", "application/json"),
+        ("bad utf-8", b'{"' + field.encode() + b'": "\xff\xfe"}', "application/json"),
+        ("wrong type", json.dumps({**valid, field: 12345}).encode(), "application/json"),
+        ("unknown field", json.dumps({**valid, "is_admin": True}).encode(), "application/json"),
+        ("missing field", json.dumps({k: v for k, v in valid.items() if k != field}).encode(), "application/json"),
+        ("overlong field", json.dumps({**valid, field: "a" * 5000}).encode(), "application/json"),
+        ("control characters", json.dumps({**valid, field: CONTROL}).encode(), "application/json"),
+        ("oversized body", json.dumps({**valid, "padding": "x" * 70_000}).encode(), "application/json"),
+        ("wrong content type", json.dumps(valid).encode(), "text/plain"),
+        ("form encoded", b"email=x%40example.com", "application/x-www-form-urlencoded"),
+    ]
+    return cases
+
+
+CASES = [(path, *case) for path, valid in ENDPOINTS.items() for case in bad_bodies(valid)]
+
+
+@pytest.mark.parametrize(("path", "name", "body", "content_type"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+def test_bad_input_is_a_4xx_problem_and_changes_nothing(
+    client: Client, container: Container, path: str, name: str, body: bytes, content_type: str
+) -> None:
+    before = event_count(container)
+    response = client.post(path, content=body, headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert {"type", "title", "status", "detail", "code"} <= set(problem)
+    assert problem["status"] == response.status_code
+    expected = {"oversized body": 413, "wrong content type": 415, "form encoded": 415}.get(name)
+    if expected:
+        assert response.status_code == expected
+    if name in ("wrong type", "unknown field", "overlong field", "control characters"):
+        assert problem["code"] == "validation_failed"
+        assert problem["errors"], "validation errors must name the offending fields"
+    assert event_count(container) == before
+
+
+def test_validation_errors_name_the_field(client: Client) -> None:
+    response = client.post(
+        "/api/auth/register", json={"email": "x@example.com", "username": "xavier", "password": 7}
+    )
+    assert [e["field"] for e in response.json()["errors"]] == ["password"]
+    short = client.post(
+        "/api/auth/register", json={"email": "x@example.com", "username": "xavier", "password": "short"}
+    )
+    assert short.status_code == 400
+    assert short.json()["errors"][0] == {
+        "field": "password",
+        "rule": "min_length",
+        "message": "must be at least 8 characters",
+    }
+
+
+def test_unknown_routes_and_methods_are_problems(client: Client) -> None:
+    missing = client.get("/api/nothing-here")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    wrong_method = client.get("/api/auth/login")
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
+
+
+def forge(container: Container, claims: dict[str, Any], key: Any = None, **headers: Any) -> str:
+    return jwt.encode(claims, key or Ed25519PrivateKey.generate(), algorithm="EdDSA", headers=headers)
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def hs256_with_public_key(container: Container, claims: dict[str, Any], kid: str) -> str:
+    """The algorithm-confusion attack, made by hand: PyJWT itself refuses to make it."""
+    public_pem = container.signer._public_key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'at+jwt', 'kid': kid})}.{b64(claims)}"
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_access_token_attacks_are_all_401(client: Client, container: Container) -> None:
+    register_and_verify(client, container)
+    tokens = log_in(client)
+    good = tokens["access_token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    header = jwt.get_unverified_header(good)
+    head, body, signature = good.split(".")
+    tampered_claims = b64({**claims, "sub": "00000000-0000-0000-0000-000000000000"})
+    now = datetime.now(UTC)
+    attacks = {
+        "none": f"{b64({'alg': 'none', 'typ': 'at+jwt', 'kid': header['kid']})}.{body}.",
+        "tampered payload": f"{head}.{tampered_claims}.{signature}",
+        "tampered signature": f"{head}.{body}.{signature[:-4]}AAAA",
+        "other key, same kid": forge(container, claims, kid=header["kid"], typ="at+jwt"),
+        "hs256 with public key": hs256_with_public_key(container, claims, header["kid"]),
+        "unknown kid": forge(container, claims, kid="nope", typ="at+jwt"),
+        "garbage": "not.a.jwt",
+        "refresh token as access token": tokens["refresh_token"],
+        "expired": forge(container, {**claims, "exp": int((now - timedelta(hours=1)).timestamp())}),
+        "empty": "",
+    }
+    # Expired but correctly signed: re-sign with our own key to isolate the expiry check.
+    expired_claims = {**claims, "iat": claims["iat"] - 7200, "exp": int(claims["iat"]) - 3600}
+    attacks["expired, our key"] = container.signer._key and jwt.encode(  # type: ignore[attr-defined]
+        expired_claims, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+    )
+    wrong_aud = {**claims, "aud": "someone-else"}
+    attacks["wrong audience"] = jwt.encode(
+        wrong_aud, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+    )
+    wrong_iss = {**claims, "iss": "https://evil.example"}
+    attacks["wrong issuer"] = jwt.encode(
+        wrong_iss, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+    )
+    before = event_count(container)
+    for name, token in attacks.items():
+        response = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, name
+        assert response.json()["code"] == "invalid_access_token", name
+        assert response.headers["www-authenticate"].startswith("Bearer"), name
+    assert client.get("/api/users/me").status_code == 401
+    assert client.get("/api/users/me", headers={"Authorization": f"Basic {good}"}).status_code == 401
+    assert client.get("/api/users/me", headers=bearer(tokens)).status_code == 200
+    assert event_count(container) == before
+
+
+def test_bad_input_on_authenticated_endpoints_changes_nothing(client: Client, container: Container) -> None:
+    register_and_verify(client, container)
+    tokens = log_in(client)
+    before = event_count(container)
+    for body in [{"display_name": CONTROL}, {"display_name": "x" * 101}, {"display_name": 1}, {"nick": "x"}]:
+        response = client.put("/api/users/me", headers=bearer(tokens), json=body)
+        assert (response.status_code, response.json()["code"]) == (400, "validation_failed"), body
+    for body in [{"all_sessions": "yes"}, {"refresh_token": "!!"}, {"other": 1}]:
+        response = client.post("/api/auth/logout", headers=bearer(tokens), json=body)
+        assert response.status_code == 400, body
+    assert event_count(container) == before
+    assert client.get("/api/users/me", headers=bearer(tokens)).status_code == 200
