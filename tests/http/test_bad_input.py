@@ -22,7 +22,11 @@ from tests.http.test_api import bearer, log_in, register_and_verify
 Client = TestClient[Any]
 
 ENDPOINTS = {
-    "/api/auth/register": {"email": "x@example.com", "username": "xavier", "password": "a long password"},
+    "/api/auth/register": {
+        "email": "x@example.com",
+        "username": "xavier",
+        "password": "a long password",
+    },
     "/api/auth/verify-email": {"token": "A" * 64},
     "/api/auth/verify-email/resend": {"email": "x@example.com"},
     "/api/auth/login": {"login": "xavier", "password": "a long password"},
@@ -40,10 +44,18 @@ def bad_bodies(valid: dict[str, Any]) -> list[tuple[str, bytes, str]]:
         ("bad utf-8", b'{"' + field.encode() + b'": "\xff\xfe"}', "application/json"),
         ("wrong type", json.dumps({**valid, field: 12345}).encode(), "application/json"),
         ("unknown field", json.dumps({**valid, "is_admin": True}).encode(), "application/json"),
-        ("missing field", json.dumps({k: v for k, v in valid.items() if k != field}).encode(), "application/json"),
+        (
+            "missing field",
+            json.dumps({k: v for k, v in valid.items() if k != field}).encode(),
+            "application/json",
+        ),
         ("overlong field", json.dumps({**valid, field: "a" * 5000}).encode(), "application/json"),
         ("control characters", json.dumps({**valid, field: CONTROL}).encode(), "application/json"),
-        ("oversized body", json.dumps({**valid, "padding": "x" * 70_000}).encode(), "application/json"),
+        (
+            "oversized body",
+            json.dumps({**valid, "padding": "x" * 70_000}).encode(),
+            "application/json",
+        ),
         ("wrong content type", json.dumps(valid).encode(), "text/plain"),
         ("form encoded", b"email=x%40example.com", "application/x-www-form-urlencoded"),
     ]
@@ -53,7 +65,9 @@ def bad_bodies(valid: dict[str, Any]) -> list[tuple[str, bytes, str]]:
 CASES = [(path, *case) for path, valid in ENDPOINTS.items() for case in bad_bodies(valid)]
 
 
-@pytest.mark.parametrize(("path", "name", "body", "content_type"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("path", "name", "body", "content_type"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES]
+)
 def test_bad_input_is_a_4xx_problem_and_changes_nothing(
     client: Client, container: Container, path: str, name: str, body: bytes, content_type: str
 ) -> None:
@@ -79,7 +93,8 @@ def test_validation_errors_name_the_field(client: Client) -> None:
     )
     assert [e["field"] for e in response.json()["errors"]] == ["password"]
     short = client.post(
-        "/api/auth/register", json={"email": "x@example.com", "username": "xavier", "password": "short"}
+        "/api/auth/register",
+        json={"email": "x@example.com", "username": "xavier", "password": "short"},
     )
     assert short.status_code == 400
     assert short.json()["errors"][0] == {
@@ -97,7 +112,9 @@ def test_unknown_routes_and_methods_are_problems(client: Client) -> None:
 
 
 def forge(container: Container, claims: dict[str, Any], key: Any = None, **headers: Any) -> str:
-    return jwt.encode(claims, key or Ed25519PrivateKey.generate(), algorithm="EdDSA", headers=headers)
+    return jwt.encode(
+        claims, key or Ed25519PrivateKey.generate(), algorithm="EdDSA", headers=headers
+    )
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -138,15 +155,24 @@ def test_access_token_attacks_are_all_401(client: Client, container: Container) 
     # Expired but correctly signed: re-sign with our own key to isolate the expiry check.
     expired_claims = {**claims, "iat": claims["iat"] - 7200, "exp": int(claims["iat"]) - 3600}
     attacks["expired, our key"] = container.signer._key and jwt.encode(  # type: ignore[attr-defined]
-        expired_claims, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+        expired_claims,
+        container.signer._key,
+        algorithm="EdDSA",
+        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
     )
     wrong_aud = {**claims, "aud": "someone-else"}
     attacks["wrong audience"] = jwt.encode(
-        wrong_aud, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+        wrong_aud,
+        container.signer._key,
+        algorithm="EdDSA",
+        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
     )
     wrong_iss = {**claims, "iss": "https://evil.example"}
     attacks["wrong issuer"] = jwt.encode(
-        wrong_iss, container.signer._key, algorithm="EdDSA", headers={"kid": header["kid"], "typ": "at+jwt"}  # type: ignore[attr-defined]
+        wrong_iss,
+        container.signer._key,
+        algorithm="EdDSA",
+        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
     )
     before = event_count(container)
     for name, token in attacks.items():
@@ -155,16 +181,25 @@ def test_access_token_attacks_are_all_401(client: Client, container: Container) 
         assert response.json()["code"] == "invalid_access_token", name
         assert response.headers["www-authenticate"].startswith("Bearer"), name
     assert client.get("/api/users/me").status_code == 401
-    assert client.get("/api/users/me", headers={"Authorization": f"Basic {good}"}).status_code == 401
+    assert (
+        client.get("/api/users/me", headers={"Authorization": f"Basic {good}"}).status_code == 401
+    )
     assert client.get("/api/users/me", headers=bearer(tokens)).status_code == 200
     assert event_count(container) == before
 
 
-def test_bad_input_on_authenticated_endpoints_changes_nothing(client: Client, container: Container) -> None:
+def test_bad_input_on_authenticated_endpoints_changes_nothing(
+    client: Client, container: Container
+) -> None:
     register_and_verify(client, container)
     tokens = log_in(client)
     before = event_count(container)
-    for body in [{"display_name": CONTROL}, {"display_name": "x" * 101}, {"display_name": 1}, {"nick": "x"}]:
+    for body in [
+        {"display_name": CONTROL},
+        {"display_name": "x" * 101},
+        {"display_name": 1},
+        {"nick": "x"},
+    ]:
         response = client.put("/api/users/me", headers=bearer(tokens), json=body)
         assert (response.status_code, response.json()["code"]) == (400, "validation_failed"), body
     for body in [{"all_sessions": "yes"}, {"refresh_token": "!!"}, {"other": 1}]:

@@ -1,0 +1,115 @@
+"""End to end: `tessera serve` as a real process on 127.0.0.1, driven over HTTP."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FAST_ARGON2
+from tests.servers import PostgresCluster, free_port, wait_for_port
+
+PASSWORD = "correct horse battery staple"
+
+
+def tessera() -> str:
+    found = shutil.which("tessera", path=str(Path(sys.executable).parent))
+    assert found, "the tessera console script is not installed"
+    return found
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    data_dir = tmp_path / "var"
+    env = {
+        **os.environ,
+        **FAST_ARGON2,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_DIR": str(data_dir),
+        "PUBLIC_URL": "https://auth.example.test",
+    }
+    env.pop("DATABASE_URL", None)
+    if request.param == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        env["DATABASE_URL"] = cluster.new_database()
+    process = subprocess.Popen(
+        [tessera(), "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}", data_dir
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_for_mail(mail_dir: Path, to: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in mail_dir.glob("*.eml"):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] == to:
+                return message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        time.sleep(0.05)
+    raise TimeoutError(f"no mail to {to} in {mail_dir}")
+
+
+def test_the_whole_flow_over_http(server: tuple[str, Path]) -> None:
+    base, data_dir = server
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert http.get("/health/ready").status_code == 200
+        registered = http.post(
+            "/api/auth/register",
+            json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+        )
+        assert registered.status_code == 201, registered.text
+
+        text = wait_for_mail(data_dir / "mail", "ada@example.com")
+        # The link comes from PUBLIC_URL, not from the Host header this request carried.
+        match = re.search(r"https://auth\.example\.test/verify-email\?token=([A-Za-z0-9_-]+)", text)
+        assert match, text
+        assert (
+            http.post("/api/auth/verify-email", json={"token": match.group(1)}).status_code == 200
+        )
+
+        tokens = http.post("/api/auth/login", json={"login": "ada", "password": PASSWORD}).json()
+        auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert http.get("/api/users/me", headers=auth).json()["username"] == "ada"
+        assert (
+            http.put("/api/users/me", headers=auth, json={"display_name": "Ada"}).status_code == 200
+        )
+
+        refreshed = http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        auth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+        assert http.post("/api/auth/logout", headers=auth).status_code == 204
+        assert http.get("/api/users/me", headers=auth).status_code == 401
+        assert "tessera_logins_total" in http.get("/metrics").text
+
+
+def test_one_registration_mails_exactly_once(server: tuple[str, Path]) -> None:
+    base, data_dir = server
+    with httpx.Client(base_url=base, timeout=10) as http:
+        http.post(
+            "/api/auth/register",
+            json={"email": "bob@example.com", "username": "bob", "password": PASSWORD},
+        )
+        wait_for_mail(data_dir / "mail", "bob@example.com")
+        time.sleep(0.5)  # give a second copy, were one coming, the time to arrive
+    assert len(list((data_dir / "mail").glob("*.eml"))) == 1
