@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import random
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, ParamSpec, TypeVar
 from uuid import UUID
@@ -18,7 +20,8 @@ A = TypeVar("A", bound=Aggregate)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-CONFLICT_RETRIES = 5
+CONFLICT_ATTEMPTS = 12
+_BACKOFF_SECONDS = 0.002
 
 
 class EventLog(Application[UUID]):
@@ -52,11 +55,12 @@ def retried_on_conflict(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def rerun(*args: P.args, **kwargs: P.kwargs) -> R:
-        for _ in range(CONFLICT_RETRIES - 1):
+        for attempt in range(1, CONFLICT_ATTEMPTS):
             try:
                 return command(*args, **kwargs)
             except IntegrityError:
-                continue
+                # Jittered, growing waits, so writers that collided do not collide again in step.
+                time.sleep(random.uniform(0, _BACKOFF_SECONDS * 2 ** min(attempt, 6)))
         return command(*args, **kwargs)
 
     return rerun

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -18,6 +18,7 @@ from domain.errors import (
     RefreshTokenReused,
 )
 from domain.identity import is_email, normalise_email, normalise_username
+from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
 from domain.session import Session
 
@@ -25,6 +26,7 @@ from domain.session import Session
 @dataclass(frozen=True)
 class SessionRules:
     require_verified_email: bool = True
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     refresh_idle_ttl: timedelta = timedelta(days=14)  # a refresh token unused this long expires
     session_max_age: timedelta = timedelta(days=90)  # no rotation extends a session past this
 
@@ -55,11 +57,13 @@ class Login:
         if account is None:
             self._hasher.verify(self._decoy_hash, password)
             raise InvalidCredentials
+        # Checked before the password, so a locked account is no oracle for guesses.
+        account.ensure_not_locked(self._clock.now())
         if not self._hasher.verify(account.password_hash, password):
             self._record_failure(account.id)
             raise InvalidCredentials
         account.ensure_may_log_in(self._rules.require_verified_email)
-        return self._start_session(account.id, client)
+        return self._start_session(account.id, password, client)
 
     @retried_on_conflict
     def refresh(self, refresh_token: str) -> TokenPair:
@@ -75,7 +79,7 @@ class Login:
                 new_hash=digest(new_token),
                 expires_at=self._expiry(session.started_at, now),
                 at=now,
-                account_cutoff=account.sessions_revoked_at,
+                account_cutoff=account.session_cutoff(session.id),
             )
         except RefreshTokenReused:
             self._revocations.revoke_session(session.id, until=self._access_horizon(now))
@@ -119,13 +123,17 @@ class Login:
     @retried_on_conflict
     def _record_failure(self, account_id: UUID) -> None:
         account = self._account(account_id)
-        account.fail_login(self._clock.now())
+        account.fail_login(self._clock.now(), self._rules.lockout)
         self._log.save(account)
 
     @retried_on_conflict
-    def _start_session(self, account_id: UUID, client: Client) -> TokenPair:
+    def _start_session(self, account_id: UUID, password: str, client: Client) -> TokenPair:
         account = self._account(account_id)
         now = self._clock.now()
+        if self._hasher.needs_rehash(account.password_hash):
+            # Hashing parameters were raised since this hash was made: upgrade it while we
+            # hold the password, which we never will otherwise.
+            account.rehash_password(self._hasher.hash(password), now)
         session_id = uuid4()
         refresh_token = issue_token(session_id)
         session = Session(

@@ -62,8 +62,10 @@ class RevocationList(Protocol):
         """Refuse the session's access tokens until `until` (when the last of them expires)."""
         ...
 
-    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
-        """Refuse the account's access tokens issued up to `cutoff`."""
+    def revoke_sessions_before(
+        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+    ) -> None:
+        """Refuse the account's access tokens issued up to `cutoff`, but those of session `keep`."""
         ...
 
     def is_revoked(self, claims: AccessClaims) -> bool: ...

@@ -41,7 +41,7 @@ class Registration:
     def register(self, email: str, username: str, password: str) -> AccountView:
         email = normalise_email(email)
         username = normalise_username(username)
-        password = self._rules.policy.check(password)
+        password = self._rules.policy.check(password, email=email, username=username)
         # A cheap early answer that spares an argon2 hash; the save below is what decides.
         self._refuse_claimed(email, username)
         now = self._clock.now()

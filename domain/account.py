@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import EmailNotVerified, InvalidToken
+from domain.errors import AccountLocked, EmailNotVerified, InvalidToken
+from domain.lockout import LockoutPolicy
 
 EMAIL_NAMESPACE = UUID("6f0b8c9e-3d5a-4c1e-9a57-2f4e8b1d0c31")
 USERNAME_NAMESPACE = UUID("b2d7e4a1-8c3f-4e96-a0d5-7c1b9f2e6a48")
@@ -53,7 +54,8 @@ class Account(Aggregate):
     """
 
     # Made by the @event decorators below; named here for projections and type checkers.
-    EmailVerificationRequested: ClassVar[type[Aggregate.Event]]
+    EmailVerificationRequested: ClassVar[type[Any]]
+    PasswordResetRequested: ClassVar[type[Any]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:
@@ -65,7 +67,13 @@ class Account(Aggregate):
         self.verification_token_hash: str | None = None
         self.verification_expires_at: datetime | None = None
         self.failed_logins = 0
+        self.lockouts = 0  # locks since the last successful login: each doubles the next
+        self.locked_until: datetime | None = None
+        self.previous_password_hashes: list[str] = []  # newest first
+        self.reset_token_hash: str | None = None
+        self.reset_expires_at: datetime | None = None
         self.sessions_revoked_at: datetime | None = None
+        self.kept_session_id: UUID | None = None  # the one session a revocation spared
         self.roles: list[str] = []
 
     # Email verification
@@ -119,31 +127,132 @@ class Account(Aggregate):
         if require_verified_email and not self.email_verified:
             raise EmailNotVerified
 
-    def fail_login(self, at: datetime) -> None:
+    def ensure_not_locked(self, at: datetime) -> None:
+        """A lock lifts by itself when its time is up; until then even the right password fails."""
+        if self.locked_until is not None and at < self.locked_until:
+            raise AccountLocked(self.locked_until, at)
+
+    def fail_login(self, at: datetime, policy: LockoutPolicy) -> None:
+        lock_until = policy.lock_until(self.failed_logins + 1, self.lockouts, at)
         self._login_failed(timestamp=at)
+        if lock_until is not None:
+            self._account_locked(until=lock_until, timestamp=at)
 
     @event("LoginFailed")
     def _login_failed(self, timestamp: datetime) -> None:
         self.failed_logins += 1
 
+    @event("AccountLocked")
+    def _account_locked(self, until: datetime, timestamp: datetime) -> None:
+        self.locked_until = until
+        self.failed_logins = 0
+        self.lockouts += 1
+
     def succeed_login(self, at: datetime) -> None:
-        """Resets the count of consecutive failures; records nothing when there were none."""
-        if self.failed_logins:
+        """Resets the failure and lock counts; records nothing when there were none."""
+        if self.failed_logins or self.lockouts:
             self._failed_logins_reset(timestamp=at)
 
     @event("FailedLoginsReset")
     def _failed_logins_reset(self, timestamp: datetime) -> None:
         self.failed_logins = 0
+        self.lockouts = 0
+
+    def unlock(self, at: datetime, reason: str) -> None:
+        """Lifts a lock before its time (a password reset, an administrator)."""
+        if (self.locked_until is not None and at < self.locked_until) or self.failed_logins:
+            self._account_unlocked(reason=reason, timestamp=at)
+
+    @event("AccountUnlocked")
+    def _account_unlocked(self, reason: str, timestamp: datetime) -> None:
+        self.locked_until = None
+        self.failed_logins = 0
+        self.lockouts = 0
+
+    # Passwords
+
+    @property
+    def recent_password_hashes(self) -> list[str]:
+        """The current hash first, then earlier ones: what a new password must not match."""
+        return [self.password_hash, *self.previous_password_hashes]
+
+    def change_password(self, password_hash: str, at: datetime, history_size: int) -> None:
+        self._password_changed(password_hash=password_hash, history_size=history_size, timestamp=at)
+
+    @event("PasswordChanged")
+    def _password_changed(self, password_hash: str, history_size: int, timestamp: datetime) -> None:
+        # Keep history_size hashes in all, the new current one included.
+        self.previous_password_hashes = self.recent_password_hashes[: max(history_size - 1, 0)]
+        self.password_hash = password_hash
+        # A reset link mailed before the change must not undo it.
+        self.reset_token_hash = None
+        self.reset_expires_at = None
+
+    def rehash_password(self, password_hash: str, at: datetime) -> None:
+        """The same password under new hashing parameters, made at a successful login."""
+        self._password_rehashed(password_hash=password_hash, timestamp=at)
+
+    @event("PasswordRehashed")
+    def _password_rehashed(self, password_hash: str, timestamp: datetime) -> None:
+        self.password_hash = password_hash
+
+    def request_password_reset(
+        self, token_hash: str, sealed_token: str, at: datetime, ttl: timedelta
+    ) -> None:
+        """A newer request supersedes older ones: only the latest token's hash is kept."""
+        self._password_reset_requested(
+            email=self.email,
+            token_hash=token_hash,
+            sealed_token=sealed_token,
+            expires_at=at + ttl,
+            timestamp=at,
+        )
+
+    @event("PasswordResetRequested")
+    def _password_reset_requested(
+        self,
+        email: str,
+        token_hash: str,
+        sealed_token: str,
+        expires_at: datetime,
+        timestamp: datetime,
+    ) -> None:
+        self.reset_token_hash = token_hash
+        self.reset_expires_at = expires_at
+
+    def ensure_reset_token(self, token_hash: str, at: datetime) -> None:
+        if (
+            self.reset_token_hash is None
+            or self.reset_expires_at is None
+            or at >= self.reset_expires_at
+            or not hmac.compare_digest(token_hash, self.reset_token_hash)
+        ):
+            raise InvalidToken
+
+    def reset_password(
+        self, token_hash: str, password_hash: str, at: datetime, history_size: int
+    ) -> None:
+        """Proves control of the mailbox: sets the password, lifts a lock, ends every session."""
+        self.ensure_reset_token(token_hash, at)
+        self.change_password(password_hash, at, history_size)
+        self.unlock(at, reason="password_reset")
+        self.revoke_all_sessions(at)
 
     # Sessions
 
-    def revoke_all_sessions(self, at: datetime) -> None:
-        """Ends every session started up to `at`, without touching each Session's stream."""
-        self._all_sessions_revoked(timestamp=at)
+    def revoke_all_sessions(self, at: datetime, keep: UUID | None = None) -> None:
+        """Ends every session started up to `at` but `keep`, without touching each Session's
+        stream: one event, however many devices."""
+        self._all_sessions_revoked(kept_session_id=keep, timestamp=at)
 
     @event("AllSessionsRevoked")
-    def _all_sessions_revoked(self, timestamp: datetime) -> None:
+    def _all_sessions_revoked(self, kept_session_id: UUID | None, timestamp: datetime) -> None:
         self.sessions_revoked_at = timestamp
+        self.kept_session_id = kept_session_id
+
+    def session_cutoff(self, session_id: UUID) -> datetime | None:
+        """Sessions started at or before this instant are over (the kept one excepted)."""
+        return None if session_id == self.kept_session_id else self.sessions_revoked_at
 
     # Profile
 

@@ -57,12 +57,18 @@ class InvalidAccessToken(DomainError):
     """A missing, malformed, expired, tampered or revoked access token."""
 
 
+class WrongPassword(DomainError):
+    """The current password given to confirm a sensitive change is not the account's."""
+
+
 class AccountNotFound(DomainError):
     """No account has this id."""
 
 
-@dataclass
 class AccountLocked(DomainError):
     """Too many consecutive failed logins; the lock lifts at `until`."""
 
-    until: datetime
+    def __init__(self, until: datetime, at: datetime) -> None:
+        super().__init__(f"locked until {until.isoformat()}")
+        self.until = until
+        self.retry_after = (until - at).total_seconds()

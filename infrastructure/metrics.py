@@ -16,3 +16,6 @@ TOKENS = Counter(
     ["operation"],
 )
 EMAILS = Counter("tessera_emails", "Emails handed to the transport, by kind.", ["kind"])
+PASSWORD_CHANGES = Counter(
+    "tessera_password_changes", "Passwords changed, by how: change or reset.", ["via"]
+)

@@ -24,7 +24,8 @@ class SqliteRevocationList:
                 "CREATE TABLE IF NOT EXISTS revoked_sessions ("
                 " session_id TEXT PRIMARY KEY, until REAL NOT NULL);"
                 "CREATE TABLE IF NOT EXISTS revoked_accounts ("
-                " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, until REAL NOT NULL);"
+                " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, kept_session TEXT,"
+                " until REAL NOT NULL);"
             )
 
     def revoke_session(self, session_id: UUID, until: datetime) -> None:
@@ -35,20 +36,29 @@ class SqliteRevocationList:
                 (str(session_id), until.timestamp()),
             )
 
-    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
+    def revoke_sessions_before(
+        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+    ) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO revoked_accounts VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE "
-                "SET cutoff = max(cutoff, excluded.cutoff), until = max(until, excluded.until)",
-                (str(account_id), cutoff.timestamp(), until.timestamp()),
+                "INSERT INTO revoked_accounts VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                " SET cutoff = excluded.cutoff, kept_session = excluded.kept_session,"
+                " until = max(until, excluded.until)",
+                (str(account_id), cutoff.timestamp(), keep and str(keep), until.timestamp()),
             )
 
     def is_revoked(self, claims: AccessClaims) -> bool:
         with self._lock:
             row = self._db.execute(
                 "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
-                " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?)",
-                (str(claims.session_id), str(claims.account_id), claims.issued_at),
+                " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
+                "  AND kept_session IS NOT ?)",
+                (
+                    str(claims.session_id),
+                    str(claims.account_id),
+                    claims.issued_at,
+                    str(claims.session_id),
+                ),
             ).fetchone()
         return bool(row[0])
 
@@ -72,7 +82,7 @@ class PostgresRevocationList:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tessera_revoked_accounts ("
                 " account_id uuid PRIMARY KEY, cutoff double precision NOT NULL,"
-                " until double precision NOT NULL)"
+                " kept_session uuid, until double precision NOT NULL)"
             )
 
     def revoke_session(self, session_id: UUID, until: datetime) -> None:
@@ -83,14 +93,16 @@ class PostgresRevocationList:
                 (session_id, until.timestamp()),
             )
 
-    def revoke_sessions_before(self, account_id: UUID, cutoff: datetime, until: datetime) -> None:
+    def revoke_sessions_before(
+        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+    ) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO tessera_revoked_accounts VALUES (%s, %s, %s) "
+                "INSERT INTO tessera_revoked_accounts VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (account_id) DO UPDATE SET "
-                "cutoff = greatest(tessera_revoked_accounts.cutoff, excluded.cutoff), "
+                "cutoff = excluded.cutoff, kept_session = excluded.kept_session, "
                 "until = greatest(tessera_revoked_accounts.until, excluded.until)",
-                (account_id, cutoff.timestamp(), until.timestamp()),
+                (account_id, cutoff.timestamp(), keep, until.timestamp()),
             )
 
     def is_revoked(self, claims: AccessClaims) -> bool:
@@ -98,8 +110,8 @@ class PostgresRevocationList:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
-                "  WHERE account_id = %s AND cutoff >= %s)",
-                (claims.session_id, claims.account_id, claims.issued_at),
+                "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s)",
+                (claims.session_id, claims.account_id, claims.issued_at, claims.session_id),
             ).fetchone()
         return bool(row and row[0])
 

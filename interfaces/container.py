@@ -5,18 +5,22 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from psycopg_pool import ConnectionPool
 
 from application.access import Access
+from application.account_mail import AccountMail
 from application.event_log import EventLog
 from application.login import Login, SessionRules
+from application.passwords import PasswordRules, Passwords
 from application.ports import Clock
 from application.profile import Profile
 from application.registration import Registration, RegistrationRules
-from application.verification_mail import VerificationMail
+from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
 from infrastructure.clock import SystemClock
+from infrastructure.common_passwords import load_common_passwords
 from infrastructure.keys import load_secret_key, load_signing_key
 from infrastructure.mail_files import MailDirectory
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
@@ -36,6 +40,7 @@ class Container:
     registration: Registration
     login: Login
     profile: Profile
+    passwords: Passwords
     access: Access
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList
@@ -86,8 +91,18 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     else:
         revocations = SqliteRevocationList(data / "revocations.sqlite")
 
-    mail = VerificationMail(
-        view=database.tracking_recorder(VerificationMail.name),
+    policy = PasswordPolicy(
+        min_length=settings.password_min_length,
+        common=load_common_passwords(
+            Path(settings.common_passwords_file) if settings.common_passwords_file else None
+        ),
+        require_lower=settings.password_require_lower,
+        require_upper=settings.password_require_upper,
+        require_digit=settings.password_require_digit,
+        require_symbol=settings.password_require_symbol,
+    )
+    mail = AccountMail(
+        view=database.tracking_recorder(AccountMail.name),
         mailer=MailDirectory(data / "mail", sender=settings.mail_from),
         box=box,
         public_url=settings.public_url,
@@ -103,7 +118,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             box,
             clock,
             RegistrationRules(
-                policy=PasswordPolicy(min_length=settings.password_min_length),
+                policy=policy,
                 verification_ttl=timedelta(seconds=settings.email_verification_ttl),
             ),
         ),
@@ -117,6 +132,24 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
                 require_verified_email=settings.require_verified_email,
                 refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
                 session_max_age=timedelta(seconds=settings.session_max_age),
+                lockout=LockoutPolicy(
+                    threshold=settings.lockout_threshold,
+                    base=timedelta(seconds=settings.lockout_duration),
+                    ceiling=timedelta(seconds=settings.lockout_max_duration),
+                ),
+            ),
+        ),
+        passwords=Passwords(
+            log,
+            hasher,
+            box,
+            revocations,
+            clock,
+            PasswordRules(
+                policy=policy,
+                history_size=settings.password_history,
+                reset_ttl=timedelta(seconds=settings.password_reset_ttl),
+                access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
         ),
         profile=Profile(log, clock),

@@ -35,6 +35,16 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     # Accounts
     require_verified_email: bool = True
     password_min_length: Annotated[int, msgspec.Meta(ge=8)] = 8
+    password_history: Annotated[int, msgspec.Meta(ge=1, le=24)] = 5
+    password_require_lower: bool = False
+    password_require_upper: bool = False
+    password_require_digit: bool = False
+    password_require_symbol: bool = False
+    common_passwords_file: str | None = None  # default: the shipped list of 30,000
+    password_reset_ttl: Seconds = 1800
+    lockout_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
+    lockout_duration: Seconds = 900
+    lockout_max_duration: Seconds = 86400
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
     argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4

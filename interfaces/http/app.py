@@ -61,6 +61,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "registration": provide(container.registration),
             "logins": provide(container.login),  # not "login": a body field has that name
             "profile": provide(container.profile),
+            "passwords": provide(container.passwords),
             "access": provide(container.access),
             "signer": provide(container.signer),
             "log": provide(container.log),

@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from application.login import Login
+from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.registration import Registration
 from domain.errors import DomainError, RefreshTokenReused
+from domain.identity import normalise_email
 from infrastructure import metrics
 from interfaces.http.problems import code_of
 from interfaces.http.schemas import (
     Accepted,
     AccountResponse,
+    ForgotPasswordRequest,
     LoginRequest,
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
     ResendVerificationRequest,
+    ResetPasswordRequest,
     TokenResponse,
     VerifyEmailRequest,
 )
 from interfaces.http.security import BEARER, client_of
+
+log = logging.getLogger(__name__)
+
+
+def _quietly(command: Callable[[str], None], argument: str) -> None:
+    """Runs after the response: its errors can only be logged (without the argument)."""
+    try:
+        command(argument)
+    except Exception:
+        log.exception("background %s failed", command.__name__)
 
 
 class AuthController(Controller):
@@ -57,6 +74,26 @@ class AuthController(Controller):
         return Accepted(
             "If the address belongs to an unverified account, a new link is on its way."
         )
+
+    @post("/forgot-password", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
+    def forgot_password(
+        self, data: JSONBody[ForgotPasswordRequest], passwords: NamedDependency[Passwords]
+    ) -> Response[Accepted]:
+        normalise_email(data.email)  # a malformed address is a 400 for anyone
+        # The work happens after the answer is sent, so the answer and its timing are the same
+        # whether or not the address has an account.
+        return Response(
+            Accepted("If the address belongs to an account, a reset link is on its way."),
+            status_code=HTTP_202_ACCEPTED,
+            background=BackgroundTask(_quietly, passwords.forget, data.email),
+        )
+
+    @post("/reset-password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    def reset_password(
+        self, data: JSONBody[ResetPasswordRequest], passwords: NamedDependency[Passwords]
+    ) -> None:
+        passwords.reset(data.token, data.new_password)
+        metrics.PASSWORD_CHANGES.labels(via="reset").inc()
 
     @post("/login", sync_to_thread=True, status_code=HTTP_200_OK)
     def login(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from litestar import Controller, get, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
-from interfaces.http.schemas import AccountResponse, ProfileUpdate
+from infrastructure import metrics
+from interfaces.http.schemas import AccountResponse, ChangePasswordRequest, ProfileUpdate
 from interfaces.http.security import BEARER
 
 
@@ -23,6 +26,16 @@ class MeController(Controller):
         self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
     ) -> AccountResponse:
         return AccountResponse.of(profile.show(claims.account_id))
+
+    @put("/password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    def change_password(
+        self,
+        claims: NamedDependency[AccessClaims],
+        data: JSONBody[ChangePasswordRequest],
+        passwords: NamedDependency[Passwords],
+    ) -> None:
+        passwords.change(claims, data.current_password, data.new_password)
+        metrics.PASSWORD_CHANGES.labels(via="change").inc()
 
     @put(sync_to_thread=True)
     def update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from domain.errors import (
+    AccountLocked,
     AccountNotFound,
     DomainError,
     EmailNotVerified,
@@ -22,6 +24,7 @@ from domain.errors import (
     InvalidToken,
     RefreshTokenReused,
     UsernameTaken,
+    WrongPassword,
 )
 from interfaces.http.schemas import FieldProblem, Problem
 
@@ -46,6 +49,13 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     ),
     InvalidAccessToken: (401, "invalid_access_token", "A valid access token is required."),
     AccountNotFound: (404, "account_not_found", "The account does not exist."),
+    WrongPassword: (403, "invalid_current_password", "The current password is incorrect."),
+    AccountLocked: (
+        423,
+        "account_locked",
+        "Too many failed logins: the account is locked for a while. Try again later, or reset "
+        "the password.",
+    ),
 }
 
 # Litestar's own refusals, for requests that never reach a use case.
@@ -107,12 +117,15 @@ def domain_problem(_: Request[Any, Any, Any], error: DomainError) -> Response[Pr
         if isinstance(error, Invalid)
         else None
     )
-    headers = (
-        {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        if isinstance(error, InvalidAccessToken)
-        else None
-    )
-    return problem(status, code, detail, errors, headers)
+    return problem(status, code, detail, errors, _headers(error))
+
+
+def _headers(error: DomainError) -> dict[str, str] | None:
+    if isinstance(error, InvalidAccessToken):
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    if isinstance(error, AccountLocked):
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+    return None
 
 
 _FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")

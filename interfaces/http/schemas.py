@@ -54,6 +54,20 @@ class LogoutRequest(Request):
     all_sessions: bool = False
 
 
+class ForgotPasswordRequest(Request):
+    email: Email
+
+
+class ResetPasswordRequest(Request):
+    token: OpaqueToken
+    new_password: Password
+
+
+class ChangePasswordRequest(Request):
+    current_password: Password
+    new_password: Password
+
+
 class ProfileUpdate(Request):
     display_name: DisplayName
 

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.account import Account, EmailClaim, UsernameClaim
-from domain.errors import EmailNotVerified, InvalidToken
+from domain.errors import AccountLocked, EmailNotVerified, InvalidToken
+from domain.lockout import LockoutPolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+POLICY = LockoutPolicy(threshold=5, base=timedelta(minutes=15), ceiling=timedelta(hours=24))
 
 
 def registered() -> Account:
@@ -79,8 +81,8 @@ def test_an_unverified_account_may_not_log_in_unless_the_operator_allows_it() ->
 
 def test_failed_logins_count_up_and_a_success_resets_them() -> None:
     account = registered()
-    account.fail_login(T0)
-    account.fail_login(T0)
+    account.fail_login(T0, POLICY)
+    account.fail_login(T0, POLICY)
     assert account.failed_logins == 2
     account.succeed_login(T0)
     assert account.failed_logins == 0
@@ -105,8 +107,13 @@ def test_replaying_the_events_rebuilds_the_same_account() -> None:
     account = registered()
     account.request_email_verification("hash-1", "sealed", at=T0, ttl=timedelta(hours=24))
     account.verify_email("hash-1", at=T0)
-    account.fail_login(T0)
+    for _ in range(5):
+        account.fail_login(T0, POLICY)
     account.update_profile("Ada", T0)
+    account.change_password("h2", T0, history_size=5)
+    account.request_password_reset("r", "sealed", at=T0, ttl=timedelta(minutes=30))
+    account.reset_password("r", "h3", at=T0, history_size=5)
+    account.rehash_password("h3b", T0)
     account.revoke_all_sessions(T0)
     events = account.collect_events()
     replayed = None
@@ -120,3 +127,79 @@ def test_claims_are_keyed_by_the_normalised_value() -> None:
     a = EmailClaim(email="ada@example.com", account_id=registered().id, timestamp=T0)
     assert a.id == EmailClaim.create_id("ada@example.com")
     assert UsernameClaim.create_id("ada") != EmailClaim.create_id("ada")
+
+
+def test_five_failures_lock_the_account_for_15_minutes() -> None:
+    account = registered()
+    for _ in range(4):
+        account.fail_login(T0, POLICY)
+    account.ensure_not_locked(T0)
+    account.fail_login(T0, POLICY)
+    with pytest.raises(AccountLocked) as locked:
+        account.ensure_not_locked(T0 + timedelta(minutes=14))
+    assert locked.value.until == T0 + timedelta(minutes=15)
+    account.ensure_not_locked(T0 + timedelta(minutes=15))  # lifted by time
+    assert event_names(account)[-2:] == ["LoginFailed", "AccountLocked"]
+
+
+def test_each_repeated_lock_doubles_until_the_ceiling() -> None:
+    account = registered()
+    at = T0
+    lengths = []
+    for _ in range(9):
+        for _ in range(5):
+            account.fail_login(at, POLICY)
+        assert account.locked_until is not None
+        lengths.append(account.locked_until - at)
+        at = account.locked_until
+    assert lengths[:4] == [timedelta(minutes=m) for m in (15, 30, 60, 120)]
+    assert max(lengths) == timedelta(hours=24)
+
+
+def test_a_successful_login_resets_the_backoff() -> None:
+    account = registered()
+    for _ in range(5):
+        account.fail_login(T0, POLICY)
+    account.succeed_login(T0 + timedelta(hours=1))
+    for _ in range(5):
+        account.fail_login(T0 + timedelta(hours=1), POLICY)
+    assert account.locked_until == T0 + timedelta(hours=1, minutes=15)
+
+
+def test_a_password_reset_lifts_the_lock_and_ends_all_sessions() -> None:
+    account = registered()
+    for _ in range(5):
+        account.fail_login(T0, POLICY)
+    account.request_password_reset("r", "sealed", at=T0, ttl=timedelta(minutes=30))
+    account.collect_events()
+    account.reset_password("r", "new-hash", at=T0, history_size=5)
+    account.ensure_not_locked(T0)
+    assert account.sessions_revoked_at == T0
+    assert event_names(account) == ["PasswordChanged", "AccountUnlocked", "AllSessionsRevoked"]
+
+
+def test_a_reset_token_is_single_use_expires_and_is_superseded() -> None:
+    account = registered()
+    account.request_password_reset("old", "sealed", at=T0, ttl=timedelta(minutes=30))
+    account.request_password_reset("new", "sealed", at=T0, ttl=timedelta(minutes=30))
+    with pytest.raises(InvalidToken):
+        account.reset_password("old", "h", at=T0, history_size=5)
+    with pytest.raises(InvalidToken):
+        account.reset_password("new", "h", at=T0 + timedelta(minutes=30), history_size=5)
+    account.reset_password("new", "h", at=T0, history_size=5)
+    with pytest.raises(InvalidToken):
+        account.reset_password("new", "h2", at=T0, history_size=5)
+
+
+def test_a_verification_token_cannot_reset_a_password() -> None:
+    account = registered()
+    account.request_email_verification("v", "sealed", at=T0, ttl=timedelta(hours=24))
+    with pytest.raises(InvalidToken):
+        account.reset_password("v", "h", at=T0, history_size=5)
+
+
+def test_password_history_keeps_the_last_n_hashes() -> None:
+    account = registered()
+    for n in range(1, 8):
+        account.change_password(f"h{n}", T0, history_size=5)
+    assert account.recent_password_hashes == ["h7", "h6", "h5", "h4", "h3"]

@@ -65,3 +65,34 @@ def test_passwords_out_of_bounds_name_the_rule(password: str, rule: str) -> None
 def test_passwords_are_not_truncated() -> None:
     # Two passwords alike in their first 72 bytes (bcrypt's limit) must stay different.
     assert PasswordPolicy().check("a" * 72 + "1") != PasswordPolicy().check("a" * 72 + "2")
+
+
+def test_common_passwords_are_refused_whatever_their_case() -> None:
+    policy = PasswordPolicy(common=frozenset({"password123"}))
+    with pytest.raises(Invalid) as refused:
+        policy.check("PassWord123")
+    assert refused.value.errors[0].rule == "common"
+
+
+def test_passwords_containing_the_username_or_email_local_part_are_refused() -> None:
+    policy = PasswordPolicy()
+    with pytest.raises(Invalid) as refused:
+        policy.check("my-Lovelace-secret", email="lovelace@example.com", username="ada_l")
+    assert [e.rule for e in refused.value.errors] == ["contains_email"]
+    with pytest.raises(Invalid):
+        policy.check("ada_l is my name", email="x@example.com", username="ada_l")
+
+
+def test_composition_rules_are_off_by_default_and_name_each_missing_class() -> None:
+    assert PasswordPolicy().check("all lower case words")
+    strict = PasswordPolicy(
+        require_lower=True, require_upper=True, require_digit=True, require_symbol=True
+    )
+    with pytest.raises(Invalid) as refused:
+        strict.check("alllowercase")
+    assert {e.rule for e in refused.value.errors} == {
+        "requires_upper",
+        "requires_digit",
+        "requires_symbol",
+    }
+    assert strict.check("Aa1!aaaa")

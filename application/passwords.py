@@ -1,0 +1,107 @@
+"""Changing a password, and resetting a forgotten one through a mailed link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from application.event_log import EventLog, retried_on_conflict
+from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
+from application.tokens import digest, issue_token, owner_of
+from domain.account import Account, EmailClaim
+from domain.errors import AccountNotFound, FieldError, Invalid, InvalidToken, WrongPassword
+from domain.identity import normalise_email
+from domain.password_policy import PasswordPolicy, normalise_password
+
+
+@dataclass(frozen=True)
+class PasswordRules:
+    policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    history_size: int = 5  # a new password may not be any of the last N
+    reset_ttl: timedelta = timedelta(minutes=30)
+    access_token_ttl: timedelta = timedelta(minutes=15)
+
+
+class Passwords:
+    def __init__(
+        self,
+        log: EventLog,
+        hasher: PasswordHasher,
+        box: SecretBox,
+        revocations: RevocationList,
+        clock: Clock,
+        rules: PasswordRules,
+    ) -> None:
+        self._log = log
+        self._hasher = hasher
+        self._box = box
+        self._revocations = revocations
+        self._clock = clock
+        self._rules = rules
+
+    @retried_on_conflict
+    def change(self, claims: AccessClaims, current_password: str, new_password: str) -> None:
+        """Also ends every other session: whoever else held one may have known the old password."""
+        account = self._account(claims)
+        if not self._hasher.verify(account.password_hash, normalise_password(current_password)):
+            raise WrongPassword
+        new_hash = self._acceptable_hash(account, new_password)
+        now = self._clock.now()
+        self._revocations.revoke_sessions_before(
+            account.id, cutoff=now, until=now + self._rules.access_token_ttl, keep=claims.session_id
+        )
+        account.change_password(new_hash, now, self._rules.history_size)
+        account.revoke_all_sessions(now, keep=claims.session_id)
+        self._log.save(account)
+
+    @retried_on_conflict
+    def forget(self, email: str) -> None:
+        """Mails a reset link if the address has an account; does nothing, silently, otherwise."""
+        claim = self._log.find(EmailClaim.create_id(normalise_email(email)), EmailClaim)
+        account = None if claim is None else self._log.find(claim.account_id, Account)
+        if account is None:
+            return
+        token = issue_token(account.id)
+        account.request_password_reset(
+            token_hash=digest(token),
+            sealed_token=self._box.seal(token),
+            at=self._clock.now(),
+            ttl=self._rules.reset_ttl,
+        )
+        self._log.save(account)
+
+    @retried_on_conflict
+    def reset(self, token: str, new_password: str) -> None:
+        account = self._log.find(owner_of(token), Account)
+        if account is None:
+            raise InvalidToken
+        now = self._clock.now()
+        # The token first: no hashing work, and no policy answers, for whoever lacks one.
+        account.ensure_reset_token(digest(token), now)
+        new_hash = self._acceptable_hash(account, new_password)
+        self._revocations.revoke_sessions_before(
+            account.id, cutoff=now, until=now + self._rules.access_token_ttl
+        )
+        account.reset_password(digest(token), new_hash, now, self._rules.history_size)
+        self._log.save(account)
+
+    def _acceptable_hash(self, account: Account, new_password: str) -> str:
+        password = self._rules.policy.check(
+            new_password, email=account.email, username=account.username, field="new_password"
+        )
+        recent = account.recent_password_hashes[: self._rules.history_size]
+        if any(self._hasher.verify(old, password) for old in recent):
+            raise Invalid(
+                FieldError(
+                    "new_password",
+                    "reused",
+                    f"must not be one of your last {self._rules.history_size} passwords",
+                )
+            )
+        return self._hasher.hash(password)
+
+    def _account(self, claims: AccessClaims) -> Account:
+        account = self._log.find(claims.account_id, Account)
+        if account is None:
+            raise AccountNotFound
+        return account
