@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 
 from interfaces.container import Container
+from tests.application.test_use_cases import PASSWORD
 from tests.conftest import event_count
 from tests.http.test_api import bearer, log_in, register_and_verify
 
@@ -31,6 +32,8 @@ ENDPOINTS = {
     "/api/auth/verify-email/resend": {"email": "x@example.com"},
     "/api/auth/login": {"login": "xavier", "password": "a long password"},
     "/api/auth/refresh": {"refresh_token": "A" * 64},
+    "/api/auth/forgot-password": {"email": "x@example.com"},
+    "/api/auth/reset-password": {"token": "A" * 64, "new_password": "a long password"},
 }
 CONTROL = "bad\x00value"
 
@@ -201,6 +204,16 @@ def test_bad_input_on_authenticated_endpoints_changes_nothing(
         {"nick": "x"},
     ]:
         response = client.put("/api/users/me", headers=bearer(tokens), json=body)
+        assert (response.status_code, response.json()["code"]) == (400, "validation_failed"), body
+    for body in [
+        {"current_password": PASSWORD},
+        {"current_password": PASSWORD, "new_password": 5},
+        {"current_password": PASSWORD, "new_password": CONTROL},
+        {"current_password": PASSWORD, "new_password": "short"},
+        {"current_password": PASSWORD, "new_password": "x" * 2000},
+        {"current_password": PASSWORD, "new_password": "a new passphrase", "extra": 1},
+    ]:
+        response = client.put("/api/users/me/password", headers=bearer(tokens), json=body)
         assert (response.status_code, response.json()["code"]) == (400, "validation_failed"), body
     for body in [{"all_sessions": "yes"}, {"refresh_token": "!!"}, {"other": 1}]:
         response = client.post("/api/auth/logout", headers=bearer(tokens), json=body)
