@@ -82,7 +82,7 @@ class Login:
                 account_cutoff=account.session_cutoff(session.id),
             )
         except RefreshTokenReused:
-            self._revocations.revoke_session(session.id, until=self._access_horizon(now))
+            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
             self._log.save(session)
             raise
         self._log.save(session)
@@ -97,9 +97,7 @@ class Login:
         # be logged out is logged out all the same (fail closed).
         if all_sessions:
             account = self._account(principal.account_id)
-            self._revocations.revoke_sessions_before(
-                account.id, cutoff=now, until=self._access_horizon(now)
-            )
+            self._revocations.revoke_sessions_before(account.id, cutoff=now, ttl=self._access_ttl)
             account.revoke_all_sessions(now)
             self._log.save(account)
             return
@@ -110,7 +108,7 @@ class Login:
             session = self._log.find(session_id, Session)
             if session is None:
                 continue
-            self._revocations.revoke_session(session.id, until=self._access_horizon(now))
+            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
             session.revoke(now, reason="logout")
             self._log.save(session)
 
@@ -159,9 +157,10 @@ class Login:
     def _expiry(self, started_at: datetime, now: datetime) -> datetime:
         return min(now + self._rules.refresh_idle_ttl, started_at + self._rules.session_max_age)
 
-    def _access_horizon(self, now: datetime) -> datetime:
-        """When the last access token issued so far expires; denylist entries may go after that."""
-        return now + timedelta(seconds=self._signer.lifetime_seconds)
+    @property
+    def _access_ttl(self) -> timedelta:
+        """How long a denylist entry must last: until every token it could stop has expired."""
+        return timedelta(seconds=self._signer.lifetime_seconds)
 
     def _account_for(self, login: str) -> Account | None:
         claim: EmailClaim | UsernameClaim | None

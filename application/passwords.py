@@ -48,7 +48,7 @@ class Passwords:
         new_hash = self._acceptable_hash(account, new_password)
         now = self._clock.now()
         self._revocations.revoke_sessions_before(
-            account.id, cutoff=now, until=now + self._rules.access_token_ttl, keep=claims.session_id
+            account.id, cutoff=now, ttl=self._rules.access_token_ttl, keep=claims.session_id
         )
         account.change_password(new_hash, now, self._rules.history_size)
         account.revoke_all_sessions(now, keep=claims.session_id)
@@ -80,7 +80,7 @@ class Passwords:
         account.ensure_reset_token(digest(token), now)
         new_hash = self._acceptable_hash(account, new_password)
         self._revocations.revoke_sessions_before(
-            account.id, cutoff=now, until=now + self._rules.access_token_ttl
+            account.id, cutoff=now, ttl=self._rules.access_token_ttl
         )
         account.reset_password(digest(token), new_hash, now, self._rules.history_size)
         self._log.save(account)

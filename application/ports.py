@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
+
+
+class Unavailable(Exception):
+    """A backing service (database, Redis) did not answer: the request cannot be decided safely."""
 
 
 class Clock(Protocol):
@@ -58,12 +62,12 @@ class SecretBox(Protocol):
 class RevocationList(Protocol):
     """Access tokens are self-contained; this is how a revoked session's tokens stop at once."""
 
-    def revoke_session(self, session_id: UUID, until: datetime) -> None:
-        """Refuse the session's access tokens until `until` (when the last of them expires)."""
+    def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
+        """Refuse the session's access tokens for `ttl` (until the last of them has expired)."""
         ...
 
     def revoke_sessions_before(
-        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+        self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
         """Refuse the account's access tokens issued up to `cutoff`, but those of session `keep`."""
         ...

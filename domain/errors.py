@@ -72,3 +72,11 @@ class AccountLocked(DomainError):
         super().__init__(f"locked until {until.isoformat()}")
         self.until = until
         self.retry_after = (until - at).total_seconds()
+
+
+class RateLimited(DomainError):
+    """Too many requests from one client, or for one account: wait `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:.1f}s")
+        self.retry_after = retry_after

@@ -1,16 +1,17 @@
-"""The denylist of revoked sessions, in the service's own database (SQLite or PostgreSQL)."""
+"""The denylist of revoked sessions: in Redis when configured, else in the service's database."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import redis
 from psycopg_pool import ConnectionPool
 
-from application.ports import AccessClaims
+from application.ports import AccessClaims, Unavailable
 
 
 class SqliteRevocationList:
@@ -28,7 +29,8 @@ class SqliteRevocationList:
                 " until REAL NOT NULL);"
             )
 
-    def revoke_session(self, session_id: UUID, until: datetime) -> None:
+    def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
+        until = datetime.now(UTC) + ttl
         with self._lock:
             self._db.execute(
                 "INSERT INTO revoked_sessions VALUES (?, ?) ON CONFLICT (session_id) "
@@ -37,8 +39,9 @@ class SqliteRevocationList:
             )
 
     def revoke_sessions_before(
-        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+        self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
+        until = datetime.now(UTC) + ttl
         with self._lock:
             self._db.execute(
                 "INSERT INTO revoked_accounts VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
@@ -85,7 +88,8 @@ class PostgresRevocationList:
                 " kept_session uuid, until double precision NOT NULL)"
             )
 
-    def revoke_session(self, session_id: UUID, until: datetime) -> None:
+    def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
+        until = datetime.now(UTC) + ttl
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO tessera_revoked_sessions VALUES (%s, %s) ON CONFLICT (session_id) "
@@ -94,8 +98,9 @@ class PostgresRevocationList:
             )
 
     def revoke_sessions_before(
-        self, account_id: UUID, cutoff: datetime, until: datetime, keep: UUID | None = None
+        self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
+        until = datetime.now(UTC) + ttl
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO tessera_revoked_accounts VALUES (%s, %s, %s, %s) "
@@ -126,3 +131,49 @@ class PostgresRevocationList:
 
     def close(self) -> None:
         self._pool.close()
+
+
+class RedisRevocationList:
+    """Revocations shared by every API process at once. Fails closed: if Redis does not answer,
+    no token is accepted (Unavailable, a 503), because a revoked token must never pass."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "tessera:revoked:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def _ttl_ms(self, ttl: timedelta) -> int:
+        return max(1, int(ttl.total_seconds() * 1000))
+
+    def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
+        try:
+            self._client.set(f"{self._prefix}session:{session_id}", "1", px=self._ttl_ms(ttl))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def revoke_sessions_before(
+        self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
+    ) -> None:
+        value = f"{cutoff.timestamp()!r}|{keep or ''}"
+        try:
+            self._client.set(f"{self._prefix}account:{account_id}", value, px=self._ttl_ms(ttl))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def is_revoked(self, claims: AccessClaims) -> bool:
+        try:
+            session, account = self._client.mget(
+                f"{self._prefix}session:{claims.session_id}",
+                f"{self._prefix}account:{claims.account_id}",
+            )
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        if session is not None:
+            return True
+        if account is None:
+            return False
+        text = account.decode() if isinstance(account, bytes) else str(account)
+        cutoff, _, kept = text.partition("|")
+        return float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
+
+    def close(self) -> None:
+        self._client.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import redis
 from psycopg_pool import ConnectionPool
 
 from application.access import Access
@@ -17,6 +18,7 @@ from application.passwords import PasswordRules, Passwords
 from application.ports import Clock
 from application.profile import Profile
 from application.registration import Registration, RegistrationRules
+from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
 from infrastructure.clock import SystemClock
@@ -26,7 +28,12 @@ from infrastructure.mail_files import MailDirectory
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database
 from infrastructure.projector import Projector
-from infrastructure.revocation import PostgresRevocationList, SqliteRevocationList
+from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
+from infrastructure.revocation import (
+    PostgresRevocationList,
+    RedisRevocationList,
+    SqliteRevocationList,
+)
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from interfaces.settings import Settings
@@ -43,7 +50,8 @@ class Container:
     passwords: Passwords
     access: Access
     signer: Ed25519Signer
-    revocations: SqliteRevocationList | PostgresRevocationList
+    revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
+    throttle: Throttle
     projectors: list[Projector]
     clock: Clock
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -83,13 +91,23 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         audience=settings.jwt_audience,
         lifetime_seconds=settings.access_token_ttl,
     )
-    revocations: SqliteRevocationList | PostgresRevocationList
-    if database.is_postgres:
+    revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
+    limiter: RateLimiter
+    if settings.redis_url:
+        # Short timeouts: a Redis outage must answer 503 fast, not hang the request.
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        revocations = RedisRevocationList(client)
+        limiter = RedisRateLimiter(client)
+    elif database.is_postgres:
         revocations = PostgresRevocationList(
             ConnectionPool(database.postgres_conninfo(), min_size=1, max_size=10, open=True)
         )
     else:
         revocations = SqliteRevocationList(data / "revocations.sqlite")
+    if not settings.redis_url:
+        limiter = LocalRateLimiter()
 
     policy = PasswordPolicy(
         min_length=settings.password_min_length,
@@ -156,6 +174,29 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         access=Access(signer, revocations, clock),
         signer=signer,
         revocations=revocations,
+        throttle=Throttle(limiter, rate_limits(settings), clock),
         projectors=[Projector(log, mail)],
         clock=clock,
     )
+
+
+def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
+    if not settings.rate_limits_enabled:
+        return {}
+    specs = {
+        "login": settings.rate_limit_login,
+        "register": settings.rate_limit_register,
+        "forgot_password": settings.rate_limit_forgot_password,
+        "resend_verification": settings.rate_limit_resend_verification,
+        "reset_password": settings.rate_limit_reset_password,
+        "mfa": settings.rate_limit_mfa,
+    }
+    return {action: _action_limits(spec) for action, spec in specs.items()}
+
+
+def _action_limits(spec: str) -> ActionLimits:
+    limits = []
+    for part in spec.split(","):
+        count, seconds = part.split("/")
+        limits.append(Limit(count=int(count), per=timedelta(seconds=int(seconds))))
+    return ActionLimits(per_ip=limits[0], per_identifier=limits[1] if len(limits) > 1 else None)

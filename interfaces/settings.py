@@ -10,6 +10,9 @@ import msgspec
 from dotenv import dotenv_values
 
 Seconds = Annotated[int, msgspec.Meta(ge=1)]
+RateSpec = Annotated[
+    str, msgspec.Meta(pattern=r"^[1-9][0-9]*/[1-9][0-9]*(,[1-9][0-9]*/[1-9][0-9]*)?$")
+]
 
 
 class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, frozen=True):
@@ -17,6 +20,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     data_dir: str = "./var"
     database_url: str | None = None
+    redis_url: str | None = None  # rate limits and revocations shared by every API process
+    # Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is true.
+    trusted_proxies: str = ""
     public_url: str = "http://127.0.0.1:8000"
     product_name: str = "Tessera"
     mail_from: str = "Tessera <no-reply@localhost>"
@@ -45,6 +51,15 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     lockout_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
     lockout_duration: Seconds = 900
     lockout_max_duration: Seconds = 86400
+
+    # Rate limits: "<per client IP>[,<per login or email>]", each "<requests>/<seconds>".
+    rate_limits_enabled: bool = True
+    rate_limit_login: RateSpec = "30/60,10/60"
+    rate_limit_register: RateSpec = "10/3600"
+    rate_limit_forgot_password: RateSpec = "10/3600,3/3600"  # noqa: S105
+    rate_limit_resend_verification: RateSpec = "10/3600,3/3600"
+    rate_limit_reset_password: RateSpec = "20/3600"  # noqa: S105
+    rate_limit_mfa: RateSpec = "30/60,10/60"
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
     argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4

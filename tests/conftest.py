@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import Settings, load_settings
-from tests.servers import PostgresCluster, postgres_cluster
+from tests.servers import PostgresCluster, RedisServer, postgres_cluster, start_redis
 
 # Cheap argon2 parameters: the tests are about rules, not hash strength (bench/ measures that).
 FAST_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "1024", "ARGON2_PARALLELISM": "1"}
@@ -42,17 +42,33 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres+redis"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings for a fresh service, on the embedded SQLite default and on PostgreSQL."""
+    """A fresh service on the embedded default, and on PostgreSQL with Redis (production)."""
     environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2}
-    if request.param == "postgres":
+    if request.param == "postgres+redis":
         environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
     return load_settings(environ)
 
 

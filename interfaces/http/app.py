@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from application.ports import Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
 from interfaces.http.auth import AuthController
@@ -18,10 +19,12 @@ from interfaces.http.me import MeController
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
+    unavailable_problem,
     undecodable_problem,
     unexpected_problem,
     validation_problem,
 )
+from interfaces.http.security import ClientAddress
 from interfaces.http.system import jwks, live, ready
 
 MAX_BODY_BYTES = 64 * 1024
@@ -49,6 +52,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
+    client_address = ClientAddress(container.settings.trusted_proxies)
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 
     async def start() -> None:
@@ -65,6 +69,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "access": provide(container.access),
             "signer": provide(container.signer),
             "log": provide(container.log),
+            "throttle": provide(container.throttle),
+            "client": Provide(client_address.of, sync_to_thread=False),
         },
         before_request=require_json,
         exception_handlers={
@@ -72,6 +78,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             ValidationException: validation_problem,
             HTTPException: http_problem,
             UnicodeDecodeError: undecodable_problem,
+            Unavailable: unavailable_problem,
             Exception: unexpected_problem,
         },
         middleware=[prometheus.middleware],

@@ -1,12 +1,11 @@
-"""/api/auth: registration, verification, login, refresh, logout."""
+"""/api/auth: registration, verification, login, refresh, logout, forgotten passwords."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Response, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -16,6 +15,8 @@ from application.login import Login
 from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.registration import Registration
+from application.throttle import Throttle
+from application.views import Client
 from domain.errors import DomainError, RefreshTokenReused
 from domain.identity import normalise_email
 from infrastructure import metrics
@@ -33,7 +34,7 @@ from interfaces.http.schemas import (
     TokenResponse,
     VerifyEmailRequest,
 )
-from interfaces.http.security import BEARER, client_of
+from interfaces.http.security import BEARER
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,13 @@ class AuthController(Controller):
 
     @post("/register", sync_to_thread=True, summary="Register an account")
     def register(
-        self, data: JSONBody[RegisterRequest], registration: NamedDependency[Registration]
+        self,
+        data: JSONBody[RegisterRequest],
+        registration: NamedDependency[Registration],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> AccountResponse:
+        throttle.check("register", client.ip)
         account = registration.register(data.email, data.username, data.password)
         metrics.REGISTRATIONS.inc()
         return AccountResponse.of(account)
@@ -68,8 +74,13 @@ class AuthController(Controller):
 
     @post("/verify-email/resend", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
     def resend_verification(
-        self, data: JSONBody[ResendVerificationRequest], registration: NamedDependency[Registration]
+        self,
+        data: JSONBody[ResendVerificationRequest],
+        registration: NamedDependency[Registration],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> Accepted:
+        throttle.check("resend_verification", client.ip, data.email)
         registration.resend_verification(data.email)
         return Accepted(
             "If the address belongs to an unverified account, a new link is on its way."
@@ -77,9 +88,14 @@ class AuthController(Controller):
 
     @post("/forgot-password", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
     def forgot_password(
-        self, data: JSONBody[ForgotPasswordRequest], passwords: NamedDependency[Passwords]
+        self,
+        data: JSONBody[ForgotPasswordRequest],
+        passwords: NamedDependency[Passwords],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> Response[Accepted]:
         normalise_email(data.email)  # a malformed address is a 400 for anyone
+        throttle.check("forgot_password", client.ip, data.email)
         # The work happens after the answer is sent, so the answer and its timing are the same
         # whether or not the address has an account.
         return Response(
@@ -90,8 +106,13 @@ class AuthController(Controller):
 
     @post("/reset-password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
     def reset_password(
-        self, data: JSONBody[ResetPasswordRequest], passwords: NamedDependency[Passwords]
+        self,
+        data: JSONBody[ResetPasswordRequest],
+        passwords: NamedDependency[Passwords],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> None:
+        throttle.check("reset_password", client.ip)
         passwords.reset(data.token, data.new_password)
         metrics.PASSWORD_CHANGES.labels(via="reset").inc()
 
@@ -100,10 +121,12 @@ class AuthController(Controller):
         self,
         data: JSONBody[LoginRequest],
         logins: NamedDependency[Login],
-        request: Request[Any, Any, Any],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> TokenResponse:
         try:
-            tokens = logins.log_in(data.login, data.password, client_of(request))
+            throttle.check("login", client.ip, data.login)
+            tokens = logins.log_in(data.login, data.password, client)
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise
@@ -135,8 +158,7 @@ class AuthController(Controller):
         logins: NamedDependency[Login],
         claims: NamedDependency[AccessClaims],
         data: JSONBody[LogoutRequest | None] = None,
-    ) -> Response[None]:
+    ) -> None:
         body = data or LogoutRequest()
         logins.log_out(claims, body.refresh_token, body.all_sessions)
         metrics.TOKENS.labels(operation="revoked").inc()
-        return Response(None, status_code=HTTP_204_NO_CONTENT)

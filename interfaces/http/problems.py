@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from application.ports import Unavailable
 from domain.errors import (
     AccountLocked,
     AccountNotFound,
@@ -22,6 +23,7 @@ from domain.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidToken,
+    RateLimited,
     RefreshTokenReused,
     UsernameTaken,
     WrongPassword,
@@ -50,6 +52,7 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     InvalidAccessToken: (401, "invalid_access_token", "A valid access token is required."),
     AccountNotFound: (404, "account_not_found", "The account does not exist."),
     WrongPassword: (403, "invalid_current_password", "The current password is incorrect."),
+    RateLimited: (429, "rate_limited", "Too many requests; wait before trying again."),
     AccountLocked: (
         423,
         "account_locked",
@@ -123,7 +126,7 @@ def domain_problem(_: Request[Any, Any, Any], error: DomainError) -> Response[Pr
 def _headers(error: DomainError) -> dict[str, str] | None:
     if isinstance(error, InvalidAccessToken):
         return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    if isinstance(error, AccountLocked):
+    if isinstance(error, AccountLocked | RateLimited):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return None
 
@@ -160,6 +163,16 @@ def http_problem(_: Request[Any, Any, Any], error: HTTPException) -> Response[Pr
 def undecodable_problem(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Problem]:
     """msgspec decodes string contents lazily: bad UTF-8 inside a JSON string surfaces here."""
     return problem(400, "malformed_request", "The request body is not valid UTF-8 JSON.")
+
+
+def unavailable_problem(_: Request[Any, Any, Any], error: Unavailable) -> Response[Problem]:
+    log.error("a backing service is unavailable: %s", error)
+    return problem(
+        503,
+        "unavailable",
+        "A service this request depends on is unavailable; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def unexpected_problem(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:

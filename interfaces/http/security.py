@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from litestar import Request
@@ -23,10 +24,36 @@ def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency[Acces
     return access.authenticate(token)
 
 
-def client_of(request: Request[Any, Any, Any]) -> Client:
-    user_agent = request.headers.get("user-agent", "")
-    printable = "".join(c for c in user_agent if c.isprintable())[:256]
-    return Client(ip=request.client.host if request.client else "", user_agent=printable)
+class ClientAddress:
+    """Who is asking. X-Forwarded-For is believed only when the peer is a trusted proxy, and
+    then only up to the first address no trusted proxy vouches for: anyone can write the
+    header, so trusting it blindly would let a client pick its own rate-limit key."""
+
+    def __init__(self, trusted_proxies: str) -> None:
+        self._trusted = [
+            ipaddress.ip_network(entry.strip(), strict=False)
+            for entry in trusted_proxies.split(",")
+            if entry.strip()
+        ]
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    def of(self, request: Request[Any, Any, Any]) -> Client:
+        ip = request.client.host if request.client else ""
+        if self._trusted and self._is_trusted(ip):
+            hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+            for hop in reversed([h for h in hops if h]):
+                ip = hop
+                if not self._is_trusted(hop):
+                    break
+        user_agent = request.headers.get("user-agent", "")
+        printable = "".join(c for c in user_agent if c.isprintable())[:256]
+        return Client(ip=ip[:64], user_agent=printable)
 
 
 BEARER = Provide(bearer_claims, sync_to_thread=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import re
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_the_last_five_passwords_cannot_be_reused(container: Container) -> None:
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
     claims = container.access.authenticate(tokens.access_token)
     history = [PASSWORD] + [f"passphrase number {n}" for n in range(1, 5)]
-    for old, new in zip(history, history[1:], strict=False):
+    for old, new in itertools.pairwise(history):
         container.passwords.change(claims, old, new)
     for old in history:
         with pytest.raises(Invalid) as refused:

@@ -39,6 +39,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         "PORT": str(port),
         "DATA_DIR": str(data_dir),
         "PUBLIC_URL": "https://auth.example.test",
+        # The test itself is the reverse proxy here: it connects from 127.0.0.1.
+        "TRUSTED_PROXIES": "127.0.0.0/8",
     }
     env.pop("DATABASE_URL", None)
     if request.param == "postgres":
@@ -113,3 +115,24 @@ def test_one_registration_mails_exactly_once(server: tuple[str, Path]) -> None:
         wait_for_mail(data_dir / "mail", "bob@example.com")
         time.sleep(0.5)  # give a second copy, were one coming, the time to arrive
     assert len(list((data_dir / "mail").glob("*.eml"))) == 1
+
+
+def test_a_trusted_proxy_forwards_the_client_address(server: tuple[str, Path]) -> None:
+    """From a trusted peer, the rightmost untrusted X-Forwarded-For hop is the client: spoofed
+    hops further left are ignored, and each client address has its own login allowance."""
+    base, _ = server
+    with httpx.Client(base_url=base, timeout=10) as http:
+
+        def attempt(forwarded_for: str, n: int = 0) -> int:
+            return http.post(
+                "/api/auth/login",
+                json={"login": f"user{n}", "password": "wrong password"},
+                headers={"X-Forwarded-For": forwarded_for},
+            ).status_code
+
+        # One client behind the proxy, claiming a new address each time: still one client.
+        spoofed = [attempt(f"10.9.9.{n}, 198.51.100.7", n) for n in range(31)]
+        assert spoofed[:30] == [401] * 30
+        assert spoofed[30] == 429
+        # Another real client behind the same proxy has an allowance of its own.
+        assert attempt("198.51.100.8") == 401

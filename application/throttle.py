@@ -1,0 +1,53 @@
+"""Rate limits on the endpoints an attacker would hammer, per client IP and per identifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from application.ports import Clock
+from domain.errors import RateLimited
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int  # requests allowed in a burst
+    per: timedelta  # ... and refilled over this long
+
+    @property
+    def interval(self) -> float:
+        return self.per.total_seconds() / self.count
+
+
+class RateLimiter(Protocol):
+    def acquire(self, key: str, limit: Limit, now: datetime) -> float:
+        """Takes one request from the key's allowance: 0.0 if allowed, else seconds to wait."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    per_ip: Limit
+    per_identifier: Limit | None = None
+
+
+class Throttle:
+    def __init__(self, limiter: RateLimiter, limits: dict[str, ActionLimits], clock: Clock) -> None:
+        self._limiter = limiter
+        self._limits = limits
+        self._clock = clock
+
+    def check(self, action: str, ip: str, identifier: str | None = None) -> None:
+        """Raises RateLimited when either the client or the target has had its share."""
+        limits = self._limits.get(action)
+        if limits is None:
+            return
+        now = self._clock.now()
+        waits = [self._limiter.acquire(f"{action}:ip:{ip}", limits.per_ip, now)]
+        if identifier is not None and limits.per_identifier is not None:
+            # Case-folded, so ADA and ada share one allowance.
+            key = f"{action}:id:{identifier.strip().casefold()}"
+            waits.append(self._limiter.acquire(key, limits.per_identifier, now))
+        if max(waits) > 0:
+            raise RateLimited(max(waits))

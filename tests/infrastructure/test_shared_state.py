@@ -1,0 +1,109 @@
+"""The denylist and the rate limiter, each implementation held to the same contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import redis
+from psycopg_pool import ConnectionPool
+
+from application.ports import AccessClaims, Unavailable
+from application.throttle import Limit
+from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
+from infrastructure.revocation import (
+    PostgresRevocationList,
+    RedisRevocationList,
+    SqliteRevocationList,
+)
+from tests.servers import PostgresCluster, start_redis
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TTL = timedelta(minutes=15)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def denylist(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "sqlite":
+        made: Any = SqliteRevocationList(tmp_path / "revoked.sqlite")
+    elif request.param == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        made = PostgresRevocationList(ConnectionPool(cluster.new_database(), open=True))
+    else:
+        made = RedisRevocationList(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+    yield made
+    made.close()
+
+
+def claims(account: Any = None, session: Any = None, issued: datetime = T0) -> AccessClaims:
+    return AccessClaims(account or uuid4(), session or uuid4(), (), issued.timestamp())
+
+
+def test_a_revoked_session_is_refused_and_others_are_not(denylist: Any) -> None:
+    mine, other = claims(), claims()
+    denylist.revoke_session(mine.session_id, TTL)
+    assert denylist.is_revoked(mine)
+    assert not denylist.is_revoked(other)
+
+
+def test_an_account_cutoff_refuses_tokens_issued_up_to_it_but_the_kept_session(
+    denylist: Any,
+) -> None:
+    account, kept = uuid4(), uuid4()
+    denylist.revoke_sessions_before(account, cutoff=T0, ttl=TTL, keep=kept)
+    assert denylist.is_revoked(claims(account, issued=T0 - timedelta(seconds=1)))
+    assert denylist.is_revoked(claims(account, issued=T0))
+    assert not denylist.is_revoked(claims(account, issued=T0 + timedelta(microseconds=10)))
+    assert not denylist.is_revoked(claims(account, kept, issued=T0 - timedelta(seconds=1)))
+    denylist.revoke_sessions_before(account, cutoff=T0 + timedelta(seconds=5), ttl=TTL)
+    assert denylist.is_revoked(claims(account, kept, issued=T0))
+
+
+def test_redis_revocation_fails_closed_when_redis_is_down() -> None:
+    server = start_redis()
+    denylist = RedisRevocationList(redis.Redis.from_url(server.url, socket_timeout=0.5))
+    denylist.revoke_session(uuid4(), TTL)
+    server.stop()
+    with pytest.raises(Unavailable):
+        denylist.is_revoked(claims())
+    with pytest.raises(Unavailable):
+        denylist.revoke_session(uuid4(), TTL)
+
+
+@pytest.fixture(params=["local", "redis"])
+def limiter(request: pytest.FixtureRequest) -> Any:
+    if request.param == "local":
+        return LocalRateLimiter()
+    return RedisRateLimiter(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+
+
+def test_a_burst_up_to_the_limit_then_a_wait_of_one_interval(limiter: Any) -> None:
+    limit = Limit(count=5, per=timedelta(seconds=60))
+    assert [limiter.acquire("k", limit, T0) for _ in range(5)] == [0.0] * 5
+    wait = limiter.acquire("k", limit, T0)
+    assert wait == pytest.approx(12.0, abs=0.01)
+    assert limiter.acquire("other", limit, T0) == 0.0
+    assert limiter.acquire("k", limit, T0 + timedelta(seconds=12)) == 0.0
+    assert limiter.acquire("k", limit, T0 + timedelta(seconds=12)) > 0
+
+
+def test_redis_limits_are_shared_between_processes(redis_url: str) -> None:
+    limit = Limit(count=3, per=timedelta(seconds=60))
+    first = RedisRateLimiter(redis.Redis.from_url(redis_url))
+    second = RedisRateLimiter(redis.Redis.from_url(redis_url))
+    assert [first.acquire("shared", limit, T0), second.acquire("shared", limit, T0)] == [0.0, 0.0]
+    assert first.acquire("shared", limit, T0) == 0.0
+    assert second.acquire("shared", limit, T0) > 0
+
+
+def test_redis_limits_fall_back_to_local_limits_when_redis_is_down() -> None:
+    server = start_redis()
+    limiter = RedisRateLimiter(redis.Redis.from_url(server.url, socket_timeout=0.5))
+    server.stop()
+    limit = Limit(count=2, per=timedelta(seconds=60))
+    assert [limiter.acquire("k", limit, T0) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.acquire("k", limit, T0) > 0
