@@ -1,19 +1,30 @@
-"""Logging in, refreshing a session's tokens, and logging out."""
+"""Logging in (with a second factor when the account has one), refreshing, logging out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, TokenSigner
+from application.ports import (
+    AccessClaims,
+    Clock,
+    OneTimePasswords,
+    PasswordHasher,
+    RevocationList,
+    SecretBox,
+    TokenSigner,
+)
+from application.recovery_codes import recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
-from application.views import Client, TokenPair
+from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import (
     Invalid,
     InvalidCredentials,
+    InvalidMfaCode,
+    InvalidMfaToken,
     InvalidRefreshToken,
     RefreshTokenReused,
 )
@@ -37,6 +48,8 @@ class Login:
         log: EventLog,
         hasher: PasswordHasher,
         signer: TokenSigner,
+        otp: OneTimePasswords,
+        box: SecretBox,
         revocations: RevocationList,
         clock: Clock,
         rules: SessionRules,
@@ -44,6 +57,8 @@ class Login:
         self._log = log
         self._hasher = hasher
         self._signer = signer
+        self._otp = otp
+        self._box = box
         self._revocations = revocations
         self._clock = clock
         self._rules = rules
@@ -51,7 +66,9 @@ class Login:
         # wrong password costs, so timing does not tell which logins exist.
         self._decoy_hash = hasher.hash("decoy password, never a credential")
 
-    def log_in(self, login: str, password: str, client: Client) -> TokenPair:
+    def log_in(
+        self, login: str, password: str, client: Client, otp: str | None = None
+    ) -> TokenPair | MfaChallenge:
         account = self._account_for(login)
         password = normalise_password(password)
         if account is None:
@@ -60,10 +77,28 @@ class Login:
         # Checked before the password, so a locked account is no oracle for guesses.
         account.ensure_not_locked(self._clock.now())
         if not self._hasher.verify(account.password_hash, password):
-            self._record_failure(account.id)
+            self._record_failure(account.id, factor="password")
             raise InvalidCredentials
         account.ensure_may_log_in(self._rules.require_verified_email)
-        return self._start_session(account.id, password, client)
+        if self._hasher.needs_rehash(account.password_hash):
+            self._rehash(account.id, password)
+        if account.mfa_enabled:
+            if otp is None:
+                return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
+            return self._second_factor(account.id, otp, client)
+        return self._start_session(account.id, client)
+
+    def mfa_subject(self, mfa_token: str) -> UUID:
+        """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""
+        return self._signer.verify_mfa_token(mfa_token, self._clock.now())
+
+    def complete_mfa(self, mfa_token: str, code: str, client: Client) -> TokenPair:
+        account_id = self.mfa_subject(mfa_token)
+        account = self._log.find(account_id, Account)
+        if account is None or not account.mfa_enabled:
+            raise InvalidMfaToken
+        account.ensure_not_locked(self._clock.now())
+        return self._second_factor(account_id, code, client)
 
     @retried_on_conflict
     def refresh(self, refresh_token: str) -> TokenPair:
@@ -77,7 +112,10 @@ class Login:
             session.refresh(
                 presented_hash=digest(refresh_token),
                 new_hash=digest(new_token),
-                expires_at=self._expiry(session.started_at, now),
+                expires_at=min(
+                    now + self._rules.refresh_idle_ttl,
+                    session.started_at + self._rules.session_max_age,
+                ),
                 at=now,
                 account_cutoff=account.session_cutoff(session.id),
             )
@@ -86,7 +124,7 @@ class Login:
             self._log.save(session)
             raise
         self._log.save(session)
-        return self._tokens(account, session.id, new_token, now)
+        return self._tokens(account, session.id, new_token)
 
     @retried_on_conflict
     def log_out(
@@ -112,6 +150,47 @@ class Login:
             session.revoke(now, reason="logout")
             self._log.save(session)
 
+    @retried_on_conflict
+    def _second_factor(self, account_id: UUID, code: str, client: Client) -> TokenPair:
+        """A TOTP code, or a recovery code; either is spent by an event, so a replay (even a
+        simultaneous one, through optimistic concurrency) is refused."""
+        account = self._account(account_id)
+        now = self._clock.now()
+        sealed = account.mfa_sealed_secret
+        step = (
+            None if sealed is None else self._otp.accepted_step(self._box.open(sealed), code, now)
+        )
+        try:
+            if step is not None:
+                account.use_totp(step, now)
+            else:
+                account.use_recovery_code(recovery_code_digest(code), now)
+        except InvalidMfaCode:
+            self._record_failure(account_id, factor="mfa")
+            raise
+        return self._start_session(account.id, client, account)
+
+    def _start_session(
+        self, account_id: UUID, client: Client, account: Account | None = None
+    ) -> TokenPair:
+        """Saves the session with whatever the account has pending, in one atomic write."""
+        account = account or self._account(account_id)
+        now = self._clock.now()
+        session_id = uuid4()
+        refresh_token = issue_token(session_id)
+        session = Session(
+            id=session_id,
+            account_id=account.id,
+            refresh_token_hash=digest(refresh_token),
+            expires_at=now + min(self._rules.refresh_idle_ttl, self._rules.session_max_age),
+            user_agent=client.user_agent,
+            ip=client.ip,
+            timestamp=now,
+        )
+        account.succeed_login(now)
+        self._log.save(account, session)
+        return self._tokens(account, session.id, refresh_token)
+
     def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
         session = self._log.find(owner_of(refresh_token), Session)
         if session is None or session.account_id != principal.account_id:
@@ -119,43 +198,27 @@ class Login:
         return session.id
 
     @retried_on_conflict
-    def _record_failure(self, account_id: UUID) -> None:
+    def _record_failure(self, account_id: UUID, factor: str) -> None:
         account = self._account(account_id)
-        account.fail_login(self._clock.now(), self._rules.lockout)
+        account.fail_login(self._clock.now(), self._rules.lockout, factor=factor)
         self._log.save(account)
 
     @retried_on_conflict
-    def _start_session(self, account_id: UUID, password: str, client: Client) -> TokenPair:
+    def _rehash(self, account_id: UUID, password: str) -> None:
+        """Hashing parameters were raised since this hash was made: upgrade it while we hold the
+        password, which we never will otherwise."""
         account = self._account(account_id)
-        now = self._clock.now()
-        if self._hasher.needs_rehash(account.password_hash):
-            # Hashing parameters were raised since this hash was made: upgrade it while we
-            # hold the password, which we never will otherwise.
-            account.rehash_password(self._hasher.hash(password), now)
-        session_id = uuid4()
-        refresh_token = issue_token(session_id)
-        session = Session(
-            id=session_id,
-            account_id=account.id,
-            refresh_token_hash=digest(refresh_token),
-            expires_at=self._expiry(now, now),
-            user_agent=client.user_agent,
-            ip=client.ip,
-            timestamp=now,
-        )
-        account.succeed_login(now)
-        self._log.save(account, session)
-        return self._tokens(account, session.id, refresh_token, now)
+        account.rehash_password(self._hasher.hash(password), self._clock.now())
+        self._log.save(account)
 
-    def _tokens(self, account: Account, session_id: UUID, refresh: str, now: datetime) -> TokenPair:
+    def _tokens(self, account: Account, session_id: UUID, refresh: str) -> TokenPair:
         return TokenPair(
-            access_token=self._signer.issue(account.id, session_id, tuple(account.roles), now),
+            access_token=self._signer.issue(
+                account.id, session_id, tuple(account.roles), self._clock.now()
+            ),
             expires_in=self._signer.lifetime_seconds,
             refresh_token=refresh,
         )
-
-    def _expiry(self, started_at: datetime, now: datetime) -> datetime:
-        return min(now + self._rules.refresh_idle_ttl, started_at + self._rules.session_max_age)
 
     @property
     def _access_ttl(self) -> timedelta:

@@ -48,7 +48,27 @@ class TokenSigner(Protocol):
     @property
     def lifetime_seconds(self) -> int: ...
 
+    def issue_mfa_token(self, account_id: UUID, at: datetime) -> str:
+        """A short-lived token saying "this account's password was right", good for nothing else."""
+        ...
+
+    def verify_mfa_token(self, token: str, at: datetime) -> UUID:
+        """The account id; raises InvalidMfaToken for anything else (an access token included)."""
+        ...
+
     def jwks(self) -> dict[str, Any]: ...
+
+
+class OneTimePasswords(Protocol):
+    """Time-based one-time passwords (RFC 6238)."""
+
+    def new_secret(self) -> str: ...
+
+    def provisioning_uri(self, secret: str, account_name: str, issuer: str) -> str: ...
+
+    def accepted_step(self, secret: str, code: str, at: datetime) -> int | None:
+        """The time step whose code this is, within one step either side of `at`; else None."""
+        ...
 
 
 class SecretBox(Protocol):

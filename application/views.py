@@ -39,6 +39,13 @@ class TokenPair:
 
 
 @dataclass(frozen=True)
+class MfaChallenge:
+    """The password was right; the second factor is still owed, with this token."""
+
+    mfa_token: str
+
+
+@dataclass(frozen=True)
 class Client:
     """Where a request came from, as far as the edge can tell; recorded on the session."""
 

@@ -9,7 +9,14 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import AccountLocked, EmailNotVerified, InvalidToken
+from domain.errors import (
+    AccountLocked,
+    EmailNotVerified,
+    InvalidMfaCode,
+    InvalidToken,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
+)
 from domain.lockout import LockoutPolicy
 
 EMAIL_NAMESPACE = UUID("6f0b8c9e-3d5a-4c1e-9a57-2f4e8b1d0c31")
@@ -75,6 +82,12 @@ class Account(Aggregate):
         self.sessions_revoked_at: datetime | None = None
         self.kept_session_id: UUID | None = None  # the one session a revocation spared
         self.roles: list[str] = []
+        # TOTP secrets are sealed (AES-GCM under SECRET_KEY): never in clear in an event.
+        self.mfa_enabled = False
+        self.mfa_sealed_secret: str | None = None
+        self.mfa_pending_sealed_secret: str | None = None
+        self.last_totp_step = -1  # RFC 6238 5.2: a code accepted once is refused after
+        self.recovery_code_hashes: list[str] = []
 
     # Email verification
 
@@ -132,14 +145,15 @@ class Account(Aggregate):
         if self.locked_until is not None and at < self.locked_until:
             raise AccountLocked(self.locked_until, at)
 
-    def fail_login(self, at: datetime, policy: LockoutPolicy) -> None:
+    def fail_login(self, at: datetime, policy: LockoutPolicy, factor: str = "password") -> None:
+        """A wrong password or a wrong second factor: both count towards the lock."""
         lock_until = policy.lock_until(self.failed_logins + 1, self.lockouts, at)
-        self._login_failed(timestamp=at)
+        self._login_failed(factor=factor, timestamp=at)
         if lock_until is not None:
             self._account_locked(until=lock_until, timestamp=at)
 
     @event("LoginFailed")
-    def _login_failed(self, timestamp: datetime) -> None:
+    def _login_failed(self, factor: str, timestamp: datetime) -> None:
         self.failed_logins += 1
 
     @event("AccountLocked")
@@ -237,6 +251,66 @@ class Account(Aggregate):
         self.change_password(password_hash, at, history_size)
         self.unlock(at, reason="password_reset")
         self.revoke_all_sessions(at)
+
+    # Multi-factor authentication (TOTP, RFC 6238)
+
+    def start_mfa_enrollment(self, sealed_secret: str, at: datetime) -> None:
+        if self.mfa_enabled:
+            raise MfaAlreadyEnabled
+        self._mfa_enrollment_started(sealed_secret=sealed_secret, timestamp=at)
+
+    @event("MfaEnrollmentStarted")
+    def _mfa_enrollment_started(self, sealed_secret: str, timestamp: datetime) -> None:
+        self.mfa_pending_sealed_secret = sealed_secret
+
+    def enable_mfa(self, step: int, recovery_code_hashes: list[str], at: datetime) -> None:
+        """Confirmed by a code from the pending secret, which proves the authenticator has it."""
+        if self.mfa_enabled:
+            raise MfaAlreadyEnabled
+        if self.mfa_pending_sealed_secret is None:
+            raise MfaNotEnabled
+        self._mfa_enabled(step=step, recovery_code_hashes=recovery_code_hashes, timestamp=at)
+
+    @event("MfaEnabled")
+    def _mfa_enabled(self, step: int, recovery_code_hashes: list[str], timestamp: datetime) -> None:
+        self.mfa_enabled = True
+        self.mfa_sealed_secret = self.mfa_pending_sealed_secret
+        self.mfa_pending_sealed_secret = None
+        self.last_totp_step = step
+        self.recovery_code_hashes = list(recovery_code_hashes)
+
+    def use_totp(self, step: int, at: datetime) -> None:
+        if not self.mfa_enabled:
+            raise MfaNotEnabled
+        if step <= self.last_totp_step:
+            raise InvalidMfaCode  # replayed, or older than one already used
+        self._totp_code_accepted(step=step, timestamp=at)
+
+    @event("TotpCodeAccepted")
+    def _totp_code_accepted(self, step: int, timestamp: datetime) -> None:
+        self.last_totp_step = step
+
+    def use_recovery_code(self, code_hash: str, at: datetime) -> None:
+        if not self.mfa_enabled:
+            raise MfaNotEnabled
+        if not any(hmac.compare_digest(code_hash, known) for known in self.recovery_code_hashes):
+            raise InvalidMfaCode
+        self._recovery_code_used(code_hash=code_hash, timestamp=at)
+
+    @event("RecoveryCodeUsed")
+    def _recovery_code_used(self, code_hash: str, timestamp: datetime) -> None:
+        self.recovery_code_hashes = [h for h in self.recovery_code_hashes if h != code_hash]
+
+    def disable_mfa(self, at: datetime) -> None:
+        if not self.mfa_enabled:
+            raise MfaNotEnabled
+        self._mfa_disabled(timestamp=at)
+
+    @event("MfaDisabled")
+    def _mfa_disabled(self, timestamp: datetime) -> None:
+        self.mfa_enabled = False
+        self.mfa_sealed_secret = None
+        self.recovery_code_hashes = []
 
     # Sessions
 

@@ -61,6 +61,23 @@ class WrongPassword(DomainError):
     """The current password given to confirm a sensitive change is not the account's."""
 
 
+class InvalidMfaCode(DomainError):
+    """A TOTP code that is wrong, outside the window or already used, or an unknown or used
+    recovery code."""
+
+
+class InvalidMfaToken(DomainError):
+    """The short-lived token between the password and the second factor is missing or invalid."""
+
+
+class MfaAlreadyEnabled(DomainError):
+    """MFA is on already; turn it off before enrolling a new authenticator."""
+
+
+class MfaNotEnabled(DomainError):
+    """The command needs MFA to be on (or an enrolment to confirm), and it is not."""
+
+
 class AccountNotFound(DomainError):
     """No account has this id."""
 

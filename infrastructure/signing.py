@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 from application.ports import AccessClaims
-from domain.errors import InvalidAccessToken
+from domain.errors import InvalidAccessToken, InvalidMfaToken
 
 _ALGORITHM = "EdDSA"
 _TYPE = "at+jwt"  # RFC 9068: marks access tokens, so no other JWT of ours can pass for one
+_MFA_TYPE = "mfa+jwt"  # between the password and the second factor; never an access token
+_MFA_LIFETIME_SECONDS = 300
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 _CLOCK_SKEW_SECONDS = 30  # between API processes: a token minted "in the future" by a peer
 
@@ -92,6 +94,42 @@ class Ed25519Signer:
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise InvalidAccessToken from error
+
+    def issue_mfa_token(self, account_id: UUID, at: datetime) -> str:
+        claims = {
+            "iss": self._issuer,
+            "aud": f"{self._audience}:mfa",
+            "sub": str(account_id),
+            "jti": uuid4().hex,
+            "iat": int(at.timestamp()),
+            "exp": int(at.timestamp()) + _MFA_LIFETIME_SECONDS,
+        }
+        headers = {"kid": self._kid, "typ": _MFA_TYPE}
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers=headers)
+
+    def verify_mfa_token(self, token: str, at: datetime) -> UUID:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") != self._kid or header.get("typ") != _MFA_TYPE:
+                raise InvalidMfaToken
+            claims = jwt.decode(
+                token,
+                self._public_key,
+                algorithms=[_ALGORITHM],
+                audience=f"{self._audience}:mfa",
+                issuer=self._issuer,
+                options={
+                    "require": ["iss", "aud", "sub", "iat", "exp"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+            now = at.timestamp()
+            if not (claims["iat"] <= now + _CLOCK_SKEW_SECONDS and now < claims["exp"]):
+                raise InvalidMfaToken
+            return UUID(claims["sub"])
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
+            raise InvalidMfaToken from error
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self._jwk]}

@@ -14,6 +14,7 @@ from application.access import Access
 from application.account_mail import AccountMail
 from application.event_log import EventLog
 from application.login import Login, SessionRules
+from application.mfa import Mfa
 from application.passwords import PasswordRules, Passwords
 from application.ports import Clock
 from application.profile import Profile
@@ -36,6 +37,7 @@ from infrastructure.revocation import (
 )
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
+from infrastructure.totp import Totp
 from interfaces.settings import Settings
 
 
@@ -48,6 +50,7 @@ class Container:
     login: Login
     profile: Profile
     passwords: Passwords
+    mfa: Mfa
     access: Access
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
@@ -109,6 +112,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     if not settings.redis_url:
         limiter = LocalRateLimiter()
 
+    otp = Totp()
     policy = PasswordPolicy(
         min_length=settings.password_min_length,
         common=load_common_passwords(
@@ -144,6 +148,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             log,
             hasher,
             signer,
+            otp,
+            box,
             revocations,
             clock,
             SessionRules(
@@ -171,6 +177,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ),
         ),
         profile=Profile(log, clock),
+        mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         access=Access(signer, revocations, clock),
         signer=signer,
         revocations=revocations,

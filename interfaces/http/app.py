@@ -66,6 +66,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "logins": provide(container.login),  # not "login": a body field has that name
             "profile": provide(container.profile),
             "passwords": provide(container.passwords),
+            "mfa": provide(container.mfa),
             "access": provide(container.access),
             "signer": provide(container.signer),
             "log": provide(container.log),

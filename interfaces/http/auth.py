@@ -16,7 +16,7 @@ from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.registration import Registration
 from application.throttle import Throttle
-from application.views import Client
+from application.views import Client, MfaChallenge
 from domain.errors import DomainError, RefreshTokenReused
 from domain.identity import normalise_email
 from infrastructure import metrics
@@ -27,6 +27,8 @@ from interfaces.http.schemas import (
     ForgotPasswordRequest,
     LoginRequest,
     LogoutRequest,
+    MfaChallengeResponse,
+    MfaLoginRequest,
     RefreshRequest,
     RegisterRequest,
     ResendVerificationRequest,
@@ -123,10 +125,31 @@ class AuthController(Controller):
         logins: NamedDependency[Login],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
-    ) -> TokenResponse:
+    ) -> TokenResponse | MfaChallengeResponse:
         try:
             throttle.check("login", client.ip, data.login)
-            tokens = logins.log_in(data.login, data.password, client)
+            result = logins.log_in(data.login, data.password, client, otp=data.otp)
+        except DomainError as error:
+            metrics.LOGINS.labels(outcome=code_of(error)).inc()
+            raise
+        if isinstance(result, MfaChallenge):
+            metrics.LOGINS.labels(outcome="mfa_required").inc()
+            return MfaChallengeResponse(mfa_token=result.mfa_token)
+        metrics.LOGINS.labels(outcome="success").inc()
+        metrics.TOKENS.labels(operation="issued").inc()
+        return TokenResponse.of(result)
+
+    @post("/login/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
+    def login_mfa(
+        self,
+        data: JSONBody[MfaLoginRequest],
+        logins: NamedDependency[Login],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
+    ) -> TokenResponse:
+        try:
+            throttle.check("mfa", client.ip, str(logins.mfa_subject(data.mfa_token)))
+            tokens = logins.complete_mfa(data.mfa_token, data.code, client)
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise

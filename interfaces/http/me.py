@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, put
+from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from application.mfa import Mfa
 from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
+from domain.errors import FieldError, Invalid
 from infrastructure import metrics
-from interfaces.http.schemas import AccountResponse, ChangePasswordRequest, ProfileUpdate
+from interfaces.http.schemas import (
+    AccountResponse,
+    ChangePasswordRequest,
+    MfaEnrollmentResponse,
+    MfaRequest,
+    ProfileUpdate,
+    RecoveryCodesResponse,
+)
 from interfaces.http.security import BEARER
 
 
@@ -36,6 +45,25 @@ class MeController(Controller):
     ) -> None:
         passwords.change(claims, data.current_password, data.new_password)
         metrics.PASSWORD_CHANGES.labels(via="change").inc()
+
+    @post("/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
+    def mfa(
+        self,
+        claims: NamedDependency[AccessClaims],
+        data: JSONBody[MfaRequest],
+        mfa: NamedDependency[Mfa],
+    ) -> Response[MfaEnrollmentResponse | RecoveryCodesResponse | None]:
+        if data.action == "enable":
+            enrollment = mfa.enroll(claims)
+            return Response(MfaEnrollmentResponse(enrollment.secret, enrollment.otpauth_uri))
+        if data.action == "confirm":
+            if data.code is None:
+                raise Invalid(FieldError("code", "required", "is required to confirm"))
+            return Response(RecoveryCodesResponse(mfa.confirm(claims, data.code)))
+        if data.code is None and data.password is None:
+            raise Invalid(FieldError("code", "required", "a code or the password is required"))
+        mfa.disable(claims, data.code, data.password)
+        return Response(None, status_code=HTTP_204_NO_CONTENT)
 
     @put(sync_to_thread=True)
     def update(

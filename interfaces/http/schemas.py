@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -20,6 +20,9 @@ Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
 OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
 DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
+# A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs.
+OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")]
+Jwt = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +46,18 @@ class ResendVerificationRequest(Request):
 class LoginRequest(Request):
     login: Login
     password: Password
+    otp: OtpCode | None = None  # finishes an MFA login in one step
+
+
+class MfaLoginRequest(Request):
+    mfa_token: Jwt
+    code: OtpCode
+
+
+class MfaRequest(Request):
+    action: Literal["enable", "confirm", "disable"]
+    code: OtpCode | None = None
+    password: Password | None = None
 
 
 class RefreshRequest(Request):
@@ -101,6 +116,20 @@ class TokenResponse(msgspec.Struct):
     @classmethod
     def of(cls, pair: TokenPair) -> TokenResponse:
         return cls(pair.access_token, pair.token_type, pair.expires_in, pair.refresh_token)
+
+
+class MfaChallengeResponse(msgspec.Struct):
+    mfa_token: str
+    mfa_required: bool = True
+
+
+class MfaEnrollmentResponse(msgspec.Struct):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesResponse(msgspec.Struct):
+    recovery_codes: list[str]
 
 
 class Accepted(msgspec.Struct):

@@ -33,6 +33,7 @@ ENDPOINTS = {
     "/api/auth/login": {"login": "xavier", "password": "a long password"},
     "/api/auth/refresh": {"refresh_token": "A" * 64},
     "/api/auth/forgot-password": {"email": "x@example.com"},
+    "/api/auth/login/mfa": {"mfa_token": "a.b.c", "code": "123456"},
     "/api/auth/reset-password": {"token": "A" * 64, "new_password": "a long password"},
 }
 CONTROL = "bad\x00value"

@@ -1,0 +1,89 @@
+"""Turning TOTP multi-factor authentication on and off for one's own account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from application.event_log import EventLog, retried_on_conflict
+from application.ports import AccessClaims, Clock, OneTimePasswords, PasswordHasher, SecretBox
+from application.recovery_codes import new_recovery_codes, recovery_code_digest
+from domain.account import Account
+from domain.errors import AccountNotFound, InvalidMfaCode, MfaNotEnabled, WrongPassword
+from domain.password_policy import normalise_password
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    secret: str
+    otpauth_uri: str
+
+
+class Mfa:
+    def __init__(
+        self,
+        log: EventLog,
+        otp: OneTimePasswords,
+        box: SecretBox,
+        hasher: PasswordHasher,
+        clock: Clock,
+        issuer: str,
+    ) -> None:
+        self._log = log
+        self._otp = otp
+        self._box = box
+        self._hasher = hasher
+        self._clock = clock
+        self._issuer = issuer
+
+    @retried_on_conflict
+    def enroll(self, claims: AccessClaims) -> Enrollment:
+        """A new secret, pending until a code from it is confirmed; shown once, stored sealed."""
+        account = self._account(claims)
+        secret = self._otp.new_secret()
+        account.start_mfa_enrollment(self._box.seal(secret), self._clock.now())
+        self._log.save(account)
+        return Enrollment(secret, self._otp.provisioning_uri(secret, account.email, self._issuer))
+
+    @retried_on_conflict
+    def confirm(self, claims: AccessClaims, code: str) -> list[str]:
+        """Turns MFA on and returns the ten recovery codes: the only time they are shown."""
+        account = self._account(claims)
+        if account.mfa_pending_sealed_secret is None:
+            raise MfaNotEnabled
+        now = self._clock.now()
+        secret = self._box.open(account.mfa_pending_sealed_secret)
+        step = self._otp.accepted_step(secret, code, now)
+        if step is None:
+            raise InvalidMfaCode
+        codes = new_recovery_codes()
+        account.enable_mfa(step, [recovery_code_digest(c) for c in codes], now)
+        self._log.save(account)
+        return codes
+
+    @retried_on_conflict
+    def disable(self, claims: AccessClaims, code: str | None, password: str | None) -> None:
+        """Needs a current TOTP code, a recovery code, or the password: a stolen access token
+        alone must not be able to strip the second factor."""
+        account = self._account(claims)
+        if not account.mfa_enabled:
+            raise MfaNotEnabled
+        now = self._clock.now()
+        if password is not None:
+            if not self._hasher.verify(account.password_hash, normalise_password(password)):
+                raise WrongPassword
+        elif code is not None and account.mfa_sealed_secret is not None:
+            step = self._otp.accepted_step(self._box.open(account.mfa_sealed_secret), code, now)
+            if step is not None:
+                account.use_totp(step, now)
+            else:
+                account.use_recovery_code(recovery_code_digest(code), now)
+        else:
+            raise InvalidMfaCode
+        account.disable_mfa(now)
+        self._log.save(account)
+
+    def _account(self, claims: AccessClaims) -> Account:
+        account = self._log.find(claims.account_id, Account)
+        if account is None:
+            raise AccountNotFound
+        return account
