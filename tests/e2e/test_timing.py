@@ -31,7 +31,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         "LOCKOUT_THRESHOLD": "100000",
         "RATE_LIMITS_ENABLED": "false",
     }
-    for name in ("DATABASE_URL", "REDIS_URL", "ARGON2_TIME_COST", "ARGON2_MEMORY_COST", "ARGON2_PARALLELISM"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ARGON2_TIME_COST",
+        "ARGON2_MEMORY_COST",
+        "ARGON2_PARALLELISM",
+    ):
         env.pop(name, None)
     process = subprocess.Popen([tessera(), "serve"], env=env, cwd=tmp, stdout=subprocess.DEVNULL)
     try:
@@ -41,7 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
                 "/api/auth/register",
                 json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
             )
-            token = wait_for_mail(tmp / "var" / "mail", "ada@example.com").split("token=")[1].split()[0]
+            token = (
+                wait_for_mail(tmp / "var" / "mail", "ada@example.com").split("token=")[1].split()[0]
+            )
             http.post("/api/auth/verify-email", json={"token": token})
             yield http
     finally:
@@ -60,12 +68,18 @@ def median_seconds(http: httpx.Client, path: str, body: dict[str, str]) -> float
 
 def test_unknown_login_costs_what_a_wrong_password_costs(server: httpx.Client) -> None:
     median_seconds(server, "/api/auth/login", {"login": "ada", "password": "warm up"})
-    wrong = median_seconds(server, "/api/auth/login", {"login": "ada", "password": "wrong password"})
-    unknown = median_seconds(server, "/api/auth/login", {"login": "nobody", "password": "wrong password"})
+    wrong = median_seconds(
+        server, "/api/auth/login", {"login": "ada", "password": "wrong password"}
+    )
+    unknown = median_seconds(
+        server, "/api/auth/login", {"login": "nobody", "password": "wrong password"}
+    )
     assert 0.5 <= unknown / wrong <= 2.0, (unknown, wrong)
 
 
-def test_forgot_password_costs_the_same_for_known_and_unknown_addresses(server: httpx.Client) -> None:
+def test_forgot_password_costs_the_same_for_known_and_unknown_addresses(
+    server: httpx.Client,
+) -> None:
     known = median_seconds(server, "/api/auth/forgot-password", {"email": "ada@example.com"})
     unknown = median_seconds(server, "/api/auth/forgot-password", {"email": "bob@example.com"})
     assert 0.5 <= unknown / known <= 2.0, (unknown, known)
@@ -75,5 +89,7 @@ def test_the_decoy_hash_is_a_real_argon2_verification(server: httpx.Client, tmp_
     """Guards the test above: an unknown login must take at least a hash's time, not ~0."""
     del tmp_path
     bare = median_seconds(server, "/api/auth/verify-email/resend", {"email": "nobody@example.com"})
-    unknown = median_seconds(server, "/api/auth/login", {"login": "nobody", "password": "wrong password"})
+    unknown = median_seconds(
+        server, "/api/auth/login", {"login": "nobody", "password": "wrong password"}
+    )
     assert unknown > 3 * bare, (unknown, bare)
