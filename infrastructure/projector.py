@@ -10,6 +10,9 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from application.projection import Projection
+from infrastructure.lease import NoLease, PostgresLease
+
+Lease = NoLease | PostgresLease
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,20 @@ class Projector:
     """
 
     def __init__(
-        self, app: Application[Any], projection: Projection, batch_size: int = 100
+        self,
+        app: Application[Any],
+        projection: Projection,
+        lease: Lease | None = None,
+        batch_size: int = 100,
     ) -> None:
         self._app = app
         self._projection = projection
+        self._lease = lease or NoLease()
         self._batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return self._projection.name
 
     @property
     def position(self) -> int:
@@ -46,7 +58,16 @@ class Projector:
         return len(notifications)
 
     def run_until(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+        try:
+            self._run_until(stop, poll_interval)
+        finally:
+            self._lease.release()
+
+    def _run_until(self, stop: threading.Event, poll_interval: float) -> None:
         while not stop.is_set():
+            if not self._lease.held():
+                stop.wait(1.0)  # another process runs this projection: stand by
+                continue
             try:
                 read = self.run_once()
             except Exception:

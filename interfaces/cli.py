@@ -28,13 +28,33 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def projector(args: argparse.Namespace) -> int:
+    import signal
+
+    from interfaces.container import build
+
+    container = build(load_settings())
+
+    def stop(*_: object) -> None:
+        container.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    names = ", ".join(p.name for p in container.projectors)
+    print(f"tessera: projecting {names}", flush=True)
+    container.run_projectors()
+    container.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the HTTP API (and, embedded, the mail worker)")
+    commands.add_parser("projector", help="run the projections (many copies may run)")
     args = parser.parse_args(argv)
-    handlers = {"serve": serve}
+    handlers = {"serve": serve, "projector": projector}
     return handlers[args.command](args)
 
 

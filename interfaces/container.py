@@ -25,6 +25,7 @@ from domain.password_policy import PasswordPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.keys import load_secret_key, load_signing_key
+from infrastructure.lease import PostgresLease
 from infrastructure.mail_files import MailDirectory
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database
@@ -58,15 +59,28 @@ class Container:
     projectors: list[Projector]
     clock: Clock
     _stop: threading.Event = field(default_factory=threading.Event)
+    _closed: bool = False
 
     def start_background(self) -> None:
         """Runs the projections in this process (the embedded default's in-process worker)."""
         for projector in self.projectors:
             projector.start(self._stop)
 
+    def run_projectors(self) -> None:
+        """Runs the projections in this process until close() (the `tessera projector` command)."""
+        threads = [projector.start(self._stop) for projector in self.projectors]
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+
+    def stop(self) -> None:
+        """Asks background loops to finish; close() then releases what they used."""
+        self._stop.set()
+
     def close(self) -> None:
-        if self._stop.is_set():
+        if self._closed:
             return
+        self._closed = True
         self._stop.set()
         self.revocations.close()
         self.log.close()
@@ -182,7 +196,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
-        projectors=[Projector(log, mail)],
+        projectors=[Projector(log, mail, lease=lease(database, mail.name))],
         clock=clock,
     )
 
@@ -207,3 +221,8 @@ def _action_limits(spec: str) -> ActionLimits:
         count, seconds = part.split("/")
         limits.append(Limit(count=int(count), per=timedelta(seconds=int(seconds))))
     return ActionLimits(per_ip=limits[0], per_identifier=limits[1] if len(limits) > 1 else None)
+
+
+def lease(database: Database, name: str) -> PostgresLease | None:
+    """On PostgreSQL, many projector processes may run: one holds each projection at a time."""
+    return PostgresLease(database.postgres_conninfo(), name) if database.is_postgres else None
