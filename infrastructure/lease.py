@@ -7,8 +7,8 @@ its connection closes, the lock is released, and a standby takes over within a p
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 
 import psycopg
 
