@@ -97,13 +97,41 @@ class RevocationList(Protocol):
 
 @dataclass(frozen=True)
 class OutgoingMail:
-    key: str  # idempotency key: one key, at most one delivered copy
+    key: str  # idempotency key, also the Message-ID's local part
     to: str
     subject: str
     text: str
+    html: str
 
 
-class Mailer(Protocol):
+class MailTransport(Protocol):
     def send(self, mail: OutgoingMail) -> None:
-        """Delivers the mail; sending one key twice delivers it once."""
+        """Hands the mail over; raises TransientMailError when a later try may succeed."""
         ...
+
+
+class TransientMailError(Exception):
+    """The mail server (or the path to it) failed in a way worth retrying: 4xx, a timeout."""
+
+
+class MailRenderer(Protocol):
+    def render(self, kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
+        """(subject, text, html) for a kind of mail; the html part is autoescaped."""
+        ...
+
+
+class MailQueue(Protocol):
+    def enqueue(self, key: str) -> None:
+        """Asks a worker to deliver the mail recorded under this key (at least once)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PendingMail:
+    key: str
+    originator_id: UUID
+    originator_version: int
+
+
+class DeliveryBusy(Exception):
+    """Another worker holds this delivery; try again after its claim expires."""

@@ -63,6 +63,10 @@ class Account(Aggregate):
     # Made by the @event decorators below; named here for projections and type checkers.
     EmailVerificationRequested: ClassVar[type[Any]]
     PasswordResetRequested: ClassVar[type[Any]]
+    PasswordChanged: ClassVar[type[Any]]
+    AccountLocked: ClassVar[type[Any]]
+    MfaEnabled: ClassVar[type[Any]]
+    MfaDisabled: ClassVar[type[Any]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:

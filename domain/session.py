@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -13,6 +14,9 @@ from domain.errors import InvalidRefreshToken, RefreshTokenReused
 
 class Session(Aggregate):
     """A login on one device. Each has its own short stream, so devices never contend."""
+
+    # Made by the @event decorators below; named here for projections and type checkers.
+    SessionStarted: ClassVar[type[Any]]
 
     @event("SessionStarted")
     def __init__(

@@ -15,7 +15,13 @@ TOKENS = Counter(
     "Token operations: issued (login), refreshed, revoked (logout), reuse_detected.",
     ["operation"],
 )
-EMAILS = Counter("tessera_emails", "Emails handed to the transport, by kind.", ["kind"])
+EMAILS_SENT = Counter("tessera_emails_sent", "Emails the mail server accepted, by kind.", ["kind"])
+EMAIL_ATTEMPTS_FAILED = Counter(
+    "tessera_email_attempts_failed", "Delivery attempts that failed (retried until the last)."
+)
+EMAILS_DEAD = Counter(
+    "tessera_emails_dead", "Emails given up on after the last retry (in the dead-letter queue)."
+)
 PASSWORD_CHANGES = Counter(
     "tessera_password_changes", "Passwords changed, by how: change or reset.", ["via"]
 )

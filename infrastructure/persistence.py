@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
@@ -13,6 +16,7 @@ from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict
 
 T = TypeVar("T", bound=TrackingRecorder)
+_SCHEMA_LOCK = 0x7E55E7A  # any constant: the key of the advisory lock around table creation
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,20 @@ class Database:
             "POSTGRES_PRE_PING": "y",
         }
 
+    @contextlib.contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Serialises table creation: several processes starting at once on a fresh PostgreSQL
+        database would otherwise race in CREATE TABLE IF NOT EXISTS (a known PostgreSQL race)."""
+        if self.url is None:
+            yield
+            return
+        with psycopg.connect(self.postgres_conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
     def postgres_conninfo(self) -> str:
         if self.url is None:
             raise ValueError("not a PostgreSQL database")
@@ -57,10 +75,16 @@ class Database:
         parts.setdefault("connect_timeout", "5")
         return " ".join(f"{k}={v!r}" if " " in str(v) else f"{k}={v}" for k, v in parts.items())
 
-    def tracking_recorder(self, name: str) -> TrackingRecorder:
-        """A recorder of how far the projection called `name` has got, in this database."""
+    def tracking_recorder(
+        self,
+        name: str,
+        sqlite_class: type[SQLiteTrackingRecorder] = SQLiteTrackingRecorder,
+        postgres_class: type[PostgresTrackingRecorder] = PostgresTrackingRecorder,
+    ) -> TrackingRecorder:
+        """A recorder of how far the projection called `name` has got (and, for a subclass, the
+        view it maintains in the same transactions), in this database."""
         recorder_class: type[TrackingRecorder] = (
-            PostgresTrackingRecorder if self.is_postgres else SQLiteTrackingRecorder
+            postgres_class if self.is_postgres else sqlite_class
         )
         factory = InfrastructureFactory[TrackingRecorder].construct(
             Environment(name, self.eventsourcing_env())

@@ -47,14 +47,40 @@ def projector(args: argparse.Namespace) -> int:
     return 0
 
 
+def worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from interfaces.container import build
+
+    settings = load_settings()
+    if not settings.redis_url:
+        print("tessera worker needs REDIS_URL: on the embedded default, serve runs the worker")
+        return 2
+    container = build(settings)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    container.mail_broker.start_worker(settings.worker_threads)
+    print(f"tessera: delivering mail with {settings.worker_threads} threads", flush=True)
+    stopped.wait()
+    container.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the HTTP API (and, embedded, the mail worker)")
     commands.add_parser("projector", help="run the projections (many copies may run)")
+    commands.add_parser("worker", help="deliver mail from the Redis queue (many copies may run)")
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "projector": projector}
+    handlers = {"serve": serve, "projector": projector, "worker": worker}
     return handlers[args.command](args)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,9 +12,9 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from application.access import Access
-from application.account_mail import AccountMail
 from application.event_log import EventLog
 from application.login import Login, SessionRules
+from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
 from application.passwords import PasswordRules, Passwords
 from application.ports import Clock
@@ -22,11 +23,14 @@ from application.registration import Registration, RegistrationRules
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
+from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.keys import load_secret_key, load_signing_key
 from infrastructure.lease import PostgresLease
-from infrastructure.mail_files import MailDirectory
+from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
+from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
+from infrastructure.mail_render import TemplateRenderer
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database
 from infrastructure.projector import Projector
@@ -40,6 +44,8 @@ from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from infrastructure.totp import Totp
 from interfaces.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,21 +63,54 @@ class Container:
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
     projectors: list[Projector]
+    outbox: MailOutbox
+    postman: Postman
+    mail_broker: MailBroker
     clock: Clock
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
+    @property
+    def runs_in_one_process(self) -> bool:
+        """Without Redis there is no broker to share: `tessera serve` does everything itself."""
+        return not self.mail_broker.durable
+
     def start_background(self) -> None:
-        """Runs the projections in this process (the embedded default's in-process worker)."""
+        """The embedded default's background work, inside `tessera serve`: projections, the
+        mail worker, and redelivery of what the in-memory broker lost with the last process."""
+        if not self.runs_in_one_process:
+            return
+        self.mail_broker.start_worker(self.settings.worker_threads)
+        self._start_redelivery(first_sweep_older_than=timedelta(0))
         for projector in self.projectors:
             projector.start(self._stop)
 
     def run_projectors(self) -> None:
-        """Runs the projections in this process until close() (the `tessera projector` command)."""
+        """Runs the projections in this process until stop() (the `tessera projector` command)."""
+        self._start_redelivery(first_sweep_older_than=self._redeliver_after)
         threads = [projector.start(self._stop) for projector in self.projectors]
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.5)
+
+    @property
+    def _redeliver_after(self) -> timedelta:
+        return timedelta(seconds=self.settings.mail_redeliver_after)
+
+    def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
+        interval = min(30.0, self.settings.mail_redeliver_after / 2)
+
+        def sweep() -> None:
+            older_than = first_sweep_older_than
+            while not self._stop.is_set():
+                try:
+                    self.outbox.redeliver_stale(older_than)
+                except Exception:
+                    log.exception("mail redelivery sweep failed; trying again")
+                older_than = self._redeliver_after
+                self._stop.wait(interval)
+
+        threading.Thread(target=sweep, name="mail-redelivery", daemon=True).start()
 
     def stop(self) -> None:
         """Asks background loops to finish; close() then releases what they used."""
@@ -82,14 +121,21 @@ class Container:
             return
         self._closed = True
         self._stop.set()
+        self.mail_broker.stop()
         self.revocations.close()
         self.log.close()
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
-    clock = clock or SystemClock()
+    database = Database(
+        url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
+    )
+    with database.schema_lock():
+        return _build(settings, database, clock or SystemClock())
+
+
+def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
-    database = Database(url=settings.database_url, sqlite_path=data / "tessera.sqlite")
     log = EventLog(env=database.eventsourcing_env())
 
     hasher = Argon2Hasher(
@@ -137,13 +183,44 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         require_digit=settings.password_require_digit,
         require_symbol=settings.password_require_symbol,
     )
-    mail = AccountMail(
-        view=database.tracking_recorder(AccountMail.name),
-        mailer=MailDirectory(data / "mail", sender=settings.mail_from),
-        box=box,
-        public_url=settings.public_url,
-        product_name=settings.product_name,
+    ledger = database.tracking_recorder(MailOutbox.name, SqliteMailLedger, PostgresMailLedger)
+    postman = Postman(
+        log,
+        ledger,  # type: ignore[arg-type]
+        TemplateRenderer(),
+        SmtpRelay(
+            SmtpSettings(
+                host=settings.mail_server,
+                port=settings.mail_port,
+                starttls=settings.mail_use_tls,
+                implicit_tls=settings.mail_use_ssl,
+                username=settings.mail_username,
+                password=settings.mail_password,
+                sender=settings.mail_from,
+                timeout=settings.mail_timeout,
+            )
+        )
+        if settings.mail_server
+        else MailDirectory(data / "mail", sender=settings.mail_from),
+        box,
+        clock,
+        MailSettings(
+            public_url=settings.public_url,
+            product_name=settings.product_name,
+            # Longer than any one SMTP conversation can last, so a live claim is never taken.
+            claim_ttl=timedelta(seconds=2 * settings.mail_timeout + 5),
+        ),
     )
+    mail_broker = MailBroker(
+        settings.redis_url,
+        postman,
+        RetryPolicy(
+            max_retries=settings.mail_max_retries,
+            min_backoff_ms=settings.mail_retry_min_backoff,
+            max_backoff_ms=settings.mail_retry_max_backoff,
+        ),
+    )
+    mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     return Container(
         settings=settings,
         database=database,
@@ -197,6 +274,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
         projectors=[Projector(log, mail, lease=lease(database, mail.name))],
+        outbox=mail,
+        postman=postman,
+        mail_broker=mail_broker,
         clock=clock,
     )
 

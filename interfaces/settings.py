@@ -25,7 +25,25 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     trusted_proxies: str = ""
     public_url: str = "http://127.0.0.1:8000"
     product_name: str = "Tessera"
+
+    # Mail: SMTP when MAIL_SERVER is set, else .eml files in DATA_DIR/mail/.
+    mail_server: str | None = None
+    mail_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
+    mail_use_tls: bool = False  # STARTTLS
+    mail_use_ssl: bool = False  # implicit TLS (SMTPS)
+    mail_username: str | None = None
+    mail_password: str | None = None
     mail_from: str = "Tessera <no-reply@localhost>"
+    mail_timeout: Seconds = 30
+    mail_max_retries: Annotated[int, msgspec.Meta(ge=0, le=30)] = 8
+    mail_retry_min_backoff: Annotated[int, msgspec.Meta(ge=1)] = 1000  # milliseconds
+    mail_retry_max_backoff: Annotated[int, msgspec.Meta(ge=1)] = 600_000
+    # A queued mail this old with no worker on it is taken as lost and enqueued again; keep it
+    # longer than MAIL_RETRY_MAX_BACKOFF, so a mail waiting for its retry is left alone.
+    mail_redeliver_after: Seconds = 900
+    notify_new_sign_in: bool = True
+    worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
     # Tokens
     jwt_issuer: str | None = None  # default: PUBLIC_URL

@@ -80,6 +80,7 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def container(settings: Settings, clock: FakeClock) -> Iterator[Container]:
     built = build(settings, clock=clock)
+    built.mail_broker.start_worker(threads=1, poll_ms=20)  # a real Dramatiq worker, in this process
     yield built
     built.close()
 
@@ -96,6 +97,8 @@ def event_count(container: Container) -> int:
 
 
 def run_projections(container: Container) -> None:
+    """Runs every projection to the end of the log, then waits for the mail queue to drain."""
     for projector in container.projectors:
         while projector.run_once():
             pass
+    container.mail_broker.join()

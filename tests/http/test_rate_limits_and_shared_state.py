@@ -23,6 +23,7 @@ Client = TestClient[Any]
 
 def service(settings: Settings, clock: FakeClock) -> tuple[Container, Client]:
     container = build(settings, clock=clock)
+    container.mail_broker.start_worker(threads=1, poll_ms=20)
     return container, TestClient(create_app(container, run_background=False))
 
 

@@ -1,0 +1,205 @@
+"""Mail derived from events: which events mail whom, with what, and how each is delivered.
+
+Two halves. The outbox projection records one delivery per mail-worthy event in the ledger, in
+the same transaction as its tracking record, then asks the queue to deliver it. The postman, in a
+worker, claims a delivery, rebuilds the mail from its event, sends it, and closes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.utils import get_topic
+
+from application.event_log import EventLog
+from application.ports import (
+    Clock,
+    MailQueue,
+    MailRenderer,
+    MailTransport,
+    OutgoingMail,
+    PendingMail,
+    SecretBox,
+)
+from domain.account import Account
+from domain.session import Session
+
+MAIL_WORTHY = (
+    Account.EmailVerificationRequested,
+    Account.PasswordResetRequested,
+    Account.PasswordChanged,
+    Account.AccountLocked,
+    Account.MfaEnabled,
+    Account.MfaDisabled,
+    Session.SessionStarted,
+)
+
+
+class MailLedger(Protocol):
+    """Where deliveries are recorded (with the projection's position) and claimed."""
+
+    def record(self, mail: PendingMail, at: datetime, tracking: Tracking) -> None: ...
+
+    def claim(self, key: str, at: datetime, ttl: timedelta) -> PendingMail | None: ...
+
+    def close_delivery(self, key: str, status: str, at: datetime) -> None: ...
+
+    def release(self, key: str, at: datetime) -> None: ...
+
+    def stale(self, at: datetime, older_than: timedelta) -> list[str]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+
+def delivery_key(event: DomainEventProtocol[Any]) -> str:
+    """The idempotency key: an event's identity, so one event makes at most one mail."""
+    return f"{event.originator_id}-{event.originator_version}"
+
+
+class MailOutbox:
+    name = "mail_outbox"
+    topics: tuple[str, ...] = tuple(get_topic(kind) for kind in MAIL_WORTHY)
+
+    def __init__(
+        self,
+        view: Any,
+        queue: MailQueue,
+        clock: Clock,
+        notify_sign_ins: bool = True,
+    ) -> None:
+        self._ledger: MailLedger = view
+        self._view: TrackingRecorder = view
+        self._queue = queue
+        self._clock = clock
+        self._notify_sign_ins = notify_sign_ins
+
+    @property
+    def view(self) -> TrackingRecorder:
+        return self._view
+
+    def process_event(self, domain_event: DomainEventProtocol[Any], tracking: Tracking) -> None:
+        if isinstance(domain_event, Session.SessionStarted) and not self._notify_sign_ins:
+            self._view.insert_tracking(tracking)
+            return
+        pending = PendingMail(
+            delivery_key(domain_event), domain_event.originator_id, domain_event.originator_version
+        )
+        self._ledger.record(pending, self._clock.now(), tracking)
+        # After the commit: a crash between the two leaves a queued row, which the redelivery
+        # sweep enqueues again; a message without its row can never exist.
+        self._queue.enqueue(pending.key)
+
+    def redeliver_stale(self, older_than: timedelta) -> int:
+        """Enqueues again what no message may still carry (lost with a crash, or with a broker
+        that kept it in memory only). Duplicates are harmless: a delivery is claimed once."""
+        keys = self._ledger.stale(self._clock.now(), older_than)
+        for key in keys:
+            self._queue.enqueue(key)
+        return len(keys)
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    public_url: str
+    product_name: str
+    claim_ttl: timedelta = timedelta(minutes=2)
+
+
+class Postman:
+    """Delivers one recorded mail. Runs in workers; safe to call twice with one key."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        ledger: MailLedger,
+        renderer: MailRenderer,
+        transport: MailTransport,
+        box: SecretBox,
+        clock: Clock,
+        settings: MailSettings,
+    ) -> None:
+        self._log = log
+        self._ledger = ledger
+        self._renderer = renderer
+        self._transport = transport
+        self._box = box
+        self._clock = clock
+        self._settings = settings
+
+    def deliver(self, key: str) -> str | None:
+        """Sends the mail unless it was sent already; returns its kind, or None if it was.
+
+        Raises DeliveryBusy while another worker holds it, and the transport's errors after
+        putting the delivery back in the queue, so the caller's retry policy decides.
+        """
+        pending = self._ledger.claim(key, self._clock.now(), self._settings.claim_ttl)
+        if pending is None:
+            return None
+        try:
+            kind, mail = self.compose(pending)
+            self._transport.send(mail)
+        except BaseException:
+            self._ledger.release(key, self._clock.now())
+            raise
+        self._ledger.close_delivery(key, "sent", self._clock.now())
+        return kind
+
+    def give_up(self, key: str) -> None:
+        """The last try failed: the message goes to the dead-letter queue, the row says so."""
+        self._ledger.close_delivery(key, "dead", self._clock.now())
+
+    def compose(self, pending: PendingMail) -> tuple[str, OutgoingMail]:
+        (event,) = self._log.events.get(
+            pending.originator_id,
+            gt=pending.originator_version - 1,
+            lte=pending.originator_version,
+        )
+        kind, to, context = self._content(event)
+        url = self._settings.public_url.rstrip("/")
+        context = {
+            "product": self._settings.product_name,
+            "reset_link": f"{url}/forgot-password",
+            **context,
+        }
+        subject, text, html = self._renderer.render(kind, context)
+        return kind, OutgoingMail(key=pending.key, to=to, subject=subject, text=text, html=html)
+
+    def _content(self, event: Any) -> tuple[str, str, dict[str, Any]]:
+        url = self._settings.public_url.rstrip("/")
+        if isinstance(event, Account.EmailVerificationRequested):
+            # Links come from configuration, never from a request's Host header.
+            token = self._box.open(event.sealed_token)
+            link = f"{url}/verify-email?token={token}"
+            return "verification", event.email, {"link": link, "expires": _span(event)}
+        if isinstance(event, Account.PasswordResetRequested):
+            token = self._box.open(event.sealed_token)
+            link = f"{url}/reset-password?token={token}"
+            return "password_reset", event.email, {"link": link, "expires": _span(event)}
+        if isinstance(event, Session.SessionStarted):
+            account = self._account(event.account_id, None)
+            context = {"at": event.timestamp, "ip": event.ip, "user_agent": event.user_agent}
+            return "new_sign_in", account.email, context
+        # The rest are the account's own events: mail the address it had then.
+        account = self._account(event.originator_id, event.originator_version)
+        kinds = {
+            Account.PasswordChanged: ("password_changed", {"at": event.timestamp}),
+            Account.AccountLocked: ("account_locked", {"until": getattr(event, "until", None)}),
+            Account.MfaEnabled: ("mfa_enabled", {"at": event.timestamp}),
+            Account.MfaDisabled: ("mfa_disabled", {"at": event.timestamp}),
+        }
+        kind, context = kinds[type(event)]
+        return kind, account.email, context
+
+    def _account(self, account_id: Any, version: int | None) -> Account:
+        account: Any = self._log.repository.get(account_id, version=version)
+        assert isinstance(account, Account)
+        return account
+
+
+def _span(event: Any) -> str:
+    minutes = int((event.expires_at - event.timestamp).total_seconds() // 60)
+    return f"{minutes // 60} hours" if minutes >= 120 else f"{minutes} minutes"
