@@ -15,13 +15,15 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import CurrentMessage, Middleware
+from opentelemetry import propagate, trace
 
 from application.mail import Postman
 from application.ports import DeliveryBusy, TransientMailError
 from infrastructure import metrics
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("tessera.mail")
 
 QUEUE = "mail"
 ACTOR = "deliver_mail"
@@ -67,8 +69,19 @@ class MailBroker:
             else StubBroker()
         )
         self.broker.add_middleware(DeadLetters(postman))
+        self.broker.add_middleware(CurrentMessage())
 
         def deliver_mail(key: str) -> None:
+            # The sender's trace context rides in the message, so the delivery is one trace
+            # with the work that asked for it (W3C traceparent).
+            message = CurrentMessage.get_current_message()
+            carrier = dict(message.options.get("trace") or {}) if message else {}
+            with tracer.start_as_current_span(
+                "mail.deliver", context=propagate.extract(carrier), kind=trace.SpanKind.CONSUMER
+            ):
+                _deliver(key)
+
+        def _deliver(key: str) -> None:
             try:
                 kind = postman.deliver(key)
             except Exception as error:
@@ -89,7 +102,9 @@ class MailBroker:
         self._worker: dramatiq.Worker | None = None
 
     def enqueue(self, key: str) -> None:
-        self.actor.send(key)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        self.actor.send_with_options(args=(key,), trace=carrier)
 
     def join(self, timeout_ms: int = 10_000) -> None:
         """Waits until the mail queue is empty (delayed retries included)."""

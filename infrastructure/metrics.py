@@ -5,7 +5,7 @@ Names follow the conventions: `_total` counters, base units, label values from c
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 LOGINS = Counter("tessera_logins", "Login attempts by outcome.", ["outcome"])
 REGISTRATIONS = Counter("tessera_registrations", "Accounts registered.")
@@ -24,4 +24,7 @@ EMAILS_DEAD = Counter(
 )
 PASSWORD_CHANGES = Counter(
     "tessera_password_changes", "Passwords changed, by how: change or reset.", ["via"]
+)
+EMAIL_QUEUE_DEPTH = Gauge(
+    "tessera_email_queue_depth", "Mails recorded and not yet delivered or given up (ledger)."
 )

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 from psycopg_pool import ConnectionPool
@@ -23,6 +24,7 @@ from application.registration import Registration, RegistrationRules
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
+from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
@@ -221,6 +223,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         ),
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
+    metrics.EMAIL_QUEUE_DEPTH.set_function(lambda: _queue_depth(ledger))
     return Container(
         settings=settings,
         database=database,
@@ -301,6 +304,14 @@ def _action_limits(spec: str) -> ActionLimits:
         count, seconds = part.split("/")
         limits.append(Limit(count=int(count), per=timedelta(seconds=int(seconds))))
     return ActionLimits(per_ip=limits[0], per_identifier=limits[1] if len(limits) > 1 else None)
+
+
+def _queue_depth(ledger: Any) -> float:
+    try:
+        counts = ledger.counts()
+    except Exception:  # a scrape must answer even while the database does not
+        return float("nan")
+    return float(counts.get("queued", 0) + counts.get("sending", 0))
 
 
 def lease(database: Database, name: str) -> PostgresLease | None:

@@ -57,6 +57,26 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+_SPANS: Any = None
+
+
+@pytest.fixture(scope="session")
+def spans() -> Any:
+    """Every span this test process records, kept in memory (OpenTelemetry's own exporter)."""
+    global _SPANS
+    if _SPANS is None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        _SPANS = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_SPANS))
+        trace.set_tracer_provider(provider)
+    return _SPANS
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -8,6 +8,7 @@ import email.policy
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -162,3 +163,32 @@ def test_sign_in_mails_can_be_turned_off(tmp_path: Path, clock: FakeClock) -> No
         assert subjects(container) == ["Verify your email address for Tessera"]
     finally:
         container.close()
+
+
+def test_the_trace_context_travels_in_the_message(container: Container, spans: Any) -> None:
+    from opentelemetry import trace
+
+    container.registration.register("ada@example.com", "ada", PASSWORD)
+    (projector,) = container.projectors
+    with trace.get_tracer("test").start_as_current_span("projection") as parent:
+        while projector.run_once():
+            pass
+    container.mail_broker.join()
+    deliveries = [s for s in spans.get_finished_spans() if s.name == "mail.deliver"]
+    assert deliveries, "the worker recorded no span"
+    (delivery,) = [
+        s for s in deliveries if s.context.trace_id == parent.get_span_context().trace_id
+    ]
+    assert delivery.parent is not None
+    assert delivery.parent.span_id == parent.get_span_context().span_id
+
+
+def test_the_queue_depth_gauge_counts_undelivered_mail(container: Container) -> None:
+    from prometheus_client import REGISTRY
+
+    container.registration.register("ada@example.com", "ada", PASSWORD)
+    container.mail_broker.stop()
+    (projector,) = container.projectors
+    while projector.run_once():
+        pass
+    assert REGISTRY.get_sample_value("tessera_email_queue_depth") == 1
