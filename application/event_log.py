@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.domain import Aggregate, DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Recording
+from opentelemetry import propagate, trace
 
 from domain.account import Account
 from domain.session import Session
@@ -20,8 +21,16 @@ A = TypeVar("A", bound=Aggregate)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+tracer = trace.get_tracer("tessera.application")
+
 CONFLICT_ATTEMPTS = 12
 _BACKOFF_SECONDS = 0.002
+
+
+class SaveObserver(Protocol):
+    def saved(self, events: list[DomainEventProtocol[Any]], seconds: float) -> None:
+        """Told of every successful save: the events it recorded and how long it took."""
+        ...
 
 
 class EventLog(Application[UUID]):
@@ -31,6 +40,30 @@ class EventLog(Application[UUID]):
     # Snapshots bound the events replayed on load, so an account with years of history (failed
     # logins, profile edits) and a long-lived session loads about as fast as a new one.
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 50, Session: 50}
+
+    def __init__(self, env: Any = None, observers: Sequence[SaveObserver] = ()) -> None:
+        super().__init__(env)
+        self.observers = list(observers)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Saves atomically, then tells the observers (metrics) what was recorded.
+
+        Each event carries the W3C trace context it was recorded in, so work that follows from
+        it elsewhere (a mail sent by a worker) joins the request's trace.
+        """
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            for aggregate in objs:
+                for pending in getattr(aggregate, "pending_events", ()):
+                    object.__setattr__(pending, "trace_context", carrier)
+        with tracer.start_as_current_span("event_store.save"):
+            started = time.perf_counter()
+            recordings = super().save(*objs, **kwargs)
+            elapsed = time.perf_counter() - started
+        for observer in self.observers:
+            observer.saved([r.domain_event for r in recordings], elapsed)
+        return recordings
 
     def find(self, aggregate_id: UUID | None, kind: type[A]) -> A | None:
         """The aggregate, or None when there is none of that kind with that id.

@@ -18,6 +18,7 @@ from application.ports import (
 )
 from application.recovery_codes import recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
+from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import (
@@ -66,6 +67,7 @@ class Login:
         # wrong password costs, so timing does not tell which logins exist.
         self._decoy_hash = hasher.hash("decoy password, never a credential")
 
+    @traced
     def log_in(
         self, login: str, password: str, client: Client, otp: str | None = None
     ) -> TokenPair | MfaChallenge:
@@ -92,6 +94,7 @@ class Login:
         """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""
         return self._signer.verify_mfa_token(mfa_token, self._clock.now())
 
+    @traced
     def complete_mfa(self, mfa_token: str, code: str, client: Client) -> TokenPair:
         account_id = self.mfa_subject(mfa_token)
         account = self._log.find(account_id, Account)
@@ -100,6 +103,7 @@ class Login:
         account.ensure_not_locked(self._clock.now())
         return self._second_factor(account_id, code, client)
 
+    @traced
     @retried_on_conflict
     def refresh(self, refresh_token: str) -> TokenPair:
         session = self._log.find(owner_of(refresh_token), Session)
@@ -126,6 +130,7 @@ class Login:
         self._log.save(session)
         return self._tokens(account, session.id, new_token)
 
+    @traced
     @retried_on_conflict
     def log_out(
         self, principal: AccessClaims, refresh_token: str | None, all_sessions: bool

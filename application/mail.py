@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
+from opentelemetry import propagate, trace
 
 from application.event_log import EventLog
 from application.ports import (
@@ -27,6 +28,8 @@ from application.ports import (
 )
 from domain.account import Account
 from domain.session import Session
+
+tracer = trace.get_tracer("tessera.mail")
 
 MAIL_WORTHY = (
     Account.EmailVerificationRequested,
@@ -89,9 +92,14 @@ class MailOutbox:
             delivery_key(domain_event), domain_event.originator_id, domain_event.originator_version
         )
         self._ledger.record(pending, self._clock.now(), tracking)
-        # After the commit: a crash between the two leaves a queued row, which the redelivery
-        # sweep enqueues again; a message without its row can never exist.
-        self._queue.enqueue(pending.key)
+        # The mail continues the trace of the request that recorded the event.
+        parent = propagate.extract(getattr(domain_event, "trace_context", None) or {})
+        with tracer.start_as_current_span(
+            "mail.enqueue", context=parent, kind=trace.SpanKind.PRODUCER
+        ):
+            # After the commit: a crash between the two leaves a queued row, which the
+            # redelivery sweep enqueues again; a message without its row can never exist.
+            self._queue.enqueue(pending.key)
 
     def redeliver_stale(self, older_than: timedelta) -> int:
         """Enqueues again what no message may still carry (lost with a crash, or with a broker

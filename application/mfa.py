@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, OneTimePasswords, PasswordHasher, SecretBox
 from application.recovery_codes import new_recovery_codes, recovery_code_digest
+from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound, InvalidMfaCode, MfaNotEnabled, WrongPassword
 from domain.password_policy import normalise_password
@@ -35,6 +36,7 @@ class Mfa:
         self._clock = clock
         self._issuer = issuer
 
+    @traced
     @retried_on_conflict
     def enroll(self, claims: AccessClaims) -> Enrollment:
         """A new secret, pending until a code from it is confirmed; shown once, stored sealed."""
@@ -44,6 +46,7 @@ class Mfa:
         self._log.save(account)
         return Enrollment(secret, self._otp.provisioning_uri(secret, account.email, self._issuer))
 
+    @traced
     @retried_on_conflict
     def confirm(self, claims: AccessClaims, code: str) -> list[str]:
         """Turns MFA on and returns the ten recovery codes: the only time they are shown."""
@@ -60,6 +63,7 @@ class Mfa:
         self._log.save(account)
         return codes
 
+    @traced
     @retried_on_conflict
     def disable(self, claims: AccessClaims, code: str | None, password: str | None) -> None:
         """Needs a current TOTP code, a recovery code, or the password: a stolen access token

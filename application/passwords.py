@@ -8,6 +8,7 @@ from datetime import timedelta
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
 from application.tokens import digest, issue_token, owner_of
+from application.tracing import traced
 from domain.account import Account, EmailClaim
 from domain.errors import AccountNotFound, FieldError, Invalid, InvalidToken, WrongPassword
 from domain.identity import normalise_email
@@ -39,6 +40,7 @@ class Passwords:
         self._clock = clock
         self._rules = rules
 
+    @traced
     @retried_on_conflict
     def change(self, claims: AccessClaims, current_password: str, new_password: str) -> None:
         """Also ends every other session: whoever else held one may have known the old password."""
@@ -54,6 +56,7 @@ class Passwords:
         account.revoke_all_sessions(now, keep=claims.session_id)
         self._log.save(account)
 
+    @traced
     @retried_on_conflict
     def forget(self, email: str) -> None:
         """Mails a reset link if the address has an account; does nothing, silently, otherwise."""
@@ -70,6 +73,7 @@ class Passwords:
         )
         self._log.save(account)
 
+    @traced
     @retried_on_conflict
     def reset(self, token: str, new_password: str) -> None:
         account = self._log.find(owner_of(token), Account)

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import Clock
+from application.tracing import traced
 from application.views import AccountView
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -16,9 +17,11 @@ class Profile:
         self._log = log
         self._clock = clock
 
+    @traced
     def show(self, account_id: UUID) -> AccountView:
         return AccountView.of(self._account(account_id))
 
+    @traced
     @retried_on_conflict
     def update(self, account_id: UUID, display_name: str) -> AccountView:
         account = self._account(account_id)

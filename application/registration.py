@@ -10,6 +10,7 @@ from eventsourcing.persistence import IntegrityError
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import Clock, PasswordHasher, SecretBox
 from application.tokens import digest, issue_token, owner_of
+from application.tracing import traced
 from application.views import AccountView
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import EmailTaken, InvalidToken, UsernameTaken
@@ -38,6 +39,7 @@ class Registration:
         self._clock = clock
         self._rules = rules
 
+    @traced
     def register(self, email: str, username: str, password: str) -> AccountView:
         email = normalise_email(email)
         username = normalise_username(username)
@@ -64,6 +66,7 @@ class Registration:
             raise
         return AccountView.of(account)
 
+    @traced
     @retried_on_conflict
     def verify_email(self, token: str) -> AccountView:
         account = self._log.find(owner_of(token), Account)
@@ -73,6 +76,7 @@ class Registration:
         self._log.save(account)
         return AccountView.of(account)
 
+    @traced
     @retried_on_conflict
     def resend_verification(self, email: str) -> None:
         """Silent whatever the outcome, so the answer never tells whether an address is known."""

@@ -1,19 +1,34 @@
 """Service metrics on the process's Prometheus registry (HTTP metrics come from Litestar's plugin).
 
-Names follow the conventions: `_total` counters, base units, label values from closed sets.
+Names follow the conventions: `_total` counters, base units, label values from closed sets. The
+business counters are counted from the events a save recorded, so they count facts, once each,
+whichever entry point caused them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from typing import Any
 
-LOGINS = Counter("tessera_logins", "Login attempts by outcome.", ["outcome"])
+from prometheus_client import Counter, Gauge, Histogram
+
+LOGINS = Counter(
+    "tessera_logins", "Login attempts by outcome (the problem code, or success).", ["outcome"]
+)
 REGISTRATIONS = Counter("tessera_registrations", "Accounts registered.")
 EMAIL_VERIFICATIONS = Counter("tessera_email_verifications", "Email addresses verified.")
+PASSWORD_RESET_REQUESTS = Counter(
+    "tessera_password_reset_requests", "Password resets requested for existing accounts."
+)
+LOCKOUTS = Counter("tessera_lockouts", "Accounts locked after consecutive failed logins.")
 TOKENS = Counter(
     "tessera_tokens",
-    "Token operations: issued (login), refreshed, revoked (logout), reuse_detected.",
+    "Session token operations: issued (a session started), refreshed, revoked, reuse_detected.",
     ["operation"],
+)
+APPEND_SECONDS = Histogram(
+    "tessera_event_store_append_seconds",
+    "Time to append one save's events to the event store.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 EMAILS_SENT = Counter("tessera_emails_sent", "Emails the mail server accepted, by kind.", ["kind"])
 EMAIL_ATTEMPTS_FAILED = Counter(
@@ -23,8 +38,34 @@ EMAILS_DEAD = Counter(
     "tessera_emails_dead", "Emails given up on after the last retry (in the dead-letter queue)."
 )
 PASSWORD_CHANGES = Counter(
-    "tessera_password_changes", "Passwords changed, by how: change or reset.", ["via"]
+    "tessera_password_changes", "Passwords changed (by the user or a reset)."
 )
+
+
+class EventMetrics:
+    """Counts what each save recorded (an observer of the EventLog)."""
+
+    _COUNTERS: dict[str, Any] = {
+        "Registered": REGISTRATIONS,
+        "EmailVerified": EMAIL_VERIFICATIONS,
+        "PasswordChanged": PASSWORD_CHANGES,
+        "PasswordResetRequested": PASSWORD_RESET_REQUESTS,
+        "AccountLocked": LOCKOUTS,
+        "SessionStarted": TOKENS.labels(operation="issued"),
+        "SessionRefreshed": TOKENS.labels(operation="refreshed"),
+        "SessionRevoked": TOKENS.labels(operation="revoked"),
+        "AllSessionsRevoked": TOKENS.labels(operation="revoked"),
+        "RefreshTokenReuseDetected": TOKENS.labels(operation="reuse_detected"),
+    }
+
+    def saved(self, events: list[Any], seconds: float) -> None:
+        APPEND_SECONDS.observe(seconds)
+        for event in events:
+            counter = self._COUNTERS.get(type(event).__name__)
+            if counter is not None:
+                counter.inc()
+
+
 EMAIL_QUEUE_DEPTH = Gauge(
     "tessera_email_queue_depth", "Mails recorded and not yet delivered or given up (ledger)."
 )

@@ -6,7 +6,11 @@ import argparse
 import logging
 import sys
 
+from infrastructure.tracing import configure_tracing
+from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
+
+log = logging.getLogger("tessera")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -18,13 +22,22 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     container = build(settings)
     app = create_app(container)
-    print(
-        f"tessera: serving on http://{settings.host}:{settings.port} "
-        f"(data in {settings.data_path.resolve()}, "
-        f"{'PostgreSQL' if settings.database_url else 'SQLite'})",
-        flush=True,
+    log.info(
+        "serving on http://%s:%s (data in %s, %s)",
+        settings.host,
+        settings.port,
+        settings.data_path.resolve(),
+        "PostgreSQL" if settings.database_url else "SQLite",
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn logs through the root logger, as JSON lines like everything else.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -41,7 +54,7 @@ def projector(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     names = ", ".join(p.name for p in container.projectors)
-    print(f"tessera: projecting {names}", flush=True)
+    log.info("projecting %s", names)
     container.run_projectors()
     container.close()
     return 0
@@ -57,7 +70,7 @@ def worker(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if not settings.redis_url:
-        print("tessera worker needs REDIS_URL: on the embedded default, serve runs the worker")
+        log.error("tessera worker needs REDIS_URL: on the embedded default, serve runs the worker")
         return 2
     container = build(settings)
     stopped = threading.Event()
@@ -66,14 +79,16 @@ def worker(args: argparse.Namespace) -> int:
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     container.mail_broker.start_worker(settings.worker_threads)
-    print(f"tessera: delivering mail with {settings.worker_threads} threads", flush=True)
+    log.info("delivering mail with %s threads", settings.worker_threads)
     stopped.wait()
     container.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the HTTP API (and, embedded, the mail worker)")

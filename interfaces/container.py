@@ -68,9 +68,26 @@ class Container:
     outbox: MailOutbox
     postman: Postman
     mail_broker: MailBroker
+    redis: redis.Redis | None
     clock: Clock
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
+
+    def readiness(self) -> dict[str, str]:
+        """What /health/ready reports: each dependency "ok" or "unreachable"."""
+        checks: dict[str, str] = {}
+        try:
+            self.log.recorder.max_notification_id()
+            checks["event_store"] = "ok"
+        except Exception:
+            checks["event_store"] = "unreachable"
+        if self.redis is not None:
+            try:
+                self.redis.ping()
+                checks["redis"] = "ok"
+            except Exception:
+                checks["redis"] = "unreachable"
+        return checks
 
     @property
     def runs_in_one_process(self) -> bool:
@@ -138,7 +155,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
 
 def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
-    log = EventLog(env=database.eventsourcing_env())
+    log = EventLog(env=database.eventsourcing_env(), observers=[metrics.EventMetrics()])
 
     hasher = Argon2Hasher(
         Argon2Parameters(
@@ -158,6 +175,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     )
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     limiter: RateLimiter
+    client: redis.Redis | None = None
     if settings.redis_url:
         # Short timeouts: a Redis outage must answer 503 fast, not hang the request.
         client = redis.Redis.from_url(
@@ -280,6 +298,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         outbox=mail,
         postman=postman,
         mail_broker=mail_broker,
+        redis=client,
         clock=clock,
     )
 

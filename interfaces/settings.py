@@ -56,6 +56,12 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     email_verification_ttl: Seconds = 24 * 3600
     secret_key: str | None = None  # 32 bytes, URL-safe base64: seals secrets carried in events
 
+    # Telemetry
+    otel_exporter_otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318
+    otel_service_name: str = "tessera"
+    log_level: str = "INFO"
+    log_file: str | None = None  # JSON lines here too, besides stdout
+
     # Accounts
     require_verified_email: bool = True
     password_min_length: Annotated[int, msgspec.Meta(ge=8)] = 8

@@ -9,6 +9,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from application.ports import Unavailable
@@ -24,6 +25,7 @@ from interfaces.http.problems import (
     unexpected_problem,
     validation_problem,
 )
+from interfaces.http.request_log import request_log
 from interfaces.http.security import ClientAddress
 from interfaces.http.system import jwks, live, ready
 
@@ -69,7 +71,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "mfa": provide(container.mfa),
             "access": provide(container.access),
             "signer": provide(container.signer),
-            "log": provide(container.log),
+            "readiness": provide(container.readiness),
             "throttle": provide(container.throttle),
             "client": Provide(client_address.of, sync_to_thread=False),
         },
@@ -82,7 +84,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Unavailable: unavailable_problem,
             Exception: unexpected_problem,
         },
-        middleware=[prometheus.middleware],
+        middleware=[request_log, prometheus.middleware],
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"]))],
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start],
         on_shutdown=[container.close],
@@ -98,4 +101,5 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             ),
         ),
         debug=False,
+        logging_config=None,  # the process configures logging (JSON lines), not the framework
     )

@@ -17,7 +17,7 @@ from application.ports import AccessClaims
 from application.registration import Registration
 from application.throttle import Throttle
 from application.views import Client, MfaChallenge
-from domain.errors import DomainError, RefreshTokenReused
+from domain.errors import DomainError
 from domain.identity import normalise_email
 from infrastructure import metrics
 from interfaces.http.problems import code_of
@@ -63,7 +63,6 @@ class AuthController(Controller):
     ) -> AccountResponse:
         throttle.check("register", client.ip)
         account = registration.register(data.email, data.username, data.password)
-        metrics.REGISTRATIONS.inc()
         return AccountResponse.of(account)
 
     @post("/verify-email", sync_to_thread=True, status_code=HTTP_200_OK)
@@ -71,7 +70,6 @@ class AuthController(Controller):
         self, data: JSONBody[VerifyEmailRequest], registration: NamedDependency[Registration]
     ) -> AccountResponse:
         account = registration.verify_email(data.token)
-        metrics.EMAIL_VERIFICATIONS.inc()
         return AccountResponse.of(account)
 
     @post("/verify-email/resend", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
@@ -116,7 +114,6 @@ class AuthController(Controller):
     ) -> None:
         throttle.check("reset_password", client.ip)
         passwords.reset(data.token, data.new_password)
-        metrics.PASSWORD_CHANGES.labels(via="reset").inc()
 
     @post("/login", sync_to_thread=True, status_code=HTTP_200_OK)
     def login(
@@ -136,7 +133,6 @@ class AuthController(Controller):
             metrics.LOGINS.labels(outcome="mfa_required").inc()
             return MfaChallengeResponse(mfa_token=result.mfa_token)
         metrics.LOGINS.labels(outcome="success").inc()
-        metrics.TOKENS.labels(operation="issued").inc()
         return TokenResponse.of(result)
 
     @post("/login/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
@@ -154,20 +150,13 @@ class AuthController(Controller):
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise
         metrics.LOGINS.labels(outcome="success").inc()
-        metrics.TOKENS.labels(operation="issued").inc()
         return TokenResponse.of(tokens)
 
     @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK)
     def refresh(
         self, data: JSONBody[RefreshRequest], logins: NamedDependency[Login]
     ) -> TokenResponse:
-        try:
-            tokens = logins.refresh(data.refresh_token)
-        except RefreshTokenReused:
-            metrics.TOKENS.labels(operation="reuse_detected").inc()
-            raise
-        metrics.TOKENS.labels(operation="refreshed").inc()
-        return TokenResponse.of(tokens)
+        return TokenResponse.of(logins.refresh(data.refresh_token))
 
     @post(
         "/logout",
@@ -184,4 +173,3 @@ class AuthController(Controller):
     ) -> None:
         body = data or LogoutRequest()
         logins.log_out(claims, body.refresh_token, body.all_sessions)
-        metrics.TOKENS.labels(operation="revoked").inc()

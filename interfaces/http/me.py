@@ -12,7 +12,6 @@ from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
 from domain.errors import FieldError, Invalid
-from infrastructure import metrics
 from interfaces.http.schemas import (
     AccountResponse,
     ChangePasswordRequest,
@@ -44,7 +43,6 @@ class MeController(Controller):
         passwords: NamedDependency[Passwords],
     ) -> None:
         passwords.change(claims, data.current_password, data.new_password)
-        metrics.PASSWORD_CHANGES.labels(via="change").inc()
 
     @post("/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
     def mfa(

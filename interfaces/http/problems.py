@@ -33,6 +33,7 @@ from domain.errors import (
     WrongPassword,
 )
 from interfaces.http.schemas import FieldProblem, Problem
+from interfaces.logs import current_request
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ def problem(
     errors: list[FieldProblem] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
+    request = current_request.get()
+    if request is not None:
+        request.outcome = code  # the access log's outcome: the problem's stable code
     return Response(
         Problem(
             type=f"urn:tessera:problem:{code}",

@@ -12,6 +12,7 @@ from application.access import Access
 from application.ports import AccessClaims
 from application.views import Client
 from domain.errors import InvalidAccessToken
+from interfaces.logs import current_request
 
 _MAX_TOKEN_LENGTH = 4096
 
@@ -21,7 +22,11 @@ def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency[Acces
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidAccessToken
-    return access.authenticate(token)
+    claims = access.authenticate(token)
+    info = current_request.get()
+    if info is not None:
+        info.account_id = str(claims.account_id)
+    return claims
 
 
 class ClientAddress:

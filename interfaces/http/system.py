@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from application.event_log import EventLog
 from infrastructure.signing import Ed25519Signer
 
 
@@ -23,12 +23,10 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", tags=["system"], sync_to_thread=True)
-def ready(log: NamedDependency[EventLog]) -> Response[dict[str, str]]:
-    try:
-        log.recorder.max_notification_id()
-    except Exception:
-        return Response(
-            {"status": "unavailable", "event_store": "unreachable"},
-            status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        )
-    return Response({"status": "ok", "event_store": "ok"}, status_code=HTTP_200_OK)
+def ready(readiness: NamedDependency[Callable[[], dict[str, str]]]) -> Response[dict[str, str]]:
+    checks = readiness()
+    ok = all(state == "ok" for state in checks.values())
+    return Response(
+        {"status": "ok" if ok else "unavailable", **checks},
+        status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
+    )

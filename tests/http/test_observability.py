@@ -1,0 +1,138 @@
+"""Metrics, traces and readiness, through the real ASGI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from interfaces.container import Container
+from tests.application.test_use_cases import PASSWORD
+from tests.conftest import FakeClock, run_projections
+from tests.http.test_api import bearer, log_in, register_and_verify
+
+Client = TestClient[Any]
+
+
+def samples(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, parsed by prometheus_client's own parser."""
+    parsed = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            parsed[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return parsed
+
+
+def value(parsed: dict[Any, float], name: str, **labels: str) -> float:
+    return parsed.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_each_counter_moves_by_the_right_amount(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    before = samples(client)
+    register_and_verify(client, container)
+    for _ in range(5):
+        client.post("/api/auth/login", json={"login": "ada", "password": "wrong password!"})
+    client.post("/api/auth/login", json={"login": "ada", "password": PASSWORD})  # locked
+    clock.advance(minutes=15)
+    tokens = log_in(client)
+    refreshed = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse
+    other = log_in(client)
+    client.put(
+        "/api/users/me/password",
+        headers=bearer(other),
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+    )
+    client.post("/api/auth/forgot-password", json={"email": "ada@example.com"})
+    client.post("/api/auth/logout", headers=bearer(other))
+    run_projections(container)
+    after = samples(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("tessera_registrations_total") == 1
+    assert moved("tessera_email_verifications_total") == 1
+    assert moved("tessera_logins_total", outcome="invalid_credentials") == 5
+    assert moved("tessera_logins_total", outcome="account_locked") == 1
+    assert moved("tessera_logins_total", outcome="success") == 2
+    assert moved("tessera_lockouts_total") == 1
+    assert moved("tessera_tokens_total", operation="issued") == 2
+    assert moved("tessera_tokens_total", operation="refreshed") == 1
+    assert moved("tessera_tokens_total", operation="reuse_detected") == 1
+    # reuse ended one session; the password change ended the others (one event); logout one
+    assert moved("tessera_tokens_total", operation="revoked") == 3
+    assert moved("tessera_password_changes_total") == 1
+    assert moved("tessera_password_reset_requests_total") == 1
+    assert moved("tessera_event_store_append_seconds_count") > 10
+    assert moved("tessera_emails_sent_total", kind="verification") == 1
+    assert moved("tessera_emails_sent_total", kind="password_reset") == 1
+    assert (
+        moved(
+            "tessera_requests_total",
+            app_name="tessera",
+            method="POST",
+            path="/api/auth/refresh",
+            status_code="200",
+        )
+        == 1
+    )
+    assert refreshed.status_code == 200
+
+
+def test_one_trace_runs_from_the_http_request_to_the_mail_job(
+    client: Client, container: Container, spans: Any
+) -> None:
+    spans.clear()
+    client.post(
+        "/api/auth/register",
+        json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+    )
+    run_projections(container)
+    finished = spans.get_finished_spans()
+    (request,) = [
+        s for s in finished if s.name.startswith("POST /api/auth/register") and s.parent is None
+    ]
+    in_trace = {s.name for s in finished if s.context.trace_id == request.context.trace_id}
+    assert {"Registration.register", "event_store.save", "mail.enqueue", "mail.deliver"} <= in_trace
+
+
+def test_readiness_names_each_dependency(client: Client, container: Container) -> None:
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    expected = {"status": "ok", "event_store": "ok"}
+    if container.settings.redis_url:
+        expected["redis"] = "ok"
+    assert ready.json() == expected
+
+
+def test_readiness_fails_when_redis_is_down(tmp_path: Path, clock: FakeClock) -> None:
+    from interfaces.container import build
+    from interfaces.http.app import create_app
+    from interfaces.settings import load_settings
+    from tests.conftest import FAST_ARGON2
+    from tests.servers import start_redis
+
+    server = start_redis()
+    container = build(
+        load_settings({**FAST_ARGON2, "DATA_DIR": str(tmp_path), "REDIS_URL": server.url}),
+        clock=clock,
+    )
+    with TestClient(create_app(container, run_background=False)) as client:
+        assert client.get("/health/ready").status_code == 200
+        server.stop()
+        down = client.get("/health/ready")
+        assert down.status_code == 503
+        assert down.json()["redis"] == "unreachable"
+        assert client.get("/health/live").status_code == 200
+
+
+def test_every_response_names_its_request(client: Client) -> None:
+    answer = client.get("/health/live", headers={"X-Request-ID": "abc-12345678"})
+    assert answer.headers["x-request-id"] == "abc-12345678"
+    hostile = client.get("/health/live", headers={"X-Request-ID": "bad id\nwith newline"})
+    assert hostile.headers["x-request-id"] != "bad id\nwith newline"
