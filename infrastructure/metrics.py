@@ -7,6 +7,8 @@ whichever entry point caused them.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -69,3 +71,10 @@ class EventMetrics:
 EMAIL_QUEUE_DEPTH = Gauge(
     "tessera_email_queue_depth", "Mails recorded and not yet delivered or given up (ledger)."
 )
+
+
+def watch_queue_depth(depth: Callable[[], float]) -> None:
+    """A live gauge reads the ledger at scrape time; in multiprocess mode (several server
+    processes) that is not possible, and the workers' own endpoint reports it instead."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        EMAIL_QUEUE_DEPTH.set_function(depth)

@@ -14,24 +14,37 @@ log = logging.getLogger("tessera")
 
 
 def serve(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
     import uvicorn
 
-    from interfaces.container import build
-    from interfaces.http.app import create_app
-
     settings = load_settings()
-    container = build(settings)
-    app = create_app(container)
+    workers = args.workers or (os.cpu_count() or 1 if settings.database_url else 1)
+    if workers > 1 and not settings.database_url:
+        # SQLite is one process's database: its projections have no lease to share out.
+        log.error("--workers above 1 needs DATABASE_URL (PostgreSQL)")
+        return 2
+    if workers > 1:
+        # prometheus_client's multiprocess mode: each server process writes its samples to
+        # files here, and /metrics adds them up, so counters are right whichever process answers.
+        directory = settings.data_path / "prometheus"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
     log.info(
-        "serving on http://%s:%s (data in %s, %s)",
+        "serving on http://%s:%s with %s worker process(es) (data in %s, %s)",
         settings.host,
         settings.port,
+        workers,
         settings.data_path.resolve(),
         "PostgreSQL" if settings.database_url else "SQLite",
     )
     # log_config=None: uvicorn logs through the root logger, as JSON lines like everything else.
     uvicorn.run(
-        app,
+        "interfaces.asgi:app",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -91,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the HTTP API (and, embedded, the mail worker)")
+    serve_command = commands.add_parser(
+        "serve", help="serve the HTTP API (and, without Redis, the projections and mail worker)"
+    )
+    serve_command.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="server processes (default: the number of cores on PostgreSQL, 1 on SQLite)",
+    )
     commands.add_parser("projector", help="run the projections (many copies may run)")
     commands.add_parser("worker", help="deliver mail from the Redis queue (many copies may run)")
     args = parser.parse_args(argv)

@@ -241,7 +241,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         ),
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
-    metrics.EMAIL_QUEUE_DEPTH.set_function(lambda: _queue_depth(ledger))
+    metrics.watch_queue_depth(lambda: _queue_depth(ledger))
     return Container(
         settings=settings,
         database=database,

@@ -1,0 +1,18 @@
+"""The ASGI application factory that `tessera serve --workers N` hands to each server process."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from infrastructure.tracing import configure_tracing
+from interfaces.container import build
+from interfaces.http.app import create_app
+from interfaces.logs import configure_logging
+from interfaces.settings import load_settings
+
+
+def app() -> Litestar:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
+    return create_app(build(settings))
