@@ -24,22 +24,35 @@ from application.ports import DeliveryBusy, PendingMail
 QUEUED, SENDING, SENT, DEAD = "queued", "sending", "sent", "dead"
 
 
-class SqliteMailLedger(SQLiteTrackingRecorder):
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS mail_deliveries ("
-            " key TEXT PRIMARY KEY, originator_id TEXT NOT NULL, originator_version INTEGER"
-            " NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-            " claimed_until REAL, updated_at REAL NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS mail_deliveries_status ON mail_deliveries (status)",
-        ]
+def _schema(table: str, uuid_type: str, real_type: str) -> list[str]:
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        f" key text PRIMARY KEY, originator_id {uuid_type} NOT NULL, originator_version integer"
+        " NOT NULL, status text NOT NULL, attempts integer NOT NULL DEFAULT 0,"
+        f" claimed_until {real_type}, updated_at {real_type} NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status)",
+    ]
+
+
+class LedgerQueries:
+    """The ledger's statements, written once; each store's class names its table and the
+    driver's parameter marker."""
+
+    table: str
+    marker: str
+    datastore: Any
+    _insert_tracking: Any  # the tracking recorder's, which this class is mixed into
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("{table}", self.table).replace("?", self.marker)
 
     def record(self, mail: PendingMail, at: datetime, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "INSERT INTO mail_deliveries (key, originator_id, originator_version, status,"
-                " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                self._sql(
+                    "INSERT INTO {table} (key, originator_id, originator_version, status,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+                ),
                 (
                     mail.key,
                     str(mail.originator_id),
@@ -55,9 +68,11 @@ class SqliteMailLedger(SQLiteTrackingRecorder):
         now = at.timestamp()
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "UPDATE mail_deliveries SET status = ?, claimed_until = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE key = ? AND (status = ? OR (status = ? AND claimed_until < ?))"
-                " RETURNING originator_id, originator_version",
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"
+                    " updated_at = ? WHERE key = ? AND (status = ? OR (status = ?"
+                    " AND claimed_until < ?)) RETURNING originator_id, originator_version"
+                ),
                 (SENDING, now + ttl.total_seconds(), now, key, QUEUED, SENDING, now),
             )
             row = c.fetchone()
@@ -65,7 +80,7 @@ class SqliteMailLedger(SQLiteTrackingRecorder):
                 return PendingMail(
                     key, UUID(str(row["originator_id"])), int(row["originator_version"])
                 )
-            c.execute("SELECT status FROM mail_deliveries WHERE key = ?", (key,))
+            c.execute(self._sql("SELECT status FROM {table} WHERE key = ?"), (key,))
             status = c.fetchone()
         if status is not None and status["status"] == SENDING:
             raise DeliveryBusy(key)
@@ -75,8 +90,10 @@ class SqliteMailLedger(SQLiteTrackingRecorder):
         """Sent is final: a late "dead" from a worker that lost the race changes nothing."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "UPDATE mail_deliveries SET status = ?, claimed_until = NULL, updated_at = ?"
-                " WHERE key = ? AND status <> ?",
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = NULL, updated_at = ?"
+                    " WHERE key = ? AND status <> ?"
+                ),
                 (status, at.timestamp(), key, SENT),
             )
 
@@ -84,8 +101,10 @@ class SqliteMailLedger(SQLiteTrackingRecorder):
         """A failed try: back in the queue for the next (a retry, or the redelivery sweep)."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "UPDATE mail_deliveries SET status = ?, claimed_until = NULL, updated_at = ?"
-                " WHERE key = ? AND status = ?",
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = NULL, updated_at = ?"
+                    " WHERE key = ? AND status = ?"
+                ),
                 (QUEUED, at.timestamp(), key, SENDING),
             )
 
@@ -94,97 +113,38 @@ class SqliteMailLedger(SQLiteTrackingRecorder):
         cutoff = (at - older_than).timestamp()
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT key FROM mail_deliveries WHERE (status = ? AND updated_at <= ?)"
-                " OR (status = ? AND claimed_until < ?) ORDER BY updated_at LIMIT 1000",
+                self._sql(
+                    "SELECT key FROM {table} WHERE (status = ? AND updated_at <= ?)"
+                    " OR (status = ? AND claimed_until < ?) ORDER BY updated_at LIMIT 1000"
+                ),
                 (QUEUED, cutoff, SENDING, at.timestamp()),
             )
             return [str(row["key"]) for row in c.fetchall()]
 
     def counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT status, count(*) AS n FROM mail_deliveries GROUP BY status")
+            c.execute(self._sql("SELECT status, count(*) AS n FROM {table} GROUP BY status"))
             return {str(row["status"]): int(row["n"]) for row in c.fetchall()}
 
 
-class PostgresMailLedger(PostgresTrackingRecorder):
+class SqliteMailLedger(LedgerQueries, SQLiteTrackingRecorder):
+    table = "mail_deliveries"
+    marker = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            *_schema(self.table, "TEXT", "REAL"),
+        ]
+
+
+class PostgresMailLedger(LedgerQueries, PostgresTrackingRecorder):
+    table = "tessera_mail_deliveries"
+    marker = "%s"
+
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(
-            [
-                SQL("{}").format(
-                    SQL(
-                        "CREATE TABLE IF NOT EXISTS tessera_mail_deliveries ("
-                        " key text PRIMARY KEY, originator_id uuid NOT NULL, originator_version"
-                        " integer NOT NULL, status text NOT NULL, attempts integer NOT NULL DEFAULT 0,"
-                        " claimed_until double precision, updated_at double precision NOT NULL)"
-                    )
-                ),
-                SQL("{}").format(
-                    SQL(
-                        "CREATE INDEX IF NOT EXISTS tessera_mail_deliveries_status"
-                        " ON tessera_mail_deliveries (status)"
-                    )
-                ),
-            ]
+            SQL("{}").format(SQL(statement))  # type: ignore[arg-type, unused-ignore]
+            for statement in _schema(self.table, "uuid", "double precision")
         )
-
-    def record(self, mail: PendingMail, at: datetime, tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "INSERT INTO tessera_mail_deliveries (key, originator_id, originator_version,"
-                " status, updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
-                (mail.key, mail.originator_id, mail.originator_version, QUEUED, at.timestamp()),
-            )
-            self._insert_tracking(c, tracking)
-
-    def claim(self, key: str, at: datetime, ttl: timedelta) -> PendingMail | None:
-        now = at.timestamp()
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "UPDATE tessera_mail_deliveries SET status = %s, claimed_until = %s,"
-                " attempts = attempts + 1, updated_at = %s WHERE key = %s AND (status = %s"
-                " OR (status = %s AND claimed_until < %s))"
-                " RETURNING originator_id, originator_version",
-                (SENDING, now + ttl.total_seconds(), now, key, QUEUED, SENDING, now),
-            )
-            row = c.fetchone()
-            if row is not None:
-                return PendingMail(
-                    key, UUID(str(row["originator_id"])), int(row["originator_version"])
-                )
-            c.execute("SELECT status FROM tessera_mail_deliveries WHERE key = %s", (key,))
-            status = c.fetchone()
-        if status is not None and status["status"] == SENDING:
-            raise DeliveryBusy(key)
-        return None
-
-    def close_delivery(self, key: str, status: str, at: datetime) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "UPDATE tessera_mail_deliveries SET status = %s, claimed_until = NULL,"
-                " updated_at = %s WHERE key = %s AND status <> %s",
-                (status, at.timestamp(), key, SENT),
-            )
-
-    def release(self, key: str, at: datetime) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "UPDATE tessera_mail_deliveries SET status = %s, claimed_until = NULL,"
-                " updated_at = %s WHERE key = %s AND status = %s",
-                (QUEUED, at.timestamp(), key, SENDING),
-            )
-
-    def stale(self, at: datetime, older_than: timedelta) -> Sequence[str]:
-        cutoff = (at - older_than).timestamp()
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT key FROM tessera_mail_deliveries WHERE (status = %s AND updated_at <= %s)"
-                " OR (status = %s AND claimed_until < %s) ORDER BY updated_at LIMIT 1000",
-                (QUEUED, cutoff, SENDING, at.timestamp()),
-            )
-            return [str(row["key"]) for row in c.fetchall()]
-
-    def counts(self) -> dict[str, int]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT status, count(*) AS n FROM tessera_mail_deliveries GROUP BY status")
-            return {str(row["status"]): int(row["n"]) for row in c.fetchall()}

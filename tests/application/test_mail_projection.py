@@ -165,22 +165,21 @@ def test_sign_in_mails_can_be_turned_off(tmp_path: Path, clock: FakeClock) -> No
         container.close()
 
 
-def test_the_trace_context_travels_in_the_message(container: Container, spans: Any) -> None:
-    from opentelemetry import trace
-
+def test_the_trace_context_travels_with_the_event_and_the_message(
+    container: Container, spans: Any
+) -> None:
+    spans.clear()
     container.registration.register("ada@example.com", "ada", PASSWORD)
-    (projector,) = container.projectors
-    with trace.get_tracer("test").start_as_current_span("projection") as parent:
-        while projector.run_once():
-            pass
-    container.mail_broker.join()
-    deliveries = [s for s in spans.get_finished_spans() if s.name == "mail.deliver"]
-    assert deliveries, "the worker recorded no span"
-    (delivery,) = [
-        s for s in deliveries if s.context.trace_id == parent.get_span_context().trace_id
-    ]
-    assert delivery.parent is not None
-    assert delivery.parent.span_id == parent.get_span_context().span_id
+    run_projections(container)
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    use_case, enqueue, deliver = (
+        finished["Registration.register"],
+        finished["mail.enqueue"],
+        finished["mail.deliver"],
+    )
+    assert enqueue.context.trace_id == use_case.context.trace_id  # through the stored event
+    assert deliver.context.trace_id == use_case.context.trace_id  # through the message
+    assert deliver.parent is not None and deliver.parent.span_id == enqueue.context.span_id
 
 
 def test_the_queue_depth_gauge_counts_undelivered_mail(container: Container) -> None:
