@@ -12,6 +12,10 @@ class Unavailable(Exception):
     """A backing service (database, Redis) did not answer: the request cannot be decided safely."""
 
 
+class Overloaded(Exception):
+    """Too much password hashing in flight: refused at once rather than queued until timeouts."""
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""

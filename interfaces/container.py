@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +29,7 @@ from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
+from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
 from infrastructure.lease import PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
@@ -157,12 +159,18 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
     log = EventLog(env=database.eventsourcing_env(), observers=[metrics.EventMetrics()])
 
-    hasher = Argon2Hasher(
-        Argon2Parameters(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_cost,
-            parallelism=settings.argon2_parallelism,
-        )
+    slots = settings.hash_concurrency or os.cpu_count() or 1
+    hasher = HashGate(
+        Argon2Hasher(
+            Argon2Parameters(
+                time_cost=settings.argon2_time_cost,
+                memory_cost=settings.argon2_memory_cost,
+                parallelism=settings.argon2_parallelism,
+            )
+        ),
+        slots=slots,
+        queue=settings.hash_queue or 4 * slots,
+        wait=settings.hash_queue_timeout,
     )
     box = AesGcmBox(load_secret_key(settings.secret_key, data / "secret.key"))
     signer = Ed25519Signer(

@@ -87,6 +87,11 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
     argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # Admission control for hashing: this many at once (0: one per core), at most HASH_QUEUE
+    # waiting (0: four per slot), each for at most HASH_QUEUE_TIMEOUT seconds; beyond, 503.
+    hash_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0
+    hash_queue: Annotated[int, msgspec.Meta(ge=0)] = 0
+    hash_queue_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
 
     @property
     def data_path(self) -> Path:

@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from application.ports import Unavailable
+from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
 from interfaces.http.auth import AuthController
@@ -20,6 +20,7 @@ from interfaces.http.me import MeController
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
+    overloaded_problem,
     unavailable_problem,
     undecodable_problem,
     unexpected_problem,
@@ -82,6 +83,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             HTTPException: http_problem,
             UnicodeDecodeError: undecodable_problem,
             Unavailable: unavailable_problem,
+            Overloaded: overloaded_problem,
             Exception: unexpected_problem,
         },
         middleware=[request_log, prometheus.middleware],

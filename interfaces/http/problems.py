@@ -11,7 +11,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from application.ports import Unavailable
+from application.ports import Overloaded, Unavailable
 from domain.errors import (
     AccountLocked,
     AccountNotFound,
@@ -179,6 +179,15 @@ def http_problem(_: Request[Any, Any, Any], error: HTTPException) -> Response[Pr
 def undecodable_problem(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Problem]:
     """msgspec decodes string contents lazily: bad UTF-8 inside a JSON string surfaces here."""
     return problem(400, "malformed_request", "The request body is not valid UTF-8 JSON.")
+
+
+def overloaded_problem(_: Request[Any, Any, Any], __: Overloaded) -> Response[Problem]:
+    return problem(
+        503,
+        "overloaded",
+        "The service is at capacity for password checks; try again in a moment.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def unavailable_problem(_: Request[Any, Any, Any], error: Unavailable) -> Response[Problem]:
