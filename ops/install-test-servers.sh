@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs the system servers the test harness starts (it never relies on a running service):
-# PostgreSQL 15 server binaries and redis-server, from Debian's packages when missing.
+# PostgreSQL 15 server binaries and redis-server, from Debian's packages when missing; and promtool
+# (Debian's prometheus package), which the tests of ops/ run on the Prometheus config and alerts.
 set -eu
 missing=""
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1 || missing="$missing postgresql-15"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing:$missing (install them, or run as root so this script can)" >&2
@@ -15,6 +17,6 @@ apt-get update -qq
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 # Debian starts the packaged services; the harness runs its own on free ports.
-for svc in redis-server postgresql; do
+for svc in redis-server postgresql prometheus; do
     (command -v systemctl >/dev/null 2>&1 && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop 2>/dev/null || true
 done
