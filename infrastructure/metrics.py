@@ -78,3 +78,19 @@ def watch_queue_depth(depth: Callable[[], float]) -> None:
     processes) that is not possible, and the workers' own endpoint reports it instead."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         EMAIL_QUEUE_DEPTH.set_function(depth)
+
+
+# Known label values exist from the start at 0, so rate() and increase() see their first rise.
+for _operation in ("issued", "refreshed", "revoked", "reuse_detected"):
+    TOKENS.labels(operation=_operation)
+for _outcome in (
+    "success",
+    "mfa_required",
+    "invalid_credentials",
+    "account_locked",
+    "rate_limited",
+    "email_not_verified",
+    "invalid_mfa_code",
+    "invalid_mfa_token",
+):
+    LOGINS.labels(outcome=_outcome)
