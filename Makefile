@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check system-deps clean
+.PHONY: install run test check system-deps clean fuzz
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Schemathesis against the served OpenAPI schema; FUZZ_CASES examples per operation and mode.
+FUZZ_CASES ?= 1000
+fuzz: install
+	FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -q -s --timeout=0 tests/http/test_fuzz.py
 
 check: install
 	$(BIN)/ruff check domain application infrastructure interfaces tests

@@ -17,6 +17,7 @@ from domain.errors import DomainError
 from interfaces.container import Container
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
+from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
@@ -87,7 +88,10 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Exception: unexpected_problem,
         },
         middleware=[request_log, prometheus.middleware],
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"]))],
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"])),
+            StrictStructSchemaPlugin(),
+        ],
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start],
         on_shutdown=[container.close],

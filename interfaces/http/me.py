@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -12,6 +13,7 @@ from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
 from domain.errors import FieldError, Invalid
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import (
     AccountResponse,
     ChangePasswordRequest,
@@ -29,13 +31,18 @@ class MeController(Controller):
     dependencies = {"claims": BEARER}
     security = [{"bearer": []}]
 
-    @get(sync_to_thread=True)
+    @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
     def show(
         self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
     ) -> AccountResponse:
         return AccountResponse.of(profile.show(claims.account_id))
 
-    @put("/password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @put(
+        "/password",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, *BEARER_ERRORS, 403),
+    )
     def change_password(
         self,
         claims: NamedDependency[AccessClaims],
@@ -44,7 +51,21 @@ class MeController(Controller):
     ) -> None:
         passwords.change(claims, data.current_password, data.new_password)
 
-    @post("/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post(
+        "/mfa",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses={
+            # enable answers the secret, confirm the recovery codes, disable nothing.
+            200: ResponseSpec(
+                MfaEnrollmentResponse | RecoveryCodesResponse,
+                description="enable: the new secret; confirm: the ten recovery codes",
+                generate_examples=False,
+            ),
+            204: ResponseSpec(None, description="disable: MFA is off"),
+            **problems(*BODY, *BEARER_ERRORS, 403, 409),
+        },
+    )
     def mfa(
         self,
         claims: NamedDependency[AccessClaims],
@@ -63,7 +84,7 @@ class MeController(Controller):
         mfa.disable(claims, data.code, data.password)
         return Response(None, status_code=HTTP_204_NO_CONTENT)
 
-    @put(sync_to_thread=True)
+    @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
         self,
         claims: NamedDependency[AccessClaims],
