@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check system-deps clean fuzz
+.PHONY: install run test check system-deps clean fuzz stateful
 
 install: $(STAMP)
 
@@ -28,6 +28,13 @@ test: install system-deps
 FUZZ_CASES ?= 1000
 fuzz: install
 	FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -q -s --timeout=0 tests/http/test_fuzz.py
+
+# The Account/Session life cycle as a hypothesis state machine, random runs of STATEFUL_STEPS.
+STATEFUL_EXAMPLES ?= 1000
+STATEFUL_STEPS ?= 50
+stateful: install
+	STATEFUL_EXAMPLES=$(STATEFUL_EXAMPLES) STATEFUL_STEPS=$(STATEFUL_STEPS) \
+		$(BIN)/python -m pytest -q -s --timeout=0 tests/application/test_lifecycle_properties.py
 
 check: install
 	$(BIN)/ruff check domain application infrastructure interfaces tests
