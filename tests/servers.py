@@ -42,6 +42,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 class PostgresCluster:
     port: int
     directory: Path
+    options: str = ""
     _names: Iterator[int] = field(default_factory=lambda: count(1))
 
     @property
@@ -56,9 +57,22 @@ class PostgresCluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def pg_ctl(self, action: str) -> None:
+        """stop (fast: clients are disconnected at once, as in a crash or failover) or start."""
         subprocess.run(
             _as_postgres(
-                [_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", action]
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.directory / "data"),
+                    "-m",
+                    "fast",
+                    "-o",
+                    self.options,
+                    "-l",
+                    str(self.directory / "log"),
+                    "-w",
+                    action,
+                ]
             ),
             check=True,
             capture_output=True,
@@ -97,7 +111,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         check=True,
         capture_output=True,
     )
-    cluster = PostgresCluster(port=port, directory=directory)
+    cluster = PostgresCluster(port=port, directory=directory, options=options)
     try:
         yield cluster
     finally:

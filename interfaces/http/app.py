@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Litestar, Request
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -84,6 +86,11 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             HTTPException: http_problem,
             UnicodeDecodeError: undecodable_problem,
             Unavailable: unavailable_problem,
+            # Any store that did not answer outside the event log's own guard: still a 503.
+            OperationalError: unavailable_problem,
+            InterfaceError: unavailable_problem,
+            psycopg.OperationalError: unavailable_problem,
+            psycopg.InterfaceError: unavailable_problem,
             Overloaded: overloaded_problem,
             Exception: unexpected_problem,
         },
