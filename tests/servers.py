@@ -146,13 +146,20 @@ class RedisServer:
         self.process.wait(timeout=10)
 
 
-def start_redis(port: int | None = None) -> RedisServer:
+def start_redis(port: int | None = None, directory: Path | None = None) -> RedisServer:
+    """In memory only; or, given a directory, with an append-only file synced on every write
+    (as production runs it, see ops/), so that a restart on the same port keeps the data."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: run `make system-deps`")
     port = port or free_port()
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(directory)]
+        if directory
+        else ["--appendonly", "no"]
+    )
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,12 +1,16 @@
-"""PostgreSQL restarted under load, against `tessera serve` as real processes: requests during
-the outage are answered 503 `unavailable` quickly (never a 500, never a hang), a revoked token is
-never accepted, and the service recovers by itself, losing no acknowledged write and no mail."""
+"""Backing services going away under `tessera serve` as real processes.
+
+PostgreSQL restarted under load: requests during the outage are answered 503 `unavailable`
+quickly (never a 500, never a hang), a revoked token is never accepted, and the service recovers
+by itself, losing no acknowledged write and no mail. Redis hung or stopped: the denylist fails
+closed (503), and the service reconnects when Redis is back."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -19,7 +23,13 @@ import pytest
 
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_serve import PASSWORD, tessera
-from tests.servers import PostgresCluster, free_port, postgres_cluster, wait_for_port
+from tests.servers import (
+    PostgresCluster,
+    free_port,
+    postgres_cluster,
+    start_redis,
+    wait_for_port,
+)
 
 OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "6"))
 
@@ -225,3 +235,72 @@ def test_a_postgresql_restart_under_load_is_a_quick_503_and_the_service_recovers
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_redis_stopped_or_hung_fails_closed_and_is_reconnected(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """The denylist is in Redis: while Redis does not answer, no access token is accepted (503),
+    so a revoked one can never slip through; when it answers again, the service carries on."""
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis_server = start_redis(directory=redis_dir)
+    port = free_port()
+    env = {
+        **os.environ,
+        **FAST_ARGON2,
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": postgres.new_database(),
+        "REDIS_URL": redis_server.url,
+        "REQUIRE_VERIFIED_EMAIL": "false",
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen([tessera(), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            assert (
+                http.post(
+                    "/api/auth/register",
+                    json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+                ).status_code
+                == 201
+            )
+
+            def bearer() -> dict[str, str]:
+                tokens = http.post("/api/auth/login", json={"login": "ada", "password": PASSWORD})
+                return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
+            live, revoked = bearer(), bearer()
+            assert http.post("/api/auth/logout", headers=revoked).status_code == 204
+
+            def me(headers: dict[str, str]) -> tuple[int, str, float]:
+                started = time.monotonic()
+                answer = http.get("/api/users/me", headers=headers)
+                code = answer.json().get("code", "") if answer.status_code >= 400 else ""
+                return answer.status_code, code, time.monotonic() - started
+
+            assert me(live)[0] == 200 and me(revoked)[:2] == (401, "invalid_access_token")
+
+            redis_server.process.send_signal(signal.SIGSTOP)  # hung: connections time out
+            hung = [me(live), me(revoked)]
+            redis_server.process.send_signal(signal.SIGCONT)
+            assert [h[:2] for h in hung] == [(503, "unavailable")] * 2, hung
+            assert all(h[2] < 5.0 for h in hung), hung  # a 1 s socket timeout, not a hang
+
+            redis_server.stop()  # gone: connections refused
+            gone = [me(live), me(revoked)]
+            assert [g[:2] for g in gone] == [(503, "unavailable")] * 2, gone
+            assert all(g[2] < 5.0 for g in gone), gone
+
+            redis_server = start_redis(port=redis_server.port, directory=redis_dir)
+            eventually(lambda: me(live)[0] == 200, timeout=15)
+            assert me(revoked)[:2] == (401, "invalid_access_token")
+            assert server.poll() is None, "reconnected without a restart"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        redis_server.stop()
