@@ -37,15 +37,21 @@ class Stack:
 
     def start(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         log = open(Path(self.env["DATA_DIR"]).parent / f"{name}.log", "ab")  # noqa: SIM115
+        # A process group of its own, so that kill() takes `serve --workers N`'s children too,
+        # as a container's death would, and leaves no orphan serving on the port.
         process = subprocess.Popen(
-            [tessera(), *command], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [tessera(), *command],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes[name] = process
         return process
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
