@@ -30,6 +30,7 @@ from typing import Any
 from uuid import UUID
 
 import pyotp
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -682,6 +683,8 @@ class Lifecycle(RuleBasedStateMachine):
                 REACHED["compared with a snapshot"] += 1
 
 
+# Shrinking a failure on a loaded machine can take minutes: let it finish and report.
+@pytest.mark.timeout(900)
 def test_the_account_and_session_life_cycle_keeps_its_rules() -> None:
     REACHED.clear()
     run_state_machine_as_test(

@@ -125,6 +125,8 @@ def fuzz(operation: Any, run: Fuzzed, label: str) -> Callable[[], None]:
     return attempt
 
 
+# Shrinking a failure on a loaded machine can take minutes: let it finish and report.
+@pytest.mark.timeout(900)
 def test_no_input_makes_a_5xx_and_every_answer_is_what_the_schema_says(fuzzed: Fuzzed) -> None:
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", fuzzed.app)
     operations = [result.ok() for result in schema.get_all_operations()]
