@@ -14,7 +14,6 @@ from pathlib import Path
 
 from application.ports import OutgoingMail, TransientMailError
 
-
 MESSAGE_ID_DOMAIN = "tessera.invalid"
 
 
