@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 from opentelemetry import propagate, trace
 
+from application.origin import current_client
 from domain.account import Account
 from domain.session import Session
 
@@ -49,14 +50,20 @@ class EventLog(Application[UUID]):
         """Saves atomically, then tells the observers (metrics) what was recorded.
 
         Each event carries the W3C trace context it was recorded in, so work that follows from
-        it elsewhere (a mail sent by a worker) joins the request's trace.
+        it elsewhere (a mail sent by a worker) joins the request's trace, and the client the
+        request came from, for the audit trail.
         """
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        if carrier:
-            for aggregate in objs:
-                for pending in getattr(aggregate, "pending_events", ()):
+        client = current_client.get()
+        origin = {"ip": client.ip, "user_agent": client.user_agent} if client else None
+        for aggregate in objs:
+            for pending in getattr(aggregate, "pending_events", ()):
+                if carrier:
                     object.__setattr__(pending, "trace_context", carrier)
+                # Where the command came from, for the audit trail: metadata, not domain state.
+                if origin and not hasattr(pending, "client"):
+                    object.__setattr__(pending, "client", origin)
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
             recordings = super().save(*objs, **kwargs)

@@ -81,6 +81,7 @@ class Login:
         if not self._hasher.verify(account.password_hash, password):
             self._record_failure(account.id, factor="password")
             raise InvalidCredentials
+        account.ensure_enabled()
         account.ensure_may_log_in(self._rules.require_verified_email)
         if self._hasher.needs_rehash(account.password_hash):
             self._rehash(account.id, password)
@@ -98,7 +99,7 @@ class Login:
     def complete_mfa(self, mfa_token: str, code: str, client: Client) -> TokenPair:
         account_id = self.mfa_subject(mfa_token)
         account = self._log.find(account_id, Account)
-        if account is None or not account.mfa_enabled:
+        if account is None or not account.mfa_enabled or account.disabled:
             raise InvalidMfaToken
         account.ensure_not_locked(self._clock.now())
         return self._second_factor(account_id, code, client)

@@ -83,12 +83,13 @@ class AccountNotFound(DomainError):
 
 
 class AccountLocked(DomainError):
-    """Too many consecutive failed logins; the lock lifts at `until`."""
+    """Too many consecutive failed logins, or an operator's lock; it lifts at `until`, or when
+    an operator unlocks it if `until` is None."""
 
-    def __init__(self, until: datetime, at: datetime) -> None:
-        super().__init__(f"locked until {until.isoformat()}")
+    def __init__(self, until: datetime | None, at: datetime) -> None:
+        super().__init__("locked" if until is None else f"locked until {until.isoformat()}")
         self.until = until
-        self.retry_after = (until - at).total_seconds()
+        self.retry_after = None if until is None else (until - at).total_seconds()
 
 
 class RateLimited(DomainError):

@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from application.origin import current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
@@ -56,6 +57,12 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     client_address = ClientAddress(container.settings.trusted_proxies)
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        # The events this request records will name the client it came from (audit trail).
+        current_client.set(client_address.of(request))
+        await require_json(request)
+
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 
     async def start() -> None:
@@ -76,7 +83,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "throttle": provide(container.throttle),
             "client": Provide(client_address.of, sync_to_thread=False),
         },
-        before_request=require_json,
+        before_request=before_request,
         exception_handlers={
             DomainError: domain_problem,
             ValidationException: validation_problem,

@@ -142,7 +142,7 @@ def domain_problem(_: Request[Any, Any, Any], error: DomainError) -> Response[Pr
 def _headers(error: DomainError) -> dict[str, str] | None:
     if isinstance(error, InvalidAccessToken):
         return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    if isinstance(error, AccountLocked | RateLimited):
+    if isinstance(error, AccountLocked | RateLimited) and error.retry_after is not None:
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return None
 
