@@ -85,7 +85,7 @@ def trail_entry(
     user_agent = str(state.get("user_agent") or client.get("user_agent") or "")
     return TrailEntry(
         position=position,
-        time=event.timestamp,
+        time=state["timestamp"],
         type=name,
         aggregate=aggregate,
         aggregate_id=event.originator_id,
