@@ -15,7 +15,9 @@ from eventsourcing.persistence import IntegrityError, Recording
 from opentelemetry import propagate, trace
 
 from application.origin import current_client
-from domain.account import Account
+from domain.account import Account, EmailClaim, UsernameClaim
+from domain.errors import Invalid
+from domain.identity import is_email, normalise_email, normalise_username
 from domain.session import Session
 
 A = TypeVar("A", bound=Aggregate)
@@ -84,6 +86,18 @@ class EventLog(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
+
+    def account_for_login(self, login: str) -> Account | None:
+        """The account whose email or username this is (either spelling case), or None."""
+        claim: EmailClaim | UsernameClaim | None
+        try:
+            if is_email(login):
+                claim = self.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
+            else:
+                claim = self.find(UsernameClaim.create_id(normalise_username(login)), UsernameClaim)
+        except Invalid:
+            return None  # a login that cannot exist is just an unknown login
+        return None if claim is None else self.find(claim.account_id, Account)
 
 
 def retried_on_conflict(command: Callable[P, R]) -> Callable[P, R]:

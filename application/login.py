@@ -20,16 +20,14 @@ from application.recovery_codes import recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
-from domain.account import Account, EmailClaim, UsernameClaim
+from domain.account import Account
 from domain.errors import (
-    Invalid,
     InvalidCredentials,
     InvalidMfaCode,
     InvalidMfaToken,
     InvalidRefreshToken,
     RefreshTokenReused,
 )
-from domain.identity import is_email, normalise_email, normalise_username
 from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
 from domain.session import Session
@@ -71,7 +69,7 @@ class Login:
     def log_in(
         self, login: str, password: str, client: Client, otp: str | None = None
     ) -> TokenPair | MfaChallenge:
-        account = self._account_for(login)
+        account = self._log.account_for_login(login)
         password = normalise_password(password)
         if account is None:
             self._hasher.verify(self._decoy_hash, password)
@@ -230,18 +228,6 @@ class Login:
     def _access_ttl(self) -> timedelta:
         """How long a denylist entry must last: until every token it could stop has expired."""
         return timedelta(seconds=self._signer.lifetime_seconds)
-
-    def _account_for(self, login: str) -> Account | None:
-        claim: EmailClaim | UsernameClaim | None
-        try:
-            if is_email(login):
-                claim = self._log.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
-            else:
-                username = normalise_username(login)
-                claim = self._log.find(UsernameClaim.create_id(username), UsernameClaim)
-        except Invalid:
-            return None  # a login that cannot exist is just an unknown login
-        return None if claim is None else self._log.find(claim.account_id, Account)
 
     def _account(self, account_id: UUID) -> Account:
         account = self._log.find(account_id, Account)
