@@ -27,6 +27,7 @@ from domain.errors import (
     InvalidMfaToken,
     InvalidRefreshToken,
     RefreshTokenReused,
+    SessionNotFound,
 )
 from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
@@ -153,6 +154,17 @@ class Login:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
             session.revoke(now, reason="logout")
             self._log.save(session)
+
+    @traced
+    @retried_on_conflict
+    def end_session(self, principal: AccessClaims, session_id: UUID) -> None:
+        """Ends one of the caller's own sessions (a device they no longer trust)."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != principal.account_id:
+            raise SessionNotFound  # another account's session is none of the caller's business
+        self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+        session.revoke(self._clock.now(), reason="ended_by_user")
+        self._log.save(session)
 
     @retried_on_conflict
     def _second_factor(self, account_id: UUID, code: str, client: Client) -> TokenPair:

@@ -78,6 +78,7 @@ class Account(Aggregate):
     MfaEnabled: ClassVar[type[Any]]
     MfaDisabled: ClassVar[type[Any]]
     AccountDisabled: ClassVar[type[Any]]
+    AllSessionsRevoked: ClassVar[type[Any]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:

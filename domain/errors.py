@@ -82,6 +82,14 @@ class AccountNotFound(DomainError):
     """No account has this id."""
 
 
+class SessionNotFound(DomainError):
+    """No session of this account has this id."""
+
+
+class Forbidden(DomainError):
+    """The caller's roles do not allow this."""
+
+
 class AccountLocked(DomainError):
     """Too many consecutive failed logins, or an operator's lock; it lifts at `until`, or when
     an operator unlocks it if `until` is None."""

@@ -30,13 +30,13 @@ class Database:
     def is_postgres(self) -> bool:
         return self.url is not None
 
-    def eventsourcing_env(self) -> dict[str, str]:
+    def eventsourcing_env(self, sqlite_path: Path | None = None) -> dict[str, str]:
         """Persistence is chosen by the library's own settings, derived here from DATABASE_URL."""
         if self.url is None:
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_DBNAME": str(sqlite_path or self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "10",
             }
         parts = conninfo_to_dict(self.url)
@@ -86,7 +86,9 @@ class Database:
         recorder_class: type[TrackingRecorder] = (
             postgres_class if self.is_postgres else sqlite_class
         )
+        # SQLite: a file per projection, since the library keeps one tracking table per file
+        # (and a projection's writes then never wait on the event store's lock).
         factory = InfrastructureFactory[TrackingRecorder].construct(
-            Environment(name, self.eventsourcing_env())
+            Environment(name, self.eventsourcing_env(self.sqlite_path.with_name(f"{name}.sqlite")))
         )
         return factory.tracking_recorder(recorder_class)
