@@ -10,7 +10,7 @@ from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, RevocationList
 from application.views import AccountView
 from domain.account import Account
-from domain.errors import AccountNotFound, Forbidden
+from domain.errors import AccountNotFound, FieldError, Forbidden, Invalid
 
 
 def require_role(principal: AccessClaims, role: str) -> None:
@@ -40,6 +40,8 @@ class Administration:
 
     def lock(self, reference: str, operator: str, until: datetime | None = None) -> bool:
         def lock(account: Account, at: datetime) -> bool:
+            if until is not None and until <= at:
+                raise Invalid(FieldError("until", "future", "must be in the future"))
             account.lock(at, operator, until)
             return True
 

@@ -16,6 +16,8 @@ from application.origin import current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
+from interfaces.http.admin import AdminController
+from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
 from interfaces.http.problems import (
@@ -70,7 +72,16 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             container.start_background()
 
     return Litestar(
-        route_handlers=[AuthController, MeController, jwks, live, ready, Metrics],
+        route_handlers=[
+            AuthController,
+            MeController,
+            AuditController,
+            AdminController,
+            jwks,
+            live,
+            ready,
+            Metrics,
+        ],
         dependencies={
             "registration": provide(container.registration),
             "logins": provide(container.login),  # not "login": a body field has that name
@@ -78,6 +89,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
             "access": provide(container.access),
+            "administration": provide(container.administration),
+            "read_side": provide(container.read_side),
             "signer": provide(container.signer),
             "readiness": provide(container.readiness),
             "throttle": provide(container.throttle),

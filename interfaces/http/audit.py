@@ -1,0 +1,47 @@
+"""/api/audit: the trail, for accounts holding the auditor role."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import Parameter
+
+from application.administration import require_role
+from application.ports import AccessClaims
+from application.queries import MAX_PAGE, AuditFilter, ReadSide
+from interfaces.http.schemas import AuditPage
+from interfaces.http.security import BEARER
+
+EventType = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+
+
+def auditor(claims: AccessClaims) -> AccessClaims:
+    require_role(claims, "auditor")
+    return claims
+
+
+class AuditController(Controller):
+    path = "/api/audit"
+    tags = ["audit"]
+    dependencies = {"claims": BEARER, "auditor": Provide(auditor, sync_to_thread=False)}
+    security = [{"bearer": []}]
+
+    @get("/events", sync_to_thread=True)
+    def events(
+        self,
+        auditor: NamedDependency[AccessClaims],
+        read_side: NamedDependency[ReadSide],
+        account_id: UUID | None = None,
+        type: EventType | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: Annotated[int | None, Parameter(ge=0)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    ) -> AuditPage:
+        """Security events in store order, filtered; `cursor` is the last position seen."""
+        query = AuditFilter(account_id, type, since, until, cursor, limit)
+        return AuditPage.of(read_side.audit_events(query))
