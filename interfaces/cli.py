@@ -7,6 +7,7 @@ import logging
 import sys
 
 from infrastructure.tracing import configure_tracing
+from interfaces import admin_cli
 from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
 
@@ -113,11 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="server processes (default: the number of cores on PostgreSQL, 1 on SQLite)",
     )
-    commands.add_parser("projector", help="run the projections (many copies may run)")
-    commands.add_parser("worker", help="deliver mail from the Redis queue (many copies may run)")
+    serve_command.set_defaults(run=serve)
+    projector_command = commands.add_parser(
+        "projector", help="run the projections (many copies may run)"
+    )
+    projector_command.set_defaults(run=projector)
+    projector_actions = projector_command.add_subparsers(dest="action")
+    rebuild_command = projector_actions.add_parser(
+        "rebuild", help="empty a read model and replay every event into it"
+    )
+    rebuild_command.add_argument("name", choices=admin_cli.REBUILDABLE)
+    rebuild_command.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the projection's lease"
+    )
+    rebuild_command.set_defaults(run=admin_cli.rebuild)
+    commands.add_parser(
+        "worker", help="deliver mail from the Redis queue (many copies may run)"
+    ).set_defaults(run=worker)
+    admin_cli.add_commands(commands)
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "projector": projector, "worker": worker}
-    return handlers[args.command](args)
+    code: int = args.run(args)
+    return code
 
 
 if __name__ == "__main__":
