@@ -123,6 +123,15 @@ class Projector:
             if read < self._batch_size:
                 stop.wait(poll_interval)
 
+    def close(self) -> None:
+        """Releases the lease, and the view's database when it has one of its own (SQLite)."""
+        self._lease.release()
+        datastore = getattr(self._projection.view, "datastore", None)
+        if datastore is not None and datastore is not getattr(
+            self._app.recorder, "datastore", None
+        ):
+            datastore.close()
+
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(
             target=self.run_until, args=(stop,), name=f"projector-{self._projection.name}"

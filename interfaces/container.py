@@ -195,6 +195,8 @@ class Container:
         self._stop.set()
         self.mail_broker.stop()
         self.revocations.close()
+        for projector in self.projectors:
+            projector.close()
         self.log.close()
 
 
@@ -262,7 +264,9 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         require_digit=settings.password_require_digit,
         require_symbol=settings.password_require_symbol,
     )
-    ledger = database.tracking_recorder(MailOutbox.name, SqliteMailLedger, PostgresMailLedger)
+    ledger = database.tracking_recorder(
+        MailOutbox.name, SqliteMailLedger, PostgresMailLedger, log.recorder
+    )
     postman = Postman(
         log,
         ledger,  # type: ignore[arg-type]
@@ -300,9 +304,13 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         ),
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
-    accounts = database.tracking_recorder("accounts", SqliteAccounts, PostgresAccounts)
-    sessions = database.tracking_recorder("sessions", SqliteSessions, PostgresSessions)
-    audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog)
+    accounts = database.tracking_recorder(
+        "accounts", SqliteAccounts, PostgresAccounts, log.recorder
+    )
+    sessions = database.tracking_recorder(
+        "sessions", SqliteSessions, PostgresSessions, log.recorder
+    )
+    audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
     projections: list[Projection] = [
         mail,
         AccountsProjection(accounts, log),

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from application.administration import Administration, require_role
@@ -19,7 +19,7 @@ from interfaces.http.security import BEARER
 SearchText = Annotated[str, Parameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 
 
-def admin(claims: AccessClaims) -> AccessClaims:
+def admin(claims: NamedDependency[AccessClaims]) -> AccessClaims:
     require_role(claims, "admin")
     return claims
 
@@ -53,7 +53,7 @@ class AdminController(Controller):
     def lock(
         self,
         admin: NamedDependency[AccessClaims],
-        account_id: UUID,
+        account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
         data: JSONBody[LockRequest | None] = None,
     ) -> None:
@@ -64,7 +64,7 @@ class AdminController(Controller):
     def unlock(
         self,
         admin: NamedDependency[AccessClaims],
-        account_id: UUID,
+        account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
         administration.unlock(str(account_id), operator(admin))
@@ -73,7 +73,7 @@ class AdminController(Controller):
     def disable(
         self,
         admin: NamedDependency[AccessClaims],
-        account_id: UUID,
+        account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
         administration.disable(str(account_id), operator(admin))
@@ -82,7 +82,7 @@ class AdminController(Controller):
     def enable(
         self,
         admin: NamedDependency[AccessClaims],
-        account_id: UUID,
+        account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
         administration.enable(str(account_id), operator(admin))

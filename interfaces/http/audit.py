@@ -16,10 +16,11 @@ from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from interfaces.http.schemas import AuditPage
 from interfaces.http.security import BEARER
 
-EventType = Annotated[str, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+# Optional inside the annotation, so the bounds apply to a value when one is given.
+EventType = Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
 
 
-def auditor(claims: AccessClaims) -> AccessClaims:
+def auditor(claims: NamedDependency[AccessClaims]) -> AccessClaims:
     require_role(claims, "auditor")
     return claims
 
@@ -36,7 +37,7 @@ class AuditController(Controller):
         auditor: NamedDependency[AccessClaims],
         read_side: NamedDependency[ReadSide],
         account_id: UUID | None = None,
-        type: EventType | None = None,
+        type: EventType = None,
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: Annotated[int | None, Parameter(ge=0)] = None,

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from application.login import Login
@@ -84,7 +84,7 @@ class MeController(Controller):
     def end_session(
         self,
         claims: NamedDependency[AccessClaims],
-        session_id: UUID,
+        session_id: FromPath[UUID],
         logins: NamedDependency[Login],
     ) -> None:
         logins.end_session(claims, session_id)
