@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from application.access import Access
 from application.event_log import EventLog
+from application.history import History
 from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
@@ -63,6 +64,7 @@ class Container:
     passwords: Passwords
     mfa: Mfa
     access: Access
+    history: History
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
@@ -299,6 +301,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         profile=Profile(log, clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         access=Access(signer, revocations, clock),
+        history=History(log),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
