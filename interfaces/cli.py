@@ -7,6 +7,7 @@ import logging
 import sys
 
 from infrastructure.tracing import configure_tracing
+from interfaces import audit_cli
 from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
 
@@ -115,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("projector", help="run the projections (many copies may run)")
     commands.add_parser("worker", help="deliver mail from the Redis queue (many copies may run)")
+    audit_cli.register(commands)
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "projector": projector, "worker": worker}
+    handlers = {"serve": serve, "projector": projector, "worker": worker, "audit": audit_cli.run}
     return handlers[args.command](args)
 
 
