@@ -4,6 +4,7 @@ leaves secrets out."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -32,16 +33,15 @@ class History:
 
     def account_id(self, id_or_login: str) -> UUID:
         """The account named by its id, email or username; AccountNotFound when none is."""
-        try:
+        # An id first; 32 hex digits are both a UUID and a possible username, so fall through.
+        with contextlib.suppress(ValueError):
             account_id = UUID(id_or_login)
-        except ValueError:
-            account = self._log.account_for_login(id_or_login)
-            if account is None:
-                raise AccountNotFound(id_or_login) from None
-            return account.id
-        if self._log.find(account_id, Account) is None:
+            if self._log.find(account_id, Account) is not None:
+                return account_id
+        account = self._log.account_for_login(id_or_login)
+        if account is None:
             raise AccountNotFound(id_or_login)
-        return account_id
+        return account.id
 
     def state_as_of(self, account_id: UUID, instant: datetime) -> AccountState:
         """The account rebuilt from its events recorded at or before `instant` (a naive time is
@@ -80,7 +80,8 @@ class History:
         the last one recorded when the read began. Reads in batches, in constant memory.
 
         A Session event other than SessionStarted does not name its account: the session's
-        account is remembered from its start in a bounded cache, or loaded on a miss.
+        account is remembered from its start in a bounded cache, or loaded on a miss. The store
+        is not indexed by time, so `since` skips earlier events as it reads them.
         """
         since = None if since is None else _aware(since)
         recorder = self._log.recorder

@@ -24,7 +24,7 @@ from application.trail import TrailEntry
 from application.views import json_ready
 from domain.errors import AccountNotFound
 from interfaces.logs import configure_logging
-from interfaces.settings import load_settings
+from interfaces.settings import Settings, load_settings
 
 PROGRESS_EVERY = 1000  # lines between two progress updates on a terminal
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.audit_command == "verify":
             return verify(args.file)
-        return _with_history(args)
+        return _with_history(args, settings)
     except BadInput as error:
         print(f"tessera audit: {error}", file=sys.stderr)
         return 2
@@ -94,10 +94,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _with_history(args: argparse.Namespace) -> int:
+def _with_history(args: argparse.Namespace, settings: Settings) -> int:
     from interfaces.container import build  # the store is opened only for commands that read it
 
-    container = build(load_settings())
+    try:
+        container = build(settings)
+    except Exception as error:  # a database that does not answer: say so, without a traceback
+        print(f"tessera audit: cannot open the event store: {error}", file=sys.stderr)
+        return 1
     try:
         history = container.history
         if args.audit_command == "export":
@@ -141,12 +145,12 @@ def export(history: History, since: datetime | None, output: Path | None, last: 
     try:
         with partial.open("w", encoding="utf-8", newline="\n") as file:
             _write(lines, file, progress)
-    except OSError as error:
-        raise BadInput(f"cannot write {output}: {error.strerror}") from None
-    except BaseException:
+        partial.replace(output)
+    except BaseException as error:
         partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise BadInput(f"cannot write {output}: {error.strerror}") from None
         raise
-    partial.replace(output)
     return 0
 
 

@@ -74,7 +74,7 @@ def test_a_session_or_a_claim_id_is_not_an_account(container: Container) -> None
 def test_the_state_after_each_event_shows_that_event_s_effect(
     container: Container, clock: FakeClock
 ) -> None:
-    history = container.history
+    history = History(container.log, batch_size=2)  # the stream is read two events at a time
     view = container.registration.register("ada@example.com", "ada", PASSWORD)
     at: dict[str, datetime] = {"registered": clock.now()}
     clock.advance(minutes=1)
@@ -119,6 +119,32 @@ def test_the_state_after_each_event_shows_that_event_s_effect(
     versions = [history.state_as_of(view.id, at[m]).version for m in at]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     assert json.loads(json.dumps(json_ready(later)))["id"] == str(view.id)
+
+
+def test_a_long_history_is_rebuilt_from_its_snapshot_at_any_instant(
+    container: Container, clock: FakeClock
+) -> None:
+    view = container.registration.register("ada@example.com", "ada", PASSWORD)
+    at: dict[int, datetime] = {}
+    for n in range(1, 121):  # snapshots every 50 events: at versions 50 and 100
+        container.profile.update(view.id, f"name {n}")
+        at[n] = clock.now()
+    history = History(container.log, batch_size=7)
+    for n in (1, 47, 48, 49, 75, 98, 120):
+        state = history.state_as_of(view.id, at[n])
+        assert (state.display_name, state.version) == (f"name {n}", n + 2)
+    assert len(list(history.replay(view.id))) == 122
+
+
+def test_an_account_is_named_by_id_email_or_username_even_one_that_reads_as_a_uuid(
+    container: Container,
+) -> None:
+    hex_name = "0123456789abcdef0123456789abcdef"
+    view = container.registration.register("hex@example.com", hex_name, PASSWORD)
+    history = container.history
+    assert history.account_id(hex_name) == view.id
+    assert history.account_id("HEX@example.com") == view.id
+    assert history.account_id(str(view.id)) == view.id
 
 
 def test_a_naive_instant_is_taken_as_utc(container: Container) -> None:

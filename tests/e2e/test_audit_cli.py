@@ -162,6 +162,7 @@ def test_state_as_of_an_instant_by_id_or_login(store: Store) -> None:
         (["replay", "--account", "00000000-0000-0000-0000-000000000000"], "no account"),
         (["export", "--since", "soon"], "not an ISO 8601 time"),
         (["verify", "/no/such/file"], "cannot read"),
+        (["export", "--output", "/no/such/directory/trail.jsonl"], "cannot write"),
     ],
 )
 def test_bad_input_is_named_on_stderr_with_exit_code_2(
