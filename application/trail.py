@@ -40,7 +40,9 @@ _OUTCOMES = {
 
 @dataclass(frozen=True)
 class TrailEntry:
-    position: int  # the event's place in the store: the trail's order and its cursor
+    # The event's place in the store: the trail's order and its cursor. None when the entry was
+    # read from the aggregate's own stream (a replay), which does not know it.
+    position: int | None
     time: datetime
     type: str  # the domain event's class name: Registered, LoginFailed, ...
     aggregate: str  # "Account" or "Session"
@@ -68,7 +70,7 @@ def _aggregate_of(event: DomainEventProtocol[Any]) -> str | None:
 
 
 def trail_entry(
-    event: DomainEventProtocol[Any], position: int, account_id: UUID | None = None
+    event: DomainEventProtocol[Any], position: int | None, account_id: UUID | None = None
 ) -> TrailEntry:
     """The entry for `event`. A Session event names its account only when it started the
     session, so the caller, who has seen that, passes `account_id` for the others."""

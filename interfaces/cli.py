@@ -7,7 +7,7 @@ import logging
 import sys
 
 from infrastructure.tracing import configure_tracing
-from interfaces import admin_cli
+from interfaces import admin_cli, audit_cli
 from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
 
@@ -100,9 +100,6 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_file)
-    configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser(
@@ -132,7 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         "worker", help="deliver mail from the Redis queue (many copies may run)"
     ).set_defaults(run=worker)
     admin_cli.add_commands(commands)
+    audit_cli.register(commands)
     args = parser.parse_args(argv)
+    settings = load_settings()
+    # The services log to stdout; the operators' commands to stderr, since stdout carries
+    # what they print (a listing, an export).
+    services = ("serve", "projector", "worker")
+    stream = sys.stdout if args.command in services else sys.stderr
+    configure_logging(settings.log_level, settings.log_file, stream=stream)
+    configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     code: int = args.run(args)
     return code
 

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from application.access import Access
 from application.administration import Administration
 from application.event_log import EventLog
+from application.history import History
 from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
@@ -77,6 +78,7 @@ class Container:
     access: Access
     administration: Administration
     read_side: ReadSide
+    history: History
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
@@ -370,6 +372,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
         read_side=ReadSide(accounts, sessions, audit, clock),
+        history=History(log),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),

@@ -192,6 +192,8 @@ class AuditEntry(msgspec.Struct):
 
     @classmethod
     def of(cls, entry: TrailEntry) -> AuditEntry:
+        # Entries served here come from the audit log, which always knows their position.
+        assert entry.position is not None
         return cls(
             position=entry.position,
             time=entry.time,

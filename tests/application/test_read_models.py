@@ -41,7 +41,7 @@ def history(container: Container, clock: FakeClock) -> dict[str, Any]:
     assert isinstance(first, TokenPair) and isinstance(second, TokenPair)
     refreshed = container.login.refresh(first.refresh_token)
     for _ in range(2):
-        with pytest.raises(Exception):  # noqa: B017, PT011  (the wrong password; any refusal)
+        with pytest.raises(Exception):  # noqa: B017  (the wrong password; any refusal)
             container.login.log_in("bob", "wrong password!", phone)
     container.administration.lock("bob", operator="cli:root")
     return {"ada": ada, "bob": bob, "first": refreshed, "second": second}
