@@ -91,6 +91,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "access": provide(container.access),
             "administration": provide(container.administration),
             "read_side": provide(container.read_side),
+            "history": provide(container.history),
             "signer": provide(container.signer),
             "readiness": provide(container.readiness),
             "throttle": provide(container.throttle),

@@ -8,11 +8,13 @@ from uuid import UUID
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from application.administration import require_role
+from application.history import History
 from application.ports import AccessClaims
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
+from application.views import AccountState
 from interfaces.http.schemas import AuditPage
 from interfaces.http.security import BEARER
 
@@ -46,3 +48,15 @@ class AuditController(Controller):
         """Security events in store order, filtered; `cursor` is the last position seen."""
         query = AuditFilter(account_id, type, since, until, cursor, limit)
         return AuditPage.of(read_side.audit_events(query))
+
+    @get("/accounts/{account_id:uuid}/state", sync_to_thread=True)
+    def state(
+        self,
+        auditor: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        as_of: datetime,
+        history: NamedDependency[History],
+    ) -> AccountState:
+        """The account rebuilt from its own events up to `as_of` (ISO 8601; UTC if no offset):
+        404 before it was registered."""
+        return history.state_as_of(account_id, as_of)

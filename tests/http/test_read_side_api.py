@@ -8,6 +8,7 @@ from uuid import UUID
 import jwt
 import pytest
 
+from domain.account import Account
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import event_count, run_projections
@@ -235,3 +236,42 @@ def test_revoking_a_role_ends_the_sessions_whose_tokens_carry_it(
     assert client.get("/api/audit/events", headers=bearer(auditor)).status_code == 401
     again = log_in(client, "ada")
     assert client.get("/api/audit/events", headers=bearer(again)).status_code == 403
+
+
+def test_an_auditor_sees_an_account_as_it_was_at_any_instant(
+    client: Client, container: Container, clock: Any
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    clock.advance(minutes=5)
+    register_and_verify(client, container, "bob")
+    bob = log_in(client, "bob")
+    bob_id = jwt.decode(bob["access_token"], options={"verify_signature": False})["sub"]
+    registered_at = container.log.find(UUID(bob_id), Account)
+    assert registered_at is not None
+    clock.advance(minutes=5)
+    client.put("/api/users/me", json={"display_name": "Bob B."}, headers=bearer(bob))
+    renamed_at = clock.now()
+
+    def state(as_of: str) -> Any:
+        return client.get(
+            f"/api/audit/accounts/{bob_id}/state",
+            params={"as_of": as_of},
+            headers=bearer(auditor),
+        )
+
+    before = state(registered_at.created_on.replace(microsecond=0).isoformat())
+    assert before.status_code == 404 and before.json()["code"] == "account_not_found"
+    then = state((renamed_at.replace(microsecond=0)).isoformat())
+    after_rename = state(renamed_at.isoformat())
+    assert after_rename.status_code == 200, after_rename.text
+    assert after_rename.json()["display_name"] == "Bob B."
+    assert after_rename.json()["email_verified"] is True
+    assert then.json()["display_name"] == ""
+    assert "password_hash" not in after_rename.text and "sealed" not in after_rename.text
+    assert state("not a time").status_code == 400
+    ordinary = client.get(
+        f"/api/audit/accounts/{bob_id}/state",
+        params={"as_of": renamed_at.isoformat()},
+        headers=bearer(bob),
+    )
+    assert ordinary.status_code == 403
