@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     # The services log to stdout; the operators' commands to stderr, since stdout carries
     # what they print (a listing, an export).
     services = ("serve", "projector", "worker")
-    stream = sys.stdout if args.command in services else sys.stderr
+    is_service = args.command in services and not getattr(args, "action", None)
+    stream = sys.stdout if is_service else sys.stderr
     configure_logging(settings.log_level, settings.log_file, stream=stream)
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     code: int = args.run(args)
