@@ -65,7 +65,10 @@ def positions(url: str) -> dict[str, int]:
     found = {}
     with psycopg.connect(url) as conn:
         for name in TABLES:
-            query = f"SELECT coalesce(max(notification_id), 0) FROM {name}_tracking"  # noqa: S608
+            query = (
+                f"SELECT coalesce(max(notification_id), 0) FROM {name}_tracking"  # noqa: S608
+                " WHERE application_name = 'Tessera'"
+            )
             row = conn.execute(query).fetchone()
             found[name] = int(row[0]) if row else 0
     return found
