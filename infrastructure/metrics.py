@@ -115,3 +115,13 @@ for _outcome in (
     "invalid_mfa_token",
 ):
     LOGINS.labels(outcome=_outcome)
+for _kind in (
+    "verification",
+    "password_reset",
+    "password_changed",
+    "new_sign_in",
+    "account_locked",
+    "mfa_enabled",
+    "mfa_disabled",
+):
+    EMAILS_SENT.labels(kind=_kind)
