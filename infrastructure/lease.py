@@ -24,7 +24,7 @@ class PostgresLease:
         self._conninfo = conninfo
         self._name = name
         digest = hashlib.sha256(f"tessera-projection:{name}".encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
 
     def held(self) -> bool:
@@ -38,7 +38,7 @@ class PostgresLease:
                     application_name=f"tessera-lease:{os.getpid()}",
                 )
                 row = self._connection.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (self._key,)
+                    "SELECT pg_try_advisory_lock(%s)", (self.key,)
                 ).fetchone()
                 if not (row and row[0]):
                     self._connection.close()
