@@ -20,16 +20,15 @@ from application.recovery_codes import recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
-from domain.account import Account, EmailClaim, UsernameClaim
+from domain.account import Account
 from domain.errors import (
-    Invalid,
     InvalidCredentials,
     InvalidMfaCode,
     InvalidMfaToken,
     InvalidRefreshToken,
     RefreshTokenReused,
+    SessionNotFound,
 )
-from domain.identity import is_email, normalise_email, normalise_username
 from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
 from domain.session import Session
@@ -71,7 +70,7 @@ class Login:
     def log_in(
         self, login: str, password: str, client: Client, otp: str | None = None
     ) -> TokenPair | MfaChallenge:
-        account = self._account_for(login)
+        account = self._log.account_for_login(login)
         password = normalise_password(password)
         if account is None:
             self._hasher.verify(self._decoy_hash, password)
@@ -81,6 +80,7 @@ class Login:
         if not self._hasher.verify(account.password_hash, password):
             self._record_failure(account.id, factor="password")
             raise InvalidCredentials
+        account.ensure_enabled()
         account.ensure_may_log_in(self._rules.require_verified_email)
         if self._hasher.needs_rehash(account.password_hash):
             self._rehash(account.id, password)
@@ -98,7 +98,7 @@ class Login:
     def complete_mfa(self, mfa_token: str, code: str, client: Client) -> TokenPair:
         account_id = self.mfa_subject(mfa_token)
         account = self._log.find(account_id, Account)
-        if account is None or not account.mfa_enabled:
+        if account is None or not account.mfa_enabled or account.disabled:
             raise InvalidMfaToken
         account.ensure_not_locked(self._clock.now())
         return self._second_factor(account_id, code, client)
@@ -154,6 +154,17 @@ class Login:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
             session.revoke(now, reason="logout")
             self._log.save(session)
+
+    @traced
+    @retried_on_conflict
+    def end_session(self, principal: AccessClaims, session_id: UUID) -> None:
+        """Ends one of the caller's own sessions (a device they no longer trust)."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != principal.account_id:
+            raise SessionNotFound  # another account's session is none of the caller's business
+        self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+        session.revoke(self._clock.now(), reason="ended_by_user")
+        self._log.save(session)
 
     @retried_on_conflict
     def _second_factor(self, account_id: UUID, code: str, client: Client) -> TokenPair:
@@ -229,18 +240,6 @@ class Login:
     def _access_ttl(self) -> timedelta:
         """How long a denylist entry must last: until every token it could stop has expired."""
         return timedelta(seconds=self._signer.lifetime_seconds)
-
-    def _account_for(self, login: str) -> Account | None:
-        claim: EmailClaim | UsernameClaim | None
-        try:
-            if is_email(login):
-                claim = self._log.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
-            else:
-                username = normalise_username(login)
-                claim = self._log.find(UsernameClaim.create_id(username), UsernameClaim)
-        except Invalid:
-            return None  # a login that cannot exist is just an unknown login
-        return None if claim is None else self._log.find(claim.account_id, Account)
 
     def _account(self, account_id: UUID) -> Account:
         account = self._log.find(account_id, Account)

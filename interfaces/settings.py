@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     notify_new_sign_in: bool = True
     worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # /health/ready answers 503 while a projection is further behind the event store than this.
+    projection_lag_threshold: Seconds = 30
 
     # Tokens
     jwt_issuer: str | None = None  # default: PUBLIC_URL

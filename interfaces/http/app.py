@@ -12,9 +12,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from application.origin import current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
+from interfaces.http.admin import AdminController
+from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
 from interfaces.http.problems import (
@@ -56,6 +59,12 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     client_address = ClientAddress(container.settings.trusted_proxies)
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        # The events this request records will name the client it came from (audit trail).
+        current_client.set(client_address.of(request))
+        await require_json(request)
+
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 
     async def start() -> None:
@@ -63,7 +72,16 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             container.start_background()
 
     return Litestar(
-        route_handlers=[AuthController, MeController, jwks, live, ready, Metrics],
+        route_handlers=[
+            AuthController,
+            MeController,
+            AuditController,
+            AdminController,
+            jwks,
+            live,
+            ready,
+            Metrics,
+        ],
         dependencies={
             "registration": provide(container.registration),
             "logins": provide(container.login),  # not "login": a body field has that name
@@ -71,12 +89,15 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
             "access": provide(container.access),
+            "administration": provide(container.administration),
+            "read_side": provide(container.read_side),
+            "history": provide(container.history),
             "signer": provide(container.signer),
             "readiness": provide(container.readiness),
             "throttle": provide(container.throttle),
             "client": Provide(client_address.of, sync_to_thread=False),
         },
-        before_request=require_json,
+        before_request=before_request,
         exception_handlers={
             DomainError: domain_problem,
             ValidationException: validation_problem,

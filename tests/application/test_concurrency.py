@@ -82,7 +82,7 @@ def test_refreshes_on_many_devices_at_once_all_succeed(container: Container) -> 
 
 def test_concurrent_profile_edits_all_land(container: Container) -> None:
     verified(container)
-    account_id = container.login._account_for("ada").id  # type: ignore[union-attr]
+    account_id = container.log.account_for_login("ada").id  # type: ignore[union-attr]
     results = race(6, lambda i: container.profile.update(account_id, f"name {i}"))
     assert not [r for r in results if isinstance(r, Exception)]
     account = container.log.repository.get(account_id)
