@@ -62,11 +62,19 @@ class Administration:
         account = self._find(reference)
         now = self._clock.now()
         changed = change(account, now)
-        if any(type(e).__name__ == "AllSessionsRevoked" for e in account.pending_events):
+        ends_sessions = any(
+            type(e).__name__ == "AllSessionsRevoked" for e in account.pending_events
+        )
+        if ends_sessions:
             # Written before the event, as at logout: should the save fail, the sessions
             # are ended all the same (fail closed).
             self._revocations.revoke_sessions_before(account.id, cutoff=now, ttl=self._access_ttl)
         self._log.save(account)
+        if ends_sessions:
+            # And again from after the save, for a login that raced it (see Login).
+            self._revocations.revoke_sessions_before(
+                account.id, cutoff=self._clock.now(), ttl=self._access_ttl
+            )
         return changed
 
     def _find(self, reference: str) -> Account:

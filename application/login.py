@@ -88,7 +88,7 @@ class Login:
             if otp is None:
                 return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
             return self._second_factor(account.id, otp, client)
-        return self._start_session(account.id, client)
+        return self._start_session(account.id, client, generation=account.password_generation)
 
     def mfa_subject(self, mfa_token: str) -> UUID:
         """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""
@@ -110,6 +110,8 @@ class Login:
         if session is None:
             raise InvalidRefreshToken
         account = self._account(session.account_id)
+        if account.disabled:
+            raise InvalidRefreshToken
         now = self._clock.now()
         new_token = issue_token(session.id)
         try:
@@ -122,6 +124,9 @@ class Login:
                 ),
                 at=now,
                 account_cutoff=account.session_cutoff(session.id),
+                password_generation=account.password_generation_for(
+                    session.id, session.password_generation
+                ),
             )
         except RefreshTokenReused:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
@@ -184,12 +189,13 @@ class Login:
         except InvalidMfaCode:
             self._record_failure(account_id, factor="mfa")
             raise
-        return self._start_session(account.id, client, account)
+        return self._start_session(account.id, client, account.password_generation, account)
 
     def _start_session(
-        self, account_id: UUID, client: Client, account: Account | None = None
+        self, account_id: UUID, client: Client, generation: int, account: Account | None = None
     ) -> TokenPair:
-        """Saves the session with whatever the account has pending, in one atomic write."""
+        """Saves the session with whatever the account has pending, in one atomic write. The
+        session is bound to `generation`, that of the password the login verified."""
         account = account or self._account(account_id)
         now = self._clock.now()
         session_id = uuid4()
@@ -202,10 +208,23 @@ class Login:
             user_agent=client.user_agent,
             ip=client.ip,
             timestamp=now,
+            password_generation=generation,
         )
         account.succeed_login(now)
         self._log.save(account, session)
+        self._ensure_still_valid(account.id, generation, session)
         return self._tokens(account, session.id, refresh_token)
+
+    def _ensure_still_valid(self, account_id: UUID, generation: int, session: Session) -> None:
+        """A password change (or a disabling) that committed while this login was verifying
+        the old password wins: the new session is ended before any token leaves. (One that
+        commits later is covered by the cutoff it writes after its own save.)"""
+        current = self._account(account_id)
+        if current.password_generation != generation or current.disabled:
+            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+            session.revoke(self._clock.now(), reason="password_changed")
+            self._log.save(session)
+            raise InvalidCredentials
 
     def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
         session = self._log.find(owner_of(refresh_token), Session)

@@ -96,6 +96,8 @@ class Account(Aggregate):
         self.locked_by: str | None = None  # the operator whose lock it is; None: the policy's
         self.disabled = False
         self.previous_password_hashes: list[str] = []  # newest first
+        # Counts password changes: a session is bound to the password its login verified.
+        self.password_generation = 0
         self.reset_token_hash: str | None = None
         self.reset_expires_at: datetime | None = None
         self.sessions_revoked_at: datetime | None = None
@@ -289,6 +291,7 @@ class Account(Aggregate):
         # Keep history_size hashes in all, the new current one included.
         self.previous_password_hashes = self.recent_password_hashes[: max(history_size - 1, 0)]
         self.password_hash = password_hash
+        self.password_generation += 1
         # A reset link mailed before the change must not undo it.
         self.reset_token_hash = None
         self.reset_expires_at = None
@@ -414,6 +417,11 @@ class Account(Aggregate):
     def _all_sessions_revoked(self, kept_session_id: UUID | None, timestamp: datetime) -> None:
         self.sessions_revoked_at = timestamp
         self.kept_session_id = kept_session_id
+
+    def password_generation_for(self, session_id: UUID, bound_to: int) -> int:
+        """The password generation a session must be bound to: the current one, except for the
+        session a password change spared (the one that made it), which lives on."""
+        return bound_to if session_id == self.kept_session_id else self.password_generation
 
     def session_cutoff(self, session_id: UUID) -> datetime | None:
         """Sessions started at or before this instant are over (the kept one excepted)."""
