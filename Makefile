@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check system-deps clean
+.PHONY: install run test check bench system-deps clean
 
 install: $(STAMP)
 
@@ -24,9 +24,14 @@ system-deps:
 test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
+bench: install system-deps
+	@sh bench/install-wrk.sh
+	$(BIN)/python -m bench
+
 check: install
-	$(BIN)/ruff check domain application infrastructure interfaces tests
-	$(BIN)/ruff format --check domain application infrastructure interfaces tests
+	$(BIN)/ruff check domain application infrastructure interfaces tests bench
+	$(BIN)/ruff format --check domain application infrastructure interfaces tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
