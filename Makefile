@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench system-deps clean
+.PHONY: install run test check bench bench-profile system-deps clean
 
 install: $(STAMP)
 
@@ -27,7 +27,15 @@ test: install system-deps
 # Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
 bench: install system-deps
 	@sh bench/install-wrk.sh
+	$(BIN)/python -m pip install --quiet granian  # only to compare it with uvicorn
 	$(BIN)/python -m bench
+
+# Where the server's time goes under one scenario (me, refresh or login), sampled by py-spy.
+SCENARIO ?= me
+bench-profile: install system-deps
+	@sh bench/install-wrk.sh
+	$(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench.profile $(SCENARIO)
 
 check: install
 	$(BIN)/ruff check domain application infrastructure interfaces tests bench

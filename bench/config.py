@@ -19,9 +19,10 @@ class BenchConfig:
     sessions: int = 64  # logins made beforehand, for the /me and refresh scenarios' tokens
     hash_seconds: int = 5  # length of each measurement of the argon2 bound
     flood_factor: float = 4.0  # the flood offers this many times the hash bound
-    flood_connections: int = 32
+    flood_connections: int = 48
     probe_connections: int = 4  # /me alongside the flood: a latency probe, not a load
     sqlite: bool = True  # also run the embedded default's scenario
+    granian: bool = True  # also serve the same app under granian, to compare with uvicorn
 
     @property
     def cores(self) -> int:

@@ -59,6 +59,7 @@ class Bench:
             )
         ).hash(PASSWORD)
         self.report = Report(meta=self._meta())
+        self.last_bare = float("nan")  # the bare endpoint's req/s beside the last /me run
 
     def _meta(self) -> dict[str, object]:
         s = self.settings
@@ -91,19 +92,18 @@ class Bench:
             options=options,
         )
 
-    def hash_bound(self, backend: str) -> float:
-        rate = verifies_per_second(self.settings, self.config.cores, self.config.hash_seconds)
-        self.report.add(
-            Figure(
-                scenario="argon2 verify bound",
-                backend=backend,
-                value=rate,
-                unit="verify/s",
-                note=f"PasswordHasher.verify in {self.config.cores} processes, "
-                f"{self.config.hash_seconds} s",
-            )
-        )
-        return rate
+    def hash_bound(self) -> float:
+        return verifies_per_second(self.settings, self.config.cores, self.config.hash_seconds)
+
+    def bracketed(
+        self, limit: Callable[[], float], load: Callable[[], LoadResult]
+    ) -> tuple[LoadResult, float, tuple[float, float]]:
+        """Runs the load between two measurements of its limit, and divides by their mean: the
+        machine is shared, and its spare capacity drifts within minutes."""
+        before = limit()
+        result = load()
+        after = limit()
+        return result, (before + after) / 2, (before, after)
 
     def login(self, server: Server, accounts: int) -> LoadResult:
         return self.wrk(
@@ -114,20 +114,10 @@ class Bench:
             password=PASSWORD,
         ).run()
 
-    def bare(self, server: Server, backend: str) -> float:
+    def bare(self, server: Server) -> float:
         result = self.wrk("get.lua", f"{server.url}/health/live", self.config.connections).run()
-        self.report.add(
-            Figure(
-                scenario="bare GET /health/live",
-                backend=backend,
-                value=result.rate(200),
-                unit="req/s",
-                p50_ms=result.p50_ms,
-                p99_ms=result.p99_ms,
-                note=_odd_answers(result, 200),
-                load=result.as_json(),
-            )
-        )
+        if result.rate(200) < result.rate():
+            raise RuntimeError(f"the bare endpoint failed: {result.statuses} {result.errors}")
         return result.rate(200)
 
     def me(self, server: Server, tokens: Path) -> LoadResult:
@@ -179,10 +169,12 @@ class Bench:
 
     # Figures
 
-    def login_figure(self, server: Server, accounts: int, bound: float, backend: str) -> Figure:
-        result = self.login(server, accounts)
+    def login_figure(self, server: Server, accounts: int, backend: str) -> tuple[Figure, float]:
+        result, bound, around = self.bracketed(
+            self.hash_bound, lambda: self.login(server, accounts)
+        )
         ratio = result.rate(200) / bound
-        return self.report.add(
+        figure = self.report.add(
             Figure(
                 scenario=f"login ({accounts:,} accounts)",
                 backend=backend,
@@ -195,14 +187,17 @@ class Bench:
                 ratio=ratio,
                 target=f">= {LOGIN_TARGET}",
                 met=ratio >= LOGIN_TARGET,
-                note=_odd_answers(result, 200),
+                note=_join(_bound_note(around), _odd_answers(result, 200)),
                 load=result.as_json(),
             )
         )
+        return figure, bound
 
     def me_figure(self, server: Server, accounts: int, tokens: Path, backend: str) -> Figure:
-        bare = self.bare(server, backend)
-        result = self.me(server, tokens)
+        result, bare, around = self.bracketed(
+            lambda: self.bare(server), lambda: self.me(server, tokens)
+        )
+        self.last_bare = bare
         ratio = result.rate(200) / bare
         return self.report.add(
             Figure(
@@ -217,7 +212,10 @@ class Bench:
                 ratio=ratio,
                 target=f">= {ME_TARGET}",
                 met=ratio >= ME_TARGET,
-                note=_odd_answers(result, 200),
+                note=_join(
+                    f"bare endpoint {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
+                    _odd_answers(result, 200),
+                ),
                 load=result.as_json(),
             )
         )
@@ -227,6 +225,7 @@ class Bench:
             "refresh.lua", server.url, self.config.connections, tokens=str(tokens)
         ).run()
         per_core = result.rate(200) / self.config.cores
+        of_bare = result.rate(200) / self.last_bare
         self.report.add(
             Figure(
                 scenario="refresh",
@@ -240,15 +239,19 @@ class Bench:
                 ratio=per_core,
                 target=f">= {REFRESH_TARGET:.0f}/core",
                 met=per_core >= REFRESH_TARGET,
-                note=_odd_answers(result, 200),
+                note=_join(
+                    f"ratio is refresh/s per core; {of_bare:.2f} of the bare endpoint's req/s",
+                    _odd_answers(result, 200),
+                ),
                 load=result.as_json(),
             )
         )
 
-    def register_figure(self, server: Server, bound: float, backend: str) -> None:
-        result = self.wrk(
+    def register_figure(self, server: Server, backend: str) -> None:
+        register = self.wrk(
             "register.lua", server.url, self.config.login_connections, run=secrets.token_hex(3)
-        ).run()
+        )
+        result, bound, around = self.bracketed(self.hash_bound, register.run)
         self.report.add(
             Figure(
                 scenario="register",
@@ -260,15 +263,18 @@ class Bench:
                 limit_name="argon2 verify/s",
                 limit=bound,
                 ratio=result.rate(201) / bound,
-                note=_odd_answers(result, 201) or "one argon2 hash per registration; no target",
+                note=_join(
+                    "one argon2 hash per registration; no target",
+                    _bound_note(around),
+                    _odd_answers(result, 201),
+                ),
                 load=result.as_json(),
             )
         )
 
-    def flood_figures(
-        self, server: Server, accounts: int, tokens: Path, bound: float, backend: str
-    ) -> None:
+    def flood_figures(self, server: Server, accounts: int, tokens: Path, backend: str) -> None:
         c = self.config
+        bound = self.hash_bound()
         offered = c.flood_factor * bound
         # One connection per wrk thread, so each answer is timed by its status (see common.lua).
         flood = Wrk(
@@ -288,6 +294,7 @@ class Bench:
             options={"tokens": str(tokens)},
         ).start()
         shed, me = flood.result(), probe.result()
+        after = self.hash_bound()
         overloaded = shed.by_status.get("503", {})
         served = shed.by_status.get("200", {})
         self.report.add(
@@ -302,6 +309,7 @@ class Bench:
                 limit=bound,
                 ratio=shed.rate() / bound,
                 note=(
+                    f"offered rate set from the bound before ({bound:.1f}/s; {after:.1f}/s after); "
                     f"503 share {shed.share(503):.0%}; p50/p99 are of the 503 answers; "
                     f"{shed.rate(200):.1f} login/s served "
                     f"({shed.rate(200) / bound:.2f} of the bound, p50 {served.get('p50_ms', 0):.0f} ms, "
@@ -360,24 +368,62 @@ class Bench:
                 settings = load_settings(env)
                 self.seed(settings, 0, c.accounts_small, backend)
                 with serve(env, c.server_workers, self.work / "pg-server.log") as server:
-                    self._warm(server)
-                    bound = self.hash_bound(backend)
-                    login_small = self.login_figure(server, c.accounts_small, bound, backend)
+                    self.warm(server)
+                    login_small, _ = self.login_figure(server, c.accounts_small, backend)
                     access, refresh = self.sign_in(server, c.accounts_small, "pg-small")
                     me_small = self.me_figure(server, c.accounts_small, access, backend)
+                    compared = (me_small, self.last_bare, c.accounts_small)
                     self.refresh_figure(server, refresh, backend)
-                    self.register_figure(server, bound, backend)
-                    self.flood_figures(server, c.accounts_small, access, bound, backend)
+                    self.register_figure(server, backend)
+                    self.flood_figures(server, c.accounts_small, access, backend)
                     if c.accounts_large > c.accounts_small:
                         self.seed(settings, c.accounts_small, c.accounts_large, backend)
-                        bound = self.hash_bound(backend)
-                        login_large = self.login_figure(server, c.accounts_large, bound, backend)
+                        login_large, _ = self.login_figure(server, c.accounts_large, backend)
                         access, _ = self.sign_in(server, c.accounts_large, "pg-large")
                         me_large = self.me_figure(server, c.accounts_large, access, backend)
+                        compared = (me_large, self.last_bare, c.accounts_large)
                         self.scale_figure("login", login_small, login_large, backend)
                         self.scale_figure("/me", me_small, me_large, backend)
+                if c.granian:
+                    self.granian(env, *compared)
             finally:
                 redis.stop()
+
+    def granian(
+        self, env: dict[str, str], uvicorn_me: Figure, uvicorn_bare: float, accounts: int
+    ) -> None:
+        """The same app factory, workers and database under granian instead of uvicorn: the
+        bare endpoint and /me, each as a ratio to uvicorn's figure measured just before."""
+        c = self.config
+        backend = f"PG+Redis, {c.server_workers} workers, granian"
+        if not (Path(sys.executable).parent / "granian").exists():
+            note = "skipped: granian is not installed (`make bench` installs it)"
+            self.report.add(Figure("granian vs uvicorn", backend, None, "", note=note))
+            return
+        print(f"== the same under granian --workers {c.server_workers}", flush=True)
+        with serve(
+            env, c.server_workers, self.work / "granian.log", server_name="granian"
+        ) as server:
+            self.warm(server)
+            access, _ = self.sign_in(server, accounts, "granian")
+            me = self.me_figure(server, accounts, access, backend)
+        assert uvicorn_me.value is not None and me.value is not None
+        for what, theirs, ours in (
+            ("bare /health/live", self.last_bare, uvicorn_bare),
+            (f"GET /api/users/me ({accounts:,} accounts)", me.value, uvicorn_me.value),
+        ):
+            self.report.add(
+                Figure(
+                    scenario=f"granian vs uvicorn: {what}",
+                    backend=backend,
+                    value=theirs,
+                    unit="req/s",
+                    limit_name="uvicorn req/s",
+                    limit=ours,
+                    ratio=theirs / ours,
+                    note="uvicorn's figure from the run just before, same database and settings",
+                )
+            )
 
     def sqlite(self) -> None:
         c = self.config
@@ -387,9 +433,8 @@ class Bench:
         (self.work / "sqlite").mkdir()
         self.seed(load_settings(env), 0, c.accounts_small, backend)
         with serve(env, 1, self.work / "sqlite-server.log") as server:
-            self._warm(server)
-            bound = self.hash_bound(backend)
-            self.login_figure(server, c.accounts_small, bound, backend)
+            self.warm(server)
+            self.login_figure(server, c.accounts_small, backend)
             access, _ = self.sign_in(server, c.accounts_small, "sqlite")
             self.me_figure(server, c.accounts_small, access, backend)
 
@@ -412,7 +457,7 @@ class Bench:
             figure = Figure(scenario=scenario, backend="PG+Redis", value=None, unit="", note=why)
             self.report.add(figure)
 
-    def _warm(self, server: Server) -> None:
+    def warm(self, server: Server) -> None:
         """A few seconds of the bare endpoint, so imports and connection pools are warm."""
         Wrk(
             script="get.lua", url=f"{server.url}/health/live", duration=2, connections=4, threads=2
@@ -422,6 +467,14 @@ class Bench:
 def _odd_answers(result: LoadResult, expected: int) -> str:
     odd = {s: n for s, n in result.statuses.items() if s != str(expected)}
     return (f"other answers {odd}" if odd else "") + _errors(result)
+
+
+def _bound_note(around: tuple[float, float]) -> str:
+    return f"argon2 bound {around[0]:.1f} verify/s before, {around[1]:.1f} after"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p.strip("; ") for p in parts if p.strip("; "))
 
 
 def _errors(result: LoadResult) -> str:

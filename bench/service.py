@@ -4,6 +4,7 @@ PostgreSQL and Redis are started the way the tests start them (tests/servers.py)
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def worker_pids(self) -> list[int]:
-        """The server processes' ids: uvicorn's workers, or the one process itself."""
+        """The server processes' ids: the workers, or the one process itself."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         pids = [int(p) for p in children.read_text().split()] if children.exists() else []
         # uvicorn spawns its workers through multiprocessing, whose resource tracker is a child too.
@@ -70,14 +71,41 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _command(server: str, workers: int, port: int, env: dict[str, str]) -> list[str]:
+    """`tessera serve` (uvicorn), or the same ASGI app factory under granian for comparison."""
+    bin_dir = Path(sys.executable).parent
+    if server == "uvicorn":
+        return [str(bin_dir / "tessera"), "serve", "--workers", str(workers)]
+    if server == "granian":
+        # What `tessera serve` sets up for several processes: shared Prometheus samples.
+        metrics = Path(env["DATA_DIR"]) / "prometheus"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+        return [
+            str(bin_dir / "granian"),
+            "--interface=asgi",
+            "--factory",
+            f"--workers={workers}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--log-level=warning",
+            "interfaces.asgi:app",
+        ]
+    raise ValueError(f"unknown server {server!r}")
+
+
 @contextmanager
-def serve(env: dict[str, str], workers: int, log_path: Path) -> Iterator[Server]:
+def serve(
+    env: dict[str, str], workers: int, log_path: Path, server_name: str = "uvicorn"
+) -> Iterator[Server]:
     port = free_port()
-    tessera = str(Path(sys.executable).parent / "tessera")
+    env = {**env, "PORT": str(port)}
+    command = _command(server_name, workers, port, env)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [tessera, "serve", "--workers", str(workers)],
-            env={**env, "PORT": str(port)},
+            command,
+            env=env,
             cwd=env["DATA_DIR"],
             stdout=log,
             stderr=subprocess.STDOUT,
