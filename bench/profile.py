@@ -1,18 +1,21 @@
 """`make bench-profile SCENARIO=me|refresh|login`: where the server's time goes under one
 scenario's load. py-spy samples every server process (on PostgreSQL + Redis, as `make bench`)
-while wrk runs, and the functions are ranked by the share of samples they were on the stack
-for (inclusive) and at the top of it (self). The raw samples (collapsed stacks, the input of
-flame graph tools) are kept in bench/results/.
+while wrk runs, in two views: `gil` (the thread holding the interpreter: Python's CPU time)
+and `active` (every thread not idle: waits on PostgreSQL and Redis included). Functions are
+ranked by the share of samples they were on the stack for (inclusive) and at its top (self).
+The raw samples (collapsed stacks, the input of flame graph tools) are kept in bench/results/.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from bench.service import serve, service_env
 from interfaces.settings import load_settings
 from tests.servers import postgres_cluster, start_redis
 
+VIEWS = {"gil": ["--gil"], "active": []}
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 _SITE = re.compile(r"^.*/site-packages/")
 # Frames every sample passes through (thread and event-loop plumbing): left out of the ranking.
@@ -32,7 +36,7 @@ _PLUMBING = re.compile(
 )
 
 
-def record(scenario: str) -> Path:
+def record(scenario: str) -> list[Path]:
     config = load_config()
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
@@ -40,7 +44,6 @@ def record(scenario: str) -> Path:
     work = Path(tempfile.mkdtemp(prefix="tessera-profile-"))
     bench = Bench(config, work)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = RESULTS / f"profile-{scenario}-{stamp}.txt"
     with postgres_cluster() as cluster:
         redis = start_redis()
         try:
@@ -63,6 +66,8 @@ def record(scenario: str) -> Path:
                         password=PASSWORD,
                     ),
                 }[scenario].start()
+                # Two views of each process: threads holding the GIL (Python's CPU), and
+                # every thread not idle (waits on PostgreSQL and Redis included).
                 samplers = [
                     subprocess.Popen(
                         [
@@ -72,27 +77,60 @@ def record(scenario: str) -> Path:
                             f"--duration={max(1, config.duration - 2)}",
                             "--rate=100",
                             "--nonblocking",
-                            "--gil",  # what holds the interpreter: CPU, not waits
+                            *flags,
                             "--format=raw",
-                            f"--output={work / f'{pid}.txt'}",
+                            f"--output={work / f'{view}-{pid}.txt'}",
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
                     for pid in server.worker_pids()
+                    for view, flags in VIEWS.items()
                 ]
+                workers = set(server.worker_pids())
+                before, started = _cpu_seconds(workers), time.monotonic()
                 for sampler in samplers:
                     sampler.wait()
+                after, sampled = _cpu_seconds(workers), time.monotonic() - started
                 result = load.result()
         finally:
             redis.stop()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("".join(p.read_text() for p in sorted(work.glob("[0-9]*.txt"))))
-    print(
-        f"{scenario}: {result.rate():,.1f} req/s, p50 {result.p50_ms:.1f} ms, statuses {result.statuses}"
-    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for view in VIEWS:
+        output = RESULTS / f"profile-{scenario}-{view}-{stamp}.txt"
+        output.write_text("".join(p.read_text() for p in sorted(work.glob(f"{view}-*.txt"))))
+        outputs.append(output)
+    print(f"{scenario}: {result.rate():,.1f} req/s, p50 {result.p50_ms:.1f} ms, {result.statuses}")
+    # While the samplers ran (wrk runs on for the last two seconds): processes that ended
+    # meanwhile are left out.
+    spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    available = config.cores * sampled
+    print(f"CPU during the load, as a share of {config.cores} cores:")
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"  {100 * seconds / available:5.1f}%  {name} ({seconds:.1f} s)")
     shutil.rmtree(work, ignore_errors=True)
-    return output
+    return outputs
+
+
+def _cpu_seconds(server: set[int]) -> dict[str, float]:
+    """CPU seconds (user + system) of every process on the machine so far, by kind."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = collections.defaultdict(float)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+            command = head.split("(", 1)[1]
+            numbers = tail.split()
+        except (OSError, IndexError, ValueError):
+            continue
+        pid = int(stat.parent.name)
+        kind = "tessera server" if pid in server else _KINDS.get(command, "everything else")
+        totals[kind] += (int(numbers[11]) + int(numbers[12])) / tick  # utime, stime
+    return dict(totals)
+
+
+_KINDS = {"postgres": "postgres", "wrk": "wrk", "redis-server": "redis-server"}
 
 
 def _name(frame: str) -> str:
@@ -120,7 +158,7 @@ def summarise(path: Path, top: int = 30) -> str:
         for name in set(frames):
             inclusive[name] += n
         own[frames[-1]] += n
-    lines = [f"{total} samples of threads holding the GIL", "", "inclusive:"]
+    lines = [f"{path.name}: {total} samples", "", "inclusive:"]
     ranked = [(name, n) for name, n in inclusive.most_common() if not _PLUMBING.search(name)]
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in ranked[:top]]
     lines += ["", "self:"]
@@ -132,9 +170,9 @@ def main() -> int:
     scenario = sys.argv[1] if len(sys.argv) > 1 else "me"
     if scenario not in {"me", "refresh", "login"}:
         raise SystemExit("usage: python -m bench.profile me|refresh|login")
-    path = record(scenario)
-    print(summarise(path))
-    print(f"\nraw samples (collapsed stacks) in {path}")
+    for path in record(scenario):
+        print(f"\n{summarise(path)}")
+        print(f"\nraw samples (collapsed stacks) in {path}")
     return 0
 
 
