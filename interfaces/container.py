@@ -131,6 +131,15 @@ class Container:
         raise KeyError(name)
 
     @property
+    def request_threads(self) -> int:
+        """Threads for the synchronous request handlers: room for every login the hash gate
+        may hold (hashing or queued) and as many again for everything else, so a flood of logins
+        is refused by the gate at once instead of waiting for a thread, and other endpoints
+        never wait behind it."""
+        slots, queue = hash_admission(self.settings)
+        return slots + queue + 32
+
+    @property
     def runs_in_one_process(self) -> bool:
         """Without Redis there is no broker to share: `tessera serve` does everything itself."""
         return not self.mail_broker.durable
@@ -214,7 +223,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
     log = EventLog(env=database.eventsourcing_env(), observers=[metrics.EventMetrics()])
 
-    slots = settings.hash_concurrency or os.cpu_count() or 1
+    slots, queue = hash_admission(settings)
     hasher = HashGate(
         Argon2Hasher(
             Argon2Parameters(
@@ -224,7 +233,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
             )
         ),
         slots=slots,
-        queue=settings.hash_queue or 4 * slots,
+        queue=queue,
         wait=settings.hash_queue_timeout,
     )
     box = AesGcmBox(load_secret_key(settings.secret_key, data / "secret.key"))
@@ -386,6 +395,12 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         redis=client,
         clock=clock,
     )
+
+
+def hash_admission(settings: Settings) -> tuple[int, int]:
+    """Hashes at once (default: one per core) and hashes that may wait (default: four a slot)."""
+    slots = settings.hash_concurrency or os.cpu_count() or 1
+    return slots, settings.hash_queue or 4 * slots
 
 
 def rate_limits(settings: Settings) -> dict[str, ActionLimits]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from litestar import Litestar, Request
@@ -68,6 +70,12 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 
     async def start() -> None:
+        # Litestar runs synchronous handlers in the loop's default executor, which asyncio sizes
+        # at min(32, cores + 4): 6 threads on 2 cores. Logins waiting for a hash slot held them
+        # all, so the gate's queue never filled (no 503s) and /api/users/me queued behind them.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(container.request_threads, thread_name_prefix="tessera-request")
+        )
         if run_background:
             container.start_background()
 
