@@ -221,7 +221,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
 
 def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
-    log = EventLog(env=database.eventsourcing_env(), observers=[metrics.EventMetrics()])
+    env = database.eventsourcing_env()
+    if settings.aggregate_cache_size:
+        # The library's cache, fast-forwarded on every use (its default) and copied out, so a
+        # command never mutates the cached object: /me costs one indexed read, not a replay.
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+    log = EventLog(env=env, observers=[metrics.EventMetrics()])
 
     slots, queue = hash_admission(settings)
     hasher = HashGate(
