@@ -23,6 +23,12 @@ class BenchConfig:
     probe_connections: int = 4  # /me alongside the flood: a latency probe, not a load
     sqlite: bool = True  # also run the embedded default's scenario
     granian: bool = True  # also serve the same app under granian, to compare with uvicorn
+    export_events: str = "100000,1000000"  # event counts at which the audit export is measured
+    read_side: bool = True  # also run the read side's scenarios (export, rebuilds, lag)
+
+    @property
+    def export_event_counts(self) -> list[int]:
+        return [int(part) for part in self.export_events.split(",") if part.strip()]
 
     @property
     def cores(self) -> int:
@@ -44,6 +50,8 @@ def load_config(environ: dict[str, str] | None = None) -> BenchConfig:
             given[spec.name] = raw.lower() in {"1", "true", "yes", "on"}
         elif spec.type == "float":
             given[spec.name] = float(raw)
+        elif spec.type == "str":
+            given[spec.name] = raw
         else:
             given[spec.name] = int(raw)
     return BenchConfig(**given)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
   a login flood at a multiple of the hash bound with /me probed meanwhile, and login and /me
   again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE.
 The embedded default (SQLite, one process): login and /me.
-Placeholders for the read side's audit export and projection rebuild.
+The read side (bench/read_side.py): audit export speed and memory, projection rebuilds, and
+projection lag under full login load.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import platform
 import random
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +29,7 @@ import httpx
 from bench.config import BenchConfig, load_config
 from bench.hash_bound import verifies_per_second
 from bench.load import LoadResult, Wrk
+from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
 from bench.service import Server, serve, service_env
@@ -438,25 +439,6 @@ class Bench:
             access, _ = self.sign_in(server, c.accounts_small, "sqlite")
             self.me_figure(server, c.accounts_small, access, backend)
 
-    def read_side_placeholders(self) -> None:
-        """Audit export and projection rebuild belong to the read-side issue: filled in when
-        `tessera audit export` exists; until then skipped, saying why."""
-        tessera = str(Path(sys.executable).parent / "tessera")
-        exists = (
-            subprocess.run(
-                [tessera, "audit", "export", "--help"], capture_output=True, timeout=60
-            ).returncode
-            == 0
-        )
-        why = (
-            "`tessera audit export` exists, but this scenario is not written yet (bench/run.py)"
-            if exists
-            else "skipped: `tessera audit export` does not exist yet (the read-side issue)"
-        )
-        for scenario in ("audit export (placeholder)", "projection rebuild (placeholder)"):
-            figure = Figure(scenario=scenario, backend="PG+Redis", value=None, unit="", note=why)
-            self.report.add(figure)
-
     def warm(self, server: Server) -> None:
         """A few seconds of the bare endpoint, so imports and connection pools are warm."""
         Wrk(
@@ -496,7 +478,8 @@ def main() -> int:
     runs: list[Callable[[], None]] = [bench.postgres]
     if config.sqlite:
         runs.append(bench.sqlite)
-    runs.append(bench.read_side_placeholders)
+    if config.read_side:
+        runs.append(ReadSideBench(bench).run)
     failed = True
     try:
         for run in runs:
