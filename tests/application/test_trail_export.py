@@ -105,3 +105,31 @@ def test_line_ends_do_not_matter_but_an_empty_file_is_an_empty_chain(lines: list
     assert verify(line + "\r\n" for line in lines).ok
     empty = verify([])
     assert (empty.ok, empty.lines, empty.last_hash) == (True, 0, GENESIS)
+
+
+def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
+    """The hot loop writes the fields out by hand; they must stay what json_ready makes."""
+    from dataclasses import fields as dataclass_fields
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from application.trail import TrailEntry
+    from application.trail_export import _fields
+    from application.views import json_ready
+
+    entry = TrailEntry(
+        position=7,
+        time=datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        type="LoginFailed",
+        aggregate="Account",
+        aggregate_id=uuid4(),
+        version=3,
+        account_id=uuid4(),
+        session_id=None,
+        ip="192.0.2.1",
+        user_agent="ü agent",
+        outcome="failure",
+        details={"factor": "password", "until": "2026-01-01T12:15:00+00:00"},
+    )
+    assert _fields(entry) == json_ready(entry)
+    assert set(_fields(entry)) == {f.name for f in dataclass_fields(TrailEntry)}
