@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench bench-profile system-deps clean
+.PHONY: install run test check bench bench-profile system-deps clean fuzz stateful chaos soak
 
 install: $(STAMP)
 
@@ -36,6 +36,32 @@ bench-profile: install system-deps
 	@sh bench/install-wrk.sh
 	$(BIN)/python -m pip install --quiet py-spy
 	$(BIN)/python -m bench.profile $(SCENARIO)
+
+# Schemathesis against the served OpenAPI schema; FUZZ_CASES examples per operation and mode.
+FUZZ_CASES ?= 1000
+fuzz: install
+	FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -q -s --timeout=0 tests/http/test_fuzz.py
+
+# The Account/Session life cycle as a hypothesis state machine, random runs of STATEFUL_STEPS.
+STATEFUL_EXAMPLES ?= 1000
+STATEFUL_STEPS ?= 50
+stateful: install
+	STATEFUL_EXAMPLES=$(STATEFUL_EXAMPLES) STATEFUL_STEPS=$(STATEFUL_STEPS) \
+		$(BIN)/python -m pytest -q -s --timeout=0 tests/application/test_lifecycle_properties.py
+
+# kill -9 at random moments of serve, projectors and worker under load (CHAOS_SEED replays),
+# and WORKER_KILLS rounds of the mail worker killed mid-SMTP; then nothing lost, nothing doubled.
+CHAOS_ROUNDS ?= 20
+WORKER_KILLS ?= 5
+chaos: install system-deps
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) WORKER_KILLS=$(WORKER_KILLS) $(BIN)/python -m pytest -q -s \
+		--timeout=0 tests/e2e/test_chaos.py tests/e2e/test_outages.py \
+		"tests/e2e/test_mail_delivery.py::test_killing_the_worker_mid_run_loses_no_mail_and_duplicates_none"
+
+# SOAK_SECONDS of mixed load; RSS, fds and PostgreSQL connections must not grow without bound.
+SOAK_SECONDS ?= 300
+soak: install system-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s --timeout=0 tests/e2e/test_soak.py
 
 check: install
 	$(BIN)/ruff check domain application infrastructure interfaces tests bench

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
@@ -11,10 +13,11 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Recording
 from opentelemetry import propagate, trace
 
 from application.origin import current_client
+from application.ports import Unavailable
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
@@ -25,6 +28,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 tracer = trace.get_tracer("tessera.application")
+log = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 12
 _BACKOFF_SECONDS = 0.002
@@ -34,6 +38,61 @@ class SaveObserver(Protocol):
     def saved(self, events: list[DomainEventProtocol[Any]], seconds: float) -> None:
         """Told of every successful save: the events it recorded and how long it took."""
         ...
+
+
+# What the persistence library raises when the database does not answer (after its own retries),
+# as opposed to what it raises when the database refuses (IntegrityError: a lost race).
+OUTAGE_ERRORS = (OperationalError, InterfaceError)
+
+
+class Outage:
+    """Fails fast while the event store (and so its database) is known to be unreachable.
+
+    The persistence library retries each read and write for seconds before it gives up: right for
+    one dropped connection, wrong for a stopped server, where every request would hang that long
+    and then fail. After one failure, requests are refused at once (Unavailable: a 503 with
+    Retry-After) while one background probe waits for the store to answer again.
+    """
+
+    def __init__(self, probe: Callable[[], object], interval: float = 0.5) -> None:
+        self._probe = probe
+        self._interval = interval
+        self._down = threading.Event()
+        self._lock = threading.Lock()
+        self._prober: int | None = None  # the probe's thread, which alone may still try
+
+    @property
+    def down(self) -> bool:
+        return self._down.is_set()
+
+    def check(self) -> None:
+        if self._down.is_set() and threading.get_ident() != self._prober:
+            raise Unavailable("event store")
+
+    def failed(self, error: Exception) -> None:
+        with self._lock:
+            if self._down.is_set():
+                return
+            self._down.set()
+        log.error("the event store is unreachable (%s); refusing requests until it answers", error)
+        threading.Thread(
+            target=self._wait_for_recovery, name="event-store-probe", daemon=True
+        ).start()
+
+    def _wait_for_recovery(self) -> None:
+        self._prober = threading.get_ident()
+        while True:
+            time.sleep(self._interval)
+            try:
+                self._probe()
+            except OUTAGE_ERRORS:
+                continue
+            except Exception:
+                log.exception("the event store probe failed unexpectedly; probing again")
+                continue
+            self._down.clear()
+            log.warning("the event store answers again")
+            return
 
 
 class EventLog(Application[UUID]):
@@ -47,6 +106,16 @@ class EventLog(Application[UUID]):
     def __init__(self, env: Any = None, observers: Sequence[SaveObserver] = ()) -> None:
         super().__init__(env)
         self.observers = list(observers)
+        self.outage = Outage(probe=self.recorder.max_notification_id)
+
+    def _guarded(self, operation: Callable[[], R]) -> R:
+        """Runs a read or write of the store; an unreachable store becomes Unavailable."""
+        self.outage.check()
+        try:
+            return operation()
+        except OUTAGE_ERRORS as error:
+            self.outage.failed(error)
+            raise Unavailable("event store") from error
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Saves atomically, then tells the observers (metrics) what was recorded.
@@ -68,7 +137,7 @@ class EventLog(Application[UUID]):
                     object.__setattr__(pending, "client", origin)
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
-            recordings = super().save(*objs, **kwargs)
+            recordings = self._guarded(lambda: super(EventLog, self).save(*objs, **kwargs))
             elapsed = time.perf_counter() - started
         for observer in self.observers:
             observer.saved([r.domain_event for r in recordings], elapsed)
@@ -82,7 +151,7 @@ class EventLog(Application[UUID]):
         if aggregate_id is None:
             return None
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self._guarded(lambda: self.repository.get(aggregate_id))
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
@@ -98,6 +167,9 @@ class EventLog(Application[UUID]):
         except Invalid:
             return None  # a login that cannot exist is just an unknown login
         return None if claim is None else self.find(claim.account_id, Account)
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self._guarded(lambda: aggregate_id in self.repository)
 
 
 def retried_on_conflict(command: Callable[P, R]) -> Callable[P, R]:

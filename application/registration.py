@@ -99,7 +99,7 @@ class Registration:
         )
 
     def _refuse_claimed(self, email: str, username: str) -> None:
-        if EmailClaim.create_id(email) in self._log.repository:
+        if self._log.exists(EmailClaim.create_id(email)):
             raise EmailTaken
-        if UsernameClaim.create_id(username) in self._log.repository:
+        if self._log.exists(UsernameClaim.create_id(username)):
             raise UsernameTaken

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import psycopg
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
+from eventsourcing.persistence import InterfaceError, OperationalError
 from opentelemetry import propagate, trace
 
 from application.mail import Postman
-from application.ports import DeliveryBusy, TransientMailError
+from application.ports import DeliveryBusy, TransientMailError, Unavailable
 from infrastructure import metrics
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,23 @@ class DeadLetters(Middleware):
         self._postman.give_up(key)
 
 
+# Worth another try later: the mail server's 4xx or timeout, another worker's claim, and the
+# database (ledger, event store) not answering. A database outage is no reason to give a mail up:
+# dead-lettering it would lose it whenever the database came back before the ledger was marked.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientMailError,
+    DeliveryBusy,
+    Unavailable,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
 def _retry_when(policy: RetryPolicy) -> Any:
     def retry(retries: int, error: BaseException) -> bool:
-        transient = isinstance(error, TransientMailError | DeliveryBusy)
-        return transient and retries < policy.max_retries
+        return isinstance(error, TRANSIENT_ERRORS) and retries < policy.max_retries
 
     return retry
 

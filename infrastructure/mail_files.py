@@ -9,10 +9,12 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 
 from application.ports import OutgoingMail, TransientMailError
+
+MESSAGE_ID_DOMAIN = "tessera.invalid"
 
 
 def mime(mail: OutgoingMail, sender: str) -> EmailMessage:
@@ -21,8 +23,10 @@ def mime(mail: OutgoingMail, sender: str) -> EmailMessage:
     message["To"] = mail.to
     message["Subject"] = mail.subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    # A stable Message-ID per delivery key lets receivers spot a copy re-sent after a crash.
-    message["Message-ID"] = make_msgid(idstring=mail.key, domain="tessera.invalid")
+    # The Message-ID is the delivery key itself, so a copy re-sent after a crash (a worker killed
+    # between the server's 250 and the ledger's "sent") is the same message to the receiver, which
+    # may drop it (RFC 5322 3.6.4). make_msgid() would add a time and a random part: a new id.
+    message["Message-ID"] = f"<{mail.key}@{MESSAGE_ID_DOMAIN}>"
     # 7bit/8bit rather than quoted-printable keeps a link on one line, whole, to copy.
     message.set_content(mail.text, cte="7bit" if mail.text.isascii() else "8bit")
     message.add_alternative(mail.html, subtype="html")

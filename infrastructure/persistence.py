@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, Recorder, TrackingRecorder
@@ -15,8 +15,37 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict
 
+from application.event_log import OUTAGE_ERRORS, Outage
+
 T = TypeVar("T", bound=TrackingRecorder)
 _SCHEMA_LOCK = 0x7E55E7A  # any constant: the key of the advisory lock around table creation
+
+
+def fail_fast(recorder: Any, outage: Outage) -> None:
+    """Tells `outage` of the first connection that cannot be had or broke, not after the
+    library's ten retries of it (twenty seconds and more), and refuses connections while the
+    store is known to be down: its retries then end at once with Unavailable (a 503).
+
+    A failure on a live connection (a deadlock, a serialization failure) is no outage and is left
+    to the library's retries.
+    """
+    datastore = recorder.datastore
+    connect = datastore.get_connection
+
+    @contextlib.contextmanager
+    def get_connection() -> Iterator[Any]:
+        outage.check()
+        acquired: Any = None
+        try:
+            with connect() as conn:
+                acquired = conn
+                yield conn
+        except OUTAGE_ERRORS as error:
+            if acquired is None or acquired.broken or acquired.closed:
+                outage.failed(error)
+            raise
+
+    datastore.get_connection = get_connection
 
 
 @dataclass(frozen=True)
@@ -47,7 +76,9 @@ class Database:
             "POSTGRES_PORT": str(parts.get("port", "5432")),
             "POSTGRES_USER": str(parts.get("user", "")),
             "POSTGRES_PASSWORD": str(parts.get("password", "")),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            # Also the longest wait for a pooled connection, which the library retries ten
+            # times: an outage is detected in seconds (then answered at once, see Outage).
+            "POSTGRES_CONNECT_TIMEOUT": "2",
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "10",
             # A pooled connection that died with a server restart is replaced, not handed out.

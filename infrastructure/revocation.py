@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 
+from application.event_log import Outage
 from application.ports import AccessClaims, Unavailable
 
 
@@ -75,9 +80,14 @@ class SqliteRevocationList:
 
 
 class PostgresRevocationList:
-    def __init__(self, pool: ConnectionPool) -> None:
+    """Fails closed like the Redis one: a database that does not answer is Unavailable (503).
+    It is the event store's database, so it shares the event store's Outage: once either has
+    found the database gone, both refuse at once instead of waiting for a connection."""
+
+    def __init__(self, pool: ConnectionPool, outage: Outage | None = None) -> None:
         self._pool = pool
-        with self._pool.connection() as conn:
+        self._outage = outage
+        with self._connection() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tessera_revoked_sessions ("
                 " session_id uuid PRIMARY KEY, until double precision NOT NULL)"
@@ -90,7 +100,7 @@ class PostgresRevocationList:
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 "INSERT INTO tessera_revoked_sessions VALUES (%s, %s) ON CONFLICT (session_id) "
                 "DO UPDATE SET until = greatest(tessera_revoked_sessions.until, excluded.until)",
@@ -101,7 +111,7 @@ class PostgresRevocationList:
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
         until = datetime.now(UTC) + ttl
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 "INSERT INTO tessera_revoked_accounts VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (account_id) DO UPDATE SET "
@@ -111,7 +121,7 @@ class PostgresRevocationList:
             )
 
     def is_revoked(self, claims: AccessClaims) -> bool:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
@@ -121,7 +131,7 @@ class PostgresRevocationList:
         return bool(row and row[0])
 
     def forget_expired(self, now: datetime) -> None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 "DELETE FROM tessera_revoked_sessions WHERE until < %s", (now.timestamp(),)
             )
@@ -129,8 +139,33 @@ class PostgresRevocationList:
                 "DELETE FROM tessera_revoked_accounts WHERE until < %s", (now.timestamp(),)
             )
 
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._outage is not None:
+            self._outage.check()
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if self._outage is not None:
+                self._outage.failed(error)
+            raise Unavailable("database") from error
+
     def close(self) -> None:
         self._pool.close()
+
+
+def revocation_pool(conninfo: str) -> ConnectionPool:
+    """Connections are checked before use, so those a database restart broke are replaced
+    rather than handed out; a wait for one is short, so an outage is a quick 503."""
+    return ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=10,
+        timeout=2.0,
+        check=ConnectionPool.check_connection,
+        open=True,
+    )
 
 
 class RedisRevocationList:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from psycopg_pool import ConnectionPool
 
 from application.access import Access
 from application.administration import Administration
@@ -41,7 +40,7 @@ from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
-from infrastructure.persistence import Database
+from infrastructure.persistence import Database, fail_fast
 from infrastructure.projector import Lag, Projector
 from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
 from infrastructure.read_store import (
@@ -56,6 +55,7 @@ from infrastructure.revocation import (
     PostgresRevocationList,
     RedisRevocationList,
     SqliteRevocationList,
+    revocation_pool,
 )
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
@@ -95,6 +95,7 @@ class Container:
         """What /health/ready reports: each dependency "ok" or "unreachable"."""
         checks: dict[str, str] = {}
         try:
+            self.log.outage.check()  # known down: say so at once, not after the retries
             self.log.recorder.max_notification_id()
             checks["event_store"] = "ok"
         except Exception:
@@ -227,6 +228,8 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     log = EventLog(env=env, observers=[metrics.EventMetrics()])
+    if database.is_postgres:
+        fail_fast(log.recorder, log.outage)
 
     slots, queue = hash_admission(settings)
     hasher = HashGate(
@@ -262,7 +265,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         limiter = RedisRateLimiter(client)
     elif database.is_postgres:
         revocations = PostgresRevocationList(
-            ConnectionPool(database.postgres_conninfo(), min_size=1, max_size=10, open=True)
+            revocation_pool(database.postgres_conninfo()), outage=log.outage
         )
     else:
         revocations = SqliteRevocationList(data / "revocations.sqlite")

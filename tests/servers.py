@@ -42,6 +42,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 class PostgresCluster:
     port: int
     directory: Path
+    options: str = ""
     _names: Iterator[int] = field(default_factory=lambda: count(1))
 
     @property
@@ -56,9 +57,22 @@ class PostgresCluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def pg_ctl(self, action: str) -> None:
+        """stop (fast: clients are disconnected at once, as in a crash or failover) or start."""
         subprocess.run(
             _as_postgres(
-                [_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", action]
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.directory / "data"),
+                    "-m",
+                    "fast",
+                    "-o",
+                    self.options,
+                    "-l",
+                    str(self.directory / "log"),
+                    "-w",
+                    action,
+                ]
             ),
             check=True,
             capture_output=True,
@@ -97,7 +111,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         check=True,
         capture_output=True,
     )
-    cluster = PostgresCluster(port=port, directory=directory)
+    cluster = PostgresCluster(port=port, directory=directory, options=options)
     try:
         yield cluster
     finally:
@@ -132,13 +146,20 @@ class RedisServer:
         self.process.wait(timeout=10)
 
 
-def start_redis(port: int | None = None) -> RedisServer:
+def start_redis(port: int | None = None, directory: Path | None = None) -> RedisServer:
+    """In memory only; or, given a directory, with an append-only file synced on every write
+    (as production runs it, see ops/), so that a restart on the same port keeps the data."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: run `make system-deps`")
     port = port or free_port()
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(directory)]
+        if directory
+        else ["--appendonly", "no"]
+    )
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

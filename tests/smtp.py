@@ -26,14 +26,18 @@ class ScriptedHandler:
     rcpt_delay: float = 0.0
     delivered: list[EmailMessage] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    recipients_in_progress: int = 0  # RCPTs being thought about right now
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        with self.lock:
+            self.recipients_in_progress += 1
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)
         with self.lock:
+            self.recipients_in_progress -= 1
             self.attempts[address] += 1
             attempt = self.attempts[address]
         if self.always_refuse:

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from application.administration import Administration, require_role
 from application.ports import AccessClaims
 from application.queries import MAX_PAGE, ReadSide
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import AccountList, AccountSummaryResponse, LockRequest
 from interfaces.http.security import BEARER
 
@@ -35,7 +36,7 @@ class AdminController(Controller):
     dependencies = {"claims": BEARER, "admin": Provide(admin, sync_to_thread=False)}
     security = [{"bearer": []}]
 
-    @get(sync_to_thread=True)
+    @get(sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
     def list_accounts(
         self,
         admin: NamedDependency[AccessClaims],
@@ -49,7 +50,12 @@ class AdminController(Controller):
         page = [AccountSummaryResponse.of(a) for a in accounts[:limit]]
         return AccountList(page, page[-1].username if len(accounts) > limit else None)
 
-    @post("/{account_id:uuid}/lock", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/{account_id:uuid}/lock",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
     def lock(
         self,
         admin: NamedDependency[AccessClaims],
@@ -60,7 +66,12 @@ class AdminController(Controller):
         until = data.until if data else None
         administration.lock(str(account_id), operator(admin), until)
 
-    @post("/{account_id:uuid}/unlock", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/{account_id:uuid}/unlock",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
     def unlock(
         self,
         admin: NamedDependency[AccessClaims],
@@ -69,7 +80,12 @@ class AdminController(Controller):
     ) -> None:
         administration.unlock(str(account_id), operator(admin))
 
-    @post("/{account_id:uuid}/disable", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/{account_id:uuid}/disable",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
     def disable(
         self,
         admin: NamedDependency[AccessClaims],
@@ -78,7 +94,12 @@ class AdminController(Controller):
     ) -> None:
         administration.disable(str(account_id), operator(admin))
 
-    @post("/{account_id:uuid}/enable", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/{account_id:uuid}/enable",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
     def enable(
         self,
         admin: NamedDependency[AccessClaims],

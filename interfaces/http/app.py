@@ -6,6 +6,8 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Litestar, Request
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -22,6 +24,7 @@ from interfaces.http.admin import AdminController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
+from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
@@ -112,11 +115,19 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             HTTPException: http_problem,
             UnicodeDecodeError: undecodable_problem,
             Unavailable: unavailable_problem,
+            # Any store that did not answer outside the event log's own guard: still a 503.
+            OperationalError: unavailable_problem,
+            InterfaceError: unavailable_problem,
+            psycopg.OperationalError: unavailable_problem,
+            psycopg.InterfaceError: unavailable_problem,
             Overloaded: overloaded_problem,
             Exception: unexpected_problem,
         },
         middleware=[request_log, prometheus.middleware],
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"]))],
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"])),
+            StrictStructSchemaPlugin(),
+        ],
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start],
         on_shutdown=[container.close],

@@ -15,6 +15,7 @@ from application.history import History
 from application.ports import AccessClaims
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from application.views import AccountState
+from interfaces.http.openapi import BEARER_ERRORS, problems
 from interfaces.http.schemas import AuditPage
 from interfaces.http.security import BEARER
 
@@ -33,7 +34,7 @@ class AuditController(Controller):
     dependencies = {"claims": BEARER, "auditor": Provide(auditor, sync_to_thread=False)}
     security = [{"bearer": []}]
 
-    @get("/events", sync_to_thread=True)
+    @get("/events", sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
     def events(
         self,
         auditor: NamedDependency[AccessClaims],
@@ -49,7 +50,11 @@ class AuditController(Controller):
         query = AuditFilter(account_id, type, since, until, cursor, limit)
         return AuditPage.of(read_side.audit_events(query))
 
-    @get("/accounts/{account_id:uuid}/state", sync_to_thread=True)
+    @get(
+        "/accounts/{account_id:uuid}/state",
+        sync_to_thread=True,
+        responses=problems(400, 403, *BEARER_ERRORS),
+    )
     def state(
         self,
         auditor: NamedDependency[AccessClaims],

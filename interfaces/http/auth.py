@@ -20,6 +20,7 @@ from application.views import Client, MfaChallenge
 from domain.errors import DomainError
 from domain.identity import normalise_email
 from infrastructure import metrics
+from interfaces.http.openapi import BODY, problems
 from interfaces.http.problems import code_of
 from interfaces.http.schemas import (
     Accepted,
@@ -53,7 +54,12 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/register", sync_to_thread=True, summary="Register an account")
+    @post(
+        "/register",
+        sync_to_thread=True,
+        summary="Register an account",
+        responses=problems(*BODY, 409, 429),
+    )
     def register(
         self,
         data: JSONBody[RegisterRequest],
@@ -65,14 +71,19 @@ class AuthController(Controller):
         account = registration.register(data.email, data.username, data.password)
         return AccountResponse.of(account)
 
-    @post("/verify-email", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post("/verify-email", sync_to_thread=True, status_code=HTTP_200_OK, responses=problems(*BODY))
     def verify_email(
         self, data: JSONBody[VerifyEmailRequest], registration: NamedDependency[Registration]
     ) -> AccountResponse:
         account = registration.verify_email(data.token)
         return AccountResponse.of(account)
 
-    @post("/verify-email/resend", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
+    @post(
+        "/verify-email/resend",
+        sync_to_thread=True,
+        status_code=HTTP_202_ACCEPTED,
+        responses=problems(*BODY, 429),
+    )
     def resend_verification(
         self,
         data: JSONBody[ResendVerificationRequest],
@@ -86,7 +97,12 @@ class AuthController(Controller):
             "If the address belongs to an unverified account, a new link is on its way."
         )
 
-    @post("/forgot-password", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
+    @post(
+        "/forgot-password",
+        sync_to_thread=True,
+        status_code=HTTP_202_ACCEPTED,
+        responses=problems(*BODY, 429),
+    )
     def forgot_password(
         self,
         data: JSONBody[ForgotPasswordRequest],
@@ -104,7 +120,12 @@ class AuthController(Controller):
             background=BackgroundTask(_quietly, passwords.forget, data.email),
         )
 
-    @post("/reset-password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/reset-password",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 429),
+    )
     def reset_password(
         self,
         data: JSONBody[ResetPasswordRequest],
@@ -115,7 +136,12 @@ class AuthController(Controller):
         throttle.check("reset_password", client.ip)
         passwords.reset(data.token, data.new_password)
 
-    @post("/login", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post(
+        "/login",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, 401, 403, 423, 429),
+    )
     def login(
         self,
         data: JSONBody[LoginRequest],
@@ -135,7 +161,12 @@ class AuthController(Controller):
         metrics.LOGINS.labels(outcome="success").inc()
         return TokenResponse.of(result)
 
-    @post("/login/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post(
+        "/login/mfa",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, 401, 423, 429),
+    )
     def login_mfa(
         self,
         data: JSONBody[MfaLoginRequest],
@@ -152,7 +183,7 @@ class AuthController(Controller):
         metrics.LOGINS.labels(outcome="success").inc()
         return TokenResponse.of(tokens)
 
-    @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK, responses=problems(*BODY, 401))
     def refresh(
         self, data: JSONBody[RefreshRequest], logins: NamedDependency[Login]
     ) -> TokenResponse:
@@ -164,6 +195,7 @@ class AuthController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         dependencies={"claims": BEARER},
         security=[{"bearer": []}],
+        responses=problems(*BODY, 401),
     )
     def logout(
         self,

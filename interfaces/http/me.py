@@ -7,6 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -17,6 +18,7 @@ from application.ports import AccessClaims
 from application.profile import Profile
 from application.queries import MAX_PAGE, ReadSide
 from domain.errors import FieldError, Invalid
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import (
     AccountResponse,
     AuditPage,
@@ -36,13 +38,18 @@ class MeController(Controller):
     dependencies = {"claims": BEARER}
     security = [{"bearer": []}]
 
-    @get(sync_to_thread=True)
+    @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
     def show(
         self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
     ) -> AccountResponse:
         return AccountResponse.of(profile.show(claims.account_id))
 
-    @put("/password", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @put(
+        "/password",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, *BEARER_ERRORS, 403),
+    )
     def change_password(
         self,
         claims: NamedDependency[AccessClaims],
@@ -51,7 +58,21 @@ class MeController(Controller):
     ) -> None:
         passwords.change(claims, data.current_password, data.new_password)
 
-    @post("/mfa", sync_to_thread=True, status_code=HTTP_200_OK)
+    @post(
+        "/mfa",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses={
+            # enable answers the secret, confirm the recovery codes, disable nothing.
+            200: ResponseSpec(
+                MfaEnrollmentResponse | RecoveryCodesResponse,
+                description="enable: the new secret; confirm: the ten recovery codes",
+                generate_examples=False,
+            ),
+            204: ResponseSpec(None, description="disable: MFA is off"),
+            **problems(*BODY, *BEARER_ERRORS, 403, 409),
+        },
+    )
     def mfa(
         self,
         claims: NamedDependency[AccessClaims],
@@ -70,7 +91,7 @@ class MeController(Controller):
         mfa.disable(claims, data.code, data.password)
         return Response(None, status_code=HTTP_204_NO_CONTENT)
 
-    @get("/sessions", sync_to_thread=True)
+    @get("/sessions", sync_to_thread=True, responses=problems(*BEARER_ERRORS))
     def sessions(
         self, claims: NamedDependency[AccessClaims], read_side: NamedDependency[ReadSide]
     ) -> list[SessionResponse]:
@@ -80,7 +101,12 @@ class MeController(Controller):
             for session in read_side.live_sessions(claims.account_id)
         ]
 
-    @delete("/sessions/{session_id:uuid}", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    @delete(
+        "/sessions/{session_id:uuid}",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BEARER_ERRORS),
+    )
     def end_session(
         self,
         claims: NamedDependency[AccessClaims],
@@ -89,7 +115,7 @@ class MeController(Controller):
     ) -> None:
         logins.end_session(claims, session_id)
 
-    @get("/activity", sync_to_thread=True)
+    @get("/activity", sync_to_thread=True, responses=problems(400, *BEARER_ERRORS))
     def activity(
         self,
         claims: NamedDependency[AccessClaims],
@@ -100,7 +126,7 @@ class MeController(Controller):
         """The account's own security events, newest first."""
         return AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
 
-    @put(sync_to_thread=True)
+    @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
         self,
         claims: NamedDependency[AccessClaims],

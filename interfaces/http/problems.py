@@ -11,7 +11,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from application.ports import Overloaded, Unavailable
+from application.ports import Overloaded
 from domain.errors import (
     AccountLocked,
     AccountNotFound,
@@ -194,7 +194,8 @@ def overloaded_problem(_: Request[Any, Any, Any], __: Overloaded) -> Response[Pr
     )
 
 
-def unavailable_problem(_: Request[Any, Any, Any], error: Unavailable) -> Response[Problem]:
+def unavailable_problem(_: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    """A backing service did not answer (Unavailable, or a store's own connection error)."""
     log.error("a backing service is unavailable: %s", error)
     return problem(
         503,

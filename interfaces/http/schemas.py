@@ -22,7 +22,7 @@ Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
 OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
 DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
-# A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs.
+# A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs-tuvw-xyz2.
 OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")]
 Jwt = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$")]
 

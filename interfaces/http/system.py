@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from infrastructure.signing import Ed25519Signer
@@ -22,7 +23,17 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", tags=["system"], sync_to_thread=True)
+@get(
+    "/health/ready",
+    tags=["system"],
+    sync_to_thread=True,
+    responses={
+        503: ResponseSpec(
+            dict[str, str],
+            description="A dependency did not answer: each one named, with its state",
+        )
+    },
+)
 def ready(readiness: NamedDependency[Callable[[], dict[str, str]]]) -> Response[dict[str, str]]:
     checks = readiness()
     ok = all(state == "ok" for state in checks.values())

@@ -215,3 +215,19 @@ def test_enrolling_twice_is_refused_while_on(container: Container, clock: FakeCl
     claims = container.access.authenticate(tokens.access_token)
     with pytest.raises(MfaAlreadyEnabled):
         container.mfa.enroll(claims)
+
+
+def test_a_password_reset_leaves_the_second_factor_on(
+    container: Container, clock: FakeClock
+) -> None:
+    """A mailbox alone opens no account: after a reset the login still asks for the code
+    (OWASP ASVS 5.0 6.4.3)."""
+    from tests.application.test_account_security import NEW, reset_link, token_of
+
+    secret, _ = with_mfa(container, clock)
+    container.passwords.forget("ada@example.com")
+    container.passwords.reset(token_of(reset_link(container, "ada@example.com")), NEW)
+    clock.advance(seconds=30)
+    assert isinstance(container.login.log_in("ada", NEW, CLIENT), MfaChallenge)
+    tokens = container.login.log_in("ada", NEW, CLIENT, otp=code_at(secret, clock.now()))
+    assert isinstance(tokens, TokenPair)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import math
 from uuid import uuid4
 
+from application.recovery_codes import new_recovery_codes, recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
 
 
@@ -22,3 +24,17 @@ def test_only_a_digest_is_stored() -> None:
     token = issue_token(uuid4())
     assert token not in digest(token)
     assert len(digest(token)) == 64
+
+
+def test_recovery_codes_carry_112_bits_so_a_plain_digest_may_store_them() -> None:
+    """OWASP ASVS 5.0 6.5.2: look-up secrets under 112 bits need a salted password hash."""
+    codes = new_recovery_codes()
+    symbols = {c for code in codes for c in code if c != "-"}
+    alphabet_size = 31  # lower-case letters and digits without 0 o 1 l i
+    assert len(symbols) <= alphabet_size and symbols <= set("abcdefghjkmnpqrstuvwxyz23456789")
+    for code in codes:
+        canonical = code.replace("-", "")
+        assert len(canonical) * math.log2(alphabet_size) >= 112, code
+        assert len(code) <= 32  # what the login/mfa schema accepts
+        # Typed back with other case and spacing, it is the same code.
+        assert recovery_code_digest(code.upper().replace("-", " ")) == recovery_code_digest(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,23 @@ def test_refresh_tokens_expire_when_idle(container: Container, clock: FakeClock)
     verified(container)
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
     clock.advance(seconds=container.settings.refresh_token_ttl)
+    with pytest.raises(InvalidRefreshToken):
+        container.login.refresh(tokens.refresh_token)
+
+
+def test_no_refresh_extends_a_session_past_its_maximum_age(
+    container: Container, clock: FakeClock
+) -> None:
+    """Refreshed every half idle period, a session lives until SESSION_MAX_AGE, not longer."""
+    verified(container)
+    started = clock.now()
+    tokens = container.login.log_in("ada", PASSWORD, CLIENT)
+    max_age = timedelta(seconds=container.settings.session_max_age)
+    step = timedelta(seconds=container.settings.refresh_token_ttl // 2)
+    while clock.now() - started < max_age:
+        clock.advance(seconds=step.total_seconds())
+        if clock.now() - started < max_age:
+            tokens = container.login.refresh(tokens.refresh_token)
     with pytest.raises(InvalidRefreshToken):
         container.login.refresh(tokens.refresh_token)
 

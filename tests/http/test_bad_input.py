@@ -275,3 +275,27 @@ def test_each_token_is_refused_where_another_kind_is_expected(
         "/api/auth/reset-password", json={"token": reset, "new_password": "a brand new passphrase"}
     )
     assert done.status_code == 204
+
+
+def test_keys_and_key_urls_named_in_the_token_header_are_ignored(
+    client: Client, container: Container
+) -> None:
+    """RFC 7515 jwk/jku/x5u headers let a token bring its own key: only our own key verifies
+    (OWASP ASVS 5.0 9.1.3)."""
+    register_and_verify(client, container)
+    good = log_in(client)["access_token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(good)["kid"]
+    attacker = Ed25519PrivateKey.generate()
+    public_jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(attacker.public_key()))
+    for extra in (
+        {"jwk": public_jwk},
+        {"jku": "https://evil.example/jwks.json"},
+        {"x5u": "https://evil.example/cert.pem"},
+    ):
+        token = forge(container, claims, key=attacker, kid=kid, typ="at+jwt", **extra)
+        answer = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert (answer.status_code, answer.json()["code"]) == (401, "invalid_access_token"), extra
+    assert (
+        client.get("/api/users/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    )
