@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check system-deps clean fuzz stateful chaos soak
+.PHONY: install run test check bench bench-profile system-deps clean fuzz stateful chaos soak
 
 install: $(STAMP)
 
@@ -23,6 +23,19 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
+bench: install system-deps
+	@sh bench/install-wrk.sh
+	$(BIN)/python -m pip install --quiet granian  # only to compare it with uvicorn
+	$(BIN)/python -m bench
+
+# Where the server's time goes under one scenario (me, refresh or login), sampled by py-spy.
+SCENARIO ?= me
+bench-profile: install system-deps
+	@sh bench/install-wrk.sh
+	$(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench.profile $(SCENARIO)
 
 # Schemathesis against the served OpenAPI schema; FUZZ_CASES examples per operation and mode.
 FUZZ_CASES ?= 1000
@@ -51,8 +64,8 @@ soak: install system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s --timeout=0 tests/e2e/test_soak.py
 
 check: install
-	$(BIN)/ruff check domain application infrastructure interfaces tests
-	$(BIN)/ruff format --check domain application infrastructure interfaces tests
+	$(BIN)/ruff check domain application infrastructure interfaces tests bench
+	$(BIN)/ruff format --check domain application infrastructure interfaces tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

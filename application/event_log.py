@@ -16,8 +16,11 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Recording
 from opentelemetry import propagate, trace
 
+from application.origin import current_client
 from application.ports import Unavailable
-from domain.account import Account
+from domain.account import Account, EmailClaim, UsernameClaim
+from domain.errors import Invalid
+from domain.identity import is_email, normalise_email, normalise_username
 from domain.session import Session
 
 A = TypeVar("A", bound=Aggregate)
@@ -118,14 +121,20 @@ class EventLog(Application[UUID]):
         """Saves atomically, then tells the observers (metrics) what was recorded.
 
         Each event carries the W3C trace context it was recorded in, so work that follows from
-        it elsewhere (a mail sent by a worker) joins the request's trace.
+        it elsewhere (a mail sent by a worker) joins the request's trace, and the client the
+        request came from, for the audit trail.
         """
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        if carrier:
-            for aggregate in objs:
-                for pending in getattr(aggregate, "pending_events", ()):
+        client = current_client.get()
+        origin = {"ip": client.ip, "user_agent": client.user_agent} if client else None
+        for aggregate in objs:
+            for pending in getattr(aggregate, "pending_events", ()):
+                if carrier:
                     object.__setattr__(pending, "trace_context", carrier)
+                # Where the command came from, for the audit trail: metadata, not domain state.
+                if origin and not hasattr(pending, "client"):
+                    object.__setattr__(pending, "client", origin)
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
             recordings = self._guarded(lambda: super(EventLog, self).save(*objs, **kwargs))
@@ -146,6 +155,18 @@ class EventLog(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
+
+    def account_for_login(self, login: str) -> Account | None:
+        """The account whose email or username this is (either spelling case), or None."""
+        claim: EmailClaim | UsernameClaim | None
+        try:
+            if is_email(login):
+                claim = self.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
+            else:
+                claim = self.find(UsernameClaim.create_id(normalise_username(login)), UsernameClaim)
+        except Invalid:
+            return None  # a login that cannot exist is just an unknown login
+        return None if claim is None else self.find(claim.account_id, Account)
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)

@@ -20,16 +20,15 @@ from application.recovery_codes import recovery_code_digest
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
-from domain.account import Account, EmailClaim, UsernameClaim
+from domain.account import Account
 from domain.errors import (
-    Invalid,
     InvalidCredentials,
     InvalidMfaCode,
     InvalidMfaToken,
     InvalidRefreshToken,
     RefreshTokenReused,
+    SessionNotFound,
 )
-from domain.identity import is_email, normalise_email, normalise_username
 from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
 from domain.session import Session
@@ -71,7 +70,7 @@ class Login:
     def log_in(
         self, login: str, password: str, client: Client, otp: str | None = None
     ) -> TokenPair | MfaChallenge:
-        account = self._account_for(login)
+        account = self._log.account_for_login(login)
         password = normalise_password(password)
         if account is None:
             self._hasher.verify(self._decoy_hash, password)
@@ -81,6 +80,7 @@ class Login:
         if not self._hasher.verify(account.password_hash, password):
             self._record_failure(account.id, factor="password")
             raise InvalidCredentials
+        account.ensure_enabled()
         account.ensure_may_log_in(self._rules.require_verified_email)
         if self._hasher.needs_rehash(account.password_hash):
             self._rehash(account.id, password)
@@ -88,7 +88,7 @@ class Login:
             if otp is None:
                 return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
             return self._second_factor(account.id, otp, client)
-        return self._start_session(account.id, client)
+        return self._start_session(account.id, client, generation=account.password_generation)
 
     def mfa_subject(self, mfa_token: str) -> UUID:
         """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""
@@ -98,7 +98,7 @@ class Login:
     def complete_mfa(self, mfa_token: str, code: str, client: Client) -> TokenPair:
         account_id = self.mfa_subject(mfa_token)
         account = self._log.find(account_id, Account)
-        if account is None or not account.mfa_enabled:
+        if account is None or not account.mfa_enabled or account.disabled:
             raise InvalidMfaToken
         account.ensure_not_locked(self._clock.now())
         return self._second_factor(account_id, code, client)
@@ -110,6 +110,8 @@ class Login:
         if session is None:
             raise InvalidRefreshToken
         account = self._account(session.account_id)
+        if account.disabled:
+            raise InvalidRefreshToken
         now = self._clock.now()
         new_token = issue_token(session.id)
         try:
@@ -122,6 +124,9 @@ class Login:
                 ),
                 at=now,
                 account_cutoff=account.session_cutoff(session.id),
+                password_generation=account.password_generation_for(
+                    session.id, session.password_generation
+                ),
             )
         except RefreshTokenReused:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
@@ -155,6 +160,17 @@ class Login:
             session.revoke(now, reason="logout")
             self._log.save(session)
 
+    @traced
+    @retried_on_conflict
+    def end_session(self, principal: AccessClaims, session_id: UUID) -> None:
+        """Ends one of the caller's own sessions (a device they no longer trust)."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != principal.account_id:
+            raise SessionNotFound  # another account's session is none of the caller's business
+        self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+        session.revoke(self._clock.now(), reason="ended_by_user")
+        self._log.save(session)
+
     @retried_on_conflict
     def _second_factor(self, account_id: UUID, code: str, client: Client) -> TokenPair:
         """A TOTP code, or a recovery code; either is spent by an event, so a replay (even a
@@ -173,12 +189,13 @@ class Login:
         except InvalidMfaCode:
             self._record_failure(account_id, factor="mfa")
             raise
-        return self._start_session(account.id, client, account)
+        return self._start_session(account.id, client, account.password_generation, account)
 
     def _start_session(
-        self, account_id: UUID, client: Client, account: Account | None = None
+        self, account_id: UUID, client: Client, generation: int, account: Account | None = None
     ) -> TokenPair:
-        """Saves the session with whatever the account has pending, in one atomic write."""
+        """Saves the session with whatever the account has pending, in one atomic write. The
+        session is bound to `generation`, that of the password the login verified."""
         account = account or self._account(account_id)
         now = self._clock.now()
         session_id = uuid4()
@@ -191,10 +208,23 @@ class Login:
             user_agent=client.user_agent,
             ip=client.ip,
             timestamp=now,
+            password_generation=generation,
         )
         account.succeed_login(now)
         self._log.save(account, session)
+        self._ensure_still_valid(account.id, generation, session)
         return self._tokens(account, session.id, refresh_token)
+
+    def _ensure_still_valid(self, account_id: UUID, generation: int, session: Session) -> None:
+        """A password change (or a disabling) that committed while this login was verifying
+        the old password wins: the new session is ended before any token leaves. (One that
+        commits later is covered by the cutoff it writes after its own save.)"""
+        current = self._account(account_id)
+        if current.password_generation != generation or current.disabled:
+            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+            session.revoke(self._clock.now(), reason="password_changed")
+            self._log.save(session)
+            raise InvalidCredentials
 
     def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
         session = self._log.find(owner_of(refresh_token), Session)
@@ -229,18 +259,6 @@ class Login:
     def _access_ttl(self) -> timedelta:
         """How long a denylist entry must last: until every token it could stop has expired."""
         return timedelta(seconds=self._signer.lifetime_seconds)
-
-    def _account_for(self, login: str) -> Account | None:
-        claim: EmailClaim | UsernameClaim | None
-        try:
-            if is_email(login):
-                claim = self._log.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
-            else:
-                username = normalise_username(login)
-                claim = self._log.find(UsernameClaim.create_id(username), UsernameClaim)
-        except Invalid:
-            return None  # a login that cannot exist is just an unknown login
-        return None if claim is None else self._log.find(claim.account_id, Account)
 
     def _account(self, account_id: UUID) -> Account:
         account = self._log.find(account_id, Account)

@@ -195,7 +195,13 @@ class Postman:
         account = self._account(event.originator_id, event.originator_version)
         kinds = {
             Account.PasswordChanged: ("password_changed", {"at": event.timestamp}),
-            Account.AccountLocked: ("account_locked", {"until": getattr(event, "until", None)}),
+            Account.AccountLocked: (
+                "account_locked",
+                {
+                    "until": getattr(event, "until", None),
+                    "by_operator": getattr(event, "operator", None) is not None,
+                },
+            ),
             Account.MfaEnabled: ("mfa_enabled", {"at": event.timestamp}),
             Account.MfaDisabled: ("mfa_disabled", {"at": event.timestamp}),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from uuid import UUID
 
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
@@ -55,6 +56,7 @@ class Passwords:
         account.change_password(new_hash, now, self._rules.history_size)
         account.revoke_all_sessions(now, keep=claims.session_id)
         self._log.save(account)
+        self._cut_off_racing_logins(account.id, keep=claims.session_id)
 
     @traced
     @retried_on_conflict
@@ -88,6 +90,15 @@ class Passwords:
         )
         account.reset_password(digest(token), new_hash, now, self._rules.history_size)
         self._log.save(account)
+        self._cut_off_racing_logins(account.id)
+
+    def _cut_off_racing_logins(self, account_id: UUID, keep: UUID | None = None) -> None:
+        """The denylist again, from after the save: a login that verified the old password
+        and issued its token before the change committed is cut off too (its refresh token
+        already is: its session is bound to the old password)."""
+        self._revocations.revoke_sessions_before(
+            account_id, cutoff=self._clock.now(), ttl=self._rules.access_token_ttl, keep=keep
+        )
 
     def _acceptable_hash(self, account: Account, new_password: str) -> str:
         password = self._rules.policy.check(

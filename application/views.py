@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from domain.account import Account
@@ -31,6 +32,48 @@ class AccountView:
 
 
 @dataclass(frozen=True)
+class AccountState:
+    """An account as it stood at `as_of`, for auditors: what it was, never its secrets."""
+
+    id: UUID
+    email: str
+    username: str
+    display_name: str
+    email_verified: bool
+    roles: tuple[str, ...]
+    disabled: bool
+    locked: bool  # as of `as_of`: a lock whose time was up by then reads as lifted
+    locked_until: datetime | None  # None while locked: until an operator unlocks
+    failed_logins: int
+    mfa_enabled: bool
+    sessions_revoked_at: datetime | None
+    created_at: datetime
+    version: int  # the last of the account's events applied
+    as_of: datetime
+
+    @classmethod
+    def of(cls, account: Account, as_of: datetime) -> AccountState:
+        locked = account.is_locked(as_of)
+        return cls(
+            id=account.id,
+            email=account.email,
+            username=account.username,
+            display_name=account.display_name,
+            email_verified=account.email_verified,
+            roles=tuple(account.roles),
+            disabled=account.disabled,
+            locked=locked,
+            locked_until=account.locked_until if locked else None,
+            failed_logins=account.failed_logins,
+            mfa_enabled=account.mfa_enabled,
+            sessions_revoked_at=account.sessions_revoked_at,
+            created_at=account.created_on,
+            version=account.version,
+            as_of=as_of,
+        )
+
+
+@dataclass(frozen=True)
 class TokenPair:
     access_token: str
     expires_in: int
@@ -51,3 +94,19 @@ class Client:
 
     ip: str = ""
     user_agent: str = ""
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON values from views and trail entries: times as ISO 8601, ids as strings,
+    dataclasses as objects (in field order), tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_ready(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value

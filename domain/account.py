@@ -12,6 +12,9 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import (
     AccountLocked,
     EmailNotVerified,
+    FieldError,
+    Invalid,
+    InvalidCredentials,
     InvalidMfaCode,
     InvalidToken,
     MfaAlreadyEnabled,
@@ -19,8 +22,15 @@ from domain.errors import (
 )
 from domain.lockout import LockoutPolicy
 
+ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: read the trail
+
 EMAIL_NAMESPACE = UUID("6f0b8c9e-3d5a-4c1e-9a57-2f4e8b1d0c31")
 USERNAME_NAMESPACE = UUID("b2d7e4a1-8c3f-4e96-a0d5-7c1b9f2e6a48")
+
+
+def ensure_known_role(role: str) -> None:
+    if role not in ROLES:
+        raise Invalid(FieldError("role", "unknown_role", f"must be one of {', '.join(ROLES)}"))
 
 
 class EmailClaim(Aggregate):
@@ -67,6 +77,8 @@ class Account(Aggregate):
     AccountLocked: ClassVar[type[Any]]
     MfaEnabled: ClassVar[type[Any]]
     MfaDisabled: ClassVar[type[Any]]
+    AccountDisabled: ClassVar[type[Any]]
+    AllSessionsRevoked: ClassVar[type[Any]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:
@@ -79,8 +91,13 @@ class Account(Aggregate):
         self.verification_expires_at: datetime | None = None
         self.failed_logins = 0
         self.lockouts = 0  # locks since the last successful login: each doubles the next
-        self.locked_until: datetime | None = None
+        self.locked = False
+        self.locked_until: datetime | None = None  # None while locked: until an operator unlocks
+        self.locked_by: str | None = None  # the operator whose lock it is; None: the policy's
+        self.disabled = False
         self.previous_password_hashes: list[str] = []  # newest first
+        # Counts password changes: a session is bound to the password its login verified.
+        self.password_generation = 0
         self.reset_token_hash: str | None = None
         self.reset_expires_at: datetime | None = None
         self.sessions_revoked_at: datetime | None = None
@@ -144,27 +161,45 @@ class Account(Aggregate):
         if require_verified_email and not self.email_verified:
             raise EmailNotVerified
 
+    def is_locked(self, at: datetime) -> bool:
+        return self.locked and (self.locked_until is None or at < self.locked_until)
+
     def ensure_not_locked(self, at: datetime) -> None:
         """A lock lifts by itself when its time is up; until then even the right password fails."""
-        if self.locked_until is not None and at < self.locked_until:
+        if self.is_locked(at):
             raise AccountLocked(self.locked_until, at)
+
+    def ensure_enabled(self) -> None:
+        """Asked only after the password matched; a disabled account answers as a wrong password
+        would, so the answer tells a guesser nothing."""
+        if self.disabled:
+            raise InvalidCredentials
 
     def fail_login(self, at: datetime, policy: LockoutPolicy, factor: str = "password") -> None:
         """A wrong password or a wrong second factor: both count towards the lock."""
         lock_until = policy.lock_until(self.failed_logins + 1, self.lockouts, at)
         self._login_failed(factor=factor, timestamp=at)
         if lock_until is not None:
-            self._account_locked(until=lock_until, timestamp=at)
+            self._account_locked(until=lock_until, operator=None, timestamp=at)
 
     @event("LoginFailed")
     def _login_failed(self, factor: str, timestamp: datetime) -> None:
         self.failed_logins += 1
 
+    def lock(self, at: datetime, operator: str, until: datetime | None = None) -> None:
+        """An operator's lock: until `until`, or until an operator unlocks when None."""
+        self._account_locked(until=until, operator=operator, timestamp=at)
+
     @event("AccountLocked")
-    def _account_locked(self, until: datetime, timestamp: datetime) -> None:
+    def _account_locked(
+        self, until: datetime | None, operator: str | None, timestamp: datetime
+    ) -> None:
+        self.locked = True
         self.locked_until = until
+        self.locked_by = operator
         self.failed_logins = 0
-        self.lockouts += 1
+        if operator is None:
+            self.lockouts += 1  # only the policy's own locks grow the next one
 
     def succeed_login(self, at: datetime) -> None:
         """Resets the failure and lock counts; records nothing when there were none."""
@@ -176,16 +211,70 @@ class Account(Aggregate):
         self.failed_logins = 0
         self.lockouts = 0
 
-    def unlock(self, at: datetime, reason: str) -> None:
-        """Lifts a lock before its time (a password reset, an administrator)."""
-        if (self.locked_until is not None and at < self.locked_until) or self.failed_logins:
-            self._account_unlocked(reason=reason, timestamp=at)
+    def unlock(self, at: datetime, reason: str, operator: str | None = None) -> bool:
+        """Lifts a lock before its time (a password reset, an operator); False when there was
+        nothing to lift. Only an operator lifts an operator's lock."""
+        locked = self.is_locked(at)
+        if not (locked or self.failed_logins) or (locked and self.locked_by and not operator):
+            return False
+        self._account_unlocked(reason=reason, operator=operator, timestamp=at)
+        return True
 
     @event("AccountUnlocked")
-    def _account_unlocked(self, reason: str, timestamp: datetime) -> None:
+    def _account_unlocked(self, reason: str, operator: str | None, timestamp: datetime) -> None:
+        self.locked = False
         self.locked_until = None
+        self.locked_by = None
         self.failed_logins = 0
         self.lockouts = 0
+
+    # Administration: every change names the operator who made it
+
+    def disable(self, at: datetime, operator: str) -> bool:
+        """Ends every session too: a disabled account holds no live token."""
+        if self.disabled:
+            return False
+        self._account_disabled(operator=operator, timestamp=at)
+        self.revoke_all_sessions(at)
+        return True
+
+    @event("AccountDisabled")
+    def _account_disabled(self, operator: str, timestamp: datetime) -> None:
+        self.disabled = True
+
+    def enable(self, at: datetime, operator: str) -> bool:
+        if not self.disabled:
+            return False
+        self._account_enabled(operator=operator, timestamp=at)
+        return True
+
+    @event("AccountEnabled")
+    def _account_enabled(self, operator: str, timestamp: datetime) -> None:
+        self.disabled = False
+
+    def grant_role(self, role: str, at: datetime, operator: str) -> bool:
+        ensure_known_role(role)
+        if role in self.roles:
+            return False
+        self._role_granted(role=role, operator=operator, timestamp=at)
+        return True
+
+    @event("RoleGranted")
+    def _role_granted(self, role: str, operator: str, timestamp: datetime) -> None:
+        self.roles = sorted({*self.roles, role})
+
+    def revoke_role(self, role: str, at: datetime, operator: str) -> bool:
+        """Ends every session too, so no live access token still carries the role."""
+        ensure_known_role(role)
+        if role not in self.roles:
+            return False
+        self._role_revoked(role=role, operator=operator, timestamp=at)
+        self.revoke_all_sessions(at)
+        return True
+
+    @event("RoleRevoked")
+    def _role_revoked(self, role: str, operator: str, timestamp: datetime) -> None:
+        self.roles = [r for r in self.roles if r != role]
 
     # Passwords
 
@@ -202,6 +291,7 @@ class Account(Aggregate):
         # Keep history_size hashes in all, the new current one included.
         self.previous_password_hashes = self.recent_password_hashes[: max(history_size - 1, 0)]
         self.password_hash = password_hash
+        self.password_generation += 1
         # A reset link mailed before the change must not undo it.
         self.reset_token_hash = None
         self.reset_expires_at = None
@@ -327,6 +417,11 @@ class Account(Aggregate):
     def _all_sessions_revoked(self, kept_session_id: UUID | None, timestamp: datetime) -> None:
         self.sessions_revoked_at = timestamp
         self.kept_session_id = kept_session_id
+
+    def password_generation_for(self, session_id: UUID, bound_to: int) -> int:
+        """The password generation a session must be bound to: the current one, except for the
+        session a password change spared (the one that made it), which lives on."""
+        return bound_to if session_id == self.kept_session_id else self.password_generation
 
     def session_cutoff(self, session_id: UUID) -> datetime | None:
         """Sessions started at or before this instant are over (the kept one excepted)."""

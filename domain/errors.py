@@ -82,13 +82,22 @@ class AccountNotFound(DomainError):
     """No account has this id."""
 
 
-class AccountLocked(DomainError):
-    """Too many consecutive failed logins; the lock lifts at `until`."""
+class SessionNotFound(DomainError):
+    """No session of this account has this id."""
 
-    def __init__(self, until: datetime, at: datetime) -> None:
-        super().__init__(f"locked until {until.isoformat()}")
+
+class Forbidden(DomainError):
+    """The caller's roles do not allow this."""
+
+
+class AccountLocked(DomainError):
+    """Too many consecutive failed logins, or an operator's lock; it lifts at `until`, or when
+    an operator unlocks it if `until` is None."""
+
+    def __init__(self, until: datetime | None, at: datetime) -> None:
+        super().__init__("locked" if until is None else f"locked until {until.isoformat()}")
         self.until = until
-        self.retry_after = (until - at).total_seconds()
+        self.retry_after = None if until is None else (until - at).total_seconds()
 
 
 class RateLimited(DomainError):

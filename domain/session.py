@@ -28,8 +28,10 @@ class Session(Aggregate):
         user_agent: str,
         ip: str,
         timestamp: datetime,
+        password_generation: int = 0,  # of the password the login verified
     ) -> None:
         self.account_id = account_id
+        self.password_generation = password_generation
         self.refresh_token_hash = refresh_token_hash
         self.spent_token_hashes: list[str] = []
         self.expires_at = expires_at
@@ -42,11 +44,16 @@ class Session(Aggregate):
     def started_at(self) -> datetime:
         return self.created_on
 
-    def is_active(self, at: datetime, account_cutoff: datetime | None) -> bool:
+    def is_active(
+        self, at: datetime, account_cutoff: datetime | None, password_generation: int = 0
+    ) -> bool:
+        """Live until revoked, expired, cut off by an account-wide revocation, or outlived by
+        the password its login verified (a login that raced a password change and lost)."""
         return (
             self.revoked_at is None
             and at < self.expires_at
             and (account_cutoff is None or self.started_at > account_cutoff)
+            and password_generation == self.password_generation
         )
 
     def refresh(
@@ -56,6 +63,7 @@ class Session(Aggregate):
         expires_at: datetime,
         at: datetime,
         account_cutoff: datetime | None,
+        password_generation: int = 0,
     ) -> None:
         """Spends the presented token and takes a new one.
 
@@ -63,7 +71,7 @@ class Session(Aggregate):
         thief: the session is revoked (records RefreshTokenReuseDetected and SessionRevoked, for
         the caller to save) and RefreshTokenReused raised.
         """
-        if not self.is_active(at, account_cutoff):
+        if not self.is_active(at, account_cutoff, password_generation):
             raise InvalidRefreshToken
         if presented_hash in self.spent_token_hashes:
             self._refresh_token_reuse_detected(timestamp=at)

@@ -1,4 +1,5 @@
-"""Which process runs a projection: one at a time, the others standing by.
+"""Which process runs a projection: one at a time, the others standing by (and a rebuild
+waiting until none runs it).
 
 A PostgreSQL session-level advisory lock is held on a connection of its own; when the holder dies
 its connection closes, the lock is released, and a standby takes over within a poll interval.
@@ -6,9 +7,12 @@ its connection closes, the lock is released, and a standby takes over within a p
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
+from pathlib import Path
+from typing import IO
 
 import psycopg
 
@@ -20,7 +24,7 @@ class PostgresLease:
         self._conninfo = conninfo
         self._name = name
         digest = hashlib.sha256(f"tessera-projection:{name}".encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
 
     def held(self) -> bool:
@@ -34,7 +38,7 @@ class PostgresLease:
                     application_name=f"tessera-lease:{os.getpid()}",
                 )
                 row = self._connection.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (self._key,)
+                    "SELECT pg_try_advisory_lock(%s)", (self.key,)
                 ).fetchone()
                 if not (row and row[0]):
                     self._connection.close()
@@ -56,11 +60,31 @@ class PostgresLease:
                 self._connection = None
 
 
-class NoLease:
-    """The embedded default runs every projection in its one process."""
+class FileLease:
+    """The embedded default's lease: an exclusive lock on a file beside the SQLite database,
+    released by the operating system when its holder exits, however it exits."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: IO[bytes] | None = None
 
     def held(self) -> bool:
+        if self._file is not None:
+            return True
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        file = self._path.open("ab")
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.close()
+            return False
+        self._file = file
         return True
 
     def release(self) -> None:
-        pass
+        if self._file is not None:
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._file.close()
+                self._file = None

@@ -73,6 +73,27 @@ EMAIL_QUEUE_DEPTH = Gauge(
 )
 
 
+# Set by every process that runs the container, every few seconds: in multiprocess mode each
+# live process writes its reading and /metrics shows the largest.
+PROJECTION_LAG_EVENTS = Gauge(
+    "tessera_projection_lag_events",
+    "Events recorded that the projection has yet to read.",
+    ["projection"],
+    multiprocess_mode="livemax",
+)
+PROJECTION_LAG_SECONDS = Gauge(
+    "tessera_projection_lag_seconds",
+    "Age of the oldest event the projection has yet to read (0 when caught up).",
+    ["projection"],
+    multiprocess_mode="livemax",
+)
+
+
+def report_projection_lag(projection: str, events: int, seconds: float) -> None:
+    PROJECTION_LAG_EVENTS.labels(projection=projection).set(events)
+    PROJECTION_LAG_SECONDS.labels(projection=projection).set(seconds)
+
+
 def watch_queue_depth(depth: Callable[[], float]) -> None:
     """A live gauge reads the ledger at scrape time; in multiprocess mode (several server
     processes) that is not possible, and the workers' own endpoint reports it instead."""
@@ -94,3 +115,13 @@ for _outcome in (
     "invalid_mfa_token",
 ):
     LOGINS.labels(outcome=_outcome)
+for _kind in (
+    "verification",
+    "password_reset",
+    "password_changed",
+    "new_sign_in",
+    "account_locked",
+    "mfa_enabled",
+    "mfa_disabled",
+):
+    EMAILS_SENT.labels(kind=_kind)

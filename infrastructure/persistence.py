@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.persistence import InfrastructureFactory, Recorder, TrackingRecorder
+from eventsourcing.postgres import PostgresRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict
@@ -59,13 +59,13 @@ class Database:
     def is_postgres(self) -> bool:
         return self.url is not None
 
-    def eventsourcing_env(self) -> dict[str, str]:
+    def eventsourcing_env(self, sqlite_path: Path | None = None) -> dict[str, str]:
         """Persistence is chosen by the library's own settings, derived here from DATABASE_URL."""
         if self.url is None:
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_DBNAME": str(sqlite_path or self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "10",
             }
         parts = conninfo_to_dict(self.url)
@@ -109,15 +109,22 @@ class Database:
     def tracking_recorder(
         self,
         name: str,
-        sqlite_class: type[SQLiteTrackingRecorder] = SQLiteTrackingRecorder,
-        postgres_class: type[PostgresTrackingRecorder] = PostgresTrackingRecorder,
+        sqlite_class: type[SQLiteTrackingRecorder],
+        postgres_class: type[PostgresTrackingRecorder],
+        events: Recorder,
     ) -> TrackingRecorder:
         """A recorder of how far the projection called `name` has got (and, for a subclass, the
         view it maintains in the same transactions), in this database."""
-        recorder_class: type[TrackingRecorder] = (
-            postgres_class if self.is_postgres else sqlite_class
-        )
+        if self.is_postgres:
+            # The event store's connection pool, shared: a pool per projection would multiply
+            # the connections every process holds.
+            assert isinstance(events, PostgresRecorder)
+            recorder = postgres_class(events.datastore, tracking_table_name=f"{name}_tracking")
+            recorder.create_table()
+            return recorder
+        # SQLite: a file per projection, since the library keeps one tracking table per file
+        # (and a projection's writes then never wait on the event store's lock).
         factory = InfrastructureFactory[TrackingRecorder].construct(
-            Environment(name, self.eventsourcing_env())
+            Environment(name, self.eventsourcing_env(self.sqlite_path.with_name(f"{name}.sqlite")))
         )
-        return factory.tracking_recorder(recorder_class)
+        return factory.tracking_recorder(sqlite_class)

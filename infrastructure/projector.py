@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from application.projection import Projection
-from infrastructure.lease import NoLease, PostgresLease
+from infrastructure.lease import FileLease, PostgresLease
 
-Lease = NoLease | PostgresLease
+Lease = FileLease | PostgresLease
+
+
+@dataclass(frozen=True)
+class Lag:
+    events: int
+    seconds: float
+
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +38,25 @@ class Projector:
         self,
         app: Application[Any],
         projection: Projection,
-        lease: Lease | None = None,
+        lease: Lease,
         batch_size: int = 100,
     ) -> None:
         self._app = app
         self._projection = projection
-        self._lease = lease or NoLease()
+        self._lease = lease
         self._batch_size = batch_size
 
     @property
     def name(self) -> str:
         return self._projection.name
+
+    @property
+    def projection(self) -> Projection:
+        return self._projection
+
+    @property
+    def lease(self) -> Lease:
+        return self._lease
 
     @property
     def position(self) -> int:
@@ -48,14 +65,42 @@ class Projector:
     def run_once(self) -> int:
         """Processes the next batch; returns how many events it read."""
         notifications = self._app.recorder.select_notifications(
-            start=self.position + 1,
-            limit=self._batch_size,
-            topics=self._projection.topics,
+            start=self.position + 1, limit=self._batch_size
         )
+        wanted = set(self._projection.topics)
+        last_applied = None
         for notification in notifications:
+            if wanted and notification.topic not in wanted:
+                continue
             domain_event = self._app.mapper.to_domain_event(notification)
             self._projection.process_event(domain_event, Tracking(self._app.name, notification.id))
+            last_applied = notification.id
+        if notifications and notifications[-1].id != last_applied:
+            # Events the projection does not want still move its position (one record a batch),
+            # so its lag counts only what it has yet to read.
+            self._projection.view.insert_tracking(Tracking(self._app.name, notifications[-1].id))
         return len(notifications)
+
+    def catch_up(self) -> int:
+        """Processes batches until none is left; returns how many events it read."""
+        read = total = self.run_once()
+        while read:
+            read = self.run_once()
+            total += read
+        return total
+
+    def lag(self, now: datetime) -> Lag:
+        """How far behind the event store the projection is: events, and the age of the
+        oldest event it has yet to read."""
+        head = self._app.recorder.max_notification_id() or 0
+        position = self.position
+        if head <= position:
+            return Lag(events=0, seconds=0.0)
+        oldest = self._app.recorder.select_notifications(start=position + 1, limit=1)
+        if not oldest:
+            return Lag(events=head - position, seconds=0.0)
+        timestamp = self._app.mapper.to_domain_event(oldest[0]).timestamp  # type: ignore[attr-defined]
+        return Lag(events=head - position, seconds=max(0.0, (now - timestamp).total_seconds()))
 
     def run_until(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
         try:
@@ -77,6 +122,15 @@ class Projector:
                 continue
             if read < self._batch_size:
                 stop.wait(poll_interval)
+
+    def close(self) -> None:
+        """Releases the lease, and the view's database when it has one of its own (SQLite)."""
+        self._lease.release()
+        datastore = getattr(self._projection.view, "datastore", None)
+        if datastore is not None and datastore is not getattr(
+            self._app.recorder, "datastore", None
+        ):
+            datastore.close()
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(

@@ -13,13 +13,18 @@ from typing import Any
 import redis
 
 from application.access import Access
+from application.administration import Administration
 from application.event_log import EventLog
+from application.history import History
 from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
 from application.passwords import PasswordRules, Passwords
 from application.ports import Clock
 from application.profile import Profile
+from application.projection import Projection
+from application.queries import ReadSide
+from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
 from application.registration import Registration, RegistrationRules
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
@@ -30,14 +35,22 @@ from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
-from infrastructure.lease import PostgresLease
+from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database, fail_fast
-from infrastructure.projector import Projector
+from infrastructure.projector import Lag, Projector
 from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
+from infrastructure.read_store import (
+    PostgresAccounts,
+    PostgresAuditLog,
+    PostgresSessions,
+    SqliteAccounts,
+    SqliteAuditLog,
+    SqliteSessions,
+)
 from infrastructure.revocation import (
     PostgresRevocationList,
     RedisRevocationList,
@@ -63,6 +76,9 @@ class Container:
     passwords: Passwords
     mfa: Mfa
     access: Access
+    administration: Administration
+    read_side: ReadSide
+    history: History
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
@@ -90,7 +106,39 @@ class Container:
                 checks["redis"] = "ok"
             except Exception:
                 checks["redis"] = "unreachable"
+        if checks["event_store"] == "ok":
+            try:
+                lags = self.projection_lag()
+                limit = self.settings.projection_lag_threshold
+                late = any(lag.seconds > limit for lag in lags.values())
+                checks["projections"] = "lagging" if late else "ok"
+            except Exception:
+                checks["projections"] = "unreachable"
         return checks
+
+    def projection_lag(self) -> dict[str, Lag]:
+        """Each projection's lag, reported to the metrics as it is read."""
+        now = self.clock.now()
+        lags = {}
+        for projector in self.projectors:
+            lag = lags[projector.name] = projector.lag(now)
+            metrics.report_projection_lag(projector.name, lag.events, lag.seconds)
+        return lags
+
+    def projector(self, name: str) -> Projector:
+        for projector in self.projectors:
+            if projector.name == name:
+                return projector
+        raise KeyError(name)
+
+    @property
+    def request_threads(self) -> int:
+        """Threads for the synchronous request handlers: room for every login the hash gate
+        may hold (hashing or queued) and as many again for everything else, so a flood of logins
+        is refused by the gate at once instead of waiting for a thread, and other endpoints
+        never wait behind it."""
+        slots, queue = hash_admission(self.settings)
+        return slots + queue + 32
 
     @property
     def runs_in_one_process(self) -> bool:
@@ -98,8 +146,10 @@ class Container:
         return not self.mail_broker.durable
 
     def start_background(self) -> None:
-        """The embedded default's background work, inside `tessera serve`: projections, the
-        mail worker, and redelivery of what the in-memory broker lost with the last process."""
+        """Inside `tessera serve`: the lag metrics; on the embedded default also the
+        projections, the mail worker, and redelivery of what the in-memory broker lost with
+        the last process."""
+        self._start_lag_reports()
         if not self.runs_in_one_process:
             return
         self.mail_broker.start_worker(self.settings.worker_threads)
@@ -109,6 +159,7 @@ class Container:
 
     def run_projectors(self) -> None:
         """Runs the projections in this process until stop() (the `tessera projector` command)."""
+        self._start_lag_reports()
         self._start_redelivery(first_sweep_older_than=self._redeliver_after)
         threads = [projector.start(self._stop) for projector in self.projectors]
         for thread in threads:
@@ -118,6 +169,17 @@ class Container:
     @property
     def _redeliver_after(self) -> timedelta:
         return timedelta(seconds=self.settings.mail_redeliver_after)
+
+    def _start_lag_reports(self, interval: float = 5.0) -> None:
+        def report() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.projection_lag()
+                except Exception:
+                    log.warning("could not read projection lag; trying again", exc_info=True)
+                self._stop.wait(interval)
+
+        threading.Thread(target=report, name="projection-lag", daemon=True).start()
 
     def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
         interval = min(30.0, self.settings.mail_redeliver_after / 2)
@@ -145,6 +207,8 @@ class Container:
         self._stop.set()
         self.mail_broker.stop()
         self.revocations.close()
+        for projector in self.projectors:
+            projector.close()
         self.log.close()
 
 
@@ -158,11 +222,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
 
 def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     data = settings.data_path
-    log = EventLog(env=database.eventsourcing_env(), observers=[metrics.EventMetrics()])
+    env = database.eventsourcing_env()
+    if settings.aggregate_cache_size:
+        # The library's cache, fast-forwarded on every use (its default) and copied out, so a
+        # command never mutates the cached object: /me costs one indexed read, not a replay.
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+    log = EventLog(env=env, observers=[metrics.EventMetrics()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
 
-    slots = settings.hash_concurrency or os.cpu_count() or 1
+    slots, queue = hash_admission(settings)
     hasher = HashGate(
         Argon2Hasher(
             Argon2Parameters(
@@ -172,7 +241,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
             )
         ),
         slots=slots,
-        queue=settings.hash_queue or 4 * slots,
+        queue=queue,
         wait=settings.hash_queue_timeout,
     )
     box = AesGcmBox(load_secret_key(settings.secret_key, data / "secret.key"))
@@ -214,7 +283,9 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         require_digit=settings.password_require_digit,
         require_symbol=settings.password_require_symbol,
     )
-    ledger = database.tracking_recorder(MailOutbox.name, SqliteMailLedger, PostgresMailLedger)
+    ledger = database.tracking_recorder(
+        MailOutbox.name, SqliteMailLedger, PostgresMailLedger, log.recorder
+    )
     postman = Postman(
         log,
         ledger,  # type: ignore[arg-type]
@@ -252,6 +323,20 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         ),
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
+    accounts = database.tracking_recorder(
+        "accounts", SqliteAccounts, PostgresAccounts, log.recorder
+    )
+    sessions = database.tracking_recorder(
+        "sessions", SqliteSessions, PostgresSessions, log.recorder
+    )
+    audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
+    projections: list[Projection] = [
+        mail,
+        AccountsProjection(accounts, log),
+        SessionsProjection(sessions),
+        AuditProjection(audit),
+    ]
+    access_ttl = timedelta(seconds=settings.access_token_ttl)
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
     return Container(
         settings=settings,
@@ -302,16 +387,28 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         profile=Profile(log, clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         access=Access(signer, revocations, clock),
+        administration=Administration(log, revocations, clock, access_ttl),
+        read_side=ReadSide(accounts, sessions, audit, clock),
+        history=History(log),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
-        projectors=[Projector(log, mail, lease=lease(database, mail.name))],
+        projectors=[
+            Projector(log, projection, lease=lease(database, projection.name))
+            for projection in projections
+        ],
         outbox=mail,
         postman=postman,
         mail_broker=mail_broker,
         redis=client,
         clock=clock,
     )
+
+
+def hash_admission(settings: Settings) -> tuple[int, int]:
+    """Hashes at once (default: one per core) and hashes that may wait (default: four a slot)."""
+    slots = settings.hash_concurrency or os.cpu_count() or 1
+    return slots, settings.hash_queue or 4 * slots
 
 
 def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
@@ -344,6 +441,8 @@ def _queue_depth(ledger: Any) -> float:
     return float(counts.get("queued", 0) + counts.get("sending", 0))
 
 
-def lease(database: Database, name: str) -> PostgresLease | None:
-    """On PostgreSQL, many projector processes may run: one holds each projection at a time."""
-    return PostgresLease(database.postgres_conninfo(), name) if database.is_postgres else None
+def lease(database: Database, name: str) -> PostgresLease | FileLease:
+    """Many processes may run a projection: one holds it at a time, the others stand by."""
+    if database.is_postgres:
+        return PostgresLease(database.postgres_conninfo(), name)
+    return FileLease(database.sqlite_path.with_name(f"{name}.lease"))

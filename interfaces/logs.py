@@ -13,7 +13,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from opentelemetry import trace
 
@@ -57,9 +57,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", log_file: str | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", log_file: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Logs to `stream` (stdout unless a command's own output goes there) and LOG_FILE."""
     formatter = JsonFormatter()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()

@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     notify_new_sign_in: bool = True
     worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # /health/ready answers 503 while a projection is further behind the event store than this.
+    projection_lag_threshold: Seconds = 30
 
     # Tokens
     jwt_issuer: str | None = None  # default: PUBLIC_URL
@@ -92,6 +94,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     hash_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0
     hash_queue: Annotated[int, msgspec.Meta(ge=0)] = 0
     hash_queue_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Aggregates kept in memory per process (0: none). A cached one is brought up to date with
+    # one indexed read of the events recorded after it, so a hit is never stale.
+    aggregate_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 10_000
 
     @property
     def data_path(self) -> Path:

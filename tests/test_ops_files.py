@@ -382,3 +382,34 @@ def test_the_final_image_runs_tessera_as_a_user_without_build_tools() -> None:
     (healthcheck,) = (step for step in final if step.startswith("HEALTHCHECK "))
     assert "/health/live" in healthcheck
     assert "urllib" in healthcheck
+
+
+def test_every_metric_the_ops_files_name_is_in_a_live_metrics_exposition(
+    sqlite_settings: Any,
+) -> None:
+    """EXPORTED above is checked against the service itself, not just against the files."""
+    from litestar.testing import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from interfaces.container import build
+    from interfaces.http.app import create_app
+
+    container = build(sqlite_settings)
+    try:
+        with TestClient(create_app(container, run_background=False)) as client:
+            client.get("/health/live")
+            container.projection_lag()
+            text = client.get("/metrics").text
+    finally:
+        container.close()
+    samples = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    assert samples >= EXPORTED, sorted(EXPORTED - samples)
+    lagging = {
+        sample.labels["projection"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tessera_projection_lag_seconds"
+    }
+    assert lagging == {"mail_outbox", "accounts", "sessions", "audit_log"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -14,9 +16,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from application.origin import current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError
 from interfaces.container import Container
+from interfaces.http.admin import AdminController
+from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
 from interfaces.http.openapi import StrictStructSchemaPlugin
@@ -59,14 +64,35 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     client_address = ClientAddress(container.settings.trusted_proxies)
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        # The events this request records will name the client it came from (audit trail).
+        current_client.set(client_address.of(request))
+        await require_json(request)
+
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 
     async def start() -> None:
+        # Litestar runs synchronous handlers in the loop's default executor, which asyncio sizes
+        # at min(32, cores + 4): 6 threads on 2 cores. Logins waiting for a hash slot held them
+        # all, so the gate's queue never filled (no 503s) and /api/users/me queued behind them.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(container.request_threads, thread_name_prefix="tessera-request")
+        )
         if run_background:
             container.start_background()
 
     return Litestar(
-        route_handlers=[AuthController, MeController, jwks, live, ready, Metrics],
+        route_handlers=[
+            AuthController,
+            MeController,
+            AuditController,
+            AdminController,
+            jwks,
+            live,
+            ready,
+            Metrics,
+        ],
         dependencies={
             "registration": provide(container.registration),
             "logins": provide(container.login),  # not "login": a body field has that name
@@ -74,12 +100,15 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
             "access": provide(container.access),
+            "administration": provide(container.administration),
+            "read_side": provide(container.read_side),
+            "history": provide(container.history),
             "signer": provide(container.signer),
             "readiness": provide(container.readiness),
             "throttle": provide(container.throttle),
             "client": Provide(client_address.of, sync_to_thread=False),
         },
-        before_request=require_json,
+        before_request=before_request,
         exception_handlers={
             DomainError: domain_problem,
             ValidationException: validation_problem,

@@ -1,26 +1,33 @@
-"""/api/users/me: the signed-in account's own profile."""
+"""/api/users/me: the signed-in account's own profile, sessions and activity."""
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post, put
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from application.login import Login
 from application.mfa import Mfa
 from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
+from application.queries import MAX_PAGE, ReadSide
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import (
     AccountResponse,
+    AuditPage,
     ChangePasswordRequest,
     MfaEnrollmentResponse,
     MfaRequest,
     ProfileUpdate,
     RecoveryCodesResponse,
+    SessionResponse,
 )
 from interfaces.http.security import BEARER
 
@@ -83,6 +90,41 @@ class MeController(Controller):
             raise Invalid(FieldError("code", "required", "a code or the password is required"))
         mfa.disable(claims, data.code, data.password)
         return Response(None, status_code=HTTP_204_NO_CONTENT)
+
+    @get("/sessions", sync_to_thread=True, responses=problems(*BEARER_ERRORS))
+    def sessions(
+        self, claims: NamedDependency[AccessClaims], read_side: NamedDependency[ReadSide]
+    ) -> list[SessionResponse]:
+        """The account's live sessions, newest first, as the sessions read model has them."""
+        return [
+            SessionResponse.of(session, current=claims.session_id)
+            for session in read_side.live_sessions(claims.account_id)
+        ]
+
+    @delete(
+        "/sessions/{session_id:uuid}",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BEARER_ERRORS),
+    )
+    def end_session(
+        self,
+        claims: NamedDependency[AccessClaims],
+        session_id: FromPath[UUID],
+        logins: NamedDependency[Login],
+    ) -> None:
+        logins.end_session(claims, session_id)
+
+    @get("/activity", sync_to_thread=True, responses=problems(400, *BEARER_ERRORS))
+    def activity(
+        self,
+        claims: NamedDependency[AccessClaims],
+        read_side: NamedDependency[ReadSide],
+        cursor: Annotated[int | None, Parameter(ge=0)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
+    ) -> AuditPage:
+        """The account's own security events, newest first."""
+        return AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
 
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(

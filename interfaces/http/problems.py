@@ -18,6 +18,7 @@ from domain.errors import (
     DomainError,
     EmailNotVerified,
     EmailTaken,
+    Forbidden,
     Invalid,
     InvalidAccessToken,
     InvalidCredentials,
@@ -29,6 +30,7 @@ from domain.errors import (
     MfaNotEnabled,
     RateLimited,
     RefreshTokenReused,
+    SessionNotFound,
     UsernameTaken,
     WrongPassword,
 )
@@ -56,6 +58,8 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     ),
     InvalidAccessToken: (401, "invalid_access_token", "A valid access token is required."),
     AccountNotFound: (404, "account_not_found", "The account does not exist."),
+    SessionNotFound: (404, "session_not_found", "You have no session with this id."),
+    Forbidden: (403, "forbidden", "Your roles do not allow this."),
     WrongPassword: (403, "invalid_current_password", "The current password is incorrect."),
     RateLimited: (429, "rate_limited", "Too many requests; wait before trying again."),
     InvalidMfaCode: (401, "invalid_mfa_code", "The code is wrong, expired or already used."),
@@ -69,8 +73,8 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     AccountLocked: (
         423,
         "account_locked",
-        "Too many failed logins: the account is locked for a while. Try again later, or reset "
-        "the password.",
+        "The account is locked: after too many failed logins, until the time in Retry-After "
+        "or a password reset; by an administrator, until they unlock it.",
     ),
 }
 
@@ -142,7 +146,7 @@ def domain_problem(_: Request[Any, Any, Any], error: DomainError) -> Response[Pr
 def _headers(error: DomainError) -> dict[str, str] | None:
     if isinstance(error, InvalidAccessToken):
         return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    if isinstance(error, AccountLocked | RateLimited):
+    if isinstance(error, AccountLocked | RateLimited) and error.retry_after is not None:
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return None
 

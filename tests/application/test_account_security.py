@@ -31,7 +31,7 @@ NEW = "a brand new passphrase"
 
 
 def account_of(container: Container, login: str = "ada") -> Account:
-    account = container.login._account_for(login)
+    account = container.log.account_for_login(login)
     assert account is not None
     return account
 

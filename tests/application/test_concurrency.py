@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from application.views import Client
+import msgspec
+import pytest
+
+from application.views import Client, TokenPair
 from domain.account import Account, EmailClaim
-from domain.errors import DomainError, EmailTaken, UsernameTaken
+from domain.errors import (
+    DomainError,
+    EmailTaken,
+    InvalidAccessToken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    UsernameTaken,
+)
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, verified
+
+
+@pytest.fixture
+def settings(settings: Any) -> Any:
+    """Room in the hashing queue for every racer: these tests race the store, not admission
+    control (tests/infrastructure/test_hash_gate.py covers that), nor lockout."""
+    return msgspec.structs.replace(
+        settings, hash_queue=200, hash_queue_timeout=60, lockout_threshold=1000
+    )
 
 
 def race(n: int, attempt: Callable[[int], Any]) -> list[Any]:
@@ -37,7 +58,7 @@ def test_simultaneous_registrations_of_one_email_make_exactly_one_account(
     container: Container,
 ) -> None:
     results = race(
-        12, lambda i: container.registration.register("Race@Example.com", f"racer{i}", PASSWORD)
+        100, lambda i: container.registration.register("Race@Example.com", f"racer{i}", PASSWORD)
     )
     winners = [r for r in results if not isinstance(r, Exception)]
     losers = [r for r in results if isinstance(r, Exception)]
@@ -66,10 +87,53 @@ def test_simultaneous_registrations_of_one_username_make_exactly_one_account(
 def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Container) -> None:
     verified(container)
     tokens = container.login.log_in("ada", PASSWORD, Client())
-    results = race(8, lambda i: container.login.refresh(tokens.refresh_token))
+    assert isinstance(tokens, TokenPair)
+    results = race(50, lambda i: container.login.refresh(tokens.refresh_token))
     successes = [r for r in results if not isinstance(r, Exception)]
     assert len(successes) <= 1
     assert all(isinstance(r, DomainError) for r in results if isinstance(r, Exception)), results
+    if any(isinstance(r, RefreshTokenReused) for r in results):
+        # Reuse was seen: the whole session is over, the one new token included.
+        for pair in successes:
+            with pytest.raises(InvalidRefreshToken):
+                container.login.refresh(pair.refresh_token)
+            with pytest.raises(InvalidAccessToken):
+                container.access.authenticate(pair.access_token)
+        with pytest.raises(InvalidAccessToken):
+            container.access.authenticate(tokens.access_token)
+
+
+def test_a_password_change_racing_logins_with_the_old_password_leaves_none_of_them_alive(
+    container: Container,
+) -> None:
+    """Whatever the interleaving, a login that verified the old password ends with no live
+    session: ended by the change's cutoff, or refused because the change committed first."""
+    verified(container)
+    passwords = [PASSWORD, *(f"{PASSWORD} round {n}" for n in range(1, 4))]
+    for old, new in itertools.pairwise(passwords):
+        keeper = container.login.log_in("ada", old, Client())
+        assert isinstance(keeper, TokenPair)
+        claims = container.access.authenticate(keeper.access_token)
+
+        def attempt(i: int, old: str = old, new: str = new, claims: Any = claims) -> Any:
+            if i == 0:
+                return container.passwords.change(claims, old, new)
+            return container.login.log_in("ada", old, Client(user_agent=f"racer {i}"))
+
+        results = race(8, attempt)
+        assert results[0] is None, results[0]
+        for result in results[1:]:
+            if isinstance(result, Exception):
+                assert isinstance(result, InvalidCredentials), result
+                continue
+            with pytest.raises(InvalidRefreshToken):
+                container.login.refresh(result.refresh_token)
+            with pytest.raises(InvalidAccessToken):
+                container.access.authenticate(result.access_token)
+        container.access.authenticate(keeper.access_token)  # the changer's own session lives on
+        with pytest.raises(InvalidCredentials):
+            container.login.log_in("ada", old, Client())
+        assert isinstance(container.login.log_in("ada", new, Client()), TokenPair)
 
 
 def test_refreshes_on_many_devices_at_once_all_succeed(container: Container) -> None:
@@ -82,7 +146,7 @@ def test_refreshes_on_many_devices_at_once_all_succeed(container: Container) -> 
 
 def test_concurrent_profile_edits_all_land(container: Container) -> None:
     verified(container)
-    account_id = container.login._account_for("ada").id  # type: ignore[union-attr]
+    account_id = container.log.account_for_login("ada").id  # type: ignore[union-attr]
     results = race(6, lambda i: container.profile.update(account_id, f"name {i}"))
     assert not [r for r in results if isinstance(r, Exception)]
     account = container.log.repository.get(account_id)
@@ -93,3 +157,25 @@ def test_concurrent_profile_edits_all_land(container: Container) -> None:
         if n.topic.endswith("Account.ProfileUpdated")
     ]
     assert len(updates) == 6
+
+
+def test_disabling_an_account_racing_its_logins_leaves_none_of_them_alive(
+    container: Container,
+) -> None:
+    verified(container)
+
+    def attempt(i: int) -> Any:
+        if i == 0:
+            return container.administration.disable("ada", operator="test")
+        return container.login.log_in("ada", PASSWORD, Client(user_agent=f"racer {i}"))
+
+    results = race(8, attempt)
+    assert results[0] is True, results[0]
+    for result in results[1:]:
+        if isinstance(result, Exception):
+            assert isinstance(result, InvalidCredentials), result
+            continue
+        with pytest.raises(InvalidRefreshToken):
+            container.login.refresh(result.refresh_token)
+        with pytest.raises(InvalidAccessToken):
+            container.access.authenticate(result.access_token)

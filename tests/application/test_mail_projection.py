@@ -67,7 +67,7 @@ def test_a_crash_between_recording_and_enqueueing_is_recovered_by_the_sweep(
         raise Killed
 
     monkeypatch.setattr(container.mail_broker, "enqueue", die)
-    (projector,) = container.projectors
+    projector = container.projector("mail_outbox")
     with pytest.raises(Killed):
         projector.run_once()
     monkeypatch.undo()
@@ -96,7 +96,7 @@ def test_a_claim_left_by_a_dead_worker_expires_and_the_mail_goes_once(
     container: Container, clock: FakeClock
 ) -> None:
     container.registration.register("ada@example.com", "ada", PASSWORD)
-    (projector,) = container.projectors
+    projector = container.projector("mail_outbox")
     container.mail_broker.stop()  # no worker: the message waits
     while projector.run_once():
         pass
@@ -187,7 +187,7 @@ def test_the_queue_depth_gauge_counts_undelivered_mail(container: Container) -> 
 
     container.registration.register("ada@example.com", "ada", PASSWORD)
     container.mail_broker.stop()
-    (projector,) = container.projectors
+    projector = container.projector("mail_outbox")
     while projector.run_once():
         pass
     assert REGISTRY.get_sample_value("tessera_email_queue_depth") == 1

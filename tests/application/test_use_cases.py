@@ -105,7 +105,7 @@ def test_login_needs_a_verified_email_and_then_issues_tokens(container: Containe
     container.registration.verify_email(mailed_token(container, "ada@example.com"))
     tokens = container.login.log_in("ADA@example.com", PASSWORD, CLIENT)
     claims = container.access.authenticate(tokens.access_token)
-    assert claims.account_id == container.login._account_for("ada").id  # type: ignore[union-attr]
+    assert claims.account_id == container.log.account_for_login("ada").id  # type: ignore[union-attr]
     assert tokens.expires_in == container.settings.access_token_ttl
 
 
@@ -244,7 +244,7 @@ def test_access_tokens_expire(container: Container, clock: FakeClock) -> None:
 
 def test_profile_updates_are_events(container: Container) -> None:
     verified(container)
-    account_id = container.login._account_for("ada").id  # type: ignore[union-attr]
+    account_id = container.log.account_for_login("ada").id  # type: ignore[union-attr]
     view = container.profile.update(account_id, "  Ada Lovelace ")
     assert view.display_name == "Ada Lovelace"
     assert container.profile.show(account_id).display_name == "Ada Lovelace"
@@ -252,7 +252,7 @@ def test_profile_updates_are_events(container: Container) -> None:
 
 def test_a_long_history_loads_from_a_snapshot(container: Container) -> None:
     verified(container)
-    account_id = container.login._account_for("ada").id  # type: ignore[union-attr]
+    account_id = container.log.account_for_login("ada").id  # type: ignore[union-attr]
     for n in range(120):
         container.profile.update(account_id, f"name {n}")
     assert container.log.snapshots is not None

@@ -74,3 +74,13 @@ def test_revoking_twice_records_once() -> None:
     session.revoke(T0, "logout")
     session.revoke(T0, "logout")
     assert names(session) == ["SessionStarted", "SessionRevoked"]
+
+
+def test_a_session_dies_with_the_password_its_login_verified() -> None:
+    session = started()  # bound to generation 0, the password set at registration
+    assert session.is_active(T0, account_cutoff=None, password_generation=0)
+    assert not session.is_active(T0, account_cutoff=None, password_generation=1)
+    with pytest.raises(InvalidRefreshToken):
+        session.refresh(
+            "first", "x", expires_at=LATER, at=T0, account_cutoff=None, password_generation=1
+        )

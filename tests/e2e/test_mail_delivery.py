@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import redis
 
+from infrastructure.lease import PostgresLease
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_serve import PASSWORD, tessera
 from tests.servers import PostgresCluster, RedisServer, free_port, start_redis, wait_for_port
@@ -213,14 +214,16 @@ def test_two_projectors_share_the_work_and_a_standby_takes_over(
     stack = stack_for(ScriptedHandler(), projectors=2)
     stack.register("ada")
     eventually(lambda: len(stack.smtp.handler.to("ada@example.com")) == 1)
+    # Each projection's lease is one advisory lock, held by one process; find the outbox's.
+    key = PostgresLease("", "mail_outbox").key & 0xFFFFFFFFFFFFFFFF
     with psycopg.connect(stack.database_url) as conn:
-        holders = [
-            int(row[0].split(":")[1])
-            for row in conn.execute(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-                " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
-            )
-        ]
+        rows = conn.execute(
+            "SELECT a.application_name, l.classid::bigint, l.objid::bigint FROM pg_locks l"
+            " JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
+        ).fetchall()
+    assert len(rows) == 4  # mail_outbox, accounts, sessions, audit_log: each held once
+    holders = [int(name.split(":")[1]) for name, high, low in rows if (high << 32) | low == key]
     assert len(holders) == 1
     (holder,) = [name for name, p in stack.processes.items() if p.pid == holders[0]]
     stack.kill(holder)  # kill -9 the projector that holds the lease

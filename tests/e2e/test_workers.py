@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -73,3 +75,37 @@ def test_several_processes_need_postgresql(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert b"DATABASE_URL" in result.stdout + result.stderr
+
+
+def test_keep_alive_answers_do_not_wait_for_delayed_acks(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """With several processes the listening socket is shared; its accepted connections must
+    still get TCP_NODELAY, or each keep-alive answer waits ~40 ms on the client's delayed ACK."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **FAST_ARGON2,
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": postgres.new_database(),
+    }
+    env.pop("REDIS_URL", None)
+    process = subprocess.Popen(
+        [tessera(), "serve", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        timings = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(30):  # one connection, kept alive
+                started = time.perf_counter()
+                assert http.get("/health/live").status_code == 200
+                timings.append(time.perf_counter() - started)
+        assert statistics.median(timings) < 0.02
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

@@ -8,6 +8,7 @@ import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import jwt
 import pytest
@@ -221,6 +222,59 @@ def test_bad_input_on_authenticated_endpoints_changes_nothing(
         assert response.status_code == 400, body
     assert event_count(container) == before
     assert client.get("/api/users/me", headers=bearer(tokens)).status_code == 200
+
+
+def test_each_token_is_refused_where_another_kind_is_expected(
+    client: Client, container: Container
+) -> None:
+    """Access, refresh, MFA, verification and reset tokens are each good for one thing only,
+    and a token not yet valid is refused like an expired one; none is recorded as a success."""
+    from tests.application.test_account_security import reset_link, token_of
+
+    register_and_verify(client, container)
+    tokens = log_in(client)
+    client.post("/api/auth/forgot-password", json={"email": "ada@example.com"})
+    reset = token_of(reset_link(container, "ada@example.com"))
+    mfa_token = container.signer.issue_mfa_token(
+        UUID(jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]),
+        container.clock.now(),
+    )
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    header = jwt.get_unverified_header(tokens["access_token"])
+    future = {**claims, "iat": claims["iat"] + 3600, "exp": claims["exp"] + 3600}
+    not_yet_valid = jwt.encode(
+        future,
+        container.signer._key,  # type: ignore[attr-defined]
+        algorithm="EdDSA",
+        headers={"kid": header["kid"], "typ": "at+jwt"},
+    )
+    before = event_count(container)
+    for name, token in {"mfa token": mfa_token, "not yet valid": not_yet_valid}.items():
+        refused = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401, name
+    for name, body in {
+        "access token as refresh token": {"refresh_token": tokens["access_token"]},
+        "reset token as refresh token": {"refresh_token": reset},
+    }.items():
+        refused = client.post("/api/auth/refresh", json=body)
+        assert 400 <= refused.status_code < 500, name
+        assert refused.headers["content-type"].startswith("application/problem+json"), name
+    assert client.post("/api/auth/verify-email", json={"token": reset}).status_code == 400
+    access_as_mfa = client.post(
+        "/api/auth/login/mfa", json={"mfa_token": tokens["access_token"], "code": "123456"}
+    )
+    assert access_as_mfa.status_code == 401
+    refresh_as_reset = client.post(
+        "/api/auth/reset-password",
+        json={"token": tokens["refresh_token"], "new_password": "a brand new passphrase"},
+    )
+    assert refresh_as_reset.status_code == 400
+    assert event_count(container) == before
+    # The reset token itself still works for what it is for.
+    done = client.post(
+        "/api/auth/reset-password", json={"token": reset, "new_password": "a brand new passphrase"}
+    )
+    assert done.status_code == 204
 
 
 def test_keys_and_key_urls_named_in_the_token_header_are_ignored(

@@ -104,10 +104,25 @@ def test_one_trace_runs_from_the_http_request_to_the_mail_job(
 def test_readiness_names_each_dependency(client: Client, container: Container) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    expected = {"status": "ok", "event_store": "ok"}
+    expected = {"status": "ok", "event_store": "ok", "projections": "ok"}
     if container.settings.redis_url:
         expected["redis"] = "ok"
     assert ready.json() == expected
+
+
+def test_readiness_fails_while_a_projection_lags_past_the_threshold(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    client.post(
+        "/api/auth/register",
+        json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+    )
+    clock.advance(seconds=container.settings.projection_lag_threshold + 1)
+    lagging = client.get("/health/ready")
+    assert lagging.status_code == 503
+    assert lagging.json()["projections"] == "lagging"
+    run_projections(container)
+    assert client.get("/health/ready").status_code == 200
 
 
 def test_readiness_fails_when_redis_is_down(tmp_path: Path, clock: FakeClock) -> None:

@@ -1,0 +1,88 @@
+"""What operators do to accounts: roles, locks, disabling. Each change names its operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from application.event_log import EventLog, retried_on_conflict
+from application.ports import AccessClaims, Clock, RevocationList
+from application.views import AccountView
+from domain.account import Account
+from domain.errors import AccountNotFound, FieldError, Forbidden, Invalid
+
+
+def require_role(principal: AccessClaims, role: str) -> None:
+    """Roles travel in the access token; revoking one ends the account's sessions, so a token
+    never outlives the role it names."""
+    if role not in principal.roles:
+        raise Forbidden
+
+
+class Administration:
+    def __init__(
+        self, log: EventLog, revocations: RevocationList, clock: Clock, access_ttl: timedelta
+    ) -> None:
+        self._log = log
+        self._revocations = revocations
+        self._clock = clock
+        self._access_ttl = access_ttl
+
+    def account(self, reference: str) -> AccountView:
+        return AccountView.of(self._find(reference))
+
+    def grant_role(self, reference: str, role: str, operator: str) -> bool:
+        return self._change(reference, lambda a, at: a.grant_role(role, at, operator))
+
+    def revoke_role(self, reference: str, role: str, operator: str) -> bool:
+        return self._change(reference, lambda a, at: a.revoke_role(role, at, operator))
+
+    def lock(self, reference: str, operator: str, until: datetime | None = None) -> bool:
+        def lock(account: Account, at: datetime) -> bool:
+            if until is not None and until <= at:
+                raise Invalid(FieldError("until", "future", "must be in the future"))
+            account.lock(at, operator, until)
+            return True
+
+        return self._change(reference, lock)
+
+    def unlock(self, reference: str, operator: str) -> bool:
+        return self._change(reference, lambda a, at: a.unlock(at, "operator", operator))
+
+    def disable(self, reference: str, operator: str) -> bool:
+        return self._change(reference, lambda a, at: a.disable(at, operator))
+
+    def enable(self, reference: str, operator: str) -> bool:
+        return self._change(reference, lambda a, at: a.enable(at, operator))
+
+    @retried_on_conflict
+    def _change(self, reference: str, change: Callable[[Account, datetime], bool]) -> bool:
+        """Applies the change and saves it; False when it changed nothing (already so)."""
+        account = self._find(reference)
+        now = self._clock.now()
+        changed = change(account, now)
+        ends_sessions = any(
+            type(e).__name__ == "AllSessionsRevoked" for e in account.pending_events
+        )
+        if ends_sessions:
+            # Written before the event, as at logout: should the save fail, the sessions
+            # are ended all the same (fail closed).
+            self._revocations.revoke_sessions_before(account.id, cutoff=now, ttl=self._access_ttl)
+        self._log.save(account)
+        if ends_sessions:
+            # And again from after the save, for a login that raced it (see Login).
+            self._revocations.revoke_sessions_before(
+                account.id, cutoff=self._clock.now(), ttl=self._access_ttl
+            )
+        return changed
+
+    def _find(self, reference: str) -> Account:
+        """An account by id, email or username."""
+        try:
+            account = self._log.find(UUID(reference), Account)
+        except ValueError:
+            account = self._log.account_for_login(reference)
+        if account is None:
+            raise AccountNotFound
+        return account

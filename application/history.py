@@ -1,0 +1,153 @@
+"""What auditors ask of the event store: an account at a past instant, its history, the whole
+trail exported and verified. Read-only; every event shown goes through `trail_entry`, which
+leaves secrets out."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+
+from application.event_log import EventLog
+from application.trail import TrailEntry, is_trail_event, trail_entry
+from application.trail_export import VerifyResult, chained, verify
+from application.views import AccountState
+from domain.account import Account
+from domain.errors import AccountNotFound
+from domain.session import Session
+
+Event = DomainEventProtocol[Any]
+
+
+class History:
+    def __init__(self, log: EventLog, batch_size: int = 500, known_sessions: int = 10_000) -> None:
+        self._log = log
+        self._batch_size = batch_size  # events read per query: memory stays flat however long
+        self._known_sessions = known_sessions  # session -> account ids kept while exporting
+
+    def account_id(self, id_or_login: str) -> UUID:
+        """The account named by its id, email or username; AccountNotFound when none is."""
+        # An id first; 32 hex digits are both a UUID and a possible username, so fall through.
+        with contextlib.suppress(ValueError):
+            account_id = UUID(id_or_login)
+            if self._log.find(account_id, Account) is not None:
+                return account_id
+        account = self._log.account_for_login(id_or_login)
+        if account is None:
+            raise AccountNotFound(id_or_login)
+        return account.id
+
+    def state_as_of(self, account_id: UUID, instant: datetime) -> AccountState:
+        """The account rebuilt from its events recorded at or before `instant` (a naive time is
+        taken as UTC). AccountNotFound for an unknown id or an instant before registration.
+
+        The events applied are the longest prefix of the account's stream whose times are all at
+        or before the instant: a later event never leaks in, even if clocks disagreed.
+        """
+        instant = _aware(instant)
+        version: int | None = None
+        for event in self._stream(account_id):
+            recorded_at: datetime = vars(event)["timestamp"]
+            if recorded_at > instant:
+                break
+            version = event.originator_version
+        if version is None:
+            raise AccountNotFound(str(account_id))
+        account: object = self._log.repository.get(account_id, version=version)
+        if not isinstance(account, Account):
+            raise AccountNotFound(str(account_id))
+        return AccountState.of(account, instant)
+
+    def replay(self, account_id: UUID) -> Iterator[TrailEntry]:
+        """The account's own events, oldest first, as trail entries (`position` None: the
+        account's stream does not know its place in the store). Logins, refreshes and logouts are
+        events of Session aggregates, not of the account: they are in the trail and the export.
+        AccountNotFound, raised at once, for an id that is not an account's."""
+        events = self._stream(account_id)
+        first = next(events, None)
+        if not isinstance(first, Account.Event):
+            raise AccountNotFound(str(account_id))
+        return (trail_entry(event, None) for event in itertools.chain([first], events))
+
+    def trail(self, since: datetime | None = None) -> Iterator[TrailEntry]:
+        """Every Account and Session event in store order, at or after `since` when given, up to
+        the last one recorded when the read began. Reads in batches, in constant memory.
+
+        A Session event other than SessionStarted does not name its account: the session's
+        account is remembered from its start in a bounded cache, or loaded on a miss. The store
+        is not indexed by time, so `since` skips earlier events as it reads them.
+        """
+        since = None if since is None else _aware(since)
+        recorder = self._log.recorder
+        last = recorder.max_notification_id() or 0
+        owners = _SessionOwners(self._log, self._known_sessions)
+        start = 1
+        while start <= last:
+            batch = recorder.select_notifications(start=start, limit=self._batch_size, stop=last)
+            if not batch:
+                return
+            for notification in batch:
+                event = self._log.mapper.to_domain_event(notification)
+                if not is_trail_event(event):
+                    continue
+                entry = trail_entry(event, notification.id, owners.of(event))
+                if since is None or entry.time >= since:
+                    yield entry
+            start = batch[-1].id + 1
+
+    def export(self, since: datetime | None = None) -> Iterator[str]:
+        """The trail as hash-chained JSON lines (see application.trail_export). With `since`,
+        the chain starts afresh, at GENESIS, from the first line exported."""
+        return chained(self.trail(since))
+
+    @staticmethod
+    def verify(lines: Iterable[str]) -> VerifyResult:
+        return verify(lines)
+
+    def _stream(self, aggregate_id: UUID) -> Iterator[Event]:
+        """An aggregate's events, oldest first, read a batch at a time."""
+        after: int | None = None
+        while True:
+            batch = list(self._log.events.get(aggregate_id, gt=after, limit=self._batch_size))
+            yield from batch
+            if len(batch) < self._batch_size:
+                return
+            after = batch[-1].originator_version
+
+
+class _SessionOwners:
+    """Which account each session belongs to: the most recently seen ones kept, the rest loaded
+    from their session when asked, so a trail of millions of sessions needs bounded memory."""
+
+    def __init__(self, log: EventLog, size: int) -> None:
+        self._log = log
+        self._size = size
+        self._accounts: OrderedDict[UUID, UUID | None] = OrderedDict()
+
+    def of(self, event: Event) -> UUID | None:
+        """The account of a Session event (None for any other event)."""
+        if not isinstance(event, Session.Event):
+            return None
+        session_id = event.originator_id
+        if isinstance(event, Session.SessionStarted):
+            account_id: UUID | None = event.account_id
+        elif session_id in self._accounts:
+            self._accounts.move_to_end(session_id)
+            return self._accounts[session_id]
+        else:
+            session = self._log.find(session_id, Session)
+            account_id = None if session is None else session.account_id
+        self._accounts[session_id] = account_id
+        if len(self._accounts) > self._size:
+            self._accounts.popitem(last=False)
+        return account_id
+
+
+def _aware(instant: datetime) -> datetime:
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)

@@ -1,0 +1,167 @@
+"""Questions answered from the read models: account listings, a user's sessions, the audit log.
+
+Read models lag the event store by the projection's lag (milliseconds when it keeps up); the
+answers here say what the projections have seen, which `/health/ready` and the metrics report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from application.ports import Clock
+from application.read_models import Row
+from application.trail import TrailEntry
+
+MAX_PAGE = 500
+
+
+class AccountRows(Protocol):
+    def search(self, text: str, after: str, limit: int) -> list[Row]: ...
+
+
+class SessionRows(Protocol):
+    def live_of(self, account_id: str, at: float) -> list[Row]: ...
+
+
+class AuditRows(Protocol):
+    def page(self, where: Row, after: int | None, limit: int, newest_first: bool) -> list[Row]: ...
+
+
+def _time(stamp: float | None) -> datetime | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+
+def _stamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    id: UUID
+    email: str
+    username: str
+    display_name: str
+    email_verified: bool
+    roles: list[str]
+    disabled: bool
+    locked: bool
+    locked_until: datetime | None
+    mfa_enabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Row) -> AccountSummary:
+        return cls(
+            id=UUID(row["id"]),
+            email=row["email"],
+            username=row["username"],
+            display_name=row["display_name"],
+            email_verified=bool(row["email_verified"]),
+            roles=[r for r in row["roles"].split(",") if r],
+            disabled=bool(row["disabled"]),
+            locked=bool(row["locked"]),
+            locked_until=_time(row["locked_until"]),
+            mfa_enabled=bool(row["mfa_enabled"]),
+            created_at=_time(row["created_at"]) or datetime.min,
+            last_login_at=_time(row["last_login_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: UUID
+    started_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """Entries, and the cursor that asks for the next page (None: this was the last)."""
+
+    entries: list[TrailEntry]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    account_id: UUID | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: int | None = None
+    limit: int = 100
+
+
+class ReadSide:
+    def __init__(self, accounts: Any, sessions: Any, audit: Any, clock: Clock) -> None:
+        self._accounts: AccountRows = accounts
+        self._sessions: SessionRows = sessions
+        self._audit: AuditRows = audit
+        self._clock = clock
+
+    def accounts(self, text: str = "", after: str = "", limit: int = 100) -> list[AccountSummary]:
+        """Accounts whose email or username contains `text`, by username, after `after`."""
+        limit = max(1, min(limit, MAX_PAGE))
+        return [AccountSummary.of(row) for row in self._accounts.search(text, after, limit)]
+
+    def live_sessions(self, account_id: UUID) -> list[SessionSummary]:
+        rows = self._sessions.live_of(str(account_id), self._clock.now().timestamp())
+        return [
+            SessionSummary(
+                id=UUID(row["id"]),
+                started_at=_time(row["started_at"]) or datetime.min,
+                last_used_at=_time(row["last_used_at"]) or datetime.min,
+                expires_at=_time(row["expires_at"]) or datetime.min,
+                ip=row["ip"],
+                user_agent=row["user_agent"],
+            )
+            for row in rows
+        ]
+
+    def audit_events(self, query: AuditFilter) -> Page:
+        """The trail in store order: the cursor is the position of the last entry seen."""
+        return self._page(query, newest_first=False)
+
+    def activity(self, account_id: UUID, cursor: int | None, limit: int) -> Page:
+        """An account's own security events, newest first."""
+        return self._page(
+            AuditFilter(account_id=account_id, cursor=cursor, limit=limit), newest_first=True
+        )
+
+    def _page(self, query: AuditFilter, newest_first: bool) -> Page:
+        limit = max(1, min(query.limit, MAX_PAGE))
+        where = {
+            "account_id": str(query.account_id) if query.account_id else None,
+            "type": query.type,
+            "since": _stamp(query.since),
+            "until": _stamp(query.until),
+        }
+        rows = self._audit.page(where, query.cursor, limit + 1, newest_first)
+        entries = [_entry(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(entries, entries[-1].position if more and entries else None)
+
+
+def _entry(row: Row) -> TrailEntry:
+    return TrailEntry(
+        position=int(row["position"]),
+        time=_time(row["time"]) or datetime.min,
+        type=row["type"],
+        aggregate=row["aggregate"],
+        aggregate_id=UUID(row["aggregate_id"]),
+        version=int(row["version"]),
+        account_id=UUID(row["account_id"]) if row["account_id"] else None,
+        session_id=UUID(row["session_id"]) if row["session_id"] else None,
+        ip=row["ip"],
+        user_agent=row["user_agent"],
+        outcome=row["outcome"],
+        details=json.loads(row["details"]),
+    )

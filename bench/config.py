@@ -1,0 +1,57 @@
+"""The benchmark's knobs, from BENCH_* environment variables (defaults keep `make bench` under
+about ten minutes on two cores)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    duration: int = 10  # seconds of load per scenario
+    threads: int = 2  # wrk threads for the throughput scenarios
+    connections: int = 32  # for the cheap endpoints (/me, refresh, the bare endpoint)
+    login_connections: int = 8  # logins and registrations: enough to keep every hash slot busy
+    workers: int = 0  # `tessera serve --workers` on PostgreSQL (0: one per core)
+    accounts_small: int = 1_000
+    accounts_large: int = 100_000
+    sessions: int = 64  # logins made beforehand, for the /me and refresh scenarios' tokens
+    hash_seconds: int = 5  # length of each measurement of the argon2 bound
+    flood_factor: float = 4.0  # the flood offers this many times the hash bound
+    flood_connections: int = 48
+    probe_connections: int = 4  # /me alongside the flood: a latency probe, not a load
+    sqlite: bool = True  # also run the embedded default's scenario
+    granian: bool = True  # also serve the same app under granian, to compare with uvicorn
+    export_events: str = "100000,1000000"  # event counts at which the audit export is measured
+    read_side: bool = True  # also run the read side's scenarios (export, rebuilds, lag)
+
+    @property
+    def export_event_counts(self) -> list[int]:
+        return [int(part) for part in self.export_events.split(",") if part.strip()]
+
+    @property
+    def cores(self) -> int:
+        return os.cpu_count() or 1
+
+    @property
+    def server_workers(self) -> int:
+        return self.workers or self.cores
+
+
+def load_config(environ: dict[str, str] | None = None) -> BenchConfig:
+    values = os.environ if environ is None else environ
+    given: dict[str, object] = {}
+    for spec in fields(BenchConfig):
+        raw = values.get(f"BENCH_{spec.name.upper()}")
+        if raw is None or raw == "":
+            continue
+        if spec.type == "bool":
+            given[spec.name] = raw.lower() in {"1", "true", "yes", "on"}
+        elif spec.type == "float":
+            given[spec.name] = float(raw)
+        elif spec.type == "str":
+            given[spec.name] = raw
+        else:
+            given[spec.name] = int(raw)
+    return BenchConfig(**given)  # type: ignore[arg-type]

@@ -1,0 +1,21 @@
+-- GET /api/users/me with access tokens of distinct accounts (one a line in opts.tokens),
+-- each request picking one of this thread's tokens at random.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
+
+local tokens
+
+function init(args)
+  parse_options(args)
+  tokens = my_lines(opts.tokens)
+  assert(#tokens > 0, "no access tokens for this thread")
+end
+
+function request()
+  sent()
+  local token = tokens[math.random(#tokens)]
+  return wrk.format("GET", "/api/users/me", { Authorization = "Bearer " .. token })
+end
+
+function response(status, headers, body)
+  answered(status)
+end

@@ -1,0 +1,499 @@
+"""`make bench`: load scenarios against a real `tessera serve`, each figure next to a limit
+measured in the same run (the machine is shared and noisy, so absolute numbers mean little).
+
+PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
+  login, /me (with the bare /health/live of the same server beside it), refresh, register,
+  a login flood at a multiple of the hash bound with /me probed meanwhile, and login and /me
+  again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE.
+The embedded default (SQLite, one process): login and /me.
+The read side (bench/read_side.py): audit export speed and memory, projection rebuilds, and
+projection lag under full login load.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.config import BenchConfig, load_config
+from bench.hash_bound import verifies_per_second
+from bench.load import LoadResult, Wrk
+from bench.read_side import ReadSideBench
+from bench.report import Figure, Report
+from bench.seed import PASSWORD, drain_mail, seed_accounts, username
+from bench.service import Server, serve, service_env
+from infrastructure.passwords import Argon2Hasher, Argon2Parameters
+from interfaces.container import build
+from interfaces.settings import Settings, load_settings
+from tests.servers import postgres_cluster, start_redis
+
+RESULTS = Path(__file__).parent / "results"
+
+LOGIN_TARGET = 0.95  # of the hash bound
+ME_TARGET = 0.30  # of the bare endpoint
+REFRESH_TARGET = 500.0  # per core, PostgreSQL + Redis
+FLOOD_P99_TARGET_MS = 50.0
+SCALE_TARGET = 0.90  # the large account count within 10% of the small one
+
+
+class Bench:
+    def __init__(self, config: BenchConfig, work: Path) -> None:
+        self.config = config
+        self.work = work
+        self.settings = Settings()  # production defaults: the argon2 cost above all
+        self.password_hash = Argon2Hasher(
+            Argon2Parameters(
+                time_cost=self.settings.argon2_time_cost,
+                memory_cost=self.settings.argon2_memory_cost,
+                parallelism=self.settings.argon2_parallelism,
+            )
+        ).hash(PASSWORD)
+        self.report = Report(meta=self._meta())
+        self.last_bare = float("nan")  # the bare endpoint's req/s beside the last /me run
+
+    def _meta(self) -> dict[str, object]:
+        s = self.settings
+        return {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cores": self.config.cores,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "config": {**self.config.__dict__, "server_workers": self.config.server_workers},
+            "argon2": {
+                "time_cost": s.argon2_time_cost,
+                "memory_cost_kib": s.argon2_memory_cost,
+                "parallelism": s.argon2_parallelism,
+            },
+            "server": "uvicorn (tessera serve)",
+            "bare_endpoint": "GET /health/live on the same server (same app, middleware, workers)",
+        }
+
+    # The scenarios' building blocks
+
+    def wrk(self, script: str, url: str, connections: int, **options: str) -> Wrk:
+        return Wrk(
+            script=script,
+            url=url,
+            duration=self.config.duration,
+            connections=connections,
+            threads=self.config.threads,
+            options=options,
+        )
+
+    def hash_bound(self) -> float:
+        return verifies_per_second(self.settings, self.config.cores, self.config.hash_seconds)
+
+    def bracketed(
+        self, limit: Callable[[], float], load: Callable[[], LoadResult]
+    ) -> tuple[LoadResult, float, tuple[float, float]]:
+        """Runs the load between two measurements of its limit, and divides by their mean: the
+        machine is shared, and its spare capacity drifts within minutes."""
+        before = limit()
+        result = load()
+        after = limit()
+        return result, (before + after) / 2, (before, after)
+
+    def login(self, server: Server, accounts: int) -> LoadResult:
+        return self.wrk(
+            "login.lua",
+            server.url,
+            self.config.login_connections,
+            accounts=str(accounts),
+            password=PASSWORD,
+        ).run()
+
+    def bare(self, server: Server) -> float:
+        result = self.wrk("get.lua", f"{server.url}/health/live", self.config.connections).run()
+        if result.rate(200) < result.rate():
+            raise RuntimeError(f"the bare endpoint failed: {result.statuses} {result.errors}")
+        return result.rate(200)
+
+    def me(self, server: Server, tokens: Path) -> LoadResult:
+        return self.wrk("me.lua", server.url, self.config.connections, tokens=str(tokens)).run()
+
+    def sign_in(self, server: Server, accounts: int, name: str) -> tuple[Path, Path]:
+        """Real logins of distinct random accounts: files of their access and refresh tokens."""
+        picks = random.sample(range(accounts), min(self.config.sessions, accounts))
+
+        def log_in(n: int) -> dict[str, str]:
+            for _ in range(20):
+                answer = http.post(
+                    "/api/auth/login", json={"login": username(n), "password": PASSWORD}
+                )
+                if answer.status_code != 503:
+                    break
+                time.sleep(0.5)
+            if answer.status_code != 200:
+                raise RuntimeError(f"login of {username(n)}: {answer.status_code} {answer.text}")
+            tokens: dict[str, str] = answer.json()
+            return tokens
+
+        with httpx.Client(base_url=server.url, timeout=60) as http, ThreadPoolExecutor(4) as pool:
+            pairs = list(pool.map(log_in, picks))
+        access = self.work / f"{name}-access.txt"
+        refresh = self.work / f"{name}-refresh.txt"
+        access.write_text("".join(p["access_token"] + "\n" for p in pairs))
+        refresh.write_text("".join(p["refresh_token"] + "\n" for p in pairs))
+        return access, refresh
+
+    def seed(self, settings: Settings, start: int, stop: int, backend: str) -> None:
+        container = build(settings)
+        try:
+            seconds = seed_accounts(container, start, stop, self.password_hash)
+            if container.runs_in_one_process:
+                drain_mail(container)
+        finally:
+            container.close()
+        self.report.add(
+            Figure(
+                scenario=f"seed accounts {start:,}..{stop:,}",
+                backend=backend,
+                value=(stop - start) / seconds,
+                unit="account/s",
+                note=f"{stop - start:,} accounts in {seconds:.1f} s through the application layer "
+                "(one precomputed argon2 hash, 500 accounts per atomic save)",
+            )
+        )
+
+    # Figures
+
+    def login_figure(self, server: Server, accounts: int, backend: str) -> tuple[Figure, float]:
+        result, bound, around = self.bracketed(
+            self.hash_bound, lambda: self.login(server, accounts)
+        )
+        ratio = result.rate(200) / bound
+        figure = self.report.add(
+            Figure(
+                scenario=f"login ({accounts:,} accounts)",
+                backend=backend,
+                value=result.rate(200),
+                unit="login/s",
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                limit_name="argon2 verify/s",
+                limit=bound,
+                ratio=ratio,
+                target=f">= {LOGIN_TARGET}",
+                met=ratio >= LOGIN_TARGET,
+                note=_join(_bound_note(around), _odd_answers(result, 200)),
+                load=result.as_json(),
+            )
+        )
+        return figure, bound
+
+    def me_figure(self, server: Server, accounts: int, tokens: Path, backend: str) -> Figure:
+        result, bare, around = self.bracketed(
+            lambda: self.bare(server), lambda: self.me(server, tokens)
+        )
+        self.last_bare = bare
+        ratio = result.rate(200) / bare
+        return self.report.add(
+            Figure(
+                scenario=f"GET /api/users/me ({accounts:,} accounts)",
+                backend=backend,
+                value=result.rate(200),
+                unit="req/s",
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                limit_name="bare /health/live req/s",
+                limit=bare,
+                ratio=ratio,
+                target=f">= {ME_TARGET}",
+                met=ratio >= ME_TARGET,
+                note=_join(
+                    f"bare endpoint {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
+                    _odd_answers(result, 200),
+                ),
+                load=result.as_json(),
+            )
+        )
+
+    def refresh_figure(self, server: Server, tokens: Path, backend: str) -> None:
+        result = self.wrk(
+            "refresh.lua", server.url, self.config.connections, tokens=str(tokens)
+        ).run()
+        per_core = result.rate(200) / self.config.cores
+        of_bare = result.rate(200) / self.last_bare
+        self.report.add(
+            Figure(
+                scenario="refresh",
+                backend=backend,
+                value=result.rate(200),
+                unit="refresh/s",
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                limit_name="cores",
+                limit=float(self.config.cores),
+                ratio=per_core,
+                target=f">= {REFRESH_TARGET:.0f}/core",
+                met=per_core >= REFRESH_TARGET,
+                note=_join(
+                    f"ratio is refresh/s per core; {of_bare:.2f} of the bare endpoint's req/s",
+                    _odd_answers(result, 200),
+                ),
+                load=result.as_json(),
+            )
+        )
+
+    def register_figure(self, server: Server, backend: str) -> None:
+        register = self.wrk(
+            "register.lua", server.url, self.config.login_connections, run=secrets.token_hex(3)
+        )
+        result, bound, around = self.bracketed(self.hash_bound, register.run)
+        self.report.add(
+            Figure(
+                scenario="register",
+                backend=backend,
+                value=result.rate(201),
+                unit="register/s",
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                limit_name="argon2 verify/s",
+                limit=bound,
+                ratio=result.rate(201) / bound,
+                note=_join(
+                    "one argon2 hash per registration; no target",
+                    _bound_note(around),
+                    _odd_answers(result, 201),
+                ),
+                load=result.as_json(),
+            )
+        )
+
+    def flood_figures(self, server: Server, accounts: int, tokens: Path, backend: str) -> None:
+        c = self.config
+        bound = self.hash_bound()
+        offered = c.flood_factor * bound
+        # One connection per wrk thread, so each answer is timed by its status (see common.lua).
+        flood = Wrk(
+            script="login.lua",
+            url=server.url,
+            duration=c.duration,
+            connections=c.flood_connections,
+            threads=c.flood_connections,
+            options={"accounts": str(accounts), "password": PASSWORD, "rate": f"{offered:.2f}"},
+        ).start()
+        probe = Wrk(
+            script="me.lua",
+            url=server.url,
+            duration=c.duration,
+            connections=c.probe_connections,
+            threads=c.probe_connections,
+            options={"tokens": str(tokens)},
+        ).start()
+        shed, me = flood.result(), probe.result()
+        after = self.hash_bound()
+        overloaded = shed.by_status.get("503", {})
+        served = shed.by_status.get("200", {})
+        self.report.add(
+            Figure(
+                scenario=f"login flood at {c.flood_factor:g}x bound",
+                backend=backend,
+                value=shed.rate(),
+                unit="login/s offered",
+                p50_ms=overloaded.get("p50_ms"),
+                p99_ms=overloaded.get("p99_ms"),
+                limit_name="argon2 verify/s",
+                limit=bound,
+                ratio=shed.rate() / bound,
+                note=(
+                    f"offered rate set from the bound before ({bound:.1f}/s; {after:.1f}/s after); "
+                    f"503 share {shed.share(503):.0%}; p50/p99 are of the 503 answers; "
+                    f"{shed.rate(200):.1f} login/s served "
+                    f"({shed.rate(200) / bound:.2f} of the bound, p50 {served.get('p50_ms', 0):.0f} ms, "
+                    f"p99 {served.get('p99_ms', 0):.0f} ms); statuses {shed.statuses}"
+                    + _errors(shed)
+                ),
+                load=shed.as_json(),
+            )
+        )
+        self.report.add(
+            Figure(
+                scenario="GET /api/users/me during the flood",
+                backend=backend,
+                value=me.rate(200),
+                unit="req/s",
+                p50_ms=me.p50_ms,
+                p99_ms=me.p99_ms,
+                limit_name="p99 ms",
+                limit=FLOOD_P99_TARGET_MS,
+                ratio=me.p99_ms / FLOOD_P99_TARGET_MS,
+                target="p99 < 50 ms",
+                met=me.p99_ms < FLOOD_P99_TARGET_MS,
+                note=f"{c.probe_connections} connections, a latency probe"
+                + (f"; {_odd_answers(me, 200)}" if _odd_answers(me, 200) else ""),
+                load=me.as_json(),
+            )
+        )
+
+    def scale_figure(self, what: str, small: Figure, large: Figure, backend: str) -> None:
+        assert small.ratio is not None and large.ratio is not None
+        ratio = large.ratio / small.ratio
+        self.report.add(
+            Figure(
+                scenario=f"{what}: {self.config.accounts_large:,} vs {self.config.accounts_small:,} accounts",
+                backend=backend,
+                value=ratio,
+                unit="x",
+                limit_name="each as a ratio to its own limit",
+                ratio=ratio,
+                target=f">= {SCALE_TARGET}",
+                met=ratio >= SCALE_TARGET,
+            )
+        )
+
+    # The runs
+
+    def postgres(self) -> None:
+        c = self.config
+        backend = f"PG+Redis, {c.server_workers} workers"
+        print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
+        with postgres_cluster() as cluster:
+            redis = start_redis()
+            try:
+                env = service_env(self.work / "pg", cluster.new_database(), redis.url)
+                (self.work / "pg").mkdir()
+                settings = load_settings(env)
+                self.seed(settings, 0, c.accounts_small, backend)
+                with serve(env, c.server_workers, self.work / "pg-server.log") as server:
+                    self.warm(server)
+                    login_small, _ = self.login_figure(server, c.accounts_small, backend)
+                    access, refresh = self.sign_in(server, c.accounts_small, "pg-small")
+                    me_small = self.me_figure(server, c.accounts_small, access, backend)
+                    compared = (me_small, self.last_bare, c.accounts_small)
+                    self.refresh_figure(server, refresh, backend)
+                    self.register_figure(server, backend)
+                    self.flood_figures(server, c.accounts_small, access, backend)
+                    if c.accounts_large > c.accounts_small:
+                        self.seed(settings, c.accounts_small, c.accounts_large, backend)
+                        login_large, _ = self.login_figure(server, c.accounts_large, backend)
+                        access, _ = self.sign_in(server, c.accounts_large, "pg-large")
+                        me_large = self.me_figure(server, c.accounts_large, access, backend)
+                        compared = (me_large, self.last_bare, c.accounts_large)
+                        self.scale_figure("login", login_small, login_large, backend)
+                        self.scale_figure("/me", me_small, me_large, backend)
+                if c.granian:
+                    self.granian(env, *compared)
+            finally:
+                redis.stop()
+
+    def granian(
+        self, env: dict[str, str], uvicorn_me: Figure, uvicorn_bare: float, accounts: int
+    ) -> None:
+        """The same app factory, workers and database under granian instead of uvicorn: the
+        bare endpoint and /me, each as a ratio to uvicorn's figure measured just before."""
+        c = self.config
+        backend = f"PG+Redis, {c.server_workers} workers, granian"
+        if not (Path(sys.executable).parent / "granian").exists():
+            note = "skipped: granian is not installed (`make bench` installs it)"
+            self.report.add(Figure("granian vs uvicorn", backend, None, "", note=note))
+            return
+        print(f"== the same under granian --workers {c.server_workers}", flush=True)
+        with serve(
+            env, c.server_workers, self.work / "granian.log", server_name="granian"
+        ) as server:
+            self.warm(server)
+            access, _ = self.sign_in(server, accounts, "granian")
+            me = self.me_figure(server, accounts, access, backend)
+        assert uvicorn_me.value is not None and me.value is not None
+        for what, theirs, ours in (
+            ("bare /health/live", self.last_bare, uvicorn_bare),
+            (f"GET /api/users/me ({accounts:,} accounts)", me.value, uvicorn_me.value),
+        ):
+            self.report.add(
+                Figure(
+                    scenario=f"granian vs uvicorn: {what}",
+                    backend=backend,
+                    value=theirs,
+                    unit="req/s",
+                    limit_name="uvicorn req/s",
+                    limit=ours,
+                    ratio=theirs / ours,
+                    note="uvicorn's figure from the run just before, same database and settings",
+                )
+            )
+
+    def sqlite(self) -> None:
+        c = self.config
+        backend = "SQLite, 1 process"
+        print("== the embedded default: SQLite, tessera serve (one process)", flush=True)
+        env = service_env(self.work / "sqlite", None, None)
+        (self.work / "sqlite").mkdir()
+        self.seed(load_settings(env), 0, c.accounts_small, backend)
+        with serve(env, 1, self.work / "sqlite-server.log") as server:
+            self.warm(server)
+            self.login_figure(server, c.accounts_small, backend)
+            access, _ = self.sign_in(server, c.accounts_small, "sqlite")
+            self.me_figure(server, c.accounts_small, access, backend)
+
+    def warm(self, server: Server) -> None:
+        """A few seconds of the bare endpoint, so imports and connection pools are warm."""
+        Wrk(
+            script="get.lua", url=f"{server.url}/health/live", duration=2, connections=4, threads=2
+        ).run()
+
+
+def _odd_answers(result: LoadResult, expected: int) -> str:
+    odd = {s: n for s, n in result.statuses.items() if s != str(expected)}
+    return (f"other answers {odd}" if odd else "") + _errors(result)
+
+
+def _bound_note(around: tuple[float, float]) -> str:
+    return f"argon2 bound {around[0]:.1f} verify/s before, {around[1]:.1f} after"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p.strip("; ") for p in parts if p.strip("; "))
+
+
+def _errors(result: LoadResult) -> str:
+    errors = {k: v for k, v in result.errors.items() if v and k != "status"}
+    return f"; wrk errors {errors}" if errors else ""
+
+
+def main() -> int:
+    config = load_config()
+    started = datetime.now(UTC)
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    bench = Bench(config, work)
+    print(
+        f"tessera bench: {config.cores} cores, {config.duration} s per scenario, argon2 "
+        f"t={bench.settings.argon2_time_cost} m={bench.settings.argon2_memory_cost} KiB "
+        f"p={bench.settings.argon2_parallelism}; work in {work}",
+        flush=True,
+    )
+    runs: list[Callable[[], None]] = [bench.postgres]
+    if config.sqlite:
+        runs.append(bench.sqlite)
+    if config.read_side:
+        runs.append(ReadSideBench(bench).run)
+    failed = True
+    try:
+        for run in runs:
+            run()
+        failed = False
+    finally:
+        bench.report.meta["seconds"] = round((datetime.now(UTC) - started).total_seconds())
+        path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+        bench.report.write(path)
+        print()
+        print(bench.report.table())
+        print(f"\nwritten to {path}")
+        if failed:
+            print(f"kept {work} (server logs) for a look at what failed")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0

@@ -1,0 +1,269 @@
+"""The read models' tables, on SQLite or PostgreSQL, each beside its projection's tracking record.
+
+The same statements serve both stores: ids are text, times Unix seconds, flags integers.
+Statements are composed from table and column names written in this code and the projections',
+never from input; every value is a bound parameter.
+"""
+
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from application.read_models import Change, Row, Upsert
+
+# Each table: its columns (the first is the key) and the indexes the queries use.
+TABLES: dict[str, tuple[list[str], list[str]]] = {
+    "accounts": (
+        [
+            "id TEXT PRIMARY KEY",
+            "email TEXT NOT NULL",
+            "username TEXT NOT NULL",
+            "display_name TEXT NOT NULL",
+            "email_verified INTEGER NOT NULL",
+            "roles TEXT NOT NULL",
+            "disabled INTEGER NOT NULL",
+            "locked INTEGER NOT NULL",
+            "locked_until DOUBLE PRECISION",
+            "mfa_enabled INTEGER NOT NULL",
+            "created_at DOUBLE PRECISION NOT NULL",
+            "updated_at DOUBLE PRECISION NOT NULL",
+            "last_login_at DOUBLE PRECISION",
+            "version INTEGER NOT NULL",
+        ],
+        ["username", "email"],
+    ),
+    "sessions": (
+        [
+            "id TEXT PRIMARY KEY",
+            "account_id TEXT NOT NULL",
+            "started_at DOUBLE PRECISION NOT NULL",
+            "last_used_at DOUBLE PRECISION NOT NULL",
+            "expires_at DOUBLE PRECISION NOT NULL",
+            "ip TEXT NOT NULL",
+            "user_agent TEXT NOT NULL",
+            "revoked_at DOUBLE PRECISION",
+            "revocation_reason TEXT",
+        ],
+        ["account_id, started_at"],
+    ),
+    "audit_log": (
+        [
+            "position BIGINT PRIMARY KEY",
+            "time DOUBLE PRECISION NOT NULL",
+            "type TEXT NOT NULL",
+            "aggregate TEXT NOT NULL",
+            "aggregate_id TEXT NOT NULL",
+            "version INTEGER NOT NULL",
+            "account_id TEXT",
+            "session_id TEXT",
+            "ip TEXT NOT NULL",
+            "user_agent TEXT NOT NULL",
+            "outcome TEXT NOT NULL",
+            "details TEXT NOT NULL",
+        ],
+        ["account_id, position", "type, position", "time"],
+    ),
+    "audit_sessions": (["id TEXT PRIMARY KEY", "account_id TEXT NOT NULL"], []),
+}
+
+
+def _schema(prefix: str, tables: Sequence[str]) -> list[str]:
+    statements = []
+    for table in tables:
+        columns, indexes = TABLES[table]
+        statements.append(f"CREATE TABLE IF NOT EXISTS {prefix}{table} ({', '.join(columns)})")
+        for columns_of_index in indexes:
+            name = f"{prefix}{table}_{columns_of_index.replace(', ', '_')}"
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {name} ON {prefix}{table} ({columns_of_index})"
+            )
+    return statements
+
+
+class ReadStoreStatements:
+    """The statements, written once. Each store's class names its table prefix, the driver's
+    parameter marker, and its tracking table."""
+
+    tables: tuple[str, ...]
+    prefix: str
+    marker: str
+    tracking_table: str
+    datastore: Any
+    _insert_tracking: Any  # the tracking recorder's, which this class is mixed into
+
+    def _table(self, table: str) -> str:
+        if table not in self.tables:
+            raise ValueError(f"not a table of this read model: {table}")
+        return f"{self.prefix}{table}"
+
+    def _where(self, where: Row) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for column, value in where.items():
+            if value is None:
+                clauses.append(f"{column} IS NULL")
+            else:
+                clauses.append(f"{column} = {self.marker}")
+                params.append(value)
+        return " AND ".join(clauses) or "TRUE", params
+
+    def apply(self, changes: Sequence[Change], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for change in changes:
+                if isinstance(change, Upsert):
+                    columns = list(change.row)
+                    key = columns[0]
+                    updates = ", ".join(f"{col} = excluded.{col}" for col in columns[1:])
+                    c.execute(
+                        f"INSERT INTO {self._table(change.table)} ({', '.join(columns)})"
+                        f" VALUES ({', '.join([self.marker] * len(columns))})"
+                        f" ON CONFLICT ({key}) DO "
+                        + (f"UPDATE SET {updates}" if updates else "NOTHING"),
+                        list(change.row.values()),
+                    )
+                else:
+                    assignments = ", ".join(f"{col} = {self.marker}" for col in change.values)
+                    clause, params = self._where(change.where)
+                    c.execute(
+                        f"UPDATE {self._table(change.table)} SET {assignments} WHERE {clause}",
+                        [*change.values.values(), *params],
+                    )
+            self._insert_tracking(c, tracking)
+
+    def rows(self, table: str, where: Row) -> list[Row]:
+        clause, params = self._where(where)
+        return self.select(f"SELECT * FROM {self._table(table)} WHERE {clause}", params)
+
+    def select(self, query: str, params: Sequence[Any]) -> list[Row]:
+        """Runs a query written with `?` markers and `{name}` for this read model's tables."""
+        for table in self.tables:
+            query = query.replace("{" + table + "}", self._table(table))
+        query = query.replace("?", self.marker)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query, list(params))
+            return [dict(row) for row in c.fetchall()]
+
+    def reset(self, application_name: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for table in self.tables:
+                c.execute(f"DELETE FROM {self._table(table)}")
+            c.execute(
+                f"DELETE FROM {self.tracking_table} WHERE application_name = {self.marker}",
+                [application_name],
+            )
+
+
+class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
+    """Each SQLite read model has a file of its own (the library keeps one tracking table per
+    file), so its writes never wait on the event store's."""
+
+    prefix = ""
+    marker = "?"
+    tracking_table = "tracking"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *_schema("", self.tables)]
+
+
+class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
+    prefix = "tessera_"
+    marker = "%s"
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.extend(
+            SQL("{}").format(SQL(statement))  # type: ignore[arg-type, unused-ignore]
+            for statement in _schema(self.prefix, self.tables)
+        )
+
+    @property
+    def tracking_table(self) -> str:  # type: ignore[override]
+        return self.tracking_table_name
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class AccountQueries(ReadStoreStatements):
+    tables = ("accounts",)
+
+    def search(self, text: str, after: str, limit: int) -> list[Row]:
+        """Accounts whose email or username contains `text`, by username, after `after`."""
+        pattern = _like(text.lower())
+        return self.select(
+            "SELECT * FROM {accounts} WHERE (email LIKE ? ESCAPE '\\' OR username LIKE ?"
+            " ESCAPE '\\') AND username > ? ORDER BY username LIMIT ?",
+            [pattern, pattern, after, limit],
+        )
+
+
+class SessionQueries(ReadStoreStatements):
+    tables = ("sessions",)
+
+    def live_of(self, account_id: str, at: float) -> list[Row]:
+        return self.select(
+            "SELECT * FROM {sessions} WHERE account_id = ? AND revoked_at IS NULL"
+            " AND expires_at > ? ORDER BY started_at DESC",
+            [account_id, at],
+        )
+
+
+class AuditQueries(ReadStoreStatements):
+    tables = ("audit_log", "audit_sessions")
+
+    def page(self, where: Row, after: int | None, limit: int, newest_first: bool) -> list[Row]:
+        """Entries matching `where` (account_id, type: equal; since, until: time range), in
+        store order or newest first, from the cursor `after` (a position) on."""
+        clauses, params = [], []
+        for column in ("account_id", "type"):
+            if where.get(column) is not None:
+                clauses.append(f"{column} = ?")
+                params.append(where[column])
+        if where.get("since") is not None:
+            clauses.append("time >= ?")
+            params.append(where["since"])
+        if where.get("until") is not None:
+            clauses.append("time < ?")
+            params.append(where["until"])
+        if after is not None:
+            clauses.append("position < ?" if newest_first else "position > ?")
+            params.append(after)
+        order = "DESC" if newest_first else "ASC"
+        return self.select(
+            f"SELECT * FROM {{audit_log}} WHERE {' AND '.join(clauses) or 'TRUE'}"
+            f" ORDER BY position {order} LIMIT ?",
+            [*params, limit],
+        )
+
+
+class SqliteAccounts(AccountQueries, SqliteReadStore):
+    pass
+
+
+class PostgresAccounts(AccountQueries, PostgresReadStore):
+    pass
+
+
+class SqliteSessions(SessionQueries, SqliteReadStore):
+    pass
+
+
+class PostgresSessions(SessionQueries, PostgresReadStore):
+    pass
+
+
+class SqliteAuditLog(AuditQueries, SqliteReadStore):
+    pass
+
+
+class PostgresAuditLog(AuditQueries, PostgresReadStore):
+    pass

@@ -1,0 +1,216 @@
+"""`tessera audit ...`: an account's history and its state at an instant, the whole trail
+exported as hash-chained JSON Lines, and an export verified. Read-only, on the server's settings.
+
+Exit codes: 0 done (verify: the chain holds), 1 verify found a bad line (or the store could not
+be read), 2 bad input (unknown account, unparsable time, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from uuid import UUID
+
+from application.history import History
+from application.trail import TrailEntry
+from application.views import json_ready
+from domain.errors import AccountNotFound
+from interfaces.settings import Settings, load_settings
+
+PROGRESS_EVERY = 1000  # lines between two progress updates on a terminal
+
+
+class BadInput(Exception):
+    """Shown to the user as it is, with exit code 2."""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser(
+        "audit", help="replay an account, its state at an instant, export and verify the trail"
+    )
+    audit.set_defaults(run=run)
+    actions = audit.add_subparsers(dest="audit_command", required=True)
+
+    replay = actions.add_parser("replay", help="an account's own events, oldest first")
+    replay.add_argument("--account", required=True, metavar="ID_OR_LOGIN")
+    replay.add_argument("--format", choices=("text", "jsonl"), default="text")
+
+    state = actions.add_parser("state", help="an account as it was at an instant (JSON)")
+    state.add_argument("--account", required=True, metavar="ID_OR_LOGIN")
+    state.add_argument("--as-of", required=True, type=instant, metavar="ISO8601")
+
+    export = actions.add_parser(
+        "export", help="the whole trail as hash-chained JSON Lines, in store order"
+    )
+    export.add_argument(
+        "--since",
+        type=instant,
+        metavar="ISO8601",
+        help="only events at or after this time; the chain then starts afresh at that line",
+    )
+    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument("--output", type=Path, metavar="FILE", help="write here, not to stdout")
+
+    verify = actions.add_parser("verify", help="check an export's hash chain")
+    verify.add_argument("file", metavar="FILE", help="an export, or - for stdin")
+
+
+def instant(text: str) -> datetime:
+    """An ISO 8601 time; one without an offset is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # The chain hashes UTF-8 text with \n line ends: write exactly that, whatever the locale.
+        sys.stdout.reconfigure(encoding="utf-8", newline="\n")
+    try:
+        if args.audit_command == "verify":
+            return verify(args.file)
+        return _with_history(args, settings)
+    except BadInput as error:
+        print(f"tessera audit: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _with_history(args: argparse.Namespace, settings: Settings) -> int:
+    from interfaces.container import build  # the store is opened only for commands that read it
+
+    try:
+        container = build(settings)
+    except Exception as error:  # a database that does not answer: say so, without a traceback
+        print(f"tessera audit: cannot open the event store: {error}", file=sys.stderr)
+        return 1
+    try:
+        history = container.history
+        if args.audit_command == "export":
+            last = container.log.recorder.max_notification_id() or 0
+            return export(history, args.since, args.output, last)
+        account_id = _account(history, args.account)
+        if args.audit_command == "replay":
+            for entry in history.replay(account_id):
+                line = _text(entry) if args.format == "text" else _json_line(entry)
+                sys.stdout.write(line + "\n")
+        else:
+            try:
+                state = history.state_as_of(account_id, args.as_of)
+            except AccountNotFound:
+                raise BadInput(
+                    f"account {args.account} was not registered yet at {args.as_of.isoformat()}"
+                ) from None
+            sys.stdout.write(json.dumps(json_ready(state), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return 0
+    finally:
+        container.close()
+
+
+def _account(history: History, id_or_login: str) -> UUID:
+    try:
+        return history.account_id(id_or_login)
+    except AccountNotFound:
+        raise BadInput(f"no account has the id, email or username {id_or_login!r}") from None
+
+
+def export(history: History, since: datetime | None, output: Path | None, last: int) -> int:
+    """Streams the chain line by line; into FILE through FILE.partial, renamed when complete,
+    so an interrupted export never looks like a whole one."""
+    progress = _Progress(last) if sys.stderr.isatty() else None
+    lines = history.export(since)
+    if output is None:
+        _write(lines, sys.stdout, progress)
+        return 0
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="\n") as file:
+            _write(lines, file, progress)
+        partial.replace(output)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise BadInput(f"cannot write {output}: {error.strerror}") from None
+        raise
+    return 0
+
+
+def _write(lines: Iterator[str], out: TextIO, progress: _Progress | None) -> None:
+    count = 0
+    for count, line in enumerate(lines, start=1):
+        out.write(line + "\n")
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress.show(count, json.loads(line)["position"])
+    out.flush()
+    if progress is not None:
+        progress.done(count)
+
+
+class _Progress:
+    """A counter on stderr, rewritten in place; only shown to a terminal."""
+
+    def __init__(self, last: int) -> None:
+        self._last = last
+
+    def show(self, exported: int, position: int) -> None:
+        sys.stderr.write(f"\rexported {exported} events (store position {position}/{self._last})")
+        sys.stderr.flush()
+
+    def done(self, exported: int) -> None:
+        sys.stderr.write(f"\rexported {exported} events{' ' * 40}\n")
+        sys.stderr.flush()
+
+
+def verify(name: str) -> int:
+    try:
+        with contextlib.ExitStack() as stack:
+            raw = sys.stdin.buffer if name == "-" else stack.enter_context(Path(name).open("rb"))
+            # Undecodable bytes become U+FFFD, so the line they are on fails its hash.
+            result = History.verify(line.decode("utf-8", "replace") for line in raw)
+    except OSError as error:
+        raise BadInput(f"cannot read {name}: {error.strerror}") from None
+    if result.ok:
+        print(f"ok: {result.lines} lines")
+        print(f"last hash: {result.last_hash}")
+        return 0
+    print(f"bad line {result.bad_line}: {result.reason}")
+    return 1
+
+
+def _json_line(entry: TrailEntry) -> str:
+    return json.dumps(json_ready(entry), ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(entry: TrailEntry) -> str:
+    """time, type, details, and where it came from: one line per event, for people."""
+    parts = [entry.time.isoformat(), entry.type]
+    parts += [f"{key}={_word(value)}" for key, value in entry.details.items()]
+    if entry.ip:
+        parts.append(f"ip={entry.ip}")
+    if entry.user_agent:
+        parts.append(f"user_agent={_word(entry.user_agent)}")
+    return "  ".join(parts[:2]) + ("  " + " ".join(parts[2:]) if parts[2:] else "")
+
+
+def _word(value: Any) -> str:
+    """A value as one word: quoted (JSON) when it has spaces, quotes or is not a string."""
+    if isinstance(value, str) and value and not any(c.isspace() or c in "\"'=" for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,109 @@
+"""/api/admin: account administration, for accounts holding the admin role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, Parameter
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from application.administration import Administration, require_role
+from application.ports import AccessClaims
+from application.queries import MAX_PAGE, ReadSide
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
+from interfaces.http.schemas import AccountList, AccountSummaryResponse, LockRequest
+from interfaces.http.security import BEARER
+
+SearchText = Annotated[str, Parameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+
+
+def admin(claims: NamedDependency[AccessClaims]) -> AccessClaims:
+    require_role(claims, "admin")
+    return claims
+
+
+def operator(claims: AccessClaims) -> str:
+    """How the events name an administrator acting over HTTP."""
+    return f"account:{claims.account_id}"
+
+
+class AdminController(Controller):
+    path = "/api/admin/accounts"
+    tags = ["admin"]
+    dependencies = {"claims": BEARER, "admin": Provide(admin, sync_to_thread=False)}
+    security = [{"bearer": []}]
+
+    @get(sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
+    def list_accounts(
+        self,
+        admin: NamedDependency[AccessClaims],
+        read_side: NamedDependency[ReadSide],
+        q: SearchText = "",
+        after: Annotated[str, Parameter(max_length=32)] = "",
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    ) -> AccountList:
+        """Accounts whose email or username contains `q`, by username."""
+        accounts = read_side.accounts(q, after, limit + 1)
+        page = [AccountSummaryResponse.of(a) for a in accounts[:limit]]
+        return AccountList(page, page[-1].username if len(accounts) > limit else None)
+
+    @post(
+        "/{account_id:uuid}/lock",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
+    def lock(
+        self,
+        admin: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        administration: NamedDependency[Administration],
+        data: JSONBody[LockRequest | None] = None,
+    ) -> None:
+        until = data.until if data else None
+        administration.lock(str(account_id), operator(admin), until)
+
+    @post(
+        "/{account_id:uuid}/unlock",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
+    def unlock(
+        self,
+        admin: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        administration: NamedDependency[Administration],
+    ) -> None:
+        administration.unlock(str(account_id), operator(admin))
+
+    @post(
+        "/{account_id:uuid}/disable",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
+    def disable(
+        self,
+        admin: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        administration: NamedDependency[Administration],
+    ) -> None:
+        administration.disable(str(account_id), operator(admin))
+
+    @post(
+        "/{account_id:uuid}/enable",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, 403, *BEARER_ERRORS),
+    )
+    def enable(
+        self,
+        admin: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        administration: NamedDependency[Administration],
+    ) -> None:
+        administration.enable(str(account_id), operator(admin))

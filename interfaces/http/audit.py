@@ -1,0 +1,67 @@
+"""/api/audit: the trail, for accounts holding the auditor role."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, Parameter
+
+from application.administration import require_role
+from application.history import History
+from application.ports import AccessClaims
+from application.queries import MAX_PAGE, AuditFilter, ReadSide
+from application.views import AccountState
+from interfaces.http.openapi import BEARER_ERRORS, problems
+from interfaces.http.schemas import AuditPage
+from interfaces.http.security import BEARER
+
+# Optional inside the annotation, so the bounds apply to a value when one is given.
+EventType = Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+
+
+def auditor(claims: NamedDependency[AccessClaims]) -> AccessClaims:
+    require_role(claims, "auditor")
+    return claims
+
+
+class AuditController(Controller):
+    path = "/api/audit"
+    tags = ["audit"]
+    dependencies = {"claims": BEARER, "auditor": Provide(auditor, sync_to_thread=False)}
+    security = [{"bearer": []}]
+
+    @get("/events", sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
+    def events(
+        self,
+        auditor: NamedDependency[AccessClaims],
+        read_side: NamedDependency[ReadSide],
+        account_id: UUID | None = None,
+        type: EventType = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: Annotated[int | None, Parameter(ge=0)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    ) -> AuditPage:
+        """Security events in store order, filtered; `cursor` is the last position seen."""
+        query = AuditFilter(account_id, type, since, until, cursor, limit)
+        return AuditPage.of(read_side.audit_events(query))
+
+    @get(
+        "/accounts/{account_id:uuid}/state",
+        sync_to_thread=True,
+        responses=problems(400, 403, *BEARER_ERRORS),
+    )
+    def state(
+        self,
+        auditor: NamedDependency[AccessClaims],
+        account_id: FromPath[UUID],
+        as_of: datetime,
+        history: NamedDependency[History],
+    ) -> AccountState:
+        """The account rebuilt from its own events up to `as_of` (ISO 8601; UTC if no offset):
+        404 before it was registered."""
+        return history.state_as_of(account_id, as_of)

@@ -1,0 +1,277 @@
+"""Sessions, activity, the audit trail and administration over HTTP, roles enforced."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import jwt
+import pytest
+
+from domain.account import Account
+from interfaces.container import Container
+from tests.application.test_use_cases import PASSWORD
+from tests.conftest import event_count, run_projections
+from tests.http.test_api import Client, bearer, log_in, register_and_verify
+
+
+def with_role(client: Client, container: Container, who: str, role: str) -> dict[str, Any]:
+    """A fresh login after the grant: roles travel in the access token."""
+    register_and_verify(client, container, who)
+    container.administration.grant_role(who, role, operator="test")
+    return log_in(client, who)
+
+
+def test_my_sessions_list_marks_the_current_one_and_ending_one_kills_its_tokens(
+    client: Client, container: Container
+) -> None:
+    register_and_verify(client, container)
+    phone = client.post(
+        "/api/auth/login",
+        json={"login": "ada", "password": PASSWORD},
+        headers={"User-Agent": "Phone/1.0"},
+    ).json()
+    laptop = client.post(
+        "/api/auth/login",
+        json={"login": "ada", "password": PASSWORD},
+        headers={"User-Agent": "Laptop/2.0"},
+    ).json()
+    run_projections(container)
+    listed = client.get("/api/users/me/sessions", headers=bearer(laptop))
+    assert listed.status_code == 200, listed.text
+    sessions = {s["user_agent"]: s for s in listed.json()}
+    assert set(sessions) == {"Phone/1.0", "Laptop/2.0"}
+    assert sessions["Laptop/2.0"]["current"] and not sessions["Phone/1.0"]["current"]
+    assert (
+        sessions["Phone/1.0"]["id"]
+        == jwt.decode(phone["access_token"], options={"verify_signature": False})["sid"]
+    )
+
+    ended = client.delete(
+        f"/api/users/me/sessions/{sessions['Phone/1.0']['id']}", headers=bearer(laptop)
+    )
+    assert ended.status_code == 204, ended.text
+    assert client.get("/api/users/me", headers=bearer(phone)).status_code == 401  # at once
+    refused = client.post("/api/auth/refresh", json={"refresh_token": phone["refresh_token"]})
+    assert refused.status_code == 401
+    assert client.get("/api/users/me", headers=bearer(laptop)).status_code == 200
+    run_projections(container)
+    listed = client.get("/api/users/me/sessions", headers=bearer(laptop)).json()
+    assert [s["user_agent"] for s in listed] == ["Laptop/2.0"]
+
+
+def test_ending_another_account_s_session_is_404_and_changes_nothing(
+    client: Client, container: Container
+) -> None:
+    register_and_verify(client, container, "ada")
+    register_and_verify(client, container, "bob")
+    ada, bob = log_in(client, "ada"), log_in(client, "bob")
+    bob_session = jwt.decode(bob["access_token"], options={"verify_signature": False})["sid"]
+    before = event_count(container)
+    refused = client.delete(f"/api/users/me/sessions/{bob_session}", headers=bearer(ada))
+    assert refused.status_code == 404
+    assert refused.json()["code"] == "session_not_found"
+    assert event_count(container) == before
+    assert client.get("/api/users/me", headers=bearer(bob)).status_code == 200
+    malformed = client.delete("/api/users/me/sessions/not-a-uuid", headers=bearer(ada))
+    assert malformed.status_code in (400, 404)
+    assert malformed.headers["content-type"].startswith("application/problem+json")
+
+
+def test_my_activity_is_my_own_security_events_newest_first(
+    client: Client, container: Container
+) -> None:
+    register_and_verify(client, container, "ada")
+    register_and_verify(client, container, "bob")
+    client.post("/api/auth/login", json={"login": "ada", "password": "not the password"})
+    tokens = log_in(client, "ada")
+    run_projections(container)
+    page = client.get("/api/users/me/activity?limit=2", headers=bearer(tokens))
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [e["type"] for e in body["entries"]] == ["SessionStarted", "FailedLoginsReset"]
+    rest = client.get(
+        f"/api/users/me/activity?cursor={body['next_cursor']}&limit=50", headers=bearer(tokens)
+    ).json()
+    types = [e["type"] for e in rest["entries"]]
+    assert types == ["LoginFailed", "EmailVerified", "EmailVerificationRequested", "Registered"]
+    assert rest["next_cursor"] is None
+    failure = rest["entries"][0]
+    assert failure["ip"] == "testclient" and failure["outcome"] == "failure"
+    account_id = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]
+    assert {e["account_id"] for e in body["entries"] + rest["entries"]} == {account_id}
+
+
+def test_an_ordinary_user_gets_403_on_audit_and_admin_apis(
+    client: Client, container: Container
+) -> None:
+    register_and_verify(client, container)
+    tokens = log_in(client)
+    for path in ("/api/audit/events", "/api/admin/accounts"):
+        refused = client.get(path, headers=bearer(tokens))
+        assert refused.status_code == 403, path
+        assert refused.json()["code"] == "forbidden"
+    assert client.get("/api/audit/events").status_code == 401
+
+
+def test_an_auditor_reads_the_trail_but_cannot_administer(
+    client: Client, container: Container
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    assert jwt.decode(auditor["access_token"], options={"verify_signature": False})["roles"] == [
+        "auditor"
+    ]
+    register_and_verify(client, container, "bob")
+    client.post("/api/auth/login", json={"login": "bob", "password": "not the password"})
+    run_projections(container)
+    failures = client.get("/api/audit/events?type=LoginFailed", headers=bearer(auditor))
+    assert failures.status_code == 200, failures.text
+    (entry,) = failures.json()["entries"]
+    assert entry["type"] == "LoginFailed" and entry["details"] == {"factor": "password"}
+    everything = client.get("/api/audit/events?limit=500", headers=bearer(auditor)).json()
+    positions = [e["position"] for e in everything["entries"]]
+    assert positions == sorted(positions) and len(positions) >= 8
+    page = client.get(
+        f"/api/audit/events?limit=3&cursor={positions[2]}", headers=bearer(auditor)
+    ).json()
+    assert [e["position"] for e in page["entries"]] == positions[3:6]
+    bob_id = entry["account_id"]
+    bob = client.get(f"/api/audit/events?account_id={bob_id}", headers=bearer(auditor)).json()
+    assert {e["account_id"] for e in bob["entries"]} == {bob_id}
+
+    bob_lock = client.post(f"/api/admin/accounts/{bob_id}/lock", headers=bearer(auditor))
+    assert bob_lock.status_code == 403
+    assert client.get("/api/admin/accounts", headers=bearer(auditor)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=501",
+        "limit=0",
+        "cursor=-1",
+        "account_id=nope",
+        "since=yesterday",
+        "type=Login%20Failed",
+    ],
+)
+def test_bad_audit_queries_are_400_problems(
+    client: Client, container: Container, query: str
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    refused = client.get(f"/api/audit/events?{query}", headers=bearer(auditor))
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_admin_locks_unlocks_disables_and_enables_with_immediate_effect(
+    client: Client, container: Container
+) -> None:
+    admin = with_role(client, container, "root", "admin")
+    register_and_verify(client, container, "bob")
+    bob = log_in(client, "bob")
+    run_projections(container)
+    listed = client.get("/api/admin/accounts?q=bo", headers=bearer(admin))
+    assert listed.status_code == 200, listed.text
+    (summary,) = listed.json()["accounts"]
+    bob_id = summary["id"]
+    assert summary["username"] == "bob" and not summary["locked"]
+
+    assert (
+        client.post(f"/api/admin/accounts/{bob_id}/lock", headers=bearer(admin)).status_code == 204
+    )
+    locked = client.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
+    assert locked.status_code == 423 and "retry-after" not in locked.headers
+    assert (
+        client.post(f"/api/admin/accounts/{bob_id}/unlock", headers=bearer(admin)).status_code
+        == 204
+    )
+    log_in(client, "bob")
+
+    assert (
+        client.post(f"/api/admin/accounts/{bob_id}/disable", headers=bearer(admin)).status_code
+        == 204
+    )
+    assert client.get("/api/users/me", headers=bearer(bob)).status_code == 401  # at once
+    disabled = client.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
+    assert disabled.status_code == 401 and disabled.json()["code"] == "invalid_credentials"
+    assert (
+        client.post(f"/api/admin/accounts/{bob_id}/enable", headers=bearer(admin)).status_code
+        == 204
+    )
+    log_in(client, "bob")
+
+    run_projections(container)
+    auditor_view = container.read_side.activity(UUID(bob_id), None, 20)
+    operators = {e.details.get("operator") for e in auditor_view.entries if "operator" in e.details}
+    admin_id = jwt.decode(admin["access_token"], options={"verify_signature": False})["sub"]
+    assert operators == {f"account:{admin_id}"}
+
+
+def test_admin_lock_until_the_past_is_refused_and_unknown_accounts_are_404(
+    client: Client, container: Container
+) -> None:
+    admin = with_role(client, container, "root", "admin")
+    account_id = jwt.decode(admin["access_token"], options={"verify_signature": False})["sub"]
+    before = event_count(container)
+    past = client.post(
+        f"/api/admin/accounts/{account_id}/lock",
+        json={"until": "2000-01-01T00:00:00Z"},
+        headers=bearer(admin),
+    )
+    assert past.status_code == 400 and past.json()["errors"][0]["field"] == "until"
+    unknown = client.post(
+        "/api/admin/accounts/00000000-0000-4000-8000-000000000000/disable", headers=bearer(admin)
+    )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "account_not_found"
+    assert event_count(container) == before
+
+
+def test_revoking_a_role_ends_the_sessions_whose_tokens_carry_it(
+    client: Client, container: Container
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    assert client.get("/api/audit/events", headers=bearer(auditor)).status_code == 200
+    container.administration.revoke_role("ada", "auditor", operator="test")
+    assert client.get("/api/audit/events", headers=bearer(auditor)).status_code == 401
+    again = log_in(client, "ada")
+    assert client.get("/api/audit/events", headers=bearer(again)).status_code == 403
+
+
+def test_an_auditor_sees_an_account_as_it_was_at_any_instant(
+    client: Client, container: Container, clock: Any
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    clock.advance(minutes=5)
+    register_and_verify(client, container, "bob")
+    bob = log_in(client, "bob")
+    bob_id = jwt.decode(bob["access_token"], options={"verify_signature": False})["sub"]
+    registered_at = container.log.find(UUID(bob_id), Account)
+    assert registered_at is not None
+    clock.advance(minutes=5)
+    client.put("/api/users/me", json={"display_name": "Bob B."}, headers=bearer(bob))
+    renamed_at = clock.now()
+
+    def state(as_of: str) -> Any:
+        return client.get(
+            f"/api/audit/accounts/{bob_id}/state",
+            params={"as_of": as_of},
+            headers=bearer(auditor),
+        )
+
+    before = state(registered_at.created_on.replace(microsecond=0).isoformat())
+    assert before.status_code == 404 and before.json()["code"] == "account_not_found"
+    then = state((renamed_at.replace(microsecond=0)).isoformat())
+    after_rename = state(renamed_at.isoformat())
+    assert after_rename.status_code == 200, after_rename.text
+    assert after_rename.json()["display_name"] == "Bob B."
+    assert after_rename.json()["email_verified"] is True
+    assert then.json()["display_name"] == ""
+    assert "password_hash" not in after_rename.text and "sealed" not in after_rename.text
+    assert state("not a time").status_code == 400
+    ordinary = client.get(
+        f"/api/audit/accounts/{bob_id}/state",
+        params={"as_of": renamed_at.isoformat()},
+        headers=bearer(bob),
+    )
+    assert ordinary.status_code == 403
