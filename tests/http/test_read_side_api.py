@@ -311,3 +311,15 @@ def test_instants_are_iso_8601_and_nothing_else(client: Client, container: Conta
         ).status_code
         == 200
     )
+
+
+def test_a_query_parameter_given_twice_is_refused(client: Client, container: Container) -> None:
+    """Found by the fuzzer: `cursor=2.7e242&cursor=0.0` was answered 200 with the last copy; a
+    proxy reading the first would have seen another request (HTTP parameter pollution)."""
+    auditor = with_role(client, container, "audra", "auditor")
+    answer = client.get("/api/audit/events?cursor=2&cursor=0", headers=bearer(auditor))
+    assert (answer.status_code, answer.json()["code"]) == (400, "validation_failed")
+    assert answer.json()["errors"][0]["field"] == "cursor"
+    assert (
+        client.get("/api/audit/events?cursor=0&limit=5", headers=bearer(auditor)).status_code == 200
+    )
