@@ -18,7 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from application.origin import current_client
 from application.ports import Overloaded, Unavailable
-from domain.errors import DomainError
+from domain.errors import DomainError, FieldError, Invalid
 from interfaces.container import Container
 from interfaces.http.admin import AdminController
 from interfaces.http.audit import AuditController
@@ -59,6 +59,22 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
         raise HTTPException(status_code=415, detail="Send the body as application/json.")
 
 
+def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
+    """A query parameter the endpoint does not take is refused, as an unknown body field is:
+    a misspelt filter must not silently widen an audit query."""
+    if not request.query_params:
+        return
+    known = request.route_handler.parsed_fn_signature.parameters
+    unknown = sorted(name for name in request.query_params if name not in known)
+    if unknown:
+        raise Invalid(
+            *(
+                FieldError(name, "unknown", "is not a parameter of this endpoint")
+                for name in unknown
+            )
+        )
+
+
 def create_app(container: Container, run_background: bool = True) -> Litestar:
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
@@ -69,6 +85,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         # The events this request records will name the client it came from (audit trail).
         current_client.set(client_address.of(request))
         await require_json(request)
+        refuse_unknown_query_parameters(request)
 
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)
 

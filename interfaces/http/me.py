@@ -105,7 +105,7 @@ class MeController(Controller):
         "/sessions/{session_id:uuid}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BEARER_ERRORS),
+        responses=problems(400, *BEARER_ERRORS),
     )
     def end_session(
         self,
