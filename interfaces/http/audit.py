@@ -16,7 +16,7 @@ from application.ports import AccessClaims
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from application.views import AccountState
 from interfaces.http.openapi import BEARER_ERRORS, problems
-from interfaces.http.schemas import AuditPage
+from interfaces.http.schemas import MAX_CURSOR, AuditPage
 from interfaces.http.security import BEARER
 
 # Optional inside the annotation, so the bounds apply to a value when one is given.
@@ -43,7 +43,7 @@ class AuditController(Controller):
         type: EventType = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        cursor: Annotated[int | None, Parameter(ge=0)] = None,
+        cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     ) -> AuditPage:
         """Security events in store order, filtered; `cursor` is the last position seen."""

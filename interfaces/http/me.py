@@ -20,6 +20,7 @@ from application.queries import MAX_PAGE, ReadSide
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import (
+    MAX_CURSOR,
     AccountResponse,
     AuditPage,
     ChangePasswordRequest,
@@ -120,7 +121,7 @@ class MeController(Controller):
         self,
         claims: NamedDependency[AccessClaims],
         read_side: NamedDependency[ReadSide],
-        cursor: Annotated[int | None, Parameter(ge=0)] = None,
+        cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
     ) -> AuditPage:
         """The account's own security events, newest first."""

@@ -25,6 +25,9 @@ DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
 # A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs-tuvw-xyz2.
 OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")]
 Jwt = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$")]
+# A position in the event log: both stores keep it in a signed 64-bit integer, so a larger cursor
+# is refused here (400) rather than overflowing the database driver (it was a 500).
+MAX_CURSOR = 2**63 - 1
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):

@@ -285,3 +285,16 @@ def test_an_unknown_query_parameter_is_refused_like_an_unknown_body_field(
     assert typo.status_code == 400, typo.text
     assert typo.json()["errors"][0]["field"] == "acount_id"
     assert client.get("/api/audit/events?limit=5", headers=bearer(auditor)).status_code == 200
+
+
+def test_a_cursor_beyond_64_bits_is_a_400_not_a_database_overflow(
+    client: Client, container: Container
+) -> None:
+    """Found by the fuzzer: cursor=2**63 reached the driver and answered 500 on both stores."""
+    auditor = with_role(client, container, "audra", "auditor")
+    run_projections(container)
+    for path in ("/api/users/me/activity", "/api/audit/events"):
+        too_far = client.get(path, params={"cursor": str(2**63)}, headers=bearer(auditor))
+        assert (too_far.status_code, too_far.json()["code"]) == (400, "validation_failed"), path
+        last = client.get(path, params={"cursor": str(2**63 - 1)}, headers=bearer(auditor))
+        assert last.status_code == 200, (path, last.text)
