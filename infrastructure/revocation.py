@@ -143,11 +143,14 @@ class PostgresRevocationList:
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         if self._outage is not None:
             self._outage.check()
+        acquired = False
         try:
             with self._pool.connection() as conn:
+                acquired = True
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            if self._outage is not None:
+            # Only a connection that cannot be had says the database is gone (see fail_fast).
+            if self._outage is not None and not acquired:
                 self._outage.failed(error)
             raise Unavailable("database") from error
 

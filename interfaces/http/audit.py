@@ -15,12 +15,31 @@ from application.history import History
 from application.ports import AccessClaims
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from application.views import AccountState
+from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, problems
 from interfaces.http.schemas import MAX_CURSOR, AuditPage
 from interfaces.http.security import BEARER
 
 # Optional inside the annotation, so the bounds apply to a value when one is given.
 EventType = Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+# An ISO 8601 date-time, as documented. Typed `datetime`, the framework also took a bare number as
+# a Unix time (`until=0.002`), which the schema does not say (found by the fuzzer).
+_ISO_8601 = Parameter(
+    max_length=40,
+    pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$",
+    schema_extra={"format": "date-time"},
+)
+IsoDateTime = Annotated[str, _ISO_8601]
+MaybeIsoDateTime = Annotated[str | None, _ISO_8601]
+
+
+def instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(FieldError(name, "format", "must be an ISO 8601 date-time")) from None
 
 
 def auditor(claims: NamedDependency[AccessClaims]) -> AccessClaims:
@@ -41,13 +60,15 @@ class AuditController(Controller):
         read_side: NamedDependency[ReadSide],
         account_id: UUID | None = None,
         type: EventType = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: MaybeIsoDateTime = None,
+        until: MaybeIsoDateTime = None,
         cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     ) -> AuditPage:
         """Security events in store order, filtered; `cursor` is the last position seen."""
-        query = AuditFilter(account_id, type, since, until, cursor, limit)
+        query = AuditFilter(
+            account_id, type, instant(since, "since"), instant(until, "until"), cursor, limit
+        )
         return AuditPage.of(read_side.audit_events(query))
 
     @get(
@@ -59,9 +80,11 @@ class AuditController(Controller):
         self,
         auditor: NamedDependency[AccessClaims],
         account_id: FromPath[UUID],
-        as_of: datetime,
+        as_of: IsoDateTime,
         history: NamedDependency[History],
     ) -> AccountState:
         """The account rebuilt from its own events up to `as_of` (ISO 8601; UTC if no offset):
         404 before it was registered."""
-        return history.state_as_of(account_id, as_of)
+        at = instant(as_of, "as_of")
+        assert at is not None
+        return history.state_as_of(account_id, at)

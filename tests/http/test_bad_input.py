@@ -299,3 +299,24 @@ def test_keys_and_key_urls_named_in_the_token_header_are_ignored(
     assert (
         client.get("/api/users/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
     )
+
+
+def test_bodies_are_their_schema_s_types_exactly(client: Client, container: Container) -> None:
+    """Found by the fuzzer: `{"all_sessions": 1}` was taken as true and ended every session.
+    The schema says boolean; a number or a string "true" is refused, and changes nothing."""
+    register_and_verify(client, container)
+    first, second = log_in(client), log_in(client)
+    before = event_count(container)
+    for lax in (1, "true", "1", 0):
+        answer = client.post("/api/auth/logout", headers=bearer(first), json={"all_sessions": lax})
+        assert (answer.status_code, answer.json()["code"]) == (400, "validation_failed"), lax
+        assert answer.json()["errors"][0]["field"] == "all_sessions"
+    assert event_count(container) == before
+    assert client.get("/api/users/me", headers=bearer(second)).status_code == 200
+    assert (
+        client.post(
+            "/api/auth/logout", headers=bearer(first), json={"all_sessions": True}
+        ).status_code
+        == 204
+    )
+    assert client.get("/api/users/me", headers=bearer(second)).status_code == 401

@@ -298,3 +298,38 @@ def test_a_cursor_beyond_64_bits_is_a_400_not_a_database_overflow(
         assert (too_far.status_code, too_far.json()["code"]) == (400, "validation_failed"), path
         last = client.get(path, params={"cursor": str(2**63 - 1)}, headers=bearer(auditor))
         assert last.status_code == 200, (path, last.text)
+
+
+def test_instants_are_iso_8601_and_nothing_else(client: Client, container: Container) -> None:
+    """Found by the fuzzer: `until=0.002` was taken as a Unix time, which the schema does not
+    allow; a bad instant is a 400 problem naming the parameter."""
+    auditor = with_role(client, container, "audra", "auditor")
+    account = client.get("/api/users/me", headers=bearer(auditor)).json()["id"]
+    for params in ({"until": "0.002"}, {"since": "1767225600"}, {"until": "2026-02-30T00:00:00Z"}):
+        answer = client.get("/api/audit/events", params=params, headers=bearer(auditor))
+        assert (answer.status_code, answer.json()["code"]) == (400, "validation_failed"), params
+    for params in ({"until": "2030-01-01T00:00:00Z"}, {"since": "2020-01-01T00:00:00+02:00"}):
+        assert (
+            client.get("/api/audit/events", params=params, headers=bearer(auditor)).status_code
+            == 200
+        )
+    state = f"/api/audit/accounts/{account}/state"
+    assert client.get(state, params={"as_of": "0"}, headers=bearer(auditor)).status_code == 400
+    assert (
+        client.get(
+            state, params={"as_of": "2030-01-01T00:00:00Z"}, headers=bearer(auditor)
+        ).status_code
+        == 200
+    )
+
+
+def test_a_query_parameter_given_twice_is_refused(client: Client, container: Container) -> None:
+    """Found by the fuzzer: `cursor=2.7e242&cursor=0.0` was answered 200 with the last copy; a
+    proxy reading the first would have seen another request (HTTP parameter pollution)."""
+    auditor = with_role(client, container, "audra", "auditor")
+    answer = client.get("/api/audit/events?cursor=2&cursor=0", headers=bearer(auditor))
+    assert (answer.status_code, answer.json()["code"]) == (400, "validation_failed")
+    assert answer.json()["errors"][0]["field"] == "cursor"
+    assert (
+        client.get("/api/audit/events?cursor=0&limit=5", headers=bearer(auditor)).status_code == 200
+    )
