@@ -88,7 +88,7 @@ class Login:
             if otp is None:
                 return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
             return self._second_factor(account.id, otp, client)
-        return self._start_session(account.id, client, generation=account.password_generation)
+        return self._start_fresh_session(account.id, client, account.password_generation)
 
     def mfa_subject(self, mfa_token: str) -> UUID:
         """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""
@@ -190,6 +190,12 @@ class Login:
             self._record_failure(account_id, factor="mfa")
             raise
         return self._start_session(account.id, client, account.password_generation, account)
+
+    @retried_on_conflict
+    def _start_fresh_session(self, account_id: UUID, client: Client, generation: int) -> TokenPair:
+        """A session for an account loaded afresh on each try: a failed login recorded
+        meanwhile (the success resets the count) is a conflict to retry, never an error."""
+        return self._start_session(account_id, client, generation)
 
     def _start_session(
         self, account_id: UUID, client: Client, generation: int, account: Account | None = None

@@ -21,6 +21,7 @@ from domain.errors import (
     MfaNotEnabled,
 )
 from domain.lockout import LockoutPolicy
+from domain.session import Session
 
 ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: read the trail
 
@@ -417,6 +418,14 @@ class Account(Aggregate):
     def _all_sessions_revoked(self, kept_session_id: UUID | None, timestamp: datetime) -> None:
         self.sessions_revoked_at = timestamp
         self.kept_session_id = kept_session_id
+
+    def allows(self, session: Session, at: datetime) -> bool:
+        """Whether the session is live, all that the account says of it considered."""
+        return session.is_active(
+            at,
+            self.session_cutoff(session.id),
+            self.password_generation_for(session.id, session.password_generation),
+        )
 
     def password_generation_for(self, session_id: UUID, bound_to: int) -> int:
         """The password generation a session must be bound to: the current one, except for the

@@ -45,7 +45,7 @@ class Session(Aggregate):
         return self.created_on
 
     def is_active(
-        self, at: datetime, account_cutoff: datetime | None, password_generation: int = 0
+        self, at: datetime, account_cutoff: datetime | None, password_generation: int
     ) -> bool:
         """Live until revoked, expired, cut off by an account-wide revocation, or outlived by
         the password its login verified (a login that raced a password change and lost)."""
@@ -63,7 +63,7 @@ class Session(Aggregate):
         expires_at: datetime,
         at: datetime,
         account_cutoff: datetime | None,
-        password_generation: int = 0,
+        password_generation: int,
     ) -> None:
         """Spends the presented token and takes a new one.
 

@@ -60,6 +60,22 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
         raise HTTPException(status_code=415, detail="Send the body as application/json.")
 
 
+def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
+    """A query parameter the endpoint does not take is refused, as an unknown body field is:
+    a misspelt filter must not silently widen an audit query."""
+    if not request.query_params:
+        return
+    known = request.route_handler.parsed_fn_signature.parameters
+    unknown = sorted(name for name in request.query_params if name not in known)
+    if unknown:
+        raise Invalid(
+            *(
+                FieldError(name, "unknown", "is not a parameter of this endpoint")
+                for name in unknown
+            )
+        )
+
+
 async def decode_strictly(request: Request[Any, Any, Any]) -> None:
     """The body must be its schema's type exactly: Litestar converts bodies leniently (`1` or
     `"true"` for a boolean, `"5"` for an integer), which the served schema does not allow and a
@@ -102,6 +118,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         current_client.set(client_address.of(request))
         refuse_repeated_parameters(request)
         await require_json(request)
+        refuse_unknown_query_parameters(request)
         await decode_strictly(request)
 
     prometheus = PrometheusConfig(app_name="tessera", prefix="tessera", group_path=True)

@@ -665,11 +665,7 @@ class Lifecycle(RuleBasedStateMachine):
         for session in model.sessions:
             stored = self.container.log.repository.get(session.id)
             assert isinstance(stored, Session)
-            active = stored.is_active(
-                now,
-                account.session_cutoff(session.id),
-                account.password_generation_for(session.id, stored.password_generation),
-            )
+            active = account.allows(stored, now)
             assert active == model.session_active(session, now), session
 
     @invariant()

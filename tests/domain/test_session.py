@@ -32,41 +32,55 @@ def names(session: Session) -> list[str]:
 
 def test_refreshing_spends_the_token_and_takes_the_new_one() -> None:
     session = started()
-    session.refresh("first", "second", expires_at=LATER, at=T0, account_cutoff=None)
+    session.refresh(
+        "first", "second", expires_at=LATER, at=T0, account_cutoff=None, password_generation=0
+    )
     assert session.refresh_token_hash == "second"
     assert names(session) == ["SessionStarted", "SessionRefreshed"]
 
 
 def test_a_spent_token_revokes_the_session() -> None:
     session = started()
-    session.refresh("first", "second", expires_at=LATER, at=T0, account_cutoff=None)
+    session.refresh(
+        "first", "second", expires_at=LATER, at=T0, account_cutoff=None, password_generation=0
+    )
     session.collect_events()
     with pytest.raises(RefreshTokenReused):
-        session.refresh("first", "third", expires_at=LATER, at=T0, account_cutoff=None)
+        session.refresh(
+            "first", "third", expires_at=LATER, at=T0, account_cutoff=None, password_generation=0
+        )
     assert names(session) == ["RefreshTokenReuseDetected", "SessionRevoked"]
     # The thief's rotation and the owner's current token are both dead now.
     with pytest.raises(InvalidRefreshToken):
-        session.refresh("second", "fourth", expires_at=LATER, at=T0, account_cutoff=None)
+        session.refresh(
+            "second", "fourth", expires_at=LATER, at=T0, account_cutoff=None, password_generation=0
+        )
 
 
 def test_an_unknown_token_is_refused_without_revoking() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh("forged", "x", expires_at=LATER, at=T0, account_cutoff=None)
+        session.refresh(
+            "forged", "x", expires_at=LATER, at=T0, account_cutoff=None, password_generation=0
+        )
     assert session.revoked_at is None
 
 
 def test_an_expired_session_cannot_refresh() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh("first", "x", expires_at=LATER, at=LATER, account_cutoff=None)
+        session.refresh(
+            "first", "x", expires_at=LATER, at=LATER, account_cutoff=None, password_generation=0
+        )
 
 
 def test_an_account_wide_revocation_ends_sessions_started_before_it() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh("first", "x", expires_at=LATER, at=T0, account_cutoff=T0)
-    assert session.is_active(T0, account_cutoff=T0 - timedelta(seconds=1))
+        session.refresh(
+            "first", "x", expires_at=LATER, at=T0, account_cutoff=T0, password_generation=0
+        )
+    assert session.is_active(T0, account_cutoff=T0 - timedelta(seconds=1), password_generation=0)
 
 
 def test_revoking_twice_records_once() -> None:

@@ -277,6 +277,16 @@ def test_an_auditor_sees_an_account_as_it_was_at_any_instant(
     assert ordinary.status_code == 403
 
 
+def test_an_unknown_query_parameter_is_refused_like_an_unknown_body_field(
+    client: Client, container: Container
+) -> None:
+    auditor = with_role(client, container, "ada", "auditor")
+    typo = client.get("/api/audit/events?acount_id=x", headers=bearer(auditor))
+    assert typo.status_code == 400, typo.text
+    assert typo.json()["errors"][0]["field"] == "acount_id"
+    assert client.get("/api/audit/events?limit=5", headers=bearer(auditor)).status_code == 200
+
+
 def test_a_cursor_beyond_64_bits_is_a_400_not_a_database_overflow(
     client: Client, container: Container
 ) -> None:

@@ -47,3 +47,28 @@ def test_a_queued_request_gives_up_after_the_wait() -> None:
     with pytest.raises(Overloaded):
         gate.verify("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g", "x")
     first.join()
+
+
+def test_hashing_runs_at_a_lower_cpu_priority_than_the_request() -> None:
+    """Under a flood, the scheduler serves other requests and the projector before argon2."""
+    import os
+
+    seen: list[int] = []
+
+    class Probe:
+        def hash(self, password: str) -> str:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return "hashed"
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return True
+
+        def needs_rehash(self, password_hash: str) -> bool:
+            return False
+
+    gate = HashGate(Probe(), slots=2, queue=2, wait=1.0)
+    assert gate.hash("pw") == "hashed"
+    assert gate.verify("hashed", "pw") is True
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen and all(nice >= min(19, here + 10) for nice in seen), (seen, here)
