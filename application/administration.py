@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, RevocationList
@@ -79,10 +78,7 @@ class Administration:
 
     def _find(self, reference: str) -> Account:
         """An account by id, email or username."""
-        try:
-            account = self._log.find(UUID(reference), Account)
-        except ValueError:
-            account = self._log.account_for_login(reference)
+        account = self._log.account_named(reference)
         if account is None:
             raise AccountNotFound
         return account

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -167,6 +168,15 @@ class EventLog(Application[UUID]):
         except Invalid:
             return None  # a login that cannot exist is just an unknown login
         return None if claim is None else self.find(claim.account_id, Account)
+
+    def account_named(self, reference: str) -> Account | None:
+        """The account whose id, email or username this is, or None. An id is tried first; 32
+        hex digits are both a UUID and a possible username, so a miss falls through."""
+        with contextlib.suppress(ValueError):
+            account = self.find(UUID(reference), Account)
+            if account is not None:
+                return account
+        return self.account_for_login(reference)
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)

@@ -4,7 +4,6 @@ leaves secrets out."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -33,12 +32,7 @@ class History:
 
     def account_id(self, id_or_login: str) -> UUID:
         """The account named by its id, email or username; AccountNotFound when none is."""
-        # An id first; 32 hex digits are both a UUID and a possible username, so fall through.
-        with contextlib.suppress(ValueError):
-            account_id = UUID(id_or_login)
-            if self._log.find(account_id, Account) is not None:
-                return account_id
-        account = self._log.account_for_login(id_or_login)
+        account = self._log.account_named(id_or_login)
         if account is None:
             raise AccountNotFound(id_or_login)
         return account.id

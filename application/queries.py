@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from application.ports import Clock
-from application.read_models import Row
+from application.read_models import Row, instant, unix_seconds
 from application.trail import TrailEntry
 
 MAX_PAGE = 500
@@ -32,11 +32,7 @@ class AuditRows(Protocol):
 
 
 def _time(stamp: float | None) -> datetime | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
-
-
-def _stamp(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
+    return None if stamp is None else instant(stamp)
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class AccountSummary:
             locked=bool(row["locked"]),
             locked_until=_time(row["locked_until"]),
             mfa_enabled=bool(row["mfa_enabled"]),
-            created_at=_time(row["created_at"]) or datetime.min,
+            created_at=instant(row["created_at"]),
             last_login_at=_time(row["last_login_at"]),
         )
 
@@ -117,9 +113,9 @@ class ReadSide:
         return [
             SessionSummary(
                 id=UUID(row["id"]),
-                started_at=_time(row["started_at"]) or datetime.min,
-                last_used_at=_time(row["last_used_at"]) or datetime.min,
-                expires_at=_time(row["expires_at"]) or datetime.min,
+                started_at=instant(row["started_at"]),
+                last_used_at=instant(row["last_used_at"]),
+                expires_at=instant(row["expires_at"]),
                 ip=row["ip"],
                 user_agent=row["user_agent"],
             )
@@ -141,8 +137,8 @@ class ReadSide:
         where = {
             "account_id": str(query.account_id) if query.account_id else None,
             "type": query.type,
-            "since": _stamp(query.since),
-            "until": _stamp(query.until),
+            "since": unix_seconds(query.since),
+            "until": unix_seconds(query.until),
         }
         rows = self._audit.page(where, query.cursor, limit + 1, newest_first)
         entries = [_entry(row) for row in rows[:limit]]
@@ -153,7 +149,7 @@ class ReadSide:
 def _entry(row: Row) -> TrailEntry:
     return TrailEntry(
         position=int(row["position"]),
-        time=_time(row["time"]) or datetime.min,
+        time=instant(row["time"]),
         type=row["type"],
         aggregate=row["aggregate"],
         aggregate_id=UUID(row["aggregate_id"]),

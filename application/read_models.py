@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -80,9 +80,14 @@ def _topics(*kinds: type[Any]) -> tuple[str, ...]:
     return tuple(sorted(topics))
 
 
-def _stamp(value: datetime | None) -> float | None:
+def unix_seconds(value: datetime | None) -> float | None:
     """Times are stored as Unix seconds: one type that sorts and compares alike on both stores."""
     return None if value is None else value.timestamp()
+
+
+def instant(stamp: float) -> datetime:
+    """A stored time read back (see unix_seconds)."""
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 class _Projection:
@@ -118,7 +123,7 @@ class AccountsProjection(_Projection):
 
     def changes(self, event: DomainEventProtocol[Any], position: int) -> list[Change]:
         if isinstance(event, Session.SessionStarted):
-            stamp = _stamp(vars(event)["timestamp"])
+            stamp = unix_seconds(vars(event)["timestamp"])
             return [Update("accounts", {"id": str(event.account_id)}, {"last_login_at": stamp})]
         # The aggregate at this event's version: deterministic, and the domain's own rules
         # (what a lock or a role means) rather than a second copy of them here.
@@ -139,10 +144,10 @@ def account_row(account: Account) -> Row:
         "roles": ",".join(account.roles),
         "disabled": int(account.disabled),
         "locked": int(account.locked),
-        "locked_until": _stamp(account.locked_until),
+        "locked_until": unix_seconds(account.locked_until),
         "mfa_enabled": int(account.mfa_enabled),
-        "created_at": _stamp(account.created_on),
-        "updated_at": _stamp(account.modified_on),
+        "created_at": unix_seconds(account.created_on),
+        "updated_at": unix_seconds(account.modified_on),
         "version": account.version,
     }
 
@@ -155,7 +160,7 @@ class SessionsProjection(_Projection):
 
     def changes(self, event: DomainEventProtocol[Any], position: int) -> list[Change]:
         state = vars(event)
-        at = _stamp(state["timestamp"])
+        at = unix_seconds(state["timestamp"])
         key = {"id": str(event.originator_id)}
         if isinstance(event, Session.SessionStarted):
             row = {
@@ -163,7 +168,7 @@ class SessionsProjection(_Projection):
                 "account_id": str(event.account_id),
                 "started_at": at,
                 "last_used_at": at,
-                "expires_at": _stamp(state["expires_at"]),
+                "expires_at": unix_seconds(state["expires_at"]),
                 "ip": event.ip,
                 "user_agent": event.user_agent,
                 "revoked_at": None,
@@ -172,7 +177,7 @@ class SessionsProjection(_Projection):
             return [Upsert("sessions", row)]
         name = type(event).__name__
         if name == "SessionRefreshed":
-            values = {"last_used_at": at, "expires_at": _stamp(state["expires_at"])}
+            values = {"last_used_at": at, "expires_at": unix_seconds(state["expires_at"])}
             return [Update("sessions", key, values)]
         if name == "SessionRevoked":
             values = {"revoked_at": at, "revocation_reason": state["reason"]}
@@ -217,7 +222,7 @@ class AuditProjection(_Projection):
 def audit_row(entry: TrailEntry) -> Row:
     row = asdict(entry)
     row.update(
-        time=_stamp(entry.time),
+        time=unix_seconds(entry.time),
         aggregate_id=str(entry.aggregate_id),
         account_id=str(entry.account_id) if entry.account_id else None,
         session_id=str(entry.session_id) if entry.session_id else None,
