@@ -218,8 +218,11 @@ class Login:
         )
         account.succeed_login(now)
         self._log.save(account, session)
+        # Signed before the re-check: a change that commits after it writes a cutoff later
+        # than this token's issue time, so the token is refused even if the re-check passed.
+        tokens = self._tokens(account, session.id, refresh_token)
         self._ensure_still_valid(account.id, generation, session)
-        return self._tokens(account, session.id, refresh_token)
+        return tokens
 
     def _ensure_still_valid(self, account_id: UUID, generation: int, session: Session) -> None:
         """A password change (or a disabling) that committed while this login was verifying
