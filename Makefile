@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Logs go to stdout and, unless LOG_FILE says otherwise, to var/log/tessera.log too.
 run: install
-	$(BIN)/tessera serve
+	LOG_FILE=$${LOG_FILE:-var/log/tessera.log} $(BIN)/tessera serve
 
 # The servers the tests start for themselves (PostgreSQL 15, Redis) must exist on the machine.
 system-deps:

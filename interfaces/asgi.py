@@ -13,6 +13,11 @@ from interfaces.settings import load_settings
 
 def app() -> Litestar:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_file)
+    configure_logging(
+        settings.log_level,
+        settings.log_file,
+        log_format=settings.log_format,
+        service_name=settings.otel_service_name,
+    )
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     return create_app(build(settings))

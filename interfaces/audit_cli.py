@@ -1,5 +1,6 @@
 """`tessera audit ...`: an account's history and its state at an instant, the whole trail
-exported as hash-chained JSON Lines, and an export verified. Read-only, on the server's settings.
+exported as hash-chained JSON Lines (or as ECS documents on the same chain), and an export
+verified. Read-only, on the server's settings.
 
 Exit codes: 0 done (verify: the chain holds), 1 verify found a bad line (or the store could not
 be read), 2 bad input (unknown account, unparsable time, unreadable file).
@@ -21,8 +22,10 @@ from uuid import UUID
 
 from application.history import History
 from application.trail import TrailEntry
+from application.trail_export import canonical
 from application.views import json_ready
 from domain.errors import AccountNotFound
+from interfaces import ecs_trail
 from interfaces.settings import Settings, load_settings
 
 PROGRESS_EVERY = 1000  # lines between two progress updates on a terminal
@@ -48,7 +51,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     state.add_argument("--as-of", required=True, type=instant, metavar="ISO8601")
 
     export = actions.add_parser(
-        "export", help="the whole trail as hash-chained JSON Lines, in store order"
+        "export",
+        help="the whole trail as hash-chained JSON Lines (or ECS documents), in store order",
     )
     export.add_argument(
         "--since",
@@ -56,10 +60,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="ISO8601",
         help="only events at or after this time; the chain then starts afresh at that line",
     )
-    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "ecs"),
+        default="jsonl",
+        help="ecs: one Elastic Common Schema document per line, same hash chain",
+    )
     export.add_argument("--output", type=Path, metavar="FILE", help="write here, not to stdout")
 
-    verify = actions.add_parser("verify", help="check an export's hash chain")
+    verify = actions.add_parser("verify", help="check an export's hash chain (either format)")
     verify.add_argument("file", metavar="FILE", help="an export, or - for stdin")
 
 
@@ -104,7 +113,7 @@ def _with_history(args: argparse.Namespace, settings: Settings) -> int:
         history = container.history
         if args.audit_command == "export":
             last = container.log.recorder.max_notification_id() or 0
-            return export(history, args.since, args.output, last)
+            return export(history, args.since, args.output, last, args.format)
         account_id = _account(history, args.account)
         if args.audit_command == "replay":
             for entry in history.replay(account_id):
@@ -131,11 +140,19 @@ def _account(history: History, id_or_login: str) -> UUID:
         raise BadInput(f"no account has the id, email or username {id_or_login!r}") from None
 
 
-def export(history: History, since: datetime | None, output: Path | None, last: int) -> int:
+def export(
+    history: History,
+    since: datetime | None,
+    output: Path | None,
+    last: int,
+    line_format: str = "jsonl",
+) -> int:
     """Streams the chain line by line; into FILE through FILE.partial, renamed when complete,
     so an interrupted export never looks like a whole one."""
     progress = _Progress(last) if sys.stderr.isatty() else None
     lines = history.export(since)
+    if line_format == "ecs":
+        lines = map(ecs_trail.document, lines)
     if output is None:
         _write(lines, sys.stdout, progress)
         return 0
@@ -157,10 +174,15 @@ def _write(lines: Iterator[str], out: TextIO, progress: _Progress | None) -> Non
     for count, line in enumerate(lines, start=1):
         out.write(line + "\n")
         if progress is not None and count % PROGRESS_EVERY == 0:
-            progress.show(count, json.loads(line)["position"])
+            progress.show(count, _position(json.loads(line)))
     out.flush()
     if progress is not None:
         progress.done(count)
+
+
+def _position(fields: dict[str, Any]) -> int:
+    position: int = fields["event"]["sequence"] if "event" in fields else fields["position"]
+    return position
 
 
 class _Progress:
@@ -183,7 +205,7 @@ def verify(name: str) -> int:
         with contextlib.ExitStack() as stack:
             raw = sys.stdin.buffer if name == "-" else stack.enter_context(Path(name).open("rb"))
             # Undecodable bytes become U+FFFD, so the line they are on fails its hash.
-            result = History.verify(line.decode("utf-8", "replace") for line in raw)
+            result = History.verify(_as_trail_line(line.decode("utf-8", "replace")) for line in raw)
     except OSError as error:
         raise BadInput(f"cannot read {name}: {error.strerror}") from None
     if result.ok:
@@ -192,6 +214,22 @@ def verify(name: str) -> int:
         return 0
     print(f"bad line {result.bad_line}: {result.reason}")
     return 1
+
+
+def _as_trail_line(line: str) -> str:
+    """An ECS document as the JSON Lines line it was made from; any other line as it is."""
+    if '"ecs"' not in line:
+        return line
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(fields, dict) or not ecs_trail.is_document(fields):
+        return line
+    try:
+        return canonical(ecs_trail.trail_line(fields))
+    except (AttributeError, TypeError):  # a document bent out of shape: it has no chain
+        return "{}"
 
 
 def _json_line(entry: TrailEntry) -> str:

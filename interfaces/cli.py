@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.data_path.resolve(),
         "PostgreSQL" if settings.database_url else "SQLite",
     )
-    # log_config=None: uvicorn logs through the root logger, as JSON lines like everything else.
+    # log_config=None: uvicorn logs through the root logger, in the shape of everything else.
     config = uvicorn.Config(
         "interfaces.asgi:app",
         factory=True,
@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     services = ("serve", "projector", "worker")
     is_service = args.command in services and not getattr(args, "action", None)
     stream = sys.stdout if is_service else sys.stderr
-    configure_logging(settings.log_level, settings.log_file, stream=stream)
+    configure_logging(
+        settings.log_level,
+        settings.log_file,
+        stream=stream,
+        log_format=settings.log_format,
+        service_name=settings.otel_service_name,
+    )
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     code: int = args.run(args)
     return code

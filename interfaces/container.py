@@ -60,6 +60,7 @@ from infrastructure.revocation import (
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from infrastructure.totp import Totp
+from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    log = EventLog(env=env, observers=[metrics.EventMetrics()])
+    log = EventLog(env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
 

@@ -1,5 +1,8 @@
 """Structured logs: one JSON object per line, with the request, account and trace they belong to.
 
+Two shapes: the Elastic Common Schema (LOG_FORMAT=ecs, the default; ecs_logs.py) and this
+module's own field names (LOG_FORMAT=json, kept for one release for those who parse them).
+
 What may be logged is decided here and at the call sites: never a body, a header, a password, a
 token, a TOTP secret or code. Requests are logged by route template, not by raw path, so a token
 in a query string (a mistaken client) cannot reach the log either.
@@ -13,6 +16,8 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from logging.handlers import WatchedFileHandler
+from pathlib import Path
 from typing import Any, TextIO
 
 from opentelemetry import trace
@@ -26,6 +31,11 @@ class RequestInfo:
     route: str = ""
     account_id: str = ""
     outcome: str = ""
+    transaction_id: str = ""  # the request's server span, for ECS's transaction.id
+
+
+# What the json shape prints of a RequestInfo, under these names.
+_JSON_REQUEST_FIELDS = ("request_id", "route", "account_id", "outcome")
 
 
 current_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
@@ -45,7 +55,9 @@ class JsonFormatter(logging.Formatter):
         }
         request = current_request.get()
         if request is not None:
-            entry.update({k: v for k, v in vars(request).items() if v})
+            entry.update(
+                {k: getattr(request, k) for k in _JSON_REQUEST_FIELDS if getattr(request, k)}
+            )
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
             entry["trace_id"] = format(span.trace_id, "032x")
@@ -58,13 +70,25 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str = "INFO", log_file: str | None = None, stream: TextIO | None = None
+    level: str = "INFO",
+    log_file: str | None = None,
+    stream: TextIO | None = None,
+    log_format: str = "ecs",
+    service_name: str = "tessera",
 ) -> None:
     """Logs to `stream` (stdout unless a command's own output goes there) and LOG_FILE."""
-    formatter = JsonFormatter()
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JsonFormatter()
+    else:
+        from interfaces.ecs_logs import EcsFormatter
+
+        formatter = EcsFormatter(service_name)
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        # Reopened when logrotate (or anyone) moves the file away, so rotation loses no line.
+        handlers.append(WatchedFileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

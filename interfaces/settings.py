@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from dotenv import dotenv_values
@@ -62,7 +62,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     otel_exporter_otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318
     otel_service_name: str = "tessera"
     log_level: str = "INFO"
-    log_file: str | None = None  # JSON lines here too, besides stdout
+    log_file: str | None = None  # the same lines here too, besides stdout
+    # "ecs": Elastic Common Schema; "json": the older field names, kept for one release.
+    log_format: Literal["ecs", "json"] = "ecs"
 
     # Accounts
     require_verified_email: bool = True

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import trace
 
 from interfaces.logs import RequestInfo, current_request
 
@@ -24,6 +25,11 @@ def request_log(app: ASGIApp) -> ASGIApp:
         offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # A caller's id is kept only if it is harmless to log and to echo back.
         info = RequestInfo(request_id=offered if _SAFE_ID.match(offered) else uuid.uuid4().hex)
+        # OpenTelemetry's middleware runs outside this one: the current span is the request's
+        # server span, which APM tools call the transaction.
+        server_span = trace.get_current_span().get_span_context()
+        if server_span.is_valid:
+            info.transaction_id = format(server_span.span_id, "016x")
         token = current_request.set(info)
         status = 500
         started = time.perf_counter()

@@ -1,0 +1,68 @@
+"""What the Elastic Common Schema calls this service's facts: one table from each trail event's
+class name to its ECS categorisation, shared by the security log lines and the trail export, so
+a Kibana query for a lockout finds it in both.
+
+Categories and types are ECS's allowed values, paired as the ECS reference expects
+(authentication: start/end/info; iam: user/change/creation/info; session: start/end/info).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+ECS_VERSION = "8.11.0"  # the ECS reference every field this service writes was checked against
+SERVICE = "tessera"
+
+
+def service_version() -> str:
+    try:
+        return metadata.version(SERVICE)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
+# event class name -> (event.category, event.type)
+_AUTHENTICATION = (["authentication"], ["info"])
+_USER_CHANGE = (["iam"], ["user", "change"])
+CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
+    "Registered": (["iam"], ["user", "creation"]),
+    "EmailVerificationRequested": (["iam"], ["user", "info"]),
+    "EmailVerified": _USER_CHANGE,
+    "ProfileUpdated": _USER_CHANGE,
+    "PasswordChanged": _USER_CHANGE,
+    "PasswordRehashed": _USER_CHANGE,
+    "PasswordResetRequested": (["iam"], ["user", "info"]),
+    "RoleGranted": _USER_CHANGE,
+    "RoleRevoked": _USER_CHANGE,
+    "AccountDisabled": _USER_CHANGE,
+    "AccountEnabled": _USER_CHANGE,
+    "AccountUnlocked": _USER_CHANGE,
+    "MfaEnrollmentStarted": _USER_CHANGE,
+    "MfaEnabled": _USER_CHANGE,
+    "MfaDisabled": _USER_CHANGE,
+    "LoginFailed": (["authentication"], ["start"]),
+    "AccountLocked": _AUTHENTICATION,
+    "FailedLoginsReset": _AUTHENTICATION,
+    "TotpCodeAccepted": _AUTHENTICATION,
+    "RecoveryCodeUsed": _AUTHENTICATION,
+    "SessionStarted": (["authentication", "session"], ["start"]),
+    "SessionRefreshed": (["authentication", "session"], ["info"]),
+    "SessionRevoked": (["session"], ["end"]),
+    "AllSessionsRevoked": (["session"], ["end"]),
+    "RefreshTokenReuseDetected": (["authentication", "session"], ["end"]),
+}
+# The trail's own outcomes (trail.py) said as ECS's success/failure.
+_FAILURES = frozenset({"failure", "reuse_detected"})
+
+
+def event_fields(action: str, trail_outcome: str) -> dict[str, Any]:
+    """The `event` object of a security fact: kind, category, type, action, outcome."""
+    category, kind = CATEGORIES.get(action, (["iam"], ["info"]))
+    return {
+        "kind": "event",
+        "category": list(category),
+        "type": list(kind),
+        "action": action,
+        "outcome": "failure" if trail_outcome in _FAILURES else "success",
+    }

@@ -1,0 +1,31 @@
+"""One log line per recorded account or session fact, categorised as ECS says (an observer of
+the EventLog, like the metrics): Kibana sees sign-ins, lockouts, resets, MFA changes and
+refresh-token reuse as they are recorded, without waiting for a trail export.
+
+A line names the fact, its outcome and the account's id; never the event's details (an
+address, a name), which stay in the event store, where erasure can reach them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventsourcing.domain import DomainEventProtocol
+
+from application.trail import is_trail_event, trail_entry
+from interfaces.ecs import event_fields
+
+log = logging.getLogger("tessera.security")
+
+
+class SecurityLog:
+    def saved(self, events: list[DomainEventProtocol[Any]], seconds: float) -> None:
+        for event in events:
+            if not is_trail_event(event):
+                continue
+            entry = trail_entry(event, None)
+            fields: dict[str, Any] = {"event": event_fields(entry.type, entry.outcome)}
+            if entry.account_id is not None:
+                fields["user"] = {"id": str(entry.account_id)}
+            log.info(entry.type, extra=fields)

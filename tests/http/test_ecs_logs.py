@@ -1,0 +1,134 @@
+"""ECS log lines from the real ASGI app, in this process, so they can be held against the spans
+OpenTelemetry's in-memory exporter recorded; and the older json shape, still there for a release."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from interfaces.container import Container
+from interfaces.ecs_logs import EcsFormatter
+from interfaces.logs import JsonFormatter
+from tests.ecs_schema import flatten, problems
+from tests.http.test_api import bearer, log_in, register_and_verify
+
+Client = TestClient[Any]
+LOGGERS = ("tessera.access", "tessera.security")
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+
+
+def capture(formatter: logging.Formatter) -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield out
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+@pytest.fixture
+def ecs_lines() -> Iterator[io.StringIO]:
+    yield from capture(EcsFormatter("tessera"))
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    yield from capture(JsonFormatter())
+
+
+def read(out: io.StringIO) -> list[dict[str, Any]]:
+    return [flatten(json.loads(line)) for line in out.getvalue().splitlines()]
+
+
+@sqlite_only
+def test_a_log_line_names_the_trace_and_the_request_span_the_exporter_recorded(
+    client: Client, container: Container, spans: Any, ecs_lines: io.StringIO
+) -> None:
+    register_and_verify(client, container)
+    spans.clear()
+    ecs_lines.truncate(0)
+    ecs_lines.seek(0)
+    log_in(client)
+
+    finished = spans.get_finished_spans()
+    (server,) = [s for s in finished if s.name.startswith("POST /api/auth/login") and not s.parent]
+    trace_id = format(server.context.trace_id, "032x")
+    in_trace = {
+        format(s.context.span_id, "016x")
+        for s in finished
+        if s.context.trace_id == server.context.trace_id
+    }
+    lines = read(ecs_lines)
+    (access,) = [line for line in lines if line["log.logger"] == "tessera.access"]
+    (started,) = [line for line in lines if line.get("event.action") == "SessionStarted"]
+    for line in (access, started):
+        assert problems(line) == []
+        assert line["trace.id"] == trace_id
+        assert line["transaction.id"] == format(server.context.span_id, "016x")
+        assert line["span.id"] in in_trace
+        assert line["http.request.id"] == access["http.request.id"]
+    # The save's line is logged inside a use case's span, not the request's.
+    assert started["span.id"] != access["transaction.id"]
+    assert started["event.category"] == ["authentication", "session"]
+
+
+@sqlite_only
+def test_an_admins_change_is_logged_with_the_changed_accounts_id(
+    client: Client, container: Container, ecs_lines: io.StringIO
+) -> None:
+    ada = register_and_verify(client, container)
+    register_and_verify(client, container, who="root")
+    container.administration.grant_role("root", "admin", operator="test")
+    admin = log_in(client, "root")
+    locked = client.post(f"/api/admin/accounts/{ada['id']}/lock", headers=bearer(admin), json={})
+    assert locked.status_code < 300, locked.text
+
+    (line,) = [line for line in read(ecs_lines) if line.get("event.action") == "AccountLocked"]
+    assert line["user.id"] == ada["id"]
+    access = [line for line in read(ecs_lines) if line.get("url.path", "").endswith("/lock")]
+    assert access[0]["user.id"] != ada["id"]  # the request's own line names who asked
+
+
+@sqlite_only
+def test_log_format_json_keeps_the_older_shape(
+    client: Client, container: Container, json_lines: io.StringIO
+) -> None:
+    register_and_verify(client, container)
+    client.post("/api/auth/login", json={"login": "ada", "password": "wrong password!"})
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    refused = [line for line in lines if line.get("route") == "/api/auth/login"][-1]
+    assert set(refused) >= {"time", "level", "logger", "message", "request_id", "method"}
+    assert (refused["status"], refused["outcome"]) == (401, "invalid_credentials")
+    assert "transaction_id" not in refused
+    assert "@timestamp: missing" in problems(refused)
+
+
+def test_the_ecs_check_refuses_wrong_types_and_unknown_fields() -> None:
+    line = {
+        "@timestamp": "2026-01-31T12:00:00.000",  # no zone
+        "ecs.version": "8.11.0",
+        "log": {"level": "info", "logger": "tessera.access"},
+        "message": "request",
+        "service": {"name": "tessera"},
+        "http": {"response": {"status_code": "200"}},
+        "client": {"ip": "testclient"},
+        "event": {"category": ["authentication"], "type": ["access"], "outcome": "ok"},
+        "status": 200,
+    }
+    found = problems(line)
+    assert len(found) == 6, found
+    assert problems({**line, "@timestamp": "2026-01-31T12:00:00.000Z"}) != found
