@@ -14,8 +14,8 @@ import httpx
 import pyotp
 
 from tests.conftest import FAST_ARGON2
-from tests.ecs_schema import flatten, problems
 from tests.e2e.test_serve import tessera, wait_for_mail
+from tests.ecs_schema import flatten, problems
 from tests.servers import free_port, wait_for_port
 
 PASSWORD = "correct horse battery staple"
