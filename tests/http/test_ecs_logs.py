@@ -132,3 +132,22 @@ def test_the_ecs_check_refuses_wrong_types_and_unknown_fields() -> None:
     found = problems(line)
     assert len(found) == 6, found
     assert problems({**line, "@timestamp": "2026-01-31T12:00:00.000Z"}) != found
+
+
+def test_every_account_and_session_event_has_its_ecs_categories() -> None:
+    from eventsourcing.domain import DomainEvent
+
+    from domain.account import Account
+    from domain.session import Session
+    from interfaces.ecs import CATEGORIES, event_fields
+
+    recorded = {
+        name
+        for aggregate in (Account, Session)
+        for name, value in vars(aggregate).items()
+        if isinstance(value, type) and issubclass(value, DomainEvent)
+    } - {"Created", "Event"}  # the library's base classes, never recorded as such
+    assert set(CATEGORIES) == recorded
+    for name in recorded:
+        fields = {"event": event_fields(name, "success"), "ecs": {"version": "8.11.0"}}
+        assert problems(fields, required=("event.category", "event.type")) == [], name
