@@ -2,7 +2,7 @@
 the EventLog, like the metrics): Kibana sees sign-ins, lockouts, resets, MFA changes and
 refresh-token reuse as they are recorded, without waiting for a trail export.
 
-A line names the fact, its outcome and the account's id; never the event's details (an
+A line names the fact, its outcome, the account's id and the session's; never the event's details (an
 address, a name), which stay in the event store, where erasure can reach them.
 """
 
@@ -28,4 +28,7 @@ class SecurityLog:
             fields: dict[str, Any] = {"event": event_fields(entry.type, entry.outcome)}
             if entry.account_id is not None:
                 fields["user"] = {"id": str(entry.account_id)}
+            if entry.session_id is not None:
+                # A refresh or a reuse names no account: its session ties it to the sign-in.
+                fields["tessera"] = {"session": {"id": str(entry.session_id)}}
             log.info(entry.type, extra=fields)

@@ -163,5 +163,8 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
     assert security["LoginFailed"]["event.outcome"] == "failure"
     assert "authentication" in security["LoginFailed"]["event.category"]
     assert security["SessionStarted"]["user.id"] == security["Registered"]["user.id"]
+    # A refresh names no account: its session ties it to the sign-in that started it.
+    session = security["SessionStarted"]["tessera.session.id"]
+    assert security["SessionRefreshed"]["tessera.session.id"] == session
     for secret in secrets:
         assert secret not in logs, f"a secret reached the logs: {secret[:6]}..."
