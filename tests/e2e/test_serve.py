@@ -46,13 +46,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     if request.param == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         env["DATABASE_URL"] = cluster.new_database()
-    process = subprocess.Popen(
-        [tessera(), "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    # To a file, not a pipe nobody reads: a full pipe would stop the server mid-log-line.
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [tessera(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}", data_dir
