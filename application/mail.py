@@ -7,6 +7,10 @@ worker, claims a delivery, rebuilds the mail from its event, sends it, and close
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +34,7 @@ from domain.account import Account
 from domain.session import Session
 
 tracer = trace.get_tracer("tessera.mail")
+log = logging.getLogger(__name__)
 
 MAIL_WORTHY = (
     Account.EmailVerificationRequested,
@@ -49,11 +54,15 @@ class MailLedger(Protocol):
 
     def claim(self, key: str, at: datetime, ttl: timedelta) -> PendingMail | None: ...
 
+    def extend(self, key: str, until: datetime) -> None: ...
+
     def close_delivery(self, key: str, status: str, at: datetime) -> None: ...
 
     def release(self, key: str, at: datetime) -> None: ...
 
     def stale(self, at: datetime, older_than: timedelta) -> list[str]: ...
+
+    def unclaimed(self) -> list[str]: ...
 
     def counts(self) -> dict[str, int]: ...
 
@@ -97,9 +106,21 @@ class MailOutbox:
         with tracer.start_as_current_span(
             "mail.enqueue", context=parent, kind=trace.SpanKind.PRODUCER
         ):
-            # After the commit: a crash between the two leaves a queued row, which the
-            # redelivery sweep enqueues again; a message without its row can never exist.
+            # After the commit: a message without its row can never exist. A crash (or a
+            # broker that refused) between the two leaves a queued row; resume() sends it.
             self._queue.enqueue(pending.key)
+
+    def resume(self) -> None:
+        """Called by the projector before it reads on, each time it takes this projection (at
+        start, or from a holder that died) and after a failure: the last rows recorded may
+        have missed their message, so every row no worker has claimed yet is enqueued again.
+        A duplicate is harmless (a delivery is claimed once); a missing message is a lost mail.
+        """
+        keys = self._ledger.unclaimed()
+        for key in keys:
+            self._queue.enqueue(key)
+        if keys:
+            log.info("mail outbox resumed: %s unclaimed deliveries enqueued again", len(keys))
 
     def redeliver_stale(self, older_than: timedelta) -> int:
         """Enqueues again what no message may still carry (lost with a crash, or with a broker
@@ -114,7 +135,12 @@ class MailOutbox:
 class MailSettings:
     public_url: str
     product_name: str
-    claim_ttl: timedelta = timedelta(minutes=2)
+    # A claim runs out this long after its holder last renewed it: how soon another worker
+    # may take the mail of one that died in the middle of sending it.
+    claim_ttl: timedelta = timedelta(seconds=15)
+    # Renewals stop this long after the claim was taken: longer than any one SMTP conversation
+    # can last, so a live conversation keeps its claim and a hung one does not keep it forever.
+    longest_send: timedelta = timedelta(seconds=65)
 
 
 class Postman:
@@ -144,17 +170,42 @@ class Postman:
         Raises DeliveryBusy while another worker holds it, and the transport's errors after
         putting the delivery back in the queue, so the caller's retry policy decides.
         """
-        pending = self._ledger.claim(key, self._clock.now(), self._settings.claim_ttl)
+        claimed_at = self._clock.now()
+        pending = self._ledger.claim(key, claimed_at, self._settings.claim_ttl)
         if pending is None:
             return None
         try:
-            kind, mail = self.compose(pending)
-            self._transport.send(mail)
+            with self._claim_kept(key, claimed_at):
+                kind, mail = self.compose(pending)
+                self._transport.send(mail)
         except BaseException:
             self._ledger.release(key, self._clock.now())
             raise
         self._ledger.close_delivery(key, "sent", self._clock.now())
         return kind
+
+    @contextmanager
+    def _claim_kept(self, key: str, claimed_at: datetime) -> Iterator[None]:
+        """Renews the claim every third of its life while the block runs, up to longest_send."""
+        ttl, done = self._settings.claim_ttl, threading.Event()
+        last = claimed_at + self._settings.longest_send
+
+        def renew() -> None:
+            while not done.wait(ttl.total_seconds() / 3):
+                until = min(self._clock.now() + ttl, last)
+                try:
+                    self._ledger.extend(key, until)
+                except Exception:  # the ledger away: the next renewal may reach it
+                    log.warning("could not renew the claim on mail %s", key, exc_info=True)
+                if until >= last:
+                    return
+
+        keeper = threading.Thread(target=renew, name=f"claim-{key}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def give_up(self, key: str) -> None:
         """The last try failed: the message goes to the dead-letter queue, the row says so."""

@@ -4,18 +4,26 @@ Redis when REDIS_URL is set (durable, shared by every projector and worker proce
 Dramatiq's in-memory broker with a worker inside `tessera serve`, the embedded default. Retries
 with exponential backoff and the dead-letter queue are Dramatiq's own (the Retries middleware and
 the broker's rejected-message queue), not hand-written loops.
+
+So is the return of a dead worker's messages. Redis keeps, per worker, the messages it took and has
+not acknowledged: the one in hand, the prefetched ones, and the delayed retries it holds in memory
+until their time. Dramatiq's "maintenance" gives them back to the queue once the worker's heartbeat
+is older than `heartbeat_timeout`; left to itself it runs on one command in a thousand with a 60 s
+timeout, minutes after a crash. Each worker here runs it on a clock instead (see Keeper).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import psycopg
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.middleware import CurrentMessage, Middleware
 from eventsourcing.persistence import InterfaceError, OperationalError
 from opentelemetry import propagate, trace
@@ -75,13 +83,71 @@ def _retry_when(policy: RetryPolicy) -> Any:
     return retry
 
 
+class Keeper:
+    """A worker's heartbeat and Dramatiq's maintenance, every `interval` seconds.
+
+    Its broker shares the worker's connection and id, so each call is the worker's heartbeat
+    (alive while the process is, however busy its threads), and is made with maintenance on,
+    so each call also requeues what workers silent for `heartbeat_timeout` had taken, on the
+    queue and on the delay queue alike.
+    """
+
+    def __init__(self, worker_broker: RedisBroker, interval: float) -> None:
+        self._broker = RedisBroker(  # type: ignore[no-untyped-call]
+            client=worker_broker.client,
+            namespace=worker_broker.namespace,
+            heartbeat_timeout=worker_broker.heartbeat_timeout,
+            maintenance_chance=MAINTENANCE_SCALE,
+        )
+        self._broker.broker_id = worker_broker.broker_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mail-keeper", daemon=True)
+
+    def tend(self) -> None:
+        for queue in (QUEUE, dq_name(QUEUE)):
+            self._broker.do_qsize(queue)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tend()
+            except Exception:  # Redis away: the consumers say so; try again next time
+                log.warning("could not reach Redis for the worker heartbeat", exc_info=True)
+            self._stop.wait(self._interval)
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
 class MailBroker:
-    def __init__(self, redis_url: str | None, postman: Postman, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        postman: Postman,
+        policy: RetryPolicy,
+        dead_worker_after_ms: int = 15_000,
+    ) -> None:
+        """`dead_worker_after_ms`: how long a worker may go without a heartbeat before the
+        messages it took are given to others (every process must use the same value)."""
         self.durable = redis_url is not None
         self.broker: dramatiq.Broker = (
-            RedisBroker(url=redis_url, namespace="tessera")  # type: ignore[no-untyped-call]
+            RedisBroker(  # type: ignore[no-untyped-call]
+                url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
+            )
             if redis_url
             else StubBroker()
+        )
+        self._keeper = (
+            Keeper(self.broker, interval=dead_worker_after_ms / 3_000)
+            if isinstance(self.broker, RedisBroker)
+            else None
         )
         self.broker.add_middleware(DeadLetters(postman))
         self.broker.add_middleware(CurrentMessage())
@@ -134,8 +200,12 @@ class MailBroker:
         self.broker.emit_after("process_boot")
         self._worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=poll_ms)
         self._worker.start()
+        if self._keeper is not None:
+            self._keeper.start()
 
     def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.stop()
         if self._worker is not None:
             self._worker.stop(timeout=10_000)
             self._worker = None

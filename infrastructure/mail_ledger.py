@@ -86,6 +86,14 @@ class LedgerQueries:
             raise DeliveryBusy(key)
         return None
 
+    def extend(self, key: str, until: datetime) -> None:
+        """The claim's holder is still at it (a slow SMTP conversation)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql("UPDATE {table} SET claimed_until = ? WHERE key = ? AND status = ?"),
+                (until.timestamp(), key, SENDING),
+            )
+
     def close_delivery(self, key: str, status: str, at: datetime) -> None:
         """Sent is final: a late "dead" from a worker that lost the race changes nothing."""
         with self.datastore.transaction(commit=True) as c:
@@ -118,6 +126,18 @@ class LedgerQueries:
                     " OR (status = ? AND claimed_until < ?) ORDER BY updated_at LIMIT 1000"
                 ),
                 (QUEUED, cutoff, SENDING, at.timestamp()),
+            )
+            return [str(row["key"]) for row in c.fetchall()]
+
+    def unclaimed(self, limit: int = 1000) -> Sequence[str]:
+        """Queued deliveries no worker has claimed yet, the newest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT key FROM {table} WHERE status = ? AND attempts = 0"
+                    " ORDER BY updated_at DESC LIMIT ?"
+                ),
+                (QUEUED, limit),
             )
             return [str(row["key"]) for row in c.fetchall()]
 

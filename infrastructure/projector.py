@@ -108,16 +108,30 @@ class Projector:
         finally:
             self._lease.release()
 
+    def resume(self) -> None:
+        """Lets the projection mend what its last holder may have left half done (the outbox
+        enqueues rows whose message may be missing); a projection without the hook has nothing
+        to mend, its tracking being in the same transaction as its writes."""
+        mend = getattr(self._projection, "resume", None)
+        if mend is not None:
+            mend()
+
     def _run_until(self, stop: threading.Event, poll_interval: float) -> None:
+        resumed = False
         while not stop.is_set():
             if not self._lease.held():
+                resumed = False
                 stop.wait(1.0)  # another process runs this projection: stand by
                 continue
             try:
+                if not resumed:
+                    self.resume()
+                    resumed = True
                 read = self.run_once()
             except Exception:
                 # A database or transport outage: log it and try again, never die silently.
                 log.exception("projection %s failed; retrying", self._projection.name)
+                resumed = False
                 stop.wait(1.0)
                 continue
             if read < self._batch_size:

@@ -161,15 +161,18 @@ class Container:
     def run_projectors(self) -> None:
         """Runs the projections in this process until stop() (the `tessera projector` command)."""
         self._start_lag_reports()
-        self._start_redelivery(first_sweep_older_than=self._redeliver_after)
+        self._start_redelivery(first_sweep_older_than=self._lost_after)
         threads = [projector.start(self._stop) for projector in self.projectors]
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.5)
 
     @property
-    def _redeliver_after(self) -> timedelta:
-        return timedelta(seconds=self.settings.mail_redeliver_after)
+    def _lost_after(self) -> timedelta:
+        """A queued mail older than its longest retry wait and five minutes more was lost with
+        its message (an in-memory broker gone, Redis restarted without its data): a backstop.
+        A worker's death is mended sooner, in Redis (MailBroker) and by the outbox's resume()."""
+        return timedelta(milliseconds=self.settings.mail_retry_max_backoff, minutes=5)
 
     def _start_lag_reports(self, interval: float = 5.0) -> None:
         def report() -> None:
@@ -183,7 +186,7 @@ class Container:
         threading.Thread(target=report, name="projection-lag", daemon=True).start()
 
     def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
-        interval = min(30.0, self.settings.mail_redeliver_after / 2)
+        interval = 30.0
 
         def sweep() -> None:
             older_than = first_sweep_older_than
@@ -192,7 +195,7 @@ class Container:
                     self.outbox.redeliver_stale(older_than)
                 except Exception:
                     log.exception("mail redelivery sweep failed; trying again")
-                older_than = self._redeliver_after
+                older_than = self._lost_after
                 self._stop.wait(interval)
 
         threading.Thread(target=sweep, name="mail-redelivery", daemon=True).start()
@@ -310,8 +313,10 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         MailSettings(
             public_url=settings.public_url,
             product_name=settings.product_name,
-            # Longer than any one SMTP conversation can last, so a live claim is never taken.
-            claim_ttl=timedelta(seconds=2 * settings.mail_timeout + 5),
+            # A worker that dies mid-send leaves a claim that runs out this soon; a live one
+            # renews it for as long as one SMTP conversation can last.
+            claim_ttl=timedelta(seconds=settings.mail_redeliver_after),
+            longest_send=timedelta(seconds=2 * settings.mail_timeout + 5),
         ),
     )
     mail_broker = MailBroker(
@@ -322,6 +327,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
             min_backoff_ms=settings.mail_retry_min_backoff,
             max_backoff_ms=settings.mail_retry_max_backoff,
         ),
+        dead_worker_after_ms=settings.mail_redeliver_after * 1000,
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts = database.tracking_recorder(

@@ -38,9 +38,10 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     mail_max_retries: Annotated[int, msgspec.Meta(ge=0, le=30)] = 8
     mail_retry_min_backoff: Annotated[int, msgspec.Meta(ge=1)] = 1000  # milliseconds
     mail_retry_max_backoff: Annotated[int, msgspec.Meta(ge=1)] = 600_000
-    # A queued mail this old with no worker on it is taken as lost and enqueued again; keep it
-    # longer than MAIL_RETRY_MAX_BACKOFF, so a mail waiting for its retry is left alone.
-    mail_redeliver_after: Seconds = 900
+    # Seconds a worker may go silent (killed, crashed, its machine gone) before the mail it held
+    # goes to another: the one it was sending, its prefetched ones, and its retries waiting for
+    # their time. Live workers beat every third of it, so it is never taken from them.
+    mail_redeliver_after: Annotated[int, msgspec.Meta(ge=3)] = 15
     notify_new_sign_in: bool = True
     worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None

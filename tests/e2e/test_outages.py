@@ -149,9 +149,6 @@ def test_a_postgresql_restart_under_load_is_a_quick_503_and_the_service_recovers
         "DATABASE_URL": own_cluster.new_database(),
         "RATE_LIMITS_ENABLED": "false",
         "LOCKOUT_THRESHOLD": "100000",
-        "MAIL_RETRY_MIN_BACKOFF": "200",
-        "MAIL_RETRY_MAX_BACKOFF": "2000",
-        "MAIL_REDELIVER_AFTER": "5",
         "NOTIFY_NEW_SIGN_IN": "false",
         "REQUIRE_VERIFIED_EMAIL": "false",
     }
