@@ -393,34 +393,34 @@ class Bench:
                         compared = (me_large, self.last_bare, c.accounts_large)
                         self.scale_figure("login", login_small, login_large, backend)
                         self.scale_figure("/me", me_small, me_large, backend)
-                if c.peer:
-                    self.peer(cluster, *compared)
+                    if c.peer:
+                        self.peer(cluster, server, *compared)
                 if c.granian:
                     self.granian(env, *compared)
             finally:
                 redis.stop()
 
     def peer(
-        self, cluster: PostgresCluster, tessera_me: Figure, tessera_bare: float, accounts: int
+        self,
+        cluster: PostgresCluster,
+        tessera: Server,
+        tessera_me: Figure,
+        tessera_bare: float,
+        accounts: int,
     ) -> None:
         """fastapi-users (SQLAlchemy async + asyncpg, a bearer JWT) on a database of its own in
-        the same cluster, as many workers and users as tessera's /me just before, driven by the
-        same wrk script and settings; run after tessera's server has stopped."""
+        the same cluster, with as many workers and users as tessera's /me just before, driven by
+        the same wrk script and settings. tessera's server stays up (idle) meanwhile, so that its
+        /me is measured again just after: the peer's figure sits between two of tessera's."""
         c = self.config
         backend = f"PG, {c.server_workers} workers, fastapi-users"
-        print(f"== the peer: fastapi-users, uvicorn --workers {c.server_workers}", flush=True)
+        print(f"== the peer: fastapi-users, uvicorn with {c.server_workers} workers", flush=True)
         bin_dir = peer.install()
         database = cluster.new_database()
         seconds = peer.seed(bin_dir, database, accounts, PASSWORD)
         print(f"   seeded {accounts:,} users in {seconds:.1f} s", flush=True)
         with peer.serve(bin_dir, database, c.server_workers, self.work / "peer.log") as server:
-            Wrk(
-                script="get.lua",
-                url=f"{server.url}{peer.BARE_PATH}",
-                duration=2,
-                connections=4,
-                threads=2,
-            ).run()
+            self.warm(server, peer.BARE_PATH)
             tokens = peer.sign_in(
                 server, accounts, c.sessions, PASSWORD, self.work / "peer-access.txt"
             )
@@ -428,6 +428,9 @@ class Bench:
                 lambda: self.bare(server, peer.BARE_PATH),
                 lambda: self.me(server, tokens, peer.ME_PATH),
             )
+        # Fresh logins: the first ones' access tokens may have expired by now.
+        access, _ = self.sign_in(tessera, accounts, "pg-again")
+        again = self.me(tessera, access)
         who_am_i = result.rate(200)
         self.report.add(
             Figure(
@@ -460,7 +463,8 @@ class Bench:
             )
         )
         assert tessera_me.value is not None and tessera_me.ratio is not None
-        ratio = tessera_me.value / who_am_i if who_am_i else float("inf")
+        ours = (tessera_me.value + again.rate(200)) / 2
+        ratio = ours / who_am_i if who_am_i else float("inf")
         self.report.add(
             Figure(
                 scenario=f"tessera /me vs peer /users/me ({accounts:,} accounts)",
@@ -472,8 +476,12 @@ class Bench:
                 ratio=ratio,
                 target=f">= {PEER_TARGET:g}",
                 met=ratio >= PEER_TARGET,
-                note=f"tessera /me {tessera_me.value:,.0f} req/s ({tessera_me.ratio:.2f} of its "
-                f"bare endpoint), the peer's {who_am_i:,.0f} ({who_am_i / bare:.2f} of its own)",
+                note=_join(
+                    f"tessera /me {tessera_me.value:,.0f} req/s before the peer "
+                    f"({tessera_me.ratio:.2f} of its bare endpoint), {again.rate(200):,.0f} "
+                    f"after; the peer's {who_am_i:,.0f} ({who_am_i / bare:.2f} of its own)",
+                    _odd_answers(again, 200),
+                ),
             )
         )
 
@@ -526,11 +534,9 @@ class Bench:
             access, _ = self.sign_in(server, c.accounts_small, "sqlite")
             self.me_figure(server, c.accounts_small, access, backend)
 
-    def warm(self, server: Server) -> None:
+    def warm(self, server: Server, path: str = "/health/live") -> None:
         """A few seconds of the bare endpoint, so imports and connection pools are warm."""
-        Wrk(
-            script="get.lua", url=f"{server.url}/health/live", duration=2, connections=4, threads=2
-        ).run()
+        Wrk(script="get.lua", url=f"{server.url}{path}", duration=2, connections=4, threads=2).run()
 
 
 def _durability(cluster: PostgresCluster) -> dict[str, str]:
