@@ -369,7 +369,7 @@ class Bench:
         backend = f"PG+Redis, {c.server_workers} workers"
         print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
         with postgres_cluster(durable=True) as cluster:
-            self.report.meta["postgres"] = _durability(cluster)
+            self.report.meta["postgres"] = check_durability(cluster)
             redis = start_redis()
             try:
                 env = service_env(self.work / "pg", cluster.new_database(), redis.url)
@@ -539,7 +539,7 @@ class Bench:
         Wrk(script="get.lua", url=f"{server.url}{path}", duration=2, connections=4, threads=2).run()
 
 
-def _durability(cluster: PostgresCluster) -> dict[str, str]:
+def check_durability(cluster: PostgresCluster) -> dict[str, str]:
     """The cluster's flush settings, as the server reports them: the published figures are of a
     PostgreSQL that flushes every commit, as a real deployment does (the tests' is not)."""
     with psycopg.connect(cluster.admin_url) as conn:
