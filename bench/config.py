@@ -23,6 +23,7 @@ class BenchConfig:
     probe_connections: int = 4  # /me alongside the flood: a latency probe, not a load
     sqlite: bool = True  # also run the embedded default's scenario
     granian: bool = True  # also serve the same app under granian, to compare with uvicorn
+    peer: bool = True  # also measure a conventional CRUD auth service (bench/peer.py)
     export_events: str = "100000,1000000"  # event counts at which the audit export is measured
     read_side: bool = True  # also run the read side's scenarios (export, rebuilds, lag)
 

@@ -5,6 +5,8 @@ PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
   login, /me (with the bare /health/live of the same server beside it), refresh, register,
   a login flood at a multiple of the hash bound with /me probed meanwhile, and login and /me
   again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE.
+The peer (bench/peer.py): a conventional CRUD auth service (fastapi-users) on the same
+PostgreSQL with as many workers, its "who am I" and bare endpoint, beside tessera's /me.
 The embedded default (SQLite, one process): login and /me.
 The read side (bench/read_side.py): audit export speed and memory, projection rebuilds, and
 projection lag under full login load.
@@ -25,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from bench import peer
 from bench.config import BenchConfig, load_config
 from bench.hash_bound import verifies_per_second
 from bench.load import LoadResult, Wrk
@@ -36,7 +40,7 @@ from bench.service import Server, serve, service_env
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from interfaces.container import build
 from interfaces.settings import Settings, load_settings
-from tests.servers import postgres_cluster, start_redis
+from tests.servers import PostgresCluster, postgres_cluster, start_redis
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,6 +49,7 @@ ME_TARGET = 0.30  # of the bare endpoint
 REFRESH_TARGET = 500.0  # per core, PostgreSQL + Redis
 FLOOD_P99_TARGET_MS = 50.0
 SCALE_TARGET = 0.90  # the large account count within 10% of the small one
+PEER_TARGET = 3.0  # tessera's /me over a conventional CRUD auth service's "who am I"
 
 
 class Bench:
@@ -115,14 +120,16 @@ class Bench:
             password=PASSWORD,
         ).run()
 
-    def bare(self, server: Server) -> float:
-        result = self.wrk("get.lua", f"{server.url}/health/live", self.config.connections).run()
+    def bare(self, server: Server, path: str = "/health/live") -> float:
+        result = self.wrk("get.lua", f"{server.url}{path}", self.config.connections).run()
         if result.rate(200) < result.rate():
             raise RuntimeError(f"the bare endpoint failed: {result.statuses} {result.errors}")
         return result.rate(200)
 
-    def me(self, server: Server, tokens: Path) -> LoadResult:
-        return self.wrk("me.lua", server.url, self.config.connections, tokens=str(tokens)).run()
+    def me(self, server: Server, tokens: Path, path: str = "/api/users/me") -> LoadResult:
+        return self.wrk(
+            "me.lua", server.url, self.config.connections, tokens=str(tokens), path=path
+        ).run()
 
     def sign_in(self, server: Server, accounts: int, name: str) -> tuple[Path, Path]:
         """Real logins of distinct random accounts: files of their access and refresh tokens."""
@@ -361,7 +368,8 @@ class Bench:
         c = self.config
         backend = f"PG+Redis, {c.server_workers} workers"
         print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
-        with postgres_cluster() as cluster:
+        with postgres_cluster(durable=True) as cluster:
+            self.report.meta["postgres"] = check_durability(cluster)
             redis = start_redis()
             try:
                 env = service_env(self.work / "pg", cluster.new_database(), redis.url)
@@ -385,10 +393,97 @@ class Bench:
                         compared = (me_large, self.last_bare, c.accounts_large)
                         self.scale_figure("login", login_small, login_large, backend)
                         self.scale_figure("/me", me_small, me_large, backend)
+                    if c.peer:
+                        self.peer(cluster, server, *compared)
                 if c.granian:
                     self.granian(env, *compared)
             finally:
                 redis.stop()
+
+    def peer(
+        self,
+        cluster: PostgresCluster,
+        tessera: Server,
+        tessera_me: Figure,
+        tessera_bare: float,
+        accounts: int,
+    ) -> None:
+        """fastapi-users (SQLAlchemy async + asyncpg, a bearer JWT) on a database of its own in
+        the same cluster, with as many workers and users as tessera's /me just before, driven by
+        the same wrk script and settings. tessera's server stays up (idle) meanwhile, so that its
+        /me is measured again just after: the peer's figure sits between two of tessera's."""
+        c = self.config
+        backend = f"PG, {c.server_workers} workers, fastapi-users"
+        print(f"== the peer: fastapi-users, uvicorn with {c.server_workers} workers", flush=True)
+        bin_dir = peer.install()
+        database = cluster.new_database()
+        seconds = peer.seed(bin_dir, database, accounts, PASSWORD)
+        print(f"   seeded {accounts:,} users in {seconds:.1f} s", flush=True)
+        with peer.serve(bin_dir, database, c.server_workers, self.work / "peer.log") as server:
+            self.warm(server, peer.BARE_PATH)
+            tokens = peer.sign_in(
+                server, accounts, c.sessions, PASSWORD, self.work / "peer-access.txt"
+            )
+            result, bare, around = self.bracketed(
+                lambda: self.bare(server, peer.BARE_PATH),
+                lambda: self.me(server, tokens, peer.ME_PATH),
+            )
+        # Fresh logins: the first ones' access tokens may have expired by now.
+        access, _ = self.sign_in(tessera, accounts, "pg-again")
+        again = self.me(tessera, access)
+        who_am_i = result.rate(200)
+        self.report.add(
+            Figure(
+                scenario=f"peer: GET /users/me ({accounts:,} users)",
+                backend=backend,
+                value=who_am_i,
+                unit="req/s",
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                limit_name="peer bare /health req/s",
+                limit=bare,
+                ratio=who_am_i / bare,
+                note=_join(
+                    f"bare endpoint {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
+                    _odd_answers(result, 200),
+                ),
+                load=result.as_json(),
+            )
+        )
+        self.report.add(
+            Figure(
+                scenario="peer: bare GET /health",
+                backend=backend,
+                value=bare,
+                unit="req/s",
+                limit_name="tessera bare /health/live req/s",
+                limit=tessera_bare,
+                ratio=bare / tessera_bare,
+                note="FastAPI's bare endpoint against Litestar's (with tessera's middleware)",
+            )
+        )
+        assert tessera_me.value is not None and tessera_me.ratio is not None
+        ours = (tessera_me.value + again.rate(200)) / 2
+        ratio = ours / who_am_i if who_am_i else float("inf")
+        self.report.add(
+            Figure(
+                scenario=f"tessera /me vs peer /users/me ({accounts:,} accounts)",
+                backend=f"PG, {c.server_workers} workers",
+                value=ratio,
+                unit="x",
+                limit_name="peer /users/me req/s",
+                limit=who_am_i,
+                ratio=ratio,
+                target=f">= {PEER_TARGET:g}",
+                met=ratio >= PEER_TARGET,
+                note=_join(
+                    f"tessera /me {tessera_me.value:,.0f} req/s before the peer "
+                    f"({tessera_me.ratio:.2f} of its bare endpoint), {again.rate(200):,.0f} "
+                    f"after; the peer's {who_am_i:,.0f} ({who_am_i / bare:.2f} of its own)",
+                    _odd_answers(again, 200),
+                ),
+            )
+        )
 
     def granian(
         self, env: dict[str, str], uvicorn_me: Figure, uvicorn_bare: float, accounts: int
@@ -439,11 +534,22 @@ class Bench:
             access, _ = self.sign_in(server, c.accounts_small, "sqlite")
             self.me_figure(server, c.accounts_small, access, backend)
 
-    def warm(self, server: Server) -> None:
+    def warm(self, server: Server, path: str = "/health/live") -> None:
         """A few seconds of the bare endpoint, so imports and connection pools are warm."""
-        Wrk(
-            script="get.lua", url=f"{server.url}/health/live", duration=2, connections=4, threads=2
-        ).run()
+        Wrk(script="get.lua", url=f"{server.url}{path}", duration=2, connections=4, threads=2).run()
+
+
+def check_durability(cluster: PostgresCluster) -> dict[str, str]:
+    """The cluster's flush settings, as the server reports them: the published figures are of a
+    PostgreSQL that flushes every commit, as a real deployment does (the tests' is not)."""
+    with psycopg.connect(cluster.admin_url) as conn:
+        found = {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("fsync", "synchronous_commit")
+        }
+    if found != {"fsync": "on", "synchronous_commit": "on"}:
+        raise RuntimeError(f"the bench's PostgreSQL must flush every commit: {found}")
+    return found
 
 
 def _odd_answers(result: LoadResult, expected: int) -> str:
