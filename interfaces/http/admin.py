@@ -65,7 +65,7 @@ class AdminController(Controller):
     )
     def lock(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
         data: JSONBody[LockRequest | None] = None,
@@ -81,7 +81,7 @@ class AdminController(Controller):
     )
     def unlock(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
@@ -95,7 +95,7 @@ class AdminController(Controller):
     )
     def disable(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
@@ -109,7 +109,7 @@ class AdminController(Controller):
     )
     def enable(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:

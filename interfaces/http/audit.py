@@ -12,7 +12,7 @@ from litestar.params import FromPath, Parameter
 
 from application.administration import require_role
 from application.history import History
-from application.ports import AccessClaims, Caller
+from application.ports import Caller
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from application.views import AccountState
 from domain.errors import FieldError, Invalid
@@ -85,7 +85,7 @@ class AuditController(Controller):
     )
     def state(
         self,
-        auditor: NamedDependency[AccessClaims],
+        auditor: NamedDependency[Caller],
         account_id: FromPath[UUID],
         as_of: IsoDateTime,
         history: NamedDependency[History],

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from application.login import Login
 from application.mfa import Mfa
 from application.passwords import Passwords
-from application.ports import AccessClaims, Caller
+from application.ports import Caller
 from application.profile import Profile
 from application.queries import MAX_PAGE, ReadSide
 from domain.errors import FieldError, Invalid
@@ -54,7 +54,7 @@ class MeController(Controller):
     )
     def change_password(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[ChangePasswordRequest],
         passwords: NamedDependency[Passwords],
     ) -> None:
@@ -77,7 +77,7 @@ class MeController(Controller):
     )
     def mfa(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[MfaRequest],
         mfa: NamedDependency[Mfa],
     ) -> Response[MfaEnrollmentResponse | RecoveryCodesResponse | None]:
@@ -118,7 +118,7 @@ class MeController(Controller):
     )
     def end_session(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         session_id: FromPath[UUID],
         logins: NamedDependency[Login],
     ) -> None:
@@ -145,7 +145,7 @@ class MeController(Controller):
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[ProfileUpdate],
         profile: NamedDependency[Profile],
     ) -> AccountResponse:
