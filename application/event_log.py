@@ -17,8 +17,8 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Recording
 from opentelemetry import propagate, trace
 
-from application.origin import current_client
-from application.ports import Unavailable
+from application.origin import current_caller, current_client
+from application.ports import ChangeMarks, Unavailable
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
@@ -108,6 +108,12 @@ class EventLog(Application[UUID]):
         super().__init__(env)
         self.observers = list(observers)
         self.outage = Outage(probe=self.recorder.max_notification_id)
+        self._marks: ChangeMarks | None = None
+
+    def announce_to(self, marks: ChangeMarks) -> None:
+        """Every save from now on marks the accounts it changes there (see ChangeMarks), so
+        other processes' copies are never trusted past it, and records how far it reached."""
+        self._marks = marks
 
     def _guarded(self, operation: Callable[[], R]) -> R:
         """Runs a read or write of the store; an unreachable store becomes Unavailable."""
@@ -136,13 +142,44 @@ class EventLog(Application[UUID]):
                 # Where the command came from, for the audit trail: metadata, not domain state.
                 if origin and not hasattr(pending, "client"):
                     object.__setattr__(pending, "client", origin)
+        changing = [a for a in objs if isinstance(a, Account) and a.pending_events]
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
+            marks = self._marks if changing else None
+            token = marks.changing([a.id for a in changing]) if marks else ""
             recordings = self._guarded(lambda: super(EventLog, self).save(*objs, **kwargs))
             elapsed = time.perf_counter() - started
+            if self._marks is not None and recordings:
+                self._announce(token, changing, objs, recordings)
         for observer in self.observers:
             observer.saved([r.domain_event for r in recordings], elapsed)
         return recordings
+
+    def _announce(
+        self,
+        token: str,
+        changed: list[Account],
+        objs: tuple[Any, ...],
+        recordings: list[Recording[UUID]],
+    ) -> None:
+        assert self._marks is not None
+        position = max(r.notification.id for r in recordings)
+        principals = {
+            o.id if isinstance(o, Account) else o.account_id
+            for o in objs
+            if isinstance(o, Account | Session)
+        }
+        caller = current_caller.get()
+        if caller is not None and caller.account_id is not None:
+            principals.add(caller.account_id)
+        try:
+            self._marks.changed(
+                token, {a.id: a.version for a in changed}, dict.fromkeys(principals, position)
+            )
+        except Unavailable:
+            # Committed, so the command succeeded. The "changing" mark stays until it expires:
+            # other processes reload these accounts meanwhile, so none serves an old copy.
+            log.warning("could not mark accounts as changed; their marks expire instead")
 
     def find(self, aggregate_id: UUID | None, kind: type[A]) -> A | None:
         """The aggregate, or None when there is none of that kind with that id.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -96,7 +97,56 @@ class RevocationList(Protocol):
         """Refuse the account's access tokens issued up to `cutoff`, but those of session `keep`."""
         ...
 
-    def is_revoked(self, claims: AccessClaims) -> bool: ...
+    async def standing(self, claims: AccessClaims) -> Standing:
+        """Whether the token's session is revoked, and what the account's marks say now: the
+        one look-up an authenticated request makes of shared state."""
+        ...
+
+
+@dataclass(frozen=True)
+class Caller(AccessClaims):
+    """The claims of a token that is still good, and what the shared store said of its account
+    when the request was authenticated."""
+
+    mark: str | None = None
+    written: int = 0
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the shared store says of a token's session and account at the moment of asking."""
+
+    revoked: bool
+    # The account's change mark: a copy of the account made under another mark may be stale.
+    # None when no mark is known (never written, expired, or the store was emptied).
+    mark: str | None
+    # The last position in the event log that this account's own commands (or commands about
+    # it) recorded; its reads of read models wait for the projections to pass it. 0: none known.
+    written: int
+
+
+class ChangeMarks(Protocol):
+    """Tells every process that an account changed, where the revocation check already looks.
+
+    A save marks the account as changing before it commits and as changed (its new version)
+    after; a copy made under any other mark is reloaded. Should the process die between commit
+    and the second mark, the "changing" mark outlives it (until it expires), so no process
+    trusts an old copy meanwhile.
+    """
+
+    def changing(self, account_ids: Sequence[UUID]) -> str:
+        """Marks the accounts as changing; returns the token that the matching changed() needs."""
+        ...
+
+    def changed(self, token: str, versions: dict[UUID, int], written: dict[UUID, int]) -> None:
+        """The accounts' new versions (applied only over this save's own "changing" mark or an
+        older version) and, for each principal, the log position its save reached."""
+        ...
+
+    def settle(self, account_id: UUID, version: int) -> None:
+        """Marks an account that has no mark (forgotten, or the store was emptied) with the
+        version just read; never overwrites a mark a save set meanwhile."""
+        ...
 
 
 @dataclass(frozen=True)

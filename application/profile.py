@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
+from application.account_views import AccountViews
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import Clock
+from application.ports import Caller, Clock
 from application.tracing import traced
 from application.views import AccountView
 from domain.account import Account
@@ -13,13 +15,18 @@ from domain.errors import AccountNotFound
 
 
 class Profile:
-    def __init__(self, log: EventLog, clock: Clock) -> None:
+    def __init__(self, log: EventLog, views: AccountViews, clock: Clock) -> None:
         self._log = log
+        self._views = views
         self._clock = clock
 
-    @traced
-    def show(self, account_id: UUID) -> AccountView:
-        return AccountView.of(self._account(account_id))
+    async def show(self, caller: Caller) -> AccountView:
+        """From this process's copy when the account has not changed since it was made (no
+        I/O at all), else from the event store, off the event loop."""
+        view = self._views.cached(caller.account_id, caller.mark)
+        if view is None:
+            view = await asyncio.to_thread(self._views.load, caller.account_id, caller.mark)
+        return view
 
     @traced
     @retried_on_conflict

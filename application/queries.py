@@ -1,7 +1,9 @@
 """Questions answered from the read models: account listings, a user's sessions, the audit log.
 
-Read models lag the event store by the projection's lag (milliseconds when it keeps up); the
-answers here say what the projections have seen, which `/health/ready` and the metrics report.
+Read models lag the event store by the projection's lag (milliseconds when it keeps up). A
+caller's reads reflect its own commands: before reading, it waits (for a bounded time) until
+the projection has applied the last position those commands reached (`caught_up`); everyone
+else's writes show up as the projections apply them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from application.read_models import Row, instant, unix_seconds
 from application.trail import TrailEntry
 
 MAX_PAGE = 500
+
+
+class Freshness(Protocol):
+    def reach(self, projection: str, position: int) -> int:
+        """Waits, for a bounded time, until `projection` has applied `position`; answers how
+        many positions it is still behind then (0: caught up)."""
+        ...
 
 
 class AccountRows(Protocol):
@@ -97,11 +106,20 @@ class AuditFilter:
 
 
 class ReadSide:
-    def __init__(self, accounts: Any, sessions: Any, audit: Any, clock: Clock) -> None:
+    def __init__(
+        self, accounts: Any, sessions: Any, audit: Any, freshness: Freshness, clock: Clock
+    ) -> None:
         self._accounts: AccountRows = accounts
         self._sessions: SessionRows = sessions
         self._audit: AuditRows = audit
+        self._freshness = freshness
         self._clock = clock
+
+    def caught_up(self, projection: str, written: int) -> int:
+        """Called before a read of `projection` by a caller whose own commands last reached
+        position `written`: returns once the read would show them, or when the bound has passed,
+        with how many positions the read is still behind (0: it shows them all)."""
+        return self._freshness.reach(projection, written)
 
     def accounts(self, text: str = "", after: str = "", limit: int = 100) -> list[AccountSummary]:
         """Accounts whose email or username contains `text`, by username, after `after`."""

@@ -45,6 +45,7 @@ class Projector:
         self._projection = projection
         self._lease = lease
         self._batch_size = batch_size
+        self._wake = threading.Event()
 
     @property
     def name(self) -> str:
@@ -135,7 +136,13 @@ class Projector:
                 stop.wait(1.0)
                 continue
             if read < self._batch_size:
-                stop.wait(poll_interval)
+                self._wake.wait(poll_interval)
+                self._wake.clear()
+
+    def nudge(self) -> None:
+        """Someone waits for this projection: a running projector reads again now rather than
+        after its poll interval (where none runs in this process, nothing happens)."""
+        self._wake.set()
 
     def close(self) -> None:
         """Releases the lease, and the view's database when it has one of its own (SQLite)."""

@@ -1,25 +1,51 @@
-"""The denylist of revoked sessions: in Redis when configured, else in the service's database."""
+"""Shared state every API process consults on each authenticated request: the denylist of
+revoked sessions, and each account's change mark and last written position. In Redis when
+configured, else in the service's database."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import redis
+import redis.asyncio
 from psycopg_pool import ConnectionPool
 
 from application.event_log import Outage
-from application.ports import AccessClaims, Unavailable
+from application.ports import AccessClaims, Standing, Unavailable
+
+# A "changing" mark outlives a process that died between its commit and its "changed" mark by
+# this long; meanwhile every process reads the account from the event store.
+CHANGING_TTL = timedelta(seconds=60)
+# A version mark or written position unused this long is forgotten: a missing mark only costs
+# one load from the event store, and positions matter only until the projections pass them.
+MARK_TTL = timedelta(days=1)
+
+
+def _changing_token() -> str:
+    return f"changing:{uuid4().hex}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
 
 
 class SqliteRevocationList:
+    """The embedded default's shared state: a file of its own beside the event store, which
+    `tessera admin` in another process writes too. Reads never wait for writers (WAL)."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -32,6 +58,10 @@ class SqliteRevocationList:
                 "CREATE TABLE IF NOT EXISTS revoked_accounts ("
                 " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, kept_session TEXT,"
                 " until REAL NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS account_marks ("
+                " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS written_positions ("
+                " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
             )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -55,25 +85,79 @@ class SqliteRevocationList:
                 (str(account_id), cutoff.timestamp(), keep and str(keep), until.timestamp()),
             )
 
-    def is_revoked(self, claims: AccessClaims) -> bool:
+    def changing(self, account_ids: Sequence[UUID]) -> str:
+        token = _changing_token()
+        until = _now() + CHANGING_TTL.total_seconds()
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                " SET mark = excluded.mark, until = excluded.until",
+                [(str(account_id), token, until) for account_id in account_ids],
+            )
+        return token
+
+    def changed(self, token: str, versions: dict[UUID, int], written: dict[UUID, int]) -> None:
+        now = _now()
+        until = now + MARK_TTL.total_seconds()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                    " SET mark = excluded.mark, until = excluded.until"
+                    " WHERE account_marks.mark = ? OR account_marks.until < ?"
+                    "  OR (account_marks.mark NOT LIKE 'changing:%'"
+                    "      AND CAST(account_marks.mark AS INTEGER) < ?)",
+                    [(str(a), str(v), until, token, now, v) for a, v in versions.items()],
+                )
+                self._db.executemany(
+                    "INSERT INTO written_positions VALUES (?, ?, ?) ON CONFLICT (principal)"
+                    " DO UPDATE SET position = max(position, excluded.position),"
+                    " until = excluded.until",
+                    [(str(p), position, until) for p, position in written.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def settle(self, account_id: UUID, version: int) -> None:
+        now = _now()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                " SET mark = excluded.mark, until = excluded.until WHERE account_marks.until < ?",
+                (str(account_id), str(version), now + MARK_TTL.total_seconds(), now),
+            )
+
+    async def standing(self, claims: AccessClaims) -> Standing:
+        # A local file read in WAL mode: microseconds, never blocked by a writer, so it runs on
+        # the event loop rather than paying a thread hop.
+        now = _now()
         with self._lock:
             row = self._db.execute(
                 "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
                 " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
-                "  AND kept_session IS NOT ?)",
+                "  AND kept_session IS NOT ?),"
+                " (SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?),"
+                " (SELECT position FROM written_positions WHERE principal = ?)",
                 (
                     str(claims.session_id),
                     str(claims.account_id),
                     claims.issued_at,
                     str(claims.session_id),
+                    str(claims.account_id),
+                    now,
+                    str(claims.account_id),
                 ),
             ).fetchone()
-        return bool(row[0])
+        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
     def forget_expired(self, now: datetime) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM revoked_sessions WHERE until < ?", (now.timestamp(),))
-            self._db.execute("DELETE FROM revoked_accounts WHERE until < ?", (now.timestamp(),))
+            for table in ("revoked_sessions", "revoked_accounts", "account_marks"):
+                self._db.execute(f"DELETE FROM {table} WHERE until < ?", (now.timestamp(),))  # noqa: S608
+            self._db.execute("DELETE FROM written_positions WHERE until < ?", (now.timestamp(),))
 
     def close(self) -> None:
         self._db.close()
@@ -96,6 +180,16 @@ class PostgresRevocationList:
                 "CREATE TABLE IF NOT EXISTS tessera_revoked_accounts ("
                 " account_id uuid PRIMARY KEY, cutoff double precision NOT NULL,"
                 " kept_session uuid, until double precision NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_account_marks ("
+                " account_id uuid PRIMARY KEY, mark text NOT NULL,"
+                " until double precision NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_written_positions ("
+                " principal uuid PRIMARY KEY, position bigint NOT NULL,"
+                " until double precision NOT NULL)"
             )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -120,24 +214,78 @@ class PostgresRevocationList:
                 (account_id, cutoff.timestamp(), keep, until.timestamp()),
             )
 
-    def is_revoked(self, claims: AccessClaims) -> bool:
+    def changing(self, account_ids: Sequence[UUID]) -> str:
+        token = _changing_token()
+        until = _now() + CHANGING_TTL.total_seconds()
+        with self._connection() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO tessera_account_marks VALUES (%s, %s, %s) ON CONFLICT (account_id)"
+                " DO UPDATE SET mark = excluded.mark, until = excluded.until",
+                [(account_id, token, until) for account_id in account_ids],
+            )
+        return token
+
+    def changed(self, token: str, versions: dict[UUID, int], written: dict[UUID, int]) -> None:
+        now = _now()
+        until = now + MARK_TTL.total_seconds()
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO tessera_account_marks AS m VALUES (%s, %s, %s)"
+                " ON CONFLICT (account_id) DO UPDATE SET mark = excluded.mark,"
+                " until = excluded.until WHERE m.mark = %s OR m.until < %s"
+                "  OR (m.mark NOT LIKE 'changing:%%' AND m.mark::bigint < %s)",
+                [(a, str(v), until, token, now, v) for a, v in versions.items()],
+            )
+            cursor.executemany(
+                "INSERT INTO tessera_written_positions AS w VALUES (%s, %s, %s)"
+                " ON CONFLICT (principal) DO UPDATE SET"
+                " position = greatest(w.position, excluded.position), until = excluded.until",
+                [(p, position, until) for p, position in written.items()],
+            )
+
+    def settle(self, account_id: UUID, version: int) -> None:
+        now = _now()
+        with self._connection() as conn:
+            conn.execute(
+                "INSERT INTO tessera_account_marks AS m VALUES (%s, %s, %s) ON CONFLICT"
+                " (account_id) DO UPDATE SET mark = excluded.mark, until = excluded.until"
+                " WHERE m.until < %s",
+                (account_id, str(version), now + MARK_TTL.total_seconds(), now),
+            )
+
+    async def standing(self, claims: AccessClaims) -> Standing:
+        return await asyncio.to_thread(self._standing, claims)
+
+    def _standing(self, claims: AccessClaims) -> Standing:
         with self._connection() as conn:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
-                "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s)",
-                (claims.session_id, claims.account_id, claims.issued_at, claims.session_id),
+                "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s),"
+                " (SELECT mark FROM tessera_account_marks WHERE account_id = %s AND until >= %s),"
+                " (SELECT position FROM tessera_written_positions WHERE principal = %s)",
+                (
+                    claims.session_id,
+                    claims.account_id,
+                    claims.issued_at,
+                    claims.session_id,
+                    claims.account_id,
+                    _now(),
+                    claims.account_id,
+                ),
             ).fetchone()
-        return bool(row and row[0])
+        assert row is not None
+        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
     def forget_expired(self, now: datetime) -> None:
         with self._connection() as conn:
-            conn.execute(
-                "DELETE FROM tessera_revoked_sessions WHERE until < %s", (now.timestamp(),)
-            )
-            conn.execute(
-                "DELETE FROM tessera_revoked_accounts WHERE until < %s", (now.timestamp(),)
-            )
+            for table in (
+                "tessera_revoked_sessions",
+                "tessera_revoked_accounts",
+                "tessera_account_marks",
+                "tessera_written_positions",
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE until < %s", (now.timestamp(),))  # noqa: S608
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -171,20 +319,58 @@ def revocation_pool(conninfo: str) -> ConnectionPool:
     )
 
 
-class RedisRevocationList:
-    """Revocations shared by every API process at once. Fails closed: if Redis does not answer,
-    no token is accepted (Unavailable, a 503), because a revoked token must never pass."""
+# Sets each account's version mark unless another save has marked it changing since (its own
+# "changed" will follow, or its mark expires), or a newer version is already there; raises each
+# principal's written position to the new one, never lowers it.
+# KEYS: n mark keys, then the written keys. ARGV: token, ttl ms, n, n versions, the positions.
+_CHANGED = """
+local token, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 1, n do
+  local current = redis.call('GET', KEYS[i])
+  local version = ARGV[3 + i]
+  if current == false or current == token
+     or (tonumber(current) ~= nil and tonumber(current) < tonumber(version)) then
+    redis.call('SET', KEYS[i], version, 'PX', ttl)
+  end
+end
+for i = n + 1, #KEYS do
+  local position = tonumber(ARGV[3 + i])
+  if position > tonumber(redis.call('GET', KEYS[i]) or '0') then
+    redis.call('SET', KEYS[i], position, 'PX', ttl)
+  end
+end
+"""
 
-    def __init__(self, client: redis.Redis, prefix: str = "tessera:revoked:") -> None:
+
+class RedisRevocationList:
+    """Shared by every API process at once. Fails closed: if Redis does not answer, no token is
+    accepted and no account is saved (Unavailable, a 503): a revoked token must never pass,
+    and a change no other process can hear of must not be made."""
+
+    def __init__(self, client: redis.Redis, url: str, prefix: str = "tessera:") -> None:
         self._client = client
+        self._url = url  # for the async client the request path uses (same server, same db)
         self._prefix = prefix
+        self._changed = client.register_script(_CHANGED)
+        # The async client is bound to the event loop that first uses it: one per loop.
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
 
     def _ttl_ms(self, ttl: timedelta) -> int:
         return max(1, int(ttl.total_seconds() * 1000))
 
+    def _keys(self, claims: AccessClaims) -> list[str]:
+        return [
+            f"{self._prefix}revoked:session:{claims.session_id}",
+            f"{self._prefix}revoked:account:{claims.account_id}",
+            f"{self._prefix}mark:{claims.account_id}",
+            f"{self._prefix}written:{claims.account_id}",
+        ]
+
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
-            self._client.set(f"{self._prefix}session:{session_id}", "1", px=self._ttl_ms(ttl))
+            self._client.set(
+                f"{self._prefix}revoked:session:{session_id}", "1", px=self._ttl_ms(ttl)
+            )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 
@@ -193,25 +379,65 @@ class RedisRevocationList:
     ) -> None:
         value = f"{cutoff.timestamp()!r}|{keep or ''}"
         try:
-            self._client.set(f"{self._prefix}account:{account_id}", value, px=self._ttl_ms(ttl))
-        except redis.RedisError as error:
-            raise Unavailable("redis") from error
-
-    def is_revoked(self, claims: AccessClaims) -> bool:
-        try:
-            session, account = self._client.mget(
-                f"{self._prefix}session:{claims.session_id}",
-                f"{self._prefix}account:{claims.account_id}",
+            self._client.set(
+                f"{self._prefix}revoked:account:{account_id}", value, px=self._ttl_ms(ttl)
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        if session is not None:
-            return True
-        if account is None:
-            return False
-        text = account.decode() if isinstance(account, bytes) else str(account)
-        cutoff, _, kept = text.partition("|")
-        return float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
+
+    def changing(self, account_ids: Sequence[UUID]) -> str:
+        token = _changing_token()
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for account_id in account_ids:
+                    pipe.set(
+                        f"{self._prefix}mark:{account_id}", token, px=self._ttl_ms(CHANGING_TTL)
+                    )
+                pipe.execute()
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        return token
+
+    def changed(self, token: str, versions: dict[UUID, int], written: dict[UUID, int]) -> None:
+        keys = [f"{self._prefix}mark:{a}" for a in versions]
+        keys += [f"{self._prefix}written:{p}" for p in written]
+        args = [token, self._ttl_ms(MARK_TTL), len(versions), *versions.values()]
+        try:
+            self._changed(keys=keys, args=[*args, *written.values()])  # type: ignore[list-item]
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def settle(self, account_id: UUID, version: int) -> None:
+        try:
+            self._client.set(
+                f"{self._prefix}mark:{account_id}", str(version), px=self._ttl_ms(MARK_TTL), nx=True
+            )
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    async def standing(self, claims: AccessClaims) -> Standing:
+        try:
+            session, account, mark, written = await self._async_client().mget(self._keys(claims))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        revoked = session is not None
+        if not revoked and account is not None:
+            cutoff, _, kept = _text(account).partition("|")
+            revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
+        return Standing(
+            revoked=revoked,
+            mark=None if mark is None else _text(mark),
+            written=int(written or 0),
+        )
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+            self._async = (loop, client)
+        return self._async[1]
 
     def close(self) -> None:
         self._client.close()

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from application.access import Access
+from application.account_views import AccountViews
 from application.administration import Administration
 from application.event_log import EventLog
 from application.history import History
@@ -33,6 +34,7 @@ from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
+from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
 from infrastructure.lease import FileLease, PostgresLease
@@ -265,7 +267,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
         )
-        revocations = RedisRevocationList(client)
+        revocations = RedisRevocationList(client, settings.redis_url)
         limiter = RedisRateLimiter(client)
     elif database.is_postgres:
         revocations = PostgresRevocationList(
@@ -275,6 +277,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         revocations = SqliteRevocationList(data / "revocations.sqlite")
     if not settings.redis_url:
         limiter = LocalRateLimiter()
+    log.announce_to(revocations)
 
     otp = Totp()
     policy = PasswordPolicy(
@@ -344,6 +347,11 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         AuditProjection(audit),
     ]
     access_ttl = timedelta(seconds=settings.access_token_ttl)
+    projectors = [
+        Projector(log, projection, lease=lease(database, projection.name))
+        for projection in projections
+    ]
+    waits = ProjectionWaits(projectors, bound=settings.read_your_writes_wait)
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
     return Container(
         settings=settings,
@@ -391,19 +399,16 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
                 access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
         ),
-        profile=Profile(log, clock),
+        profile=Profile(log, AccountViews(log, revocations, settings.aggregate_cache_size), clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
-        read_side=ReadSide(accounts, sessions, audit, clock),
+        read_side=ReadSide(accounts, sessions, audit, waits, clock),
         history=History(log),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
-        projectors=[
-            Projector(log, projection, lease=lease(database, projection.name))
-            for projection in projections
-        ],
+        projectors=projectors,
         outbox=mail,
         postman=postman,
         mail_broker=mail_broker,

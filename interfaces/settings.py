@@ -47,6 +47,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     # /health/ready answers 503 while a projection is further behind the event store than this.
     projection_lag_threshold: Seconds = 30
+    # How long a read of a caller's own views may wait for the projection to show the caller's
+    # own commands; past it, it answers what it has, with a Tessera-Read-Behind header.
+    read_your_writes_wait: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
 
     # Tokens
     jwt_issuer: str | None = None  # default: PUBLIC_URL

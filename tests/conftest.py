@@ -122,3 +122,17 @@ def run_projections(container: Container) -> None:
         while projector.run_once():
             pass
     container.mail_broker.join()
+
+
+def shown(container: Container, account_id: Any) -> Any:
+    """What `GET /api/users/me` answers for the account, through the real authentication path
+    (a token of the account's, checked against the shared store) and the process's copies."""
+    import asyncio
+    from uuid import uuid4
+
+    async def show() -> Any:
+        token = container.signer.issue(account_id, uuid4(), (), container.clock.now())
+        caller = await container.access.authenticate(token)
+        return await container.profile.show(caller)
+
+    return asyncio.run(show())

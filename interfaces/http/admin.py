@@ -5,22 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from application.administration import Administration, require_role
-from application.ports import AccessClaims
+from application.ports import AccessClaims, Caller
 from application.queries import MAX_PAGE, ReadSide
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
+from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import AccountList, AccountSummaryResponse, LockRequest
 from interfaces.http.security import BEARER
 
 SearchText = Annotated[str, Parameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 
 
-def admin(claims: NamedDependency[AccessClaims]) -> AccessClaims:
+def admin(claims: NamedDependency[Caller]) -> Caller:
     require_role(claims, "admin")
     return claims
 
@@ -36,19 +37,25 @@ class AdminController(Controller):
     dependencies = {"claims": BEARER, "admin": Provide(admin, sync_to_thread=False)}
     security = [{"bearer": []}]
 
-    @get(sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
+    @get(
+        sync_to_thread=True,
+        responses=problems(400, 403, *BEARER_ERRORS),
+        response_headers=READ_BEHIND_HEADERS,
+    )
     def list_accounts(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
         q: SearchText = "",
         after: Annotated[str, Parameter(max_length=32)] = "",
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
-    ) -> AccountList:
+    ) -> Response[AccountList]:
         """Accounts whose email or username contains `q`, by username."""
+        behind = read_side.caught_up("accounts", admin.written)
         accounts = read_side.accounts(q, after, limit + 1)
         page = [AccountSummaryResponse.of(a) for a in accounts[:limit]]
-        return AccountList(page, page[-1].username if len(accounts) > limit else None)
+        next_after = page[-1].username if len(accounts) > limit else None
+        return own_read(AccountList(page, next_after), behind)
 
     @post(
         "/{account_id:uuid}/lock",
@@ -58,7 +65,7 @@ class AdminController(Controller):
     )
     def lock(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
         data: JSONBody[LockRequest | None] = None,
@@ -74,7 +81,7 @@ class AdminController(Controller):
     )
     def unlock(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
@@ -88,7 +95,7 @@ class AdminController(Controller):
     )
     def disable(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:
@@ -102,7 +109,7 @@ class AdminController(Controller):
     )
     def enable(
         self,
-        admin: NamedDependency[AccessClaims],
+        admin: NamedDependency[Caller],
         account_id: FromPath[UUID],
         administration: NamedDependency[Administration],
     ) -> None:

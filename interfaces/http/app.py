@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from application.origin import current_client
+from application.origin import CallerSlot, current_caller, current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError, FieldError, Invalid
 from interfaces.container import Container
@@ -116,6 +116,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
     async def before_request(request: Request[Any, Any, Any]) -> None:
         # The events this request records will name the client it came from (audit trail).
         current_client.set(client_address.of(request))
+        current_caller.set(CallerSlot())
         refuse_repeated_parameters(request)
         await require_json(request)
         refuse_unknown_query_parameters(request)

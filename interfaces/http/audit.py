@@ -6,17 +6,18 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, Parameter
 
 from application.administration import require_role
 from application.history import History
-from application.ports import AccessClaims
+from application.ports import Caller
 from application.queries import MAX_PAGE, AuditFilter, ReadSide
 from application.views import AccountState
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, problems
+from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import MAX_CURSOR, AuditPage
 from interfaces.http.security import BEARER
 
@@ -42,7 +43,7 @@ def instant(value: str | None, name: str) -> datetime | None:
         raise Invalid(FieldError(name, "format", "must be an ISO 8601 date-time")) from None
 
 
-def auditor(claims: NamedDependency[AccessClaims]) -> AccessClaims:
+def auditor(claims: NamedDependency[Caller]) -> Caller:
     require_role(claims, "auditor")
     return claims
 
@@ -53,10 +54,15 @@ class AuditController(Controller):
     dependencies = {"claims": BEARER, "auditor": Provide(auditor, sync_to_thread=False)}
     security = [{"bearer": []}]
 
-    @get("/events", sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
+    @get(
+        "/events",
+        sync_to_thread=True,
+        responses=problems(400, 403, *BEARER_ERRORS),
+        response_headers=READ_BEHIND_HEADERS,
+    )
     def events(
         self,
-        auditor: NamedDependency[AccessClaims],
+        auditor: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
         account_id: UUID | None = None,
         type: EventType = None,
@@ -64,12 +70,13 @@ class AuditController(Controller):
         until: MaybeIsoDateTime = None,
         cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
-    ) -> AuditPage:
+    ) -> Response[AuditPage]:
         """Security events in store order, filtered; `cursor` is the last position seen."""
         query = AuditFilter(
             account_id, type, instant(since, "since"), instant(until, "until"), cursor, limit
         )
-        return AuditPage.of(read_side.audit_events(query))
+        behind = read_side.caught_up("audit_log", auditor.written)
+        return own_read(AuditPage.of(read_side.audit_events(query)), behind)
 
     @get(
         "/accounts/{account_id:uuid}/state",
@@ -78,7 +85,7 @@ class AuditController(Controller):
     )
     def state(
         self,
-        auditor: NamedDependency[AccessClaims],
+        auditor: NamedDependency[Caller],
         account_id: FromPath[UUID],
         as_of: IsoDateTime,
         history: NamedDependency[History],

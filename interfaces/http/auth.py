@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from application.login import Login
 from application.passwords import Passwords
-from application.ports import AccessClaims
+from application.ports import Caller
 from application.registration import Registration
 from application.throttle import Throttle
 from application.views import Client, MfaChallenge
@@ -200,7 +200,7 @@ class AuthController(Controller):
     def logout(
         self,
         logins: NamedDependency[Login],
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[LogoutRequest | None] = None,
     ) -> None:
         body = data or LogoutRequest()

@@ -14,11 +14,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from application.login import Login
 from application.mfa import Mfa
 from application.passwords import Passwords
-from application.ports import AccessClaims
+from application.ports import Caller
 from application.profile import Profile
 from application.queries import MAX_PAGE, ReadSide
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
+from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import (
     MAX_CURSOR,
     AccountResponse,
@@ -39,11 +40,11 @@ class MeController(Controller):
     dependencies = {"claims": BEARER}
     security = [{"bearer": []}]
 
-    @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
-    def show(
-        self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
+    @get(responses=problems(*BEARER_ERRORS))
+    async def show(
+        self, claims: NamedDependency[Caller], profile: NamedDependency[Profile]
     ) -> AccountResponse:
-        return AccountResponse.of(profile.show(claims.account_id))
+        return AccountResponse.of(await profile.show(claims))
 
     @put(
         "/password",
@@ -53,7 +54,7 @@ class MeController(Controller):
     )
     def change_password(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[ChangePasswordRequest],
         passwords: NamedDependency[Passwords],
     ) -> None:
@@ -76,7 +77,7 @@ class MeController(Controller):
     )
     def mfa(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[MfaRequest],
         mfa: NamedDependency[Mfa],
     ) -> Response[MfaEnrollmentResponse | RecoveryCodesResponse | None]:
@@ -92,15 +93,22 @@ class MeController(Controller):
         mfa.disable(claims, data.code, data.password)
         return Response(None, status_code=HTTP_204_NO_CONTENT)
 
-    @get("/sessions", sync_to_thread=True, responses=problems(*BEARER_ERRORS))
+    @get(
+        "/sessions",
+        sync_to_thread=True,
+        responses=problems(*BEARER_ERRORS),
+        response_headers=READ_BEHIND_HEADERS,
+    )
     def sessions(
-        self, claims: NamedDependency[AccessClaims], read_side: NamedDependency[ReadSide]
-    ) -> list[SessionResponse]:
+        self, claims: NamedDependency[Caller], read_side: NamedDependency[ReadSide]
+    ) -> Response[list[SessionResponse]]:
         """The account's live sessions, newest first, as the sessions read model has them."""
-        return [
+        behind = read_side.caught_up("sessions", claims.written)
+        sessions = [
             SessionResponse.of(session, current=claims.session_id)
             for session in read_side.live_sessions(claims.account_id)
         ]
+        return own_read(sessions, behind)
 
     @delete(
         "/sessions/{session_id:uuid}",
@@ -110,27 +118,34 @@ class MeController(Controller):
     )
     def end_session(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         session_id: FromPath[UUID],
         logins: NamedDependency[Login],
     ) -> None:
         logins.end_session(claims, session_id)
 
-    @get("/activity", sync_to_thread=True, responses=problems(400, *BEARER_ERRORS))
+    @get(
+        "/activity",
+        sync_to_thread=True,
+        responses=problems(400, *BEARER_ERRORS),
+        response_headers=READ_BEHIND_HEADERS,
+    )
     def activity(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
         cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
-    ) -> AuditPage:
+    ) -> Response[AuditPage]:
         """The account's own security events, newest first."""
-        return AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
+        behind = read_side.caught_up("audit_log", claims.written)
+        page = AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
+        return own_read(page, behind)
 
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
         self,
-        claims: NamedDependency[AccessClaims],
+        claims: NamedDependency[Caller],
         data: JSONBody[ProfileUpdate],
         profile: NamedDependency[Profile],
     ) -> AccountResponse:

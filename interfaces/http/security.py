@@ -9,7 +9,8 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from application.access import Access
-from application.ports import AccessClaims
+from application.origin import current_caller
+from application.ports import Caller
 from application.views import Client
 from domain.errors import InvalidAccessToken
 from interfaces.logs import current_request
@@ -17,12 +18,16 @@ from interfaces.logs import current_request
 _MAX_TOKEN_LENGTH = 4096
 
 
-def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency[Access]) -> AccessClaims:
+async def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency[Access]) -> Caller:
+    """On the event loop: a signature check and one async look-up, no thread hop."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidAccessToken
-    claims = access.authenticate(token)
+    claims = await access.authenticate(token)
+    slot = current_caller.get()
+    if slot is not None:
+        slot.account_id = claims.account_id
     info = current_request.get()
     if info is not None:
         info.account_id = str(claims.account_id)
@@ -61,4 +66,4 @@ class ClientAddress:
         return Client(ip=ip[:64], user_agent=printable)
 
 
-BEARER = Provide(bearer_claims, sync_to_thread=True)
+BEARER = Provide(bearer_claims)

@@ -12,7 +12,7 @@ from domain.account import Account
 from interfaces.container import Container, build
 from interfaces.settings import Settings
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, shown
 
 
 @pytest.fixture
@@ -27,10 +27,10 @@ def test_a_cached_account_is_brought_up_to_date_with_what_another_process_record
     container: Container, other_process: Container
 ) -> None:
     account = container.registration.register("ada@example.com", "ada", PASSWORD)
-    assert container.profile.show(account.id).display_name == ""  # now cached here
+    assert shown(container, account.id).display_name == ""  # now cached here
     assert container.log.repository.cache is not None
     other_process.profile.update(account.id, "Ada Lovelace")
-    assert container.profile.show(account.id).display_name == "Ada Lovelace"
+    assert shown(container, account.id).display_name == "Ada Lovelace"
 
 
 def test_a_command_never_mutates_the_cached_copy(container: Container) -> None:
@@ -38,7 +38,7 @@ def test_a_command_never_mutates_the_cached_copy(container: Container) -> None:
     loaded = container.log.find(account.id, Account)
     assert loaded is not None
     loaded.update_profile("changed, never saved", container.clock.now())
-    assert container.profile.show(account.id).display_name == ""
+    assert shown(container, account.id).display_name == ""
 
 
 def test_the_cache_is_bounded_by_the_setting(settings: Settings, clock: FakeClock) -> None:

@@ -24,7 +24,7 @@ from domain.errors import (
     UsernameTaken,
 )
 from interfaces.container import Container
-from tests.conftest import FakeClock, event_count, run_projections
+from tests.conftest import FakeClock, event_count, run_projections, shown
 
 PASSWORD = "correct horse battery staple"
 CLIENT = Client(ip="127.0.0.1", user_agent="pytest")
@@ -247,7 +247,7 @@ def test_profile_updates_are_events(container: Container) -> None:
     account_id = container.log.account_for_login("ada").id  # type: ignore[union-attr]
     view = container.profile.update(account_id, "  Ada Lovelace ")
     assert view.display_name == "Ada Lovelace"
-    assert container.profile.show(account_id).display_name == "Ada Lovelace"
+    assert shown(container, account_id).display_name == "Ada Lovelace"
 
 
 def test_a_long_history_loads_from_a_snapshot(container: Container) -> None:
@@ -258,7 +258,7 @@ def test_a_long_history_loads_from_a_snapshot(container: Container) -> None:
     assert container.log.snapshots is not None
     snapshots = list(container.log.snapshots.get(account_id))
     assert snapshots, "no snapshot was taken"
-    assert container.profile.show(account_id).display_name == "name 119"
+    assert shown(container, account_id).display_name == "name 119"
 
 
 def test_the_dev_keys_persist_across_restarts(container: Container, tmp_path: Path) -> None:

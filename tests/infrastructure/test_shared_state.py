@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import redis
 from psycopg_pool import ConnectionPool
 
-from application.ports import AccessClaims, Unavailable
+from application.ports import AccessClaims, Standing, Unavailable
 from application.throttle import Limit
 from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
 from infrastructure.revocation import (
@@ -34,7 +35,8 @@ def denylist(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         made = PostgresRevocationList(ConnectionPool(cluster.new_database(), open=True))
     else:
-        made = RedisRevocationList(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+        url = request.getfixturevalue("redis_url")
+        made = RedisRevocationList(redis.Redis.from_url(url), url)
     yield made
     made.close()
 
@@ -43,11 +45,19 @@ def claims(account: Any = None, session: Any = None, issued: datetime = T0) -> A
     return AccessClaims(account or uuid4(), session or uuid4(), (), issued.timestamp())
 
 
+def standing(shared: Any, of: AccessClaims) -> Standing:
+    return asyncio.run(shared.standing(of))
+
+
+def revoked(shared: Any, of: AccessClaims) -> bool:
+    return standing(shared, of).revoked
+
+
 def test_a_revoked_session_is_refused_and_others_are_not(denylist: Any) -> None:
     mine, other = claims(), claims()
     denylist.revoke_session(mine.session_id, TTL)
-    assert denylist.is_revoked(mine)
-    assert not denylist.is_revoked(other)
+    assert revoked(denylist, mine)
+    assert not revoked(denylist, other)
 
 
 def test_an_account_cutoff_refuses_tokens_issued_up_to_it_but_the_kept_session(
@@ -55,23 +65,61 @@ def test_an_account_cutoff_refuses_tokens_issued_up_to_it_but_the_kept_session(
 ) -> None:
     account, kept = uuid4(), uuid4()
     denylist.revoke_sessions_before(account, cutoff=T0, ttl=TTL, keep=kept)
-    assert denylist.is_revoked(claims(account, issued=T0 - timedelta(seconds=1)))
-    assert denylist.is_revoked(claims(account, issued=T0))
-    assert not denylist.is_revoked(claims(account, issued=T0 + timedelta(microseconds=10)))
-    assert not denylist.is_revoked(claims(account, kept, issued=T0 - timedelta(seconds=1)))
+    assert revoked(denylist, claims(account, issued=T0 - timedelta(seconds=1)))
+    assert revoked(denylist, claims(account, issued=T0))
+    assert not revoked(denylist, claims(account, issued=T0 + timedelta(microseconds=10)))
+    assert not revoked(denylist, claims(account, kept, issued=T0 - timedelta(seconds=1)))
     denylist.revoke_sessions_before(account, cutoff=T0 + timedelta(seconds=5), ttl=TTL)
-    assert denylist.is_revoked(claims(account, kept, issued=T0))
+    assert revoked(denylist, claims(account, kept, issued=T0))
 
 
 def test_redis_revocation_fails_closed_when_redis_is_down() -> None:
     server = start_redis()
-    denylist = RedisRevocationList(redis.Redis.from_url(server.url, socket_timeout=0.5))
+    denylist = RedisRevocationList(redis.Redis.from_url(server.url, socket_timeout=0.5), server.url)
     denylist.revoke_session(uuid4(), TTL)
     server.stop()
     with pytest.raises(Unavailable):
-        denylist.is_revoked(claims())
+        revoked(denylist, claims())
     with pytest.raises(Unavailable):
         denylist.revoke_session(uuid4(), TTL)
+    with pytest.raises(Unavailable):
+        denylist.changing([uuid4()])  # a save no other process could hear of is not made
+
+
+def test_a_save_marks_the_account_changing_then_changed_with_its_version(denylist: Any) -> None:
+    mine = claims()
+    assert standing(denylist, mine) == Standing(revoked=False, mark=None, written=0)
+    token = denylist.changing([mine.account_id])
+    assert standing(denylist, mine).mark == token
+    assert token.startswith("changing:")
+    denylist.changed(token, {mine.account_id: 7}, {mine.account_id: 120})
+    assert standing(denylist, mine) == Standing(revoked=False, mark="7", written=120)
+
+
+def test_a_late_changed_never_overwrites_another_save_in_flight_nor_a_newer_version(
+    denylist: Any,
+) -> None:
+    """The first save's "changed" arrives after a second save marked the account changing: if
+    it overwrote that mark and the second save's process died after committing, every process
+    would trust copies older than the second save for as long as the mark lived."""
+    mine = claims()
+    first = denylist.changing([mine.account_id])
+    second = denylist.changing([mine.account_id])
+    denylist.changed(first, {mine.account_id: 7}, {mine.account_id: 120})
+    assert standing(denylist, mine).mark == second
+    denylist.changed(second, {mine.account_id: 8}, {mine.account_id: 125})
+    assert standing(denylist, mine).mark == "8"
+    denylist.changed("changing:stale", {mine.account_id: 6}, {mine.account_id: 110})
+    assert standing(denylist, mine) == Standing(revoked=False, mark="8", written=125)
+
+
+def test_settling_an_unmarked_account_never_overwrites_a_mark(denylist: Any) -> None:
+    mine = claims()
+    denylist.settle(mine.account_id, 3)
+    assert standing(denylist, mine).mark == "3"
+    token = denylist.changing([mine.account_id])
+    denylist.settle(mine.account_id, 3)
+    assert standing(denylist, mine).mark == token
 
 
 @pytest.fixture(params=["local", "redis"])
