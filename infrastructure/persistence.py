@@ -85,6 +85,8 @@ class Database:
             "POSTGRES_MAX_OVERFLOW": "10",
             # A pooled connection that died with a server restart is replaced, not handed out.
             "POSTGRES_PRE_PING": "y",
+            # Saves that do not queue behind each other (infrastructure/event_store.py).
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.event_store:ConcurrentRecorder",
         }
 
     @contextlib.contextmanager
