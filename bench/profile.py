@@ -44,7 +44,7 @@ def record(scenario: str) -> list[Path]:
     work = Path(tempfile.mkdtemp(prefix="tessera-profile-"))
     bench = Bench(config, work)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    with postgres_cluster() as cluster:
+    with postgres_cluster(durable=True) as cluster:
         redis = start_redis()
         try:
             env = service_env(work / "pg", cluster.new_database(), redis.url)

@@ -78,7 +78,7 @@ class ReadSideBench:
     def run(self) -> None:
         counts = sorted(self.config.export_event_counts)
         print(f"== read side on PostgreSQL: export at {counts} events, rebuilds, lag", flush=True)
-        with postgres_cluster() as cluster:
+        with postgres_cluster(durable=True) as cluster:
             env = service_env(self.bench.work / "read-side", cluster.new_database(), None)
             Path(env["DATA_DIR"]).mkdir(parents=True)
             self.lag_under_login_load(cluster)

@@ -31,6 +31,7 @@ from bench.hash_bound import verifies_per_second
 from bench.load import LoadResult, Wrk
 from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
+from bench.saves import saves_figures
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
 from bench.service import Server, serve, service_env
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
@@ -361,7 +362,9 @@ class Bench:
         c = self.config
         backend = f"PG+Redis, {c.server_workers} workers"
         print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
-        with postgres_cluster() as cluster:
+        with postgres_cluster(durable=True) as cluster:
+            if c.saves:
+                saves_figures(self, cluster.new_database)
             redis = start_redis()
             try:
                 env = service_env(self.work / "pg", cluster.new_database(), redis.url)
@@ -387,6 +390,24 @@ class Bench:
                         self.scale_figure("/me", me_small, me_large, backend)
                 if c.granian:
                     self.granian(env, *compared)
+            finally:
+                redis.stop()
+
+    def refresh_only(self) -> None:
+        """`python -m bench.saves`: the refresh scenario alone, beside the bare endpoint."""
+        c = self.config
+        backend = f"PG+Redis, {c.server_workers} workers"
+        with postgres_cluster(durable=True) as cluster:
+            redis = start_redis()
+            try:
+                env = service_env(self.work / "pg", cluster.new_database(), redis.url)
+                (self.work / "pg").mkdir()
+                self.seed(load_settings(env), 0, c.accounts_small, backend)
+                with serve(env, c.server_workers, self.work / "pg-server.log") as server:
+                    self.warm(server)
+                    _, refresh = self.sign_in(server, c.accounts_small, "pg-small")
+                    self.last_bare = self.bare(server)
+                    self.refresh_figure(server, refresh, backend)
             finally:
                 redis.stop()
 

@@ -122,12 +122,15 @@ class ConcurrentRecorder(_FunctionRecorder):
         # under the table lock, so they count as settled. A recorder of the library's that still
         # writes (a rolling upgrade) gets its rows' transaction ids from the default.
         self.sql_create_statements += [
-            SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS transaction_id xid8").format(
-                **self._sql
-            ),
+            # Only when missing: ALTER TABLE waits for every query on the table, even to do
+            # nothing, and each process runs this as it starts.
             SQL(
-                "ALTER TABLE {table} ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id()"
-            ).format(**self._sql),
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_attribute "
+                "WHERE attrelid = {table_name}::regclass AND attname = 'transaction_id') THEN "
+                "ALTER TABLE {table} ADD COLUMN transaction_id xid8; "  # no rewrite: NULLs
+                "ALTER TABLE {table} ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id(); "
+                "END IF; END $$"
+            ).format(table_name=self._sql["table"].as_string(), **self._sql),
             SQL(
                 "CREATE OR REPLACE FUNCTION {function}(events {event}[]) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "

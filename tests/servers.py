@@ -80,7 +80,10 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_cluster(durable: bool = False) -> Iterator[PostgresCluster]:
+    """A throwaway cluster. The tests' runs with `fsync=off`, for their speed only; `durable`
+    (the benchmark's) keeps PostgreSQL's production defaults, fsync and synchronous_commit on,
+    so no published figure counts commits that never reached the disk."""
     directory = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
@@ -93,7 +96,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=300"
+    if not durable:
+        options += " -c fsync=off"
     subprocess.run(
         _as_postgres(
             [
