@@ -364,7 +364,7 @@ class Bench:
         print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
         with postgres_cluster(durable=True) as cluster:
             if c.saves:
-                saves_figures(self, cluster.new_database)
+                saves_figures(self, cluster)
             redis = start_redis()
             try:
                 env = service_env(self.work / "pg", cluster.new_database(), redis.url)
