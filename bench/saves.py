@@ -233,8 +233,13 @@ def main() -> int:
         saves_figures(bench, cluster)
     if config.refresh:
         bench.refresh_only()
+    from bench.run import RESULTS
+
+    path = RESULTS / f"saves-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    bench.report.write(path)
     print()
     print(bench.report.table())
+    print(f"\nwritten to {path}")
     return 0
 
 
