@@ -41,17 +41,18 @@ class Count(SaveObserver):
 
 @contextmanager
 def counting(counts: Counter[str]) -> Iterator[None]:
-    """Counts PostgreSQL round trips (every wait of a psycopg connection for the server) and
-    Redis commands (a pipeline counts once) while the block runs, in every thread."""
-    wait, command, pipeline = (
-        psycopg.Connection.wait,
+    """Counts PostgreSQL statements (each a round trip: the request path runs in autocommit, and
+    the library's pipelines are not used) and Redis commands (a pipeline counts once) while the
+    block runs, in every thread."""
+    execute, command, pipeline = (
+        psycopg.Cursor.execute,
         redis.Redis.execute_command,
         redis.client.Pipeline.execute,
     )
 
-    def counted_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
         counts["postgres round trips"] += 1
-        return wait(self, *args, **kwargs)
+        return execute(self, *args, **kwargs)
 
     def counted_command(self: Any, *args: Any, **kwargs: Any) -> Any:
         counts["redis commands"] += 1
@@ -61,13 +62,13 @@ def counting(counts: Counter[str]) -> Iterator[None]:
         counts["redis commands"] += 1
         return pipeline(self, *args, **kwargs)
 
-    psycopg.Connection.wait = counted_wait  # type: ignore[method-assign]
+    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
     redis.Redis.execute_command = counted_command  # type: ignore[method-assign]
     redis.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
     try:
         yield
     finally:
-        psycopg.Connection.wait = wait  # type: ignore[method-assign]
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
         redis.Redis.execute_command = command  # type: ignore[method-assign]
         redis.client.Pipeline.execute = pipeline  # type: ignore[method-assign]
 
