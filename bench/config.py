@@ -26,6 +26,10 @@ class BenchConfig:
     peer: bool = True  # also measure a conventional CRUD auth service (bench/peer.py)
     export_events: str = "100000,1000000"  # event counts at which the audit export is measured
     read_side: bool = True  # also run the read side's scenarios (export, rebuilds, lag)
+    saves: bool = True  # also measure saves/s per event store recorder (bench/saves.py)
+    save_processes: int = 2  # processes saving in the saves scenario
+    save_threads: int = 16  # threads saving in each of them
+    refresh: bool = True  # `python -m bench.saves`: also the refresh scenario
 
     @property
     def export_event_counts(self) -> list[int]:

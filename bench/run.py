@@ -35,6 +35,7 @@ from bench.hash_bound import verifies_per_second
 from bench.load import LoadResult, Wrk
 from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
+from bench.saves import saves_figures
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
 from bench.service import Server, serve, service_env
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
@@ -370,6 +371,8 @@ class Bench:
         print(f"== PostgreSQL + Redis, tessera serve --workers {c.server_workers}", flush=True)
         with postgres_cluster(durable=True) as cluster:
             self.report.meta["postgres"] = check_durability(cluster)
+            if c.saves:
+                saves_figures(self, cluster)
             redis = start_redis()
             try:
                 env = service_env(self.work / "pg", cluster.new_database(), redis.url)
@@ -484,6 +487,23 @@ class Bench:
                 ),
             )
         )
+    def refresh_only(self) -> None:
+        """`python -m bench.saves`: the refresh scenario alone, beside the bare endpoint."""
+        c = self.config
+        backend = f"PG+Redis, {c.server_workers} workers"
+        with postgres_cluster(durable=True) as cluster:
+            redis = start_redis()
+            try:
+                env = service_env(self.work / "pg", cluster.new_database(), redis.url)
+                (self.work / "pg").mkdir()
+                self.seed(load_settings(env), 0, c.accounts_small, backend)
+                with serve(env, c.server_workers, self.work / "pg-server.log") as server:
+                    self.warm(server)
+                    _, refresh = self.sign_in(server, c.accounts_small, "pg-small")
+                    self.last_bare = self.bare(server)
+                    self.refresh_figure(server, refresh, backend)
+            finally:
+                redis.stop()
 
     def granian(
         self, env: dict[str, str], uvicorn_me: Figure, uvicorn_bare: float, accounts: int
