@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+from eventsourcing.persistence import IntegrityError
+
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
@@ -84,11 +86,19 @@ class Login:
         account.ensure_may_log_in(self._rules.require_verified_email)
         if self._hasher.needs_rehash(account.password_hash):
             self._rehash(account.id, password)
+            account = self._account(account.id)
         if account.mfa_enabled:
             if otp is None:
                 return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
             return self._second_factor(account.id, otp, client)
-        return self._start_fresh_session(account.id, client, account.password_generation)
+        generation = account.password_generation
+        try:
+            # The account this login verified, not a second load of it: anything recorded on
+            # it since makes the save a conflict, and the re-check after the save catches a
+            # change that commits meanwhile when this login records nothing on the account.
+            return self._start_session(account.id, client, generation, account)
+        except IntegrityError:
+            return self._start_fresh_session(account.id, client, generation)
 
     def mfa_subject(self, mfa_token: str) -> UUID:
         """The account an MFA token speaks for (for rate limiting), or InvalidMfaToken."""

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -352,8 +353,10 @@ class RedisRevocationList:
         self._url = url  # for the async client the request path uses (same server, same db)
         self._prefix = prefix
         self._changed = client.register_script(_CHANGED)
-        # The async client is bound to the event loop that first uses it: one per loop.
-        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        # An async client is bound to the event loop that first uses it: one per loop (a
+        # server process has one).
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]
+        self._async = weakref.WeakKeyDictionary()
 
     def _ttl_ms(self, ttl: timedelta) -> int:
         return max(1, int(ttl.total_seconds() * 1000))
@@ -432,12 +435,12 @@ class RedisRevocationList:
 
     def _async_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            client = redis.asyncio.Redis.from_url(
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = redis.asyncio.Redis.from_url(
                 self._url, socket_timeout=1.0, socket_connect_timeout=1.0
             )
-            self._async = (loop, client)
-        return self._async[1]
+        return client
 
     def close(self) -> None:
         self._client.close()

@@ -124,15 +124,29 @@ def run_projections(container: Container) -> None:
     container.mail_broker.join()
 
 
+_LOOPS = threading.local()
+
+
+def run_async(coroutine: Any) -> Any:
+    """Runs an async use case from a synchronous test, on one event loop per thread (as a
+    server process has one), so the async Redis client each loop gets is made once."""
+    import asyncio
+
+    loop = getattr(_LOOPS, "loop", None)
+    if loop is None:
+        loop = _LOOPS.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coroutine)
+
+
+def authenticated(container: Container, token: str) -> Any:
+    """The caller an access token speaks for, as the HTTP edge checks it."""
+    return run_async(container.access.authenticate(token))
+
+
 def shown(container: Container, account_id: Any) -> Any:
     """What `GET /api/users/me` answers for the account, through the real authentication path
     (a token of the account's, checked against the shared store) and the process's copies."""
-    import asyncio
     from uuid import uuid4
 
-    async def show() -> Any:
-        token = container.signer.issue(account_id, uuid4(), (), container.clock.now())
-        caller = await container.access.authenticate(token)
-        return await container.profile.show(caller)
-
-    return asyncio.run(show())
+    token = container.signer.issue(account_id, uuid4(), (), container.clock.now())
+    return run_async(container.profile.show(authenticated(container, token)))

@@ -24,7 +24,7 @@ from domain.errors import (
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
 from tests.application.test_use_cases import PASSWORD, verified
-from tests.conftest import FAST_ARGON2, FakeClock, event_count, run_projections
+from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count, run_projections
 
 CLIENT = Client()
 NEW = "a brand new passphrase"
@@ -80,13 +80,13 @@ def test_changing_the_password_keeps_this_session_and_ends_the_others(container:
     verified(container)
     here = container.login.log_in("ada", PASSWORD, CLIENT)
     elsewhere = container.login.log_in("ada", PASSWORD, CLIENT)
-    claims = container.access.authenticate(here.access_token)
+    claims = authenticated(container, here.access_token)
     container.passwords.change(claims, PASSWORD, NEW)
 
-    container.access.authenticate(here.access_token)
+    authenticated(container, here.access_token)
     container.login.refresh(here.refresh_token)
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(elsewhere.access_token)
+        authenticated(container, elsewhere.access_token)
     with pytest.raises(InvalidRefreshToken):
         container.login.refresh(elsewhere.refresh_token)
     with pytest.raises(InvalidCredentials):
@@ -96,9 +96,7 @@ def test_changing_the_password_keeps_this_session_and_ends_the_others(container:
 
 def test_changing_needs_the_current_password(container: Container) -> None:
     verified(container)
-    claims = container.access.authenticate(
-        container.login.log_in("ada", PASSWORD, CLIENT).access_token
-    )
+    claims = authenticated(container, container.login.log_in("ada", PASSWORD, CLIENT).access_token)
     before = event_count(container)
     with pytest.raises(WrongPassword):
         container.passwords.change(claims, "not my password", NEW)
@@ -108,7 +106,7 @@ def test_changing_needs_the_current_password(container: Container) -> None:
 def test_the_last_five_passwords_cannot_be_reused(container: Container) -> None:
     verified(container)
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
-    claims = container.access.authenticate(tokens.access_token)
+    claims = authenticated(container, tokens.access_token)
     history = [PASSWORD] + [f"passphrase number {n}" for n in range(1, 5)]
     for old, new in itertools.pairwise(history):
         container.passwords.change(claims, old, new)
@@ -149,7 +147,7 @@ def test_a_reset_changes_the_password_lifts_the_lock_and_ends_every_session(
     container.passwords.reset(token_of(reset_link(container, "ada@example.com")), NEW)
 
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(tokens.access_token)
+        authenticated(container, tokens.access_token)
     with pytest.raises(InvalidRefreshToken):
         container.login.refresh(tokens.refresh_token)
     container.login.log_in("ada", NEW, CLIENT)

@@ -23,6 +23,7 @@ from domain.errors import (
 )
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, verified
+from tests.conftest import authenticated
 
 
 @pytest.fixture
@@ -98,9 +99,9 @@ def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Con
             with pytest.raises(InvalidRefreshToken):
                 container.login.refresh(pair.refresh_token)
             with pytest.raises(InvalidAccessToken):
-                container.access.authenticate(pair.access_token)
+                authenticated(container, pair.access_token)
         with pytest.raises(InvalidAccessToken):
-            container.access.authenticate(tokens.access_token)
+            authenticated(container, tokens.access_token)
 
 
 def test_a_password_change_racing_logins_with_the_old_password_leaves_none_of_them_alive(
@@ -113,7 +114,7 @@ def test_a_password_change_racing_logins_with_the_old_password_leaves_none_of_th
     for old, new in itertools.pairwise(passwords):
         keeper = container.login.log_in("ada", old, Client())
         assert isinstance(keeper, TokenPair)
-        claims = container.access.authenticate(keeper.access_token)
+        claims = authenticated(container, keeper.access_token)
 
         def attempt(i: int, old: str = old, new: str = new, claims: Any = claims) -> Any:
             if i == 0:
@@ -123,7 +124,7 @@ def test_a_password_change_racing_logins_with_the_old_password_leaves_none_of_th
         results = race(8, attempt)
         assert results[0] is None, results[0]
         assert_no_login_lives(container, results[1:])
-        container.access.authenticate(keeper.access_token)  # the changer's own session lives on
+        authenticated(container, keeper.access_token)  # the changer's own session lives on
         with pytest.raises(InvalidCredentials):
             container.login.log_in("ada", old, Client())
         assert isinstance(container.login.log_in("ada", new, Client()), TokenPair)
@@ -176,4 +177,4 @@ def assert_no_login_lives(container: Container, logins: list[Any]) -> None:
         with pytest.raises(InvalidRefreshToken):
             container.login.refresh(result.refresh_token)
         with pytest.raises(InvalidAccessToken):
-            container.access.authenticate(result.access_token)
+            authenticated(container, result.access_token)

@@ -19,7 +19,7 @@ from domain.account import Account
 from domain.errors import AccountNotFound, InvalidCredentials
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, mailed_token, verified
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, authenticated
 
 CLIENT = Client(ip="203.0.113.7", user_agent="pytest")
 NEW_PASSWORD = "a brand new passphrase"
@@ -59,7 +59,7 @@ def test_there_is_no_state_before_registration_nor_for_an_unknown_id(
 
 def test_a_session_or_a_claim_id_is_not_an_account(container: Container) -> None:
     verified(container)
-    session_id = container.access.authenticate(signed_in(container).access_token).session_id
+    session_id = authenticated(container, signed_in(container).access_token).session_id
     for not_an_account in (session_id, uuid4()):
         with pytest.raises(AccountNotFound):
             container.history.state_as_of(not_an_account, container.clock.now())
@@ -161,7 +161,7 @@ def everything(container: Container, clock: FakeClock) -> tuple[AccountView, lis
     assert ada is not None
     tokens = signed_in(container)
     refreshed = container.login.refresh(tokens.refresh_token)
-    claims = container.access.authenticate(refreshed.access_token)
+    claims = authenticated(container, refreshed.access_token)
     enrollment = container.mfa.enroll(claims)
     codes = container.mfa.confirm(claims, pyotp.TOTP(enrollment.secret).at(clock.now()))
     container.passwords.change(claims, PASSWORD, NEW_PASSWORD)

@@ -68,7 +68,7 @@ from infrastructure.keys import load_secret_key
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
-from tests.conftest import FAST_ARGON2, FakeClock, event_count
+from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count
 
 # The bounded run in `make test` is the same every time (derandomized), so what it must reach
 # it reaches; given a count, runs are random and explore afresh.
@@ -255,7 +255,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     def started(self, tokens: TokenPair, at: datetime) -> SessionModel:
         seq = self.step()
-        claims = self.container.access.authenticate(tokens.access_token)
+        claims = authenticated(self.container, tokens.access_token)
         session = SessionModel(
             id=claims.session_id,
             refresh_token=tokens.refresh_token,
@@ -278,7 +278,7 @@ class Lifecycle(RuleBasedStateMachine):
         """A live session and its claims, checked as a bearer's would be."""
         live = self.live_sessions()
         session = live[pick % len(live)]
-        return session, self.container.access.authenticate(session.access[-1].token)
+        return session, authenticated(self.container, session.access[-1].token)
 
     def revoke_all(self, keep: SessionModel | None) -> None:
         self.model.cutoff_seq = self.step()
@@ -644,7 +644,7 @@ class Lifecycle(RuleBasedStateMachine):
         now = self.now()
         for session in self.model.sessions:
             for token in session.access:
-                _, error = outcome(self.container.access.authenticate, token.token)
+                _, error = outcome(authenticated, self.container, token.token)
                 expected = self.model.access_accepted(token, now)
                 assert (error is None) == expected, (session, token.seq, error)
                 if error is not None:

@@ -17,7 +17,7 @@ from application.views import Client, TokenPair
 from domain.errors import InvalidCredentials
 from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD, verified
-from tests.conftest import FakeClock, run_projections
+from tests.conftest import FakeClock, authenticated, run_projections
 
 
 def mails(container: Container) -> list[EmailMessage]:
@@ -118,7 +118,7 @@ def test_security_events_mail_the_account_holder(container: Container, clock: Fa
     client = Client(ip="198.51.100.7", user_agent="<script>alert(1)</script>")
     tokens = container.login.log_in("ada", PASSWORD, client)
     assert isinstance(tokens, TokenPair)
-    claims = container.access.authenticate(tokens.access_token)
+    claims = authenticated(container, tokens.access_token)
     container.passwords.change(claims, PASSWORD, "a brand new passphrase")
     enrollment = container.mfa.enroll(claims)
     container.mfa.confirm(claims, pyotp.TOTP(enrollment.secret).at(clock.now().timestamp()))

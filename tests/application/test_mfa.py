@@ -20,7 +20,7 @@ from domain.errors import (
 )
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, verified
-from tests.conftest import FakeClock, event_count
+from tests.conftest import FakeClock, authenticated, event_count
 
 CLIENT = Client()
 
@@ -32,7 +32,7 @@ def code_at(secret: str, at: datetime, steps: int = 0) -> str:
 def signed_in(container: Container) -> AccessClaims:
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
     assert isinstance(tokens, TokenPair)
-    return container.access.authenticate(tokens.access_token)
+    return authenticated(container, tokens.access_token)
 
 
 def with_mfa(container: Container, clock: FakeClock) -> tuple[str, list[str]]:
@@ -83,7 +83,7 @@ def test_login_asks_for_the_second_factor_and_a_totp_code_finishes_it(
     secret, _ = with_mfa(container, clock)
     token = challenge(container)
     tokens = container.login.complete_mfa(token, code_at(secret, clock.now()), CLIENT)
-    container.access.authenticate(tokens.access_token)
+    authenticated(container, tokens.access_token)
 
 
 def test_the_code_may_come_with_the_password_in_one_step(
@@ -186,15 +186,16 @@ def test_an_access_token_is_no_mfa_token_and_an_mfa_token_is_no_access_token(
     with pytest.raises(InvalidMfaToken):
         container.login.complete_mfa(tokens.access_token, "123456", CLIENT)
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(challenge(container))
+        authenticated(container, challenge(container))
 
 
 def test_disabling_needs_a_code_or_the_password(container: Container, clock: FakeClock) -> None:
     secret, _ = with_mfa(container, clock)
-    claims = container.access.authenticate(
+    claims = authenticated(
+        container,
         container.login.complete_mfa(
             challenge(container), code_at(secret, clock.now()), CLIENT
-        ).access_token
+        ).access_token,
     )
     before = event_count(container)
     with pytest.raises(WrongPassword):
@@ -212,7 +213,7 @@ def test_enrolling_twice_is_refused_while_on(container: Container, clock: FakeCl
     secret, _ = with_mfa(container, clock)
     tokens = container.login.log_in("ada", PASSWORD, CLIENT, otp=code_at(secret, clock.now()))
     assert isinstance(tokens, TokenPair)
-    claims = container.access.authenticate(tokens.access_token)
+    claims = authenticated(container, tokens.access_token)
     with pytest.raises(MfaAlreadyEnabled):
         container.mfa.enroll(claims)
 

@@ -12,7 +12,7 @@ from application.views import Client, TokenPair
 from domain.session import Session
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FakeClock, event_count, run_projections
+from tests.conftest import FakeClock, authenticated, event_count, run_projections
 
 READ_MODELS = {"accounts": ("accounts",), "sessions": ("sessions",), "audit_log": ("audit_log",)}
 
@@ -87,7 +87,7 @@ def test_the_sessions_read_model_lists_live_sessions_and_follows_revocations(
     assert phone.last_used_at > phone.started_at  # the refresh used it
     assert phone.ip == "203.0.113.7"
 
-    claims = container.access.authenticate(lived["second"].access_token)
+    claims = authenticated(container, lived["second"].access_token)
     container.login.end_session(claims, phone.id)
     run_projections(container)
     assert [s.user_agent for s in container.read_side.live_sessions(ada)] == ["Laptop"]

@@ -24,7 +24,7 @@ from domain.errors import (
     UsernameTaken,
 )
 from interfaces.container import Container
-from tests.conftest import FakeClock, event_count, run_projections, shown
+from tests.conftest import FakeClock, authenticated, event_count, run_projections, shown
 
 PASSWORD = "correct horse battery staple"
 CLIENT = Client(ip="127.0.0.1", user_agent="pytest")
@@ -104,7 +104,7 @@ def test_login_needs_a_verified_email_and_then_issues_tokens(container: Containe
         container.login.log_in("ada", PASSWORD, CLIENT)
     container.registration.verify_email(mailed_token(container, "ada@example.com"))
     tokens = container.login.log_in("ADA@example.com", PASSWORD, CLIENT)
-    claims = container.access.authenticate(tokens.access_token)
+    claims = authenticated(container, tokens.access_token)
     assert claims.account_id == container.log.account_for_login("ada").id  # type: ignore[union-attr]
     assert tokens.expires_in == container.settings.access_token_ttl
 
@@ -172,7 +172,7 @@ def test_refresh_rotates_and_reuse_ends_the_session(container: Container) -> Non
     with pytest.raises(InvalidRefreshToken):
         container.login.refresh(second.refresh_token)
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(second.access_token)
+        authenticated(container, second.access_token)
 
 
 def test_a_refresh_token_of_another_kind_is_refused(container: Container) -> None:
@@ -211,27 +211,27 @@ def test_logout_stops_that_sessions_access_tokens_at_once(container: Container) 
     verified(container)
     mine = container.login.log_in("ada", PASSWORD, CLIENT)
     other = container.login.log_in("ada", PASSWORD, CLIENT)
-    claims = container.access.authenticate(mine.access_token)
+    claims = authenticated(container, mine.access_token)
     container.login.log_out(claims, refresh_token=None, all_sessions=False)
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(mine.access_token)
+        authenticated(container, mine.access_token)
     with pytest.raises(InvalidRefreshToken):
         container.login.refresh(mine.refresh_token)
-    container.access.authenticate(other.access_token)  # the other device is still signed in
+    authenticated(container, other.access_token)  # the other device is still signed in
 
 
 def test_logout_of_all_sessions_ends_every_device(container: Container) -> None:
     verified(container)
     devices = [container.login.log_in("ada", PASSWORD, CLIENT) for _ in range(3)]
-    claims = container.access.authenticate(devices[0].access_token)
+    claims = authenticated(container, devices[0].access_token)
     container.login.log_out(claims, refresh_token=None, all_sessions=True)
     for tokens in devices:
         with pytest.raises(InvalidAccessToken):
-            container.access.authenticate(tokens.access_token)
+            authenticated(container, tokens.access_token)
         with pytest.raises(InvalidRefreshToken):
             container.login.refresh(tokens.refresh_token)
     fresh = container.login.log_in("ada", PASSWORD, CLIENT)
-    container.access.authenticate(fresh.access_token)
+    authenticated(container, fresh.access_token)
 
 
 def test_access_tokens_expire(container: Container, clock: FakeClock) -> None:
@@ -239,7 +239,7 @@ def test_access_tokens_expire(container: Container, clock: FakeClock) -> None:
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
     clock.advance(seconds=container.settings.access_token_ttl + 1)
     with pytest.raises(InvalidAccessToken):
-        container.access.authenticate(tokens.access_token)
+        authenticated(container, tokens.access_token)
 
 
 def test_profile_updates_are_events(container: Container) -> None:

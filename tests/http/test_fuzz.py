@@ -33,7 +33,7 @@ from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FAST_ARGON2, FakeClock
+from tests.conftest import FAST_ARGON2, FakeClock, authenticated
 from tests.http.test_api import register_and_verify
 
 CASES = int(os.environ.get("FUZZ_CASES", "50"))
@@ -61,7 +61,7 @@ class Fuzzed:
     def auth(self) -> dict[str, str]:
         """A live access token: fuzzed logouts and password changes may have ended the last one."""
         try:
-            self.container.access.authenticate(self.access_token)
+            authenticated(self.container, self.access_token)
         except DomainError:
             tokens = self.container.login.log_in(FUZZER, PASSWORD, Client())
             self.access_token = tokens.access_token  # type: ignore[union-attr]
