@@ -8,27 +8,25 @@ from uuid import UUID
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from application.login import Login
-from application.mfa import Mfa
+from application.mfa import Enrollment, Mfa
 from application.passwords import Passwords
 from application.ports import AccessClaims
 from application.profile import Profile
-from application.queries import MAX_PAGE, ReadSide
+from application.queries import MAX_PAGE, Page, ReadSide, SessionSummary
+from application.views import AccountView
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.schemas import (
     MAX_CURSOR,
-    AccountResponse,
     AuditPage,
     ChangePasswordRequest,
-    MfaEnrollmentResponse,
     MfaRequest,
     ProfileUpdate,
     RecoveryCodesResponse,
-    SessionResponse,
 )
 from interfaces.http.security import BEARER
 
@@ -42,8 +40,8 @@ class MeController(Controller):
     @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
     def show(
         self, claims: NamedDependency[AccessClaims], profile: NamedDependency[Profile]
-    ) -> AccountResponse:
-        return AccountResponse.of(profile.show(claims.account_id))
+    ) -> AccountView:
+        return profile.show(claims.account_id)
 
     @put(
         "/password",
@@ -66,7 +64,7 @@ class MeController(Controller):
         responses={
             # enable answers the secret, confirm the recovery codes, disable nothing.
             200: ResponseSpec(
-                MfaEnrollmentResponse | RecoveryCodesResponse,
+                Enrollment | RecoveryCodesResponse,
                 description="enable: the new secret; confirm: the ten recovery codes",
                 generate_examples=False,
             ),
@@ -79,10 +77,9 @@ class MeController(Controller):
         claims: NamedDependency[AccessClaims],
         data: JSONBody[MfaRequest],
         mfa: NamedDependency[Mfa],
-    ) -> Response[MfaEnrollmentResponse | RecoveryCodesResponse | None]:
+    ) -> Response[Enrollment | RecoveryCodesResponse | None]:
         if data.action == "enable":
-            enrollment = mfa.enroll(claims)
-            return Response(MfaEnrollmentResponse(enrollment.secret, enrollment.otpauth_uri))
+            return Response(mfa.enroll(claims))
         if data.action == "confirm":
             if data.code is None:
                 raise Invalid(FieldError("code", "required", "is required to confirm"))
@@ -95,12 +92,9 @@ class MeController(Controller):
     @get("/sessions", sync_to_thread=True, responses=problems(*BEARER_ERRORS))
     def sessions(
         self, claims: NamedDependency[AccessClaims], read_side: NamedDependency[ReadSide]
-    ) -> list[SessionResponse]:
+    ) -> list[SessionSummary]:
         """The account's live sessions, newest first, as the sessions read model has them."""
-        return [
-            SessionResponse.of(session, current=claims.session_id)
-            for session in read_side.live_sessions(claims.account_id)
-        ]
+        return read_side.live_sessions(claims.account_id, claims.session_id)
 
     @delete(
         "/sessions/{session_id:uuid}",
@@ -116,16 +110,21 @@ class MeController(Controller):
     ) -> None:
         logins.end_session(claims, session_id)
 
-    @get("/activity", sync_to_thread=True, responses=problems(400, *BEARER_ERRORS))
+    @get(
+        "/activity",
+        sync_to_thread=True,
+        return_dto=AuditPage,
+        responses=problems(400, *BEARER_ERRORS),
+    )
     def activity(
         self,
         claims: NamedDependency[AccessClaims],
         read_side: NamedDependency[ReadSide],
-        cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
-    ) -> AuditPage:
+        cursor: Annotated[int | None, QueryParameter(ge=0, le=MAX_CURSOR)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+    ) -> Page:
         """The account's own security events, newest first."""
-        return AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
+        return read_side.activity(claims.account_id, cursor, limit)
 
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
@@ -133,5 +132,5 @@ class MeController(Controller):
         claims: NamedDependency[AccessClaims],
         data: JSONBody[ProfileUpdate],
         profile: NamedDependency[Profile],
-    ) -> AccountResponse:
-        return AccountResponse.of(profile.update(claims.account_id, data.display_name))
+    ) -> AccountView:
+        return profile.update(claims.account_id, data.display_name)
