@@ -35,6 +35,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
+from infrastructure.lag_reports import LagReports
 from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
@@ -83,6 +84,7 @@ class Container:
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
     projectors: list[Projector]
+    lag_reports: LagReports
     outbox: MailOutbox
     postman: Postman
     mail_broker: MailBroker
@@ -92,7 +94,8 @@ class Container:
     _closed: bool = False
 
     def readiness(self) -> dict[str, str]:
-        """What /health/ready reports: each dependency "ok" or "unreachable"."""
+        """What /health/ready reports: each dependency "ok" or "unreachable", each asked one
+        cheap question, and the projections as the lag reporter last read them."""
         checks: dict[str, str] = {}
         try:
             self.log.outage.check()  # known down: say so at once, not after the retries
@@ -108,7 +111,9 @@ class Container:
                 checks["redis"] = "unreachable"
         if checks["event_store"] == "ok":
             try:
-                lags = self.projection_lag()
+                # Without a recent reading (no reporter runs in this process, or it has
+                # stopped), the lag is measured now: an old reading is not trusted.
+                lags = self.lag_reports.recent() or self.lag_reports.measure()
                 limit = self.settings.projection_lag_threshold
                 late = any(lag.seconds > limit for lag in lags.values())
                 checks["projections"] = "lagging" if late else "ok"
@@ -117,13 +122,8 @@ class Container:
         return checks
 
     def projection_lag(self) -> dict[str, Lag]:
-        """Each projection's lag, reported to the metrics as it is read."""
-        now = self.clock.now()
-        lags = {}
-        for projector in self.projectors:
-            lag = lags[projector.name] = projector.lag(now)
-            metrics.report_projection_lag(projector.name, lag.events, lag.seconds)
-        return lags
+        """Each projection's lag, read now: reported to the metrics and kept for /health/ready."""
+        return self.lag_reports.read()
 
     def projector(self, name: str) -> Projector:
         for projector in self.projectors:
@@ -170,16 +170,8 @@ class Container:
     def _redeliver_after(self) -> timedelta:
         return timedelta(seconds=self.settings.mail_redeliver_after)
 
-    def _start_lag_reports(self, interval: float = 5.0) -> None:
-        def report() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.projection_lag()
-                except Exception:
-                    log.warning("could not read projection lag; trying again", exc_info=True)
-                self._stop.wait(interval)
-
-        threading.Thread(target=report, name="projection-lag", daemon=True).start()
+    def _start_lag_reports(self) -> None:
+        self.lag_reports.start(self._stop)
 
     def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
         interval = min(30.0, self.settings.mail_redeliver_after / 2)
@@ -338,6 +330,10 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     ]
     access_ttl = timedelta(seconds=settings.access_token_ttl)
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
+    projectors = [
+        Projector(log, projection, lease=lease(database, projection.name))
+        for projection in projections
+    ]
     return Container(
         settings=settings,
         database=database,
@@ -393,10 +389,8 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
-        projectors=[
-            Projector(log, projection, lease=lease(database, projection.name))
-            for projection in projections
-        ],
+        projectors=projectors,
+        lag_reports=LagReports(projectors, clock),
         outbox=mail,
         postman=postman,
         mail_broker=mail_broker,
