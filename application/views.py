@@ -76,7 +76,7 @@ class AccountState:
 @dataclass(frozen=True, kw_only=True)
 class TokenPair:
     access_token: str
-    token_type: str = "Bearer"  # noqa: S105  (RFC 6750 token type, not a secret)
+    token_type: str  # "Bearer" (RFC 6750), named in each answer for the client
     expires_in: int
     refresh_token: str
 

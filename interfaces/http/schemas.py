@@ -122,6 +122,7 @@ class AuditPage(DataclassDTO[Page]):
     """A page of the trail as the API shows it: each entry without the store's bookkeeping
     (aggregate, aggregate_id, version), which the signed export keeps."""
 
+    __schema_name__ = "AuditPage"
     config = DTOConfig(
         exclude={"entries.0.aggregate", "entries.0.aggregate_id", "entries.0.version"}
     )
