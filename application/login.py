@@ -267,6 +267,7 @@ class Login:
 
     def _tokens(self, account: Account, session_id: UUID, refresh: str) -> TokenPair:
         return TokenPair(
+            token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
             access_token=self._signer.issue(
                 account.id, session_id, tuple(account.roles), self._clock.now()
             ),

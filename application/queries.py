@@ -78,6 +78,14 @@ class AccountSummary:
 
 
 @dataclass(frozen=True)
+class AccountList:
+    """Accounts by username; pass `next_after` as `after` for the next page (null: no more)."""
+
+    accounts: list[AccountSummary]
+    next_after: str | None
+
+
+@dataclass(frozen=True)
 class SessionSummary:
     id: UUID
     started_at: datetime
@@ -85,6 +93,7 @@ class SessionSummary:
     expires_at: datetime
     ip: str
     user_agent: str
+    current: bool  # the session of the token that asked
 
 
 @dataclass(frozen=True)
@@ -126,19 +135,35 @@ class ReadSide:
         limit = max(1, min(limit, MAX_PAGE))
         return [AccountSummary.of(row) for row in self._accounts.search(text, after, limit)]
 
-    def live_sessions(self, account_id: UUID) -> list[SessionSummary]:
+    def account_list(self, text: str = "", after: str = "", limit: int = 100) -> AccountList:
+        """A page of `accounts(text, after)`, and where the next page starts."""
+        limit = max(1, min(limit, MAX_PAGE))
+        # One row more than the page, to know whether there is a next page (asked of the rows
+        # directly: through accounts() the extra row would be cut at MAX_PAGE).
+        rows = self._accounts.search(text, after, limit + 1)
+        page = [AccountSummary.of(row) for row in rows[:limit]]
+        return AccountList(page, page[-1].username if len(rows) > limit else None)
+
+    def live_sessions(
+        self, account_id: UUID, current_session: UUID | None = None
+    ) -> list[SessionSummary]:
+        """The account's live sessions; `current_session` (the asker's) is marked `current`."""
         rows = self._sessions.live_of(str(account_id), self._clock.now().timestamp())
-        return [
-            SessionSummary(
-                id=UUID(row["id"]),
-                started_at=instant(row["started_at"]),
-                last_used_at=instant(row["last_used_at"]),
-                expires_at=instant(row["expires_at"]),
-                ip=row["ip"],
-                user_agent=row["user_agent"],
+        sessions = []
+        for row in rows:
+            session_id = UUID(row["id"])
+            sessions.append(
+                SessionSummary(
+                    id=session_id,
+                    started_at=instant(row["started_at"]),
+                    last_used_at=instant(row["last_used_at"]),
+                    expires_at=instant(row["expires_at"]),
+                    ip=row["ip"],
+                    user_agent=row["user_agent"],
+                    current=session_id == current_session,
+                )
             )
-            for row in rows
-        ]
+        return sessions
 
     def audit_events(self, query: AuditFilter) -> Page:
         """The trail in store order: the cursor is the position of the last entry seen."""

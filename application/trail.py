@@ -3,7 +3,7 @@ concerns, where it came from, and its details with every secret left out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -53,7 +53,7 @@ class TrailEntry:
     ip: str
     user_agent: str
     outcome: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any]
 
 
 def is_trail_event(event: DomainEventProtocol[Any]) -> bool:

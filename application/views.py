@@ -73,12 +73,12 @@ class AccountState:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TokenPair:
     access_token: str
+    token_type: str  # "Bearer" (RFC 6750), named in each answer for the client
     expires_in: int
     refresh_token: str
-    token_type: str = "Bearer"  # noqa: S105  (RFC 6750 token type, not a secret)
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class MfaChallenge:
     """The password was right; the second factor is still owed, with this token."""
 
     mfa_token: str
+    # Always true: how a client tells this answer from a token pair without guessing by shape.
+    mfa_required: bool = True
 
 
 @dataclass(frozen=True)

@@ -487,6 +487,7 @@ class Bench:
                 ),
             )
         )
+
     def refresh_only(self) -> None:
         """`python -m bench.saves`: the refresh scenario alone, beside the bare endpoint."""
         c = self.config

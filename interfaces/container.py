@@ -37,6 +37,7 @@ from infrastructure.common_passwords import load_common_passwords
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
+from infrastructure.lag_reports import LagReports
 from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
@@ -86,6 +87,7 @@ class Container:
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
     throttle: Throttle
     projectors: list[Projector]
+    lag_reports: LagReports
     outbox: MailOutbox
     postman: Postman
     mail_broker: MailBroker
@@ -95,7 +97,8 @@ class Container:
     _closed: bool = False
 
     def readiness(self) -> dict[str, str]:
-        """What /health/ready reports: each dependency "ok" or "unreachable"."""
+        """What /health/ready reports: each dependency "ok" or "unreachable", each asked one
+        cheap question, and the projections as the lag reporter last read them."""
         checks: dict[str, str] = {}
         try:
             self.log.outage.check()  # known down: say so at once, not after the retries
@@ -111,7 +114,9 @@ class Container:
                 checks["redis"] = "unreachable"
         if checks["event_store"] == "ok":
             try:
-                lags = self.projection_lag()
+                # Without a recent reading (no reporter runs in this process, or it has
+                # stopped), the lag is measured now: an old reading is not trusted.
+                lags = self.lag_reports.recent() or self.lag_reports.measure()
                 limit = self.settings.projection_lag_threshold
                 late = any(lag.seconds > limit for lag in lags.values())
                 checks["projections"] = "lagging" if late else "ok"
@@ -120,13 +125,8 @@ class Container:
         return checks
 
     def projection_lag(self) -> dict[str, Lag]:
-        """Each projection's lag, reported to the metrics as it is read."""
-        now = self.clock.now()
-        lags = {}
-        for projector in self.projectors:
-            lag = lags[projector.name] = projector.lag(now)
-            metrics.report_projection_lag(projector.name, lag.events, lag.seconds)
-        return lags
+        """Each projection's lag, read now: reported to the metrics and kept for /health/ready."""
+        return self.lag_reports.read()
 
     def projector(self, name: str) -> Projector:
         for projector in self.projectors:
@@ -176,16 +176,8 @@ class Container:
         A worker's death is mended sooner, in Redis (MailBroker) and by the outbox's resume()."""
         return timedelta(milliseconds=self.settings.mail_retry_max_backoff, minutes=5)
 
-    def _start_lag_reports(self, interval: float = 5.0) -> None:
-        def report() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.projection_lag()
-                except Exception:
-                    log.warning("could not read projection lag; trying again", exc_info=True)
-                self._stop.wait(interval)
-
-        threading.Thread(target=report, name="projection-lag", daemon=True).start()
+    def _start_lag_reports(self) -> None:
+        self.lag_reports.start(self._stop)
 
     def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
         interval = 30.0
@@ -409,6 +401,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock),
         projectors=projectors,
+        lag_reports=LagReports(projectors, clock),
         outbox=mail,
         postman=postman,
         mail_broker=mail_broker,

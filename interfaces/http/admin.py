@@ -7,18 +7,18 @@ from uuid import UUID
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from application.administration import Administration, require_role
 from application.ports import AccessClaims, Caller
-from application.queries import MAX_PAGE, ReadSide
+from application.queries import MAX_PAGE, AccountList, ReadSide
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
-from interfaces.http.schemas import AccountList, AccountSummaryResponse, LockRequest
+from interfaces.http.schemas import LockRequest
 from interfaces.http.security import BEARER
 
-SearchText = Annotated[str, Parameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+SearchText = Annotated[str, QueryParameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 
 
 def admin(claims: NamedDependency[Caller]) -> Caller:
@@ -47,15 +47,12 @@ class AdminController(Controller):
         admin: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
         q: SearchText = "",
-        after: Annotated[str, Parameter(max_length=32)] = "",
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[str, QueryParameter(max_length=32)] = "",
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response[AccountList]:
         """Accounts whose email or username contains `q`, by username."""
         behind = read_side.caught_up("accounts", admin.written)
-        accounts = read_side.accounts(q, after, limit + 1)
-        page = [AccountSummaryResponse.of(a) for a in accounts[:limit]]
-        next_after = page[-1].username if len(accounts) > limit else None
-        return own_read(AccountList(page, next_after), behind)
+        return own_read(read_side.account_list(q, after, limit), behind)
 
     @post(
         "/{account_id:uuid}/lock",

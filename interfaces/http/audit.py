@@ -8,12 +8,12 @@ from uuid import UUID
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from application.administration import require_role
 from application.history import History
 from application.ports import Caller
-from application.queries import MAX_PAGE, AuditFilter, ReadSide
+from application.queries import MAX_PAGE, AuditFilter, Page, ReadSide
 from application.views import AccountState
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, problems
@@ -22,10 +22,12 @@ from interfaces.http.schemas import MAX_CURSOR, AuditPage
 from interfaces.http.security import BEARER
 
 # Optional inside the annotation, so the bounds apply to a value when one is given.
-EventType = Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+EventType = Annotated[
+    str | None, QueryParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
+]
 # An ISO 8601 date-time, as documented. Typed `datetime`, the framework also took a bare number as
 # a Unix time (`until=0.002`), which the schema does not say (found by the fuzzer).
-_ISO_8601 = Parameter(
+_ISO_8601 = QueryParameter(
     max_length=40,
     pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$",
     schema_extra={"format": "date-time"},
@@ -57,6 +59,7 @@ class AuditController(Controller):
     @get(
         "/events",
         sync_to_thread=True,
+        return_dto=AuditPage,
         responses=problems(400, 403, *BEARER_ERRORS),
         response_headers=READ_BEHIND_HEADERS,
     )
@@ -64,19 +67,19 @@ class AuditController(Controller):
         self,
         auditor: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
-        account_id: UUID | None = None,
+        account_id: FromQuery[UUID | None] = None,
         type: EventType = None,
         since: MaybeIsoDateTime = None,
         until: MaybeIsoDateTime = None,
-        cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
-    ) -> Response[AuditPage]:
+        cursor: Annotated[int | None, QueryParameter(ge=0, le=MAX_CURSOR)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+    ) -> Response[Page]:
         """Security events in store order, filtered; `cursor` is the last position seen."""
         query = AuditFilter(
             account_id, type, instant(since, "since"), instant(until, "until"), cursor, limit
         )
         behind = read_side.caught_up("audit_log", auditor.written)
-        return own_read(AuditPage.of(read_side.audit_events(query)), behind)
+        return own_read(read_side.audit_events(query), behind)
 
     @get(
         "/accounts/{account_id:uuid}/state",

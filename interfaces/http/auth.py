@@ -16,7 +16,7 @@ from application.passwords import Passwords
 from application.ports import Caller
 from application.registration import Registration
 from application.throttle import Throttle
-from application.views import Client, MfaChallenge
+from application.views import AccountView, Client, MfaChallenge, TokenPair
 from domain.errors import DomainError
 from domain.identity import normalise_email
 from infrastructure import metrics
@@ -24,17 +24,14 @@ from interfaces.http.openapi import BODY, problems
 from interfaces.http.problems import code_of
 from interfaces.http.schemas import (
     Accepted,
-    AccountResponse,
     ForgotPasswordRequest,
     LoginRequest,
     LogoutRequest,
-    MfaChallengeResponse,
     MfaLoginRequest,
     RefreshRequest,
     RegisterRequest,
     ResendVerificationRequest,
     ResetPasswordRequest,
-    TokenResponse,
     VerifyEmailRequest,
 )
 from interfaces.http.security import BEARER
@@ -66,17 +63,15 @@ class AuthController(Controller):
         registration: NamedDependency[Registration],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
-    ) -> AccountResponse:
+    ) -> AccountView:
         throttle.check("register", client.ip)
-        account = registration.register(data.email, data.username, data.password)
-        return AccountResponse.of(account)
+        return registration.register(data.email, data.username, data.password)
 
     @post("/verify-email", sync_to_thread=True, status_code=HTTP_200_OK, responses=problems(*BODY))
     def verify_email(
         self, data: JSONBody[VerifyEmailRequest], registration: NamedDependency[Registration]
-    ) -> AccountResponse:
-        account = registration.verify_email(data.token)
-        return AccountResponse.of(account)
+    ) -> AccountView:
+        return registration.verify_email(data.token)
 
     @post(
         "/verify-email/resend",
@@ -148,7 +143,7 @@ class AuthController(Controller):
         logins: NamedDependency[Login],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
-    ) -> TokenResponse | MfaChallengeResponse:
+    ) -> TokenPair | MfaChallenge:
         try:
             throttle.check("login", client.ip, data.login)
             result = logins.log_in(data.login, data.password, client, otp=data.otp)
@@ -157,9 +152,9 @@ class AuthController(Controller):
             raise
         if isinstance(result, MfaChallenge):
             metrics.LOGINS.labels(outcome="mfa_required").inc()
-            return MfaChallengeResponse(mfa_token=result.mfa_token)
+            return result
         metrics.LOGINS.labels(outcome="success").inc()
-        return TokenResponse.of(result)
+        return result
 
     @post(
         "/login/mfa",
@@ -173,7 +168,7 @@ class AuthController(Controller):
         logins: NamedDependency[Login],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
-    ) -> TokenResponse:
+    ) -> TokenPair:
         try:
             throttle.check("mfa", client.ip, str(logins.mfa_subject(data.mfa_token)))
             tokens = logins.complete_mfa(data.mfa_token, data.code, client)
@@ -181,13 +176,11 @@ class AuthController(Controller):
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise
         metrics.LOGINS.labels(outcome="success").inc()
-        return TokenResponse.of(tokens)
+        return tokens
 
     @post("/refresh", sync_to_thread=True, status_code=HTTP_200_OK, responses=problems(*BODY, 401))
-    def refresh(
-        self, data: JSONBody[RefreshRequest], logins: NamedDependency[Login]
-    ) -> TokenResponse:
-        return TokenResponse.of(logins.refresh(data.refresh_token))
+    def refresh(self, data: JSONBody[RefreshRequest], logins: NamedDependency[Login]) -> TokenPair:
+        return logins.refresh(data.refresh_token)
 
     @post(
         "/logout",

@@ -8,28 +8,26 @@ from uuid import UUID
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from application.login import Login
-from application.mfa import Mfa
+from application.mfa import Enrollment, Mfa
 from application.passwords import Passwords
 from application.ports import Caller
 from application.profile import Profile
-from application.queries import MAX_PAGE, ReadSide
+from application.queries import MAX_PAGE, Page, ReadSide, SessionSummary
+from application.views import AccountView
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import (
     MAX_CURSOR,
-    AccountResponse,
     AuditPage,
     ChangePasswordRequest,
-    MfaEnrollmentResponse,
     MfaRequest,
     ProfileUpdate,
     RecoveryCodesResponse,
-    SessionResponse,
 )
 from interfaces.http.security import BEARER
 
@@ -43,8 +41,8 @@ class MeController(Controller):
     @get(responses=problems(*BEARER_ERRORS))
     async def show(
         self, claims: NamedDependency[Caller], profile: NamedDependency[Profile]
-    ) -> AccountResponse:
-        return AccountResponse.of(await profile.show(claims))
+    ) -> AccountView:
+        return await profile.show(claims)
 
     @put(
         "/password",
@@ -67,7 +65,7 @@ class MeController(Controller):
         responses={
             # enable answers the secret, confirm the recovery codes, disable nothing.
             200: ResponseSpec(
-                MfaEnrollmentResponse | RecoveryCodesResponse,
+                Enrollment | RecoveryCodesResponse,
                 description="enable: the new secret; confirm: the ten recovery codes",
                 generate_examples=False,
             ),
@@ -80,10 +78,9 @@ class MeController(Controller):
         claims: NamedDependency[Caller],
         data: JSONBody[MfaRequest],
         mfa: NamedDependency[Mfa],
-    ) -> Response[MfaEnrollmentResponse | RecoveryCodesResponse | None]:
+    ) -> Response[Enrollment | RecoveryCodesResponse | None]:
         if data.action == "enable":
-            enrollment = mfa.enroll(claims)
-            return Response(MfaEnrollmentResponse(enrollment.secret, enrollment.otpauth_uri))
+            return Response(mfa.enroll(claims))
         if data.action == "confirm":
             if data.code is None:
                 raise Invalid(FieldError("code", "required", "is required to confirm"))
@@ -101,14 +98,10 @@ class MeController(Controller):
     )
     def sessions(
         self, claims: NamedDependency[Caller], read_side: NamedDependency[ReadSide]
-    ) -> Response[list[SessionResponse]]:
+    ) -> Response[list[SessionSummary]]:
         """The account's live sessions, newest first, as the sessions read model has them."""
         behind = read_side.caught_up("sessions", claims.written)
-        sessions = [
-            SessionResponse.of(session, current=claims.session_id)
-            for session in read_side.live_sessions(claims.account_id)
-        ]
-        return own_read(sessions, behind)
+        return own_read(read_side.live_sessions(claims.account_id, claims.session_id), behind)
 
     @delete(
         "/sessions/{session_id:uuid}",
@@ -127,6 +120,7 @@ class MeController(Controller):
     @get(
         "/activity",
         sync_to_thread=True,
+        return_dto=AuditPage,
         responses=problems(400, *BEARER_ERRORS),
         response_headers=READ_BEHIND_HEADERS,
     )
@@ -134,13 +128,12 @@ class MeController(Controller):
         self,
         claims: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
-        cursor: Annotated[int | None, Parameter(ge=0, le=MAX_CURSOR)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
-    ) -> Response[AuditPage]:
+        cursor: Annotated[int | None, QueryParameter(ge=0, le=MAX_CURSOR)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+    ) -> Response[Page]:
         """The account's own security events, newest first."""
         behind = read_side.caught_up("audit_log", claims.written)
-        page = AuditPage.of(read_side.activity(claims.account_id, cursor, limit))
-        return own_read(page, behind)
+        return own_read(read_side.activity(claims.account_id, cursor, limit), behind)
 
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(
@@ -148,5 +141,5 @@ class MeController(Controller):
         claims: NamedDependency[Caller],
         data: JSONBody[ProfileUpdate],
         profile: NamedDependency[Profile],
-    ) -> AccountResponse:
-        return AccountResponse.of(profile.update(claims.account_id, data.display_name))
+    ) -> AccountView:
+        return profile.update(claims.account_id, data.display_name)

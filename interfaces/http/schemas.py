@@ -1,17 +1,18 @@
-"""Request and response bodies. Their bounds are the validation; OpenAPI is derived from them."""
+"""Request bodies, and the few answers only the edge makes (problems, acknowledgements).
+
+Their bounds are the validation; OpenAPI is derived from them. Every other answer is the use
+case's own view (application/views.py, application/queries.py), served as it is."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Literal
 
 import msgspec
+from litestar.dto import DataclassDTO, DTOConfig
 from msgspec import Meta
 
-from application.queries import AccountSummary, Page, SessionSummary
-from application.trail import TrailEntry
-from application.views import AccountView, TokenPair
+from application.queries import Page
 
 # No C0/C1 control characters anywhere a person types text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -92,47 +93,6 @@ class ProfileUpdate(Request):
     display_name: DisplayName
 
 
-class AccountResponse(msgspec.Struct):
-    id: UUID
-    email: str
-    username: str
-    email_verified: bool
-    display_name: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, view: AccountView) -> AccountResponse:
-        return cls(
-            id=view.id,
-            email=view.email,
-            username=view.username,
-            email_verified=view.email_verified,
-            display_name=view.display_name,
-            created_at=view.created_at,
-        )
-
-
-class TokenResponse(msgspec.Struct):
-    access_token: str
-    token_type: str
-    expires_in: int
-    refresh_token: str
-
-    @classmethod
-    def of(cls, pair: TokenPair) -> TokenResponse:
-        return cls(pair.access_token, pair.token_type, pair.expires_in, pair.refresh_token)
-
-
-class MfaChallengeResponse(msgspec.Struct):
-    mfa_token: str
-    mfa_required: bool = True
-
-
-class MfaEnrollmentResponse(msgspec.Struct):
-    secret: str
-    otpauth_uri: str
-
-
 class RecoveryCodesResponse(msgspec.Struct):
     recovery_codes: list[str]
 
@@ -158,93 +118,14 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[FieldProblem] = msgspec.field(default_factory=list)
 
 
-class SessionResponse(msgspec.Struct):
-    id: UUID
-    started_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
-    ip: str
-    user_agent: str
-    current: bool  # the session of the token that asked
+class AuditPage(DataclassDTO[Page]):
+    """A page of the trail as the API shows it: each entry without the store's bookkeeping
+    (aggregate, aggregate_id, version), which the signed export keeps."""
 
-    @classmethod
-    def of(cls, session: SessionSummary, current: UUID) -> SessionResponse:
-        return cls(
-            id=session.id,
-            started_at=session.started_at,
-            last_used_at=session.last_used_at,
-            expires_at=session.expires_at,
-            ip=session.ip,
-            user_agent=session.user_agent,
-            current=session.id == current,
-        )
-
-
-class AuditEntry(msgspec.Struct):
-    """One security event. `type` is the domain event's class name."""
-
-    position: int
-    time: datetime
-    type: str
-    account_id: UUID | None
-    session_id: UUID | None
-    ip: str
-    user_agent: str
-    outcome: str
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: TrailEntry) -> AuditEntry:
-        # Entries served here come from the audit log, which always knows their position.
-        assert entry.position is not None
-        return cls(
-            position=entry.position,
-            time=entry.time,
-            type=entry.type,
-            account_id=entry.account_id,
-            session_id=entry.session_id,
-            ip=entry.ip,
-            user_agent=entry.user_agent,
-            outcome=entry.outcome,
-            details=entry.details,
-        )
-
-
-class AuditPage(msgspec.Struct):
-    """A page of entries; pass `next_cursor` as `cursor` for the next (null: no more)."""
-
-    entries: list[AuditEntry]
-    next_cursor: int | None
-
-    @classmethod
-    def of(cls, page: Page) -> AuditPage:
-        return cls([AuditEntry.of(e) for e in page.entries], page.next_cursor)
-
-
-class AccountSummaryResponse(msgspec.Struct):
-    id: UUID
-    email: str
-    username: str
-    display_name: str
-    email_verified: bool
-    roles: list[str]
-    disabled: bool
-    locked: bool
-    locked_until: datetime | None
-    mfa_enabled: bool
-    created_at: datetime
-    last_login_at: datetime | None
-
-    @classmethod
-    def of(cls, summary: AccountSummary) -> AccountSummaryResponse:
-        return cls(**{f: getattr(summary, f) for f in cls.__struct_fields__})
-
-
-class AccountList(msgspec.Struct):
-    """Accounts by username; pass `next_after` as `after` for the next page (null: no more)."""
-
-    accounts: list[AccountSummaryResponse]
-    next_after: str | None
+    __schema_name__ = "AuditPage"
+    config = DTOConfig(
+        exclude={"entries.0.aggregate", "entries.0.aggregate_id", "entries.0.version"}
+    )
 
 
 class LockRequest(Request):

@@ -76,6 +76,21 @@ def test_the_accounts_read_model_shows_each_account_as_its_events_left_it(
     assert [a.username for a in container.read_side.accounts(after="ada")] == ["bob"]
 
 
+def test_a_full_page_of_accounts_says_where_the_next_begins(
+    container: Container, lived: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from application import queries
+
+    run_projections(container)
+    # The largest page allowed is the case at stake: made 1 here, so two accounts are a page and
+    # one more. (The extra row that says "more" was once cut off at the largest page.)
+    monkeypatch.setattr(queries, "MAX_PAGE", 1)
+    first = container.read_side.account_list(limit=queries.MAX_PAGE)
+    assert ([a.username for a in first.accounts], first.next_after) == (["ada"], "ada")
+    last = container.read_side.account_list(after="ada", limit=queries.MAX_PAGE)
+    assert ([a.username for a in last.accounts], last.next_after) == (["bob"], None)
+
+
 def test_the_sessions_read_model_lists_live_sessions_and_follows_revocations(
     container: Container, lived: dict[str, Any], clock: FakeClock
 ) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
+from eventsourcing.sqlite import SQLiteCursor
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.sql import Composable
 
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
@@ -123,6 +129,66 @@ def test_readiness_fails_while_a_projection_lags_past_the_threshold(
     assert lagging.json()["projections"] == "lagging"
     run_projections(container)
     assert client.get("/health/ready").status_code == 200
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], int]]:
+    """SQL queries this thread has sent to the event store and the read models (PostgreSQL or
+    SQLite) since the fixture was set up, counted where the drivers run them. Not counted: the
+    BEGIN the SQLite recorder sends before each query, and the empty statement with which the
+    PostgreSQL pool checks a connection before lending it."""
+    thread = threading.get_ident()
+    sent = [0]
+
+    def counting(execute: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            statement = args[0] if args else kwargs.get("query")
+            text = statement.as_string() if isinstance(statement, Composable) else str(statement)
+            if threading.get_ident() == thread and text.strip().upper() not in ("", "BEGIN"):
+                sent[0] += 1
+            return execute(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting(psycopg.Cursor.execute))
+    monkeypatch.setattr(SQLiteCursor, "execute", counting(SQLiteCursor.execute))
+    yield lambda: sent[0]
+
+
+def test_a_probe_asks_the_event_store_one_question_and_reads_the_lag_from_the_reporter(
+    container: Container, clock: FakeClock, statements: Callable[[], int]
+) -> None:
+    container.registration.register("ada@example.com", "ada", PASSWORD)
+    clock.advance(seconds=container.settings.projection_lag_threshold + 1)
+    before = statements()
+    container.projection_lag()  # the reporter's reading, as its thread takes one every 5 s
+    reading = statements() - before
+    assert reading >= 2 * len(container.projectors)  # what each probe used to cost
+    before = statements()
+    assert container.readiness()["projections"] == "lagging"
+    assert statements() - before <= 1  # the event store's ping; Redis is asked a PING
+    # Caught up, but the probe says what the last reading said until the next one is taken.
+    run_projections(container)
+    assert container.readiness()["projections"] == "lagging"
+    container.projection_lag()
+    assert container.readiness()["projections"] == "ok"
+
+
+def test_readiness_does_not_trust_an_old_reading(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    container.projection_lag()  # "ok"
+    client.post(
+        "/api/auth/register",
+        json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+    )
+    # The reporter takes a reading every 5 s: two intervals without one, and the probe measures
+    # the lag itself rather than repeat an "ok" that may no longer hold.
+    clock.advance(seconds=2 * container.lag_reports.interval + 1)
+    assert container.readiness()["projections"] == "ok"  # 11 s behind: under the threshold
+    clock.advance(seconds=container.settings.projection_lag_threshold)
+    lagging = client.get("/health/ready")
+    assert (lagging.status_code, lagging.json()["projections"]) == (503, "lagging")
 
 
 def test_readiness_fails_when_redis_is_down(tmp_path: Path, clock: FakeClock) -> None:
