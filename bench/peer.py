@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.service import Server
-from tests.servers import free_port, wait_for_port
+from bench.service import Server, running
+from tests.servers import free_port
 
 APP = Path(__file__).parent / "peer_app"
 VENV = Path(__file__).parent / ".peer-venv"
@@ -86,32 +86,12 @@ def serve(bin_dir: Path, database_url: str, workers: int, log_path: Path) -> Ite
     port = free_port()
     command = [str(bin_dir / "python"), str(APP / "serve.py"), str(port), str(workers)]
     env = _env(bin_dir, database_url)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(url=f"http://127.0.0.1:{port}", process=process)
-    try:
-        wait_for_port(port, timeout=60)
-        _wait_ready(server.url + BARE_PATH)
+    with running(command, env, port, log_path, _answers) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
-def _wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} never answered 200")
+def _answers(url: str) -> bool:
+    return httpx.get(url + BARE_PATH, timeout=5).status_code == 200
 
 
 def sign_in(server: Server, accounts: int, sessions: int, password: str, tokens: Path) -> Path:

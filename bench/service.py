@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,18 +102,26 @@ def serve(
     port = free_port()
     env = {**env, "PORT": str(port)}
     command = _command(server_name, workers, port, env)
+    with running(command, env, port, log_path, _ready, cwd=env["DATA_DIR"]) as server:
+        yield server
+
+
+@contextmanager
+def running(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    ready: Callable[[str], bool],
+    cwd: str | None = None,
+) -> Iterator[Server]:
+    """A server process on 127.0.0.1:`port`, once `ready(url)` says so; stopped on leaving."""
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=env["DATA_DIR"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}", process=process)
     try:
         wait_for_port(port, timeout=60)
-        _wait_ready(server.url)
+        _wait_until(ready, server.url)
         yield server
     finally:
         process.terminate()
@@ -124,17 +132,21 @@ def serve(
             process.wait()
 
 
-def _wait_ready(url: str, timeout: float = 60) -> None:
+def _wait_until(ready: Callable[[str], bool], url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            # Ready but for the read models: no projector runs beside the benchmark's server, so
-            # after a large seeding their lag keeps /health/ready at 503 (it says "lagging").
-            answer = httpx.get(f"{url}/health/ready", timeout=5)
-            checks = {k: v for k, v in answer.json().items() if k not in ("status", "projections")}
-            if all(state == "ok" for state in checks.values()):
+            if ready(url):
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} never became ready")
+
+
+def _ready(url: str) -> bool:
+    # Ready but for the read models: no projector runs beside the benchmark's server, so after
+    # a large seeding their lag keeps /health/ready at 503 (it says "lagging").
+    answer = httpx.get(f"{url}/health/ready", timeout=5)
+    checks = {k: v for k, v in answer.json().items() if k not in ("status", "projections")}
+    return all(state == "ok" for state in checks.values())
