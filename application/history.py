@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from application.event_log import EventLog
-from application.trail import TrailEntry, is_trail_event, trail_entry
+from application.trail import TrailEntry, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
 from application.views import AccountState
 from domain.account import Account
@@ -86,10 +86,11 @@ class History:
             batch = recorder.select_notifications(start=start, limit=self._batch_size, stop=last)
             if not batch:
                 return
+            decode = self._log.mapper.to_domain_event
             for notification in batch:
-                event = self._log.mapper.to_domain_event(notification)
-                if not is_trail_event(event):
-                    continue
+                if not is_trail_topic(notification.topic):
+                    continue  # a uniqueness claim: not decoded at all
+                event = decode(notification)
                 entry = trail_entry(event, notification.id, owners.of(event))
                 if since is None or entry.time >= since:
                     yield entry

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
 
 from domain.account import Account
 from domain.session import Session
@@ -54,6 +55,14 @@ class TrailEntry:
     user_agent: str
     outcome: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def is_trail_topic(topic: str) -> bool:
+    """Whether a stored event's topic is a trail event's: known before decoding it."""
+    return topic.startswith(_TRAIL_TOPIC_PREFIXES)
+
+
+_TRAIL_TOPIC_PREFIXES = tuple(f"{get_topic(kind)}." for kind in (Account, Session))
 
 
 def is_trail_event(event: DomainEventProtocol[Any]) -> bool:

@@ -21,8 +21,11 @@ from application.trail import TrailEntry
 GENESIS = "0" * 64  # the `prev` of a chain's first line
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(fields: Mapping[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(fields)
 
 
 def link(prev: str, fields: Mapping[str, Any]) -> str:
@@ -31,13 +34,30 @@ def link(prev: str, fields: Mapping[str, Any]) -> str:
 
 
 def chained(entries: Iterable[TrailEntry]) -> Iterator[str]:
-    """One line (without its newline) per entry, lazily: the chain never holds the trail."""
+    """One line (without its newline) per entry, lazily: the chain never holds the trail.
+
+    Each value is serialised once: the entry's canonical JSON is made in three pieces, split
+    where `hash` and `prev` fall in sorted key order, so the hashed text and the line (the same
+    canonical JSON with the two added) are both joined from them."""
     prev = GENESIS
     for entry in entries:
-        fields = _fields(entry)
-        digest = link(prev, fields)
-        yield canonical({**fields, "prev": prev, "hash": digest})
+        head, middle, tail = _pieces(_fields(entry))
+        digest = hashlib.sha256(f"{prev}{head}{middle}{tail}".encode()).hexdigest()
+        yield f'{head},"hash":"{digest}"{middle},"prev":"{prev}"{tail}'
         prev = digest
+
+
+_HEAD = ("account_id", "aggregate", "aggregate_id", "details")  # the keys before "hash"
+_MIDDLE = ("ip", "outcome", "position")  # between "hash" and "prev"
+_TAIL = ("session_id", "time", "type", "user_agent", "version")  # after "prev"
+
+
+def _pieces(fields: Mapping[str, Any]) -> tuple[str, str, str]:
+    """canonical(fields) == head + middle + tail."""
+    head = canonical({key: fields[key] for key in _HEAD})[:-1]
+    middle = "," + canonical({key: fields[key] for key in _MIDDLE})[1:-1]
+    tail = "," + canonical({key: fields[key] for key in _TAIL})[1:]
+    return head, middle, tail
 
 
 def _fields(entry: TrailEntry) -> dict[str, Any]:

@@ -75,6 +75,19 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+# Each table's column types, for PostgreSQL's typed arrays.
+_COLUMN_TYPES = {
+    table: {
+        spec.split()[0]: spec.split(maxsplit=1)[1]
+        .replace(" PRIMARY KEY", "")
+        .replace(" NOT NULL", "")
+        for spec in columns
+    }
+    for table, (columns, _) in TABLES.items()
+}
+_KEYS_PER_QUERY = 500  # under SQLite's limit of bound parameters (32,766)
+
+
 def _schema(prefix: str, tables: Sequence[str]) -> list[str]:
     statements = []
     for table in tables:
@@ -96,9 +109,6 @@ class ReadStoreStatements:
     prefix: str
     marker: str
     tracking_table: str
-    # Bound parameters a statement may carry: SQLite's default limit is 32,766, PostgreSQL's
-    # 65,535; 200 rows of the widest table (14 columns) stay well under both.
-    rows_per_statement = 200
     datastore: Any
     _insert_tracking: Any  # the tracking recorder's, which this class is mixed into
 
@@ -130,29 +140,18 @@ class ReadStoreStatements:
                     self._upsert(c, table, columns, alike)
             self._insert_tracking(c, tracking)
 
-    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
-        """Rows with the same columns, in as few statements as the driver allows."""
-        key = columns[0]
+    def _upsert_tail(self, table: str, columns: Sequence[str]) -> str:
         updates = ", ".join(f"{col} = excluded.{col}" for col in columns[1:])
-        head = f"INSERT INTO {self._table(table)} ({', '.join(columns)}) VALUES "
-        tail = f" ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
-        one = f"({', '.join([self.marker] * len(columns))})"
-        for start in range(0, len(rows), self.rows_per_statement):
-            chunk = rows[start : start + self.rows_per_statement]
-            values = [value for row in chunk for value in row.values()]
-            cursor.execute(head + ", ".join([one] * len(chunk)) + tail, values)
+        return f" ON CONFLICT ({columns[0]}) DO " + (
+            f"UPDATE SET {updates}" if updates else "NOTHING"
+        )
+
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        """Rows with the same columns, in as few round trips as the driver allows."""
+        raise NotImplementedError
 
     def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
-        found: list[Row] = []
-        keys = list(keys)
-        for start in range(0, len(keys), self.rows_per_statement):
-            chunk = keys[start : start + self.rows_per_statement]
-            found += self.select(
-                f"SELECT * FROM {self._table(table)} WHERE {self.key(table)}"
-                f" IN ({', '.join([self.marker] * len(chunk))})",
-                chunk,
-            )
-        return found
+        raise NotImplementedError
 
     def rows(self, table: str, where: Row) -> list[Row]:
         clause, params = self._where(where)
@@ -188,6 +187,25 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_schema("", self.tables)]
 
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        cursor.executemany(
+            f"INSERT INTO {self._table(table)} ({', '.join(columns)})"
+            f" VALUES ({', '.join('?' * len(columns))})" + self._upsert_tail(table, columns),
+            [tuple(row.values()) for row in rows],
+        )
+
+    def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
+        found: list[Row] = []
+        keys = list(keys)
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            found += self.select(
+                f"SELECT * FROM {self._table(table)} WHERE {self.key(table)}"
+                f" IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        return found
+
 
 class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
     prefix = "tessera_"
@@ -203,6 +221,24 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
     @property
     def tracking_table(self) -> str:  # type: ignore[override]
         return self.tracking_table_name
+
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        # One statement a table, whatever the number of rows: each column's values as one array
+        # parameter, unnested into rows. A short statement, so psycopg parses it once.
+        types = _COLUMN_TYPES[table]
+        arrays = ", ".join(f"%b::{types[column]}[]" for column in columns)
+        cursor.execute(
+            f"INSERT INTO {self._table(table)} ({', '.join(columns)})"
+            f" SELECT * FROM unnest({arrays})" + self._upsert_tail(table, columns),
+            [[row[column] for row in rows] for column in columns],
+        )
+
+    def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
+        key = self.key(table)
+        kind = _COLUMN_TYPES[table][key]
+        return self.select(
+            f"SELECT * FROM {self._table(table)} WHERE {key} = ANY(%s::{kind}[])", [list(keys)]
+        )
 
 
 def _like(text: str) -> str:

@@ -133,3 +133,14 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
     )
     assert _fields(entry) == json_ready(entry)
     assert set(_fields(entry)) == {f.name for f in dataclass_fields(TrailEntry)}
+
+
+def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json() -> None:
+    from dataclasses import fields
+
+    (entry,) = entries(1)
+    line = json.loads(next(chained([entry])))
+    shown = {k: v for k, v in line.items() if k not in ("prev", "hash")}
+    assert set(shown) == {f.name for f in fields(TrailEntry)}
+    assert line["hash"] == link(GENESIS, shown)
+    assert shown["time"] == entry.time.isoformat() and shown["details"] == entry.details
