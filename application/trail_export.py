@@ -16,16 +16,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from application.trail import TrailEntry
 
 GENESIS = "0" * 64  # the `prev` of a chain's first line
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# msgspec writes the same text as json.dumps(sort_keys=True, separators=(",", ":"),
+# ensure_ascii=False) for every value a trail line holds (strings, integers, null, objects; a test
+# compares them over every code point), several times faster: exports made before still verify.
+_CANONICAL = msgspec.json.Encoder(order="sorted")
 
 
 def canonical(fields: Mapping[str, Any]) -> str:
-    return _CANONICAL.encode(fields)
+    return _CANONICAL.encode(fields).decode()
 
 
 def link(prev: str, fields: Mapping[str, Any]) -> str:

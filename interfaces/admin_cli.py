@@ -149,7 +149,7 @@ def rebuild(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - started
         finally:
             projector.lease.release()
-        print(f"rebuilt {args.name}: {events} events in {seconds:.1f}s")
+        print(f"rebuilt {args.name}: {events} events in {seconds:.2f}s")
         return 0
     finally:
         container.close()

@@ -143,7 +143,7 @@ def export(history: History, since: datetime | None, output: Path | None, last: 
     """Streams the chain line by line; into FILE through FILE.partial, renamed when complete,
     so an interrupted export never looks like a whole one."""
     with progress("export", last, "events") as advance:
-        lines = chained(_advancing(history.trail(since), advance))
+        lines = chained(_advancing(history.trail(since), advance, last))
         if output is None:
             _write(lines, sys.stdout)
             return 0
@@ -160,9 +160,9 @@ def export(history: History, since: datetime | None, output: Path | None, last: 
     return 0
 
 
-def _advancing(entries: Iterable[TrailEntry], advance: Advance) -> Iterator[TrailEntry]:
+def _advancing(entries: Iterable[TrailEntry], advance: Advance, last: int) -> Iterator[TrailEntry]:
     """The entries, the progress moved to each one's store position (events not in the trail,
-    and those before --since, count as read)."""
+    and those before --since, count as read) and to `last` at the end."""
     reached = 0
     for entry in entries:
         position = entry.position or reached
@@ -170,6 +170,7 @@ def _advancing(entries: Iterable[TrailEntry], advance: Advance) -> Iterator[Trai
             advance(position - reached)
             reached = position
         yield entry
+    advance(last - reached)
 
 
 def _write(lines: Iterator[str], out: TextIO) -> None:

@@ -144,3 +144,15 @@ def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json()
     assert set(shown) == {f.name for f in fields(TrailEntry)}
     assert line["hash"] == link(GENESIS, shown)
     assert shown["time"] == entry.time.isoformat() and shown["details"] == entry.details
+
+
+def test_canonical_json_is_json_dumps_text_for_every_code_point() -> None:
+    """Lines are written with msgspec; exports made with json.dumps must still verify."""
+    from application.trail_export import canonical
+
+    points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    for start in range(0, len(points), 4096):
+        text = "".join(map(chr, points[start : start + 4096]))
+        fields = {"z": text, "a": [1, None, True, {"y": -(2**70), "b": text[:9]}], "m": ""}
+        expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical(fields) == expected
