@@ -44,44 +44,38 @@ def chained(entries: Iterable[TrailEntry]) -> Iterator[str]:
     Each value is serialised once: the entry's canonical JSON is made in three pieces, split
     where `hash` and `prev` fall in sorted key order, so the hashed text and the line (the same
     canonical JSON with the two added) are both joined from them."""
-    prev = GENESIS
+    prev = GENESIS.encode()
     for entry in entries:
-        head, middle, tail = _pieces(_fields(entry))
-        digest = hashlib.sha256(f"{prev}{head}{middle}{tail}".encode()).hexdigest()
-        yield f'{head},"hash":"{digest}"{middle},"prev":"{prev}"{tail}'
+        head, middle, tail = _pieces(entry)
+        digest = hashlib.sha256(prev + head + middle + tail).hexdigest().encode()
+        yield (
+            head + b',"hash":"' + digest + b'"' + middle + b',"prev":"' + prev + b'"' + tail
+        ).decode()
         prev = digest
 
 
-_HEAD = ("account_id", "aggregate", "aggregate_id", "details")  # the keys before "hash"
-_MIDDLE = ("ip", "outcome", "position")  # between "hash" and "prev"
-_TAIL = ("session_id", "time", "type", "user_agent", "version")  # after "prev"
-
-
-def _pieces(fields: Mapping[str, Any]) -> tuple[str, str, str]:
-    """canonical(fields) == head + middle + tail."""
-    head = canonical({key: fields[key] for key in _HEAD})[:-1]
-    middle = "," + canonical({key: fields[key] for key in _MIDDLE})[1:-1]
-    tail = "," + canonical({key: fields[key] for key in _TAIL})[1:]
-    return head, middle, tail
-
-
-def _fields(entry: TrailEntry) -> dict[str, Any]:
-    """What json_ready(entry) makes, written out: the export's hot loop (details are already
-    plain JSON values, see trail.py)."""
-    return {
-        "position": entry.position,
-        "time": entry.time.isoformat(),
-        "type": entry.type,
-        "aggregate": entry.aggregate,
-        "aggregate_id": str(entry.aggregate_id),
-        "version": entry.version,
-        "account_id": None if entry.account_id is None else str(entry.account_id),
-        "session_id": None if entry.session_id is None else str(entry.session_id),
-        "ip": entry.ip,
-        "user_agent": entry.user_agent,
-        "outcome": entry.outcome,
-        "details": entry.details,
-    }
+def _pieces(entry: TrailEntry) -> tuple[bytes, bytes, bytes]:
+    """canonical(fields(entry)) == head + middle + tail, split before "hash" and "prev"."""
+    encode = _CANONICAL.encode
+    head = encode(
+        {
+            "account_id": None if entry.account_id is None else str(entry.account_id),
+            "aggregate": entry.aggregate,
+            "aggregate_id": str(entry.aggregate_id),
+            "details": entry.details,  # plain JSON values already (see trail.py)
+        }
+    )[:-1]
+    middle = encode({"ip": entry.ip, "outcome": entry.outcome, "position": entry.position})
+    tail = encode(
+        {
+            "session_id": None if entry.session_id is None else str(entry.session_id),
+            "time": entry.time.isoformat(),
+            "type": entry.type,
+            "user_agent": entry.user_agent,
+            "version": entry.version,
+        }
+    )
+    return head, b"," + middle[1:-1], b"," + tail[1:]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgspec
@@ -37,3 +38,29 @@ class FastJSONTranscoder(JSONTranscoder):
         if type(value) is list:
             return [self._revive(item) for item in value]
         return value
+
+    def fields_decoder(self, fields: Collection[str]) -> Callable[[bytes], dict[str, Any]]:
+        """A decoder of only these fields of a stored state: the parser skips the others
+        unread. A field absent from the state is absent from the result."""
+        names = sorted(fields)
+        parsed_type = msgspec.defstruct(
+            "Fields",
+            [(name, Any, msgspec.UNSET) for name in names],
+        )
+        parser = msgspec.json.Decoder(parsed_type)
+        unset = msgspec.UNSET
+
+        def decode(data: bytes) -> dict[str, Any]:
+            try:
+                parsed = parser.decode(data)
+            except msgspec.DecodeError:
+                whole = self.decode(data)
+                return {name: whole[name] for name in names if name in whole}
+            found = {}
+            for name in names:
+                value = getattr(parsed, name)
+                if value is not unset:
+                    found[name] = self._revive(value)
+            return found
+
+        return decode

@@ -358,3 +358,25 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         assert row == account_row(aggregate), f"after {row['version']} events"
         checked += 1
     assert checked == account.version
+
+
+def test_the_trail_read_field_by_field_equals_the_trail_of_whole_events(
+    container: Container, lived: dict[str, Any]
+) -> None:
+    """The export parses only the fields the trail shows; its entries are those made from the
+    fully decoded events."""
+    from application.trail import is_trail_event, trail_entry
+
+    owners: dict[Any, Any] = {}
+    expected = []
+    for notification in container.log.recorder.select_notifications(start=1, limit=10_000):
+        event: Any = container.log.mapper.to_domain_event(notification)
+        if isinstance(event, Session.SessionStarted):
+            owners[event.originator_id] = event.account_id
+        if is_trail_event(event):
+            owner = owners.get(event.originator_id)
+            expected.append(trail_entry(event, notification.id, owner))
+    found = list(container.history.trail())
+    assert found == expected
+    assert {e.type for e in found} >= {"SessionStarted", "SessionRefreshed", "AccountLocked"}
+    assert any(e.details for e in found) and all(e.time.tzinfo for e in found)
