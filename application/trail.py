@@ -131,7 +131,7 @@ def entry_of(
         ip=ip,
         user_agent=user_agent,
         outcome=_OUTCOMES.get(name, "success"),
-        details={k: _plain(v) for k, v in sorted(state.items()) if k in SHOWN_FIELDS},
+        details={k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))},
     )
 
 
