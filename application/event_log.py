@@ -14,11 +14,19 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Recording
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+    Recording,
+    Transcoder,
+)
 from opentelemetry import propagate, trace
 
 from application.origin import current_caller, current_client
 from application.ports import ChangeMarks, Unavailable
+from application.transcoding import FastJSONTranscoder
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
@@ -114,6 +122,16 @@ class EventLog(Application[UUID]):
         """Every save from now on marks the accounts it changes there (see ChangeMarks), so
         other processes' copies are never trusted past it, and records how far it reached."""
         self._marks = marks
+
+    def construct_transcoder(self) -> Transcoder:
+        """The library's JSON format, decoded faster (application.transcoding); a transcoder
+        chosen by TRANSCODER_TOPIC is left as it is."""
+        transcoder = self.factory.transcoder()
+        if type(transcoder) is JSONTranscoder:
+            transcoder = FastJSONTranscoder()
+        if isinstance(transcoder, JSONTranscoder):
+            self.register_transcodings(transcoder)
+        return transcoder
 
     def _guarded(self, operation: Callable[[], R]) -> R:
         """Runs a read or write of the store; an unreachable store becomes Unavailable."""

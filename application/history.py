@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import resolve_topic
 
 from application.event_log import EventLog
-from application.trail import TrailEntry, is_trail_event, trail_entry
+from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
+from application.transcoding import FastJSONTranscoder
 from application.views import AccountState
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -81,19 +84,56 @@ class History:
         recorder = self._log.recorder
         last = recorder.max_notification_id() or 0
         owners = _SessionOwners(self._log, self._known_sessions)
+        entry = self._entry_reader(owners)
         start = 1
         while start <= last:
             batch = recorder.select_notifications(start=start, limit=self._batch_size, stop=last)
             if not batch:
                 return
             for notification in batch:
-                event = self._log.mapper.to_domain_event(notification)
-                if not is_trail_event(event):
-                    continue
-                entry = trail_entry(event, notification.id, owners.of(event))
-                if since is None or entry.time >= since:
-                    yield entry
+                if not is_trail_topic(notification.topic):
+                    continue  # a uniqueness claim: not decoded at all
+                found = entry(notification)
+                if since is None or found.time >= since:
+                    yield found
             start = batch[-1].id + 1
+
+    def _entry_reader(self, owners: _SessionOwners) -> Callable[[Notification], TrailEntry]:
+        """Notification -> its trail entry. Where the store holds the library's plain JSON (no
+        cipher, no compression) and the event class has never been upcast, only the fields the
+        trail shows are parsed (application.transcoding); otherwise the whole event is decoded."""
+        mapper = self._log.mapper
+        transcoder = mapper.transcoder
+        read = (
+            transcoder.fields_decoder(READ_FIELDS)
+            if isinstance(transcoder, FastJSONTranscoder)
+            and mapper.cipher is None
+            and mapper.compressor is None
+            else None
+        )
+
+        def entry(notification: Notification) -> TrailEntry:
+            topic = notification.topic
+            if read is None or getattr(resolve_topic(topic), "class_version", 1) != 1:
+                event = mapper.to_domain_event(notification)
+                return trail_entry(event, notification.id, owners.of(event))
+            aggregate, _, name = topic.partition(":")[2].partition(".")
+            state = read(notification.state)
+            session_id = _uuid(notification.originator_id)
+            account_id = None
+            if aggregate == "Session":
+                account_id = owners.owner(session_id, state.get("account_id"))
+            return entry_of(
+                aggregate,
+                name,
+                session_id,
+                notification.originator_version,
+                state,
+                notification.id,
+                account_id,
+            )
+
+        return entry
 
     def export(self, since: datetime | None = None) -> Iterator[str]:
         """The trail as hash-chained JSON lines (see application.trail_export). With `since`,
@@ -128,9 +168,13 @@ class _SessionOwners:
         """The account of a Session event (None for any other event)."""
         if not isinstance(event, Session.Event):
             return None
-        session_id = event.originator_id
-        if isinstance(event, Session.SessionStarted):
-            account_id: UUID | None = event.account_id
+        started_by = event.account_id if isinstance(event, Session.SessionStarted) else None
+        return self.owner(event.originator_id, started_by)
+
+    def owner(self, session_id: UUID, started_by: UUID | None) -> UUID | None:
+        """The account of a session; `started_by` is the account a SessionStarted names."""
+        if started_by is not None:
+            account_id: UUID | None = started_by
         elif session_id in self._accounts:
             self._accounts.move_to_end(session_id)
             return self._accounts[session_id]
@@ -141,6 +185,10 @@ class _SessionOwners:
         if len(self._accounts) > self._size:
             self._accounts.popitem(last=False)
         return account_id
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
 
 
 def _aware(instant: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -92,6 +92,18 @@ class MailOutbox:
     @property
     def view(self) -> TrackingRecorder:
         return self._view
+
+    def process_events(
+        self, events: Sequence[tuple[DomainEventProtocol[Any], int]], tracking: Tracking
+    ) -> None:
+        # One transaction a mail, each with its own event's position: a mail is enqueued after
+        # its row commits, so a crash resumes after the last mail recorded, never re-sends one.
+        last = None
+        for domain_event, position in events:
+            self.process_event(domain_event, Tracking(tracking.application_name, position))
+            last = position
+        if last != tracking.notification_id:
+            self._view.insert_tracking(tracking)
 
     def process_event(self, domain_event: DomainEventProtocol[Any], tracking: Tracking) -> None:
         if isinstance(domain_event, Session.SessionStarted) and not self._notify_sign_ins:

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from application.ports import Clock
-from application.read_models import Row, instant, unix_seconds
+from application.read_batch import Row
+from application.read_models import instant, unix_seconds
 from application.trail import TrailEntry
 
 MAX_PAGE = 500

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
 
 from domain.account import Account
 from domain.session import Session
@@ -56,6 +57,14 @@ class TrailEntry:
     details: dict[str, Any]
 
 
+def is_trail_topic(topic: str) -> bool:
+    """Whether a stored event's topic is a trail event's: known before decoding it."""
+    return topic.startswith(_TRAIL_TOPIC_PREFIXES)
+
+
+_TRAIL_TOPIC_PREFIXES = tuple(f"{get_topic(kind)}." for kind in (Account, Session))
+
+
 def is_trail_event(event: DomainEventProtocol[Any]) -> bool:
     """Account and Session events; the uniqueness claims are bookkeeping, not history."""
     return _aggregate_of(event) is not None
@@ -75,14 +84,39 @@ def trail_entry(
     """The entry for `event`. A Session event names its account only when it started the
     session, so the caller, who has seen that, passes `account_id` for the others."""
     aggregate = _aggregate_of(event) or type(event).__qualname__.split(".")[0]
-    state = vars(event)
-    name = type(event).__name__
+    return entry_of(
+        aggregate,
+        type(event).__name__,
+        event.originator_id,
+        event.originator_version,
+        vars(event),
+        position,
+        account_id,
+    )
+
+
+# What the trail reads of an event's stored state: the shown fields and where it came from.
+# The rest (hashes, sealed secrets) is skipped by the parser, never decoded.
+READ_FIELDS = SHOWN_FIELDS | {"timestamp", "client", "ip", "user_agent"}
+
+
+def entry_of(
+    aggregate: str,
+    name: str,
+    aggregate_id: UUID,
+    version: int,
+    state: dict[str, Any],
+    position: int | None,
+    account_id: UUID | None = None,
+) -> TrailEntry:
+    """The entry for an event of `aggregate` named `name`, whose fields (READ_FIELDS at least)
+    are `state`."""
     client = state.get("client") or {}
     if aggregate == "Account":
-        account_id, session_id = event.originator_id, None
+        account_id, session_id = aggregate_id, None
     else:
         account_id = state.get("account_id", account_id)
-        session_id = event.originator_id
+        session_id = aggregate_id
     ip = str(state.get("ip") or client.get("ip") or "")
     user_agent = str(state.get("user_agent") or client.get("user_agent") or "")
     return TrailEntry(
@@ -90,14 +124,14 @@ def trail_entry(
         time=state["timestamp"],
         type=name,
         aggregate=aggregate,
-        aggregate_id=event.originator_id,
-        version=event.originator_version,
+        aggregate_id=aggregate_id,
+        version=version,
         account_id=account_id,
         session_id=session_id,
         ip=ip,
         user_agent=user_agent,
         outcome=_OUTCOMES.get(name, "success"),
-        details={k: _plain(v) for k, v in sorted(state.items()) if k in SHOWN_FIELDS},
+        details={k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))},
     )
 
 

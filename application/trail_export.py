@@ -16,13 +16,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from application.trail import TrailEntry
 
 GENESIS = "0" * 64  # the `prev` of a chain's first line
 
 
+# msgspec writes the same text as json.dumps(sort_keys=True, separators=(",", ":"),
+# ensure_ascii=False) for every value a trail line holds (strings, integers, null, objects; a test
+# compares them over every code point), several times faster: exports made before still verify.
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+
+
 def canonical(fields: Mapping[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(fields).decode()
 
 
 def link(prev: str, fields: Mapping[str, Any]) -> str:
@@ -31,32 +39,43 @@ def link(prev: str, fields: Mapping[str, Any]) -> str:
 
 
 def chained(entries: Iterable[TrailEntry]) -> Iterator[str]:
-    """One line (without its newline) per entry, lazily: the chain never holds the trail."""
-    prev = GENESIS
+    """One line (without its newline) per entry, lazily: the chain never holds the trail.
+
+    Each value is serialised once: the entry's canonical JSON is made in three pieces, split
+    where `hash` and `prev` fall in sorted key order, so the hashed text and the line (the same
+    canonical JSON with the two added) are both joined from them."""
+    prev = GENESIS.encode()
     for entry in entries:
-        fields = _fields(entry)
-        digest = link(prev, fields)
-        yield canonical({**fields, "prev": prev, "hash": digest})
+        head, middle, tail = _pieces(entry)
+        digest = hashlib.sha256(prev + head + middle + tail).hexdigest().encode()
+        yield (
+            head + b',"hash":"' + digest + b'"' + middle + b',"prev":"' + prev + b'"' + tail
+        ).decode()
         prev = digest
 
 
-def _fields(entry: TrailEntry) -> dict[str, Any]:
-    """What json_ready(entry) makes, written out: the export's hot loop (details are already
-    plain JSON values, see trail.py)."""
-    return {
-        "position": entry.position,
-        "time": entry.time.isoformat(),
-        "type": entry.type,
-        "aggregate": entry.aggregate,
-        "aggregate_id": str(entry.aggregate_id),
-        "version": entry.version,
-        "account_id": None if entry.account_id is None else str(entry.account_id),
-        "session_id": None if entry.session_id is None else str(entry.session_id),
-        "ip": entry.ip,
-        "user_agent": entry.user_agent,
-        "outcome": entry.outcome,
-        "details": entry.details,
-    }
+def _pieces(entry: TrailEntry) -> tuple[bytes, bytes, bytes]:
+    """canonical(fields(entry)) == head + middle + tail, split before "hash" and "prev"."""
+    encode = _CANONICAL.encode
+    head = encode(
+        {
+            "account_id": None if entry.account_id is None else str(entry.account_id),
+            "aggregate": entry.aggregate,
+            "aggregate_id": str(entry.aggregate_id),
+            "details": entry.details,  # plain JSON values already (see trail.py)
+        }
+    )[:-1]
+    middle = encode({"ip": entry.ip, "outcome": entry.outcome, "position": entry.position})
+    tail = encode(
+        {
+            "session_id": None if entry.session_id is None else str(entry.session_id),
+            "time": entry.time.isoformat(),
+            "type": entry.type,
+            "user_agent": entry.user_agent,
+            "version": entry.version,
+        }
+    )
+    return head, b"," + middle[1:-1], b"," + tail[1:]
 
 
 @dataclass(frozen=True)

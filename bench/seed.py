@@ -18,6 +18,7 @@ from domain.account import Account, EmailClaim, UsernameClaim
 from infrastructure.keys import load_secret_key
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container
+from interfaces.progress import progress
 
 PASSWORD = "bench password for every seeded account"
 _BATCH = 500
@@ -33,27 +34,34 @@ def seed_accounts(container: Container, start: int, stop: int, password_hash: st
     settings = container.settings
     box = AesGcmBox(load_secret_key(settings.secret_key, settings.data_path / "secret.key"))
     ttl = timedelta(seconds=settings.email_verification_ttl)
-    for first in range(start, stop, _BATCH):
-        batch: list[Any] = []
-        for n in range(first, min(first + _BATCH, stop)):
-            now = container.clock.now()
-            name = username(n)
-            email = f"{name}@bench.test"
-            account = Account(
-                email=email, username=name, password_hash=password_hash, timestamp=now
-            )
-            token = issue_token(account.id)
-            account.request_email_verification(
-                token_hash=digest(token), sealed_token=box.seal(token), at=now, ttl=ttl
-            )
-            account.verify_email(digest(token), at=now)
-            batch += [
-                account,
-                EmailClaim(email=email, account_id=account.id, timestamp=now),
-                UsernameClaim(username=name, account_id=account.id, timestamp=now),
-            ]
-        container.log.save(*batch)
+    with progress("seed accounts", stop - start, "accounts") as advance:
+        for first in range(start, stop, _BATCH):
+            _seed_batch(container, box, ttl, first, min(first + _BATCH, stop), password_hash)
+            advance(min(first + _BATCH, stop) - first)
     return time.perf_counter() - began
+
+
+def _seed_batch(
+    container: Container, box: AesGcmBox, ttl: timedelta, first: int, stop: int, password_hash: str
+) -> None:
+    """One atomic save of accounts first .. stop-1 with their claims."""
+    batch: list[Any] = []
+    for n in range(first, stop):
+        now = container.clock.now()
+        name = username(n)
+        email = f"{name}@bench.test"
+        account = Account(email=email, username=name, password_hash=password_hash, timestamp=now)
+        token = issue_token(account.id)
+        account.request_email_verification(
+            token_hash=digest(token), sealed_token=box.seal(token), at=now, ttl=ttl
+        )
+        account.verify_email(digest(token), at=now)
+        batch += [
+            account,
+            EmailClaim(email=email, account_id=account.id, timestamp=now),
+            UsernameClaim(username=name, account_id=account.id, timestamp=now),
+        ]
+    container.log.save(*batch)
 
 
 def drain_mail(container: Container) -> None:

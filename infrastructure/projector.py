@@ -30,8 +30,10 @@ class Projector:
     """Polls the application's notification log.
 
     Polling, rather than the library's subscriptions, because its SQLite recorder has none and one
-    loop serves both stores. Each event is processed and tracked before the next is read, so a
-    crash anywhere replays at most the event in hand, which projections make idempotent.
+    loop serves both stores. Events are read and applied a batch at a time: the projection writes
+    a batch's rows with the batch's tracking record in one transaction, so a crash anywhere
+    leaves the rows of the batches before it and none of the one in hand, and the restart
+    resumes with that batch.
     """
 
     def __init__(
@@ -39,12 +41,13 @@ class Projector:
         app: Application[Any],
         projection: Projection,
         lease: Lease,
-        batch_size: int = 100,
+        batch_size: int = 500,
     ) -> None:
         self._app = app
         self._projection = projection
         self._lease = lease
         self._batch_size = batch_size
+        self._wanted = frozenset(projection.topics)
         self._wake = threading.Event()
 
     @property
@@ -64,22 +67,23 @@ class Projector:
         return self._projection.view.max_tracking_id(self._app.name) or 0
 
     def run_once(self) -> int:
-        """Processes the next batch; returns how many events it read."""
+        """Processes the next batch in one transaction of the projection; returns how many
+        events it read."""
         notifications = self._app.recorder.select_notifications(
             start=self.position + 1, limit=self._batch_size
         )
-        wanted = set(self._projection.topics)
-        last_applied = None
-        for notification in notifications:
-            if wanted and notification.topic not in wanted:
-                continue
-            domain_event = self._app.mapper.to_domain_event(notification)
-            self._projection.process_event(domain_event, Tracking(self._app.name, notification.id))
-            last_applied = notification.id
-        if notifications and notifications[-1].id != last_applied:
-            # Events the projection does not want still move its position (one record a batch),
-            # so its lag counts only what it has yet to read.
-            self._projection.view.insert_tracking(Tracking(self._app.name, notifications[-1].id))
+        if not notifications:
+            return 0
+        wanted = self._wanted
+        decode = self._app.mapper.to_domain_event
+        events = [
+            (decode(notification), notification.id)
+            for notification in notifications
+            if not wanted or notification.topic in wanted
+        ]
+        # The batch's last position is tracked even when the projection wants none of its
+        # events, so its lag counts only what it has yet to read.
+        self._projection.process_events(events, Tracking(self._app.name, notifications[-1].id))
         return len(notifications)
 
     def catch_up(self) -> int:

@@ -9,7 +9,7 @@ never from input; every value is a bound parameter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -17,7 +17,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.read_models import Change, Row, Upsert
+from application.read_batch import Row
 
 # Each table: its columns (the first is the key) and the indexes the queries use.
 TABLES: dict[str, tuple[list[str], list[str]]] = {
@@ -75,6 +75,19 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+# Each table's column types, for PostgreSQL's typed arrays.
+_COLUMN_TYPES = {
+    table: {
+        spec.split()[0]: spec.split(maxsplit=1)[1]
+        .replace(" PRIMARY KEY", "")
+        .replace(" NOT NULL", "")
+        for spec in columns
+    }
+    for table, (columns, _) in TABLES.items()
+}
+_KEYS_PER_QUERY = 500  # under SQLite's limit of bound parameters (32,766)
+
+
 def _schema(prefix: str, tables: Sequence[str]) -> list[str]:
     statements = []
     for table in tables:
@@ -114,28 +127,31 @@ class ReadStoreStatements:
                 params.append(value)
         return " AND ".join(clauses) or "TRUE", params
 
-    def apply(self, changes: Sequence[Change], tracking: Tracking) -> None:
+    def key(self, table: str) -> str:
+        return TABLES[table][0][0].split()[0]
+
+    def write(self, rows: Mapping[str, Sequence[Row]], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for change in changes:
-                if isinstance(change, Upsert):
-                    columns = list(change.row)
-                    key = columns[0]
-                    updates = ", ".join(f"{col} = excluded.{col}" for col in columns[1:])
-                    c.execute(
-                        f"INSERT INTO {self._table(change.table)} ({', '.join(columns)})"
-                        f" VALUES ({', '.join([self.marker] * len(columns))})"
-                        f" ON CONFLICT ({key}) DO "
-                        + (f"UPDATE SET {updates}" if updates else "NOTHING"),
-                        list(change.row.values()),
-                    )
-                else:
-                    assignments = ", ".join(f"{col} = {self.marker}" for col in change.values)
-                    clause, params = self._where(change.where)
-                    c.execute(
-                        f"UPDATE {self._table(change.table)} SET {assignments} WHERE {clause}",
-                        [*change.values.values(), *params],
-                    )
+            for table, changed in rows.items():
+                shapes: dict[tuple[str, ...], list[Row]] = {}
+                for row in changed:
+                    shapes.setdefault(tuple(row), []).append(row)
+                for columns, alike in shapes.items():
+                    self._upsert(c, table, columns, alike)
             self._insert_tracking(c, tracking)
+
+    def _upsert_tail(self, table: str, columns: Sequence[str]) -> str:
+        updates = ", ".join(f"{col} = excluded.{col}" for col in columns[1:])
+        return f" ON CONFLICT ({columns[0]}) DO " + (
+            f"UPDATE SET {updates}" if updates else "NOTHING"
+        )
+
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        """Rows with the same columns, in as few round trips as the driver allows."""
+        raise NotImplementedError
+
+    def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
+        raise NotImplementedError
 
     def rows(self, table: str, where: Row) -> list[Row]:
         clause, params = self._where(where)
@@ -171,6 +187,25 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_schema("", self.tables)]
 
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        cursor.executemany(
+            f"INSERT INTO {self._table(table)} ({', '.join(columns)})"
+            f" VALUES ({', '.join('?' * len(columns))})" + self._upsert_tail(table, columns),
+            [tuple(row.values()) for row in rows],
+        )
+
+    def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
+        found: list[Row] = []
+        keys = list(keys)
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            found += self.select(
+                f"SELECT * FROM {self._table(table)} WHERE {self.key(table)}"
+                f" IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        return found
+
 
 class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
     prefix = "tessera_"
@@ -186,6 +221,24 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
     @property
     def tracking_table(self) -> str:  # type: ignore[override]
         return self.tracking_table_name
+
+    def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        # One statement a table, whatever the number of rows: each column's values as one array
+        # parameter, unnested into rows. A short statement, so psycopg parses it once.
+        types = _COLUMN_TYPES[table]
+        arrays = ", ".join(f"%b::{types[column]}[]" for column in columns)
+        cursor.execute(
+            f"INSERT INTO {self._table(table)} ({', '.join(columns)})"
+            f" SELECT * FROM unnest({arrays})" + self._upsert_tail(table, columns),
+            [[row[column] for row in rows] for column in columns],
+        )
+
+    def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
+        key = self.key(table)
+        kind = _COLUMN_TYPES[table][key]
+        return self.select(
+            f"SELECT * FROM {self._table(table)} WHERE {key} = ANY(%s::{kind}[])", [list(keys)]
+        )
 
 
 def _like(text: str) -> str:

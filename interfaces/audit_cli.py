@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,13 +23,14 @@ from uuid import UUID
 
 from application.history import History
 from application.trail import TrailEntry
-from application.trail_export import canonical
+from application.trail_export import canonical, chained
 from application.views import json_ready
 from domain.errors import AccountNotFound
 from interfaces import ecs_trail
+from interfaces.progress import Advance, progress
 from interfaces.settings import Settings, load_settings
 
-PROGRESS_EVERY = 1000  # lines between two progress updates on a terminal
+PROGRESS_EVERY = 1000  # store positions between two progress updates; lines a write
 
 
 class BadInput(Exception):
@@ -116,9 +118,14 @@ def _with_history(args: argparse.Namespace, settings: Settings) -> int:
             return export(history, args.since, args.output, last, args.format)
         account_id = _account(history, args.account)
         if args.audit_command == "replay":
-            for entry in history.replay(account_id):
-                line = _text(entry) if args.format == "text" else _json_line(entry)
-                sys.stdout.write(line + "\n")
+            events = container.log.recorder.select_events(account_id, desc=True, limit=1)
+            with progress(
+                "replay", events[0].originator_version if events else None, "events"
+            ) as advance:
+                for entry in history.replay(account_id):
+                    line = _text(entry) if args.format == "text" else _json_line(entry)
+                    sys.stdout.write(line + "\n")
+                    advance(1)
         else:
             try:
                 state = history.state_as_of(account_id, args.as_of)
@@ -149,55 +156,44 @@ def export(
 ) -> int:
     """Streams the chain line by line; into FILE through FILE.partial, renamed when complete,
     so an interrupted export never looks like a whole one."""
-    progress = _Progress(last) if sys.stderr.isatty() else None
-    lines = history.export(since)
-    if line_format == "ecs":
-        lines = map(ecs_trail.document, lines)
-    if output is None:
-        _write(lines, sys.stdout, progress)
-        return 0
-    partial = output.with_name(output.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8", newline="\n") as file:
-            _write(lines, file, progress)
-        partial.replace(output)
-    except BaseException as error:
-        partial.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise BadInput(f"cannot write {output}: {error.strerror}") from None
-        raise
+    with progress("export", last, "events") as advance:
+        lines = chained(_advancing(history.trail(since), advance, last))
+        if line_format == "ecs":
+            lines = map(ecs_trail.document, lines)
+        if output is None:
+            _write(lines, sys.stdout)
+            return 0
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="\n") as file:
+                _write(lines, file)
+            partial.replace(output)
+        except BaseException as error:
+            partial.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise BadInput(f"cannot write {output}: {error.strerror}") from None
+            raise
     return 0
 
 
-def _write(lines: Iterator[str], out: TextIO, progress: _Progress | None) -> None:
-    count = 0
-    for count, line in enumerate(lines, start=1):
-        out.write(line + "\n")
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress.show(count, _position(json.loads(line)))
+def _advancing(entries: Iterable[TrailEntry], advance: Advance, last: int) -> Iterator[TrailEntry]:
+    """The entries, the progress moved to each one's store position (events not in the trail,
+    and those before --since, count as read) and to `last` at the end."""
+    reached = 0
+    for entry in entries:
+        position = entry.position or reached
+        if position - reached >= PROGRESS_EVERY:
+            advance(position - reached)
+            reached = position
+        yield entry
+    advance(last - reached)
+
+
+def _write(lines: Iterator[str], out: TextIO) -> None:
+    # Lines are joined a batch at a time: one write call per batch, not per line.
+    for batch in iter(lambda: list(itertools.islice(lines, PROGRESS_EVERY)), []):
+        out.write("\n".join(batch) + "\n")
     out.flush()
-    if progress is not None:
-        progress.done(count)
-
-
-def _position(fields: dict[str, Any]) -> int:
-    position: int = fields["event"]["sequence"] if "event" in fields else fields["position"]
-    return position
-
-
-class _Progress:
-    """A counter on stderr, rewritten in place; only shown to a terminal."""
-
-    def __init__(self, last: int) -> None:
-        self._last = last
-
-    def show(self, exported: int, position: int) -> None:
-        sys.stderr.write(f"\rexported {exported} events (store position {position}/{self._last})")
-        sys.stderr.flush()
-
-    def done(self, exported: int) -> None:
-        sys.stderr.write(f"\rexported {exported} events{' ' * 40}\n")
-        sys.stderr.flush()
 
 
 def verify(name: str) -> int:

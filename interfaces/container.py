@@ -334,7 +334,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
     audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
     projections: list[Projection] = [
         mail,
-        AccountsProjection(accounts, log),
+        AccountsProjection(accounts),
         SessionsProjection(sessions),
         AuditProjection(audit),
     ]

@@ -10,6 +10,7 @@ import pytest
 from application.queries import AuditFilter
 from application.views import Client, TokenPair
 from domain.session import Session
+from infrastructure.projector import Projector
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock, authenticated, event_count, run_projections
@@ -195,26 +196,71 @@ def test_a_rebuild_from_the_first_event_yields_the_same_rows(
     assert tables(container) == before
 
 
+@pytest.mark.parametrize("name", sorted(READ_MODELS))
+def test_batches_of_any_size_yield_the_rows_of_one_event_at_a_time(
+    container: Container, lived: dict[str, Any], clock: FakeClock, name: str
+) -> None:
+    """Batches fold many events in memory (an event sees the ones before it in its batch: an
+    AllSessionsRevoked the sessions started just before it); the rows are those of one event a
+    transaction."""
+    tablet = container.login.log_in("ada", PASSWORD, Client("192.0.2.9", "Tablet"))
+    assert isinstance(tablet, TokenPair)
+    claims = container.access.authenticate(tablet.access_token)
+    container.passwords.change(claims, PASSWORD, PASSWORD + " anew")  # keeps the tablet's
+    container.login.log_in("ada", PASSWORD + " anew", Client("192.0.2.9", "Phone"))
+    container.login.log_out(claims, None, all_sessions=True)
+    projection = container.projector(name).projection
+    found = []
+    for size in (1, 3, 500):
+        projection.view.reset(container.log.name)  # type: ignore[attr-defined]
+        Projector(container.log, projection, container.projector(name).lease, size).catch_up()
+        found.append(tables(container)[READ_MODELS[name][0]])
+    assert found[0] == found[1] == found[2]
+    assert found[0]
+
+
 def test_a_projection_killed_in_the_middle_of_a_batch_resumes_without_loss_or_double(
     container: Container, lived: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The kill comes inside the batch's transaction, after its rows were written and before
+    its tracking record: none of the batch may remain, and the restart applies it whole."""
+
     class Killed(BaseException):
-        """Stands for the process dying in the middle of applying an event."""
+        """Stands for the process dying in the middle of a batch."""
 
+    wanted_positions = {}
     for name in READ_MODELS:
-        projector = container.projector(name)
-        store: Any = projector.projection.view
-        applied = 0
-        real_apply = store.apply
+        topics = set(container.projector(name).projection.topics)
+        wanted_positions[name] = [
+            n.id
+            for n in container.log.recorder.select_notifications(start=1, limit=10_000)
+            if n.topic in topics
+        ]
+    for name in READ_MODELS:
+        original = container.projector(name)
+        projection: Any = original.projection
+        store: Any = projection.view
+        projector = Projector(container.log, projection, original.lease, batch_size=2)
+        committed: list[int] = []
+        batches = kills = 0
+        real_tracking, real_process = store._insert_tracking, projection.process_events
 
-        def dying_apply(changes: Any, tracking: Any, real: Any = real_apply) -> None:
-            nonlocal applied
-            applied += 1
-            if applied % 4 == 0:
+        def dying_tracking(cursor: Any, tracking: Any, real: Any = real_tracking) -> None:
+            nonlocal batches, kills
+            batches += 1
+            if batches % 3 == 0:
+                kills += 1
                 raise Killed
-            real(changes, tracking)
+            real(cursor, tracking)
 
-        monkeypatch.setattr(store, "apply", dying_apply)
+        def recording(
+            events: Any, tracking: Any, real: Any = real_process, seen: Any = committed
+        ) -> None:
+            real(events, tracking)  # a Killed batch is not recorded
+            seen.extend(position for _, position in events)
+
+        monkeypatch.setattr(store, "_insert_tracking", dying_tracking)
+        monkeypatch.setattr(projection, "process_events", recording)
         for _ in range(100):
             try:
                 projector.catch_up()
@@ -222,14 +268,15 @@ def test_a_projection_killed_in_the_middle_of_a_batch_resumes_without_loss_or_do
             except Killed:
                 continue
         monkeypatch.undo()
+        assert kills >= 2, name
+        # Every event the projection wants applied in a committed batch, once, in order.
+        assert committed == wanted_positions[name], name
     resumed = tables(container)
     for name in READ_MODELS:
         container.projector(name).projection.view.reset(container.log.name)  # type: ignore[attr-defined]
     run_projections(container)
     assert resumed == tables(container)
-    assert len(resumed["audit_log"]) == len(
-        container.read_side.audit_events(AuditFilter(limit=500)).entries
-    )
+    assert len(resumed["audit_log"]) == len(wanted_positions["audit_log"])
 
 
 def test_lag_counts_unread_events_and_the_age_of_the_oldest(
@@ -261,3 +308,90 @@ def test_lag_is_exported_per_projection(container: Container, clock: FakeClock) 
         seconds = REGISTRY.get_sample_value("tessera_projection_lag_seconds", {"projection": name})
         assert events == event_count(container), name
         assert seconds is not None and seconds >= 5, name
+
+
+def test_each_folded_account_row_equals_the_aggregate_at_that_version(
+    container: Container, clock: FakeClock
+) -> None:
+    """The accounts rows are folded from the events alone; after every event of a long life
+    (every Account event there is) the row is what account_row makes of the aggregate."""
+    from datetime import timedelta
+
+    from application.read_models import AccountsProjection, account_row
+    from domain.account import Account
+    from domain.lockout import LockoutPolicy
+
+    policy = LockoutPolicy(threshold=3)
+    account = Account(
+        email="eve@example.com", username="eve", password_hash="h0", timestamp=clock.now()
+    )
+    steps = [
+        lambda at: account.request_email_verification("t", "sealed", at, timedelta(hours=1)),
+        lambda at: account.verify_email("t", at),
+        lambda at: account.update_profile("Eve", at),
+        *[lambda at: account.fail_login(at, policy) for _ in range(3)],  # the third locks
+        lambda at: account.unlock(at, reason="operator", operator="cli:root"),
+        lambda at: account.grant_role("auditor", at, "cli:root"),
+        lambda at: account.grant_role("admin", at, "cli:root"),
+        lambda at: account.revoke_role("auditor", at, "cli:root"),
+        lambda at: account.start_mfa_enrollment("sealed secret", at),
+        lambda at: account.enable_mfa(1, ["r1", "r2"], at),
+        lambda at: account.use_totp(2, at),
+        lambda at: account.use_recovery_code("r1", at),
+        lambda at: account.lock(at, operator="cli:root", until=at + timedelta(hours=2)),
+        lambda at: account.unlock(at, reason="operator", operator="cli:root"),
+        lambda at: account.lock(at, operator="cli:root"),
+        lambda at: account.disable(at, operator="cli:root"),
+        lambda at: account.enable(at, operator="cli:root"),
+        lambda at: account.disable_mfa(at),
+        lambda at: account.fail_login(at, policy, factor="totp"),
+        lambda at: account.succeed_login(at),
+        lambda at: account.change_password("h1", at, history_size=3),
+        lambda at: account.rehash_password("h1b", at),
+        lambda at: account.request_password_reset("r", "sealed", at, timedelta(hours=1)),
+        lambda at: account.reset_password("r", "h2", at, history_size=3),
+        lambda at: account.update_profile("Eve Adams", at),
+        lambda at: account.revoke_all_sessions(at),
+    ]
+    container.log.save(account)
+    for step in steps:
+        clock.advance(seconds=7)
+        step(clock.now())
+        container.log.save(account)
+    recorded = {type(e).__name__ for e in container.log.events.get(account.id)}
+    made = {topic.rsplit(".", 1)[1] for topic in AccountsProjection.topics} - {"SessionStarted"}
+    assert recorded == made, "every Account event is tried"
+
+    projector = container.projector("accounts")
+    store: Any = projector.projection.view
+    single = Projector(container.log, projector.projection, projector.lease, batch_size=1)
+    checked = 0
+    while single.run_once():
+        (row,) = store.rows("accounts", {"id": str(account.id)})
+        row.pop("last_login_at")
+        aggregate: Any = container.log.repository.get(account.id, version=row["version"])
+        assert row == account_row(aggregate), f"after {row['version']} events"
+        checked += 1
+    assert checked == account.version
+
+
+def test_the_trail_read_field_by_field_equals_the_trail_of_whole_events(
+    container: Container, lived: dict[str, Any]
+) -> None:
+    """The export parses only the fields the trail shows; its entries are those made from the
+    fully decoded events."""
+    from application.trail import is_trail_event, trail_entry
+
+    owners: dict[Any, Any] = {}
+    expected = []
+    for notification in container.log.recorder.select_notifications(start=1, limit=10_000):
+        event: Any = container.log.mapper.to_domain_event(notification)
+        if isinstance(event, Session.SessionStarted):
+            owners[event.originator_id] = event.account_id
+        if is_trail_event(event):
+            owner = owners.get(event.originator_id)
+            expected.append(trail_entry(event, notification.id, owner))
+    found = list(container.history.trail())
+    assert found == expected
+    assert {e.type for e in found} >= {"SessionStarted", "SessionRefreshed", "AccountLocked"}
+    assert any(e.details for e in found) and all(e.time.tzinfo for e in found)

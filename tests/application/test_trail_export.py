@@ -114,7 +114,6 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
     from uuid import uuid4
 
     from application.trail import TrailEntry
-    from application.trail_export import _fields
     from application.views import json_ready
 
     entry = TrailEntry(
@@ -131,5 +130,30 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
         outcome="failure",
         details={"factor": "password", "until": "2026-01-01T12:15:00+00:00"},
     )
-    assert _fields(entry) == json_ready(entry)
-    assert set(_fields(entry)) == {f.name for f in dataclass_fields(TrailEntry)}
+    line = json.loads(next(chained([entry])))
+    written = {k: v for k, v in line.items() if k not in ("prev", "hash")}
+    assert written == json_ready(entry)
+    assert set(written) == {f.name for f in dataclass_fields(TrailEntry)}
+
+
+def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json() -> None:
+    from dataclasses import fields
+
+    (entry,) = entries(1)
+    line = json.loads(next(chained([entry])))
+    shown = {k: v for k, v in line.items() if k not in ("prev", "hash")}
+    assert set(shown) == {f.name for f in fields(TrailEntry)}
+    assert line["hash"] == link(GENESIS, shown)
+    assert shown["time"] == entry.time.isoformat() and shown["details"] == entry.details
+
+
+def test_canonical_json_is_json_dumps_text_for_every_code_point() -> None:
+    """Lines are written with msgspec; exports made with json.dumps must still verify."""
+    from application.trail_export import canonical
+
+    points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    for start in range(0, len(points), 4096):
+        text = "".join(map(chr, points[start : start + 4096]))
+        fields = {"z": text, "a": [1, None, True, {"y": -(2**70), "b": text[:9]}], "m": ""}
+        expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical(fields) == expected

@@ -190,3 +190,40 @@ def test_replay_shows_each_event_on_a_line_and_no_secret(store: Store) -> None:
     for output in (text, jsonl, exported, state):
         assert [s for s in store.secrets if s in output] == []
         assert PASSWORD not in output
+
+
+def test_long_commands_show_progress_on_a_terminal_only(store: Store, tmp_path: Path) -> None:
+    """Export, replay and rebuild draw done, rate and time left on a terminal's stderr; to a
+    pipe they write nothing there (the export test above)."""
+    import pty
+
+    for command in (
+        ["audit", "export", "--output", str(tmp_path / "trail.jsonl")],
+        ["audit", "replay", "--account", "ada"],
+        ["projector", "rebuild", "audit_log"],
+    ):
+        master, terminal = pty.openpty()
+        try:
+            done = subprocess.run(
+                [tessera(), *command],
+                env=store.env,
+                cwd=store.cwd,
+                stdout=subprocess.PIPE,
+                stderr=terminal,
+                timeout=60,
+                check=True,
+            )
+            os.close(terminal)
+            drawn = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the terminal's other end is closed: all was read
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+        finally:
+            os.close(master)
+        assert b"events/s" in drawn, command
+        assert b"events/s" not in done.stdout
