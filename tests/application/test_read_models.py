@@ -205,7 +205,7 @@ def test_batches_of_any_size_yield_the_rows_of_one_event_at_a_time(
     transaction."""
     tablet = container.login.log_in("ada", PASSWORD, Client("192.0.2.9", "Tablet"))
     assert isinstance(tablet, TokenPair)
-    claims = container.access.authenticate(tablet.access_token)
+    claims = authenticated(container, tablet.access_token)
     container.passwords.change(claims, PASSWORD, PASSWORD + " anew")  # keeps the tablet's
     container.login.log_in("ada", PASSWORD + " anew", Client("192.0.2.9", "Phone"))
     container.login.log_out(claims, None, all_sessions=True)
