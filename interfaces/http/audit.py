@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Response, get
+from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, QueryParameter
 
@@ -60,6 +60,7 @@ class AuditController(Controller):
         "/events",
         sync_to_thread=True,
         return_dto=AuditPage,
+        media_type=MediaType.JSON,  # lost from OpenAPI when a DTO meets Response[...]
         responses=problems(400, 403, *BEARER_ERRORS),
         response_headers=READ_BEHIND_HEADERS,
     )

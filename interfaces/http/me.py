@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, MediaType, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -121,6 +121,7 @@ class MeController(Controller):
         "/activity",
         sync_to_thread=True,
         return_dto=AuditPage,
+        media_type=MediaType.JSON,  # lost from OpenAPI when a DTO meets Response[...]
         responses=problems(400, *BEARER_ERRORS),
         response_headers=READ_BEHIND_HEADERS,
     )
