@@ -163,8 +163,10 @@ class EventLog(Application[UUID]):
         changing = [a for a in objs if isinstance(a, Account) and a.pending_events]
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
-            marks = self._marks if changing else None
-            token = marks.changing([a.id for a in changing]) if marks else ""
+            # An account this save creates has no copies anywhere yet: nothing to mark first.
+            existing = [a.id for a in changing if a.pending_events[0].originator_version > 1]
+            marks = self._marks if existing else None
+            token = marks.changing(existing) if marks else ""
             recordings = self._guarded(lambda: super(EventLog, self).save(*objs, **kwargs))
             elapsed = time.perf_counter() - started
             if self._marks is not None and recordings:
