@@ -9,7 +9,8 @@ never from input; every value is a bound parameter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -74,6 +75,9 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
     "audit_sessions": (["id TEXT PRIMARY KEY", "account_id TEXT NOT NULL"], []),
 }
 
+# Tables whose rows are written once and never changed: a rebuild appends them (PostgreSQL:
+# COPY) instead of upserting, into tables it emptied.
+APPEND_ONLY = frozenset({"audit_log", "audit_sessions"})
 
 # Each table's column types, for PostgreSQL's typed arrays.
 _COLUMN_TYPES = {
@@ -136,6 +140,19 @@ class ReadStoreStatements:
                 params.append(value)
         return " AND ".join(clauses) or "TRUE", params
 
+    _appending: frozenset[str] = frozenset()
+
+    @contextmanager
+    def appending(self) -> Iterator[None]:
+        """Within it, rows of the append-only tables are appended rather than upserted: for a
+        rebuild, which emptied them and holds the lease, so nothing else writes meanwhile. A row
+        written twice fails the batch (a unique key) rather than passing unnoticed."""
+        self._appending = APPEND_ONLY.intersection(self.tables)
+        try:
+            yield
+        finally:
+            del self._appending
+
     def key(self, table: str) -> str:
         return TABLES[table][0][0].split()[0]
 
@@ -145,8 +162,9 @@ class ReadStoreStatements:
                 shapes: dict[tuple[str, ...], list[Row]] = {}
                 for row in changed:
                     shapes.setdefault(tuple(row), []).append(row)
+                write = self._append if table in self._appending else self._upsert
                 for columns, alike in shapes.items():
-                    self._upsert(c, table, columns, alike)
+                    write(c, table, columns, alike)
             self._insert_tracking(c, tracking)
 
     def _upsert_tail(self, table: str, columns: Sequence[str]) -> str:
@@ -172,6 +190,10 @@ class ReadStoreStatements:
 
     def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
         """Rows with the same columns, in as few round trips as the driver allows."""
+        raise NotImplementedError
+
+    def _append(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        """New rows only (a rebuild's, of an append-only table)."""
         raise NotImplementedError
 
     def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
@@ -232,9 +254,17 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
         return {row["name"]: row["sql"] or "" for row in found}
 
     def _upsert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        self._insert(cursor, table, columns, rows, self._upsert_tail(table, columns))
+
+    def _append(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        self._insert(cursor, table, columns, rows, "")
+
+    def _insert(
+        self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row], tail: str
+    ) -> None:
         cursor.executemany(
             f"INSERT INTO {self._table(table)} ({', '.join(columns)})"
-            f" VALUES ({', '.join('?' * len(columns))})" + self._upsert_tail(table, columns),
+            f" VALUES ({', '.join('?' * len(columns))})" + tail,
             [tuple(row.values()) for row in rows],
         )
 
@@ -289,6 +319,13 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
             f" SELECT * FROM unnest({arrays})" + self._upsert_tail(table, columns),
             [[row[column] for row in rows] for column in columns],
         )
+
+    def _append(self, cursor: Any, table: str, columns: Sequence[str], rows: list[Row]) -> None:
+        # COPY: no conflict to check for, and psycopg's C code writes the rows, where the
+        # upsert's arrays are built value by value in Python.
+        with cursor.copy(f"COPY {self._table(table)} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row.values()))
 
     def rows_keyed(self, table: str, keys: Collection[Any]) -> list[Row]:
         key = self.key(table)

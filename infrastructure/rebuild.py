@@ -25,7 +25,8 @@ def rebuild(
     The read model's secondary indexes are dropped with its rows and created once at the end,
     each in one sort: the replay writes bare rows. Killed midway, the read model is left as a
     killed projector leaves it (whole batches, each with its position) but without those
-    indexes, until the next start of its store or the next rebuild creates them.
+    indexes, until the next start of its store or the next rebuild creates them. Rows of the
+    append-only tables are appended, not upserted (ReadStoreStatements.appending).
     """
     view = projector.projection.view
     if not isinstance(view, ReadStoreStatements):
@@ -35,8 +36,9 @@ def rebuild(
     # first rows of a rebuild.
     replaying = Projector(app, projector.projection, projector.lease, batch_size)
     events = 0
-    while read := replaying.run_once():
-        events += read
-        advance(read)
+    with view.appending():
+        while read := replaying.run_once():
+            events += read
+            advance(read)
     view.create_indexes()
     return events

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from application.queries import AuditFilter
 from application.views import Client, TokenPair
@@ -282,6 +283,21 @@ def test_a_rebuild_killed_without_its_indexes_gets_them_back_at_the_next_start_o
         assert view.index_definitions() == indexes, restore
         assert tables(container)["audit_log"] == rows, restore
         assert queried(container, lived["bob"].id) == answers, restore
+
+
+def test_a_rebuild_appends_audit_rows_and_fails_on_one_written_twice(
+    container: Container, lived: dict[str, Any]
+) -> None:
+    """Within appending() (a rebuild's), audit rows are appended, not upserted: a row the
+    projection wrote twice would be an error, not a silent overwrite."""
+    run_projections(container)
+    view: Any = container.projector("audit_log").projection.view
+    row = view.rows("audit_log", {})[0]
+    head = event_count(container)
+    with view.appending(), pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        view.write({"audit_log": [row]}, Tracking(container.log.name, head + 1))
+    view.write({"audit_log": [row]}, Tracking(container.log.name, head + 1))  # upserted
+    assert view.rows("audit_log", {"position": row["position"]}) == [row]
 
 
 @pytest.mark.parametrize("name", sorted(READ_MODELS))
