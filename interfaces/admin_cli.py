@@ -12,13 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from domain.errors import AccountNotFound, Invalid
-from infrastructure.projector import Projector
+from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
 from interfaces.progress import progress
 from interfaces.settings import load_settings
 
 REBUILDABLE = ("accounts", "sessions", "audit_log")  # the mail outbox would send every mail again
-REBUILD_BATCH = 2000  # events a transaction
 
 
 def add_commands(commands: Any) -> None:
@@ -134,18 +133,9 @@ def rebuild(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         try:
             started = time.perf_counter()
-            projector.projection.view.reset(container.log.name)  # type: ignore[attr-defined]
             last = container.log.recorder.max_notification_id() or 0
-            # Larger batches than the live projector's: fewer round trips, and no one waits
-            # for the first rows of a rebuild.
-            rebuilding = Projector(
-                container.log, projector.projection, projector.lease, REBUILD_BATCH
-            )
-            events = 0
             with progress(f"rebuild {args.name}", last, "events") as advance:
-                while read := rebuilding.run_once():
-                    events += read
-                    advance(read)
+                events = replay(container.log, projector, advance)
             seconds = time.perf_counter() - started
         finally:
             projector.lease.release()

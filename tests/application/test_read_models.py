@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from application.queries import AuditFilter
 from application.views import Client, TokenPair
 from domain.session import Session
 from infrastructure.projector import Projector
-from interfaces.container import Container
+from infrastructure.rebuild import rebuild
+from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock, authenticated, event_count, run_projections
 
@@ -194,6 +196,108 @@ def test_a_rebuild_from_the_first_event_yields_the_same_rows(
     assert projector.position == 0
     projector.catch_up()
     assert tables(container) == before
+
+
+def queried(container: Container, account_id: Any) -> list[Any]:
+    """The audit queries each of audit_log's secondary indexes serves."""
+    read = container.read_side
+    everything = read.audit_events(AuditFilter(limit=500)).entries
+    return [
+        everything,
+        read.audit_events(AuditFilter(type="LoginFailed")).entries,
+        read.activity(account_id, cursor=None, limit=500).entries,
+        read.audit_events(AuditFilter(since=everything[len(everything) // 2].time)).entries,
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(READ_MODELS))
+def test_a_rebuild_leaves_the_rows_and_indexes_of_a_fresh_projection(
+    container: Container, lived: dict[str, Any], name: str
+) -> None:
+    """The rebuild drops the secondary indexes for its replay and creates them at its end."""
+    run_projections(container)
+    rows, view = tables(container), container.projector(name).projection.view
+    indexes = view.index_definitions()  # type: ignore[attr-defined]
+    dropped: list[dict[str, str]] = []
+
+    def replaying(events: Any, tracking: Any) -> None:
+        dropped.append(view.index_definitions())  # type: ignore[attr-defined]
+        real_process(events, tracking)
+
+    projection: Any = container.projector(name).projection
+    real_process = projection.process_events
+    projection.process_events = replaying
+    try:
+        assert rebuild(container.log, container.projector(name), batch_size=7) == event_count(
+            container
+        )
+    finally:
+        del projection.process_events
+    assert len(indexes) > len(dropped[0])  # the replay ran without the secondary indexes
+    assert all(found == dropped[0] for found in dropped)
+    assert tables(container) == rows
+    assert view.index_definitions() == indexes  # type: ignore[attr-defined]
+
+
+def test_a_rebuild_killed_without_its_indexes_gets_them_back_at_the_next_start_or_rebuild(
+    container: Container, lived: dict[str, Any], settings: Any, clock: FakeClock
+) -> None:
+    run_projections(container)
+    projector = container.projector("audit_log")
+    projection: Any = projector.projection
+    view = projection.view
+    rows, indexes = tables(container)["audit_log"], view.index_definitions()
+    answers = queried(container, lived["bob"].id)
+    assert all(answers)
+
+    class Killed(BaseException):
+        """Stands for the rebuild's process dying after its first batch."""
+
+    real_process = projection.process_events
+    batches = 0
+
+    def dying(events: Any, tracking: Any) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise Killed
+        real_process(events, tracking)
+
+    for restore in ("start", "rebuild"):
+        batches = 0
+        projection.process_events = dying
+        try:
+            with pytest.raises(Killed):
+                rebuild(container.log, projector, batch_size=5)
+        finally:
+            del projection.process_events
+        assert 0 < len(tables(container)["audit_log"]) < len(rows)
+        left = view.index_definitions()
+        assert len(left) < len(indexes)
+        if restore == "start":
+            build(settings, clock=clock).close()  # the store's start creates what is missing
+            assert view.index_definitions() == indexes
+            projector.catch_up()  # the live projector resumes after the last whole batch
+        else:
+            assert rebuild(container.log, projector) == event_count(container)
+        assert view.index_definitions() == indexes, restore
+        assert tables(container)["audit_log"] == rows, restore
+        assert queried(container, lived["bob"].id) == answers, restore
+
+
+def test_a_rebuild_appends_audit_rows_and_fails_on_one_written_twice(
+    container: Container, lived: dict[str, Any]
+) -> None:
+    """Within appending() (a rebuild's), audit rows are appended, not upserted: a row the
+    projection wrote twice would be an error, not a silent overwrite."""
+    run_projections(container)
+    view: Any = container.projector("audit_log").projection.view
+    row = view.rows("audit_log", {})[0]
+    head = event_count(container)
+    with view.appending(), pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        view.write({"audit_log": [row]}, Tracking(container.log.name, head + 1))
+    view.write({"audit_log": [row]}, Tracking(container.log.name, head + 1))  # upserted
+    assert view.rows("audit_log", {"position": row["position"]}) == [row]
 
 
 @pytest.mark.parametrize("name", sorted(READ_MODELS))
