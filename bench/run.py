@@ -8,6 +8,8 @@ PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
 The peer (bench/peer.py): a conventional CRUD auth service (fastapi-users) on the same
 PostgreSQL with as many workers, its "who am I" and bare endpoint, beside tessera's /me.
 The embedded default (SQLite, one process): login and /me.
+Reading one's own writes (bench/own_writes.py): an activity read just after a profile change,
+against the same read with nothing written before, on PostgreSQL + Redis and on SQLite.
 The read side (bench/read_side.py): audit export speed and memory, projection rebuilds, and
 projection lag under full login load.
 """
