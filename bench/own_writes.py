@@ -138,6 +138,8 @@ class OwnWritesBench:
         unwritten = [ms for r in rounds for ms in r.unwritten]
         writes = [ms for r in rounds for ms in r.writes_ms]
         behind = sum(r.behind for r in rounds)
+        if not after or not unwritten:
+            raise RuntimeError("no counted reads: BENCH_DURATION ended within the warm-up rounds")
         p50, p99 = _percentiles(after)
         base50, base99 = _percentiles(unwritten)
         slow = sum(1 for ms in after if ms > base99)
