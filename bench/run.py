@@ -512,10 +512,11 @@ class Bench:
 
     def granian(self, env: dict[str, str], uvicorn: Server, accounts: int) -> None:
         """The same app factory, workers and database under granian, beside the uvicorn server
-        still running: the two are measured in turns (uvicorn, granian, uvicorn, granian; each
-        its bare endpoint, then /me, then its bare endpoint again), so each of granian's figures
-        sits between two of uvicorn's, a minute apart at most, on a machine whose capacity
-        drifts within minutes. Each server idles while the other is measured."""
+        still running: the two are measured in turns, uvicorn, granian, granian, uvicorn (each
+        turn its bare endpoint, then /me, then its bare endpoint again), so a drift of the
+        machine's capacity during the four turns, steady in either direction, favours neither
+        (in the order uvicorn, granian, uvicorn, granian a rising machine favoured granian).
+        Each server idles while the other is measured."""
         c = self.config
         backend = f"PG+Redis, {c.server_workers} workers, granian"
         if not (Path(sys.executable).parent / "granian").exists():
@@ -533,7 +534,7 @@ class Bench:
             }
             servers = {"uvicorn": uvicorn, "granian": server}
             found: dict[str, list[tuple[float, float]]] = {"uvicorn": [], "granian": []}
-            for name in ("uvicorn", "granian", "uvicorn", "granian"):
+            for name in ("uvicorn", "granian", "granian", "uvicorn"):
                 target, access = servers[name], tokens[name]
                 result, bare, _ = self.bracketed(
                     partial(self.bare, target), partial(self.me, target, access)
@@ -557,7 +558,7 @@ class Bench:
                     limit=ours,
                     ratio=theirs / ours,
                     note=f"in turns: uvicorn {u1[index]:,.0f}, granian {g1[index]:,.0f}, "
-                    f"uvicorn {u2[index]:,.0f}, granian {g2[index]:,.0f}; granian's /me "
+                    f"granian {g2[index]:,.0f}, uvicorn {u2[index]:,.0f}; granian's /me "
                     f"{g1[1] / g1[0]:.2f} and {g2[1] / g2[0]:.2f} of its bare endpoint, "
                     f"uvicorn's {u1[1] / u1[0]:.2f} and {u2[1] / u2[0]:.2f}",
                 )
