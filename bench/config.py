@@ -30,6 +30,8 @@ class BenchConfig:
     save_processes: int = 2  # processes saving in the saves scenario
     save_threads: int = 16  # threads saving in each of them
     refresh: bool = True  # `python -m bench.saves`: also the refresh scenario
+    own_writes: bool = True  # also time reads of one's own writes (bench/own_writes.py)
+    own_writes_users: int = 4  # signed-in users, one thread each, in that scenario
 
     @property
     def export_event_counts(self) -> list[int]:
