@@ -10,6 +10,7 @@ import msgspec
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Litestar, Request
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -181,6 +182,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             StrictStructSchemaPlugin(),
         ],
         request_max_body_size=MAX_BODY_BYTES,
+        state=State({"profile": container.profile}),
         on_startup=[start],
         on_shutdown=[container.close],
         openapi_config=OpenAPIConfig(
