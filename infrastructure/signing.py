@@ -69,10 +69,9 @@ class Ed25519Signer:
 
     def verify(self, token: str, at: datetime) -> AccessClaims:
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("kid") != self._kid or header.get("typ") != _TYPE:
-                raise InvalidAccessToken
-            claims = jwt.decode(
+            # One parse: the header is checked from what the verification decoded (the token is
+            # parsed once per request on the hottest path), never trusted before it.
+            decoded = jwt.decode_complete(
                 token,
                 self._public_key,
                 algorithms=[_ALGORITHM],
@@ -81,6 +80,9 @@ class Ed25519Signer:
                 # Time is checked below against the injected clock, not the wall clock.
                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False},
             )
+            header, claims = decoded["header"], decoded["payload"]
+            if header.get("kid") != self._kid or header.get("typ") != _TYPE:
+                raise InvalidAccessToken
             now = at.timestamp()
             if not (
                 claims["iat"] <= now + _CLOCK_SKEW_SECONDS and now < claims["exp"]
