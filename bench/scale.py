@@ -142,6 +142,17 @@ def counted(
     return {k: statistics.median(sample[k] for sample in samples) for k in keys}
 
 
+def index_levels(url: str) -> dict[str, int]:
+    """Each B-tree index's height: a lookup or insertion reads one page per level."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT i.relname, (bt_metap(i.relname::text)).level + 1 FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "WHERE t.relname = 'tessera_events'"
+        ).fetchall()
+    return {name: levels for name, levels in rows}
+
+
 def rate(request: Callable[[], None], seconds: float) -> float:
     done = 0
     began = time.perf_counter()
@@ -162,6 +173,8 @@ def measure(
     for name, size in sizes(url, TABLE).items():
         per_million = size / accounts * 1_000_000 / 2**20
         _say(f"  {name}: {size / 2**20:,.1f} MiB, {per_million:,.0f} MiB per million accounts")
+    for name, levels in index_levels(url).items():
+        _say(f"  {name}: {levels} levels (pages read by each descent)")
     results = {}
     for name, request in request_kinds(container, url, accounts).items():
         for _ in range(_WARM_UP):
@@ -189,6 +202,7 @@ def compare(small: int, large: int, runs: int, seconds: float) -> tuple[Costs, C
             url = cluster.new_database()
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION pg_stat_statements")
+                conn.execute("CREATE EXTENSION pageinspect")
             settings = load_settings(service_env(work, url, server.url))
             container = build(settings)
             observer = Count()
