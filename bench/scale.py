@@ -191,8 +191,10 @@ Costs = dict[str, dict[str, float]]
 
 def compare(small: int, large: int, runs: int, seconds: float) -> tuple[Costs, Costs]:
     """Each request kind's counts at `small` accounts, then at `large` on the same database."""
-    work = Path(tempfile.mkdtemp(prefix="tessera-scale-"))
-    with postgres_cluster(durable=True) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="tessera-scale-") as work,
+        postgres_cluster(durable=True) as cluster,
+    ):
         cluster.options += " -c shared_preload_libraries=pg_stat_statements"
         cluster.pg_ctl("stop")
         cluster.pg_ctl("start")
@@ -203,7 +205,7 @@ def compare(small: int, large: int, runs: int, seconds: float) -> tuple[Costs, C
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION pg_stat_statements")
                 conn.execute("CREATE EXTENSION pageinspect")
-            settings = load_settings(service_env(work, url, server.url))
+            settings = load_settings(service_env(Path(work), url, server.url))
             container = build(settings)
             observer = Count()
             container.log.observers.append(observer)
