@@ -4,7 +4,7 @@ last position its caller's own commands reached."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from infrastructure.projector import Projector
 
@@ -13,13 +13,19 @@ _LONGEST_PAUSE = 0.025
 
 
 class ProjectionWaits:
-    """Polls each projection's tracking position (one indexed read). Where the projection runs
-    in this process (the embedded default) the wait also wakes its projector, so the read costs
-    the projection's own work and not its poll interval."""
+    """Polls each projection's tracking position (one indexed read). The wait also wakes the
+    projector, in this process (the embedded default) and, on PostgreSQL, in whichever process
+    runs it (`wake`), so the read costs the projection's own work, not its poll interval."""
 
-    def __init__(self, projectors: Iterable[Projector], bound: float) -> None:
+    def __init__(
+        self,
+        projectors: Iterable[Projector],
+        bound: float,
+        wake: Callable[[str], None] | None = None,
+    ) -> None:
         self._projectors = {projector.name: projector for projector in projectors}
         self._bound = bound
+        self._wake = wake  # projectors in other processes (PostgresWakeups.notify)
 
     def reach(self, projection: str, position: int) -> int:
         """Returns at once if `projection` has applied `position`, else when it has or when the
@@ -29,6 +35,7 @@ class ProjectionWaits:
         projector = self._projectors[projection]
         deadline = time.monotonic() + self._bound
         pause = _FIRST_PAUSE
+        woken = False
         while True:
             behind = position - projector.position
             if behind <= 0:
@@ -37,5 +44,8 @@ class ProjectionWaits:
             if remaining <= 0:
                 return behind
             projector.nudge()
+            if not woken and self._wake is not None:
+                self._wake(projection)
+            woken = True
             time.sleep(min(pause, remaining))
             pause = min(2 * pause, _LONGEST_PAUSE)

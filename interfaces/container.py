@@ -63,6 +63,7 @@ from infrastructure.revocation import (
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from infrastructure.totp import Totp
+from infrastructure.wakeups import PostgresWakeups
 from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings
 
@@ -89,6 +90,7 @@ class Container:
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
+    wakeups: PostgresWakeups | None
     postman: Postman
     mail_broker: MailBroker
     redis: redis.Redis | None
@@ -164,6 +166,8 @@ class Container:
         """Runs the projections in this process until stop() (the `tessera projector` command)."""
         self._start_lag_reports()
         self._start_redelivery(first_sweep_older_than=self._lost_after)
+        if self.wakeups is not None:
+            self.wakeups.listen(self.projectors, self._stop)
         threads = [projector.start(self._stop) for projector in self.projectors]
         for thread in threads:
             while thread.is_alive():
@@ -343,7 +347,14 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         Projector(log, projection, lease=lease(database, projection.name))
         for projection in projections
     ]
-    waits = ProjectionWaits(projectors, bound=settings.read_your_writes_wait)
+    wakeups = (
+        PostgresWakeups(log.recorder.datastore, database.postgres_conninfo())  # type: ignore[attr-defined]
+        if database.is_postgres
+        else None
+    )
+    waits = ProjectionWaits(
+        projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
+    )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
     return Container(
         settings=settings,
@@ -403,6 +414,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         projectors=projectors,
         lag_reports=LagReports(projectors, clock),
         outbox=mail,
+        wakeups=wakeups,
         postman=postman,
         mail_broker=mail_broker,
         redis=client,
