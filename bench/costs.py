@@ -22,8 +22,8 @@ import redis.asyncio
 from application.event_log import SaveObserver
 from application.views import Client
 from bench.seed import PASSWORD, seed_accounts, username
+from bench.seed import password_hash as seed_password_hash
 from bench.service import service_env
-from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
 from tests.servers import postgres_cluster, start_redis
@@ -148,13 +148,7 @@ def main() -> int:
             container = build(settings)
             observer = Count()
             container.log.observers.append(observer)
-            password_hash = Argon2Hasher(
-                Argon2Parameters(
-                    time_cost=settings.argon2_time_cost,
-                    memory_cost=settings.argon2_memory_cost,
-                    parallelism=settings.argon2_parallelism,
-                )
-            ).hash(PASSWORD)
+            password_hash = seed_password_hash(settings)
             seed_accounts(container, 0, SIZE_ACCOUNTS, password_hash)
             table = "tessera_events"
             with psycopg.connect(url, autocommit=True) as conn:

@@ -41,8 +41,8 @@ from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
 from bench.saves import saves_figures
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
+from bench.seed import password_hash as seed_password_hash
 from bench.service import Server, serve, service_env
-from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from interfaces.container import build
 from interfaces.settings import Settings, load_settings
 from tests.servers import PostgresCluster, postgres_cluster, start_redis
@@ -62,13 +62,7 @@ class Bench:
         self.config = config
         self.work = work
         self.settings = Settings()  # production defaults: the argon2 cost above all
-        self.password_hash = Argon2Hasher(
-            Argon2Parameters(
-                time_cost=self.settings.argon2_time_cost,
-                memory_cost=self.settings.argon2_memory_cost,
-                parallelism=self.settings.argon2_parallelism,
-            )
-        ).hash(PASSWORD)
+        self.password_hash = seed_password_hash(self.settings)
         self.report = Report(meta=self._meta())
         self.last_bare = float("nan")  # the bare endpoint's req/s beside the last /me run
 

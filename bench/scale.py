@@ -32,9 +32,9 @@ from application.views import AccountView, Client
 from bench.costs import Count, counting, sizes
 from bench.run import check_durability
 from bench.seed import PASSWORD, seed_accounts, username
+from bench.seed import password_hash as seed_password_hash
 from bench.service import service_env
 from domain.account import Account
-from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
 from tests.servers import postgres_cluster, start_redis
@@ -209,13 +209,7 @@ def compare(small: int, large: int, runs: int, seconds: float) -> tuple[Costs, C
             container = build(settings)
             observer = Count()
             container.log.observers.append(observer)
-            password_hash = Argon2Hasher(
-                Argon2Parameters(
-                    time_cost=settings.argon2_time_cost,
-                    memory_cost=settings.argon2_memory_cost,
-                    parallelism=settings.argon2_parallelism,
-                )
-            ).hash(PASSWORD)
+            password_hash = seed_password_hash(settings)
             seed(container, 0, small, password_hash)
             at_small = measure(container, observer, url, small, runs, seconds)
             began = time.perf_counter()

@@ -16,12 +16,24 @@ from typing import Any
 from application.tokens import digest, issue_token
 from domain.account import Account, EmailClaim, UsernameClaim
 from infrastructure.keys import load_secret_key
+from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container
 from interfaces.progress import progress
+from interfaces.settings import Settings
 
 PASSWORD = "bench password for every seeded account"
 _BATCH = 500
+
+
+def password_hash(settings: Settings) -> str:
+    """The one argon2 hash every seeded account shares, made with the settings' parameters."""
+    parameters = Argon2Parameters(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_cost,
+        parallelism=settings.argon2_parallelism,
+    )
+    return Argon2Hasher(parameters).hash(PASSWORD)
 
 
 def username(n: int) -> str:

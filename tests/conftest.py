@@ -36,6 +36,18 @@ class FakeClock:
             self._now += timedelta(**delta)
 
 
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """ops/docker-compose.yml, parsed (the ops tests of Prometheus, Grafana and ELK read it)."""
+    import yaml
+
+    document = yaml.safe_load(
+        (Path(__file__).parent.parent / "ops" / "docker-compose.yml").read_text()
+    )
+    assert isinstance(document, dict)
+    return document
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     with postgres_cluster() as cluster:

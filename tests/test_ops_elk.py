@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from litestar.testing import TestClient
 
 from application.views import Client
@@ -29,22 +28,12 @@ from tests.application.test_use_cases import PASSWORD
 from tests.conftest import run_projections
 from tests.ecs_schema import FIELD_TYPES, OBJECTS, flatten
 from tests.http.test_api import bearer, log_in, register_and_verify
+from tests.test_ops_files import load_yaml
 
 OPS = Path(__file__).resolve().parent.parent / "ops"
 ELK = OPS / "elk"
 ELK_SERVICES = {"elasticsearch", "kibana", "filebeat", "elk-setup"}
 KQL_FIELD = re.compile(r"([@A-Za-z_][\w.@]*)\s*:")
-
-
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    document = load_yaml(OPS / "docker-compose.yml")
-    assert isinstance(document, dict)
-    return document
 
 
 @pytest.fixture(scope="module")

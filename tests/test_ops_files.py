@@ -59,13 +59,6 @@ def load_yaml(path: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    document = load_yaml(OPS / "docker-compose.yml")
-    assert isinstance(document, dict)
-    return document
-
-
-@pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
     document = json.loads((GRAFANA / "dashboards" / "tessera.json").read_text(encoding="utf-8"))
     assert isinstance(document, dict)
