@@ -136,16 +136,8 @@ def test_a_projector_that_died_before_enqueuing_is_mended_by_the_next_holder(
     run_projections(container)  # tracked: reading on brings nothing more
     assert mails(container) == []
 
-    stop = threading.Event()
-    running = container.projector("mail_outbox").start(stop)  # takes the lease, as a restart
-    try:
-        deadline = time.monotonic() + 10
-        while len(mails(container)) < 1:
-            assert time.monotonic() < deadline, "the recorded mail was never enqueued"
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        running.join(10)
+    # Takes the lease, as a restart would.
+    run_outbox_until_mailed(container, "the recorded mail was never enqueued")
     container.mail_broker.join()
     assert len(mails(container)) == 1
     assert ledger_counts(container) == {"sent": 1}
@@ -165,16 +157,21 @@ def test_a_broker_that_refuses_an_enqueue_loses_no_mail(
         enqueue(key)
 
     monkeypatch.setattr(container.mail_broker, "enqueue", refuse_once)
+    run_outbox_until_mailed(container, "the refused mail was never enqueued")
+    assert refusals
+    container.mail_broker.join()
+    assert len(mails(container)) == 1
+
+
+def run_outbox_until_mailed(container: Container, failure: str) -> None:
+    """Runs the mail outbox's projector, as `tessera projector` does, until a mail is out."""
     stop = threading.Event()
     running = container.projector("mail_outbox").start(stop)
     try:
         deadline = time.monotonic() + 10
         while len(mails(container)) < 1:
-            assert time.monotonic() < deadline, "the refused mail was never enqueued"
+            assert time.monotonic() < deadline, failure
             time.sleep(0.05)
     finally:
         stop.set()
         running.join(10)
-    assert refusals
-    container.mail_broker.join()
-    assert len(mails(container)) == 1
