@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     JSONTranscoder,
+    Mapper,
     OperationalError,
     Recording,
     Transcoder,
@@ -25,7 +26,8 @@ from eventsourcing.persistence import (
 from opentelemetry import propagate, trace
 
 from application.origin import current_caller, current_client
-from application.ports import ChangeMarks, Unavailable
+from application.ports import ChangeMarks, DataKeys, Unavailable
+from application.sealing import OWNER, SealedAsText, SealingMapper
 from application.transcoding import FastJSONTranscoder
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import Invalid
@@ -112,7 +114,10 @@ class EventLog(Application[UUID]):
     # logins, profile edits) and a long-lived session loads about as fast as a new one.
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 50, Session: 50}
 
-    def __init__(self, env: Any = None, observers: Sequence[SaveObserver] = ()) -> None:
+    def __init__(
+        self, keys: DataKeys, env: Any = None, observers: Sequence[SaveObserver] = ()
+    ) -> None:
+        self.keys = keys  # before the library's constructor, which makes the mapper
         super().__init__(env)
         self.observers = list(observers)
         self.outage = Outage(probe=self.recorder.max_notification_id)
@@ -122,6 +127,16 @@ class EventLog(Application[UUID]):
         """Every save from now on marks the accounts it changes there (see ChangeMarks), so
         other processes' copies are never trusted past it, and records how far it reached."""
         self._marks = marks
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Every event and snapshot goes through the sealing mapper: personal values are stored
+        sealed under their person's data key (application.sealing)."""
+        plain: Mapper[UUID] = self.factory.mapper(transcoder=self.construct_transcoder())
+        return SealingMapper(plain.transcoder, self.keys, plain.compressor, plain.cipher)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(SealedAsText())
 
     def construct_transcoder(self) -> Transcoder:
         """The library's JSON format, decoded faster (application.transcoding); a transcoder
@@ -160,6 +175,8 @@ class EventLog(Application[UUID]):
                 # Where the command came from, for the audit trail: metadata, not domain state.
                 if origin and not hasattr(pending, "client"):
                     object.__setattr__(pending, "client", origin)
+                # Whose data key seals its personal values (application.sealing).
+                object.__setattr__(pending, OWNER, _owner(aggregate))
         changing = [a for a in objs if isinstance(a, Account) and a.pending_events]
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()
@@ -202,7 +219,8 @@ class EventLog(Application[UUID]):
             log.warning("could not mark accounts as changed; their marks expire instead")
 
     def find(self, aggregate_id: UUID | None, kind: type[A]) -> A | None:
-        """The aggregate, or None when there is none of that kind with that id.
+        """The aggregate, or None when there is none of that kind with that id. An erased
+        account is none: every use case answers for it as for an unknown one.
 
         The kind check matters for security: a token naming an Account must never load as a Session.
         """
@@ -212,19 +230,32 @@ class EventLog(Application[UUID]):
             aggregate: Aggregate = self._guarded(lambda: self.repository.get(aggregate_id))
         except AggregateNotFoundError:
             return None
-        return aggregate if isinstance(aggregate, kind) else None
+        if not isinstance(aggregate, kind) or getattr(aggregate, "erased", False):
+            return None
+        return aggregate
+
+    def email_claim(self, email: str) -> EmailClaim | None:
+        """The claim on a normalised email address, held or released; None if never made."""
+        return self.find(EmailClaim.id_for(self.keys.fingerprint("email", email)), EmailClaim)
+
+    def username_claim(self, username: str) -> UsernameClaim | None:
+        """The claim on a normalised username, held or released; None if never made."""
+        claim_id = UsernameClaim.id_for(self.keys.fingerprint("username", username))
+        return self.find(claim_id, UsernameClaim)
 
     def account_for_login(self, login: str) -> Account | None:
         """The account whose email or username this is (either spelling case), or None."""
         claim: EmailClaim | UsernameClaim | None
         try:
             if is_email(login):
-                claim = self.find(EmailClaim.create_id(normalise_email(login)), EmailClaim)
+                claim = self.email_claim(normalise_email(login))
             else:
-                claim = self.find(UsernameClaim.create_id(normalise_username(login)), UsernameClaim)
+                claim = self.username_claim(normalise_username(login))
         except Invalid:
             return None  # a login that cannot exist is just an unknown login
-        return None if claim is None else self.find(claim.account_id, Account)
+        if claim is None or claim.account_id is None:
+            return None
+        return self.find(claim.account_id, Account)
 
     def account_named(self, reference: str) -> Account | None:
         """The account whose id, email or username this is, or None. An id is tried first; 32
@@ -237,6 +268,14 @@ class EventLog(Application[UUID]):
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)
+
+
+def _owner(aggregate: Any) -> UUID | None:
+    """The account an aggregate's events belong to: its own id, or the one it names."""
+    if isinstance(aggregate, Account):
+        return aggregate.id
+    owner = getattr(aggregate, "account_id", None)
+    return owner if isinstance(owner, UUID) else None
 
 
 def retried_on_conflict(command: Callable[P, R]) -> Callable[P, R]:

@@ -16,6 +16,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
 from application.event_log import EventLog
+from application.sealing import SEALS, open_fields
 from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
 from application.transcoding import FastJSONTranscoder
@@ -59,7 +60,11 @@ class History:
         account: object = self._log.repository.get(account_id, version=version)
         if not isinstance(account, Account):
             raise AccountNotFound(str(account_id))
-        return AccountState.of(account, instant)
+        state = AccountState.of(account, instant)
+        if self._log.keys.forgotten([account_id]):
+            # Asked of the key store itself: a key this process still caches may be destroyed.
+            return state.erased()
+        return state
 
     def replay(self, account_id: UUID) -> Iterator[TrailEntry]:
         """The account's own events, oldest first, as trail entries (`position` None: the
@@ -70,7 +75,9 @@ class History:
         first = next(events, None)
         if not isinstance(first, Account.Event):
             raise AccountNotFound(str(account_id))
-        return (trail_entry(event, None) for event in itertools.chain([first], events))
+        erased = bool(self._log.keys.forgotten([account_id]))
+        entries = (trail_entry(event, None) for event in itertools.chain([first], events))
+        return (entry.erased() if erased else entry for entry in entries)
 
     def trail(self, since: datetime | None = None) -> Iterator[TrailEntry]:
         """Every Account and Session event in store order, at or after `since` when given, up to
@@ -90,12 +97,17 @@ class History:
             batch = recorder.select_notifications(start=start, limit=self._batch_size, stop=last)
             if not batch:
                 return
-            for notification in batch:
-                if not is_trail_topic(notification.topic):
-                    continue  # a uniqueness claim: not decoded at all
-                found = entry(notification)
+            entries = [
+                entry(notification) for notification in batch if is_trail_topic(notification.topic)
+            ]  # a uniqueness claim is not decoded at all
+            # Asked of the key store itself, a batch at a time: a key this process still
+            # caches may have been destroyed by another.
+            erased = self._log.keys.forgotten(
+                {e.account_id for e in entries if e.sealed and e.account_id is not None}
+            )
+            for found in entries:
                 if since is None or found.time >= since:
-                    yield found
+                    yield found.erased() if found.account_id in erased else found
             start = batch[-1].id + 1
 
     def _entry_reader(self, owners: _SessionOwners) -> Callable[[Notification], TrailEntry]:
@@ -103,6 +115,7 @@ class History:
         cipher, no compression) and the event class has never been upcast, only the fields the
         trail shows are parsed (application.transcoding); otherwise the whole event is decoded."""
         mapper = self._log.mapper
+        keys = self._log.keys
         transcoder = mapper.transcoder
         read = (
             transcoder.fields_decoder(READ_FIELDS)
@@ -119,6 +132,9 @@ class History:
                 return trail_entry(event, notification.id, owners.of(event))
             aggregate, _, name = topic.partition(":")[2].partition(".")
             state = read(notification.state)
+            digests = open_fields(state, keys)
+            if digests:
+                state[SEALS] = digests
             session_id = _uuid(notification.originator_id)
             account_id = None
             if aggregate == "Session":

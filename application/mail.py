@@ -188,13 +188,18 @@ class Postman:
             return None
         try:
             with self._claim_kept(key, claimed_at):
-                kind, mail = self.compose(pending)
-                self._transport.send(mail)
+                composed = self.compose(pending)
+                if composed is not None:
+                    self._transport.send(composed[1])
         except BaseException:
             self._ledger.release(key, self._clock.now())
             raise
+        if composed is None:
+            # Its person was erased since: the mail would carry an address that is forgotten.
+            self._ledger.close_delivery(key, "skipped", self._clock.now())
+            return None
         self._ledger.close_delivery(key, "sent", self._clock.now())
-        return kind
+        return composed[0]
 
     @contextmanager
     def _claim_kept(self, key: str, claimed_at: datetime) -> Iterator[None]:
@@ -223,12 +228,18 @@ class Postman:
         """The last try failed: the message goes to the dead-letter queue, the row says so."""
         self._ledger.close_delivery(key, "dead", self._clock.now())
 
-    def compose(self, pending: PendingMail) -> tuple[str, OutgoingMail]:
+    def compose(self, pending: PendingMail) -> tuple[str, OutgoingMail] | None:
+        """The mail's kind and content; None when its account has been erased."""
         (event,) = self._log.events.get(
             pending.originator_id,
             gt=pending.originator_version - 1,
             lte=pending.originator_version,
         )
+        account_id = (
+            event.account_id if isinstance(event, Session.SessionStarted) else event.originator_id
+        )
+        if self._log.find(account_id, Account) is None:
+            return None
         kind, to, context = self._content(event)
         url = self._settings.public_url.rstrip("/")
         context = {

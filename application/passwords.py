@@ -10,7 +10,7 @@ from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
-from domain.account import Account, EmailClaim
+from domain.account import Account
 from domain.errors import AccountNotFound, FieldError, Invalid, InvalidToken, WrongPassword
 from domain.identity import normalise_email
 from domain.password_policy import PasswordPolicy, normalise_password
@@ -62,7 +62,7 @@ class Passwords:
     @retried_on_conflict
     def forget(self, email: str) -> None:
         """Mails a reset link if the address has an account; does nothing, silently, otherwise."""
-        claim = self._log.find(EmailClaim.create_id(normalise_email(email)), EmailClaim)
+        claim = self._log.email_claim(normalise_email(email))
         account = None if claim is None else self._log.find(claim.account_id, Account)
         if account is None:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -82,6 +82,43 @@ class SecretBox(Protocol):
     def seal(self, plaintext: str) -> str: ...
 
     def open(self, sealed: str) -> str: ...
+
+
+class DataKeys(Protocol):
+    """Each person's data key, kept outside the event log, wrapped by the service's key.
+
+    Personal values in events are sealed under the key of the account they belong to; destroying
+    the key (forget) makes every copy of them unreadable, in the store, its backups and its
+    exports alike: crypto-shredding. A KMS or Vault can stand behind this port.
+    """
+
+    def seal(self, owner: UUID, context: bytes, plaintext: bytes) -> bytes:
+        """AES-GCM under the owner's key, made on first use; `context` is authenticated with
+        it (a value cannot be moved to another field or account). ForgottenOwner when the owner
+        was forgotten: nothing new is sealed for an erased person."""
+        ...
+
+    def open(self, owner: UUID, context: bytes, sealed: bytes) -> bytes | None:
+        """The plaintext; None when the owner's key was destroyed (or never existed)."""
+        ...
+
+    def forget(self, owner: UUID) -> None:
+        """Destroys the owner's key for good; idempotent."""
+        ...
+
+    def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        """Those of `owners` whose keys were destroyed, asked of the store itself (never of a
+        process's cache)."""
+        ...
+
+    def fingerprint(self, kind: str, value: str) -> str:
+        """A keyed hash of a normalised value (an email, a username): what uniqueness and rate
+        limits are keyed on, so neither needs the value in plain text."""
+        ...
+
+
+class ForgottenOwner(Exception):
+    """A value was to be sealed for a person who has been erased."""
 
 
 class RevocationList(Protocol):

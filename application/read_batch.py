@@ -10,7 +10,7 @@ say beforehand which rows it will touch.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,16 @@ class Update:
 Change = Upsert | Update
 
 
+@dataclass(frozen=True)
+class Forget:
+    """What a person's erasure does to a table: delete the rows whose columns equal `where`,
+    or, with `rewrite`, replace each such row by what it makes of it."""
+
+    table: str
+    where: Row
+    rewrite: Callable[[Row], Row] | None = None
+
+
 class ReadStore(Protocol):
     """A projection's tables and its tracking record, in one database."""
 
@@ -55,9 +65,12 @@ class ReadStore(Protocol):
         """The rows with these keys (those that exist)."""
         ...
 
-    def write(self, rows: Mapping[str, Sequence[Row]], tracking: Tracking) -> None:
-        """Upserts each row (the columns it has, by its table's key) and records `tracking`, in
-        one transaction."""
+    def write(
+        self, rows: Mapping[str, Sequence[Row]], tracking: Tracking, forgets: Sequence[Forget] = ()
+    ) -> None:
+        """Upserts each row (the columns it has, by its table's key), then applies `forgets`,
+        and records `tracking`, in one transaction. After forgets, leaves no copy of what they
+        removed in the store's files (SQLite: free pages, the write-ahead log)."""
         ...
 
     def reset(self, application_name: str) -> None:
@@ -81,6 +94,7 @@ class Batch:
         self._rows: dict[str, dict[Any, Row]] = {}
         self._fetched: dict[str, set[Any]] = {}
         self._dirty: dict[str, dict[Any, None]] = {}  # an ordered set: rows to write
+        self._forgets: list[Forget] = []
 
     def load(self, table: str, keys: Collection[Any]) -> None:
         """Reads the rows with these keys from the store at once, ahead of the changes that
@@ -136,9 +150,14 @@ class Batch:
         row.update(values)
         self._dirty.setdefault(table, {})[key] = None
 
+    def forget(self, forgets: Sequence[Forget]) -> None:
+        """Applied when the batch commits, after its rows are written: so they reach the rows
+        this batch wrote too, and any a later event of the batch wrote after the erasure."""
+        self._forgets.extend(forgets)
+
     def commit(self, tracking: Tracking) -> None:
         """Writes every row the batch changed, and `tracking`, in one transaction."""
         written = {
             table: [self._rows[table][key] for key in keys] for table, keys in self._dirty.items()
         }
-        self._store.write(written, tracking)
+        self._store.write(written, tracking, self._forgets)

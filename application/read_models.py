@@ -19,9 +19,10 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
-from application.read_batch import Batch, Change, ReadStore, Row, Update, Upsert
+from application.read_batch import Batch, Change, Forget, ReadStore, Row, Update, Upsert
+from application.sealing import PERSONAL_FIELDS
 from application.trail import TrailEntry, trail_entry
-from domain.account import Account
+from domain.account import ERASED, Account
 from domain.session import Session
 
 
@@ -71,6 +72,8 @@ class _Projection:
         self.prefetch(events, batch)
         for event, position in events:
             batch.apply(self.changes(event, position, batch))
+            if isinstance(event, Account.AccountErased):
+                batch.forget(self.forgets(event.originator_id))
         batch.commit(tracking)
 
     def prefetch(self, events: Sequence[Positioned], batch: Batch) -> None:
@@ -80,6 +83,11 @@ class _Projection:
     def changes(self, event: DomainEventProtocol[Any], position: int, rows: Batch) -> list[Change]:
         """The rows the event at `position` in the store changes; `rows` are the projection's
         rows as the events before it left them."""
+        raise NotImplementedError
+
+    def forgets(self, account_id: UUID) -> list[Forget]:
+        """What the erasure of an account removes or blanks: every row that held its person's
+        data."""
         raise NotImplementedError
 
 
@@ -170,6 +178,9 @@ class AccountsProjection(_Projection):
         values.update(updated_at=_timestamp(event), version=event.originator_version)
         return [Update("accounts", key, values)]
 
+    def forgets(self, account_id: UUID) -> list[Forget]:
+        return [Forget("accounts", {"id": str(account_id)})]
+
 
 def account_row(account: Account) -> Row:
     """An account's row, from the aggregate: what the folded row must equal."""
@@ -205,7 +216,14 @@ class SessionsProjection(_Projection):
     """One row per login session: the device list a user sees and ends sessions from."""
 
     name = "sessions"
-    topics = (*_topics(Session), get_topic(Account.AllSessionsRevoked))
+    topics = (
+        *_topics(Session),
+        get_topic(Account.AllSessionsRevoked),
+        get_topic(Account.AccountErased),
+    )
+
+    def forgets(self, account_id: UUID) -> list[Forget]:
+        return [Forget("sessions", {"account_id": str(account_id)})]
 
     def prefetch(self, events: Sequence[Positioned], batch: Batch) -> None:
         batch.load("sessions", _session_keys(events))
@@ -275,6 +293,23 @@ class AuditProjection(_Projection):
             account_id = UUID(known["account_id"]) if known else None
         changes.append(Upsert("audit_log", audit_row(trail_entry(event, position, account_id))))
         return changes
+
+    def forgets(self, account_id: UUID) -> list[Forget]:
+        return [Forget("audit_log", {"account_id": str(account_id)}, erased_audit_row)]
+
+
+def erased_audit_row(row: Row) -> Row:
+    """An audit row with its person's values read as erased; the rest (what happened, when,
+    to which account) is kept: the trail outlives the person."""
+    details = json.loads(row["details"])
+    for field in PERSONAL_FIELDS.intersection(details):
+        details[field] = ERASED
+    return {
+        **row,
+        "ip": ERASED if row["ip"] else "",
+        "user_agent": ERASED if row["user_agent"] else "",
+        "details": _DETAILS.encode(details),
+    }
 
 
 _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once: a hot loop

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 
@@ -16,6 +17,8 @@ from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import EmailTaken, InvalidToken, UsernameTaken
 from domain.identity import normalise_email, normalise_username
 from domain.password_policy import PasswordPolicy
+
+C = TypeVar("C", EmailClaim, UsernameClaim)
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,15 @@ class Registration:
         try:
             self._log.save(
                 account,
-                EmailClaim(email=email, account_id=account.id, timestamp=now),
-                UsernameClaim(username=username, account_id=account.id, timestamp=now),
+                self._claim(EmailClaim, self._log.email_claim(email), "email", email, account, now),
+                self._claim(
+                    UsernameClaim,
+                    self._log.username_claim(username),
+                    "username",
+                    username,
+                    account,
+                    now,
+                ),
             )
         except IntegrityError:
             # Lost a race for the email or the username: say which, and record nothing.
@@ -80,8 +90,8 @@ class Registration:
     @retried_on_conflict
     def resend_verification(self, email: str) -> None:
         """Silent whatever the outcome, so the answer never tells whether an address is known."""
-        claim = self._log.find(EmailClaim.create_id(normalise_email(email)), EmailClaim)
-        if claim is None:
+        claim = self._log.email_claim(normalise_email(email))
+        if claim is None or claim.account_id is None:
             return
         account = self._log.find(claim.account_id, Account)
         if account is None or account.email_verified:
@@ -98,8 +108,29 @@ class Registration:
             ttl=self._rules.verification_ttl,
         )
 
+    def _claim(
+        self,
+        kind: type[C],
+        claim: C | None,
+        what: str,
+        value: str,
+        account: Account,
+        at: datetime,
+    ) -> C:
+        """A new claim, or the released one of an erased account taken over: either way, two
+        registrations racing for one value write the same version and one of them loses."""
+        if claim is None:
+            claim_id = kind.id_for(self._log.keys.fingerprint(what, value))
+            return kind(id=claim_id, account_id=account.id, timestamp=at)
+        if claim.held:  # taken since _refuse_claimed looked
+            raise EmailTaken if what == "email" else UsernameTaken
+        claim.take_over(account.id, at)
+        return claim
+
     def _refuse_claimed(self, email: str, username: str) -> None:
-        if self._log.exists(EmailClaim.create_id(email)):
+        claim: EmailClaim | UsernameClaim | None = self._log.email_claim(email)
+        if claim is not None and claim.held:
             raise EmailTaken
-        if self._log.exists(UsernameClaim.create_id(username)):
+        claim = self._log.username_claim(username)
+        if claim is not None and claim.held:
             raise UsernameTaken

@@ -3,7 +3,7 @@ concerns, where it came from, and its details with every secret left out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,7 +11,8 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
-from domain.account import Account
+from application.sealing import SEALS
+from domain.account import ERASED, Account
 from domain.session import Session
 
 # The only event fields the trail shows. A whitelist, so a field added later (a new hash, a
@@ -55,6 +56,23 @@ class TrailEntry:
     user_agent: str
     outcome: str
     details: dict[str, Any]
+    # Each personal value shown, by its path in the entry ("ip", "details.email"): the digest
+    # of its sealed bytes in the store, which erasure leaves as they are. The export's hash
+    # chain commits to these instead of the values (see application.trail_export).
+    sealed: dict[str, str] = field(default_factory=dict)
+
+    def erased(self) -> TrailEntry:
+        """The entry once its person is forgotten: each sealed value reads ERASED."""
+        details = dict(self.details)
+        for path in self.sealed:
+            if path.startswith("details."):
+                details[path.removeprefix("details.")] = ERASED
+        return replace(
+            self,
+            ip=ERASED if "ip" in self.sealed else self.ip,
+            user_agent=ERASED if "user_agent" in self.sealed else self.user_agent,
+            details=details,
+        )
 
 
 def is_trail_topic(topic: str) -> bool:
@@ -119,6 +137,13 @@ def entry_of(
         session_id = aggregate_id
     ip = str(state.get("ip") or client.get("ip") or "")
     user_agent = str(state.get("user_agent") or client.get("user_agent") or "")
+    shown = {k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))}
+    digests: dict[str, str] = state.get(SEALS) or {}
+    sealed = {f"details.{k}": digests[k] for k in shown if k in digests}
+    for name in ("ip", "user_agent"):
+        source = name if state.get(name) else "client" if client.get(name) else None
+        if source in digests:
+            sealed[name] = digests[source]
     return TrailEntry(
         position=position,
         time=state["timestamp"],
@@ -131,7 +156,8 @@ def entry_of(
         ip=ip,
         user_agent=user_agent,
         outcome=_OUTCOMES.get(name, "success"),
-        details={k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))},
+        details=shown,
+        sealed=sealed,
     )
 
 

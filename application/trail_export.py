@@ -2,7 +2,10 @@
 
 Each line is one trail entry's fields plus `prev` (the previous line's `hash`; GENESIS for the
 first line) and `hash` = SHA-256 of `prev` followed by the entry's canonical JSON (sorted keys, no
-whitespace, UTF-8). Editing, removing, inserting or moving a line breaks the chain at that line
+whitespace, UTF-8). A line that shows personal values has `sealed`: for each, its path in the
+line ("ip", "details.email") and the SHA-256 of its sealed bytes in the store; the hash is then
+taken with each of those values replaced by its digest. Erasure changes the values (they read
+"[erased]") but not the sealed bytes, so a line exported before and after it has the same hash. Editing, removing, inserting or moving a line breaks the chain at that line
 or the next one. The chain proves the file is whole and in order relative to its last hash: keep
 that hash somewhere else (a ticket, a signed note), since anyone can compute a fresh chain over an
 altered file, and cutting lines off the end leaves a shorter chain that still verifies.
@@ -46,12 +49,55 @@ def chained(entries: Iterable[TrailEntry]) -> Iterator[str]:
     canonical JSON with the two added) are both joined from them."""
     prev = GENESIS.encode()
     for entry in entries:
+        if entry.sealed:
+            fields = _fields(entry)
+            digest_text = link(prev.decode(), committed(fields))
+            yield canonical({**fields, "hash": digest_text, "prev": prev.decode()})
+            prev = digest_text.encode()
+            continue
         head, middle, tail = _pieces(entry)
         digest = hashlib.sha256(prev + head + middle + tail).hexdigest().encode()
         yield (
             head + b',"hash":"' + digest + b'"' + middle + b',"prev":"' + prev + b'"' + tail
         ).decode()
         prev = digest
+
+
+def _fields(entry: TrailEntry) -> dict[str, Any]:
+    return {
+        "account_id": None if entry.account_id is None else str(entry.account_id),
+        "aggregate": entry.aggregate,
+        "aggregate_id": str(entry.aggregate_id),
+        "details": entry.details,
+        "ip": entry.ip,
+        "outcome": entry.outcome,
+        "position": entry.position,
+        "sealed": entry.sealed,
+        "session_id": None if entry.session_id is None else str(entry.session_id),
+        "time": entry.time.isoformat(),
+        "type": entry.type,
+        "user_agent": entry.user_agent,
+        "version": entry.version,
+    }
+
+
+def committed(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a line's hash is taken over: its fields, each sealed value replaced by the digest
+    `sealed` names for it."""
+    found = dict(fields)
+    sealed = found.get("sealed")
+    if not isinstance(sealed, dict):
+        return found
+    if isinstance(found.get("details"), dict):
+        found["details"] = dict(found["details"])
+    for path, digest in sealed.items():
+        *parents, name = str(path).split(".")
+        target = found
+        for parent in parents:
+            target = target[parent] if isinstance(target.get(parent), dict) else {}
+        if name in target:
+            target[name] = digest
+    return found
 
 
 def _pieces(entry: TrailEntry) -> tuple[bytes, bytes, bytes]:
@@ -117,6 +163,6 @@ def _follow(line: str, prev: str) -> tuple[str | None, str]:
             "a line was removed, inserted, moved or re-hashed before this one",
             prev,
         )
-    if link(prev, fields) != claimed_hash:
+    if link(prev, committed(fields)) != claimed_hash:
         return "hash does not match the line's content: the line was edited", prev
     return None, claimed_hash

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.account import Account
+from domain.account import ERASED, Account
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class AccountState:
             version=account.version,
             as_of=as_of,
         )
+
+    def erased(self) -> AccountState:
+        """As an auditor sees it once its person is forgotten: what happened stays, who it was
+        reads as erased."""
+        return replace(self, email=ERASED, username=ERASED, display_name=ERASED)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,39 +28,68 @@ ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: rea
 EMAIL_NAMESPACE = UUID("6f0b8c9e-3d5a-4c1e-9a57-2f4e8b1d0c31")
 USERNAME_NAMESPACE = UUID("b2d7e4a1-8c3f-4e96-a0d5-7c1b9f2e6a48")
 
+# How a personal value reads once its person has been erased (their data key destroyed).
+ERASED = "[erased]"
+
 
 def ensure_known_role(role: str) -> None:
     if role not in ROLES:
         raise Invalid(FieldError("role", "unknown_role", f"must be one of {', '.join(ROLES)}"))
 
 
-class EmailClaim(Aggregate):
-    """An email address held by one account.
+class _Claim(Aggregate):
+    """A value (an email address, a username) held by one account, named by a keyed hash of its
+    normalised form (its fingerprint), never by the value itself.
 
-    Its id is derived from the normalised address, so two registrations of one address write the
-    same aggregate id and the event store's optimistic concurrency lets exactly one of them win.
+    Its id is derived from the fingerprint, so two registrations of one value write the same
+    aggregate id and the event store's optimistic concurrency lets exactly one of them win. An
+    erasure releases the claim; a later registration takes it over, as a new version of the same
+    aggregate, so that race is decided the same way.
     """
 
-    @staticmethod
-    def create_id(email: str) -> UUID:
-        return uuid5(EMAIL_NAMESPACE, email)
+    namespace: ClassVar[UUID]
+    account_id: UUID | None
 
-    @event("EmailClaimed")
-    def __init__(self, email: str, account_id: UUID, timestamp: datetime) -> None:
-        self.email = email
+    @classmethod
+    def id_for(cls, fingerprint: str) -> UUID:
+        return uuid5(cls.namespace, fingerprint)
+
+    @property
+    def held(self) -> bool:
+        return self.account_id is not None
+
+    def release(self, at: datetime) -> None:
+        if self.held:
+            self._released(timestamp=at)
+
+    @event("Released")
+    def _released(self, timestamp: datetime) -> None:
+        self.account_id = None
+
+    def take_over(self, account_id: UUID, at: datetime) -> None:
+        """A released value claimed by a new account."""
+        if self.held:
+            raise ValueError("the claim is held")
+        self._taken_over(account_id=account_id, timestamp=at)
+
+    @event("TakenOver")
+    def _taken_over(self, account_id: UUID, timestamp: datetime) -> None:
         self.account_id = account_id
 
 
-class UsernameClaim(Aggregate):
-    """A username held by one account; unique for the same reason as EmailClaim."""
+class EmailClaim(_Claim):
+    namespace = EMAIL_NAMESPACE
 
-    @staticmethod
-    def create_id(username: str) -> UUID:
-        return uuid5(USERNAME_NAMESPACE, username)
+    @event("EmailClaimed")
+    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
+        self.account_id = account_id
+
+
+class UsernameClaim(_Claim):
+    namespace = USERNAME_NAMESPACE
 
     @event("UsernameClaimed")
-    def __init__(self, username: str, account_id: UUID, timestamp: datetime) -> None:
-        self.username = username
+    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
         self.account_id = account_id
 
 
@@ -80,6 +109,7 @@ class Account(Aggregate):
     MfaDisabled: ClassVar[type[Any]]
     AccountDisabled: ClassVar[type[Any]]
     AllSessionsRevoked: ClassVar[type[Any]]
+    AccountErased: ClassVar[type[Any]]
 
     @event("Registered")
     def __init__(self, email: str, username: str, password_hash: str, timestamp: datetime) -> None:
@@ -110,6 +140,7 @@ class Account(Aggregate):
         self.mfa_pending_sealed_secret: str | None = None
         self.last_totp_step = -1  # RFC 6238 5.2: a code accepted once is refused after
         self.recovery_code_hashes: list[str] = []
+        self.erased = False
 
     # Email verification
 
@@ -445,3 +476,27 @@ class Account(Aggregate):
     @event("ProfileUpdated")
     def _profile_updated(self, display_name: str, timestamp: datetime) -> None:
         self.display_name = display_name
+
+    # Erasure
+
+    def erase(self, at: datetime, operator: str) -> bool:
+        """Forgets the person: every session ends, and the event says who asked ("self" or an
+        operator) and nothing else. False when already erased. The values the earlier events
+        hold become unreadable when the application destroys the account's data key."""
+        if self.erased:
+            return False
+        self.revoke_all_sessions(at)
+        self._account_erased(operator=operator, timestamp=at)
+        return True
+
+    @event("AccountErased")
+    def _account_erased(self, operator: str, timestamp: datetime) -> None:
+        self.erased = True
+        self.email = self.username = self.display_name = ERASED
+        self.password_hash = ERASED
+        self.previous_password_hashes = []
+        self.mfa_enabled = False
+        self.mfa_sealed_secret = self.mfa_pending_sealed_secret = None
+        self.recovery_code_hashes = []
+        self.verification_token_hash = self.reset_token_hash = None
+        self.disabled = True

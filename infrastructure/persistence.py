@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, Recorder, TrackingRecorder
@@ -16,6 +17,7 @@ from eventsourcing.postgres import PostgresRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from application.event_log import OUTAGE_ERRORS, Outage
@@ -162,3 +164,26 @@ class Database:
             Environment(name, self.eventsourcing_env(self.sqlite_path.with_name(f"{name}.sqlite")))
         )
         return factory.tracking_recorder(sqlite_class)
+
+
+def snapshot_dropper(recorder: Any) -> Callable[[UUID], None]:
+    """Deletes an aggregate's snapshots (the library has no such call): after an erasure, the
+    account loads from its events, and no copy of its state outlives it in the store."""
+    table = recorder.events_table_name
+    datastore = recorder.datastore
+    if isinstance(recorder, PostgresRecorder):
+
+        def drop(aggregate_id: UUID) -> None:
+            with datastore.transaction(commit=True) as c:
+                c.execute(
+                    SQL("DELETE FROM {} WHERE originator_id = %s").format(Identifier(table)),
+                    (aggregate_id,),
+                )
+
+        return drop
+
+    def drop_sqlite(aggregate_id: UUID) -> None:
+        with datastore.transaction(commit=True) as c:
+            c.execute(f"DELETE FROM {table} WHERE originator_id = ?", (aggregate_id.hex,))  # noqa: S608
+
+    return drop_sqlite

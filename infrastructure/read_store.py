@@ -18,7 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.read_batch import Row
+from application.read_batch import Forget, Row
 
 # Each table: its columns (the first is the key) and the indexes the queries use.
 TABLES: dict[str, tuple[list[str], list[str]]] = {
@@ -141,6 +141,7 @@ class ReadStoreStatements:
         return " AND ".join(clauses) or "TRUE", params
 
     _appending: frozenset[str] = frozenset()
+    _rebuilding = False
 
     @contextmanager
     def appending(self) -> Iterator[None]:
@@ -148,15 +149,18 @@ class ReadStoreStatements:
         rebuild, which emptied them and holds the lease, so nothing else writes meanwhile. A row
         written twice fails the batch (a unique key) rather than passing unnoticed."""
         self._appending = APPEND_ONLY.intersection(self.tables)
+        self._rebuilding = True
         try:
             yield
         finally:
-            del self._appending
+            del self._appending, self._rebuilding
 
     def key(self, table: str) -> str:
         return TABLES[table][0][0].split()[0]
 
-    def write(self, rows: Mapping[str, Sequence[Row]], tracking: Tracking) -> None:
+    def write(
+        self, rows: Mapping[str, Sequence[Row]], tracking: Tracking, forgets: Sequence[Forget] = ()
+    ) -> None:
         with self.datastore.transaction(commit=True) as c:
             for table, changed in rows.items():
                 shapes: dict[tuple[str, ...], list[Row]] = {}
@@ -165,7 +169,32 @@ class ReadStoreStatements:
                 write = self._append if table in self._appending else self._upsert
                 for columns, alike in shapes.items():
                     write(c, table, columns, alike)
+            for forget in forgets:
+                self._forget(c, forget)
             self._insert_tracking(c, tracking)
+        if forgets and not self._rebuilding:
+            self._scrub()  # a rebuild writes into tables it emptied: nothing old to scrub
+
+    def _forget(self, cursor: Any, forget: Forget) -> None:
+        table = self._table(forget.table)
+        clause, params = self._where(forget.where)
+        if forget.rewrite is None:
+            cursor.execute(f"DELETE FROM {table} WHERE {clause}", params)
+            return
+        cursor.execute(f"SELECT * FROM {table} WHERE {clause}", params)
+        rewritten = [forget.rewrite(dict(row)) for row in cursor.fetchall()]
+        if not rewritten:
+            return
+        key = self.key(forget.table)
+        columns = [column for column in rewritten[0] if column != key]
+        sets = ", ".join(f"{column} = {self.marker}" for column in columns)
+        cursor.executemany(
+            f"UPDATE {table} SET {sets} WHERE {key} = {self.marker}",
+            [tuple(row[column] for column in [*columns, key]) for row in rewritten],
+        )
+
+    def _scrub(self) -> None:
+        """Leaves no copy of deleted or overwritten values in the store's files."""
 
     def _upsert_tail(self, table: str, columns: Sequence[str]) -> str:
         updates = ", ".join(f"{col} = excluded.{col}" for col in columns[1:])
@@ -243,6 +272,16 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_schema("", self.tables)]
+
+    def _scrub(self) -> None:
+        # A deleted or overwritten row stays in the file's free space, and older versions of
+        # its pages in the write-ahead log, until overwritten: VACUUM writes the file afresh
+        # and a truncating checkpoint empties the log. (PostgreSQL: pg_dump, backups and
+        # replicas hold live rows only; see docs/security.md for its data files.)
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("VACUUM")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def index_definitions(self) -> dict[str, str]:
         names = ", ".join("?" * len(self.tables))

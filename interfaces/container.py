@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from application.access import Access
 from application.account_views import AccountViews
 from application.administration import Administration
+from application.erasure import Erasure, ErasureFinisher
 from application.event_log import EventLog
 from application.history import History
 from application.login import Login, SessionRules
@@ -34,6 +37,7 @@ from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
+from infrastructure.data_keys import PostgresDataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.keys import load_secret_key, load_signing_key
@@ -43,7 +47,7 @@ from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
-from infrastructure.persistence import Database, fail_fast
+from infrastructure.persistence import Database, fail_fast, snapshot_dropper
 from infrastructure.projector import Lag, Projector
 from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
 from infrastructure.read_store import (
@@ -82,6 +86,7 @@ class Container:
     mfa: Mfa
     access: Access
     administration: Administration
+    erasure: Erasure
     read_side: ReadSide
     history: History
     signer: Ed25519Signer
@@ -229,9 +234,14 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    log = EventLog(env=env, observers=[metrics.EventMetrics(), SecurityLog()])
+    secret_key = load_secret_key(settings.secret_key, data / "secret.key")
+    keys = WrappedDataKeys(secret_key)
+    log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
+        keys.keep_in(PostgresDataKeyTable(log.recorder.datastore))  # type: ignore[attr-defined]
+    else:
+        keys.keep_in(SqliteDataKeyTable(data / "keys.sqlite"))
 
     slots, queue = hash_admission(settings)
     hasher = HashGate(
@@ -246,7 +256,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         queue=queue,
         wait=settings.hash_queue_timeout,
     )
-    box = AesGcmBox(load_secret_key(settings.secret_key, data / "secret.key"))
+    box = AesGcmBox(secret_key)
     signer = Ed25519Signer(
         load_signing_key(
             settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
@@ -336,13 +346,30 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         "sessions", SqliteSessions, PostgresSessions, log.recorder
     )
     audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
+    access_ttl = timedelta(seconds=settings.access_token_ttl)
+    assert log.snapshots is not None
+    erasure = Erasure(
+        log,
+        hasher,
+        otp,
+        box,
+        revocations,
+        snapshot_dropper(log.snapshots.recorder),
+        clock,
+        access_ttl,
+    )
     projections: list[Projection] = [
         mail,
         AccountsProjection(accounts),
         SessionsProjection(sessions),
         AuditProjection(audit),
+        ErasureFinisher(
+            database.tracking_recorder(
+                ErasureFinisher.name, SQLiteTrackingRecorder, PostgresTrackingRecorder, log.recorder
+            ),
+            erasure,
+        ),
     ]
-    access_ttl = timedelta(seconds=settings.access_token_ttl)
     projectors = [
         Projector(log, projection, lease=lease(database, projection.name))
         for projection in projections
@@ -406,6 +433,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
+        erasure=erasure,
         read_side=ReadSide(accounts, sessions, audit, waits, clock),
         history=History(log),
         signer=signer,

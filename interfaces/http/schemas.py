@@ -124,7 +124,12 @@ class AuditPage(DataclassDTO[Page]):
 
     __schema_name__ = "AuditPage"
     config = DTOConfig(
-        exclude={"entries.0.aggregate", "entries.0.aggregate_id", "entries.0.version"}
+        exclude={
+            "entries.0.aggregate",
+            "entries.0.aggregate_id",
+            "entries.0.version",
+            "entries.0.sealed",
+        }
     )
 
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from application.views import Client, TokenPair
-from domain.account import Account, EmailClaim
+from domain.account import Account
 from domain.errors import (
     DomainError,
     EmailTaken,
@@ -65,7 +65,8 @@ def test_simultaneous_registrations_of_one_email_make_exactly_one_account(
     losers = [r for r in results if isinstance(r, Exception)]
     assert len(winners) == 1
     assert [e for e in losers if not isinstance(e, EmailTaken)] == []
-    claim = container.log.repository.get(EmailClaim.create_id("race@example.com"))
+    claim = container.log.email_claim("race@example.com")
+    assert claim is not None
     assert claim.account_id == winners[0].id
     accounts = [
         n

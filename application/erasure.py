@@ -1,0 +1,156 @@
+"""Forgetting a person (GDPR Art. 17): the account is erased, its data key destroyed.
+
+One save records AccountErased (which carries no personal data: who asked, and when) with the
+release of the email and username claims: the commit point. Before it, nothing has changed; after
+it, the account reads as erased everywhere, its sessions are over, and its email and username are
+free. What follows is destroying the data key (which makes every personal value the events,
+snapshots and exports hold unreadable) and dropping the account's snapshots: done at once by the
+command, and again by the `erasures` projection, so a process killed in between is finished by
+the projector. Read models forget the person when their projections apply AccountErased.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.utils import get_topic
+
+from application.event_log import EventLog, retried_on_conflict
+from application.ports import (
+    AccessClaims,
+    Clock,
+    OneTimePasswords,
+    PasswordHasher,
+    RevocationList,
+    SecretBox,
+)
+from application.recovery_codes import recovery_code_digest
+from application.tracing import traced
+from domain.account import Account
+from domain.errors import AccountNotFound, InvalidMfaCode, WrongPassword
+from domain.password_policy import normalise_password
+
+log = logging.getLogger(__name__)
+
+SELF = "self"  # the operator an erasure names when the person asked for it themselves
+
+
+class Erasure:
+    def __init__(
+        self,
+        log: EventLog,
+        hasher: PasswordHasher,
+        otp: OneTimePasswords,
+        box: SecretBox,
+        revocations: RevocationList,
+        drop_snapshots: Callable[[UUID], None],
+        clock: Clock,
+        access_ttl: timedelta,
+    ) -> None:
+        self._log = log
+        self._hasher = hasher
+        self._otp = otp
+        self._box = box
+        self._revocations = revocations
+        self._drop_snapshots = drop_snapshots
+        self._clock = clock
+        self._access_ttl = access_ttl
+
+    @traced
+    def erase_own(self, claims: AccessClaims, password: str, code: str | None) -> None:
+        """The person's own request, re-authenticated: the current password, and a TOTP or
+        recovery code when MFA is on (a stolen access token alone must not erase anyone)."""
+        account = self._account(claims.account_id)
+        if not self._hasher.verify(account.password_hash, normalise_password(password)):
+            raise WrongPassword
+        if account.mfa_enabled:
+            self._second_factor(account, code)
+        self._erase(account, SELF)
+
+    @traced
+    def erase(self, reference: str, operator: str) -> UUID:
+        """An operator's erasure of the account named by id, email or username."""
+        account = self._log.account_named(reference)
+        if account is None:
+            raise AccountNotFound
+        self._erase(account, operator)
+        return account.id
+
+    def _second_factor(self, account: Account, code: str | None) -> None:
+        now = self._clock.now()
+        if not code or account.mfa_sealed_secret is None:
+            raise InvalidMfaCode
+        step = self._otp.accepted_step(self._box.open(account.mfa_sealed_secret), code, now)
+        if step is not None:
+            account.use_totp(step, now)  # spent, like at login, though nothing is saved
+        else:
+            account.use_recovery_code(recovery_code_digest(code), now)
+
+    def _erase(self, account: Account, operator: str) -> None:
+        # Fail closed, as at logout: the tokens stop before anything is recorded.
+        self._revocations.revoke_sessions_before(
+            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
+        )
+        self._record(account.id, operator)
+        self.finish(account.id)
+        # And again from after the save, for a login or refresh that raced it.
+        self._revocations.revoke_sessions_before(
+            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
+        )
+
+    @retried_on_conflict
+    def _record(self, account_id: UUID, operator: str) -> None:
+        account = self._account(account_id)  # afresh: a rerun decides on the winner's state
+        now = self._clock.now()
+        claims = [
+            claim
+            for claim in (
+                self._log.email_claim(account.email),
+                self._log.username_claim(account.username),
+            )
+            if claim is not None and claim.account_id == account.id
+        ]
+        for claim in claims:
+            claim.release(now)
+        account.erase(now, operator)
+        self._log.save(account, *claims)
+
+    def finish(self, account_id: UUID) -> None:
+        """What follows the commit: idempotent, so the projection may do it again."""
+        self._drop_snapshots(account_id)
+        self._log.keys.forget(account_id)
+
+    def _account(self, account_id: UUID) -> Account:
+        account = self._log.find(account_id, Account)
+        if account is None:
+            raise AccountNotFound
+        return account
+
+
+class ErasureFinisher:
+    """The projection that finishes every erasure recorded, whatever happened to the process
+    that recorded it: a key outlives its AccountErased event only until this has run."""
+
+    name = "erasures"
+    topics: tuple[str, ...] = (get_topic(Account.AccountErased),)
+
+    def __init__(self, view: TrackingRecorder, erasure: Erasure) -> None:
+        self._view = view
+        self._erasure = erasure
+
+    @property
+    def view(self) -> TrackingRecorder:
+        return self._view
+
+    def process_events(
+        self, events: Sequence[tuple[DomainEventProtocol[Any], int]], tracking: Tracking
+    ) -> None:
+        for event, _ in events:
+            self._erasure.finish(event.originator_id)
+        self._view.insert_tracking(tracking)

@@ -1,0 +1,243 @@
+"""Each person's data key, in a table of its own beside the events, wrapped by SECRET_KEY.
+
+A data key is 256 random bits, made the first time something of the person's is sealed and
+stored wrapped (AES-GCM under a key derived from SECRET_KEY, bound to the owner's id). Forgetting
+the person overwrites the wrapped key with nothing and keeps a tombstone, so nothing is sealed
+for them again. On SQLite the table has a file of its own, written with secure_delete on and a
+rollback journal (no write-ahead log that would keep old pages): a destroyed key leaves no bytes
+behind in any file.
+
+Keys are cached in the process for CACHE_SECONDS, so loading an aggregate or projecting a batch
+does not ask the table once per event. Forgetting clears this process's cache at once; other
+processes may still open the person's values in memory until their entry expires, while the
+account already reads as erased everywhere (its last event says so) and every audit read asks the
+table itself (`forgotten`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from application.ports import ForgottenOwner
+
+CACHE_SECONDS = 30.0
+CACHE_SIZE = 10_000
+_NONCE = 12  # NIST SP 800-38D's recommended IV length for GCM
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
+
+
+class DataKeyTable:
+    """Where wrapped keys live: get, insert (first writer wins), forget, forgotten."""
+
+    def get(self, owner: UUID) -> tuple[bytes | None] | None:
+        """(wrapped key or None when forgotten,), or None when the owner has no row."""
+        raise NotImplementedError
+
+    def insert(self, owner: UUID, wrapped: bytes) -> None:
+        raise NotImplementedError
+
+    def forget(self, owner: UUID, at: float) -> None:
+        raise NotImplementedError
+
+    def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteDataKeyTable(DataKeyTable):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA secure_delete=ON")
+            self._conn.execute("PRAGMA journal_mode=DELETE")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS data_keys"
+                " (owner TEXT PRIMARY KEY, wrapped BLOB, forgotten_at REAL)"
+            )
+
+    def get(self, owner: UUID) -> tuple[bytes | None] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT wrapped FROM data_keys WHERE owner = ?", (str(owner),)
+            ).fetchone()
+        return None if row is None else (row[0],)
+
+    def insert(self, owner: UUID, wrapped: bytes) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO data_keys (owner, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (str(owner), wrapped),
+            )
+
+    def forget(self, owner: UUID, at: float) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, NULL, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
+                " forgotten_at = coalesce(data_keys.forgotten_at, excluded.forgotten_at)",
+                (str(owner), at),
+            )
+
+    def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        keys = [str(owner) for owner in owners]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = (
+                "SELECT owner FROM data_keys WHERE forgotten_at IS NOT NULL"  # noqa: S608
+                f" AND owner IN ({', '.join('?' * len(chunk))})"
+            )
+            with self._lock:
+                rows = self._conn.execute(query, chunk).fetchall()
+            found.update(UUID(row[0]) for row in rows)
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresDataKeyTable(DataKeyTable):
+    """In the event store's database, through its connection pool."""
+
+    table = "tessera_data_keys"
+
+    def __init__(self, datastore: Any) -> None:
+        self._datastore = datastore
+        with datastore.transaction(commit=True) as c:
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table}"
+                " (owner UUID PRIMARY KEY, wrapped BYTEA, forgotten_at DOUBLE PRECISION)"
+            )
+
+    def get(self, owner: UUID) -> tuple[bytes | None] | None:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT wrapped FROM {self.table} WHERE owner = %s", (owner,))  # noqa: S608
+            row = c.fetchone()
+        return None if row is None else (None if row["wrapped"] is None else bytes(row["wrapped"]),)
+
+    def insert(self, owner: UUID, wrapped: bytes) -> None:
+        with self._datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.table} (owner, wrapped) VALUES (%s, %s)"  # noqa: S608
+                " ON CONFLICT DO NOTHING",
+                (owner, wrapped),
+            )
+
+    def forget(self, owner: UUID, at: float) -> None:
+        with self._datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.table} AS k (owner, wrapped, forgotten_at)"  # noqa: S608
+                " VALUES (%s, NULL, %s) ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
+                " forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at)",
+                (owner, at),
+            )
+
+    def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        if not owners:
+            return set()
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT owner FROM {self.table}"  # noqa: S608
+                " WHERE forgotten_at IS NOT NULL AND owner = ANY(%s)",
+                (list(owners),),
+            )
+            return {row["owner"] for row in c.fetchall()}
+
+    def close(self) -> None:
+        pass
+
+
+class WrappedDataKeys:
+    """application.ports.DataKeys over a DataKeyTable, keys wrapped under SECRET_KEY."""
+
+    def __init__(self, secret_key: bytes, table: DataKeyTable | None = None) -> None:
+        self._table = table or DataKeyTable()
+        self._wrap = AESGCM(_derive(secret_key, b"tessera data keys"))
+        self._fingerprints = _derive(secret_key, b"tessera fingerprints")
+        self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keep_in(self, table: DataKeyTable) -> None:
+        """Where the keys live, for a table that needs the event store's connections (which
+        exist only once the EventLog that uses these keys does)."""
+        self._table = table
+
+    def seal(self, owner: UUID, context: bytes, plaintext: bytes) -> bytes:
+        key = self._key(owner, create=True)
+        if key is None:
+            raise ForgottenOwner(str(owner))
+        nonce = os.urandom(_NONCE)
+        return nonce + key.encrypt(nonce, plaintext, context)
+
+    def open(self, owner: UUID, context: bytes, sealed: bytes) -> bytes | None:
+        key = self._key(owner, create=False)
+        if key is None:
+            return None
+        return key.decrypt(sealed[:_NONCE], sealed[_NONCE:], context)
+
+    def forget(self, owner: UUID) -> None:
+        self._table.forget(owner, time.time())
+        with self._lock:
+            self._cache[owner] = (None, float("inf"))  # forgotten is for good
+
+    def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        return self._table.forgotten(owners)
+
+    def fingerprint(self, kind: str, value: str) -> str:
+        return hmac.new(
+            self._fingerprints, f"{kind}\x00{value}".encode(), hashlib.sha256
+        ).hexdigest()
+
+    def _key(self, owner: UUID, create: bool) -> AESGCM | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(owner)
+            if cached is not None and cached[1] > now:
+                self._cache.move_to_end(owner)
+                return cached[0]
+        row = self._table.get(owner)
+        if row is None and create:
+            self._table.insert(owner, self._wrapped(owner, os.urandom(32)))
+            row = self._table.get(owner)  # another process may have made it first: theirs
+        if row is None:
+            return None  # never sealed anything: nothing to open, nothing to cache
+        wrapped = row[0]
+        key = None if wrapped is None else AESGCM(self._unwrapped(owner, wrapped))
+        with self._lock:
+            self._cache[owner] = (key, float("inf") if key is None else now + CACHE_SECONDS)
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return key
+
+    def _wrapped(self, owner: UUID, key: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._wrap.encrypt(nonce, key, owner.bytes)
+
+    def _unwrapped(self, owner: UUID, wrapped: bytes) -> bytes:
+        return self._wrap.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], owner.bytes)
+
+    def close(self) -> None:
+        self._table.close()
