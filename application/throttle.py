@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -33,10 +34,17 @@ class ActionLimits:
 
 
 class Throttle:
-    def __init__(self, limiter: RateLimiter, limits: dict[str, ActionLimits], clock: Clock) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        limits: dict[str, ActionLimits],
+        clock: Clock,
+        fingerprint: Callable[[str, str], str],
+    ) -> None:
         self._limiter = limiter
         self._limits = limits
         self._clock = clock
+        self._fingerprint = fingerprint
 
     def check(self, action: str, ip: str, identifier: str | None = None) -> None:
         """Raises RateLimited when either the client or the target has had its share."""
@@ -46,8 +54,10 @@ class Throttle:
         now = self._clock.now()
         waits = [self._limiter.acquire(f"{action}:ip:{ip}", limits.per_ip, now)]
         if identifier is not None and limits.per_identifier is not None:
-            # Case-folded, so ADA and ada share one allowance.
-            key = f"{action}:id:{identifier.strip().casefold()}"
+            # Case-folded, so ADA and ada share one allowance; keyed by its fingerprint, so
+            # the limiter's store (Redis) never holds an address or a username.
+            login = self._fingerprint("login", identifier.strip().casefold())
+            key = f"{action}:id:{login}"
             waits.append(self._limiter.acquire(key, limits.per_identifier, now))
         if max(waits) > 0:
             raise RateLimited(max(waits))

@@ -140,10 +140,10 @@ def entry_of(
     shown = {k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))}
     digests: dict[str, str] = state.get(SEALS) or {}
     sealed = {f"details.{k}": digests[k] for k in shown if k in digests}
-    for name in ("ip", "user_agent"):
-        source = name if state.get(name) else "client" if client.get(name) else None
+    for column in ("ip", "user_agent"):
+        source = column if state.get(column) else "client" if client.get(column) else None
         if source in digests:
-            sealed[name] = digests[source]
+            sealed[column] = digests[source]
     return TrailEntry(
         position=position,
         time=state["timestamp"],

@@ -9,7 +9,7 @@ again rather than lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -140,6 +140,18 @@ class LedgerQueries:
                 (QUEUED, limit),
             )
             return [str(row["key"]) for row in c.fetchall()]
+
+    def deliveries(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        keys = list(keys)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT key, status, updated_at FROM {{table}} WHERE key IN ({marks})"  # noqa: S608
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(self._sql(query), chunk)
+                found += [dict(row) for row in c.fetchall()]
+        return found
 
     def counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:

@@ -402,6 +402,11 @@ class SessionQueries(ReadStoreStatements):
             [account_id, at],
         )
 
+    def all_of(self, account_id: str) -> list[Row]:
+        return self.select(
+            "SELECT * FROM {sessions} WHERE account_id = ? ORDER BY started_at, id", [account_id]
+        )
+
 
 class AuditQueries(ReadStoreStatements):
     tables = ("audit_log", "audit_sessions")

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from domain.errors import AccountNotFound, Invalid
@@ -43,6 +44,16 @@ def add_commands(commands: Any) -> None:
         actions.add_parser(name, help=text).add_argument(
             "login", help="email, username or account id"
         )
+    erase = actions.add_parser(
+        "erase", help="forget an account's person for good (crypto-shredding; see README)"
+    )
+    erase.add_argument("login", help="email, username or account id")
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    export = actions.add_parser(
+        "export", help="everything held about an account's person, as one JSON document"
+    )
+    export.add_argument("login", help="email, username or account id")
+    export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
     listing = actions.add_parser("list", help="list accounts (by username)")
     listing.add_argument("--search", default="", help="part of an email or username")
     listing.add_argument("--limit", type=int, default=100)
@@ -69,6 +80,10 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     operator: str = args.operator
     if args.action == "list":
         return _list(container, args)
+    if args.action == "erase":
+        return _erase(container, args.login, operator, args.yes)
+    if args.action == "export":
+        return _export(container, args.login, args.output)
     changes = {
         "grant-role": lambda: admin.grant_role(args.login, args.role, operator),
         "revoke-role": lambda: admin.revoke_role(args.login, args.role, operator),
@@ -83,15 +98,49 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     return 0
 
 
+def _caught_up(container: Container, *names: str) -> None:
+    """Without a projector running (the embedded default with no server up), brings these read
+    models up to date; with one running, it does that itself."""
+    for name in names:
+        projector = container.projector(name)
+        if projector.lease.held():
+            try:
+                projector.catch_up()
+            finally:
+                projector.lease.release()
+
+
+def _erase(container: Container, login: str, operator: str, confirmed: bool) -> int:
+    if not confirmed:
+        print("erasure cannot be undone: add --yes to confirm", file=sys.stderr)
+        return 2
+    account_id = container.erasure.erase(login, operator)
+    _caught_up(container, "accounts", "sessions", "audit_log", "erasures")
+    print(f"erased account {account_id}")
+    return 0
+
+
+def _export(container: Container, login: str, output: Path | None) -> int:
+    account = container.log.account_named(login)
+    if account is None:
+        raise AccountNotFound(login)
+    _caught_up(container, "sessions")
+    pieces = container.personal_data.document(account.id)
+    if output is None:
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.write("\n")
+        return 0
+    partial = output.with_name(output.name + ".partial")
+    with partial.open("w", encoding="utf-8") as file:
+        for piece in pieces:
+            file.write(piece)
+    partial.replace(output)
+    return 0
+
+
 def _list(container: Container, args: argparse.Namespace) -> int:
-    # Without a projector running (the embedded default with no server up), bring the read
-    # model up to date first; with one running, it is already.
-    projector = container.projector("accounts")
-    if projector.lease.held():
-        try:
-            projector.catch_up()
-        finally:
-            projector.lease.release()
+    _caught_up(container, "accounts")
     accounts = container.read_side.accounts(args.search, "", args.limit)
     if args.json:
         for account in accounts:

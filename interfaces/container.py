@@ -24,6 +24,7 @@ from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
 from application.passwords import PasswordRules, Passwords
+from application.personal_data import PersonalDataExport
 from application.ports import Clock
 from application.profile import Profile
 from application.projection import Projection
@@ -87,6 +88,7 @@ class Container:
     access: Access
     administration: Administration
     erasure: Erasure
+    personal_data: PersonalDataExport
     read_side: ReadSide
     history: History
     signer: Ed25519Signer
@@ -434,11 +436,12 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
         erasure=erasure,
+        personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock),
         history=History(log),
         signer=signer,
         revocations=revocations,
-        throttle=Throttle(limiter, rate_limits(settings), clock),
+        throttle=Throttle(limiter, rate_limits(settings), clock, keys.fingerprint),
         projectors=projectors,
         lag_reports=LagReports(projectors, clock),
         outbox=mail,

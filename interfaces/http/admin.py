@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from application.administration import Administration, require_role
+from application.erasure import Erasure
 from application.ports import AccessClaims, Caller
 from application.queries import MAX_PAGE, AccountList, ReadSide
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
@@ -97,6 +98,21 @@ class AdminController(Controller):
         administration: NamedDependency[Administration],
     ) -> None:
         administration.disable(str(account_id), operator(admin))
+
+    @delete(
+        "/{account_id:uuid}",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(403, 404, *BEARER_ERRORS),
+    )
+    def erase(
+        self,
+        admin: NamedDependency[Caller],
+        account_id: FromPath[UUID],
+        erasure: NamedDependency[Erasure],
+    ) -> None:
+        """Forgets the account's person (an operator's erasure, named in AccountErased)."""
+        erasure.erase(str(account_id), operator(admin))
 
     @post(
         "/{account_id:uuid}/enable",

@@ -154,6 +154,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "mfa": provide(container.mfa),
             "access": provide(container.access),
             "administration": provide(container.administration),
+            "erasure": provide(container.erasure),
+            "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),
             "history": provide(container.history),
             "signer": provide(container.signer),

@@ -9,11 +9,14 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from application.erasure import Erasure
 from application.login import Login
 from application.mfa import Enrollment, Mfa
 from application.passwords import Passwords
+from application.personal_data import PersonalDataExport
 from application.ports import Caller
 from application.profile import Profile
 from application.queries import MAX_PAGE, Page, ReadSide, SessionSummary
@@ -25,6 +28,7 @@ from interfaces.http.schemas import (
     MAX_CURSOR,
     AuditPage,
     ChangePasswordRequest,
+    EraseRequest,
     MfaRequest,
     ProfileUpdate,
     RecoveryCodesResponse,
@@ -139,6 +143,43 @@ class MeController(Controller):
         """The account's own security events, newest first."""
         behind = read_side.caught_up("audit_log", claims.written)
         return own_read(read_side.activity(claims.account_id, cursor, limit), behind)
+
+    @delete(
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 404),
+    )
+    def erase(
+        self,
+        claims: NamedDependency[Caller],
+        data: JSONBody[EraseRequest],
+        erasure: NamedDependency[Erasure],
+    ) -> None:
+        """Forgets the person (GDPR Art. 17): every session ends, the data key is destroyed,
+        the email and username are free again. The trail keeps what happened, not who."""
+        erasure.erase_own(claims, data.password, data.code)
+
+    @get(
+        "/export",
+        sync_to_thread=True,
+        media_type=MediaType.JSON,
+        responses=problems(*BEARER_ERRORS, 404),
+    )
+    def export(
+        self,
+        claims: NamedDependency[Caller],
+        read_side: NamedDependency[ReadSide],
+        personal_data: NamedDependency[PersonalDataExport],
+    ) -> Stream:
+        """Everything held about the caller (GDPR Art. 15 and 20), as one JSON document,
+        streamed: profile, sessions, every event with its personal values, mails sent."""
+        read_side.caught_up("sessions", claims.written)
+        document = personal_data.document(claims.account_id)
+        return Stream(
+            document,
+            media_type=MediaType.JSON,
+            headers={"Content-Disposition": 'attachment; filename="personal-data.json"'},
+        )
 
     @put(sync_to_thread=True, responses=problems(*BODY, *BEARER_ERRORS))
     def update(

@@ -66,6 +66,14 @@ class MfaRequest(Request):
     password: Password | None = None
 
 
+class EraseRequest(Request):
+    """Erasing one's own account asks for the current password, and a TOTP or recovery code
+    when MFA is on."""
+
+    password: Password
+    code: OtpCode | None = None
+
+
 class RefreshRequest(Request):
     refresh_token: OpaqueToken
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.account import Account, EmailClaim, UsernameClaim
+from domain.account import ERASED, Account, EmailClaim, UsernameClaim
 from domain.errors import AccountLocked, EmailNotVerified, InvalidToken
 from domain.lockout import LockoutPolicy
 
@@ -123,10 +123,36 @@ def test_replaying_the_events_rebuilds_the_same_account() -> None:
     assert vars(replayed) == vars(account)
 
 
-def test_claims_are_keyed_by_the_normalised_value() -> None:
-    a = EmailClaim(email="ada@example.com", account_id=registered().id, timestamp=T0)
-    assert a.id == EmailClaim.create_id("ada@example.com")
-    assert UsernameClaim.create_id("ada") != EmailClaim.create_id("ada")
+def test_claims_are_named_by_the_fingerprint_and_hold_no_value() -> None:
+    a = EmailClaim(id=EmailClaim.id_for("f1"), account_id=registered().id, timestamp=T0)
+    assert a.id == EmailClaim.id_for("f1")
+    assert UsernameClaim.id_for("f1") != EmailClaim.id_for("f1")
+    (claimed,) = a.collect_events()
+    assert not {"email", "username", "fingerprint"} & set(vars(claimed))
+
+
+def test_a_released_claim_is_taken_over_by_a_new_account_once() -> None:
+    claim = EmailClaim(id=EmailClaim.id_for("f1"), account_id=registered().id, timestamp=T0)
+    with pytest.raises(ValueError, match="held"):
+        claim.take_over(registered().id, T0)
+    claim.release(T0)
+    assert not claim.held
+    newcomer = registered().id
+    claim.take_over(newcomer, T0)
+    assert claim.account_id == newcomer
+    assert event_names(claim) == ["EmailClaimed", "Released", "TakenOver"]  # type: ignore[arg-type]
+
+
+def test_erasing_ends_every_session_and_names_only_who_asked() -> None:
+    account = registered()
+    account.update_profile("Ada", T0)
+    assert account.erase(T0, "self")
+    assert not account.erase(T0, "self")  # once
+    events = account.collect_events()
+    assert [type(e).__name__ for e in events][-2:] == ["AllSessionsRevoked", "AccountErased"]
+    assert set(vars(events[-1])) == {"originator_id", "originator_version", "operator", "timestamp"}
+    assert (account.email, account.username, account.display_name) == (ERASED,) * 3
+    assert account.erased and account.disabled and account.sessions_revoked_at == T0
 
 
 def test_five_failures_lock_the_account_for_15_minutes() -> None:

@@ -1,0 +1,190 @@
+"""Erasure by crypto-shredding, on both stores: personal values are sealed per person, erasing
+destroys the key, and everything that shows history reads them as erased while the trail still
+verifies."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from typing import Any
+
+import pyotp
+import pytest
+
+from application.origin import current_client
+from application.sealing import PERSONAL_FIELDS
+from application.trail_export import verify
+from application.views import Client, TokenPair
+from domain.account import ERASED, Account
+from domain.errors import (
+    AccountNotFound,
+    InvalidCredentials,
+    InvalidMfaCode,
+    WrongPassword,
+)
+from interfaces.container import Container
+from tests.application.test_use_cases import PASSWORD, verified
+from tests.conftest import FakeClock, authenticated, run_projections
+
+PHONE = Client(ip="203.0.113.77", user_agent="Erasable-Phone/7.1")
+# Every value of the person's that the store may hold, as it would appear in plain text.
+EMAIL, USERNAME = "countess.ada@example.com", "countess_ada"
+VALUES = (EMAIL, USERNAME, "Ada Lovelace", "203.0.113.77", "Erasable-Phone/7.1")
+
+
+def sign_in(container: Container) -> TokenPair:
+    tokens = container.login.log_in(USERNAME, PASSWORD, PHONE)
+    assert isinstance(tokens, TokenPair)
+    return tokens
+
+
+def used_account(container: Container) -> tuple[Any, str]:
+    """Ada registers, verifies, names herself, signs in from her phone and turns MFA on."""
+    token = current_client.set(PHONE)
+    try:
+        verified(container, EMAIL, USERNAME)
+        tokens = sign_in(container)
+        caller = authenticated(container, tokens.access_token)
+        container.profile.update(caller.account_id, "Ada Lovelace")
+        secret = container.mfa.enroll(caller).secret
+        container.mfa.confirm(caller, pyotp.TOTP(secret).at(container.clock.now()))
+        run_projections(container)
+        return caller, secret
+    finally:
+        current_client.reset(token)
+
+
+def stored_bytes(container: Container) -> bytes:
+    """Every stored event and snapshot state, as the store holds them."""
+    recorder = container.log.recorder
+    states = [n.state for n in recorder.select_notifications(start=1, limit=100_000)]
+    assert container.log.snapshots is not None
+    return b"\n".join(states)
+
+
+def test_no_personal_value_is_stored_in_plain_text_yet_every_reader_sees_it(
+    container: Container,
+) -> None:
+    caller, _ = used_account(container)
+    stored = stored_bytes(container)
+    for value in VALUES:
+        assert value.encode() not in stored, value
+    account = container.log.find(caller.account_id, Account)
+    assert account is not None
+    assert (account.email, account.username, account.display_name) == VALUES[:3]
+    trail = [e for e in container.history.trail() if e.account_id == caller.account_id]
+    assert any(e.details.get("email") == EMAIL for e in trail)
+    assert any(e.user_agent == PHONE.user_agent and e.ip == PHONE.ip for e in trail)
+    listed = container.read_side.accounts("countess")
+    assert [a.email for a in listed] == [EMAIL]
+
+
+def test_erasure_forgets_the_person_everywhere_and_frees_the_email_and_username(
+    container: Container, clock: FakeClock
+) -> None:
+    caller, secret = used_account(container)
+    before = container.history.state_as_of(caller.account_id, clock.now())
+    assert before.display_name == "Ada Lovelace"
+    exported = list(container.history.export())
+    document = json.loads("".join(container.personal_data.document(caller.account_id)))
+    assert document["account"]["email"] == EMAIL
+    assert any(s["user_agent"] == PHONE.user_agent for s in document["sessions"])
+    assert {"Registered", "ProfileUpdated", "SessionStarted", "MfaEnabled"} <= {
+        e["type"] for e in document["events"]
+    }
+    assert {m["kind"] for m in document["mails"]} >= {"verification", "mfa_enabled"}
+
+    clock.advance(seconds=31)  # the next TOTP step
+    container.erasure.erase_own(caller, PASSWORD, pyotp.TOTP(secret).at(container.clock.now()))
+    run_projections(container)
+
+    with pytest.raises(InvalidCredentials):
+        container.login.log_in(EMAIL, PASSWORD, PHONE)
+    with pytest.raises(AccountNotFound):
+        container.erasure.erase(str(caller.account_id), "cli:root")  # once
+    # History still says what happened, not who.
+    state = container.history.state_as_of(caller.account_id, before.as_of)
+    assert (state.email, state.username, state.display_name) == (ERASED,) * 3
+    assert state.mfa_enabled
+    replay = list(container.history.replay(caller.account_id))
+    assert replay[-1].type == "AccountErased"
+    assert all(e.ip in ("", ERASED) and e.user_agent in ("", ERASED) for e in replay)
+    after = list(container.history.export())
+    assert verify(exported).ok and verify(after).ok
+    # The chains agree on every line both exports hold.
+    assert [json.loads(line)["hash"] for line in after[: len(exported)]] == [
+        json.loads(line)["hash"] for line in exported
+    ]
+    text = "\n".join(after)
+    for value in VALUES:
+        assert value not in text, value
+    # Read models: no row holds a value of the person's.
+    assert container.read_side.accounts("countess") == []
+    assert container.read_side.live_sessions(caller.account_id) == []
+    activity = container.read_side.activity(caller.account_id, None, 500).entries
+    assert activity and all(
+        value not in json.dumps([e.ip, e.user_agent, e.details])
+        for e in activity
+        for value in VALUES
+    )
+    # The email and username are free: a new account, not the old one.
+    newcomer = container.registration.register(EMAIL, USERNAME, PASSWORD)
+    assert newcomer.id != caller.account_id
+    assert container.log.account_for_login(USERNAME) is not None
+
+
+def test_a_wrong_password_or_a_missing_code_erases_nothing(container: Container) -> None:
+    caller, secret = used_account(container)
+    events = container.log.recorder.max_notification_id()
+    with pytest.raises(WrongPassword):
+        container.erasure.erase_own(
+            caller, "not the password", pyotp.TOTP(secret).at(container.clock.now())
+        )
+    with pytest.raises(InvalidMfaCode):
+        container.erasure.erase_own(caller, PASSWORD, None)
+    with pytest.raises(InvalidMfaCode):
+        container.erasure.erase_own(caller, PASSWORD, "000000")
+    assert container.log.recorder.max_notification_id() == events
+    assert container.log.find(caller.account_id, Account) is not None
+    with pytest.raises(AccountNotFound):
+        container.erasure.erase("nobody@example.com", "cli:root")
+
+
+def test_an_erasure_cut_short_after_its_commit_is_finished_by_the_projector(
+    container: Container,
+) -> None:
+    caller, _ = used_account(container)
+    # The process dies after the commit point, before the key is destroyed.
+    container.erasure._record(caller.account_id, "cli:root")
+    assert not container.log.keys.forgotten([caller.account_id])
+    run_projections(container)
+    assert container.log.keys.forgotten([caller.account_id]) == {caller.account_id}
+    assert all(value not in "\n".join(container.history.export()) for value in VALUES)
+
+
+def test_a_mail_recorded_before_the_erasure_is_never_sent(container: Container) -> None:
+    caller, _ = used_account(container)
+    container.passwords.forget(EMAIL)  # a reset mail, not yet delivered
+    mails = container.settings.data_path / "mail"
+    sent_before = set(mails.glob("*.eml"))
+    container.erasure.erase(str(caller.account_id), "cli:root")
+    run_projections(container)  # the outbox records it and a worker tries to deliver it
+    assert set(mails.glob("*.eml")) == sent_before
+    counts = container.outbox._ledger.counts()
+    assert counts.get("skipped") == 1, counts
+
+
+def test_claims_and_rate_limits_are_keyed_by_a_keyed_hash(container: Container) -> None:
+    fingerprint = container.log.keys.fingerprint
+    assert fingerprint("email", EMAIL) != fingerprint("username", EMAIL)
+    assert hashlib.sha256(EMAIL.encode()).hexdigest() != fingerprint("email", EMAIL)
+    with contextlib.suppress(Exception):
+        container.throttle.check("login", "198.51.100.1", EMAIL.upper())
+    if container.redis is not None:
+        held = b" ".join(container.redis.keys("*"))
+    else:
+        held = " ".join(container.throttle._limiter._tats).encode()  # type: ignore[attr-defined]
+    assert b"login:id:" in held
+    assert EMAIL.encode() not in held and EMAIL.upper().encode() not in held
+    assert {"email", "username", "display_name", "ip", "user_agent", "client"} <= PERSONAL_FIELDS
