@@ -3,7 +3,8 @@ class name to its ECS categorisation, shared by the security log lines and the t
 a Kibana query for a lockout finds it in both.
 
 Categories and types are ECS's allowed values, paired as the ECS reference expects
-(authentication: start/end/info; iam: user/change/creation/info; session: start/end/info).
+(authentication: start/end/info; iam: user/change/creation/deletion/info; session:
+start/end/info).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "MfaEnrollmentStarted": _USER_CHANGE,
     "MfaEnabled": _USER_CHANGE,
     "MfaDisabled": _USER_CHANGE,
+    "AccountErased": (["iam"], ["user", "deletion"]),
     "LoginFailed": (["authentication"], ["start"]),
     "AccountLocked": _AUTHENTICATION,
     "FailedLoginsReset": _AUTHENTICATION,

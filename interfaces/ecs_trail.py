@@ -42,6 +42,9 @@ def document(line: str) -> str:
             "trail": {"prev": fields["prev"]},
         },
     }
+    if fields.get("sealed"):
+        # What the line's hash commits to in place of its personal values (trail_export).
+        doc["tessera"]["trail"]["sealed"] = fields["sealed"]
     if fields["account_id"] is not None:
         doc["user"] = {"id": fields["account_id"]}
     if fields["session_id"] is not None:
@@ -98,7 +101,7 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
     event = doc.get("event", {})
     tessera = doc.get("tessera", {})
     aggregate = tessera.get("aggregate", {})
-    return {
+    fields = {
         "position": event.get("sequence"),
         "time": doc.get("@timestamp"),
         "type": event.get("action"),
@@ -114,3 +117,7 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
         "prev": tessera.get("trail", {}).get("prev"),
         "hash": event.get("hash"),
     }
+    sealed = tessera.get("trail", {}).get("sealed")
+    if sealed is not None:
+        fields["sealed"] = sealed
+    return fields

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from infrastructure.data_keys import SqliteDataKeyTable, WrappedDataKeys
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import Settings, load_settings
@@ -122,6 +124,11 @@ def client(container: Container) -> Iterator[TestClient[Any]]:
     # Projections are run by hand in these tests (see run_projections), not by a thread.
     with TestClient(create_app(container, run_background=False)) as test_client:
         yield test_client
+
+
+def data_keys(directory: Path) -> WrappedDataKeys:
+    """Data keys for an EventLog made without a container (in a file of the test's own)."""
+    return WrappedDataKeys(os.urandom(32), SqliteDataKeyTable(directory / "keys.sqlite"))
 
 
 def event_count(container: Container) -> int:

@@ -103,7 +103,7 @@ class AdminController(Controller):
         "/{account_id:uuid}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(403, 404, *BEARER_ERRORS),
+        responses=problems(400, 403, 404, *BEARER_ERRORS),
     )
     def erase(
         self,

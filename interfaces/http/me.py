@@ -163,7 +163,7 @@ class MeController(Controller):
         "/export",
         sync_to_thread=True,
         media_type=MediaType.JSON,
-        responses=problems(*BEARER_ERRORS, 404),
+        responses=problems(400, *BEARER_ERRORS, 404),
     )
     def export(
         self,

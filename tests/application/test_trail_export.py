@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -132,8 +133,9 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
     )
     line = json.loads(next(chained([entry])))
     written = {k: v for k, v in line.items() if k not in ("prev", "hash")}
-    assert written == json_ready(entry)
-    assert set(written) == {f.name for f in dataclass_fields(TrailEntry)}
+    # `sealed` only on a line with personal values: lines without are as they always were.
+    assert written == {k: v for k, v in json_ready(entry).items() if k != "sealed"}
+    assert set(written) == {f.name for f in dataclass_fields(TrailEntry)} - {"sealed"}
 
 
 def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json() -> None:
@@ -142,7 +144,7 @@ def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json()
     (entry,) = entries(1)
     line = json.loads(next(chained([entry])))
     shown = {k: v for k, v in line.items() if k not in ("prev", "hash")}
-    assert set(shown) == {f.name for f in fields(TrailEntry)}
+    assert set(shown) == {f.name for f in fields(TrailEntry)} - {"sealed"}
     assert line["hash"] == link(GENESIS, shown)
     assert shown["time"] == entry.time.isoformat() and shown["details"] == entry.details
 
@@ -157,3 +159,52 @@ def test_canonical_json_is_json_dumps_text_for_every_code_point() -> None:
         fields = {"z": text, "a": [1, None, True, {"y": -(2**70), "b": text[:9]}], "m": ""}
         expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert canonical(fields) == expected
+
+
+def test_a_line_with_personal_values_hashes_their_seals_so_erasure_keeps_its_hash() -> None:
+    entry = TrailEntry(
+        position=9,
+        time=datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
+        type="Registered",
+        aggregate="Account",
+        aggregate_id=uuid4(),
+        version=1,
+        account_id=uuid4(),
+        session_id=None,
+        ip="192.0.2.1",
+        user_agent="Erasable-Phone/7.1",
+        outcome="success",
+        details={"email": "countess.ada@example.com", "username": "countess_ada"},
+        sealed={"ip": "a" * 64, "user_agent": "b" * 64, "details.email": "c" * 64},
+    )
+    before = list(chained([entry, entry]))
+    after = list(chained([entry.erased(), entry.erased()]))
+    assert [json.loads(line)["hash"] for line in before] == [
+        json.loads(line)["hash"] for line in after
+    ]
+    assert verify(before).ok and verify(after).ok
+    erased = json.loads(after[0])
+    assert (erased["ip"], erased["details"]["email"]) == ("[erased]", "[erased]")
+    assert erased["details"]["username"] == "countess_ada"  # not sealed in this entry
+    # The chain still binds everything else, and the seals themselves.
+    for edit in (("outcome", "failure"), ("sealed", {**entry.sealed, "ip": "d" * 64})):
+        line = json.loads(before[0])
+        line[edit[0]] = edit[1]
+        assert not verify([json.dumps(line), before[1]]).ok
+    # An auditor's few lines, in plain Python: substitute the seals, hash the canonical JSON.
+    prev = GENESIS
+    for text in after:
+        fields = json.loads(text)
+        claimed, fields_prev = fields.pop("hash"), fields.pop("prev")
+        for path, seal in fields["sealed"].items():
+            *parents, name = path.split(".")
+            target = fields
+            for parent in parents:
+                target = target[parent]
+            target[name] = seal
+        canonical_text = json.dumps(
+            fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        assert fields_prev == prev
+        assert hashlib.sha256((prev + canonical_text).encode()).hexdigest() == claimed
+        prev = claimed

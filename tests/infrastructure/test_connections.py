@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from application.event_log import EventLog
 from infrastructure.persistence import IDLE_PING_AFTER, Database, fail_fast
+from tests.conftest import data_keys
 from tests.servers import PostgresCluster
 
 
@@ -18,7 +19,7 @@ def test_an_idle_pooled_connection_the_server_dropped_is_replaced_before_use(
     postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     database = Database(url=postgres.new_database(), sqlite_path=tmp_path / "unused.sqlite")
-    log = EventLog(env=database.eventsourcing_env())
+    log = EventLog(data_keys(tmp_path), env=database.eventsourcing_env())
     fail_fast(log.recorder, log.outage)
     datastore = log.recorder.datastore  # type: ignore[attr-defined]
     assert not datastore.pre_ping  # the library's ping on every checkout is off

@@ -23,13 +23,14 @@ from application.event_log import EventLog
 from domain.account import EmailClaim
 from infrastructure.event_store import ConcurrentRecorder
 from infrastructure.persistence import Database
+from tests.conftest import data_keys
 from tests.servers import PostgresCluster
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def claim() -> EmailClaim:
-    return EmailClaim(email=f"{uuid4().hex}@example.com", account_id=uuid4(), timestamp=NOW)
+    return EmailClaim(id=uuid4(), account_id=uuid4(), timestamp=NOW)
 
 
 def stored(log: EventLog, aggregate: EmailClaim) -> list[StoredEvent]:
@@ -56,7 +57,7 @@ def open_save(
 @pytest.fixture
 def pg_log(postgres: PostgresCluster, tmp_path: Path) -> Iterator[EventLog]:
     database = Database(url=postgres.new_database(), sqlite_path=tmp_path / "unused.sqlite")
-    log = EventLog(env=database.eventsourcing_env())
+    log = EventLog(data_keys(tmp_path), env=database.eventsourcing_env())
     assert isinstance(log.recorder, ConcurrentRecorder)
     yield log
     log.close()
@@ -147,7 +148,7 @@ def test_sqlite_serialises_writers_so_ids_commit_in_order(tmp_path: Path) -> Non
     transaction that took an earlier one (here another connection, as another process would
     be), so there is no out-of-order commit for a reader to pass."""
     database = Database(url=None, sqlite_path=tmp_path / "events.sqlite")
-    log = EventLog(env=database.eventsourcing_env())
+    log = EventLog(data_keys(tmp_path), env=database.eventsourcing_env())
     recorder: Any = log.recorder
     (event,) = stored(log, claim())
     other = sqlite3.connect(database.sqlite_path, isolation_level=None)
