@@ -386,4 +386,9 @@ def test_a_person_erased_through_the_api_is_forgotten_everywhere(
         again = registered_and_verified(http, deployment, EMAIL, USERNAME)
         assert again["id"] != me["id"]
         assert bearer(http, USERNAME, PASSWORD)
+        # An administrator's erasure of the newcomer, over HTTP too.
+        removed = http.delete(f"/api/admin/accounts/{again['id']}", headers=admin)
+        assert removed.status_code == 204, removed.text
+        gone = http.post("/api/auth/login", json={"login": USERNAME, "password": PASSWORD})
+        assert (gone.status_code, gone.json()) == (unknown.status_code, unknown.json())
     print(f"\nthe flow took {time.monotonic() - started:.1f} s")
