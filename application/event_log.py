@@ -169,14 +169,17 @@ class EventLog(Application[UUID]):
         client = current_client.get()
         origin = {"ip": client.ip, "user_agent": client.user_agent} if client else None
         for aggregate in objs:
+            owner = _owner(aggregate)
             for pending in getattr(aggregate, "pending_events", ()):
                 if carrier:
                     object.__setattr__(pending, "trace_context", carrier)
                 # Where the command came from, for the audit trail: metadata, not domain state.
-                if origin and not hasattr(pending, "client"):
+                # Only where a data key can seal it: a claim an erasure releases names no
+                # account any more (and claims are bookkeeping, not history).
+                if origin and owner is not None and not hasattr(pending, "client"):
                     object.__setattr__(pending, "client", origin)
                 # Whose data key seals its personal values (application.sealing).
-                object.__setattr__(pending, OWNER, _owner(aggregate))
+                object.__setattr__(pending, OWNER, owner)
         changing = [a for a in objs if isinstance(a, Account) and a.pending_events]
         with tracer.start_as_current_span("event_store.save"):
             started = time.perf_counter()

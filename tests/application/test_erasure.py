@@ -188,3 +188,20 @@ def test_claims_and_rate_limits_are_keyed_by_a_keyed_hash(container: Container) 
     assert b"login:id:" in held
     assert EMAIL.encode() not in held and EMAIL.upper().encode() not in held
     assert {"email", "username", "display_name", "ip", "user_agent", "client"} <= PERSONAL_FIELDS
+
+
+def test_an_erasure_asked_for_over_http_records_the_release_of_the_claims(
+    container: Container, clock: FakeClock
+) -> None:
+    """A request's client rides on every event the save records; the released claims name no
+    account whose key could seal it, and must still be saved (both erasures, self and admin)."""
+    caller, secret = used_account(container)
+    clock.advance(seconds=31)  # the next TOTP step
+    token = current_client.set(PHONE)
+    try:
+        container.erasure.erase_own(caller, PASSWORD, pyotp.TOTP(secret).at(clock.now()))
+        newcomer = container.registration.register(EMAIL, USERNAME, PASSWORD)
+        container.erasure.erase(str(newcomer.id), "account:someone")
+    finally:
+        current_client.reset(token)
+    assert container.log.account_for_login(USERNAME) is None
