@@ -7,6 +7,7 @@ from pathlib import Path
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from application.event_log import EventLog
 from infrastructure.persistence import Database
 
 
@@ -28,5 +29,6 @@ def open_source(url: str | None, data_dir: Path | None) -> ApplicationRecorder:
         env = Database(url=url, sqlite_path=Path()).eventsourcing_env()
         env.pop("APPLICATION_RECORDER_TOPIC", None)
     env["CREATE_TABLE"] = "n"
-    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment("Source", env))
+    # Named as the service's application: on PostgreSQL the table is named after it.
+    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment(EventLog.name, env))
     return factory.application_recorder()

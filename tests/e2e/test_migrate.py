@@ -18,6 +18,7 @@ import pytest
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from application.event_log import EventLog
 from application.migration import old_format_mapper
 from application.views import Client, TokenPair
 from domain.account import EMAIL_NAMESPACE, USERNAME_NAMESPACE, Account, EmailClaim, UsernameClaim
@@ -64,7 +65,7 @@ class Stores:
 def old_recorder(database: Database) -> ApplicationRecorder:
     env = database.eventsourcing_env()
     env.pop("APPLICATION_RECORDER_TOPIC", None)  # the library's own, as the oldest stores had
-    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment("Old", env))
+    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment(EventLog.name, env))
     return factory.application_recorder()
 
 
