@@ -159,4 +159,3 @@ def _pages(source: ApplicationRecorder, size: int) -> Iterator[Sequence[Notifica
     while page := source.select_notifications(start=start, limit=size):
         yield page
         start = page[-1].id + 1
-

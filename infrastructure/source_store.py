@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
 
 from application.event_log import EventLog
@@ -30,5 +30,5 @@ def open_source(url: str | None, data_dir: Path | None) -> ApplicationRecorder:
         env.pop("APPLICATION_RECORDER_TOPIC", None)
     env["CREATE_TABLE"] = "n"
     # Named as the service's application: on PostgreSQL the table is named after it.
-    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment(EventLog.name, env))
+    factory = InfrastructureFactory[TrackingRecorder].construct(Environment(EventLog.name, env))
     return factory.application_recorder()

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 import pytest
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
 
 from application.event_log import EventLog
@@ -65,7 +65,7 @@ class Stores:
 def old_recorder(database: Database) -> ApplicationRecorder:
     env = database.eventsourcing_env()
     env.pop("APPLICATION_RECORDER_TOPIC", None)  # the library's own, as the oldest stores had
-    factory = InfrastructureFactory[ApplicationRecorder].construct(Environment(EventLog.name, env))
+    factory = InfrastructureFactory[TrackingRecorder].construct(Environment(EventLog.name, env))
     return factory.application_recorder()
 
 
@@ -86,7 +86,10 @@ def old_history(secret: bytes) -> list[list[Any]]:
         id=uuid5(USERNAME_NAMESPACE, USERNAME), account_id=account.id, timestamp=at
     )
     saves: list[list[Any]] = [account.collect_events()]
-    for claim, field, value in ((email_claim, "email", EMAIL), (username_claim, "username", USERNAME)):
+    for claim, field, value in (
+        (email_claim, "email", EMAIL),
+        (username_claim, "username", USERNAME),
+    ):
         (claimed,) = claim.collect_events()
         object.__setattr__(claimed, field, value)
         saves[0].append(claimed)
@@ -156,7 +159,9 @@ def test_an_old_store_is_migrated_sealed_and_can_then_be_erased(stores: Stores) 
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.startswith("migrated 8 events")
 
-    container = build(load_settings(stores.target_env), clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    container = build(
+        load_settings(stores.target_env), clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    )
     container.mail_broker.start_worker(threads=1, poll_ms=20)
     try:
         stored = stored_bytes(container)
@@ -165,13 +170,16 @@ def test_an_old_store_is_migrated_sealed_and_can_then_be_erased(stores: Stores) 
 
         # The same events, claims excepted: their ids now come from fingerprints.
         notifications = container.log.recorder.select_notifications(start=1, limit=100)
-        claims = {EmailClaim.id_for(container.log.keys.fingerprint("email", EMAIL)),
-                  UsernameClaim.id_for(container.log.keys.fingerprint("username", USERNAME))}
+        claims = {
+            EmailClaim.id_for(container.log.keys.fingerprint("email", EMAIL)),
+            UsernameClaim.id_for(container.log.keys.fingerprint("username", USERNAME)),
+        }
         old_claims = {uuid5(EMAIL_NAMESPACE, EMAIL), uuid5(USERNAME_NAMESPACE, USERNAME)}
-        assert [(n.originator_id, n.originator_version, n.topic) for n in notifications
-                if n.originator_id not in claims] == [
-            e for e in stores.source_events if e[0] not in old_claims
-        ]
+        assert [
+            (n.originator_id, n.originator_version, n.topic)
+            for n in notifications
+            if n.originator_id not in claims
+        ] == [e for e in stores.source_events if e[0] not in old_claims]
         assert {n.originator_id for n in notifications} >= claims
         email_claim = container.log.email_claim(EMAIL)
         assert email_claim is not None and email_claim.account_id == stores.account_id
