@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from infrastructure.tracing import configure_tracing
-from interfaces import admin_cli, audit_cli
+from interfaces import admin_cli, audit_cli, migrate_cli
 from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
 
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ).set_defaults(run=worker)
     admin_cli.add_commands(commands)
     audit_cli.register(commands)
+    migrate_cli.register(commands)
     args = parser.parse_args(argv)
     settings = load_settings()
     # The services log to stdout; the operators' commands to stderr, since stdout carries
