@@ -132,9 +132,9 @@ class History:
                 return trail_entry(event, notification.id, owners.of(event))
             aggregate, _, name = topic.partition(":")[2].partition(".")
             state = read(notification.state)
-            digests = open_fields(state, keys)
-            if digests:
-                state[SEALS] = digests
+            opened = open_fields(state, keys)
+            if opened:
+                state[SEALS] = opened
             session_id = _uuid(notification.originator_id)
             account_id = None
             if aggregate == "Session":

@@ -6,14 +6,20 @@ account it belongs to, and destroying that key forgets them in every event, snap
 export at once. The mapper below does it for every event the EventLog stores and reads, so the
 domain, the projections and the mails see plain values while the key exists, and ERASED after.
 
-A sealed value is stored as {"_type_": "sealed", "_data_": base64(owner id, 16 bytes, then the
-key store's output)}: it names its owner, so reading it needs no knowledge of the event.
+A sealed value is stored as {"_type_": "sealed", "_data_": base64(owner id, 16 bytes; the
+value's commitment, 32 bytes; the key store's output)}: it names its owner, so reading it needs
+no knowledge of the event. What is sealed is a random 16-byte salt followed by the value's JSON;
+the commitment is SHA-256 of the same bytes. While the key exists, the salt opens with the value
+and binds it to the commitment (the audit trail's export shows both, and `verify` checks them);
+once the key is destroyed, the commitment stays and, without its salt, tells nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import os
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -47,27 +53,38 @@ PERSONAL_FIELDS = frozenset(
     }
 )
 # What a field reads as once its owner is forgotten (ERASED unless named here).
-_ERASED_AS: dict[str, Any] = {
-    "client": {"ip": ERASED, "user_agent": ERASED},
-    "previous_password_hashes": [],
-}
+_ERASED_AS: dict[str, Any] = {"previous_password_hashes": []}
+# Metadata sealed field by field, so that the trail can show (and bind) each on its own.
+_NESTED = {"client": ("ip", "user_agent")}
 OWNER = "_owner"  # stamped on pending events by EventLog.save: whose key seals them; not stored
-SEALS = "_seals"  # on a decoded event: each sealed field's digest (see `digest`)
+SEALS = "_seals"  # on a decoded event: each opened field's Opened, by path ("email", "client.ip")
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
+_SALT = 16
+
+
 @dataclass(frozen=True)
 class Sealed:
     owner: UUID
-    data: bytes  # what DataKeys.seal made
+    commitment: bytes  # SHA-256(salt || the value's JSON)
+    data: bytes  # what DataKeys.seal made of salt || the value's JSON
 
-    def digest(self) -> str:
-        """SHA-256 of the sealed bytes (owner id included), hex: what the audit trail's hash
-        chain commits to, so that erasure, which leaves these bytes as they are, changes none
-        of its hashes. Reveals nothing of the value (AES-GCM under a random nonce)."""
-        return hashlib.sha256(self.owner.bytes + self.data).hexdigest()
+    @classmethod
+    def of(cls, value: Any, owner: UUID, context: bytes, keys: DataKeys) -> Sealed:
+        salted = os.urandom(_SALT) + _encode(value)
+        return cls(owner, hashlib.sha256(salted).digest(), keys.seal(owner, context, salted))
+
+    def open(self, context: bytes, keys: DataKeys) -> tuple[Any, bytes] | None:
+        """(the value, its salt); None once the owner is forgotten."""
+        salted = keys.open(self.owner, context, self.data)
+        if salted is None:
+            return None
+        if not hmac.compare_digest(hashlib.sha256(salted).digest(), self.commitment):
+            raise ValueError("a sealed value does not match its commitment")
+        return _decode(salted[_SALT:]), salted[:_SALT]
 
 
 class SealedAsText(Transcoding):
@@ -75,26 +92,29 @@ class SealedAsText(Transcoding):
     name = "sealed"
 
     def encode(self, obj: Sealed) -> str:
-        return base64.b64encode(obj.owner.bytes + obj.data).decode("ascii")
+        return base64.b64encode(obj.owner.bytes + obj.commitment + obj.data).decode("ascii")
 
     def decode(self, data: str) -> Sealed:
         raw = base64.b64decode(data)
-        return Sealed(UUID(bytes=raw[:16]), raw[16:])
+        return Sealed(UUID(bytes=raw[:16]), raw[16:48], raw[48:])
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What the audit trail keeps of a personal value it shows: the commitment the hash chain
+    binds, and the salt that proves the value against it (None once erased)."""
+
+    commitment: str  # hex
+    salt: str | None  # hex
 
 
 def erased_value(field: str) -> Any:
     value = _ERASED_AS.get(field, ERASED)
-    return (
-        dict(value)
-        if isinstance(value, dict)
-        else list(value)
-        if isinstance(value, list)
-        else value
-    )
+    return list(value) if isinstance(value, list) else value
 
 
-def _context(owner: UUID, field: str) -> bytes:
-    return owner.bytes + field.encode()
+def _context(owner: UUID, path: str) -> bytes:
+    return owner.bytes + path.encode()
 
 
 def seal_fields(state: dict[str, Any], owner: UUID | None, keys: DataKeys) -> None:
@@ -105,21 +125,39 @@ def seal_fields(state: dict[str, Any], owner: UUID | None, keys: DataKeys) -> No
             continue
         if owner is None:
             raise ValueError(f"no owner to seal {field!r} for: it must not be stored in plain text")
-        state[field] = Sealed(owner, keys.seal(owner, _context(owner, field), _encode(value)))
+        if field in _NESTED and isinstance(value, dict):
+            state[field] = {
+                name: item
+                if item is None or isinstance(item, Sealed)
+                else Sealed.of(item, owner, _context(owner, f"{field}.{name}"), keys)
+                for name, item in value.items()
+            }
+            continue
+        state[field] = Sealed.of(value, owner, _context(owner, field), keys)
 
 
-def open_fields(state: dict[str, Any], keys: DataKeys) -> dict[str, str]:
+def open_fields(state: dict[str, Any], keys: DataKeys) -> dict[str, Opened]:
     """Replaces each sealed value in `state` by its plain value (or the erased form once its
-    owner is forgotten), in place; returns each opened field's digest."""
-    digests = {}
+    owner is forgotten), in place; returns what was opened, by path."""
+    opened: dict[str, Opened] = {}
     for field in PERSONAL_FIELDS.intersection(state):
         value = state[field]
-        if not isinstance(value, Sealed):
-            continue
-        digests[field] = value.digest()
-        plain = keys.open(value.owner, _context(value.owner, field), value.data)
-        state[field] = erased_value(field) if plain is None else _decode(plain)
-    return digests
+        if isinstance(value, Sealed):
+            state[field] = _open(value, field, field, keys, opened)
+        elif field in _NESTED and isinstance(value, dict):
+            state[field] = {
+                name: _open(item, f"{field}.{name}", field, keys, opened)
+                if isinstance(item, Sealed)
+                else item
+                for name, item in value.items()
+            }
+    return opened
+
+
+def _open(sealed: Sealed, path: str, field: str, keys: DataKeys, opened: dict[str, Opened]) -> Any:
+    found = sealed.open(_context(sealed.owner, path), keys)
+    opened[path] = Opened(sealed.commitment.hex(), None if found is None else found[1].hex())
+    return erased_value(field) if found is None else found[0]
 
 
 def owner_of(event: DomainEventProtocol[Any], state: dict[str, Any]) -> UUID | None:
@@ -166,7 +204,7 @@ class SealingMapper(Mapper[UUID]):
         state = vars(event)
         if isinstance(event, Snapshot):
             open_fields(state["state"], self.keys)
-        digests = open_fields(state, self.keys)
-        if digests:
-            state[SEALS] = digests
+        opened = open_fields(state, self.keys)
+        if opened:
+            state[SEALS] = opened
         return event

@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
-from application.sealing import SEALS
+from application.sealing import SEALS, Opened
 from domain.account import ERASED, Account
 from domain.session import Session
 
@@ -56,10 +56,12 @@ class TrailEntry:
     user_agent: str
     outcome: str
     details: dict[str, Any]
-    # Each personal value shown, by its path in the entry ("ip", "details.email"): the digest
-    # of its sealed bytes in the store, which erasure leaves as they are. The export's hash
-    # chain commits to these instead of the values (see application.trail_export).
+    # Each personal value shown, by its path in the entry ("ip", "details.email"): its
+    # commitment in the store, which erasure leaves as it is. The export's hash chain binds
+    # these instead of the values (see application.trail_export).
     sealed: dict[str, str] = field(default_factory=dict)
+    # The salt that proves each value against its commitment; none once the person is erased.
+    salts: dict[str, str] = field(default_factory=dict)
 
     def erased(self) -> TrailEntry:
         """The entry once its person is forgotten: each sealed value reads ERASED."""
@@ -72,6 +74,7 @@ class TrailEntry:
             ip=ERASED if "ip" in self.sealed else self.ip,
             user_agent=ERASED if "user_agent" in self.sealed else self.user_agent,
             details=details,
+            salts={},
         )
 
 
@@ -138,12 +141,20 @@ def entry_of(
     ip = str(state.get("ip") or client.get("ip") or "")
     user_agent = str(state.get("user_agent") or client.get("user_agent") or "")
     shown = {k: _plain(state[k]) for k in sorted(SHOWN_FIELDS.intersection(state))}
-    digests: dict[str, str] = state.get(SEALS) or {}
-    sealed = {f"details.{k}": digests[k] for k in shown if k in digests}
+    opened: dict[str, Opened] = state.get(SEALS) or {}
+    sources = {f"details.{k}": k for k in shown}
     for column in ("ip", "user_agent"):
-        source = column if state.get(column) else "client" if client.get(column) else None
-        if source in digests:
-            sealed[column] = digests[source]
+        if state.get(column):
+            sources[column] = column
+        elif client.get(column):
+            sources[column] = f"client.{column}"
+    sealed, salts = {}, {}
+    for path, source in sources.items():
+        if source in opened:
+            sealed[path] = opened[source].commitment
+            salt = opened[source].salt
+            if salt is not None:
+                salts[path] = salt
     return TrailEntry(
         position=position,
         time=state["timestamp"],
@@ -158,6 +169,7 @@ def entry_of(
         outcome=_OUTCOMES.get(name, "success"),
         details=shown,
         sealed=sealed,
+        salts=salts,
     )
 
 

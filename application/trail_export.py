@@ -3,9 +3,12 @@
 Each line is one trail entry's fields plus `prev` (the previous line's `hash`; GENESIS for the
 first line) and `hash` = SHA-256 of `prev` followed by the entry's canonical JSON (sorted keys, no
 whitespace, UTF-8). A line that shows personal values has `sealed`: for each, its path in the
-line ("ip", "details.email") and the SHA-256 of its sealed bytes in the store; the hash is then
-taken with each of those values replaced by its digest. Erasure changes the values (they read
-"[erased]") but not the sealed bytes, so a line exported before and after it has the same hash. Editing, removing, inserting or moving a line breaks the chain at that line
+line ("ip", "details.email") and its commitment in the store, SHA-256(salt || the value's
+canonical JSON); and, while the person is not erased, `salts`: each value's salt (hex). The hash
+is taken over the line without `salts`, each of those values replaced by its commitment; and
+each value shown with a salt must match its commitment. Erasure changes the values (they read
+"[erased]") and drops the salts, but not the commitments, so a line exported before and after it
+has the same hash, and a value cannot be edited while its salt is shown. Editing, removing, inserting or moving a line breaks the chain at that line
 or the next one. The chain proves the file is whole and in order relative to its last hash: keep
 that hash somewhere else (a ticket, a signed note), since anyone can compute a fresh chain over an
 altered file, and cutting lines off the end leaves a shorter chain that still verifies.
@@ -64,7 +67,7 @@ def chained(entries: Iterable[TrailEntry]) -> Iterator[str]:
 
 
 def _fields(entry: TrailEntry) -> dict[str, Any]:
-    return {
+    fields = {
         "account_id": None if entry.account_id is None else str(entry.account_id),
         "aggregate": entry.aggregate,
         "aggregate_id": str(entry.aggregate_id),
@@ -79,12 +82,16 @@ def _fields(entry: TrailEntry) -> dict[str, Any]:
         "user_agent": entry.user_agent,
         "version": entry.version,
     }
+    if entry.salts:
+        fields["salts"] = entry.salts
+    return fields
 
 
 def committed(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What a line's hash is taken over: its fields, each sealed value replaced by the digest
-    `sealed` names for it."""
+    """What a line's hash is taken over: its fields but `salts`, each sealed value replaced by
+    the commitment `sealed` names for it."""
     found = dict(fields)
+    found.pop("salts", None)
     sealed = found.get("sealed")
     if not isinstance(sealed, dict):
         return found
@@ -163,6 +170,29 @@ def _follow(line: str, prev: str) -> tuple[str | None, str]:
             "a line was removed, inserted, moved or re-hashed before this one",
             prev,
         )
+    if not _salted_values_match(fields):
+        return "a personal value does not match its commitment: the line was edited", prev
     if link(prev, committed(fields)) != claimed_hash:
         return "hash does not match the line's content: the line was edited", prev
     return None, claimed_hash
+
+
+def _salted_values_match(fields: Mapping[str, Any]) -> bool:
+    """Each value shown with a salt is the one its commitment was made of."""
+    salts, sealed = fields.get("salts") or {}, fields.get("sealed") or {}
+    if not isinstance(salts, dict) or not isinstance(sealed, dict):
+        return False
+    for path, salt in salts.items():
+        *parents, name = str(path).split(".")
+        target: Any = fields
+        for parent in parents:
+            target = target.get(parent) if isinstance(target, dict) else None
+        if not isinstance(target, dict) or name not in target or path not in sealed:
+            return False
+        try:
+            made = hashlib.sha256(bytes.fromhex(str(salt)) + _CANONICAL.encode(target[name]))
+        except ValueError:
+            return False
+        if made.hexdigest() != sealed[path]:
+            return False
+    return True

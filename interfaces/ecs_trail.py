@@ -42,9 +42,10 @@ def document(line: str) -> str:
             "trail": {"prev": fields["prev"]},
         },
     }
-    if fields.get("sealed"):
-        # What the line's hash commits to in place of its personal values (trail_export).
-        doc["tessera"]["trail"]["sealed"] = fields["sealed"]
+    for name in ("sealed", "salts"):
+        if fields.get(name):
+            # What the line's hash binds in place of its personal values (trail_export).
+            doc["tessera"]["trail"][name] = fields[name]
     if fields["account_id"] is not None:
         doc["user"] = {"id": fields["account_id"]}
     if fields["session_id"] is not None:
@@ -117,7 +118,8 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
         "prev": tessera.get("trail", {}).get("prev"),
         "hash": event.get("hash"),
     }
-    sealed = tessera.get("trail", {}).get("sealed")
-    if sealed is not None:
-        fields["sealed"] = sealed
+    for name in ("sealed", "salts"):
+        found = tessera.get("trail", {}).get(name)
+        if found is not None:
+            fields[name] = found
     return fields

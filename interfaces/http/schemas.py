@@ -137,6 +137,7 @@ class AuditPage(DataclassDTO[Page]):
             "entries.0.aggregate_id",
             "entries.0.version",
             "entries.0.sealed",
+            "entries.0.salts",
         }
     )
 

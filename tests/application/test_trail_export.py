@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -134,8 +136,8 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
     line = json.loads(next(chained([entry])))
     written = {k: v for k, v in line.items() if k not in ("prev", "hash")}
     # `sealed` only on a line with personal values: lines without are as they always were.
-    assert written == {k: v for k, v in json_ready(entry).items() if k != "sealed"}
-    assert set(written) == {f.name for f in dataclass_fields(TrailEntry)} - {"sealed"}
+    assert written == {k: v for k, v in json_ready(entry).items() if k not in ("sealed", "salts")}
+    assert set(written) == {f.name for f in dataclass_fields(TrailEntry)} - {"sealed", "salts"}
 
 
 def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json() -> None:
@@ -144,7 +146,7 @@ def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json()
     (entry,) = entries(1)
     line = json.loads(next(chained([entry])))
     shown = {k: v for k, v in line.items() if k not in ("prev", "hash")}
-    assert set(shown) == {f.name for f in fields(TrailEntry)} - {"sealed"}
+    assert set(shown) == {f.name for f in fields(TrailEntry)} - {"sealed", "salts"}
     assert line["hash"] == link(GENESIS, shown)
     assert shown["time"] == entry.time.isoformat() and shown["details"] == entry.details
 
@@ -161,7 +163,16 @@ def test_canonical_json_is_json_dumps_text_for_every_code_point() -> None:
         assert canonical(fields) == expected
 
 
+def _committed(value: str) -> tuple[str, str]:
+    """(salt, commitment) as the store makes them: SHA-256 of the salt and the value's JSON."""
+    salt = os.urandom(16)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return salt.hex(), hashlib.sha256(salt + text).hexdigest()
+
+
 def test_a_line_with_personal_values_hashes_their_seals_so_erasure_keeps_its_hash() -> None:
+    values = {"ip": "192.0.2.1", "user_agent": "Erasable-Phöne/7.1", "details.email": "ada@ex.org"}
+    made = {path: _committed(value) for path, value in values.items()}
     entry = TrailEntry(
         position=9,
         time=datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
@@ -171,11 +182,12 @@ def test_a_line_with_personal_values_hashes_their_seals_so_erasure_keeps_its_has
         version=1,
         account_id=uuid4(),
         session_id=None,
-        ip="192.0.2.1",
-        user_agent="Erasable-Phone/7.1",
+        ip=values["ip"],
+        user_agent=values["user_agent"],
         outcome="success",
-        details={"email": "countess.ada@example.com", "username": "countess_ada"},
-        sealed={"ip": "a" * 64, "user_agent": "b" * 64, "details.email": "c" * 64},
+        details={"email": values["details.email"], "username": "countess_ada"},
+        sealed={path: commitment for path, (_, commitment) in made.items()},
+        salts={path: salt for path, (salt, _) in made.items()},
     )
     before = list(chained([entry, entry]))
     after = list(chained([entry.erased(), entry.erased()]))
@@ -185,26 +197,42 @@ def test_a_line_with_personal_values_hashes_their_seals_so_erasure_keeps_its_has
     assert verify(before).ok and verify(after).ok
     erased = json.loads(after[0])
     assert (erased["ip"], erased["details"]["email"]) == ("[erased]", "[erased]")
-    assert erased["details"]["username"] == "countess_ada"  # not sealed in this entry
-    # The chain still binds everything else, and the seals themselves.
-    for edit in (("outcome", "failure"), ("sealed", {**entry.sealed, "ip": "d" * 64})):
+    assert "salts" not in erased and erased["details"]["username"] == "countess_ada"
+    # The chain binds everything else and the commitments; a value shown with its salt is
+    # bound too, so an edited address fails.
+    edits: list[tuple[str, Any]] = [
+        ("outcome", "failure"),
+        ("sealed", {**entry.sealed, "ip": "d" * 64}),
+        ("ip", "192.0.2.99"),
+        ("details", {**entry.details, "email": "eve@ex.org"}),
+    ]
+    for name, value in edits:
         line = json.loads(before[0])
-        line[edit[0]] = edit[1]
-        assert not verify([json.dumps(line), before[1]]).ok
-    # An auditor's few lines, in plain Python: substitute the seals, hash the canonical JSON.
-    prev = GENESIS
-    for text in after:
-        fields = json.loads(text)
-        claimed, fields_prev = fields.pop("hash"), fields.pop("prev")
-        for path, seal in fields["sealed"].items():
-            *parents, name = path.split(".")
-            target = fields
-            for parent in parents:
-                target = target[parent]
-            target[name] = seal
-        canonical_text = json.dumps(
-            fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        assert fields_prev == prev
-        assert hashlib.sha256((prev + canonical_text).encode()).hexdigest() == claimed
-        prev = claimed
+        line[name] = value
+        assert not verify([json.dumps(line), before[1]]).ok, name
+    # An auditor's few lines, in plain Python: check each salted value, substitute the
+    # commitments, hash the canonical JSON.
+    for lines in (before, after):
+        prev = GENESIS
+        for text in lines:
+            fields = json.loads(text)
+            claimed, fields_prev = fields.pop("hash"), fields.pop("prev")
+            salts = fields.pop("salts", {})
+            for path, commitment in fields["sealed"].items():
+                *parents, name = path.split(".")
+                target = fields
+                for parent in parents:
+                    target = target[parent]
+                if path in salts:
+                    shown = json.dumps(target[name], ensure_ascii=False, separators=(",", ":"))
+                    assert (
+                        hashlib.sha256(bytes.fromhex(salts[path]) + shown.encode()).hexdigest()
+                        == commitment
+                    )
+                target[name] = commitment
+            canonical_text = json.dumps(
+                fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            assert fields_prev == prev
+            assert hashlib.sha256((prev + canonical_text).encode()).hexdigest() == claimed
+            prev = claimed
