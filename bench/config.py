@@ -32,6 +32,11 @@ class BenchConfig:
     refresh: bool = True  # `python -m bench.saves`: also the refresh scenario
     own_writes: bool = True  # also time reads of one's own writes (bench/own_writes.py)
     own_writes_users: int = 4  # signed-in users, one thread each, in that scenario
+    sealing: bool = True  # also measure login and /me with sealing off (bench/sealing.py)
+    sealing_postgres: bool = True  # that comparison on PostgreSQL + Redis too, not only SQLite
+    erasure: bool = True  # also time the erasure of long-lived accounts (bench/erasure.py)
+    erasure_accounts: int = 3  # accounts erased, one after the other, in that scenario
+    erasure_events: int = 1_000  # events of each of them
 
     @property
     def export_event_counts(self) -> list[int]:

@@ -12,6 +12,9 @@ Reading one's own writes (bench/own_writes.py): an activity read just after a pr
 against the same read with nothing written before, on PostgreSQL + Redis and on SQLite.
 The read side (bench/read_side.py): audit export speed and memory, projection rebuilds, and
 projection lag under full login load.
+Sealing (bench/sealing.py): login and /me beside the same service with sealing off, on SQLite
+and on PostgreSQL + Redis. Erasure (bench/erasure.py): erasing accounts of 1,000 events, the
+command and the read models, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ import psycopg
 
 from bench import peer
 from bench.config import BenchConfig, load_config
+from bench.erasure import ErasureBench
 from bench.hash_bound import verifies_per_second
 from bench.load import LoadResult, Wrk
 from bench.own_writes import OwnWritesBench
 from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
 from bench.saves import saves_figures
+from bench.sealing import SealingBench
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
 from bench.seed import password_hash as seed_password_hash
 from bench.service import Server, serve, service_env
@@ -625,6 +630,10 @@ def main() -> int:
         runs.append(OwnWritesBench(bench).run)
     if config.read_side:
         runs.append(ReadSideBench(bench).run)
+    if config.sealing:
+        runs.append(SealingBench(bench).run)
+    if config.erasure:
+        runs.append(ErasureBench(bench).run)
     failed = True
     try:
         for run in runs:

@@ -58,6 +58,7 @@ def _seed_batch(
 ) -> None:
     """One atomic save of accounts first .. stop-1 with their claims."""
     batch: list[Any] = []
+    fingerprint = container.log.keys.fingerprint  # claims are named by keyed hashes
     for n in range(first, stop):
         now = container.clock.now()
         name = username(n)
@@ -68,10 +69,11 @@ def _seed_batch(
             token_hash=digest(token), sealed_token=box.seal(token), at=now, ttl=ttl
         )
         account.verify_email(digest(token), at=now)
+        owned: dict[str, Any] = {"account_id": account.id, "timestamp": now}
         batch += [
             account,
-            EmailClaim(email=email, account_id=account.id, timestamp=now),
-            UsernameClaim(username=name, account_id=account.id, timestamp=now),
+            EmailClaim(id=EmailClaim.id_for(fingerprint("email", email)), **owned),
+            UsernameClaim(id=UsernameClaim.id_for(fingerprint("username", name)), **owned),
         ]
     container.log.save(*batch)
 

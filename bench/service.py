@@ -17,6 +17,8 @@ import httpx
 
 from tests.servers import free_port, wait_for_port
 
+_ROOT = Path(__file__).resolve().parent.parent
+
 # Production settings, except what a benchmark must switch off: rate limits (every request
 # comes from 127.0.0.1) and lockouts (the flood logs in as the same accounts many times).
 BENCH_ENV = {
@@ -76,6 +78,10 @@ def _command(server: str, workers: int, port: int, env: dict[str, str]) -> list[
     bin_dir = Path(sys.executable).parent
     if server == "uvicorn":
         return [str(bin_dir / "tessera"), "serve", "--workers", str(workers)]
+    if server == "plain":
+        # `tessera serve` with sealing off (bench/plain_keys.py); the server runs in DATA_DIR.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+        return [sys.executable, "-m", "bench.plain_keys", "serve", "--workers", str(workers)]
     if server == "granian":
         # What `tessera serve` sets up for several processes: shared Prometheus samples.
         metrics = Path(env["DATA_DIR"]) / "prometheus"

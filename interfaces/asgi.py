@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from litestar import Litestar
 
 from infrastructure.tracing import configure_tracing
-from interfaces.container import build
+from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.logs import configure_logging
-from interfaces.settings import load_settings
+from interfaces.settings import Settings, load_settings
 
 
-def app() -> Litestar:
+def app(container: Callable[[Settings], Container] = build) -> Litestar:
+    """`container`: how the app's container is built from the settings (the bench builds one
+    with its own data keys: bench/plain_keys.py)."""
     settings = load_settings()
     configure_logging(
         settings.log_level,
@@ -20,4 +24,4 @@ def app() -> Litestar:
         service_name=settings.otel_service_name,
     )
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
-    return create_app(build(settings))
+    return create_app(container(settings))

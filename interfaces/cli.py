@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import socket
 import sys
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tessera")
 
+APP = "interfaces.asgi:app"  # the ASGI app factory each server process calls
 
-def serve(args: argparse.Namespace) -> int:
+
+def serve(args: argparse.Namespace, app: str = APP) -> int:
     import os
     import shutil
 
@@ -48,7 +51,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     # log_config=None: uvicorn logs through the root logger, in the shape of everything else.
     config = uvicorn.Config(
-        "interfaces.asgi:app",
+        app,
         factory=True,
         workers=workers,
         host=settings.host,
@@ -122,7 +125,8 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, app: str = APP) -> int:
+    """`app`: the ASGI app factory `serve` runs; only Python callers (the bench) choose another."""
     parser = argparse.ArgumentParser(prog="tessera", description="Event-sourced authentication.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser(
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="server processes (default: the number of cores on PostgreSQL, 1 on SQLite)",
     )
-    serve_command.set_defaults(run=serve)
+    serve_command.set_defaults(run=functools.partial(serve, app=app))
     projector_command = commands.add_parser(
         "projector", help="run the projections (many copies may run)"
     )

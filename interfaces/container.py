@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -221,15 +222,26 @@ class Container:
         self.log.close()
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Container:
+def build(
+    settings: Settings,
+    clock: Clock | None = None,
+    data_keys: Callable[[bytes], WrappedDataKeys] = WrappedDataKeys,
+) -> Container:
+    """`data_keys`: made from SECRET_KEY; only the bench passes another (bench/plain_keys.py,
+    which leaves values unsealed to measure what sealing costs); no setting chooses it."""
     database = Database(
         url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
     )
     with database.schema_lock():
-        return _build(settings, database, clock or SystemClock())
+        return _build(settings, database, clock or SystemClock(), data_keys)
 
 
-def _build(settings: Settings, database: Database, clock: Clock) -> Container:
+def _build(
+    settings: Settings,
+    database: Database,
+    clock: Clock,
+    data_keys: Callable[[bytes], WrappedDataKeys],
+) -> Container:
     data = settings.data_path
     env = database.eventsourcing_env()
     if settings.aggregate_cache_size:
@@ -237,7 +249,7 @@ def _build(settings: Settings, database: Database, clock: Clock) -> Container:
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     secret_key = load_secret_key(settings.secret_key, data / "secret.key")
-    keys = WrappedDataKeys(secret_key)
+    keys = data_keys(secret_key)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
