@@ -4,6 +4,7 @@ leaves secrets out."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
@@ -35,7 +37,14 @@ class History:
         self._known_sessions = known_sessions  # session -> account ids kept while exporting
 
     def account_id(self, id_or_login: str) -> UUID:
-        """The account named by its id, email or username; AccountNotFound when none is."""
+        """The account named by its id, email or username; AccountNotFound when none is. An
+        erased account is named by its id alone (its email and username are forgotten), and
+        its history is still there to read."""
+        with contextlib.suppress(ValueError):
+            account_id = UUID(id_or_login)
+            with contextlib.suppress(AggregateNotFoundError):
+                if isinstance(self._log.repository.get(account_id), Account):
+                    return account_id
         account = self._log.account_named(id_or_login)
         if account is None:
             raise AccountNotFound(id_or_login)

@@ -56,7 +56,7 @@ FIELD_TYPES: dict[str, str] = {
 # ECS fields that hold an array of keywords.
 ARRAYS = frozenset({"event.category", "event.type"})
 # Custom fields whose value is an object as a whole (mapped `flattened`), not walked into.
-OBJECTS = frozenset({"tessera.details"})
+OBJECTS = frozenset({"tessera.details", "tessera.trail.sealed", "tessera.trail.salts"})
 
 EVENT_KINDS = frozenset(
     {"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}

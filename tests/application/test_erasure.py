@@ -107,6 +107,10 @@ def test_erasure_forgets_the_person_everywhere_and_frees_the_email_and_username(
     state = container.history.state_as_of(caller.account_id, before.as_of)
     assert (state.email, state.username, state.display_name) == (ERASED,) * 3
     assert state.mfa_enabled
+    # An auditor still names the erased account by its id (its email is forgotten).
+    assert container.history.account_id(str(caller.account_id)) == caller.account_id
+    with pytest.raises(AccountNotFound):
+        container.history.account_id(EMAIL)
     replay = list(container.history.replay(caller.account_id))
     assert replay[-1].type == "AccountErased"
     assert all(e.ip in ("", ERASED) and e.user_agent in ("", ERASED) for e in replay)
