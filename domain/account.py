@@ -16,11 +16,14 @@ from domain.errors import (
     Invalid,
     InvalidCredentials,
     InvalidMfaCode,
+    InvalidPasskeyRegistration,
     InvalidToken,
     MfaAlreadyEnabled,
     MfaNotEnabled,
+    PasskeyNotFound,
 )
 from domain.lockout import LockoutPolicy
+from domain.passkey import Passkey, passkey_state
 from domain.session import Session
 
 ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: read the trail
@@ -140,6 +143,8 @@ class Account(Aggregate):
         self.mfa_pending_sealed_secret: str | None = None
         self.last_totp_step = -1  # RFC 6238 5.2: a code accepted once is refused after
         self.recovery_code_hashes: list[str] = []
+        # WebAuthn credentials by credential id (base64url); JSON values only (domain/passkey.py).
+        self.passkeys: dict[str, dict[str, Any]] = {}
         self.erased = False
 
     # Email verification
@@ -438,6 +443,114 @@ class Account(Aggregate):
         self.mfa_sealed_secret = None
         self.recovery_code_hashes = []
 
+    # Passkeys (WebAuthn): the application verifies the ceremonies; the account keeps each
+    # credential's public key and counter, and decides on the counter.
+
+    def passkey(self, credential_id: str) -> Passkey:
+        state = self.passkeys.get(credential_id)
+        if state is None:
+            raise PasskeyNotFound
+        return Passkey.from_state(credential_id, state)
+
+    def passkey_list(self) -> list[Passkey]:
+        """Oldest first."""
+        return sorted(
+            (Passkey.from_state(cid, state) for cid, state in self.passkeys.items()),
+            key=lambda passkey: passkey.created_at,
+        )
+
+    def register_passkey(
+        self,
+        credential_id: str,
+        public_key: str,
+        sign_count: int,
+        name: str,
+        transports: list[str],
+        at: datetime,
+    ) -> Passkey:
+        if credential_id in self.passkeys:
+            raise InvalidPasskeyRegistration  # excluded by the options: a replay, or a bug
+        self._passkey_registered(
+            credential_id=credential_id,
+            public_key=public_key,
+            sign_count=sign_count,
+            passkey_name=name,
+            transports=list(transports),
+            timestamp=at,
+        )
+        return self.passkey(credential_id)
+
+    @event("PasskeyRegistered")
+    def _passkey_registered(
+        self,
+        credential_id: str,
+        public_key: str,
+        sign_count: int,
+        passkey_name: str,
+        transports: list[str],
+        timestamp: datetime,
+    ) -> None:
+        self.passkeys = {
+            **self.passkeys,
+            credential_id: passkey_state(public_key, sign_count, passkey_name, transports, timestamp),
+        }
+
+    def rename_passkey(self, credential_id: str, name: str, at: datetime) -> Passkey:
+        if self.passkey(credential_id).name != name:
+            self._passkey_renamed(credential_id=credential_id, passkey_name=name, timestamp=at)
+        return self.passkey(credential_id)
+
+    @event("PasskeyRenamed")
+    def _passkey_renamed(self, credential_id: str, passkey_name: str, timestamp: datetime) -> None:
+        self.passkeys = {
+            **self.passkeys,
+            credential_id: {**self.passkeys[credential_id], "name": passkey_name},
+        }
+
+    def remove_passkey(self, credential_id: str, at: datetime) -> None:
+        self.passkey(credential_id)
+        self._passkey_removed(credential_id=credential_id, timestamp=at)
+
+    @event("PasskeyRemoved")
+    def _passkey_removed(self, credential_id: str, timestamp: datetime) -> None:
+        self.passkeys = {k: v for k, v in self.passkeys.items() if k != credential_id}
+
+    def use_passkey(
+        self, credential_id: str, sign_count: int, at: datetime, policy: LockoutPolicy
+    ) -> bool:
+        """A verified assertion's counter. False when it went back: the refusal is recorded
+        (PasskeyCounterWentBack, and a failed login that counts towards the lock) for the
+        caller to save before it refuses the sign-in."""
+        passkey = self.passkey(credential_id)
+        if passkey.counter_went_back(sign_count):
+            self._passkey_counter_went_back(
+                credential_id=credential_id,
+                sign_count=sign_count,
+                stored_sign_count=passkey.sign_count,
+                timestamp=at,
+            )
+            self.fail_login(at, policy, factor="passkey")
+            return False
+        self._passkey_used(credential_id=credential_id, sign_count=sign_count, timestamp=at)
+        return True
+
+    @event("PasskeyUsed")
+    def _passkey_used(self, credential_id: str, sign_count: int, timestamp: datetime) -> None:
+        self.passkeys = {
+            **self.passkeys,
+            credential_id: {
+                **self.passkeys[credential_id],
+                "sign_count": sign_count,
+                "last_used_at": timestamp.isoformat(),
+            },
+        }
+
+    @event("PasskeyCounterWentBack")
+    def _passkey_counter_went_back(
+        self, credential_id: str, sign_count: int, stored_sign_count: int, timestamp: datetime
+    ) -> None:
+        pass  # a fact for the trail: the stored counter stays, so the clone stays refused
+
     # Sessions
 
     def revoke_all_sessions(self, at: datetime, keep: UUID | None = None) -> None:
@@ -498,5 +611,6 @@ class Account(Aggregate):
         self.mfa_enabled = False
         self.mfa_sealed_secret = self.mfa_pending_sealed_secret = None
         self.recovery_code_hashes = []
+        self.passkeys = {}
         self.verification_token_hash = self.reset_token_hash = None
         self.disabled = True

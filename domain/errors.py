@@ -106,3 +106,18 @@ class RateLimited(DomainError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"retry after {retry_after:.1f}s")
         self.retry_after = retry_after
+
+
+class InvalidPasskey(DomainError):
+    """A passkey sign-in that does not verify: unknown, used or expired challenge, another
+    origin or relying party, a bad signature, a credential the account does not hold, or a
+    signature counter that went back (a cloned authenticator)."""
+
+
+class InvalidPasskeyRegistration(DomainError):
+    """A new passkey whose attestation does not verify against a registration challenge of
+    this account (unknown, used, expired, another origin or relying party, tampered)."""
+
+
+class PasskeyNotFound(DomainError):
+    """The account holds no passkey with this id."""
