@@ -30,11 +30,10 @@ from application.ports import (
     RevocationList,
     SecretBox,
 )
-from application.recovery_codes import recovery_code_digest
+from application.reauthentication import reauthenticate
 from application.tracing import traced
 from domain.account import Account
-from domain.errors import AccountNotFound, InvalidMfaCode, WrongPassword
-from domain.password_policy import normalise_password
+from domain.errors import AccountNotFound
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +66,9 @@ class Erasure:
         """The person's own request, re-authenticated: the current password, and a TOTP or
         recovery code when MFA is on (a stolen access token alone must not erase anyone)."""
         account = self._account(claims.account_id)
-        if not self._hasher.verify(account.password_hash, normalise_password(password)):
-            raise WrongPassword
-        if account.mfa_enabled:
-            self._second_factor(account, code)
+        # A code is spent on this copy, as at login, though nothing of it is saved: the erasure
+        # reloads the account.
+        reauthenticate(account, password, code, self._hasher, self._otp, self._box, self._clock)
         self._erase(account, SELF)
 
     @traced
@@ -81,16 +79,6 @@ class Erasure:
             raise AccountNotFound
         self._erase(account, operator)
         return account.id
-
-    def _second_factor(self, account: Account, code: str | None) -> None:
-        now = self._clock.now()
-        if not code or account.mfa_sealed_secret is None:
-            raise InvalidMfaCode
-        step = self._otp.accepted_step(self._box.open(account.mfa_sealed_secret), code, now)
-        if step is not None:
-            account.use_totp(step, now)  # spent, like at login, though nothing is saved
-        else:
-            account.use_recovery_code(recovery_code_digest(code), now)
 
     def _erase(self, account: Account, operator: str) -> None:
         # Fail closed, as at logout: the tokens stop before anything is recorded.

@@ -27,6 +27,7 @@ from domain.errors import (
     InvalidCredentials,
     InvalidMfaCode,
     InvalidMfaToken,
+    InvalidPasskey,
     InvalidRefreshToken,
     RefreshTokenReused,
     SessionNotFound,
@@ -200,6 +201,25 @@ class Login:
             self._record_failure(account_id, factor="mfa")
             raise
         return self._start_session(account.id, client, account.password_generation, account)
+
+    @retried_on_conflict
+    def start_passkey_session(
+        self, account_id: UUID, credential_id: str, sign_count: int, client: Client
+    ) -> TokenPair:
+        """A verified passkey signs in as a password does (the same session, trail, mail and
+        lockout reset), its counter recorded in the same save; a counter that went back is
+        recorded and refused. The account is loaded afresh on each try, so a conflict reruns
+        the counter rule on the winner's state."""
+        account = self._account(account_id)
+        now = self._clock.now()
+        if not account.use_passkey(credential_id, sign_count, now, self._rules.lockout):
+            self._log.save(account)
+            raise InvalidPasskey
+        return self._start_session(account.id, client, account.password_generation, account)
+
+    def fail(self, account_id: UUID, factor: str) -> None:
+        """A failed sign-in by another factor (a passkey): counts towards the lock."""
+        self._record_failure(account_id, factor)
 
     @retried_on_conflict
     def _start_fresh_session(self, account_id: UUID, client: Client, generation: int) -> TokenPair:

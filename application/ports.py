@@ -226,3 +226,75 @@ class PendingMail:
 
 class DeliveryBusy(Exception):
     """Another worker holds this delivery; try again after its claim expires."""
+
+
+class PasskeyChallenges(Protocol):
+    """WebAuthn challenges between their options and their answer: each bound to one ceremony
+    ("register:<account id>", "sign_in", "second_factor:<account id>"), each taken once."""
+
+    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
+
+    def take(self, challenge: bytes, at: datetime) -> str | None:
+        """The ceremony the challenge was issued for, removed in the same step so that no two
+        callers ever take one challenge; None when unknown, already taken or expired at `at`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    challenge: bytes
+    options: dict[str, Any]  # W3C WebAuthn Level 3 JSON (parse*OptionsFromJSON takes it)
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    credential_id: str  # base64url
+    public_key: str  # COSE_Key, base64url
+    sign_count: int
+    transports: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """What an assertion says of itself, read before anything is verified."""
+
+    credential_id: str  # base64url
+    user_handle: bytes | None
+    challenge: bytes
+
+
+class CredentialRefused(Exception):
+    """A WebAuthn response that is malformed or does not verify."""
+
+
+class WebAuthn(Protocol):
+    """The relying party's side of the WebAuthn ceremonies (RP ID and origins from settings)."""
+
+    def creation_options(
+        self, user_id: bytes, user_name: str, display_name: str, exclude: Sequence[str]
+    ) -> Ceremony: ...
+
+    def request_options(self, allow: Sequence[str] | None, require_verification: bool) -> Ceremony:
+        """`allow` None: any discoverable credential of this RP (the account comes from it)."""
+        ...
+
+    def registration_challenge(self, credential: dict[str, Any]) -> bytes:
+        """The challenge in the response's clientDataJSON; CredentialRefused if unreadable."""
+        ...
+
+    def read_assertion(self, credential: dict[str, Any]) -> Assertion: ...
+
+    def verify_registration(
+        self, credential: dict[str, Any], challenge: bytes
+    ) -> NewCredential: ...
+
+    def verify_assertion(
+        self,
+        credential: dict[str, Any],
+        challenge: bytes,
+        public_key: str,
+        require_verification: bool,
+    ) -> int:
+        """The authenticator's new signature counter (the account judges it); raises
+        CredentialRefused for anything that does not verify."""
+        ...

@@ -50,10 +50,16 @@ PERSONAL_FIELDS = frozenset(
         "client",  # where a command came from: {"ip", "user_agent"}
         "password_hash",
         "previous_password_hashes",
+        # Passkeys: a credential id and its public key identify the person's authenticator
+        # across services that see them; the name is the person's own words.
+        "credential_id",
+        "public_key",
+        "passkey_name",
+        "passkeys",  # the Account's collection of them, in snapshots
     }
 )
 # What a field reads as once its owner is forgotten (ERASED unless named here).
-_ERASED_AS: dict[str, Any] = {"previous_password_hashes": []}
+_ERASED_AS: dict[str, Any] = {"previous_password_hashes": [], "passkeys": {}}
 # Metadata sealed field by field, so that the trail can show (and bind) each on its own.
 _NESTED = {"client": ("ip", "user_agent")}
 OWNER = "_owner"  # stamped on pending events by EventLog.save: whose key seals them; not stored
@@ -110,7 +116,7 @@ class Opened:
 
 def erased_value(field: str) -> Any:
     value = _ERASED_AS.get(field, ERASED)
-    return list(value) if isinstance(value, list) else value
+    return type(value)() if isinstance(value, list | dict) else value
 
 
 def _context(owner: UUID, path: str) -> bytes:

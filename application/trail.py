@@ -35,6 +35,7 @@ SHOWN_FIELDS = frozenset(
 # Security outcomes worth telling apart when filtering; every other event is a "success".
 _OUTCOMES = {
     "LoginFailed": "failure",
+    "PasskeyCounterWentBack": "failure",  # a cloned authenticator, refused
     "AccountLocked": "locked",
     "RefreshTokenReuseDetected": "reuse_detected",
 }

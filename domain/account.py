@@ -492,7 +492,9 @@ class Account(Aggregate):
     ) -> None:
         self.passkeys = {
             **self.passkeys,
-            credential_id: passkey_state(public_key, sign_count, passkey_name, transports, timestamp),
+            credential_id: passkey_state(
+                public_key, sign_count, passkey_name, transports, timestamp
+            ),
         }
 
     def rename_passkey(self, credential_id: str, name: str, at: datetime) -> Passkey:

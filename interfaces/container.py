@@ -24,6 +24,7 @@ from application.history import History
 from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
+from application.passkeys import PasskeyRules, Passkeys
 from application.passwords import PasswordRules, Passwords
 from application.personal_data import PersonalDataExport
 from application.ports import Clock
@@ -48,6 +49,11 @@ from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
+from infrastructure.passkey_challenges import (
+    PostgresPasskeyChallenges,
+    RedisPasskeyChallenges,
+    SqlitePasskeyChallenges,
+)
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database, fail_fast, snapshot_dropper
 from infrastructure.projector import Lag, Projector
@@ -70,6 +76,7 @@ from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from infrastructure.totp import Totp
 from infrastructure.wakeups import PostgresWakeups
+from infrastructure.webauthn import PyWebAuthn
 from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings
 
@@ -86,6 +93,8 @@ class Container:
     profile: Profile
     passwords: Passwords
     mfa: Mfa
+    passkeys: Passkeys
+    passkey_challenges: SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges
     access: Access
     administration: Administration
     erasure: Erasure
@@ -217,6 +226,7 @@ class Container:
         self._stop.set()
         self.mail_broker.stop()
         self.revocations.close()
+        self.passkey_challenges.close()
         for projector in self.projectors:
             projector.close()
         self.log.close()
@@ -297,6 +307,7 @@ def _build(
         revocations = SqliteRevocationList(data / "revocations.sqlite")
     if not settings.redis_url:
         limiter = LocalRateLimiter()
+    challenges = passkey_challenges(settings, database, client, log)
     log.announce_to(revocations)
 
     otp = Totp()
@@ -397,6 +408,25 @@ def _build(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
+    login = Login(
+        log,
+        hasher,
+        signer,
+        otp,
+        box,
+        revocations,
+        clock,
+        SessionRules(
+            require_verified_email=settings.require_verified_email,
+            refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
+            session_max_age=timedelta(seconds=settings.session_max_age),
+            lockout=LockoutPolicy(
+                threshold=settings.lockout_threshold,
+                base=timedelta(seconds=settings.lockout_duration),
+                ceiling=timedelta(seconds=settings.lockout_max_duration),
+            ),
+        ),
+    )
     return Container(
         settings=settings,
         database=database,
@@ -411,25 +441,7 @@ def _build(
                 verification_ttl=timedelta(seconds=settings.email_verification_ttl),
             ),
         ),
-        login=Login(
-            log,
-            hasher,
-            signer,
-            otp,
-            box,
-            revocations,
-            clock,
-            SessionRules(
-                require_verified_email=settings.require_verified_email,
-                refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
-                session_max_age=timedelta(seconds=settings.session_max_age),
-                lockout=LockoutPolicy(
-                    threshold=settings.lockout_threshold,
-                    base=timedelta(seconds=settings.lockout_duration),
-                    ceiling=timedelta(seconds=settings.lockout_max_duration),
-                ),
-            ),
-        ),
+        login=login,
         passwords=Passwords(
             log,
             hasher,
@@ -445,6 +457,22 @@ def _build(
         ),
         profile=Profile(log, AccountViews(log, revocations, settings.aggregate_cache_size), clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
+        passkeys=Passkeys(
+            log,
+            PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins),
+            challenges,
+            login,
+            signer,
+            hasher,
+            otp,
+            box,
+            clock,
+            PasskeyRules(
+                challenge_ttl=timedelta(seconds=settings.passkey_challenge_ttl),
+                require_verified_email=settings.require_verified_email,
+            ),
+        ),
+        passkey_challenges=challenges,
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
         erasure=erasure,
@@ -463,6 +491,19 @@ def _build(
         redis=client,
         clock=clock,
     )
+
+
+def passkey_challenges(
+    settings: Settings, database: Database, client: redis.Redis | None, log: EventLog
+) -> SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges:
+    """Where WebAuthn challenges wait: chosen as the revocation list's store is."""
+    if client is not None:
+        return RedisPasskeyChallenges(client)
+    if database.is_postgres:
+        return PostgresPasskeyChallenges(
+            revocation_pool(database.postgres_conninfo()), outage=log.outage
+        )
+    return SqlitePasskeyChallenges(settings.data_path / "passkey_challenges.sqlite")
 
 
 def hash_admission(settings: Settings) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from dotenv import dotenv_values
@@ -84,6 +85,14 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     lockout_duration: Seconds = 900
     lockout_max_duration: Seconds = 86400
 
+    # Passkeys (WebAuthn). The RP ID is a registrable domain (default: PUBLIC_URL's host); the
+    # origins (comma-separated) are where the browser may run the ceremonies (default:
+    # PUBLIC_URL's origin); the RP name is shown by the authenticator (default: PRODUCT_NAME).
+    webauthn_rp_id: str | None = None
+    webauthn_origins: str | None = None
+    webauthn_rp_name: str | None = None
+    passkey_challenge_ttl: Seconds = 300
+
     # Rate limits: "<per client IP>[,<per login or email>]", each "<requests>/<seconds>".
     rate_limits_enabled: bool = True
     rate_limit_login: RateSpec = "30/60,10/60"
@@ -107,6 +116,23 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def rp_id(self) -> str:
+        return self.webauthn_rp_id or (urlsplit(self.public_url).hostname or "localhost")
+
+    @property
+    def rp_origins(self) -> tuple[str, ...]:
+        if self.webauthn_origins:
+            return tuple(
+                o.strip().rstrip("/") for o in self.webauthn_origins.split(",") if o.strip()
+            )
+        url = urlsplit(self.public_url)
+        return (f"{url.scheme}://{url.netloc}",)
+
+    @property
+    def rp_name(self) -> str:
+        return self.webauthn_rp_name or self.product_name
 
     @property
     def issuer(self) -> str:

@@ -27,6 +27,7 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
 from interfaces.http.openapi import StrictStructSchemaPlugin
+from interfaces.http.passkeys import MyPasskeysController, PasskeySignInController
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
@@ -139,6 +140,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         route_handlers=[
             AuthController,
             MeController,
+            MyPasskeysController,
+            PasskeySignInController,
             AuditController,
             AdminController,
             jwks,
@@ -152,6 +155,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "profile": provide(container.profile),
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
+            "passkeys": provide(container.passkeys),
             "access": provide(container.access),
             "administration": provide(container.administration),
             "erasure": provide(container.erasure),

@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 # What each status means here, and the stable codes it carries (see README, "Errors").
 _MEANINGS: dict[int, str] = {
     400: "Invalid input (`validation_failed`, with `errors`), a body that is not UTF-8 JSON "
-    "(`malformed_request`), or an unknown, spent or expired token (`invalid_token`).",
+    "(`malformed_request`), an unknown, spent or expired token (`invalid_token`), or a new "
+    "passkey that does not verify (`invalid_passkey_registration`).",
     401: "Not authenticated: `invalid_credentials`, `invalid_access_token`, "
-    "`invalid_refresh_token`, `refresh_token_reused`, `invalid_mfa_code`, `invalid_mfa_token`.",
+    "`invalid_refresh_token`, `refresh_token_reused`, `invalid_mfa_code`, `invalid_mfa_token`, "
+    "`invalid_passkey`.",
     403: "Refused: `email_not_verified`, `invalid_current_password`, or `forbidden` (the "
     "token's roles do not allow it: `auditor` for /api/audit, `admin` for /api/admin).",
     404: "`account_not_found` (no such account, or the token's account no longer exists), "
-    "`session_not_found`, or `not_found` (a malformed id in the path).",
+    "`session_not_found`, `passkey_not_found`, or `not_found` (a malformed id in the path).",
     409: "Conflict: `email_taken`, `username_taken`, `mfa_already_enabled`, `mfa_not_enabled`.",
     413: "`request_too_large`: the body is over 64 KiB.",
     415: "`unsupported_media_type`: the body is not `application/json`.",

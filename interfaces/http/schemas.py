@@ -6,7 +6,7 @@ case's own view (application/views.py, application/queries.py), served as it is.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar.dto import DataclassDTO, DTOConfig
@@ -144,3 +144,36 @@ class AuditPage(DataclassDTO[Page]):
 
 class LockRequest(Request):
     until: datetime | None = None  # omitted: until an administrator unlocks
+
+
+# What a person calls a passkey ("Ada's phone").
+PasskeyName = Annotated[str, Meta(min_length=1, max_length=64, pattern=_PRINTABLE)]
+# A PublicKeyCredential's toJSON() (W3C WebAuthn Level 3): its shape is the library's to judge
+# (py_webauthn), and browsers add members over time, so it is taken as an object and read there.
+CredentialJson = dict[str, Any]
+
+
+class PasskeyRegistrationRequest(Request):
+    credential: CredentialJson
+    name: PasskeyName | None = None
+
+
+class PasskeyRenameRequest(Request):
+    name: PasskeyName
+
+
+class PasskeyRemovalRequest(Request):
+    """Removing a passkey asks what erasing the account asks: the password, and a TOTP or
+    recovery code when MFA is on."""
+
+    password: Password
+    code: OtpCode | None = None
+
+
+class PasskeyOptionsRequest(Request):
+    mfa_token: Jwt | None = None  # present: the second factor after a password
+
+
+class PasskeySignInRequest(Request):
+    credential: CredentialJson
+    mfa_token: Jwt | None = None

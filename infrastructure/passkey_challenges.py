@@ -1,0 +1,153 @@
+"""Where WebAuthn challenges wait for their answer: Redis when configured (shared by every API
+process), else a table in the service's database. Each is taken at most once: GETDEL in Redis,
+DELETE ... RETURNING in SQL, so two answers racing with one challenge never both get it."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from psycopg_pool import ConnectionPool
+from webauthn.helpers import bytes_to_base64url
+
+from application.event_log import Outage
+from application.ports import Unavailable
+
+
+def _key(challenge: bytes) -> str:
+    return bytes_to_base64url(challenge)
+
+
+def _split(value: str, at: datetime) -> str | None:
+    """A stored "<expires at, unix seconds> <ceremony>", judged by the service's clock (not
+    the store's), so that expiry is the same rule in every store."""
+    expires_at, _, ceremony = value.partition(" ")
+    return ceremony if at.timestamp() < float(expires_at) else None
+
+
+class SqlitePasskeyChallenges:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(
+                "PRAGMA journal_mode=WAL;"
+                "CREATE TABLE IF NOT EXISTS passkey_challenges ("
+                " challenge TEXT PRIMARY KEY, ceremony TEXT NOT NULL, expires_at REAL NOT NULL);"
+            )
+
+    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
+        with self._lock:
+            # Expired ones go as new ones come: the table holds only the last few minutes.
+            self._db.execute(
+                "DELETE FROM passkey_challenges WHERE expires_at < ?",
+                (expires_at.timestamp() - 86400,),
+            )
+            self._db.execute(
+                "INSERT INTO passkey_challenges VALUES (?, ?, ?)",
+                (_key(challenge), ceremony, expires_at.timestamp()),
+            )
+
+    def take(self, challenge: bytes, at: datetime) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "DELETE FROM passkey_challenges WHERE challenge = ? RETURNING ceremony, expires_at",
+                (_key(challenge),),
+            ).fetchone()
+        if row is None:
+            return None
+        return _split(f"{row[1]} {row[0]}", at)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresPasskeyChallenges:
+    def __init__(self, pool: ConnectionPool, outage: Outage | None = None) -> None:
+        self._pool = pool
+        self._outage = outage
+        with self._connection() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_passkey_challenges ("
+                " challenge text PRIMARY KEY, ceremony text NOT NULL,"
+                " expires_at double precision NOT NULL)"
+            )
+
+    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
+        with self._connection() as conn:
+            conn.execute(
+                "DELETE FROM tessera_passkey_challenges WHERE expires_at < %s",
+                (expires_at.timestamp() - 86400,),
+            )
+            conn.execute(
+                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)",
+                (_key(challenge), ceremony, expires_at.timestamp()),
+            )
+
+    def take(self, challenge: bytes, at: datetime) -> str | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "DELETE FROM tessera_passkey_challenges WHERE challenge = %s"
+                " RETURNING ceremony, expires_at",
+                (_key(challenge),),
+            ).fetchone()
+        if row is None:
+            return None
+        return _split(f"{row[1]} {row[0]}", at)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._outage is not None:
+            self._outage.check()
+        acquired = False
+        try:
+            with self._pool.connection() as conn:
+                acquired = True
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if self._outage is not None and not acquired:
+                self._outage.failed(error)
+            raise Unavailable("database") from error
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class RedisPasskeyChallenges:
+    """Keys expire in Redis a little after the challenge does (the clock that judges expiry is
+    the service's); a Redis that does not answer is a 503, never a challenge let through."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "tessera:passkey-challenge:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
+        value = f"{expires_at.timestamp()} {ceremony}"
+        try:
+            # The service's clock decides expiry (see _split); Redis only cleans up, a minute
+            # after the challenge's time by its own clock.
+            ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
+            self._client.set(self._prefix + _key(challenge), value, ex=ttl)
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def take(self, challenge: bytes, at: datetime) -> str | None:
+        try:
+            value = self._client.getdel(self._prefix + _key(challenge))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        if value is None:
+            return None
+        return _split(value.decode() if isinstance(value, bytes) else str(value), at)
+
+    def close(self) -> None:
+        pass  # the client is the container's

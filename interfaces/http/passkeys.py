@@ -1,0 +1,135 @@
+"""Passkeys (WebAuthn): /api/users/me/passkeys for one's own, /api/auth/passkey to sign in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from application.passkeys import Passkeys, PasskeyView, SignInOptions
+from application.ports import Caller
+from application.throttle import Throttle
+from application.views import Client, TokenPair
+from domain.errors import DomainError
+from infrastructure import metrics
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
+from interfaces.http.problems import code_of
+from interfaces.http.schemas import (
+    PasskeyOptionsRequest,
+    PasskeyRegistrationRequest,
+    PasskeyRemovalRequest,
+    PasskeyRenameRequest,
+    PasskeySignInRequest,
+)
+from interfaces.http.security import BEARER
+
+
+class MyPasskeysController(Controller):
+    path = "/api/users/me/passkeys"
+    tags = ["me"]
+    dependencies = {"claims": BEARER}
+    security = [{"bearer": []}]
+
+    @post(
+        "/options",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, *BEARER_ERRORS),
+    )
+    def options(
+        self, claims: NamedDependency[Caller], passkeys: NamedDependency[Passkeys]
+    ) -> dict[str, Any]:
+        """PublicKeyCredentialCreationOptions (WebAuthn Level 3 JSON) for a new passkey; its
+        challenge is good once, for this account, for PASSKEY_CHALLENGE_TTL."""
+        return passkeys.registration_options(claims)
+
+    @post(
+        sync_to_thread=True,
+        status_code=HTTP_201_CREATED,
+        responses=problems(*BODY, *BEARER_ERRORS),
+    )
+    def register(
+        self,
+        claims: NamedDependency[Caller],
+        data: JSONBody[PasskeyRegistrationRequest],
+        passkeys: NamedDependency[Passkeys],
+    ) -> PasskeyView:
+        return passkeys.register(claims, data.credential, data.name)
+
+    @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
+    def list_passkeys(
+        self, claims: NamedDependency[Caller], passkeys: NamedDependency[Passkeys]
+    ) -> list[PasskeyView]:
+        return passkeys.list(claims)
+
+    @patch(
+        "/{passkey_id:str}",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, *BEARER_ERRORS),
+    )
+    def rename(
+        self,
+        claims: NamedDependency[Caller],
+        passkey_id: FromPath[str],
+        data: JSONBody[PasskeyRenameRequest],
+        passkeys: NamedDependency[Passkeys],
+    ) -> PasskeyView:
+        return passkeys.rename(claims, passkey_id, data.name)
+
+    @delete(
+        "/{passkey_id:str}",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BODY, *BEARER_ERRORS, 403),
+    )
+    def remove(
+        self,
+        claims: NamedDependency[Caller],
+        passkey_id: FromPath[str],
+        data: JSONBody[PasskeyRemovalRequest],
+        passkeys: NamedDependency[Passkeys],
+    ) -> None:
+        passkeys.remove(claims, passkey_id, data.password, data.code)
+
+
+class PasskeySignInController(Controller):
+    path = "/api/auth/passkey"
+    tags = ["auth"]
+
+    @post(
+        "/options",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, 401),
+    )
+    def options(
+        self, data: JSONBody[PasskeyOptionsRequest], passkeys: NamedDependency[Passkeys]
+    ) -> SignInOptions:
+        """Without `mfa_token`: a discoverable sign-in (user verification required). With the
+        token a password login answered: the second factor, for that account's passkeys."""
+        return passkeys.sign_in_options(data.mfa_token)
+
+    @post(
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, 401, 403, 423, 429),
+    )
+    def sign_in(
+        self,
+        data: JSONBody[PasskeySignInRequest],
+        passkeys: NamedDependency[Passkeys],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
+    ) -> TokenPair:
+        try:
+            throttle.check("login", client.ip)
+            tokens = passkeys.sign_in(data.credential, client, data.mfa_token)
+        except DomainError as error:
+            metrics.LOGINS.labels(outcome=code_of(error)).inc()
+            raise
+        metrics.LOGINS.labels(outcome="success").inc()
+        return tokens
