@@ -310,7 +310,7 @@ def test_a_registration_challenge_is_single_use_and_bound_to_its_account(
 
 
 def test_passkeys_are_sealed_in_events_and_snapshots(client: Client, container: Container) -> None:
-    account, tokens, device = with_passkey(client, container)
+    account, _, device = with_passkey(client, container)
     account_id = UUID(account["id"])
     client.post("/api/auth/passkey", json={"credential": device.get(sign_in_options(client))})
     container.log.take_snapshot(account_id)
