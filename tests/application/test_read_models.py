@@ -456,6 +456,11 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         lambda at: account.reset_password("r", "h2", at, history_size=3),
         lambda at: account.update_profile("Eve Adams", at),
         lambda at: account.revoke_all_sessions(at),
+        lambda at: account.register_passkey("c1", "pk", 1, "Phone", ["internal"], at),
+        lambda at: account.rename_passkey("c1", "Laptop", at),
+        lambda at: account.use_passkey("c1", 2, at, policy),
+        lambda at: account.use_passkey("c1", 2, at, policy),  # went back: a clone
+        lambda at: account.remove_passkey("c1", at),
         lambda at: account.erase(at, operator="cli:root"),
     ]
     container.log.save(account)
