@@ -504,6 +504,8 @@ class Account(Aggregate):
 
     @event("PasskeyRenamed")
     def _passkey_renamed(self, credential_id: str, passkey_name: str, timestamp: datetime) -> None:
+        if credential_id not in self.passkeys:
+            return  # replayed after erasure: every credential id reads "[erased]" alike
         self.passkeys = {
             **self.passkeys,
             credential_id: {**self.passkeys[credential_id], "name": passkey_name},
@@ -538,6 +540,8 @@ class Account(Aggregate):
 
     @event("PasskeyUsed")
     def _passkey_used(self, credential_id: str, sign_count: int, timestamp: datetime) -> None:
+        if credential_id not in self.passkeys:
+            return  # replayed after erasure (see _passkey_renamed)
         self.passkeys = {
             **self.passkeys,
             credential_id: {

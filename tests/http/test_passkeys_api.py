@@ -331,3 +331,55 @@ def test_passkeys_are_sealed_in_events_and_snapshots(client: Client, container: 
     assert b'"passkeys":{"_type_":"sealed"' in stored  # the snapshot holds them, sealed
     found = container.log.find(account_id, Account)
     assert found is not None and found.passkey(credential.id).name == "Phone"
+
+
+def test_an_erased_account_with_passkeys_replays_and_its_passkeys_are_gone(
+    client: Client, container: Container
+) -> None:
+    """After erasure every credential id reads "[erased]" alike; the account's history must
+    still replay (time travel, the trail) with two passkeys, one removed, one used."""
+    account, tokens, device = with_passkey(client, container)
+    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    second = client.post(
+        "/api/users/me/passkeys",
+        headers=bearer(tokens),
+        json={"credential": device.create(options)},
+    )
+    assert second.status_code == 201
+    first = device.credentials.pop(0)
+    removed = client.request(
+        "DELETE",
+        f"/api/users/me/passkeys/{first.id}",
+        headers=bearer(tokens),
+        json={"password": PASSWORD},
+    )
+    assert removed.status_code == 204
+    signed_in = client.post(
+        "/api/auth/passkey", json={"credential": device.get(sign_in_options(client))}
+    )
+    assert signed_in.status_code == 200
+    erased = client.request(
+        "DELETE", "/api/users/me", headers=bearer(signed_in.json()), json={"password": PASSWORD}
+    )
+    assert erased.status_code == 204
+    run_projections(container)
+    # Time travel replays the stored events (no snapshot, no cached copy), values erased.
+    state = container.history.state_as_of(UUID(account["id"]), container.clock.now())
+    assert state.username == "[erased]"
+    assert container.log.repository.get(UUID(account["id"])).passkeys == {}
+    gone = client.post(
+        "/api/auth/passkey", json={"credential": device.get(sign_in_options(client))}
+    )
+    assert (gone.status_code, gone.json()["code"]) == (401, "invalid_passkey")
+
+
+def test_passkey_sign_ins_are_rate_limited_per_client_ip(
+    client: Client, container: Container
+) -> None:
+    with_passkey(client, container)
+    limit = int(container.settings.rate_limit_login.split(",")[0].split("/")[0])
+    answers = [
+        client.post("/api/auth/passkey", json={"credential": {"id": "x"}}).status_code
+        for _ in range(limit + 1)
+    ]
+    assert answers[-1] == 429 and 429 not in answers[:-2]
