@@ -130,10 +130,12 @@ class CsrfTokens:
 
 
 def from_this_site(headers: Any, public_origin: str) -> bool:
-    """A form post from another origin is refused whatever it carries. Browsers send Origin
-    on every POST; Sec-Fetch-Site says the same for those that do."""
+    """A form post from another origin is refused whatever it carries. Browsers name it in
+    Sec-Fetch-Site, and in Origin, except that under Referrer-Policy: no-referrer (which these
+    pages send, for the mail links' tokens) a form post's Origin is "null": that says nothing
+    either way, and the CSRF token decides."""
     origin = headers.get("origin")
-    if origin is not None and origin != public_origin:
+    if origin not in (None, "null") and origin != public_origin:
         return False
     return headers.get("sec-fetch-site") not in ("cross-site", "same-site")
 
