@@ -43,8 +43,10 @@ def origin_of(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parts.port
-    return f"{scheme}://{host}" if port in (None, _DEFAULT_PORTS.get(scheme)) else (
-        f"{scheme}://{host}:{port}"
+    return (
+        f"{scheme}://{host}"
+        if port in (None, _DEFAULT_PORTS.get(scheme))
+        else (f"{scheme}://{host}:{port}")
     )
 
 

@@ -44,7 +44,9 @@ class PublicPages(Controller):
     include_in_schema = False
 
     @get("/register")
-    async def register_form(self, request: AnyRequest, site: NamedDependency[Site]) -> Response[str]:
+    async def register_form(
+        self, request: AnyRequest, site: NamedDependency[Site]
+    ) -> Response[str]:
         visit = await site.visit(request)
         return site.page(visit, "register.html")
 
@@ -155,7 +157,9 @@ class PublicPages(Controller):
         try:
             data = parse(fields, ForgotPasswordRequest)
             normalise_email(data.email)
-            await in_thread(app.throttle.check, "forgot_password", site.client(request).ip, data.email)
+            await in_thread(
+                app.throttle.check, "forgot_password", site.client(request).ip, data.email
+            )
         except DomainError as error:
             status, errors = refusal(error)
             return site.page(visit, "forgot.html", status, errors=errors, email=fields.get("email"))

@@ -48,9 +48,7 @@ def csrf_token(html: str) -> str:
 
 def sign_in(client: Client) -> str:
     token = csrf_token(client.get("/login").text)
-    answer = client.post(
-        "/login", data={"csrf_token": token, "login": "ada", "password": PASSWORD}
-    )
+    answer = client.post("/login", data={"csrf_token": token, "login": "ada", "password": PASSWORD})
     assert answer.status_code == 303 and answer.headers["location"] == "/account", answer.text
     return csrf_token(client.get("/account").text)
 
@@ -128,7 +126,9 @@ def test_the_mail_link_page_spends_nothing_until_its_form_is_posted(
     page = client.get(f"/verify-email?token={token}")
     assert page.status_code == 200 and f'value="{token}"' in page.text
     assert event_count(container) == before
-    posted = client.post("/verify-email", data={"csrf_token": csrf_token(page.text), "token": token})
+    posted = client.post(
+        "/verify-email", data={"csrf_token": csrf_token(page.text), "token": token}
+    )
     assert posted.status_code == 303 and posted.headers["location"] == "/login?done=verified"
     assert token not in posted.headers["location"]
     assert event_count(container) > before
