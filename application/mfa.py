@@ -86,6 +86,11 @@ class Mfa:
         account.disable_mfa(now)
         self._log.save(account)
 
+    def enabled(self, claims: AccessClaims) -> bool:
+        """Whether the caller's account asks for a second factor, from the event store: the
+        page that just turned it on must show it on, with no read model's lag."""
+        return self._account(claims).mfa_enabled
+
     def _account(self, claims: AccessClaims) -> Account:
         account = self._log.find(claims.account_id, Account)
         if account is None:

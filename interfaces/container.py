@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
@@ -112,6 +114,8 @@ class Container:
     mail_broker: MailBroker
     redis: redis.Redis | None
     clock: Clock
+    # Signs the pages' CSRF tokens; derived from SECRET_KEY, so every API process agrees.
+    csrf_key: bytes = b""
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -490,6 +494,7 @@ def _build(
         mail_broker=mail_broker,
         redis=client,
         clock=clock,
+        csrf_key=hmac.new(secret_key, b"tessera pages: csrf tokens", hashlib.sha256).digest(),
     )
 
 

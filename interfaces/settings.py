@@ -26,6 +26,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     trusted_proxies: str = ""
     public_url: str = "http://127.0.0.1:8000"
     product_name: str = "Tessera"
+    # The server-rendered pages (sign in, register, the mail links, my account); false for an
+    # integrator with a front end of its own: then none of their routes exists.
+    pages_enabled: bool = True
 
     # Mail: SMTP when MAIL_SERVER is set, else .eml files in DATA_DIR/mail/.
     mail_server: str | None = None

@@ -40,6 +40,7 @@ from interfaces.http.problems import (
 from interfaces.http.request_log import request_log
 from interfaces.http.security import ClientAddress
 from interfaces.http.system import jwks, live, ready
+from interfaces.pages import pages_router
 
 MAX_BODY_BYTES = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -115,11 +116,14 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
 
     client_address = ClientAddress(container.settings.trusted_proxies)
 
-    async def before_request(request: Request[Any, Any, Any]) -> None:
+    def attribute(request: Request[Any, Any, Any]) -> None:
         # The events this request records will name the client it came from (audit trail).
         current_client.set(client_address.of(request))
         current_caller.set(CallerSlot())
         refuse_repeated_parameters(request)
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        attribute(request)
         await require_json(request)
         refuse_unknown_query_parameters(request)
         await decode_strictly(request)
@@ -136,8 +140,14 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         if run_background:
             container.start_background()
 
+    pages = (
+        [pages_router(container, before_request=attribute)]
+        if container.settings.pages_enabled
+        else []
+    )
     return Litestar(
         route_handlers=[
+            *pages,
             AuthController,
             MeController,
             MyPasskeysController,

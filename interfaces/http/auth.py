@@ -39,7 +39,7 @@ from interfaces.http.security import BEARER
 log = logging.getLogger(__name__)
 
 
-def _quietly(command: Callable[[str], None], argument: str) -> None:
+def run_quietly(command: Callable[[str], None], argument: str) -> None:
     """Runs after the response: its errors can only be logged (without the argument)."""
     try:
         command(argument)
@@ -112,7 +112,7 @@ class AuthController(Controller):
         return Response(
             Accepted("If the address belongs to an account, a reset link is on its way."),
             status_code=HTTP_202_ACCEPTED,
-            background=BackgroundTask(_quietly, passwords.forget, data.email),
+            background=BackgroundTask(run_quietly, passwords.forget, data.email),
         )
 
     @post(

@@ -25,13 +25,18 @@ async def bearer_claims(request: Request[Any, Any, Any], access: NamedDependency
     if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidAccessToken
     claims = await access.authenticate(token)
+    attribute_to(claims)
+    return claims
+
+
+def attribute_to(claims: Caller) -> None:
+    """The events this request records, and its log line, name the account that asked."""
     slot = current_caller.get()
     if slot is not None:
         slot.account_id = claims.account_id
     info = current_request.get()
     if info is not None:
         info.account_id = str(claims.account_id)
-    return claims
 
 
 class ClientAddress:

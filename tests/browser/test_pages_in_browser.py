@@ -1,0 +1,255 @@
+"""A person's whole journey through the pages, in a real browser (Debian's chromium, driven by
+Playwright) against a real `tessera serve`: register, the verification mail's link, sign in,
+my account, two-step sign-in, sign out, sign in with a code, a reset from its mail link, and
+deletion. The CSP is enforced throughout (any violation fails), every page is checked by
+axe-core (no serious or critical violation) and photographed at full width and at 375 px."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+
+from tests.browser.harness import CHROMIUM_FLAGS, SCREENSHOTS, ensure_axe, ensure_chromium
+from tests.conftest import FAST_ARGON2
+from tests.e2e.test_serve import tessera
+from tests.servers import free_port, wait_for_port
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "tangerine lighthouse at dusk"
+EMAIL = "ada@example.com"
+
+
+def serve(tmp_path: Path, **environ: str) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data_dir = tmp_path / "var"
+    env = {
+        **os.environ,
+        **FAST_ARGON2,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_DIR": str(data_dir),
+        "PUBLIC_URL": base,
+        **environ,
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [tessera(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port(port)
+        yield base, data_dir
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from serve(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = ensure_chromium()
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+class Person:
+    """One browser tab, checked on every page it reaches."""
+
+    def __init__(self, page: Any, base: str, mail: Path) -> None:
+        self.page = page
+        self.base = base
+        self.mail = mail
+        self.shots = 0
+        self.csp_violations: list[str] = []
+        self.axe = ensure_axe().read_text()
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
+
+    def check(self, name: str) -> None:
+        """axe-core finds no serious or critical violation; the page fits 375 px; and a
+        screenshot of each width goes to var/screenshots/."""
+        page = self.page
+        # Evaluated through the driver, not by a <script> of the page's: the CSP stays on.
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.evaluate(self.axe)
+        violations = page.evaluate(
+            "async () => (await axe.run(document)).violations"
+            ".filter(v => ['serious', 'critical'].includes(v.impact))"
+            ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+        )
+        assert violations == [], (name, violations)
+        self.shots += 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        stem = SCREENSHOTS / f"{self.shots:02d}-{name}"
+        page.screenshot(path=f"{stem}.png", full_page=True)
+        size = page.viewport_size
+        page.set_viewport_size({"width": 375, "height": 740})
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=f"{stem}-375.png", full_page=True)
+        page.set_viewport_size(size)
+        assert overflow <= 375, (name, "wider than a 375 px screen", overflow)
+        assert self.csp_violations == [], self.csp_violations
+
+    def press(self, name: str) -> None:
+        self.page.get_by_role("button", name=name, exact=True).click()
+        self.page.wait_for_load_state()
+
+    def heading(self) -> str:
+        return str(self.page.inner_text("h1"))
+
+    def link_from_mail(self, kind: str, seen: set[str]) -> str:
+        """The newest link of `kind` mailed to EMAIL that the test has not opened yet."""
+        pattern = re.compile(rf"{re.escape(self.base)}/{kind}\?token=[A-Za-z0-9_-]+")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for path in self.mail.glob("*.eml"):
+                message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                body = message.get_body(("plain",))
+                if message["To"] != EMAIL or body is None:
+                    continue
+                for link in pattern.findall(body.get_content()):
+                    if link not in seen:
+                        seen.add(link)
+                        return str(link)
+            time.sleep(0.1)
+        raise TimeoutError(f"no {kind} mail to {EMAIL}")
+
+
+def test_a_person_goes_the_whole_way_through_the_pages(
+    browser: Any, server: tuple[str, Path]
+) -> None:
+    base, data_dir = server
+    print(f"\nscreenshots: {SCREENSHOTS}")
+    context = browser.new_context(base_url=base, viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    me = Person(page, base, data_dir / "mail")
+    links: set[str] = set()
+
+    # Register.
+    answer = page.goto("/register")
+    assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+    me.check("register")
+    page.fill("#email", EMAIL)
+    page.fill("#username", "ada")
+    page.fill("#password", PASSWORD)
+    me.press("Create account")
+    assert me.heading() == "Check your mail"
+    me.check("check-your-mail")
+
+    # The verification link from the mail: the page spends nothing until the button.
+    page.goto(me.link_from_mail("verify-email", links))
+    me.check("verify-email")
+    me.press("Confirm my email address")
+    page.wait_for_url(f"{base}/login?done=verified")
+    assert "verified" in page.inner_text("[role=status]")
+    me.check("sign-in")
+
+    # Sign in with the password; my account; the display name.
+    page.fill("#login", "ada")
+    page.fill("#password", PASSWORD)
+    me.press("Sign in")
+    assert me.heading() == "My account", page.inner_text("main")
+    me.check("account")
+    page.fill("#display_name", "Ada Lovelace")
+    me.press("Save")
+    page.wait_for_url(f"{base}/account?done=profile")
+    assert page.input_value("#display_name") == "Ada Lovelace"
+
+    # A forged post (no CSRF token), though it carries the browser's own cookies: refused.
+    forged = context.request.post(f"{base}/account/profile", form={"display_name": "Mallory"})
+    assert forged.status == 403
+    page.reload()
+    assert page.input_value("#display_name") == "Ada Lovelace"
+
+    # Two-step sign-in: the secret is shown as text; a code from it turns MFA on.
+    me.press("Set up two-step sign-in")
+    secret = page.inner_text("#totp-secret").strip()
+    assert page.inner_text("#totp-uri").startswith("otpauth://totp/")
+    me.check("mfa-setup")
+    totp = pyotp.TOTP(secret)
+    page.fill("#confirm-code", totp.now())
+    me.press("Turn on two-step sign-in")
+    recovery_codes = [c.strip() for c in page.locator(".codes code").all_inner_texts()]
+    assert len(recovery_codes) == 10
+    me.check("recovery-codes")
+
+    # Sign out; sign in again with the password and then a code (the next step's: the code
+    # used to confirm is spent, and the window allows one step either side).
+    me.press("Sign out")
+    page.wait_for_url(f"{base}/login?done=signed-out")
+    assert context.request.get(f"{base}/account", max_redirects=0).status == 303
+    page.fill("#login", EMAIL)
+    page.fill("#password", PASSWORD)
+    me.press("Sign in")
+    assert me.heading() == "Two-step sign-in"
+    me.check("sign-in-code")
+    page.fill("#code", totp.at(time.time() + 30))
+    me.press("Continue")
+    page.wait_for_url(f"{base}/account")
+    assert "Two-step sign-in" in page.inner_text("#mfa-heading")
+    assert page.locator("text=On: signing in asks for a code").count() == 1
+
+    # A password reset from its mail link ends every session, this browser's too.
+    page.goto("/forgot-password")
+    me.check("forgot-password")
+    page.fill("#email", EMAIL)
+    me.press("Send me a reset link")
+    assert me.heading() == "Check your mail"
+    page.goto(me.link_from_mail("reset-password", links))
+    me.check("reset-password")
+    page.fill("#new_password", NEW_PASSWORD)
+    me.press("Set the new password")
+    page.wait_for_url(f"{base}/login?done=password-reset")
+    assert context.request.get(f"{base}/account", max_redirects=0).status == 303
+
+    # Sign in with the new password and a recovery code; then delete the account.
+    page.fill("#login", "ada")
+    page.fill("#password", NEW_PASSWORD)
+    me.press("Sign in")
+    page.fill("#code", recovery_codes[0])
+    me.press("Continue")
+    page.wait_for_url(f"{base}/account")
+    page.fill("#delete-password", NEW_PASSWORD)
+    page.fill("#delete-code", recovery_codes[1])
+    me.press("Delete my account")
+    page.wait_for_url(f"{base}/login?done=deleted")
+    me.check("deleted")
+
+    # Gone: the same credentials are refused like any unknown login.
+    page.fill("#login", "ada")
+    page.fill("#password", NEW_PASSWORD)
+    me.press("Sign in")
+    assert "incorrect" in page.inner_text("[role=alert]")
+    context.close()
+
+
+def test_with_pages_disabled_no_page_route_exists(tmp_path: Path) -> None:
+    for base, _ in serve(tmp_path, PAGES_ENABLED="false"):
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for path in ("/login", "/register", "/account", "/verify-email?token=x"):
+                assert http.get(path).status_code == 404, path
+            assert http.get("/health/live").status_code == 200

@@ -1,0 +1,155 @@
+"""The pages' guards through the real ASGI app (the flows themselves run in a real browser:
+tests/browser/). A form post is refused without its CSRF token or from another origin, and
+then changes nothing; every page carries the strict CSP; PAGES_ENABLED=false removes them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from interfaces.container import Container, build
+from interfaces.http.app import create_app
+from interfaces.pages.guard import CONTENT_SECURITY_POLICY
+from interfaces.settings import load_settings
+from tests.application.test_use_cases import PASSWORD
+from tests.conftest import FAST_ARGON2, FakeClock, event_count
+from tests.http.test_api import register_and_verify
+
+Client = TestClient[Any]
+PAGES = ["/login", "/register", "/forgot-password", "/verify-email?token=x", "/reset-password"]
+
+
+def pages_container(tmp_path: Path, clock: FakeClock, **environ: str) -> Container:
+    return build(
+        load_settings({"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2, **environ}), clock=clock
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Client, Container]]:
+    container = pages_container(tmp_path, clock)
+    container.mail_broker.start_worker(threads=1, poll_ms=20)
+    with TestClient(create_app(container, run_background=False)) as client:
+        client.follow_redirects = False
+        yield client, container
+    container.close()
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def sign_in(client: Client) -> str:
+    token = csrf_token(client.get("/login").text)
+    answer = client.post("/login", data={"csrf_token": token, "login": "ada", "password": PASSWORD})
+    assert answer.status_code == 303 and answer.headers["location"] == "/account", answer.text
+    return csrf_token(client.get("/account").text)
+
+
+def test_every_page_has_the_strict_policy_and_no_cache(site: tuple[Client, Container]) -> None:
+    client, _ = site
+    cookie = client.get("/login").headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    # PUBLIC_URL is plain-HTTP 127.0.0.1 here: the one case where the cookie is not Secure.
+    assert "Secure" not in cookie
+    for path in [*PAGES, "/static/tessera.css", "/static/tessera.js"]:
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["x-frame-options"] == "DENY"
+    page = client.get("/login")
+    assert page.headers["cache-control"] == "no-store"
+    assert "<script>" not in page.text and "style=" not in page.text
+
+
+def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
+    site: tuple[Client, Container],
+) -> None:
+    client, container = site
+    register_and_verify(client, container)
+    before = event_count(container)
+    form = {"login": "ada", "password": PASSWORD}
+    assert client.post("/login", data=form).status_code == 403
+    assert client.post("/login", data={**form, "csrf_token": "0" * 64}).status_code == 403
+    assert event_count(container) == before  # no session started, no failure counted
+
+    token = sign_in(client)
+    before = event_count(container)
+    assert client.post("/account/profile", data={"display_name": "Mallory"}).status_code == 403
+    refused = client.post(
+        "/account/profile",
+        data={"display_name": "Mallory", "csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert event_count(container) == before
+    saved = client.post("/account/profile", data={"display_name": "Ada", "csrf_token": token})
+    assert saved.status_code == 303
+    assert 'value="Ada"' in client.get("/account").text
+
+
+def test_a_token_of_one_browser_is_useless_in_another(site: tuple[Client, Container]) -> None:
+    client, container = site
+    register_and_verify(client, container)
+    token = sign_in(client)
+    mine = dict(client.cookies)
+    client.cookies.clear()  # another browser: its own nonce cookie, no session
+    client.get("/login")
+    answer = client.post("/logout", data={"csrf_token": token, "everywhere": "yes"})
+    assert answer.status_code == 403
+    client.cookies.clear()
+    client.cookies.update(mine)
+    assert client.get("/account").status_code == 200
+
+
+def test_the_mail_link_page_spends_nothing_until_its_form_is_posted(
+    site: tuple[Client, Container],
+) -> None:
+    client, container = site
+    from tests.application.test_use_cases import mailed_token
+
+    client.post(
+        "/api/auth/register",
+        json={"email": "bob@example.com", "username": "bob", "password": PASSWORD},
+    )
+    token = mailed_token(container, "bob@example.com")
+    before = event_count(container)
+    page = client.get(f"/verify-email?token={token}")
+    assert page.status_code == 200 and f'value="{token}"' in page.text
+    assert event_count(container) == before
+    posted = client.post(
+        "/verify-email", data={"csrf_token": csrf_token(page.text), "token": token}
+    )
+    assert posted.status_code == 303 and posted.headers["location"] == "/login?done=verified"
+    assert token not in posted.headers["location"]
+    assert event_count(container) > before
+
+
+def test_signing_out_everywhere_ends_the_page_session(site: tuple[Client, Container]) -> None:
+    client, container = site
+    register_and_verify(client, container)
+    token = sign_in(client)
+    out = client.post("/logout", data={"csrf_token": token, "everywhere": "yes"})
+    assert out.status_code == 303 and out.headers["location"] == "/login?done=signed-out"
+    assert client.get("/account").headers.get("location") == "/login"
+
+
+def test_pages_disabled_means_no_page_routes(tmp_path: Path, clock: FakeClock) -> None:
+    container = pages_container(tmp_path, clock, PAGES_ENABLED="false")
+    try:
+        with TestClient(create_app(container, run_background=False)) as client:
+            for path in [*PAGES, "/account", "/static/tessera.css"]:
+                assert client.get(path).status_code == 404, path
+            assert client.post("/login", data={"login": "x"}).status_code in (404, 405, 415)
+            assert client.get("/health/live").status_code == 200
+    finally:
+        container.close()
