@@ -17,6 +17,7 @@ from interfaces.http.schemas import (
     ChangePasswordRequest,
     EraseRequest,
     MfaRequest,
+    PasskeyRemovalRequest,
     ProfileUpdate,
 )
 from interfaces.pages.public import Notice
@@ -29,6 +30,7 @@ DONE = {
     "password": "Your password is changed; every other session has ended.",
     "mfa-off": "Two-step sign-in is off.",
     "session-ended": "That session has ended.",
+    "passkey-removed": "The passkey is removed.",
 }
 
 
@@ -49,6 +51,7 @@ async def account_page(
     # The sessions read model, caught up with this caller's own commands (as the API's read).
     await in_thread(app.read_side.caught_up, "sessions", caller.written)
     sessions = await in_thread(app.read_side.live_sessions, caller.account_id, caller.session_id)
+    passkeys = await in_thread(site.passkeys.list, caller) if site.passkeys else []
     return site.page(
         visit,
         "account.html",
@@ -56,6 +59,7 @@ async def account_page(
         profile=profile,
         mfa_enabled=mfa_on,
         sessions=sessions,
+        passkey_list=passkeys,
         errors=errors or [],
         notice=notice,
         enrollment=enrollment,
@@ -144,6 +148,23 @@ class AccountPages(Controller):
             site.sign_out(visit)
             return site.redirect(visit, "/login?done=session-ended")
         return site.redirect(visit, "/account?done=session-ended")
+
+    @post("/account/passkeys/remove")
+    async def remove_passkey(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
+        visit, caller, fields = await _signed_in_post(request, site)
+        if caller is None:
+            return site.redirect(visit, "/login")
+        if site.passkeys is None:
+            return site.redirect(visit, "/account")
+        try:
+            data = parse(
+                {k: v for k, v in fields.items() if k != "passkey_id"}, PasskeyRemovalRequest
+            )
+            passkey_id = fields.get("passkey_id", "")
+            await in_thread(site.passkeys.remove, caller, passkey_id, data.password, data.code)
+        except DomainError as error:
+            return await _refused(site, visit, caller, error)
+        return site.redirect(visit, "/account?done=passkey-removed")
 
     @post("/logout")
     async def sign_out(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:

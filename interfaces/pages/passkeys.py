@@ -1,17 +1,17 @@
-"""Passkey ceremonies for the pages, through the passkey use cases once the container has
-them: the browser's WebAuthn calls (static/tessera.js) post here with the page session's CSRF
-token in a header, and these call the same use cases as /api/.../passkeys."""
+"""Passkey ceremonies for the pages: the browser's WebAuthn calls (static/tessera.js) post here
+with the page session's CSRF token in a header, and these call the same use cases as
+/api/.../passkeys."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from litestar import Request, Response, post
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import HTTPRouteHandler
 
+from application.passkeys import Passkeys
 from application.ports import Caller
-from application.views import Client, TokenPair
 from domain.errors import DomainError
 from interfaces.pages.guard import from_this_site
 from interfaces.pages.site import Site, Visit, in_thread, refusal
@@ -19,21 +19,9 @@ from interfaces.pages.site import Site, Visit, in_thread, refusal
 AnyRequest = Request[Any, Any, Any]
 
 
-class PasskeyCeremonies(Protocol):
-    """What these pages expect of the passkey use case (`container.passkeys`)."""
-
-    def registration_options(self, caller: Caller) -> dict[str, Any]: ...
-
-    def register(self, caller: Caller, credential: dict[str, Any], name: str | None) -> Any: ...
-
-    def authentication_options(self) -> dict[str, Any]: ...
-
-    def authenticate(self, credential: dict[str, Any], client: Client) -> TokenPair: ...
-
-
 def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
     """No routes at all while the container has no passkey use case (the buttons are hidden)."""
-    passkeys: PasskeyCeremonies | None = site.passkeys
+    passkeys: Passkeys | None = site.passkeys
     if passkeys is None:
         return []
 
@@ -82,7 +70,8 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
     @post("/login/passkey/options", status_code=200)
     async def sign_in_options(request: AnyRequest) -> Response[Any]:
         visit, _ = await checked(request)
-        return answer(visit, await in_thread(passkeys.authentication_options))
+        offered = await in_thread(passkeys.sign_in_options, None)
+        return answer(visit, offered.options)
 
     @post("/login/passkey", status_code=200)
     async def sign_in(request: AnyRequest) -> Response[Any]:
@@ -90,7 +79,7 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
         client = site.client(request)
         try:
             await in_thread(site.container.throttle.check, "login", client.ip)
-            tokens = await in_thread(passkeys.authenticate, body.get("credential") or {}, client)
+            tokens = await in_thread(passkeys.sign_in, body.get("credential") or {}, client)
         except DomainError as error:
             return refused(visit, error)
         site.sign_in(visit, tokens)

@@ -1,7 +1,8 @@
 """A person's whole journey through the pages, in a real browser (Debian's chromium, driven by
 Playwright) against a real `tessera serve`: register, the verification mail's link, sign in,
-my account, two-step sign-in, sign out, sign in with a code, a reset from its mail link, and
-deletion. The CSP is enforced throughout (any violation fails), every page is checked by
+my account, a passkey made by the browser's own virtual authenticator, sign out, sign in with
+the passkey alone, its removal, two-step sign-in, sign out, sign in with a code, a reset from
+its mail link, and deletion. The CSP is enforced throughout (any violation fails), every page is checked by
 axe-core (no serious or critical violation) and photographed at full width and at 375 px."""
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ EMAIL = "ada@example.com"
 
 def serve(tmp_path: Path, **environ: str) -> Iterator[tuple[str, Path]]:
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    # localhost, not 127.0.0.1: a passkey's RP ID (PUBLIC_URL's host) must be a domain name.
+    base = f"http://localhost:{port}"
     data_dir = tmp_path / "var"
     env = {
         **os.environ,
@@ -184,6 +186,48 @@ def test_a_person_goes_the_whole_way_through_the_pages(
     assert forged.status == 403
     page.reload()
     assert page.input_value("#display_name") == "Ada Lovelace"
+
+    # A passkey, made by the browser's own virtual authenticator (the DevTools WebAuthn domain:
+    # a platform authenticator that keeps discoverable credentials and verifies its user).
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )["authenticatorId"]
+    page.fill("#passkey-name", "Ada's laptop")
+    page.click("#passkey-add")
+    page.wait_for_function(
+        "document.querySelector('[data-passkey-list]').innerText.includes('laptop')"
+    )
+    assert "Ada's laptop" in page.inner_text("[data-passkey-list]")
+    me.check("account-passkey")
+
+    # Sign out; sign in with the passkey alone (no login, no password typed).
+    me.press("Sign out")
+    page.wait_for_url(f"{base}/login?done=signed-out")
+    me.check("sign-in-passkey")
+    page.click("#passkey-sign-in")
+    page.wait_for_url(f"{base}/account")
+    assert me.heading() == "My account"
+    assert page.input_value("#display_name") == "Ada Lovelace"
+
+    # Remove it: the password again, since a stolen session alone must not take it away.
+    page.fill("#passkey-password-1", PASSWORD)
+    page.get_by_role("button", name="Remove the passkey Ada's laptop").click()
+    page.wait_for_url(f"{base}/account?done=passkey-removed")
+    assert "No passkey yet" in page.inner_text("[data-passkey-list]")
+    credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+    assert len(credentials["credentials"]) == 1  # the browser keeps it; tessera refuses it now
 
     # Two-step sign-in: the secret is shown as text; a code from it turns MFA on.
     me.press("Set up two-step sign-in")
