@@ -24,6 +24,7 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@echo "screenshots of every page (tests/browser): $(CURDIR)/var/screenshots/"
 
 # Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
 bench: install system-deps
