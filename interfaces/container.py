@@ -527,6 +527,7 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         "resend_verification": settings.rate_limit_resend_verification,
         "reset_password": settings.rate_limit_reset_password,
         "mfa": settings.rate_limit_mfa,
+        "passkey_options": settings.rate_limit_passkey_options,
     }
     return {action: _action_limits(spec) for action, spec in specs.items()}
 

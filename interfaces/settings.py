@@ -104,6 +104,8 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     rate_limit_resend_verification: RateSpec = "10/3600,3/3600"
     rate_limit_reset_password: RateSpec = "20/3600"  # noqa: S105
     rate_limit_mfa: RateSpec = "30/60,10/60"
+    # Asking for passkey options (each stores a challenge, unauthenticated): per client IP.
+    rate_limit_passkey_options: RateSpec = "60/60"
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
     argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4

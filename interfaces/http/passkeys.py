@@ -104,13 +104,19 @@ class PasskeySignInController(Controller):
         "/options",
         sync_to_thread=True,
         status_code=HTTP_200_OK,
-        responses=problems(*BODY, 401),
+        responses=problems(*BODY, 401, 429),
     )
     def options(
-        self, data: JSONBody[PasskeyOptionsRequest], passkeys: NamedDependency[Passkeys]
+        self,
+        data: JSONBody[PasskeyOptionsRequest],
+        passkeys: NamedDependency[Passkeys],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
     ) -> SignInOptions:
         """Without `mfa_token`: a discoverable sign-in (user verification required). With the
-        token a password login answered: the second factor, for that account's passkeys."""
+        token a password login answered: the second factor, for that account's passkeys.
+        Rate-limited per client IP: each answer stores a challenge, and nothing is asked first."""
+        throttle.check("passkey_options", client.ip)
         return passkeys.sign_in_options(data.mfa_token)
 
     @post(

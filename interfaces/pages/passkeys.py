@@ -70,6 +70,12 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
     @post("/login/passkey/options", status_code=200)
     async def sign_in_options(request: AnyRequest) -> Response[Any]:
         visit, _ = await checked(request)
+        try:
+            await in_thread(
+                site.container.throttle.check, "passkey_options", site.client(request).ip
+            )
+        except DomainError as error:
+            return refused(visit, error)
         offered = await in_thread(passkeys.sign_in_options, None)
         return answer(visit, offered.options)
 

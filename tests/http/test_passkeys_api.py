@@ -383,3 +383,11 @@ def test_passkey_sign_ins_are_rate_limited_per_client_ip(
         for _ in range(limit + 1)
     ]
     assert answers[-1] == 429 and 429 not in answers[:-2]
+
+
+def test_asking_for_sign_in_options_is_rate_limited_per_client_ip(client: Client) -> None:
+    limit = 60  # RATE_LIMIT_PASSKEY_OPTIONS's default: each answer stores a challenge
+    answers = [
+        client.post("/api/auth/passkey/options", json={}).status_code for _ in range(limit + 1)
+    ]
+    assert answers[:limit] == [200] * limit and answers[-1] == 429
