@@ -101,6 +101,12 @@ class Erasure:
             for claim in (
                 self._log.email_claim(account.email),
                 self._log.username_claim(account.username),
+                # Each linked identity's claim too: the provider's subject is free again, and
+                # nothing keyed on it leads to the erased account.
+                *(
+                    self._log.identity_claim(identity.provider, identity.subject)
+                    for identity in account.identity_list()
+                ),
             )
             if claim is not None and claim.account_id == account.id
         ]

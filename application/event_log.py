@@ -29,7 +29,7 @@ from application.origin import current_caller, current_client
 from application.ports import ChangeMarks, DataKeys, Unavailable
 from application.sealing import OWNER, SealedAsText, SealingMapper
 from application.transcoding import FastJSONTranscoder
-from domain.account import Account, EmailClaim, UsernameClaim
+from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
 from domain.session import Session
@@ -245,6 +245,11 @@ class EventLog(Application[UUID]):
         """The claim on a normalised username, held or released; None if never made."""
         claim_id = UsernameClaim.id_for(self.keys.fingerprint("username", username))
         return self.find(claim_id, UsernameClaim)
+
+    def identity_claim(self, provider: str, subject: str) -> IdentityClaim | None:
+        """The claim on a provider's subject, held or released; None if never made."""
+        claim_id = IdentityClaim.id_for(self.keys.fingerprint("identity", f"{provider}:{subject}"))
+        return self.find(claim_id, IdentityClaim)
 
     def account_for_login(self, login: str) -> Account | None:
         """The account whose email or username this is (either spelling case), or None."""

@@ -56,10 +56,15 @@ PERSONAL_FIELDS = frozenset(
         "public_key",
         "passkey_name",
         "passkeys",  # the Account's collection of them, in snapshots
+        # Identities at other providers: the provider's subject names the person there, and
+        # the address it vouched for is theirs.
+        "subject",
+        "identity_email",
+        "identities",  # the Account's collection of them, in snapshots
     }
 )
 # What a field reads as once its owner is forgotten (ERASED unless named here).
-_ERASED_AS: dict[str, Any] = {"previous_password_hashes": [], "passkeys": {}}
+_ERASED_AS: dict[str, Any] = {"previous_password_hashes": [], "passkeys": {}, "identities": {}}
 # Metadata sealed field by field, so that the trail can show (and bind) each on its own.
 _NESTED = {"client": ("ip", "user_agent")}
 OWNER = "_owner"  # stamped on pending events by EventLog.save: whose key seals them; not stored

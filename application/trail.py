@@ -26,6 +26,7 @@ SHOWN_FIELDS = frozenset(
         "factor",
         "kept_session_id",
         "operator",
+        "provider",  # an identity provider's name from settings ("google"), never the person's
         "reason",
         "role",
         "until",

@@ -13,15 +13,19 @@ from domain.errors import (
     AccountLocked,
     EmailNotVerified,
     FieldError,
+    IdentityNotFound,
+    IdentityTaken,
     Invalid,
     InvalidCredentials,
     InvalidMfaCode,
     InvalidPasskeyRegistration,
     InvalidToken,
+    LastWayIn,
     MfaAlreadyEnabled,
     MfaNotEnabled,
     PasskeyNotFound,
 )
+from domain.external_identity import ExternalIdentity, identity_state
 from domain.lockout import LockoutPolicy
 from domain.passkey import Passkey, passkey_state
 from domain.session import Session
@@ -30,6 +34,11 @@ ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: rea
 
 EMAIL_NAMESPACE = UUID("6f0b8c9e-3d5a-4c1e-9a57-2f4e8b1d0c31")
 USERNAME_NAMESPACE = UUID("b2d7e4a1-8c3f-4e96-a0d5-7c1b9f2e6a48")
+IDENTITY_NAMESPACE = UUID("0d3c7a52-9e1b-4f68-b8a4-5c2e71f0d9b3")
+
+# The password hash of an account made by a first sign-in with another provider: no password
+# verifies against it, until a reset sets one.
+NO_PASSWORD = ""
 
 # How a personal value reads once its person has been erased (their data key destroyed).
 ERASED = "[erased]"
@@ -96,6 +105,18 @@ class UsernameClaim(_Claim):
         self.account_id = account_id
 
 
+class IdentityClaim(_Claim):
+    """An external identity (provider and subject) linked to one account, named by the keyed
+    fingerprint of "provider:subject": signing in finds the account without the subject in
+    plain text, and two first sign-ins with one identity race for one aggregate id."""
+
+    namespace = IDENTITY_NAMESPACE
+
+    @event("IdentityClaimed")
+    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
+        self.account_id = account_id
+
+
 class Account(Aggregate):
     """A person's identity: credentials, verified email, profile.
 
@@ -145,6 +166,9 @@ class Account(Aggregate):
         self.recovery_code_hashes: list[str] = []
         # WebAuthn credentials by credential id (base64url); JSON values only (domain/passkey.py).
         self.passkeys: dict[str, dict[str, Any]] = {}
+        # Identities at other providers by our identity id; JSON values only (see
+        # domain/external_identity.py). Accounts from before them have none (_identities).
+        self.identities: dict[str, dict[str, Any]] = {}
         self.erased = False
 
     # Email verification
@@ -557,6 +581,98 @@ class Account(Aggregate):
     ) -> None:
         pass  # a fact for the trail: the stored counter stays, so the clone stays refused
 
+    # Identities at other providers (OpenID Connect, OAuth 2.0): the application verifies the
+    # provider's answer; the account keeps which identities are its own.
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash not in (NO_PASSWORD, ERASED)
+
+    def _identities(self) -> dict[str, dict[str, Any]]:
+        return getattr(self, "identities", {})  # snapshots older than identities lack it
+
+    def identity(self, identity_id: str) -> ExternalIdentity:
+        state = self._identities().get(identity_id)
+        if state is None:
+            raise IdentityNotFound
+        return ExternalIdentity.from_state(identity_id, state)
+
+    def identity_list(self) -> list[ExternalIdentity]:
+        """Oldest first."""
+        return sorted(
+            (ExternalIdentity.from_state(i, s) for i, s in self._identities().items()),
+            key=lambda identity: identity.linked_at,
+        )
+
+    def identity_for(self, provider: str, subject: str) -> ExternalIdentity | None:
+        for identity in self.identity_list():
+            if identity.provider == provider and identity.subject == subject:
+                return identity
+        return None
+
+    def link_identity(
+        self, identity_id: str, provider: str, subject: str, email: str, at: datetime
+    ) -> ExternalIdentity:
+        if self.identity_for(provider, subject) is not None or identity_id in self._identities():
+            raise IdentityTaken
+        self._identity_linked(
+            identity_id=identity_id,
+            provider=provider,
+            subject=subject,
+            identity_email=email,
+            timestamp=at,
+        )
+        return self.identity(identity_id)
+
+    @event("IdentityLinked")
+    def _identity_linked(
+        self,
+        identity_id: str,
+        provider: str,
+        subject: str,
+        identity_email: str,
+        timestamp: datetime,
+    ) -> None:
+        self.identities = {
+            **self._identities(),
+            identity_id: identity_state(provider, subject, identity_email, timestamp),
+        }
+
+    def ways_in_without(self, identity_id: str) -> int:
+        """How many ways to sign in the account keeps if this identity goes."""
+        others = [i for i in self._identities() if i != identity_id]
+        return int(self.has_password) + len(self.passkeys) + len(others)
+
+    def unlink_identity(self, identity_id: str, at: datetime) -> ExternalIdentity:
+        identity = self.identity(identity_id)
+        if self.ways_in_without(identity_id) == 0:
+            raise LastWayIn
+        self._identity_unlinked(identity_id=identity_id, provider=identity.provider, timestamp=at)
+        return identity
+
+    @event("IdentityUnlinked")
+    def _identity_unlinked(self, identity_id: str, provider: str, timestamp: datetime) -> None:
+        self.identities = {k: v for k, v in self._identities().items() if k != identity_id}
+
+    def use_identity(self, identity_id: str, at: datetime) -> None:
+        """A verified sign-in at the provider: recorded with the session it starts."""
+        identity = self.identity(identity_id)
+        self._identity_used(identity_id=identity_id, provider=identity.provider, timestamp=at)
+
+    @event("IdentityUsed")
+    def _identity_used(self, identity_id: str, provider: str, timestamp: datetime) -> None:
+        if identity_id not in self._identities():
+            return  # replayed after erasure: the collection reads empty
+        self.identities = {
+            **self._identities(),
+            identity_id: {**self._identities()[identity_id], "last_used_at": timestamp.isoformat()},
+        }
+
+    def confirm_email_by_provider(self, provider: str, at: datetime) -> None:
+        """The provider vouches that the address is the person's (`email_verified`)."""
+        if not self.email_verified:
+            self._email_verified(email=self.email, timestamp=at)
+
     # Sessions
 
     def revoke_all_sessions(self, at: datetime, keep: UUID | None = None) -> None:
@@ -618,5 +734,6 @@ class Account(Aggregate):
         self.mfa_sealed_secret = self.mfa_pending_sealed_secret = None
         self.recovery_code_hashes = []
         self.passkeys = {}
+        self.identities = {}
         self.verification_token_hash = self.reset_token_hash = None
         self.disabled = True

@@ -121,3 +121,51 @@ class InvalidPasskeyRegistration(DomainError):
 
 class PasskeyNotFound(DomainError):
     """The account holds no passkey with this id."""
+
+
+class UnknownProvider(DomainError):
+    """No identity provider of this name is configured."""
+
+
+class RedirectUriNotAllowed(DomainError):
+    """A client redirect URI that is not on the allow-list (OIDC_REDIRECT_URIS)."""
+
+
+class InvalidSignInState(DomainError):
+    """A provider's answer whose `state` is unknown, already used, expired, for another
+    provider, or started in another browser."""
+
+
+class InvalidIdentityResponse(DomainError):
+    """A provider's answer that does not verify: the code was refused, or the ID token's
+    signature, issuer, audience, lifetime, nonce or algorithm is wrong."""
+
+
+class ProviderUnavailable(DomainError):
+    """The identity provider did not answer in time (or answered with a server error)."""
+
+
+class InvalidExchangeCode(DomainError):
+    """A one-time sign-in code that is unknown, already used or expired."""
+
+
+class IdentityTaken(DomainError):
+    """This external identity is linked to another account."""
+
+
+class AccountExists(DomainError):
+    """The provider's email belongs to an account that this identity is not linked to: never
+    linked by itself (sign in to that account first, then link)."""
+
+
+class IdentityEmailMissing(DomainError):
+    """The provider vouched for no email address, and a new account needs one."""
+
+
+class IdentityNotFound(DomainError):
+    """The account has no linked identity with this id."""
+
+
+class LastWayIn(DomainError):
+    """Unlinking this identity would leave the account no way to sign in (no password, no
+    passkey, no other identity)."""
