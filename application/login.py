@@ -217,6 +217,20 @@ class Login:
             raise InvalidPasskey
         return self._start_session(account.id, client, account.password_generation, account)
 
+    @retried_on_conflict
+    def start_external_session(
+        self, account_id: UUID, identity_id: str, client: Client
+    ) -> TokenPair:
+        """A sign-in verified by another identity provider signs in as a password does (the
+        same session, trail, mail and lockout reset), its use recorded in the same save."""
+        account = self._account(account_id)
+        now = self._clock.now()
+        account.ensure_not_locked(now)
+        if account.disabled:
+            raise InvalidCredentials
+        account.use_identity(identity_id, now)
+        return self._start_session(account.id, client, account.password_generation, account)
+
     def fail(self, account_id: UUID, factor: str) -> None:
         """A failed sign-in by another factor (a passkey): counts towards the lock."""
         self._record_failure(account_id, factor)

@@ -298,3 +298,59 @@ class WebAuthn(Protocol):
         """The authenticator's new signature counter (the account judges it); raises
         CredentialRefused for anything that does not verify."""
         ...
+
+
+@dataclass(frozen=True)
+class ProviderIdentity:
+    """What a provider vouched for, once its answer verified (the ID token, or its user API)."""
+
+    subject: str  # `sub`, or GitHub's numeric user id: stable for the person at that provider
+    email: str | None
+    email_verified: bool
+    hints: tuple[str | None, ...]  # preferred_username, login, name: a username's stem
+    amr: tuple[str, ...]  # RFC 8176 authentication methods, as the provider said
+    acr: str | None
+
+
+class ProviderRefused(Exception):
+    """The provider's answer did not verify: the code was refused, or the ID token's
+    signature, issuer, audience, lifetime, nonce or algorithm is wrong."""
+
+
+class ProviderDown(Exception):
+    """The provider did not answer in time, or answered with a server error."""
+
+
+class IdentityProviders(Protocol):
+    """The client side of OpenID Connect and OAuth 2.0, one configured provider by name."""
+
+    def names(self) -> Sequence[str]: ...
+
+    def label(self, provider: str) -> str:
+        """The provider's name as a person knows it ("Google")."""
+        ...
+
+    def trusts_mfa(self, provider: str) -> bool:
+        """Whether a multi-factor sign-in at the provider (amr/acr) stands for tessera's own."""
+        ...
+
+    def authorization_url(
+        self, provider: str, callback: str, state: str, nonce: str, code_verifier: str
+    ) -> str:
+        """Where to send the browser: the code flow with PKCE (S256), `state` and `nonce`."""
+        ...
+
+    def identify(
+        self, provider: str, code: str, callback: str, nonce: str, code_verifier: str
+    ) -> ProviderIdentity:
+        """Redeems the code and verifies what comes back; ProviderRefused or ProviderDown."""
+        ...
+
+
+class OneTimeValues(Protocol):
+    """Short-lived values each taken at most once (the passkey challenge store serves: the
+    same put/take, keyed by random bytes)."""
+
+    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
+
+    def take(self, challenge: bytes, at: datetime) -> str | None: ...

@@ -22,6 +22,7 @@ from application.account_views import AccountViews
 from application.administration import Administration
 from application.erasure import Erasure, ErasureFinisher
 from application.event_log import EventLog
+from application.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.history import History
 from application.login import Login, SessionRules
 from application.mail import MailOutbox, MailSettings, Postman
@@ -51,6 +52,7 @@ from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
+from infrastructure.oidc import OidcClients
 from infrastructure.passkey_challenges import (
     PostgresPasskeyChallenges,
     RedisPasskeyChallenges,
@@ -80,7 +82,7 @@ from infrastructure.totp import Totp
 from infrastructure.wakeups import PostgresWakeups
 from infrastructure.webauthn import PyWebAuthn
 from interfaces.security_log import SecurityLog
-from interfaces.settings import Settings
+from interfaces.settings import Settings, identity_providers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class Container:
     mfa: Mfa
     passkeys: Passkeys
     passkey_challenges: SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges
+    external_sign_in: ExternalSignIn
     access: Access
     administration: Administration
     erasure: Erasure
@@ -477,6 +480,24 @@ def _build(
             ),
         ),
         passkey_challenges=challenges,
+        # The passkey challenges' store keeps OIDC states and sign-in codes too: the same
+        # short-lived values, each taken once.
+        external_sign_in=ExternalSignIn(
+            log,
+            OidcClients(identity_providers(settings), timeout=settings.oidc_timeout),
+            challenges,
+            login,
+            signer,
+            box,
+            clock,
+            ExternalSignInRules(
+                redirect_uris=settings.redirect_uris,
+                callback_url=settings.public_url.rstrip("/") + "/api/auth/oidc/{provider}/callback",
+                state_ttl=timedelta(seconds=settings.oidc_state_ttl),
+                require_verified_email=settings.require_verified_email,
+                verification_ttl=timedelta(seconds=settings.email_verification_ttl),
+            ),
+        ),
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
         erasure=erasure,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 from dotenv import dotenv_values
+
+from infrastructure.oidc import GITHUB, OIDC, ProviderConfig
 
 Seconds = Annotated[int, msgspec.Meta(ge=1)]
 RateSpec = Annotated[
@@ -96,6 +99,16 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     webauthn_rp_name: str | None = None
     passkey_challenge_ttl: Seconds = 300
 
+    # Other identity providers (OpenID Connect; GitHub's OAuth 2.0). OIDC_PROVIDERS names them
+    # (comma-separated); each NAME is configured by OIDC_<NAME>_* (PROVIDER_SETTINGS below),
+    # which load_settings gathers into oidc_provider_values. The client redirect URIs that a
+    # sign-in may end at: comma-separated, matched exactly.
+    oidc_providers: str = ""
+    oidc_redirect_uris: str = ""
+    oidc_timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 5.0  # seconds, per request
+    oidc_state_ttl: Seconds = 600  # how long a started sign-in waits for the provider
+    oidc_provider_values: dict[str, str] = {}  # not a variable: OIDC_<NAME>_*, gathered
+
     # Rate limits: "<per client IP>[,<per login or email>]", each "<requests>/<seconds>".
     rate_limits_enabled: bool = True
     rate_limit_login: RateSpec = "30/60,10/60"
@@ -140,8 +153,81 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
         return self.webauthn_rp_name or self.product_name
 
     @property
+    def redirect_uris(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.oidc_redirect_uris.split(",") if u.strip())
+
+    @property
     def issuer(self) -> str:
         return self.jwt_issuer or self.public_url.rstrip("/")
+
+
+# The variables of each provider NAME in OIDC_PROVIDERS: OIDC_<NAME>_<SUFFIX>.
+PROVIDER_SETTINGS = (
+    "PRESET",  # google, microsoft, github (default: NAME, when it is one of them), or oidc
+    "ISSUER",  # OpenID Connect: discovery at ISSUER/.well-known/openid-configuration
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "SCOPES",  # default: "openid email profile" (GitHub: "read:user user:email")
+    "TRUST_MFA",  # true: the provider's multi-factor sign-in (amr/acr) stands for tessera's MFA
+    "LABEL",  # the button's name (default: the preset's, or NAME)
+    "TENANT",  # microsoft: the directory (tenant id, or "common", "organizations")
+    "API_URL",  # github: the REST API (GitHub Enterprise: https://HOST/api/v3)
+    "AUTHORIZE_URL",  # github: the authorization endpoint
+    "TOKEN_URL",  # github: the token endpoint
+)
+_PRESETS: dict[str, dict[str, str]] = {
+    "google": {"ISSUER": "https://accounts.google.com", "LABEL": "Google"},
+    "microsoft": {
+        "ISSUER": "https://login.microsoftonline.com/{tenant}/v2.0",
+        "LABEL": "Microsoft",
+        "TENANT": "common",
+    },
+    "github": {"LABEL": "GitHub", "SCOPES": "read:user user:email"},
+}
+
+
+def identity_providers(settings: Settings) -> list[ProviderConfig]:
+    """Each provider in OIDC_PROVIDERS, its preset filled in; stops the service with the name
+    of a missing variable."""
+    configs = []
+    for name in (n.strip().lower() for n in settings.oidc_providers.split(",")):
+        if not name:
+            continue
+        if not re.fullmatch(r"[a-z0-9]{1,32}", name):
+            raise SystemExit(f"invalid setting: OIDC_PROVIDERS: {name!r} is not [a-z0-9]{{1,32}}")
+        prefix = f"OIDC_{name.upper()}_"
+        given = {
+            key.removeprefix(prefix): value
+            for key, value in settings.oidc_provider_values.items()
+            if key.startswith(prefix) and value
+        }
+        preset = given.get("PRESET", name if name in _PRESETS else "oidc").lower()
+        values = {**_PRESETS.get(preset, {}), **given}
+        for needed in ("CLIENT_ID", "CLIENT_SECRET", *(("ISSUER",) if preset != "github" else ())):
+            if needed not in values:
+                raise SystemExit(f"invalid setting: {prefix}{needed} is required")
+        configs.append(
+            ProviderConfig(
+                name=name,
+                kind=GITHUB if preset == "github" else OIDC,
+                label=values.get("LABEL", name.title()),
+                client_id=values["CLIENT_ID"],
+                client_secret=values["CLIENT_SECRET"],
+                scopes=values.get("SCOPES", "openid email profile"),
+                issuer=values.get("ISSUER", "").replace("{tenant}", values.get("TENANT", "")),
+                trust_mfa=values.get("TRUST_MFA", "false").lower() in ("1", "true", "yes"),
+                **{
+                    field: values[key]
+                    for field, key in (
+                        ("api_url", "API_URL"),
+                        ("authorize_url", "AUTHORIZE_URL"),
+                        ("token_url", "TOKEN_URL"),
+                    )
+                    if key in values
+                },
+            )
+        )
+    return configs
 
 
 def load_settings(environ: dict[str, str] | None = None, env_file: str = ".env") -> Settings:
@@ -152,7 +238,11 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str = ".env")
     values.update(os.environ if environ is None else environ)
     fields = {f.upper() for f in Settings.__struct_fields__}
     # Empty strings mean "unset", as in most .env conventions.
-    known = {k: v for k, v in values.items() if k in fields and v != ""}
+    known: dict[str, object] = {k: v for k, v in values.items() if k in fields and v != ""}
+    known.pop("OIDC_PROVIDER_VALUES", None)  # gathered below, never given as one variable
+    known["OIDC_PROVIDER_VALUES"] = {
+        k: v for k, v in values.items() if k.startswith("OIDC_") and k not in fields and v != ""
+    }
     try:
         return msgspec.convert(known, Settings, strict=False)
     except msgspec.ValidationError as error:

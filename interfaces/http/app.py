@@ -26,6 +26,7 @@ from interfaces.http.admin import AdminController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
+from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.passkeys import MyPasskeysController, PasskeySignInController
 from interfaces.http.problems import (
@@ -68,6 +69,8 @@ def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
     a misspelt filter must not silently widen an audit query."""
     if not request.query_params:
         return
+    if request.route_handler.opt.get("any_query"):
+        return  # a provider's redirect back carries parameters of the provider's choosing
     known = request.route_handler.parsed_fn_signature.parameters
     unknown = sorted(name for name in request.query_params if name not in known)
     if unknown:
@@ -152,6 +155,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             MeController,
             MyPasskeysController,
             PasskeySignInController,
+            OidcController,
+            MyIdentitiesController,
             AuditController,
             AdminController,
             jwks,
@@ -166,6 +171,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
             "passkeys": provide(container.passkeys),
+            "external_sign_in": provide(container.external_sign_in),
+            "settings": provide(container.settings),
             "access": provide(container.access),
             "administration": provide(container.administration),
             "erasure": provide(container.erasure),

@@ -24,19 +24,27 @@ if TYPE_CHECKING:
 _MEANINGS: dict[int, str] = {
     400: "Invalid input (`validation_failed`, with `errors`), a body that is not UTF-8 JSON "
     "(`malformed_request`), an unknown, spent or expired token (`invalid_token`), or a new "
-    "passkey that does not verify (`invalid_passkey_registration`).",
+    "passkey that does not verify (`invalid_passkey_registration`), a client redirect URI "
+    "not on OIDC_REDIRECT_URIS (`redirect_uri_not_allowed`), a provider sign-in whose state is "
+    "unknown, spent, expired or another browser's (`invalid_state`), a provider that vouched "
+    "for no email (`identity_email_missing`), a sign-in code unknown, spent or expired "
+    "(`invalid_sign_in_code`).",
     401: "Not authenticated: `invalid_credentials`, `invalid_access_token`, "
     "`invalid_refresh_token`, `refresh_token_reused`, `invalid_mfa_code`, `invalid_mfa_token`, "
-    "`invalid_passkey`.",
+    "`invalid_passkey`, `invalid_identity_response` (a provider's answer that did not verify).",
     403: "Refused: `email_not_verified`, `invalid_current_password`, or `forbidden` (the "
     "token's roles do not allow it: `auditor` for /api/audit, `admin` for /api/admin).",
     404: "`account_not_found` (no such account, or the token's account no longer exists), "
-    "`session_not_found`, `passkey_not_found`, or `not_found` (a malformed id in the path).",
-    409: "Conflict: `email_taken`, `username_taken`, `mfa_already_enabled`, `mfa_not_enabled`.",
+    "`session_not_found`, `passkey_not_found`, `identity_not_found`, `unknown_provider`, or "
+    "`not_found` (a malformed id in the path).",
+    409: "Conflict: `email_taken`, `username_taken`, `mfa_already_enabled`, `mfa_not_enabled`, "
+    "`identity_taken` (linked to another account), `account_exists` (the provider's email "
+    "belongs to an account: sign in to it, then link), `last_sign_in_method`.",
     413: "`request_too_large`: the body is over 64 KiB.",
     415: "`unsupported_media_type`: the body is not `application/json`.",
     423: "`account_locked`, with `Retry-After`.",
     429: "`rate_limited`, with `Retry-After`.",
+    502: "`provider_unavailable`: an identity provider did not answer in time.",
     503: "`unavailable` (a backing service did not answer) or `overloaded` (password hashing is "
     "at capacity), with `Retry-After`.",
 }

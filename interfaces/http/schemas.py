@@ -177,3 +177,7 @@ class PasskeyOptionsRequest(Request):
 class PasskeySignInRequest(Request):
     credential: CredentialJson
     mfa_token: Jwt | None = None
+
+
+class OidcExchangeRequest(Request):
+    code: OpaqueToken  # the one-time code a provider sign-in ended with

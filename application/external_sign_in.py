@@ -1,0 +1,403 @@
+"""Signing in with another identity provider (OpenID Connect, or GitHub's OAuth 2.0), and the
+account's linked identities.
+
+The flow (RFC 9700 and OIDC Core): `start` makes a `state`, a `nonce` and a PKCE verifier,
+keeps them (OneTimeValues) bound to the provider, the client's redirect URI (on the
+allow-list), and a secret of the browser that started it (its digest; the secret is in that
+browser's cookie). `callback` takes the state once (a replay or another browser's finds
+nothing), has the provider's answer verified (IdentityProviders), and decides on the account:
+the identity's own when linked, a new one on a first sign-in, never one found by email alone
+(the provider's address matching an account is refused: sign in to it, then link). It ends at
+the client's redirect URI with a one-time code, good for `exchange` once within a minute, which
+answers what a password login answers: the token pair, or an MFA challenge when the account has
+MFA and the provider's own multi-factor sign-in is not trusted for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError
+
+from application.event_log import EventLog, retried_on_conflict
+from application.login import Login
+from application.ports import (
+    AccessClaims,
+    Clock,
+    IdentityProviders,
+    OneTimeValues,
+    ProviderDown,
+    ProviderIdentity,
+    ProviderRefused,
+    SecretBox,
+    TokenSigner,
+)
+from application.tokens import digest, issue_token
+from application.tracing import traced
+from application.views import Client, MfaChallenge, TokenPair
+from domain.account import NO_PASSWORD, Account, EmailClaim, IdentityClaim, UsernameClaim
+from domain.errors import (
+    AccountExists,
+    AccountNotFound,
+    IdentityEmailMissing,
+    IdentityTaken,
+    Invalid,
+    InvalidCredentials,
+    InvalidExchangeCode,
+    InvalidIdentityResponse,
+    InvalidSignInState,
+    ProviderUnavailable,
+    RedirectUriNotAllowed,
+    UnknownProvider,
+)
+from domain.external_identity import (
+    ExternalIdentity,
+    multi_factor,
+    username_base,
+    username_candidates,
+)
+from domain.identity import normalise_email
+
+_STATE = "oidc-state "  # what each stored value starts with: a state is never a code, nor a
+_CODE = "oidc-code "  # passkey challenge (the store is shared), and the reverse
+_USERNAME_TRIES = 12
+
+
+@dataclass(frozen=True)
+class ExternalSignInRules:
+    redirect_uris: frozenset[str]  # exact matches only (RFC 9700, 4.1.3)
+    callback_url: str  # PUBLIC_URL + /api/auth/oidc/{provider}/callback
+    state_ttl: timedelta = timedelta(minutes=10)
+    code_ttl: timedelta = timedelta(seconds=60)
+    require_verified_email: bool = True
+    verification_ttl: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Started:
+    authorization_url: str
+    browser_secret: str  # for the cookie that binds the flow to this browser
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    name: str
+    label: str
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    id: str
+    provider: str
+    email: str
+    linked_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, identity: ExternalIdentity) -> IdentityView:
+        return cls(
+            identity.id,
+            identity.provider,
+            identity.email,
+            identity.linked_at,
+            identity.last_used_at,
+        )
+
+
+def _random() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _key(value: str) -> bytes:
+    """The store's key for a state or code (which travel as base64url text)."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, TypeError):
+        return b""
+    return raw if len(raw) == 32 else b""
+
+
+def _browser(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class ExternalSignIn:
+    def __init__(
+        self,
+        log: EventLog,
+        providers: IdentityProviders,
+        values: OneTimeValues,
+        login: Login,
+        signer: TokenSigner,
+        box: SecretBox,
+        clock: Clock,
+        rules: ExternalSignInRules,
+    ) -> None:
+        self._log = log
+        self._providers = providers
+        self._values = values
+        self._login = login
+        self._signer = signer
+        self._box = box
+        self._clock = clock
+        self._rules = rules
+
+    def providers(self) -> list[ProviderView]:
+        return [ProviderView(n, self._providers.label(n)) for n in self._providers.names()]
+
+    @traced
+    def start(
+        self,
+        provider: str,
+        redirect_uri: str,
+        link_to: AccessClaims | None,
+        browser_secret: str | None = None,
+    ) -> Started:
+        """`link_to`: the signed-in caller who links this identity to their own account.
+        `browser_secret`: the one this browser's cookie holds already, if any (so two sign-ins
+        started in one browser both finish); else a new one for the cookie."""
+        self._known(provider)
+        if redirect_uri not in self._rules.redirect_uris:
+            raise RedirectUriNotAllowed
+        state, nonce, verifier = _random(), _random(), _random()
+        browser = browser_secret if browser_secret and len(browser_secret) >= 43 else _random()
+        record = {
+            "provider": provider,
+            "nonce": nonce,
+            "verifier": verifier,
+            "redirect_uri": redirect_uri,
+            "browser": _browser(browser),
+            "link": None if link_to is None else str(link_to.account_id),
+        }
+        try:
+            url = self._providers.authorization_url(
+                provider, self._callback(provider), state, nonce, verifier
+            )
+        except ProviderDown:
+            raise ProviderUnavailable from None
+        self._values.put(
+            _key(state), _STATE + json.dumps(record), self._clock.now() + self._rules.state_ttl
+        )
+        return Started(url, browser)
+
+    @traced
+    def callback(
+        self, provider: str, code: str | None, state: str, browser_secret: str | None
+    ) -> str:
+        """Where the browser goes next: the client's redirect URI with a one-time `code` (a
+        sign-in) or `linked=<provider>` (a link). No code (the person declined, or the
+        provider answered an error): the state is spent all the same."""
+        record = self._take_state(provider, state, browser_secret)
+        if not code:
+            raise InvalidIdentityResponse
+        try:
+            identity = self._providers.identify(
+                provider, code, self._callback(provider), record["nonce"], record["verifier"]
+            )
+        except ProviderRefused:
+            raise InvalidIdentityResponse from None
+        except ProviderDown:
+            raise ProviderUnavailable from None
+        if record["link"] is not None:
+            self._link(UUID(record["link"]), provider, identity)
+            return with_query(record["redirect_uri"], linked=provider)
+        account, identity_id = self._account_for(provider, identity)
+        now = self._clock.now()
+        account.ensure_not_locked(now)
+        if account.disabled:
+            raise InvalidCredentials
+        account.ensure_may_log_in(self._rules.require_verified_email)
+        trusted = self._providers.trusts_mfa(provider) and multi_factor(identity.amr, identity.acr)
+        code_value = _random()
+        self._values.put(
+            _key(code_value),
+            _CODE
+            + json.dumps(
+                {"account": str(account.id), "identity": identity_id, "mfa_done": trusted}
+            ),
+            now + self._rules.code_ttl,
+        )
+        return with_query(record["redirect_uri"], code=code_value)
+
+    @traced
+    def exchange(self, code: str, client: Client) -> TokenPair | MfaChallenge:
+        found = self._values.take(_key(code), self._clock.now()) if _key(code) else None
+        if found is None or not found.startswith(_CODE):
+            raise InvalidExchangeCode
+        record = json.loads(found.removeprefix(_CODE))
+        account = self._log.find(UUID(record["account"]), Account)
+        if account is None:
+            raise InvalidExchangeCode
+        if account.mfa_enabled and not record["mfa_done"]:
+            return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
+        return self._login.start_external_session(account.id, record["identity"], client)
+
+    # The caller's identities
+
+    def identities(self, claims: AccessClaims) -> list[IdentityView]:
+        return [IdentityView.of(i) for i in self._account(claims.account_id).identity_list()]
+
+    @traced
+    @retried_on_conflict
+    def unlink(self, claims: AccessClaims, identity_id: str) -> None:
+        account = self._account(claims.account_id)
+        identity = account.unlink_identity(identity_id, self._clock.now())
+        claim = self._log.identity_claim(identity.provider, identity.subject)
+        released = []
+        if claim is not None and claim.account_id == account.id:
+            claim.release(self._clock.now())
+            released.append(claim)
+        self._log.save(account, *released)
+
+    # The flow's steps
+
+    def _take_state(self, provider: str, state: str, browser_secret: str | None) -> dict[str, Any]:
+        """The state is spent whatever follows: a second use finds nothing."""
+        key = _key(state)
+        found = self._values.take(key, self._clock.now()) if key else None
+        if found is None or not found.startswith(_STATE):
+            raise InvalidSignInState
+        record: dict[str, Any] = json.loads(found.removeprefix(_STATE))
+        if (
+            record["provider"] != provider
+            or browser_secret is None
+            or not hmac.compare_digest(_browser(browser_secret), record["browser"])
+        ):
+            raise InvalidSignInState
+        return record
+
+    @retried_on_conflict
+    def _link(self, account_id: UUID, provider: str, identity: ProviderIdentity) -> None:
+        account = self._account(account_id)
+        claim = self._log.identity_claim(provider, identity.subject)
+        if claim is not None and claim.held:
+            if claim.account_id == account.id:
+                return  # linked already
+            raise IdentityTaken
+        now = self._clock.now()
+        account.link_identity(str(uuid4()), provider, identity.subject, identity.email or "", now)
+        self._log.save(account, self._claimed(IdentityClaim, claim, provider, identity, account))
+
+    def _account_for(self, provider: str, identity: ProviderIdentity) -> tuple[Account, str]:
+        """The linked account, or a new one on a first sign-in."""
+        claim = self._log.identity_claim(provider, identity.subject)
+        if claim is not None and claim.account_id is not None:
+            account = self._log.find(claim.account_id, Account)
+            linked = None if account is None else account.identity_for(provider, identity.subject)
+            if account is None or linked is None:
+                raise InvalidCredentials  # a claim without its account: never a sign-in
+            return account, linked.id
+        return self._new_account(provider, identity, claim)
+
+    def _new_account(
+        self, provider: str, identity: ProviderIdentity, claim: IdentityClaim | None
+    ) -> tuple[Account, str]:
+        if identity.email is None:
+            raise IdentityEmailMissing
+        try:
+            email = normalise_email(identity.email)
+        except Invalid:
+            raise IdentityEmailMissing from None
+        email_claim = self._log.email_claim(email)
+        if email_claim is not None and email_claim.held:
+            # The classic takeover: whoever controls an address at a provider is not thereby
+            # the account's owner. Never linked by itself.
+            raise AccountExists
+        now = self._clock.now()
+        for username in self._usernames(identity):
+            account = Account(
+                email=email, username=username, password_hash=NO_PASSWORD, timestamp=now
+            )
+            if identity.email_verified:
+                account.confirm_email_by_provider(provider, now)
+            else:
+                self._request_verification(account)
+            identity_id = str(uuid4())
+            account.link_identity(identity_id, provider, identity.subject, email, now)
+            try:
+                self._log.save(
+                    account,
+                    self._claimed(EmailClaim, email_claim, "email", email, account),
+                    self._claimed(
+                        UsernameClaim,
+                        self._log.username_claim(username),
+                        "username",
+                        username,
+                        account,
+                    ),
+                    self._claimed(IdentityClaim, claim, provider, identity, account),
+                )
+            except IntegrityError:
+                # A race: for the identity or the email (decided again from the top), or for
+                # the username (the next candidate).
+                raced = self._log.identity_claim(provider, identity.subject)
+                if raced is not None and raced.held:
+                    return self._account_for(provider, identity)
+                taken = self._log.email_claim(email)
+                if taken is not None and taken.held:
+                    raise AccountExists from None
+                continue
+            return account, identity_id
+        raise IdentityTaken  # no free username after every try: refuse rather than loop
+
+    def _usernames(self, identity: ProviderIdentity) -> Iterator[str]:
+        base = username_base(identity.hints)
+        suffixes = (
+            str(n) if n < 5 else secrets.token_hex(3) for n in range(2, 2 + _USERNAME_TRIES)
+        )
+        for candidate in username_candidates(base, suffixes):
+            claim = self._log.username_claim(candidate)
+            if claim is None or not claim.held:
+                yield candidate
+
+    def _claimed(self, kind: Any, claim: Any, what: str, value: Any, account: Account) -> Any:
+        """A new claim, or a released one taken over (as registration does)."""
+        now = self._clock.now()
+        if claim is None:
+            if kind is IdentityClaim:
+                fingerprint = self._log.keys.fingerprint("identity", f"{what}:{value.subject}")
+            else:
+                fingerprint = self._log.keys.fingerprint(what, value)
+            return kind(id=kind.id_for(fingerprint), account_id=account.id, timestamp=now)
+        if claim.held:
+            raise IntegrityError("the claim is held")
+        claim.take_over(account.id, now)
+        return claim
+
+    def _request_verification(self, account: Account) -> None:
+        token = issue_token(account.id)
+        account.request_email_verification(
+            token_hash=digest(token),
+            sealed_token=self._box.seal(token),
+            at=self._clock.now(),
+            ttl=self._rules.verification_ttl,
+        )
+
+    def _callback(self, provider: str) -> str:
+        return self._rules.callback_url.format(provider=provider)
+
+    def _known(self, provider: str) -> None:
+        if provider not in self._providers.names():
+            raise UnknownProvider
+
+    def _account(self, account_id: UUID) -> Account:
+        account = self._log.find(account_id, Account)
+        if account is None:
+            raise AccountNotFound
+        return account

@@ -1,0 +1,172 @@
+"""Signing in with another identity provider: /api/auth/oidc/..., and one's own linked
+identities at /api/users/me/identities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from application.access import Access
+from application.external_sign_in import ExternalSignIn, IdentityView, ProviderView
+from application.ports import Caller
+from application.throttle import Throttle
+from application.views import Client, MfaChallenge, TokenPair
+from domain.errors import DomainError, InvalidAccessToken
+from infrastructure import metrics
+from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
+from interfaces.http.problems import code_of
+from interfaces.http.schemas import OidcExchangeRequest
+from interfaces.http.security import BEARER, bearer_claims
+from interfaces.pages.guard import plain_local_http
+from interfaces.settings import Settings
+
+# Binds a started sign-in to the browser that started it. SameSite=Lax, not Strict: the
+# provider's redirect back is a cross-site top-level navigation, which Lax lets carry it.
+BROWSER_COOKIE = "tessera-oidc"
+
+
+def browser_cookie_name(settings: Settings) -> str:
+    return BROWSER_COOKIE if plain_local_http(settings.public_url) else f"__Host-{BROWSER_COOKIE}"
+
+
+class OidcController(Controller):
+    path = "/api/auth/oidc"
+    tags = ["auth"]
+
+    @get("/providers", sync_to_thread=False)
+    def providers(self, external_sign_in: NamedDependency[ExternalSignIn]) -> list[ProviderView]:
+        """The configured providers: one sign-in button each."""
+        return external_sign_in.providers()
+
+    @get(
+        "/{provider:str}/start",
+        status_code=302,
+        responses=problems(400, 401, 404, 429, 502),
+    )
+    async def start(
+        self,
+        request: Request[Any, Any, Any],
+        provider: FromPath[str],
+        redirect_uri: str,
+        external_sign_in: NamedDependency[ExternalSignIn],
+        access: NamedDependency[Access],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
+        settings: NamedDependency[Settings],
+        link: bool = False,
+    ) -> Redirect:
+        """302 to the provider. `link=true` (with a Bearer token): link the identity to the
+        caller's account instead of signing in."""
+        claims = await bearer_claims(request, access) if link else None
+        if link and claims is None:
+            raise InvalidAccessToken
+        throttle.check("passkey_options", client.ip)  # each start stores a state, unproven
+        cookie = browser_cookie_name(settings)
+        started = await anyio.to_thread.run_sync(
+            lambda: external_sign_in.start(
+                provider, redirect_uri, claims, request.cookies.get(cookie)
+            )
+        )
+        return Redirect(
+            started.authorization_url,
+            status_code=302,
+            cookies=[
+                Cookie(
+                    key=cookie,
+                    value=started.browser_secret,
+                    path="/",
+                    max_age=settings.oidc_state_ttl,
+                    secure=not plain_local_http(settings.public_url),
+                    httponly=True,
+                    samesite="lax",
+                )
+            ],
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @get(
+        "/{provider:str}/callback",
+        status_code=303,
+        opt={"any_query": True},  # providers add their own (iss, scope, authuser, session_state)
+        responses=problems(400, 401, 403, 409, 423, 502),
+    )
+    async def callback(
+        self,
+        request: Request[Any, Any, Any],
+        provider: FromPath[str],
+        external_sign_in: NamedDependency[ExternalSignIn],
+        settings: NamedDependency[Settings],
+    ) -> Redirect:
+        """The provider's redirect back: to the client's redirect URI with a one-time `code`
+        (never a token in a URL), or `linked=<provider>` after a link."""
+        query = request.query_params
+        browser = request.cookies.get(browser_cookie_name(settings))
+        try:
+            target = await anyio.to_thread.run_sync(
+                lambda: external_sign_in.callback(
+                    provider, query.get("code"), query.get("state") or "", browser
+                )
+            )
+        except DomainError as error:
+            metrics.LOGINS.labels(outcome=code_of(error)).inc()
+            raise
+        return Redirect(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/exchange",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(*BODY, 400, 401, 423, 429),
+    )
+    def exchange(
+        self,
+        data: JSONBody[OidcExchangeRequest],
+        external_sign_in: NamedDependency[ExternalSignIn],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
+    ) -> TokenPair | MfaChallenge:
+        """The one-time code from the redirect: the same answer as a password login."""
+        try:
+            throttle.check("login", client.ip)
+            result = external_sign_in.exchange(data.code, client)
+        except DomainError as error:
+            metrics.LOGINS.labels(outcome=code_of(error)).inc()
+            raise
+        outcome = "mfa_required" if isinstance(result, MfaChallenge) else "success"
+        metrics.LOGINS.labels(outcome=outcome).inc()
+        return result
+
+
+class MyIdentitiesController(Controller):
+    path = "/api/users/me/identities"
+    tags = ["me"]
+    dependencies = {"claims": BEARER}
+    security = [{"bearer": []}]
+
+    @get(sync_to_thread=True, responses=problems(*BEARER_ERRORS))
+    def list_identities(
+        self, claims: NamedDependency[Caller], external_sign_in: NamedDependency[ExternalSignIn]
+    ) -> list[IdentityView]:
+        return external_sign_in.identities(claims)
+
+    @delete(
+        "/{identity_id:str}",
+        sync_to_thread=True,
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*BEARER_ERRORS, 404, 409),
+    )
+    def unlink(
+        self,
+        claims: NamedDependency[Caller],
+        identity_id: FromPath[str],
+        external_sign_in: NamedDependency[ExternalSignIn],
+    ) -> None:
+        """Refused (409 last_sign_in_method) when nothing else would let the person in."""
+        external_sign_in.unlink(claims, identity_id)
