@@ -201,9 +201,8 @@ def test_cancelling_at_the_provider_sends_access_denied(provider: OidcProvider) 
 def test_the_provider_goes_down_and_comes_back_on_its_issuer() -> None:
     with new_provider() as provider:
         issuer = provider.issuer
-        with provider.down():
-            with pytest.raises(httpx.ConnectError):
-                httpx.get(f"{issuer}/.well-known/openid-configuration")
+        with provider.down(), pytest.raises(httpx.ConnectError):
+            httpx.get(f"{issuer}/.well-known/openid-configuration")
         assert provider.issuer == issuer
         code_flow(provider, "alice-sub")
 
