@@ -2,13 +2,16 @@
 # Installs the system servers the test harness starts (it never relies on a running service):
 # PostgreSQL 15 server binaries and redis-server, from Debian's packages when missing; and promtool
 # (Debian's prometheus package), which the tests of ops/ run on the Prometheus config and alerts;
-# and chromium, the browser the page tests drive (tests/browser; its harness installs it too).
+# and chromium, the browser the page tests drive (tests/browser; its harness installs it too);
+# and npm (with Node.js), which installs axe-core and oidc-provider, the OpenID Provider that
+# tests/oidc runs.
 set -eu
 missing=""
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1 || missing="$missing postgresql-15"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing:$missing (install them, or run as root so this script can)" >&2
