@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ from domain.external_identity import (
     username_candidates,
 )
 from domain.identity import normalise_email
+
+log = logging.getLogger(__name__)
 
 _STATE = "oidc-state "  # what each stored value starts with: a state is never a code, nor a
 _CODE = "oidc-code "  # passkey challenge (the store is shared), and the reverse
@@ -210,9 +213,11 @@ class ExternalSignIn:
             identity = self._providers.identify(
                 provider, code, self._callback(provider), record["nonce"], record["verifier"]
             )
-        except ProviderRefused:
+        except ProviderRefused as error:
+            log.warning("a sign-in with %s did not verify: %s", provider, error)
             raise InvalidIdentityResponse from None
-        except ProviderDown:
+        except ProviderDown as error:
+            log.error("identity provider %s unavailable: %s", provider, error)
             raise ProviderUnavailable from None
         if record["link"] is not None:
             self._link(UUID(record["link"]), provider, identity)

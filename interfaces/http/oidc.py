@@ -9,7 +9,7 @@ import anyio
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -54,13 +54,13 @@ class OidcController(Controller):
         self,
         request: Request[Any, Any, Any],
         provider: FromPath[str],
-        redirect_uri: str,
+        redirect_uri: FromQuery[str],
         external_sign_in: NamedDependency[ExternalSignIn],
         access: NamedDependency[Access],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
         settings: NamedDependency[Settings],
-        link: bool = False,
+        link: FromQuery[bool] = False,
     ) -> Redirect:
         """302 to the provider. `link=true` (with a Bearer token): link the identity to the
         caller's account instead of signing in."""

@@ -74,6 +74,9 @@ def new_signing_key() -> Json:
     """A private RS256 JWK with a fresh kid, for the provider to sign ID tokens with."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk: Json = json.loads(RSAAlgorithm.to_jwk(key))
+    # PyJWT writes key_ops ["sign"], which oidc-provider would publish with the public half: a
+    # relying party (joserfc) rightly refuses to verify with a key that says it only signs.
+    jwk.pop("key_ops", None)
     return {**jwk, "kid": secrets.token_urlsafe(8), "alg": "RS256", "use": "sig"}
 
 
