@@ -50,6 +50,7 @@ from domain.account import NO_PASSWORD, Account, EmailClaim, IdentityClaim, User
 from domain.errors import (
     AccountExists,
     AccountNotFound,
+    DomainError,
     IdentityEmailMissing,
     IdentityTaken,
     Invalid,
@@ -84,6 +85,20 @@ class ExternalSignInRules:
     code_ttl: timedelta = timedelta(seconds=60)
     require_verified_email: bool = True
     verification_ttl: timedelta = timedelta(hours=24)
+    # Redirect URIs that take a refusal of the callback (once the state is proven, so the URI
+    # is the one this browser's own start named) as `?error=...`, rather than an error answer
+    # from the API: the pages' own /login/oidc, which shows it on the sign-in page.
+    refusals_to: frozenset[str] = frozenset()
+
+
+class RefusedAtCallback(Exception):
+    """A refusal of the callback for a redirect URI in `refusals_to`: the browser goes back
+    there with the error named, instead of ending on an error answer."""
+
+    def __init__(self, error: DomainError, redirect_uri: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.redirect_uri = redirect_uri
 
 
 @dataclass(frozen=True)
@@ -207,6 +222,14 @@ class ExternalSignIn:
         sign-in) or `linked=<provider>` (a link). No code (the person declined, or the
         provider answered an error): the state is spent all the same."""
         record = self._take_state(provider, state, browser_secret)
+        try:
+            return self._finish(provider, code, record)
+        except DomainError as error:
+            if record["redirect_uri"] in self._rules.refusals_to:
+                raise RefusedAtCallback(error, record["redirect_uri"]) from error
+            raise
+
+    def _finish(self, provider: str, code: str | None, record: dict[str, Any]) -> str:
         if not code:
             raise InvalidIdentityResponse
         try:

@@ -492,6 +492,11 @@ def _build(
             clock,
             ExternalSignInRules(
                 redirect_uris=settings.redirect_uris,
+                refusals_to=(
+                    frozenset({settings.pages_sign_in_uri})
+                    if settings.pages_enabled
+                    else frozenset()
+                ),
                 callback_url=settings.public_url.rstrip("/") + "/api/auth/oidc/{provider}/callback",
                 state_ttl=timedelta(seconds=settings.oidc_state_ttl),
                 require_verified_email=settings.require_verified_email,

@@ -153,8 +153,16 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
         return self.webauthn_rp_name or self.product_name
 
     @property
+    def pages_sign_in_uri(self) -> str:
+        """Where a sign-in (or a link) started from the pages comes back: /login/oidc."""
+        return self.public_url.rstrip("/") + "/login/oidc"
+
+    @property
     def redirect_uris(self) -> frozenset[str]:
-        return frozenset(u.strip() for u in self.oidc_redirect_uris.split(",") if u.strip())
+        """OIDC_REDIRECT_URIS, and the pages' own /login/oidc when the pages are on: it is this
+        service's own page at its own origin, so listing it could only be forgotten."""
+        listed = frozenset(u.strip() for u in self.oidc_redirect_uris.split(",") if u.strip())
+        return listed | {self.pages_sign_in_uri} if self.pages_enabled else listed
 
     @property
     def issuer(self) -> str:

@@ -14,7 +14,13 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from application.access import Access
-from application.external_sign_in import ExternalSignIn, IdentityView, ProviderView
+from application.external_sign_in import (
+    ExternalSignIn,
+    IdentityView,
+    ProviderView,
+    RefusedAtCallback,
+    with_query,
+)
 from application.ports import Caller
 from application.throttle import Throttle
 from application.views import Client, MfaChallenge, TokenPair
@@ -24,16 +30,16 @@ from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.problems import code_of
 from interfaces.http.schemas import OidcExchangeRequest
 from interfaces.http.security import BEARER, bearer_claims
-from interfaces.pages.guard import plain_local_http
+from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.settings import Settings
-
-# Binds a started sign-in to the browser that started it. SameSite=Lax, not Strict: the
-# provider's redirect back is a cross-site top-level navigation, which Lax lets carry it.
-BROWSER_COOKIE = "tessera-oidc"
 
 
 def browser_cookie_name(settings: Settings) -> str:
-    return BROWSER_COOKIE if plain_local_http(settings.public_url) else f"__Host-{BROWSER_COOKIE}"
+    return oidc_browser_cookie_name(settings.public_url)
+
+
+def browser_cookie(settings: Settings, secret: str) -> Cookie:
+    return oidc_browser_cookie(settings.public_url, settings.oidc_state_ttl, secret)
 
 
 class OidcController(Controller):
@@ -77,17 +83,7 @@ class OidcController(Controller):
         return Redirect(
             started.authorization_url,
             status_code=302,
-            cookies=[
-                Cookie(
-                    key=cookie,
-                    value=started.browser_secret,
-                    path="/",
-                    max_age=settings.oidc_state_ttl,
-                    secure=not plain_local_http(settings.public_url),
-                    httponly=True,
-                    samesite="lax",
-                )
-            ],
+            cookies=[browser_cookie(settings, started.browser_secret)],
             headers={"Cache-Control": "no-store"},
         )
 
@@ -114,6 +110,13 @@ class OidcController(Controller):
                     provider, query.get("code"), query.get("state") or "", browser
                 )
             )
+        except RefusedAtCallback as refused:
+            # The pages' own redirect URI: the sign-in page shows what went wrong. A person who
+            # declined at the provider is told so, rather than "did not verify".
+            declined = query.get("error") == "access_denied" and not query.get("code")
+            code = "access_denied" if declined else code_of(refused.error)
+            metrics.LOGINS.labels(outcome=code_of(refused.error)).inc()
+            target = with_query(refused.redirect_uri, error=code)
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise

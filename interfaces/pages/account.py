@@ -31,6 +31,7 @@ DONE = {
     "mfa-off": "Two-step sign-in is off.",
     "session-ended": "That session has ended.",
     "passkey-removed": "The passkey is removed.",
+    "identity-unlinked": "The sign-in with that provider is unlinked.",
 }
 
 
@@ -52,6 +53,9 @@ async def account_page(
     await in_thread(app.read_side.caught_up, "sessions", caller.written)
     sessions = await in_thread(app.read_side.live_sessions, caller.account_id, caller.session_id)
     passkeys = await in_thread(site.passkeys.list, caller) if site.passkeys else []
+    identities = await in_thread(app.external_sign_in.identities, caller)
+    linked = {i.provider for i in identities}
+    providers = app.external_sign_in.providers()
     return site.page(
         visit,
         "account.html",
@@ -60,6 +64,10 @@ async def account_page(
         mfa_enabled=mfa_on,
         sessions=sessions,
         passkey_list=passkeys,
+        identities=identities,
+        providers=providers,
+        unlinked_providers=[p for p in providers if p.name not in linked],
+        provider_labels={p.name: p.label for p in providers},
         errors=errors or [],
         notice=notice,
         enrollment=enrollment,

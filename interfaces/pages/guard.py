@@ -108,6 +108,30 @@ class CookieJar:
         return [self._cookie(self.access, "", max_age=0), self._cookie(self.refresh, "", max_age=0)]
 
 
+# Binds a started sign-in with another identity provider to the browser that started it (the
+# API's start and the pages' link button set it; the callback reads it). SameSite=Lax, not
+# Strict: the provider's redirect back is a cross-site top-level navigation, which Lax lets
+# carry it.
+OIDC_BROWSER_COOKIE = "tessera-oidc"
+
+
+def oidc_browser_cookie_name(public_url: str) -> str:
+    local = plain_local_http(public_url)
+    return OIDC_BROWSER_COOKIE if local else f"__Host-{OIDC_BROWSER_COOKIE}"
+
+
+def oidc_browser_cookie(public_url: str, max_age: int, secret: str) -> Cookie:
+    return Cookie(
+        key=oidc_browser_cookie_name(public_url),
+        value=secret,
+        path="/",
+        max_age=max_age,
+        secure=not plain_local_http(public_url),
+        httponly=True,
+        samesite="lax",
+    )
+
+
 class CsrfTokens:
     """A signed double-submit token: the form carries HMAC(key, nonce | session), the browser
     carries the nonce in its HttpOnly cookie. Another site can neither read the cookie nor

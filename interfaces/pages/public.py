@@ -24,7 +24,7 @@ from interfaces.http.schemas import (
     ResetPasswordRequest,
     VerifyEmailRequest,
 )
-from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
+from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, sign_in_buttons
 
 AnyRequest = Request[Any, Any, Any]
 Page = Response[str] | Redirect
@@ -97,7 +97,9 @@ class PublicPages(Controller):
         visit = await site.visit(request)
         if visit.caller is not None:
             return site.redirect(visit, "/account")
-        return site.page(visit, "login.html", notice=NOTICES.get(done or ""))
+        return site.page(
+            visit, "login.html", notice=NOTICES.get(done or ""), **sign_in_buttons(site)
+        )
 
     @post("/login")
     async def login(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
@@ -112,7 +114,14 @@ class PublicPages(Controller):
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             status, errors = refusal(error)
-            return site.page(visit, "login.html", status, errors=errors, login=fields.get("login"))
+            return site.page(
+                visit,
+                "login.html",
+                status,
+                errors=errors,
+                login=fields.get("login"),
+                **sign_in_buttons(site),
+            )
         if isinstance(result, MfaChallenge):
             metrics.LOGINS.labels(outcome="mfa_required").inc()
             # The MFA token goes in the form's hidden field, never in a URL.
@@ -136,7 +145,9 @@ class PublicPages(Controller):
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             status, errors = refusal(error)
             if code_of(error) == "invalid_mfa_token":
-                return site.page(visit, "login.html", status, errors=errors)
+                return site.page(
+                    visit, "login.html", status, errors=errors, **sign_in_buttons(site)
+                )
             return site.page(
                 visit, "login_mfa.html", status, errors=errors, mfa_token=fields.get("mfa_token")
             )

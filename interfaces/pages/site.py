@@ -122,14 +122,19 @@ class Site:
     def client(self, request: Request[Any, Any, Any]) -> Client:
         return self.client_address.of(request)
 
-    async def form(self, request: Request[Any, Any, Any], visit: Visit) -> dict[str, str]:
+    async def form(
+        self, request: Request[Any, Any, Any], visit: Visit, session: str | None = None
+    ) -> dict[str, str]:
         """The posted fields, once the post is shown to come from one of this site's own
-        forms, rendered for this browser and this session; 403 otherwise, before anything."""
+        forms, rendered for this browser and this session; 403 otherwise, before anything.
+        `session`: the one the form was rendered for, when that is known to differ from the
+        visit's (a page reached from another site is rendered without the session's cookies)."""
         if not from_this_site(request.headers, self.origin):
             raise PermissionDeniedException("This form was sent from another site.")
         posted = await request.form()
         fields = {key: value for key, value in posted.items() if isinstance(value, str)}
-        if not self.csrf.valid(fields.pop("csrf_token", None), visit.nonce, visit.session):
+        bound = visit.session if session is None else session
+        if not self.csrf.valid(fields.pop("csrf_token", None), visit.nonce, bound):
             raise PermissionDeniedException("This form has expired; reload the page.")
         return fields
 
@@ -187,6 +192,15 @@ def refusal(error: DomainError) -> tuple[int, list[str]]:
     if isinstance(error, Invalid):
         return status, [f"{e.field.replace('_', ' ')}: {e.message}" for e in error.errors]
     return status, [detail]
+
+
+def sign_in_buttons(site: Site) -> dict[str, Any]:
+    """The sign-in page's context for its buttons of other identity providers: each a plain
+    link to the API's start, coming back to the pages' own /login/oidc."""
+    return {
+        "providers": site.container.external_sign_in.providers(),
+        "oidc_redirect_uri": site.container.settings.pages_sign_in_uri,
+    }
 
 
 async def in_thread(command: Callable[..., T], *args: Any) -> T:

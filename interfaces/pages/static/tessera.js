@@ -1,4 +1,4 @@
-// Passkeys (WebAuthn), the one script of the pages: no inline script anywhere (the CSP forbids
+// Passkeys (WebAuthn), and saving a click after a provider's sign-in; the one script of the pages: no inline script anywhere (the CSP forbids
 // it). The sections stay hidden unless the server offers passkeys and the browser can do them.
 "use strict";
 
@@ -42,6 +42,12 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    // After a provider's sign-in: finish without a click. Each works without script too (the
+    // person presses the button or follows the link); script only saves the click.
+    const finish = document.querySelector("form[data-auto-submit]");
+    if (finish) finish.requestSubmit();
+    const follow = document.querySelector("a[data-auto-follow]");
+    if (follow) window.location.assign(follow.href);
     if (!supported) return;
     const add = document.querySelector("[data-passkey-add]");
     const addButton = document.getElementById("passkey-add");
