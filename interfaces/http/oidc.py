@@ -46,7 +46,7 @@ class OidcController(Controller):
     path = "/api/auth/oidc"
     tags = ["auth"]
 
-    @get("/providers", sync_to_thread=False)
+    @get("/providers", sync_to_thread=False, responses=problems(400, 503))
     def providers(self, external_sign_in: NamedDependency[ExternalSignIn]) -> list[ProviderView]:
         """The configured providers: one sign-in button each."""
         return external_sign_in.providers()
@@ -54,7 +54,7 @@ class OidcController(Controller):
     @get(
         "/{provider:str}/start",
         status_code=302,
-        responses=problems(400, 401, 404, 429, 502),
+        responses=problems(400, 401, 404, 429, 502, 503),
     )
     async def start(
         self,
@@ -91,7 +91,7 @@ class OidcController(Controller):
         "/{provider:str}/callback",
         status_code=303,
         opt={"any_query": True},  # providers add their own (iss, scope, authuser, session_state)
-        responses=problems(400, 401, 403, 409, 423, 502),
+        responses=problems(400, 401, 403, 409, 423, 502, 503),
     )
     async def callback(
         self,
@@ -163,7 +163,7 @@ class MyIdentitiesController(Controller):
         "/{identity_id:str}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BEARER_ERRORS, 404, 409),
+        responses=problems(400, *BEARER_ERRORS, 404, 409),
     )
     def unlink(
         self,

@@ -461,6 +461,9 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         lambda at: account.use_passkey("c1", 2, at, policy),
         lambda at: account.use_passkey("c1", 2, at, policy),  # went back: a clone
         lambda at: account.remove_passkey("c1", at),
+        lambda at: account.link_identity("i1", "corp", "subject-1", "eve@corp.example", at),
+        lambda at: account.use_identity("i1", at),
+        lambda at: account.unlink_identity("i1", at),
         lambda at: account.erase(at, operator="cli:root"),
     ]
     container.log.save(account)

@@ -24,6 +24,7 @@ import pytest
 from tests.browser.harness import CHROMIUM_FLAGS, SCREENSHOTS, ensure_axe, ensure_chromium
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_serve import tessera
+from tests.oidc.harness import OidcProvider
 from tests.servers import free_port, wait_for_port
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -34,12 +35,12 @@ EMAIL = "ada@example.com"
 
 
 def serve(
-    tmp_path: Path, stores: dict[str, str] | None = None, **environ: str
+    tmp_path: Path, stores: dict[str, str] | None = None, port: int = 0, **environ: str
 ) -> Iterator[tuple[str, Path]]:
     """`tessera serve` on the embedded default; with `stores` (DATABASE_URL, REDIS_URL) also a
     `tessera projector` and a `tessera worker`, as a deployment on PostgreSQL + Redis runs.
     Mail goes to DATA_DIR/mail either way (no MAIL_SERVER)."""
-    port = free_port()
+    port = port or free_port()
     # localhost, not 127.0.0.1: a passkey's RP ID (PUBLIC_URL's host) must be a domain name.
     base = f"http://localhost:{port}"
     data_dir = tmp_path / "var"
@@ -321,3 +322,41 @@ def test_with_pages_disabled_no_page_route_exists(tmp_path: Path) -> None:
             for path in ("/login", "/register", "/account", "/verify-email?token=x"):
                 assert http.get(path).status_code == 404, path
             assert http.get("/health/live").status_code == 200
+
+
+def test_a_person_signs_in_through_another_identity_provider(browser: Any, tmp_path: Path) -> None:
+    """The sign-in page's button, the provider's own login and consent pages (a real
+    oidc-provider), and back: the flow cookie survives the cross-site round trip, the landing
+    page spends nothing until its form posts (the script posts it at once), and the person is
+    on my account, with the identity listed."""
+    port = free_port()
+    base = f"http://localhost:{port}"
+    secret = "browser-test-client-secret"
+    client = {
+        "client_id": "tessera",
+        "client_secret": secret,
+        "redirect_uris": [f"{base}/api/auth/oidc/corp/callback"],
+    }
+    accounts = {"grace-sub": {"email": "grace@example.org", "email_verified": True}}
+    with OidcProvider(clients=[client], accounts=accounts) as idp:
+        provider = {
+            "OIDC_PROVIDERS": "corp",
+            "OIDC_CORP_ISSUER": idp.issuer,
+            "OIDC_CORP_CLIENT_ID": "tessera",
+            "OIDC_CORP_CLIENT_SECRET": secret,
+            "OIDC_CORP_LABEL": "Corp",
+        }
+        for _, data_dir in serve(tmp_path, None, port, **provider):
+            context = browser.new_context(base_url=base, viewport={"width": 1100, "height": 800})
+            page = context.new_page()
+            me = Person(page, base, data_dir / "mail")
+            page.goto("/login")
+            page.get_by_role("link", name="Sign in with Corp").click()
+            page.fill("input[name=login]", "grace-sub")  # the provider's login page
+            page.get_by_role("button", name="continue").click()
+            page.get_by_role("button", name="continue").click()  # its consent page
+            page.wait_for_url(f"{base}/account")
+            assert me.heading() == "My account"
+            assert "grace@example.org" in page.inner_text("main")
+            me.check("account-identity")
+            context.close()

@@ -63,7 +63,6 @@ def running_site(
         **FAST_ARGON2,
         "OIDC_PROVIDERS": "idp",
         "OIDC_REDIRECT_URIS": APP,
-        "OIDC_TIMEOUT": "2",
         "OIDC_IDP_ISSUER": idp.issuer,
         "OIDC_IDP_CLIENT_ID": "tessera-idp",
         "OIDC_IDP_CLIENT_SECRET": CLIENT_SECRET,

@@ -56,7 +56,6 @@ def oidc_environ(idp: OidcProvider, **extra: str) -> dict[str, str]:
     return {
         "OIDC_PROVIDERS": "idp,other",
         "OIDC_REDIRECT_URIS": APP,
-        "OIDC_TIMEOUT": "2",
         "OIDC_IDP_ISSUER": idp.issuer,
         "OIDC_IDP_CLIENT_ID": "tessera-idp",
         "OIDC_IDP_CLIENT_SECRET": CLIENT_SECRET,
