@@ -28,6 +28,10 @@ Client = TestClient[Any]
 ORIGIN = "http://127.0.0.1:8000"  # PUBLIC_URL's origin, the default WEBAUTHN_ORIGINS
 
 
+# Rules that do not depend on the store run on the embedded default only; what does (the flows, single use of challenges, sealing, erasure) runs on both, and the challenge stores' own contract on all three in tests/infrastructure/test_passkey_challenges.py.
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+
+
 def new_events(container: Container, after: int) -> list[str]:
     notifications = container.log.recorder.select_notifications(start=after + 1, limit=1000)
     return [n.topic.rsplit(".", 1)[-1] for n in notifications]
@@ -102,6 +106,7 @@ def test_register_list_rename_and_sign_in_with_a_passkey(
     assert {"PasskeyRegistered", "PasskeyRenamed", "PasskeyUsed", "SessionStarted"} <= set(types)
 
 
+@sqlite_only
 def test_removing_a_passkey_asks_for_the_password_and_the_code_when_mfa_is_on(
     client: Client, container: Container, clock: FakeClock
 ) -> None:
@@ -188,6 +193,7 @@ BAD_SIGN_INS: dict[str, Any] = {
 }
 
 
+@sqlite_only
 @pytest.mark.parametrize("case", list(BAD_SIGN_INS))
 def test_a_bad_sign_in_is_a_401_recording_only_the_failure(
     client: Client, container: Container, clock: FakeClock, case: str
@@ -223,6 +229,7 @@ def test_a_counter_that_went_back_is_refused_as_a_clone_and_recorded(
     assert new_events(container, before) == ["PasskeyCounterWentBack", "LoginFailed"]
 
 
+@sqlite_only
 def test_an_assertion_for_another_accounts_credential_is_refused(
     client: Client, container: Container
 ) -> None:
@@ -243,6 +250,7 @@ def test_an_assertion_for_another_accounts_credential_is_refused(
     assert ok.status_code == 200
 
 
+@sqlite_only
 def test_failed_passkey_sign_ins_lock_the_account(client: Client, container: Container) -> None:
     _, _, device = with_passkey(client, container)
     for _ in range(container.settings.lockout_threshold):
@@ -266,6 +274,7 @@ BAD_REGISTRATIONS: dict[str, Any] = {
 }
 
 
+@sqlite_only
 @pytest.mark.parametrize("case", list(BAD_REGISTRATIONS))
 def test_a_bad_registration_is_a_400_that_records_nothing(
     client: Client, container: Container, case: str
@@ -373,6 +382,7 @@ def test_an_erased_account_with_passkeys_replays_and_its_passkeys_are_gone(
     assert (gone.status_code, gone.json()["code"]) == (401, "invalid_passkey")
 
 
+@sqlite_only
 def test_passkey_sign_ins_are_rate_limited_per_client_ip(
     client: Client, container: Container
 ) -> None:
@@ -385,6 +395,7 @@ def test_passkey_sign_ins_are_rate_limited_per_client_ip(
     assert answers[-1] == 429 and 429 not in answers[:-2]
 
 
+@sqlite_only
 def test_asking_for_sign_in_options_is_rate_limited_per_client_ip(client: Client) -> None:
     limit = 60  # RATE_LIMIT_PASSKEY_OPTIONS's default: each answer stores a challenge
     answers = [

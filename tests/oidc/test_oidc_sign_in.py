@@ -36,6 +36,10 @@ ACCOUNTS = {
 }
 
 
+# Rules that do not depend on the store run on the embedded default only; what does (the flows, single use of state and codes, sealing, erasure) runs on both.
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+
+
 def provider_client(name: str) -> dict[str, Any]:
     return {
         "client_id": f"tessera-{name}",
@@ -165,6 +169,7 @@ def test_a_first_sign_in_makes_an_account_and_the_second_finds_it(
     assert "IdentityUsed" in [entry["type"] for entry in activity]
 
 
+@sqlite_only
 def test_an_unverified_provider_email_makes_an_unverified_account(
     client: Client, container: Container
 ) -> None:
@@ -205,11 +210,13 @@ def test_an_email_collision_never_links_by_itself_but_the_owner_links_after_sign
     assert str(account_of(container, via_other).id) == owner["id"]
 
 
+@sqlite_only
 def test_linking_needs_a_bearer_token(client: Client) -> None:
     refused = start(client, link="true")
     assert (refused.status_code, refused.json()["code"]) == (401, "invalid_access_token")
 
 
+@sqlite_only
 def test_an_identity_linked_elsewhere_is_not_linked_again(
     client: Client, container: Container
 ) -> None:
@@ -220,6 +227,7 @@ def test_an_identity_linked_elsewhere_is_not_linked_again(
     assert (taken.status_code, taken.json()["code"]) == (409, "identity_taken")
 
 
+@sqlite_only
 def test_unlinking_is_refused_for_the_last_way_in(client: Client, container: Container) -> None:
     tokens = signed_in(client, "alice-sub")  # no password, no passkey: the identity is all
     headers = bearer(tokens)
@@ -262,6 +270,7 @@ def test_erasure_forgets_the_link_and_the_identity_signs_up_afresh(
 # The flow's refusals: each a 4xx that records nothing
 
 
+@sqlite_only
 def test_a_redirect_uri_off_the_list_is_refused(client: Client, container: Container) -> None:
     before = event_count(container)
     refused = client.get(
@@ -284,6 +293,7 @@ def test_a_replayed_state_is_refused(client: Client, container: Container) -> No
     assert event_count(container) == before
 
 
+@sqlite_only
 def test_a_wrong_state_is_refused(client: Client, container: Container) -> None:
     callback = at_provider(client, "alice-sub")
     parts = urlsplit(callback)
@@ -297,6 +307,7 @@ def test_a_wrong_state_is_refused(client: Client, container: Container) -> None:
     assert event_count(container) == before
 
 
+@sqlite_only
 def test_a_state_from_another_browser_is_refused(client: Client, container: Container) -> None:
     callback = at_provider(client, "alice-sub")
     client.cookies.clear()  # another browser: not the cookie that started it
@@ -307,6 +318,7 @@ def test_a_state_from_another_browser_is_refused(client: Client, container: Cont
     assert event_count(container) == before
 
 
+@sqlite_only
 def test_a_state_for_another_provider_is_refused(client: Client, container: Container) -> None:
     callback = at_provider(client, "alice-sub")
     crossed = callback.replace("/oidc/idp/", "/oidc/other/")
@@ -321,6 +333,7 @@ def test_a_sign_in_code_works_once(client: Client, container: Container) -> None
     assert (again.status_code, again.json()["code"]) == (400, "invalid_sign_in_code")
 
 
+@sqlite_only
 def test_a_declined_consent_is_a_4xx(client: Client, container: Container) -> None:
     started = start(client)
     declined = sign_in(started.headers["location"], "alice-sub", approve=False)
@@ -330,6 +343,7 @@ def test_a_declined_consent_is_a_4xx(client: Client, container: Container) -> No
     assert event_count(container) == before
 
 
+@sqlite_only
 def test_a_provider_that_is_down_is_a_quick_502(
     client: Client, container: Container, idp: OidcProvider
 ) -> None:
