@@ -8,7 +8,6 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from webauthn.helpers import bytes_to_base64url
 
 from application.event_log import Outage
 from application.ports import Unavailable
+from infrastructure.revocation import guarded_connection
 
 
 def _key(challenge: bytes) -> str:
@@ -104,19 +104,8 @@ class PostgresPasskeyChallenges:
             return None
         return _split(f"{row[1]} {row[0]}", at)
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        if self._outage is not None:
-            self._outage.check()
-        acquired = False
-        try:
-            with self._pool.connection() as conn:
-                acquired = True
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            if self._outage is not None and not acquired:
-                self._outage.failed(error)
-            raise Unavailable("database") from error
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return guarded_connection(self._pool, self._outage)
 
     def close(self) -> None:
         self._pool.close()

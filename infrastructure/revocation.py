@@ -288,23 +288,31 @@ class PostgresRevocationList:
             ):
                 conn.execute(f"DELETE FROM {table} WHERE until < %s", (now.timestamp(),))  # noqa: S608
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        if self._outage is not None:
-            self._outage.check()
-        acquired = False
-        try:
-            with self._pool.connection() as conn:
-                acquired = True
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            # Only a connection that cannot be had says the database is gone (see fail_fast).
-            if self._outage is not None and not acquired:
-                self._outage.failed(error)
-            raise Unavailable("database") from error
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return guarded_connection(self._pool, self._outage)
 
     def close(self) -> None:
         self._pool.close()
+
+
+@contextlib.contextmanager
+def guarded_connection(
+    pool: ConnectionPool, outage: Outage | None
+) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection, refused at once while the database is known to be down; a database
+    that does not answer becomes Unavailable (a 503)."""
+    if outage is not None:
+        outage.check()
+    acquired = False
+    try:
+        with pool.connection() as conn:
+            acquired = True
+            yield conn
+    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+        # Only a connection that cannot be had says the database is gone (see fail_fast).
+        if outage is not None and not acquired:
+            outage.failed(error)
+        raise Unavailable("database") from error
 
 
 def revocation_pool(conninfo: str) -> ConnectionPool:
