@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from uuid import UUID
 
 from application.event_log import EventLog
@@ -11,6 +12,16 @@ from application.ports import ChangeMarks
 from application.views import AccountView
 from domain.account import Account
 from domain.errors import AccountNotFound
+from domain.session import SessionTerms
+
+
+@dataclass(frozen=True)
+class AccountCopy:
+    """What the hot paths need of an account: the view `/me` shows, and the terms a refresh
+    judges its session by."""
+
+    view: AccountView
+    terms: SessionTerms
 
 
 def trusted(mark: str | None) -> bool:
@@ -20,7 +31,7 @@ def trusted(mark: str | None) -> bool:
 
 
 class AccountViews:
-    """The account as `GET /api/users/me` shows it, from memory while the account's mark (read
+    """The account as `GET /api/users/me` shows it and a refresh judges it, from memory while the account's mark (read
     with the revocation check, in the same round trip) is the one the copy was made under, and
     from the event store otherwise. Any save of the account, in any process, changes the mark
     before and after it commits, so a copy is never served past a change."""
@@ -29,10 +40,10 @@ class AccountViews:
         self._log = log
         self._marks = marks
         self._size = size
-        self._copies: OrderedDict[UUID, tuple[str, AccountView]] = OrderedDict()
+        self._copies: OrderedDict[UUID, tuple[str, AccountCopy]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def cached(self, account_id: UUID, mark: str | None) -> AccountView | None:
+    def cached(self, account_id: UUID, mark: str | None) -> AccountCopy | None:
         if not trusted(mark):
             return None
         with self._lock:
@@ -42,12 +53,12 @@ class AccountViews:
             self._copies.move_to_end(account_id)
             return copy[1]
 
-    def load(self, account_id: UUID, mark: str | None) -> AccountView:
+    def load(self, account_id: UUID, mark: str | None) -> AccountCopy:
         """Reads the account from the event store, keeping a copy if its mark vouches for it."""
         account = self._log.find(account_id, Account)
         if account is None:
             raise AccountNotFound
-        view = AccountView.of(account)
+        copy = AccountCopy(AccountView.of(account), account.session_terms())
         if mark is None:
             # Give the account a mark again, so the next request can use the copy.
             self._marks.settle(account_id, account.version)
@@ -56,8 +67,8 @@ class AccountViews:
             # The mark was read before this load, so the copy is at least as new as the mark
             # says: a save after the read changes the mark, and the next request reloads.
             with self._lock:
-                self._copies[account_id] = (mark, view)
+                self._copies[account_id] = (mark, copy)
                 self._copies.move_to_end(account_id)
                 while len(self._copies) > self._size:
                     self._copies.popitem(last=False)
-        return view
+        return copy

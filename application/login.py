@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
@@ -11,15 +11,17 @@ from eventsourcing.persistence import IntegrityError
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
+    Chain,
     Clock,
     OneTimePasswords,
     PasswordHasher,
+    RefreshChains,
     RevocationList,
     SecretBox,
     TokenSigner,
 )
 from application.recovery_codes import recovery_code_digest
-from application.tokens import digest, issue_token, owner_of
+from application.tokens import digest, issue_refresh_token, owner_of, read_refresh_token
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account
@@ -29,7 +31,6 @@ from domain.errors import (
     InvalidMfaToken,
     InvalidPasskey,
     InvalidRefreshToken,
-    RefreshTokenReused,
     SessionNotFound,
 )
 from domain.lockout import LockoutPolicy
@@ -54,10 +55,14 @@ class Login:
         otp: OneTimePasswords,
         box: SecretBox,
         revocations: RevocationList,
+        chains: RefreshChains,
         clock: Clock,
         rules: SessionRules,
+        refresh_key: bytes,
     ) -> None:
         self._log = log
+        self._chains = chains
+        self._refresh_key = refresh_key
         self._hasher = hasher
         self._signer = signer
         self._otp = otp
@@ -116,38 +121,6 @@ class Login:
 
     @traced
     @retried_on_conflict
-    def refresh(self, refresh_token: str) -> TokenPair:
-        session = self._log.find(owner_of(refresh_token), Session)
-        if session is None:
-            raise InvalidRefreshToken
-        account = self._account(session.account_id)
-        if account.disabled:
-            raise InvalidRefreshToken
-        now = self._clock.now()
-        new_token = issue_token(session.id)
-        try:
-            session.refresh(
-                presented_hash=digest(refresh_token),
-                new_hash=digest(new_token),
-                expires_at=min(
-                    now + self._rules.refresh_idle_ttl,
-                    session.started_at + self._rules.session_max_age,
-                ),
-                at=now,
-                account_cutoff=account.session_cutoff(session.id),
-                password_generation=account.password_generation_for(
-                    session.id, session.password_generation
-                ),
-            )
-        except RefreshTokenReused:
-            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
-            self._log.save(session)
-            raise
-        self._log.save(session)
-        return self._tokens(account, session.id, new_token)
-
-    @traced
-    @retried_on_conflict
     def log_out(
         self, principal: AccessClaims, refresh_token: str | None, all_sessions: bool
     ) -> None:
@@ -168,6 +141,7 @@ class Login:
             if session is None:
                 continue
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+            self._chains.end([session.id])
             session.revoke(now, reason="logout")
             self._log.save(session)
 
@@ -179,6 +153,7 @@ class Login:
         if session is None or session.account_id != principal.account_id:
             raise SessionNotFound  # another account's session is none of the caller's business
         self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+        self._chains.end([session.id])
         session.revoke(self._clock.now(), reason="ended_by_user")
         self._log.save(session)
 
@@ -249,7 +224,7 @@ class Login:
         account = account or self._account(account_id)
         now = self._clock.now()
         session_id = uuid4()
-        refresh_token = issue_token(session_id)
+        refresh_token = issue_refresh_token(session_id, 0, self._refresh_key)
         session = Session(
             id=session_id,
             account_id=account.id,
@@ -262,6 +237,9 @@ class Login:
         )
         account.succeed_login(now)
         self._log.save(account, session)
+        self._chains.begin(
+            session.id, chain_of(session, self._rules, 0, now), digest(refresh_token)
+        )
         # Signed before the re-check: a change that commits after it writes a cutoff later
         # than this token's issue time, so the token is refused even if the re-check passed.
         tokens = self._tokens(account, session.id, refresh_token)
@@ -275,12 +253,15 @@ class Login:
         current = self._account(account_id)
         if current.password_generation != generation or current.disabled:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+            self._chains.end([session.id])
             session.revoke(self._clock.now(), reason="password_changed")
             self._log.save(session)
             raise InvalidCredentials
 
     def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
-        session = self._log.find(owner_of(refresh_token), Session)
+        presented = read_refresh_token(refresh_token, self._refresh_key)
+        owner = owner_of(refresh_token) if presented is None else presented.session_id
+        session = self._log.find(owner, Session)
         if session is None or session.account_id != principal.account_id:
             raise InvalidRefreshToken
         return session.id
@@ -319,3 +300,16 @@ class Login:
         if account is None:
             raise InvalidCredentials
         return account
+
+
+def chain_of(session: Session, rules: SessionRules, turn: int, at: datetime) -> Chain:
+    """The chain of a session whose token of turn `turn` was just issued at `at`."""
+    return Chain(
+        account_id=session.account_id,
+        started_at=session.started_at,
+        password_generation=session.password_generation,
+        turn=turn,
+        expires_at=session.expires_at,
+        ends_at=session.started_at + rules.session_max_age,
+        recorded_at=at,
+    )

@@ -187,6 +187,64 @@ class ChangeMarks(Protocol):
 
 
 @dataclass(frozen=True)
+class Chain:
+    """A session's chain of refresh tokens, kept in the shared store rather than the event log:
+    rotating a token needs no global order, only an atomic step from one turn to the next."""
+
+    account_id: UUID
+    started_at: datetime
+    password_generation: int  # of the password the session's login verified
+    turn: int  # of the token now current (0: the one its login issued)
+    expires_at: datetime  # idle expiry, never past the session's maximum age
+    ends_at: datetime  # the session's maximum age
+    recorded_at: datetime  # when the event log last recorded this session's rotations
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one step of a chain found. `chain` is the chain after the step (None: no chain of
+    that session, or it expired or ended); `spent`: the token presented was of an earlier turn;
+    `record`: this step is the one that should record the rotations since the last record;
+    `mark`: the account's change mark, read in the same round trip."""
+
+    chain: Chain | None
+    turned: bool = False
+    spent: bool = False
+    record: bool = False
+    mark: str | None = None
+
+
+class RefreshChains(Protocol):
+    """Where each session's current refresh token stands, shared by every process (Redis when
+    configured, else the service's database). Only digests of tokens are kept."""
+
+    def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
+        """A new session's chain, its turn-0 token `digest`."""
+        ...
+
+    async def turn(
+        self,
+        session_id: UUID,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> Turn:
+        """Atomically: if `digest` is the current token of turn `turn` and the chain has not
+        expired, the token of turn + 1 (`next_digest`) becomes current and the idle expiry moves
+        to `at` + `idle` (never past ends_at); a `turn` earlier than the current one is spent.
+        `record` is set (and recorded_at moved to `at`) on the chain's first turn and when the
+        last record is older than `record_every`."""
+        ...
+
+    def end(self, session_ids: Sequence[UUID]) -> None:
+        """The sessions' chains are over: none of their tokens will turn again."""
+        ...
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     key: str  # idempotency key, also the Message-ID's local part
     to: str

@@ -23,10 +23,10 @@ class Profile:
     async def show(self, caller: Caller) -> AccountView:
         """From this process's copy when the account has not changed since it was made (no
         I/O at all), else from the event store, off the event loop."""
-        view = self._views.cached(caller.account_id, caller.mark)
-        if view is None:
-            view = await asyncio.to_thread(self._views.load, caller.account_id, caller.mark)
-        return view
+        copy = self._views.cached(caller.account_id, caller.mark)
+        if copy is None:
+            copy = await asyncio.to_thread(self._views.load, caller.account_id, caller.mark)
+        return copy.view
 
     @traced
     @retried_on_conflict

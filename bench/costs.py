@@ -95,7 +95,8 @@ def request_costs(container: Container, observer: Count) -> dict[str, Counter[st
         latest["pair"] = container.login.log_in(username(0), PASSWORD, CLIENT)
 
     def refresh() -> None:
-        latest["pair"] = container.login.refresh(latest["pair"].refresh_token)
+        rotation = container.refresh.rotate(latest["pair"].refresh_token)
+        latest["pair"] = loop.run_until_complete(rotation)
 
     async def authenticated_me() -> None:
         caller = await container.access.authenticate(latest["pair"].access_token)

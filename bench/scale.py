@@ -77,7 +77,8 @@ def request_kinds(container: Container, url: str, accounts: int) -> dict[str, Ca
         latest["pair"] = container.login.log_in(who, PASSWORD, CLIENT)
 
     def refresh() -> None:
-        latest["pair"] = container.login.refresh(latest["pair"].refresh_token)
+        rotation = container.refresh.rotate(latest["pair"].refresh_token)
+        latest["pair"] = loop.run_until_complete(rotation)
 
     async def authenticated_me() -> None:
         caller = await container.access.authenticate(latest["pair"].access_token)

@@ -28,7 +28,7 @@ from domain.errors import (
 from domain.external_identity import ExternalIdentity, identity_state
 from domain.lockout import LockoutPolicy
 from domain.passkey import Passkey, passkey_state
-from domain.session import Session
+from domain.session import Session, SessionTerms
 
 ROLES = ("admin", "auditor")  # admin: lock, unlock, disable, list; auditor: read the trail
 
@@ -691,6 +691,15 @@ class Account(Aggregate):
             at,
             self.session_cutoff(session.id),
             self.password_generation_for(session.id, session.password_generation),
+        )
+
+    def session_terms(self) -> SessionTerms:
+        return SessionTerms(
+            open=not (self.disabled or self.erased),
+            cutoff=self.sessions_revoked_at,
+            kept_session_id=self.kept_session_id,
+            password_generation=self.password_generation,
+            roles=tuple(self.roles),
         )
 
     def password_generation_for(self, session_id: UUID, bound_to: int) -> int:

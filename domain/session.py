@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -10,6 +11,29 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidRefreshToken, RefreshTokenReused
+
+
+@dataclass(frozen=True)
+class SessionTerms:
+    """What an account says of its sessions: enough to judge one of them without loading it
+    (a refresh judges its session from this and the session's own refresh-token chain)."""
+
+    open: bool  # neither disabled nor erased
+    cutoff: datetime | None  # sessions started at or before this are over, the kept one aside
+    kept_session_id: UUID | None  # the one session a revocation spared
+    password_generation: int
+    roles: tuple[str, ...]
+
+    def admit(self, session_id: UUID, started_at: datetime, bound_to: int) -> bool:
+        """Whether a session started at `started_at`, bound to password generation `bound_to`,
+        is still one the account allows."""
+        if not self.open:
+            return False
+        if session_id == self.kept_session_id:
+            return True
+        return (self.cutoff is None or started_at > self.cutoff) and (
+            bound_to == self.password_generation
+        )
 
 
 class Session(Aggregate):
@@ -74,16 +98,28 @@ class Session(Aggregate):
         if not self.is_active(at, account_cutoff, password_generation):
             raise InvalidRefreshToken
         if presented_hash in self.spent_token_hashes:
-            self._refresh_token_reuse_detected(timestamp=at)
-            self.revoke(at, reason="refresh_token_reuse")
+            self.reuse_detected(at)
             raise RefreshTokenReused
         if not hmac.compare_digest(presented_hash, self.refresh_token_hash):
             raise InvalidRefreshToken
         self._session_refreshed(refresh_token_hash=new_hash, expires_at=expires_at, timestamp=at)
 
+    def record_rotations(
+        self, refresh_token_hash: str, expires_at: datetime, turn: int, at: datetime
+    ) -> None:
+        """What the log keeps of rotations made on the session's chain (outside the log): the
+        token current at `turn` and the expiry it carries, at most once an hour."""
+        self._session_refreshed(
+            refresh_token_hash=refresh_token_hash, expires_at=expires_at, timestamp=at, turn=turn
+        )
+
     @event("SessionRefreshed")
     def _session_refreshed(
-        self, refresh_token_hash: str, expires_at: datetime, timestamp: datetime
+        self,
+        refresh_token_hash: str,
+        expires_at: datetime,
+        timestamp: datetime,
+        turn: int | None = None,  # None: a rotation recorded in the log itself, before chains
     ) -> None:
         self.spent_token_hashes.append(self.refresh_token_hash)
         self.refresh_token_hash = refresh_token_hash
@@ -92,6 +128,12 @@ class Session(Aggregate):
     @event("RefreshTokenReuseDetected")
     def _refresh_token_reuse_detected(self, timestamp: datetime) -> None:
         pass
+
+    def reuse_detected(self, at: datetime) -> None:
+        """A spent token of this session came back (found by its chain): it ends here."""
+        if self.revoked_at is None:
+            self._refresh_token_reuse_detected(timestamp=at)
+            self.revoke(at, reason="refresh_token_reuse")
 
     def revoke(self, at: datetime, reason: str) -> None:
         """Idempotent: ending an ended session records nothing."""

@@ -54,7 +54,6 @@ class EventMetrics:
         "PasswordResetRequested": PASSWORD_RESET_REQUESTS,
         "AccountLocked": LOCKOUTS,
         "SessionStarted": TOKENS.labels(operation="issued"),
-        "SessionRefreshed": TOKENS.labels(operation="refreshed"),
         "SessionRevoked": TOKENS.labels(operation="revoked"),
         "AllSessionsRevoked": TOKENS.labels(operation="revoked"),
         "RefreshTokenReuseDetected": TOKENS.labels(operation="reuse_detected"),

@@ -351,6 +351,25 @@ end
 """
 
 
+class AsyncRedis:
+    """The request path's Redis client. An async client is bound to the event loop that first
+    uses it: one per loop (a server process has one)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]
+        self._clients = weakref.WeakKeyDictionary()
+
+    def client(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        return client
+
+
 class RedisRevocationList:
     """Shared by every API process at once. Fails closed: if Redis does not answer, no token is
     accepted and no account is saved (Unavailable, a 503): a revoked token must never pass,
@@ -358,13 +377,9 @@ class RedisRevocationList:
 
     def __init__(self, client: redis.Redis, url: str, prefix: str = "tessera:") -> None:
         self._client = client
-        self._url = url  # for the async client the request path uses (same server, same db)
         self._prefix = prefix
         self._changed = client.register_script(_CHANGED)
-        # An async client is bound to the event loop that first uses it: one per loop (a
-        # server process has one).
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]
-        self._async = weakref.WeakKeyDictionary()
+        self._async = AsyncRedis(url)
 
     def _ttl_ms(self, ttl: timedelta) -> int:
         return max(1, int(ttl.total_seconds() * 1000))
@@ -428,7 +443,7 @@ class RedisRevocationList:
 
     async def standing(self, claims: AccessClaims) -> Standing:
         try:
-            session, account, mark, written = await self._async_client().mget(self._keys(claims))
+            session, account, mark, written = await self._async.client().mget(self._keys(claims))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
         revoked = session is not None
@@ -440,15 +455,6 @@ class RedisRevocationList:
             mark=None if mark is None else _text(mark),
             written=int(written or 0),
         )
-
-    def _async_client(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = self._async[loop] = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=1.0, socket_connect_timeout=1.0
-            )
-        return client
 
     def close(self) -> None:
         self._client.close()

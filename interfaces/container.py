@@ -35,6 +35,7 @@ from application.profile import Profile
 from application.projection import Projection
 from application.queries import ReadSide
 from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
+from application.refresh import Refresh
 from application.registration import Registration, RegistrationRules
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
@@ -70,6 +71,11 @@ from infrastructure.read_store import (
     SqliteAuditLog,
     SqliteSessions,
 )
+from infrastructure.refresh_chains import (
+    PostgresRefreshChains,
+    RedisRefreshChains,
+    SqliteRefreshChains,
+)
 from infrastructure.revocation import (
     PostgresRevocationList,
     RedisRevocationList,
@@ -94,6 +100,7 @@ class Container:
     log: EventLog
     registration: Registration
     login: Login
+    refresh: Refresh
     profile: Profile
     passwords: Passwords
     mfa: Mfa
@@ -108,6 +115,7 @@ class Container:
     history: History
     signer: Ed25519Signer
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
+    chains: SqliteRefreshChains | PostgresRefreshChains | RedisRefreshChains
     throttle: Throttle
     projectors: list[Projector]
     lag_reports: LagReports
@@ -233,6 +241,7 @@ class Container:
         self._stop.set()
         self.mail_broker.stop()
         self.revocations.close()
+        self.chains.close()
         self.passkey_challenges.close()
         for projector in self.projectors:
             projector.close()
@@ -297,6 +306,7 @@ def _build(
         lifetime_seconds=settings.access_token_ttl,
     )
     revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
+    chains: SqliteRefreshChains | PostgresRefreshChains | RedisRefreshChains
     limiter: RateLimiter
     client: redis.Redis | None = None
     if settings.redis_url:
@@ -305,13 +315,15 @@ def _build(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
         )
         revocations = RedisRevocationList(client, settings.redis_url)
+        chains = RedisRefreshChains(client, settings.redis_url)
         limiter = RedisRateLimiter(client)
     elif database.is_postgres:
-        revocations = PostgresRevocationList(
-            revocation_pool(database.postgres_conninfo()), outage=log.outage
-        )
+        pool = revocation_pool(database.postgres_conninfo())
+        revocations = PostgresRevocationList(pool, outage=log.outage)
+        chains = PostgresRefreshChains(pool, outage=log.outage)
     else:
         revocations = SqliteRevocationList(data / "revocations.sqlite")
+        chains = SqliteRefreshChains(data / "revocations.sqlite")
     if not settings.redis_url:
         limiter = LocalRateLimiter()
     challenges = passkey_challenges(settings, database, client, log)
@@ -415,25 +427,21 @@ def _build(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
-    login = Login(
-        log,
-        hasher,
-        signer,
-        otp,
-        box,
-        revocations,
-        clock,
-        SessionRules(
-            require_verified_email=settings.require_verified_email,
-            refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
-            session_max_age=timedelta(seconds=settings.session_max_age),
-            lockout=LockoutPolicy(
-                threshold=settings.lockout_threshold,
-                base=timedelta(seconds=settings.lockout_duration),
-                ceiling=timedelta(seconds=settings.lockout_max_duration),
-            ),
+    refresh_key = hmac.new(secret_key, b"tessera: refresh token tags", hashlib.sha256).digest()
+    session_rules = SessionRules(
+        require_verified_email=settings.require_verified_email,
+        refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
+        session_max_age=timedelta(seconds=settings.session_max_age),
+        lockout=LockoutPolicy(
+            threshold=settings.lockout_threshold,
+            base=timedelta(seconds=settings.lockout_duration),
+            ceiling=timedelta(seconds=settings.lockout_max_duration),
         ),
     )
+    login = Login(
+        log, hasher, signer, otp, box, revocations, chains, clock, session_rules, refresh_key
+    )
+    account_views = AccountViews(log, revocations, settings.aggregate_cache_size)
     return Container(
         settings=settings,
         database=database,
@@ -462,7 +470,10 @@ def _build(
                 access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
         ),
-        profile=Profile(log, AccountViews(log, revocations, settings.aggregate_cache_size), clock),
+        refresh=Refresh(
+            log, chains, account_views, signer, revocations, clock, session_rules, refresh_key
+        ),
+        profile=Profile(log, account_views, clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         passkeys=Passkeys(
             log,
@@ -511,6 +522,7 @@ def _build(
         history=History(log),
         signer=signer,
         revocations=revocations,
+        chains=chains,
         throttle=Throttle(limiter, rate_limits(settings), clock, keys.fingerprint),
         projectors=projectors,
         lag_reports=LagReports(projectors, clock),

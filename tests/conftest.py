@@ -162,6 +162,11 @@ def authenticated(container: Container, token: str) -> Any:
     return run_async(container.access.authenticate(token))
 
 
+def refreshed(container: Container, refresh_token: str) -> Any:
+    """A refresh, as the HTTP edge makes it (on an event loop)."""
+    return run_async(container.refresh.rotate(refresh_token))
+
+
 def shown(container: Container, account_id: Any) -> Any:
     """What `GET /api/users/me` answers for the account, through the real authentication path
     (a token of the account's, checked against the shared store) and the process's copies."""

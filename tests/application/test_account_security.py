@@ -24,7 +24,14 @@ from domain.errors import (
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
 from tests.application.test_use_cases import PASSWORD, verified
-from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count, run_projections
+from tests.conftest import (
+    FAST_ARGON2,
+    FakeClock,
+    authenticated,
+    event_count,
+    refreshed,
+    run_projections,
+)
 
 CLIENT = Client()
 NEW = "a brand new passphrase"
@@ -84,11 +91,11 @@ def test_changing_the_password_keeps_this_session_and_ends_the_others(container:
     container.passwords.change(claims, PASSWORD, NEW)
 
     authenticated(container, here.access_token)
-    container.login.refresh(here.refresh_token)
+    refreshed(container, here.refresh_token)
     with pytest.raises(InvalidAccessToken):
         authenticated(container, elsewhere.access_token)
     with pytest.raises(InvalidRefreshToken):
-        container.login.refresh(elsewhere.refresh_token)
+        refreshed(container, elsewhere.refresh_token)
     with pytest.raises(InvalidCredentials):
         container.login.log_in("ada", PASSWORD, CLIENT)
     container.login.log_in("ada", NEW, CLIENT)
@@ -149,7 +156,7 @@ def test_a_reset_changes_the_password_lifts_the_lock_and_ends_every_session(
     with pytest.raises(InvalidAccessToken):
         authenticated(container, tokens.access_token)
     with pytest.raises(InvalidRefreshToken):
-        container.login.refresh(tokens.refresh_token)
+        refreshed(container, tokens.refresh_token)
     container.login.log_in("ada", NEW, CLIENT)
 
 

@@ -23,7 +23,7 @@ from domain.errors import (
 )
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, verified
-from tests.conftest import authenticated
+from tests.conftest import authenticated, refreshed
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Con
     verified(container)
     tokens = container.login.log_in("ada", PASSWORD, Client())
     assert isinstance(tokens, TokenPair)
-    results = race(50, lambda i: container.login.refresh(tokens.refresh_token))
+    results = race(50, lambda i: refreshed(container, tokens.refresh_token))
     successes = [r for r in results if not isinstance(r, Exception)]
     assert len(successes) <= 1
     assert all(isinstance(r, DomainError) for r in results if isinstance(r, Exception)), results
@@ -98,7 +98,7 @@ def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Con
         # Reuse was seen: the whole session is over, the one new token included.
         for pair in successes:
             with pytest.raises(InvalidRefreshToken):
-                container.login.refresh(pair.refresh_token)
+                refreshed(container, pair.refresh_token)
             with pytest.raises(InvalidAccessToken):
                 authenticated(container, pair.access_token)
         with pytest.raises(InvalidAccessToken):
@@ -135,7 +135,7 @@ def test_refreshes_on_many_devices_at_once_all_succeed(container: Container) -> 
     """Sessions are separate streams: devices never conflict with each other."""
     verified(container)
     devices = [container.login.log_in("ada", PASSWORD, Client()) for _ in range(6)]
-    results = race(6, lambda i: container.login.refresh(devices[i].refresh_token))
+    results = race(6, lambda i: refreshed(container, devices[i].refresh_token))
     assert not [r for r in results if isinstance(r, Exception)]
 
 
@@ -176,6 +176,6 @@ def assert_no_login_lives(container: Container, logins: list[Any]) -> None:
             assert isinstance(result, InvalidCredentials), result
             continue
         with pytest.raises(InvalidRefreshToken):
-            container.login.refresh(result.refresh_token)
+            refreshed(container, result.refresh_token)
         with pytest.raises(InvalidAccessToken):
             authenticated(container, result.access_token)

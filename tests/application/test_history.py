@@ -19,7 +19,7 @@ from domain.account import Account
 from domain.errors import AccountNotFound, InvalidCredentials
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, mailed_token, verified
-from tests.conftest import FakeClock, authenticated
+from tests.conftest import FakeClock, authenticated, refreshed
 
 CLIENT = Client(ip="203.0.113.7", user_agent="pytest")
 NEW_PASSWORD = "a brand new passphrase"
@@ -160,8 +160,8 @@ def everything(container: Container, clock: FakeClock) -> tuple[AccountView, lis
     ada = container.log.account_for_login("ada")
     assert ada is not None
     tokens = signed_in(container)
-    refreshed = container.login.refresh(tokens.refresh_token)
-    claims = authenticated(container, refreshed.access_token)
+    rotated = refreshed(container, tokens.refresh_token)
+    claims = authenticated(container, rotated.access_token)
     enrollment = container.mfa.enroll(claims)
     codes = container.mfa.confirm(claims, pyotp.TOTP(enrollment.secret).at(clock.now()))
     container.passwords.change(claims, PASSWORD, NEW_PASSWORD)
@@ -172,7 +172,7 @@ def everything(container: Container, clock: FakeClock) -> tuple[AccountView, lis
         PASSWORD,
         NEW_PASSWORD,
         tokens.refresh_token,
-        refreshed.refresh_token,
+        rotated.refresh_token,
         enrollment.secret,
         *codes,
     ]

@@ -15,7 +15,7 @@ from infrastructure.projector import Projector
 from infrastructure.rebuild import rebuild
 from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FakeClock, authenticated, event_count, run_projections
+from tests.conftest import FakeClock, authenticated, event_count, refreshed, run_projections
 
 READ_MODELS = {"accounts": ("accounts",), "sessions": ("sessions",), "audit_log": ("audit_log",)}
 
@@ -42,12 +42,12 @@ def history(container: Container, clock: FakeClock) -> dict[str, Any]:
     clock.advance(minutes=1)
     second = container.login.log_in("ada", PASSWORD, laptop)
     assert isinstance(first, TokenPair) and isinstance(second, TokenPair)
-    refreshed = container.login.refresh(first.refresh_token)
+    rotated = refreshed(container, first.refresh_token)
     for _ in range(2):
         with pytest.raises(Exception):  # noqa: B017  (the wrong password; any refusal)
             container.login.log_in("bob", "wrong password!", phone)
     container.administration.lock("bob", operator="cli:root")
-    return {"ada": ada, "bob": bob, "first": refreshed, "second": second}
+    return {"ada": ada, "bob": bob, "first": rotated, "second": second}
 
 
 @pytest.fixture

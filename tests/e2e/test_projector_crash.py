@@ -19,7 +19,7 @@ import pytest
 from application.views import Client
 from interfaces.container import build
 from interfaces.settings import load_settings
-from tests.conftest import FAST_ARGON2
+from tests.conftest import FAST_ARGON2, refreshed
 from tests.e2e.test_serve import PASSWORD, tessera
 from tests.servers import PostgresCluster
 
@@ -53,7 +53,7 @@ def seed(env: dict[str, str], accounts: int) -> int:
             who = f"user{n:04d}"
             container.registration.register(f"{who}@example.com", who, PASSWORD)
             tokens: Any = container.login.log_in(who, PASSWORD, Client("192.0.2.1", "e2e"))
-            container.login.refresh(tokens.refresh_token)
+            refreshed(container, tokens.refresh_token)
             if n % 10 == 0:
                 container.administration.lock(who, operator="cli:e2e")
         return container.log.recorder.max_notification_id() or 0

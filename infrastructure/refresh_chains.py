@@ -1,0 +1,420 @@
+"""Each session's chain of refresh tokens, in the shared store beside the revocation list: a
+rotation is one atomic step of one row (or one Redis script), with no place in the event log's
+global order and no event-store round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import redis
+from psycopg_pool import ConnectionPool
+
+from application.event_log import Outage
+from application.ports import Chain, Turn, Unavailable
+from infrastructure.revocation import AsyncRedis, guarded_connection
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
+
+
+def _at(ms: int | str | bytes) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One turn's arguments, in the stores' units (milliseconds of the service's clock)."""
+
+    turn: int
+    digest: str
+    next_digest: str
+    now: int
+    idle: int
+    record_every: int
+
+    @classmethod
+    def of(
+        cls,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> _Step:
+        return cls(
+            turn,
+            digest,
+            next_digest,
+            _ms(at),
+            round(idle.total_seconds() * 1000),
+            round(record_every.total_seconds() * 1000),
+        )
+
+
+# The row every SQL store keeps, in this order.
+_COLUMNS = "account_id, started_ms, generation, turn, digest, expires_ms, ends_ms, recorded_ms"
+
+
+def _chain(row: Sequence[Any], turn: int, expires: int, recorded: int) -> Chain:
+    return Chain(
+        account_id=UUID(str(row[0])),
+        started_at=_at(row[1]),
+        password_generation=int(row[2]),
+        turn=turn,
+        expires_at=_at(expires),
+        ends_at=_at(row[6]),
+        recorded_at=_at(recorded),
+    )
+
+
+def _decide(row: Sequence[Any] | None, step: _Step) -> tuple[Turn, dict[str, int | str] | None]:
+    """The step on a row read under a lock: what it found, and the columns to write (None:
+    nothing; an empty dict: delete the chain). The Redis script below is the same rule."""
+    if row is None or int(row[5]) <= step.now:
+        return Turn(chain=None), None
+    current = int(row[3])
+    if step.turn < current:
+        # Two parties hold the session: it ends here, before anyone can turn it again.
+        return Turn(chain=_chain(row, current, int(row[5]), int(row[7])), spent=True), {}
+    if step.turn != current or row[4] != step.digest:
+        return Turn(chain=None), None
+    expires = min(step.now + step.idle, int(row[6]))
+    recorded = int(row[7])
+    record = current == 0 or step.now - recorded >= step.record_every
+    if record:
+        recorded = step.now
+    changes: dict[str, int | str] = {
+        "turn": current + 1,
+        "digest": step.next_digest,
+        "expires_ms": expires,
+        "recorded_ms": recorded,
+    }
+    chain = _chain(row, current + 1, expires, recorded)
+    return Turn(chain=chain, turned=True, record=record), changes
+
+
+def _begin_row(session_id: UUID, chain: Chain, digest: str) -> tuple[Any, ...]:
+    return (
+        str(session_id),
+        str(chain.account_id),
+        _ms(chain.started_at),
+        chain.password_generation,
+        chain.turn,
+        digest,
+        _ms(chain.expires_at),
+        _ms(chain.ends_at),
+        _ms(chain.recorded_at),
+    )
+
+
+class SqliteRefreshChains:
+    """The embedded default's chains: a table in the file of the revocation list (whose change
+    marks a turn reads in the same transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(
+                "PRAGMA journal_mode=WAL;"
+                "CREATE TABLE IF NOT EXISTS refresh_chains ("
+                " session_id TEXT PRIMARY KEY, account_id TEXT NOT NULL,"
+                " started_ms INTEGER NOT NULL, generation INTEGER NOT NULL,"
+                " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_ms INTEGER NOT NULL,"
+                " ends_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL);"
+                "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_ms);"
+                # The revocation list creates it too; a turn reads it, whichever starts first.
+                "CREATE TABLE IF NOT EXISTS account_marks ("
+                " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
+            )
+
+    def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Chains that ran out are swept as new ones begin (an index range, a few rows).
+                self._db.execute(
+                    "DELETE FROM refresh_chains WHERE expires_ms < ?", (_ms(chain.started_at),)
+                )
+                self._db.execute(
+                    "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _begin_row(session_id, chain, digest),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    async def turn(
+        self,
+        session_id: UUID,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> Turn:
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        # A write may wait for another process's: off the event loop.
+        return await asyncio.to_thread(self._turn, session_id, step)
+
+    def _turn(self, session_id: UUID, step: _Step) -> Turn:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM refresh_chains WHERE session_id = ?",  # noqa: S608
+                    (str(session_id),),
+                ).fetchone()
+                found, changes = _decide(row, step)
+                if changes == {}:
+                    self._db.execute(
+                        "DELETE FROM refresh_chains WHERE session_id = ?", (str(session_id),)
+                    )
+                elif changes:
+                    self._db.execute(
+                        "UPDATE refresh_chains SET turn = ?, digest = ?, expires_ms = ?,"
+                        " recorded_ms = ? WHERE session_id = ?",
+                        (*changes.values(), str(session_id)),
+                    )
+                mark = None
+                if found.chain is not None:
+                    mark_row = self._db.execute(
+                        "SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?",
+                        (str(found.chain.account_id), datetime.now(UTC).timestamp()),
+                    ).fetchone()
+                    mark = None if mark_row is None else mark_row[0]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Turn(found.chain, found.turned, found.spent, found.record, mark)
+
+    def end(self, session_ids: Sequence[UUID]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM refresh_chains WHERE session_id = ?", [(str(s),) for s in session_ids]
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresRefreshChains:
+    """Chains in the service's PostgreSQL when there is no Redis: a row locked for one turn,
+    in a transaction of its own (no place in the event log's order)."""
+
+    def __init__(self, pool: ConnectionPool, outage: Outage | None = None) -> None:
+        self._pool = pool
+        self._outage = outage
+        with self._connection() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_refresh_chains ("
+                " session_id uuid PRIMARY KEY, account_id uuid NOT NULL,"
+                " started_ms bigint NOT NULL, generation integer NOT NULL, turn integer NOT NULL,"
+                " digest text NOT NULL, expires_ms bigint NOT NULL, ends_ms bigint NOT NULL,"
+                " recorded_ms bigint NOT NULL)"
+            )
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS tessera_refresh_chains_expiry"
+                " ON tessera_refresh_chains (expires_ms)"
+            )
+
+    def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
+        with self._connection() as conn:
+            conn.execute(
+                "DELETE FROM tessera_refresh_chains WHERE expires_ms < %s", (_ms(chain.started_at),)
+            )
+            conn.execute(
+                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                _begin_row(session_id, chain, digest),
+            )
+
+    async def turn(
+        self,
+        session_id: UUID,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> Turn:
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        return await asyncio.to_thread(self._turn, session_id, step)
+
+    def _turn(self, session_id: UUID, step: _Step) -> Turn:
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(
+                f"SELECT {_COLUMNS}, (SELECT mark FROM tessera_account_marks m"  # noqa: S608
+                "  WHERE m.account_id = c.account_id AND until >= %s)"
+                " FROM tessera_refresh_chains c WHERE session_id = %s FOR UPDATE",
+                (datetime.now(UTC).timestamp(), session_id),
+            ).fetchone()
+            found, changes = _decide(row, step)
+            if changes == {}:
+                conn.execute(
+                    "DELETE FROM tessera_refresh_chains WHERE session_id = %s", (session_id,)
+                )
+            elif changes:
+                conn.execute(
+                    "UPDATE tessera_refresh_chains SET turn = %s, digest = %s, expires_ms = %s,"
+                    " recorded_ms = %s WHERE session_id = %s",
+                    (*changes.values(), session_id),
+                )
+        mark = None if row is None or found.chain is None else row[8]
+        return Turn(found.chain, found.turned, found.spent, found.record, mark)
+
+    def end(self, session_ids: Sequence[UUID]) -> None:
+        with self._connection() as conn:
+            conn.execute(
+                "DELETE FROM tessera_refresh_chains WHERE session_id = ANY(%s)",
+                (list(session_ids),),
+            )
+
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return guarded_connection(self._pool, self._outage)
+
+    def close(self) -> None:
+        """The pool is the revocation list's, closed with it."""
+
+
+# The rule of _decide, in one round trip. KEYS[1]: the chain; ARGV: turn, digest, next digest,
+# now, idle, record_every (ms), the marks' key prefix. Times are integral milliseconds (exact in
+# Lua's numbers). The key expires with the chain, counted on the service's clock.
+_TURN = """
+local c = redis.call('HMGET', KEYS[1], 'account', 'started', 'generation', 'turn', 'digest',
+                     'expires', 'ends', 'recorded')
+local now = tonumber(ARGV[4])
+if not c[1] or tonumber(c[6]) <= now then return {'none'} end
+local mark = redis.call('GET', ARGV[7] .. c[1])
+local current = tonumber(c[4])
+local presented = tonumber(ARGV[1])
+if presented < current then
+  redis.call('DEL', KEYS[1])
+  return {'spent', c[1], c[2], c[3], current, c[6], c[7], c[8], mark}
+end
+if presented ~= current or c[5] ~= ARGV[2] then return {'none'} end
+local expires = math.min(now + tonumber(ARGV[5]), tonumber(c[7]))
+local recorded = tonumber(c[8])
+local record = 0
+if current == 0 or now - recorded >= tonumber(ARGV[6]) then
+  recorded = now
+  record = 1
+end
+redis.call('HSET', KEYS[1], 'turn', current + 1, 'digest', ARGV[3], 'expires', expires,
+           'recorded', recorded)
+redis.call('PEXPIRE', KEYS[1], expires - now)
+return {'turned', c[1], c[2], c[3], current + 1, expires, c[7], recorded, mark, record}
+"""
+
+
+class RedisRefreshChains:
+    """Chains in Redis: a hash per session, turned by one script that also reads the account's
+    change mark, so a refresh is one round trip. Fails closed (Unavailable) like the revocation
+    list. Redis must not evict keys (`maxmemory-policy noeviction`, as the denylist needs): an
+    evicted chain ends its session."""
+
+    def __init__(self, client: redis.Redis, url: str, prefix: str = "tessera:") -> None:
+        self._client = client
+        self._async = AsyncRedis(url)
+        self._prefix = prefix
+
+    def _key(self, session_id: UUID) -> str:
+        return f"{self._prefix}chain:{session_id}"
+
+    def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
+        row = _begin_row(session_id, chain, digest)
+        names = (
+            "account",
+            "started",
+            "generation",
+            "turn",
+            "digest",
+            "expires",
+            "ends",
+            "recorded",
+        )
+        fields: dict[Any, Any] = dict(zip(names, row[1:], strict=True))
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key(session_id), mapping=fields)
+                pipe.pexpire(self._key(session_id), max(1, _ms(chain.expires_at) - row[2]))
+                pipe.execute()
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    async def turn(
+        self,
+        session_id: UUID,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> Turn:
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        args: list[str | int] = [
+            step.turn,
+            digest,
+            next_digest,
+            step.now,
+            step.idle,
+            step.record_every,
+        ]
+        try:
+            reply = await self._async.client().eval(
+                _TURN, 1, self._key(session_id), *args, f"{self._prefix}mark:"
+            )
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        outcome = _text(reply[0])
+        if outcome == "none":
+            return Turn(chain=None)
+        account, started, generation, current, expires, ends, recorded, mark = reply[1:9]
+        chain = Chain(
+            account_id=UUID(_text(account)),
+            started_at=_at(started),
+            password_generation=int(generation),
+            turn=int(current),
+            expires_at=_at(expires),
+            ends_at=_at(ends),
+            recorded_at=_at(recorded),
+        )
+        return Turn(
+            chain=chain,
+            turned=outcome == "turned",
+            spent=outcome == "spent",
+            record=outcome == "turned" and int(reply[9]) == 1,
+            mark=None if mark is None else _text(mark),
+        )
+
+    def end(self, session_ids: Sequence[UUID]) -> None:
+        if not session_ids:
+            return
+        try:
+            self._client.delete(*(self._key(s) for s in session_ids))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def close(self) -> None:
+        """The client is the revocation list's, closed with it."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
