@@ -138,6 +138,7 @@ class Refresh:
             )
         except RefreshTokenReused:
             self._revocations.revoke_session(session.id, ttl=self._access_ttl)
+            self._chains.end([session.id])
             self._log.save(session)
             raise
         chain = chain_of(session, self._rules, turn=1, at=now)
