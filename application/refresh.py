@@ -65,9 +65,6 @@ class Refresh:
             self._rules.refresh_idle_ttl,
             RECORD_EVERY,
         )
-        if step.spent:
-            await asyncio.to_thread(self._end_reused, session_id)
-            raise RefreshTokenReused
         chain = step.chain
         if chain is None:
             raise InvalidRefreshToken
@@ -78,10 +75,14 @@ class Refresh:
             except AccountNotFound:
                 raise InvalidRefreshToken from None
         # Judged after the step: what the account refuses (a cutoff, a password changed, an
-        # account disabled or erased) it refuses for good, so the turn taken is never missed.
+        # account disabled or erased) it refuses for good, so the turn taken is never missed;
+        # and a spent token of a session the account had already ended is no theft.
         terms = copy.terms
         if not terms.admit(session_id, chain.started_at, chain.password_generation):
             raise InvalidRefreshToken
+        if step.spent:
+            await asyncio.to_thread(self._end_reused, session_id)
+            raise RefreshTokenReused
         if step.record:
             await asyncio.to_thread(self._record, session_id, chain, digest(new_token))
         return TokenPair(

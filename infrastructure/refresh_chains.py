@@ -24,17 +24,22 @@ from application.ports import Chain, Turn, Unavailable
 from infrastructure.revocation import AsyncRedis, guarded_connection
 
 
-def _ms(at: datetime) -> int:
-    return round(at.timestamp() * 1000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _at(ms: int | str | bytes) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, UTC)
+def _us(at: datetime) -> int:
+    """Microseconds, exactly: a session started in the microsecond after a cutoff is not cut
+    off. (Below 2**53 until the year 2255, so exact in Lua's numbers too.)"""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _at(us: int | str | bytes) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
 
 
 @dataclass(frozen=True)
 class _Step:
-    """One turn's arguments, in the stores' units (milliseconds of the service's clock)."""
+    """One turn's arguments, in the stores' units (microseconds of the service's clock)."""
 
     turn: int
     digest: str
@@ -57,14 +62,14 @@ class _Step:
             turn,
             digest,
             next_digest,
-            _ms(at),
-            round(idle.total_seconds() * 1000),
-            round(record_every.total_seconds() * 1000),
+            _us(at),
+            idle // timedelta(microseconds=1),
+            record_every // timedelta(microseconds=1),
         )
 
 
 # The row every SQL store keeps, in this order.
-_COLUMNS = "account_id, started_ms, generation, turn, digest, expires_ms, ends_ms, recorded_ms"
+_COLUMNS = "account_id, started_us, generation, turn, digest, expires_us, ends_us, recorded_us"
 
 
 def _chain(row: Sequence[Any], turn: int, expires: int, recorded: int) -> Chain:
@@ -98,8 +103,8 @@ def _decide(row: Sequence[Any] | None, step: _Step) -> tuple[Turn, dict[str, int
     changes: dict[str, int | str] = {
         "turn": current + 1,
         "digest": step.next_digest,
-        "expires_ms": expires,
-        "recorded_ms": recorded,
+        "expires_us": expires,
+        "recorded_us": recorded,
     }
     chain = _chain(row, current + 1, expires, recorded)
     return Turn(chain=chain, turned=True, record=record), changes
@@ -109,13 +114,13 @@ def _begin_row(session_id: UUID, chain: Chain, digest: str) -> tuple[Any, ...]:
     return (
         str(session_id),
         str(chain.account_id),
-        _ms(chain.started_at),
+        _us(chain.started_at),
         chain.password_generation,
         chain.turn,
         digest,
-        _ms(chain.expires_at),
-        _ms(chain.ends_at),
-        _ms(chain.recorded_at),
+        _us(chain.expires_at),
+        _us(chain.ends_at),
+        _us(chain.recorded_at),
     )
 
 
@@ -132,10 +137,10 @@ class SqliteRefreshChains:
                 "PRAGMA journal_mode=WAL;"
                 "CREATE TABLE IF NOT EXISTS refresh_chains ("
                 " session_id TEXT PRIMARY KEY, account_id TEXT NOT NULL,"
-                " started_ms INTEGER NOT NULL, generation INTEGER NOT NULL,"
-                " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_ms INTEGER NOT NULL,"
-                " ends_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_ms);"
+                " started_us INTEGER NOT NULL, generation INTEGER NOT NULL,"
+                " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL,"
+                " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL);"
+                "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_us);"
                 # The revocation list creates it too; a turn reads it, whichever starts first.
                 "CREATE TABLE IF NOT EXISTS account_marks ("
                 " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
@@ -147,7 +152,7 @@ class SqliteRefreshChains:
             try:
                 # Chains that ran out are swept as new ones begin (an index range, a few rows).
                 self._db.execute(
-                    "DELETE FROM refresh_chains WHERE expires_ms < ?", (_ms(chain.started_at),)
+                    "DELETE FROM refresh_chains WHERE expires_us < ?", (_us(chain.started_at),)
                 )
                 self._db.execute(
                     "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -187,8 +192,8 @@ class SqliteRefreshChains:
                     )
                 elif changes:
                     self._db.execute(
-                        "UPDATE refresh_chains SET turn = ?, digest = ?, expires_ms = ?,"
-                        " recorded_ms = ? WHERE session_id = ?",
+                        "UPDATE refresh_chains SET turn = ?, digest = ?, expires_us = ?,"
+                        " recorded_us = ? WHERE session_id = ?",
                         (*changes.values(), str(session_id)),
                     )
                 mark = None
@@ -225,19 +230,19 @@ class PostgresRefreshChains:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tessera_refresh_chains ("
                 " session_id uuid PRIMARY KEY, account_id uuid NOT NULL,"
-                " started_ms bigint NOT NULL, generation integer NOT NULL, turn integer NOT NULL,"
-                " digest text NOT NULL, expires_ms bigint NOT NULL, ends_ms bigint NOT NULL,"
-                " recorded_ms bigint NOT NULL)"
+                " started_us bigint NOT NULL, generation integer NOT NULL, turn integer NOT NULL,"
+                " digest text NOT NULL, expires_us bigint NOT NULL, ends_us bigint NOT NULL,"
+                " recorded_us bigint NOT NULL)"
             )
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS tessera_refresh_chains_expiry"
-                " ON tessera_refresh_chains (expires_ms)"
+                " ON tessera_refresh_chains (expires_us)"
             )
 
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
         with self._connection() as conn:
             conn.execute(
-                "DELETE FROM tessera_refresh_chains WHERE expires_ms < %s", (_ms(chain.started_at),)
+                "DELETE FROM tessera_refresh_chains WHERE expires_us < %s", (_us(chain.started_at),)
             )
             conn.execute(
                 "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -272,8 +277,8 @@ class PostgresRefreshChains:
                 )
             elif changes:
                 conn.execute(
-                    "UPDATE tessera_refresh_chains SET turn = %s, digest = %s, expires_ms = %s,"
-                    " recorded_ms = %s WHERE session_id = %s",
+                    "UPDATE tessera_refresh_chains SET turn = %s, digest = %s, expires_us = %s,"
+                    " recorded_us = %s WHERE session_id = %s",
                     (*changes.values(), session_id),
                 )
         mark = None if row is None or found.chain is None else row[8]
@@ -294,8 +299,8 @@ class PostgresRefreshChains:
 
 
 # The rule of _decide, in one round trip. KEYS[1]: the chain; ARGV: turn, digest, next digest,
-# now, idle, record_every (ms), the marks' key prefix. Times are integral milliseconds (exact in
-# Lua's numbers). The key expires with the chain, counted on the service's clock.
+# now, idle, record_every (µs), the marks' key prefix. Times are integral microseconds (exact
+# in Lua's numbers). The key expires with the chain, counted on the service's clock.
 _TURN = """
 local c = redis.call('HMGET', KEYS[1], 'account', 'started', 'generation', 'turn', 'digest',
                      'expires', 'ends', 'recorded')
@@ -318,7 +323,7 @@ if current == 0 or now - recorded >= tonumber(ARGV[6]) then
 end
 redis.call('HSET', KEYS[1], 'turn', current + 1, 'digest', ARGV[3], 'expires', expires,
            'recorded', recorded)
-redis.call('PEXPIRE', KEYS[1], expires - now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((expires - now) / 1000))
 return {'turned', c[1], c[2], c[3], current + 1, expires, c[7], recorded, mark, record}
 """
 
@@ -353,7 +358,8 @@ class RedisRefreshChains:
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.hset(self._key(session_id), mapping=fields)
-                pipe.pexpire(self._key(session_id), max(1, _ms(chain.expires_at) - row[2]))
+                life = chain.expires_at - chain.recorded_at  # both on the service's clock
+                pipe.pexpire(self._key(session_id), max(1, life // timedelta(milliseconds=1)))
                 pipe.execute()
         except redis.RedisError as error:
             raise Unavailable("redis") from error

@@ -68,7 +68,7 @@ from infrastructure.keys import load_secret_key
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
-from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count
+from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count, refreshed
 
 # The bounded run in `make test` is the same every time (derandomized), so what it must reach
 # it reaches; given a count, runs are random and explore afresh.
@@ -458,7 +458,7 @@ class Lifecycle(RuleBasedStateMachine):
         session = model.sessions[pick % len(model.sessions)]
         token = session.spent[-1] if spent and session.spent else session.refresh_token
         reuse = token in session.spent
-        result, error = outcome(self.container.login.refresh, token)
+        result, error = outcome(lambda t: refreshed(self.container, t), token)
         if not model.session_active(session, at):
             assert error is InvalidRefreshToken, (session, error)
             return

@@ -103,11 +103,18 @@ def test_revocation_checks_fail_closed_when_redis_is_down(
         down = client.get("/api/users/me", headers=bearer(tokens))
         assert (down.status_code, down.json()["code"]) == (503, "unavailable")
         assert down.headers["retry-after"] == "1"
-        # Logins still work: rate limits fall back to this process's own.
-        assert (
-            client.post("/api/auth/login", json={"login": "ada", "password": PASSWORD}).status_code
-            == 200
+        # A login too: its session's refresh-token chain lives in Redis, and its tokens could
+        # not be used anyway. Registrations still work: rate limits fall back to this
+        # process's own, and a new account needs no mark.
+        login = client.post("/api/auth/login", json={"login": "ada", "password": PASSWORD})
+        assert (login.status_code, login.json()["code"]) == (503, "unavailable")
+        refresh = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert (refresh.status_code, refresh.json()["code"]) == (503, "unavailable")
+        registered = client.post(
+            "/api/auth/register",
+            json={"email": "bob@example.com", "username": "bob", "password": PASSWORD},
         )
+        assert registered.status_code == 201
 
 
 def test_each_limited_endpoint_answers_429(client: Client, container: Container) -> None:
