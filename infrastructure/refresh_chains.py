@@ -23,7 +23,6 @@ from application.event_log import Outage
 from application.ports import Chain, Turn, Unavailable
 from infrastructure.revocation import AsyncRedis, guarded_connection
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
