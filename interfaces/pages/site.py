@@ -20,6 +20,7 @@ from litestar.response import Redirect
 from application.ports import Caller
 from application.views import Client, TokenPair
 from domain.errors import DomainError, FieldError, Invalid
+from infrastructure import metrics
 from interfaces.container import Container
 from interfaces.http.problems import DOMAIN_PROBLEMS
 from interfaces.http.security import ClientAddress, attribute_to
@@ -88,6 +89,7 @@ class Site:
             except DomainError:
                 tokens = None
             if tokens is not None:
+                metrics.TOKENS.labels(operation="refreshed").inc()
                 visit.caller = await self._caller(tokens.access_token)
                 visit.refresh_token = tokens.refresh_token
                 visit.cookies += self.jar.session(tokens)
