@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import base64
 import math
 from uuid import uuid4
 
 from application.recovery_codes import new_recovery_codes, recovery_code_digest
-from application.tokens import digest, issue_token, owner_of
+from application.tokens import (
+    digest,
+    issue_refresh_token,
+    issue_token,
+    owner_of,
+    read_refresh_token,
+)
 
 
 def test_a_token_names_its_owner_and_carries_256_random_bits() -> None:
@@ -18,6 +25,34 @@ def test_a_token_names_its_owner_and_carries_256_random_bits() -> None:
 def test_malformed_tokens_have_no_owner() -> None:
     for junk in ["", "abc", "!!!!", issue_token(uuid4())[:-4], "A" * 200]:
         assert owner_of(junk) is None
+
+
+KEY = b"k" * 32
+
+
+def test_a_refresh_token_names_its_session_and_turn_and_carries_128_random_bits() -> None:
+    session = uuid4()
+    token = issue_refresh_token(session, 7, KEY)
+    read = read_refresh_token(token, KEY)
+    assert read is not None and (read.session_id, read.turn) == (session, 7)
+    raw = base64.urlsafe_b64decode(token + "==")
+    assert len(raw) == 16 + 4 + 16 + 16  # session, turn, 128 random bits, 128-bit tag
+    others = {issue_refresh_token(session, 7, KEY) for _ in range(50)}
+    assert len(others | {token}) == 51, "the same session and turn never give the same token"
+
+
+def test_a_refresh_token_not_tagged_by_our_key_reads_as_none() -> None:
+    session = uuid4()
+    token = issue_refresh_token(session, 3, KEY)
+    assert read_refresh_token(token, b"another key" * 3) is None
+    raw = bytearray(base64.urlsafe_b64decode(token + "=="))
+    for index in range(len(raw)):  # any flipped bit: the session, the turn, the randomness
+        tampered = bytearray(raw)
+        tampered[index] ^= 0x01
+        forged = base64.urlsafe_b64encode(tampered).rstrip(b"=").decode()
+        assert read_refresh_token(forged, KEY) is None, index
+    for junk in ["", "abc", "!!!!", token[:-4], issue_token(session), "A" * 200]:
+        assert read_refresh_token(junk, KEY) is None
 
 
 def test_only_a_digest_is_stored() -> None:
