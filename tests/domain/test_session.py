@@ -98,3 +98,48 @@ def test_a_session_dies_with_the_password_its_login_verified() -> None:
         session.refresh(
             "first", "x", expires_at=LATER, at=T0, account_cutoff=None, password_generation=1
         )
+
+
+def test_an_accounts_terms_judge_a_session_as_the_account_itself_does() -> None:
+    """A refresh judges its session by the account's terms alone (SessionTerms.admit); it must
+    agree with Account.allows, which sees the Session, through every kind of change."""
+    from domain.account import Account
+
+    account = Account(email="ada@example.com", username="ada", password_hash="h", timestamp=T0)
+    sessions = []
+
+    def start(at: datetime) -> None:
+        session = Session(
+            id=uuid4(),
+            account_id=account.id,
+            refresh_token_hash="t",
+            expires_at=at + timedelta(days=30),
+            user_agent="test",
+            ip="127.0.0.1",
+            timestamp=at,
+            password_generation=account.password_generation,
+        )
+        sessions.append(session)
+
+    def agree(at: datetime) -> list[bool]:
+        terms = account.session_terms()
+        found = [terms.admit(s.id, s.started_at, s.password_generation) for s in sessions]
+        assert found == [account.allows(s, at) for s in sessions]
+        return found
+
+    start(T0)
+    start(T0 + timedelta(seconds=1))
+    assert agree(T0 + timedelta(seconds=2)) == [True, True]
+    # A password change made through the second session spares it alone.
+    account.change_password("h2", T0 + timedelta(seconds=3), history_size=5)
+    account.revoke_all_sessions(T0 + timedelta(seconds=3), keep=sessions[1].id)
+    start(T0 + timedelta(seconds=4))
+    assert agree(T0 + timedelta(seconds=5)) == [False, True, True]
+    # Signing out everywhere ends every session started up to that instant, and no later one.
+    account.revoke_all_sessions(T0 + timedelta(seconds=6))
+    start(T0 + timedelta(seconds=6, microseconds=1))
+    assert agree(T0 + timedelta(seconds=7)) == [False, False, False, True]
+    account.grant_role("auditor", T0 + timedelta(seconds=8), "cli:root")
+    assert account.session_terms().roles == ("auditor",)
+    account.disable(T0 + timedelta(seconds=9), "cli:root")
+    assert agree(T0 + timedelta(seconds=10)) == [False, False, False, False]
