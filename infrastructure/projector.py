@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification, Tracking
 
 from application.projection import Projection
+from application.sealing import SealingMapper
 from infrastructure.lease import FileLease, PostgresLease
 
 Lease = FileLease | PostgresLease
@@ -72,19 +75,28 @@ class Projector:
         notifications = self._app.recorder.select_notifications(
             start=self.position + 1, limit=self._batch_size
         )
+        return self.apply(notifications)
+
+    def apply(self, notifications: Sequence[Notification]) -> int:
+        """Processes these notifications, the next after the position tracked, in one
+        transaction of the projection; returns how many there were."""
         if not notifications:
             return 0
         wanted = self._wanted
-        decode = self._app.mapper.to_domain_event
-        events = [
-            (decode(notification), notification.id)
-            for notification in notifications
-            if not wanted or notification.topic in wanted
-        ]
+        chosen = [n for n in notifications if not wanted or n.topic in wanted]
+        events = list(zip(self._decode(chosen), [n.id for n in chosen], strict=True))
         # The batch's last position is tracked even when the projection wants none of its
         # events, so its lag counts only what it has yet to read.
         self._projection.process_events(events, Tracking(self._app.name, notifications[-1].id))
         return len(notifications)
+
+    def _decode(self, notifications: Sequence[Notification]) -> list[DomainEventProtocol[Any]]:
+        """The batch's events; by the sealing mapper, with every person's key read at once."""
+        mapper = self._app.mapper
+        if isinstance(mapper, SealingMapper):
+            # A projection that names the fields it reads gets events of those fields only.
+            return mapper.to_domain_events(notifications, getattr(self._projection, "fields", None))
+        return [mapper.to_domain_event(notification) for notification in notifications]
 
     def catch_up(self) -> int:
         """Processes batches until none is left; returns how many events it read."""

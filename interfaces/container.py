@@ -508,7 +508,8 @@ def _build(
         erasure=erasure,
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock),
-        history=History(log),
+        # The trail read 2,000 events a query, two queries ahead of the export's work on it.
+        history=History(log, batch_size=2000, read_ahead=2),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock, keys.fingerprint),
