@@ -18,7 +18,6 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
 from application.event_log import EventLog
-from application.read_ahead import read_ahead
 from application.sealing import SEALS, SealingMapper, open_fields, sealed_owners
 from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
@@ -37,14 +36,10 @@ class History:
         log: EventLog,
         batch_size: int = 500,
         known_sessions: int = 10_000,
-        read_ahead: int = 0,
     ) -> None:
         self._log = log
         self._batch_size = batch_size  # events read per query: memory stays flat however long
         self._known_sessions = known_sessions  # session -> account ids kept while exporting
-        # Batches of the trail read in a thread ahead of the one being exported (0: none, each
-        # batch is read when the one before is done): application.read_ahead.
-        self._read_ahead = read_ahead
 
     def account_id(self, id_or_login: str) -> UUID:
         """The account named by its id, email or username; AccountNotFound when none is. An
@@ -123,9 +118,7 @@ class History:
                 yield batch
                 start = batch[-1].id + 1
 
-        # The next batches are read while this one is decoded and written.
-        ahead = read_ahead(batches(), self._read_ahead) if self._read_ahead else batches()
-        for batch in ahead:
+        for batch in batches():
             # A uniqueness claim is not decoded at all.
             entries = entries_of([n for n in batch if is_trail_topic(n.topic)])
             # Asked of the key store itself, a batch at a time: a key this process still

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
 
-from application.read_ahead import read_ahead
 from infrastructure.projector import Projector
 from infrastructure.read_store import ReadStoreStatements
 
@@ -39,18 +37,8 @@ def rebuild(
     replaying = Projector(app, projector.projection, projector.lease, batch_size)
     events = 0
     with view.appending():
-        # Each batch is read while the one before is applied (application.read_ahead); as
-        # nothing else writes, the next batch starts after the last one read.
-        for batch in read_ahead(_batches(app, batch_size)):
-            events += replaying.apply(batch)
-            advance(len(batch))
+        while read := replaying.run_once():
+            events += read
+            advance(read)
     view.create_indexes()
     return events
-
-
-def _batches(app: Application[Any], batch_size: int) -> Iterator[Sequence[Notification]]:
-    """The whole log, in store order, a batch at a time."""
-    start = 1
-    while batch := app.recorder.select_notifications(start=start, limit=batch_size):
-        yield batch
-        start = batch[-1].id + 1

@@ -508,8 +508,7 @@ def _build(
         erasure=erasure,
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock),
-        # The trail read 2,000 events a query, two queries ahead of the export's work on it.
-        history=History(log, batch_size=2000, read_ahead=2),
+        history=History(log),
         signer=signer,
         revocations=revocations,
         throttle=Throttle(limiter, rate_limits(settings), clock, keys.fingerprint),
