@@ -28,6 +28,12 @@ class Lag:
 
 log = logging.getLogger(__name__)
 
+# Seconds an idle projector waits before reading again. An event committed meanwhile waits up
+# to this long to be read, so it bounds the projection lag from below: well under the target
+# of 100 ms at p99 (0.1 s measured 0.11 s at p99 under login load). Each poll is three small
+# queries (the lease, the position, the next batch) per projection.
+POLL_INTERVAL = 0.05
+
 
 class Projector:
     """Polls the application's notification log.
@@ -119,7 +125,7 @@ class Projector:
         timestamp = self._app.mapper.to_domain_event(oldest[0]).timestamp  # type: ignore[attr-defined]
         return Lag(events=head - position, seconds=max(0.0, (now - timestamp).total_seconds()))
 
-    def run_until(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+    def run_until(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL) -> None:
         try:
             self._run_until(stop, poll_interval)
         finally:
