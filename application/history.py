@@ -31,12 +31,7 @@ Event = DomainEventProtocol[Any]
 
 
 class History:
-    def __init__(
-        self,
-        log: EventLog,
-        batch_size: int = 500,
-        known_sessions: int = 10_000,
-    ) -> None:
+    def __init__(self, log: EventLog, batch_size: int = 500, known_sessions: int = 10_000) -> None:
         self._log = log
         self._batch_size = batch_size  # events read per query: memory stays flat however long
         self._known_sessions = known_sessions  # session -> account ids kept while exporting
