@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -18,7 +18,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
 from application.event_log import EventLog
-from application.sealing import SEALS, open_fields
+from application.sealing import SEALS, SealingMapper, open_fields, sealed_owners
 from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
 from application.transcoding import FastJSONTranscoder
@@ -100,15 +100,22 @@ class History:
         recorder = self._log.recorder
         last = recorder.max_notification_id() or 0
         owners = _SessionOwners(self._log, self._known_sessions)
-        entry = self._entry_reader(owners)
-        start = 1
-        while start <= last:
-            batch = recorder.select_notifications(start=start, limit=self._batch_size, stop=last)
-            if not batch:
-                return
-            entries = [
-                entry(notification) for notification in batch if is_trail_topic(notification.topic)
-            ]  # a uniqueness claim is not decoded at all
+        entries_of = self._entries_reader(owners)
+
+        def batches() -> Iterator[Sequence[Notification]]:
+            start = 1
+            while start <= last:
+                batch = recorder.select_notifications(
+                    start=start, limit=self._batch_size, stop=last
+                )
+                if not batch:
+                    return
+                yield batch
+                start = batch[-1].id + 1
+
+        for batch in batches():
+            # A uniqueness claim is not decoded at all.
+            entries = entries_of([n for n in batch if is_trail_topic(n.topic)])
             # Asked of the key store itself, a batch at a time: a key this process still
             # caches may have been destroyed by another.
             erased = self._log.keys.forgotten(
@@ -117,12 +124,14 @@ class History:
             for found in entries:
                 if since is None or found.time >= since:
                     yield found.erased() if found.account_id in erased else found
-            start = batch[-1].id + 1
 
-    def _entry_reader(self, owners: _SessionOwners) -> Callable[[Notification], TrailEntry]:
-        """Notification -> its trail entry. Where the store holds the library's plain JSON (no
-        cipher, no compression) and the event class has never been upcast, only the fields the
-        trail shows are parsed (application.transcoding); otherwise the whole event is decoded."""
+    def _entries_reader(
+        self, owners: _SessionOwners
+    ) -> Callable[[Sequence[Notification]], list[TrailEntry]]:
+        """Notifications -> their trail entries. Where the store holds the library's plain JSON
+        (no cipher, no compression) and the event class has never been upcast, only the fields
+        the trail shows are parsed (application.transcoding); otherwise the whole event is
+        decoded. The keys of every person whose values a batch shows are read at once."""
         mapper = self._log.mapper
         keys = self._log.keys
         transcoder = mapper.transcoder
@@ -134,13 +143,25 @@ class History:
             else None
         )
 
-        def entry(notification: Notification) -> TrailEntry:
-            topic = notification.topic
-            if read is None or getattr(resolve_topic(topic), "class_version", 1) != 1:
-                event = mapper.to_domain_event(notification)
-                return trail_entry(event, notification.id, owners.of(event))
-            aggregate, _, name = topic.partition(":")[2].partition(".")
-            state = read(notification.state)
+        def fast(topic: str) -> bool:
+            return read is not None and getattr(resolve_topic(topic), "class_version", 1) == 1
+
+        def entries(notifications: Sequence[Notification]) -> list[TrailEntry]:
+            states = {n.id: read(n.state) for n in notifications if read and fast(n.topic)}
+            keys.warm({owner for state in states.values() for owner in sealed_owners(state)})
+            slow = [n for n in notifications if n.id not in states]
+            events = dict(zip([n.id for n in slow], _decoded(mapper, slow), strict=True))
+            found = []
+            for notification in notifications:
+                event = events.get(notification.id)
+                if event is None:
+                    found.append(entry(notification, states[notification.id]))
+                else:
+                    found.append(trail_entry(event, notification.id, owners.of(event)))
+            return found
+
+        def entry(notification: Notification, state: dict[str, Any]) -> TrailEntry:
+            aggregate, _, name = notification.topic.partition(":")[2].partition(".")
             opened = open_fields(state, keys)
             if opened:
                 state[SEALS] = opened
@@ -158,7 +179,7 @@ class History:
                 account_id,
             )
 
-        return entry
+        return entries
 
     def export(self, since: datetime | None = None) -> Iterator[str]:
         """The trail as hash-chained JSON lines (see application.trail_export). With `since`,
@@ -210,6 +231,13 @@ class _SessionOwners:
         if len(self._accounts) > self._size:
             self._accounts.popitem(last=False)
         return account_id
+
+
+def _decoded(mapper: Any, notifications: Sequence[Notification]) -> list[Event]:
+    """Whole events (an upcast class, or a store the fast path cannot parse)."""
+    if isinstance(mapper, SealingMapper):
+        return mapper.to_domain_events(notifications)
+    return [mapper.to_domain_event(notification) for notification in notifications]
 
 
 def _uuid(value: UUID | str) -> UUID:

@@ -106,6 +106,12 @@ class DataKeys(Protocol):
         """Destroys the owner's key for good; idempotent."""
         ...
 
+    def warm(self, owners: Collection[UUID]) -> None:
+        """Makes ready the keys of these owners at once (one read of the key store for all),
+        ahead of opening many of their values: a batch of events, a page of the trail. Only
+        speed changes; `open` answers as it would have."""
+        ...
+
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         """Those of `owners` whose keys were destroyed, asked of the store itself (never of a
         process's cache)."""

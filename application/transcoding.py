@@ -29,6 +29,14 @@ class FastJSONTranscoder(JSONTranscoder):
 
     def _revive(self, value: Any) -> Any:
         if type(value) is dict:
+            if len(value) == 2:
+                # The common case first (a time, an id, a sealed value): a transcoded value
+                # whose data is a string, revived at once by its transcoding.
+                name, data = value.get("_type_"), value.get("_data_")
+                if type(name) is str and type(data) is str:
+                    transcoding = self.names.get(name)
+                    if transcoding is not None:  # else the library's error, below
+                        return transcoding.decode(data)
             for key, item in value.items():
                 if type(item) is dict or type(item) is list:
                     value[key] = self._revive(item)

@@ -50,6 +50,15 @@ class DataKeyTable:
         """(wrapped key or None when forgotten,), or None when the owner has no row."""
         raise NotImplementedError
 
+    def get_many(self, owners: Collection[UUID]) -> dict[UUID, bytes | None]:
+        """get() of each owner that has a row, in one read: wrapped key or None (forgotten)."""
+        found: dict[UUID, bytes | None] = {}
+        for owner in owners:
+            row = self.get(owner)
+            if row is not None:
+                found[owner] = row[0]
+        return found
+
     def insert(self, owner: UUID, wrapped: bytes) -> None:
         raise NotImplementedError
 
@@ -83,6 +92,20 @@ class SqliteDataKeyTable(DataKeyTable):
                 "SELECT wrapped FROM data_keys WHERE owner = ?", (str(owner),)
             ).fetchone()
         return None if row is None else (row[0],)
+
+    def get_many(self, owners: Collection[UUID]) -> dict[UUID, bytes | None]:
+        found: dict[UUID, bytes | None] = {}
+        keys = [str(owner) for owner in owners]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = (
+                "SELECT owner, wrapped FROM data_keys"  # noqa: S608
+                f" WHERE owner IN ({', '.join('?' * len(chunk))})"
+            )
+            with self._lock:
+                rows = self._conn.execute(query, chunk).fetchall()
+            found.update((UUID(row[0]), row[1]) for row in rows)
+        return found
 
     def insert(self, owner: UUID, wrapped: bytes) -> None:
         with self._lock:
@@ -137,6 +160,19 @@ class PostgresDataKeyTable(DataKeyTable):
             c.execute(f"SELECT wrapped FROM {self.table} WHERE owner = %s", (owner,))  # noqa: S608
             row = c.fetchone()
         return None if row is None else (None if row["wrapped"] is None else bytes(row["wrapped"]),)
+
+    def get_many(self, owners: Collection[UUID]) -> dict[UUID, bytes | None]:
+        if not owners:
+            return {}
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT owner, wrapped FROM {self.table} WHERE owner = ANY(%s)",  # noqa: S608
+                (list(owners),),
+            )
+            return {
+                row["owner"]: None if row["wrapped"] is None else bytes(row["wrapped"])
+                for row in c.fetchall()
+            }
 
     def insert(self, owner: UUID, wrapped: bytes) -> None:
         with self._datastore.transaction(commit=True) as c:
@@ -198,6 +234,19 @@ class WrappedDataKeys:
             return None
         return key.decrypt(sealed[:_NONCE], sealed[_NONCE:], context)
 
+    def warm(self, owners: Collection[UUID]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            wanted = [
+                owner
+                for owner in set(owners)
+                if (cached := self._cache.get(owner)) is None or cached[1] <= now
+            ]
+        if not wanted:
+            return
+        for owner, wrapped in self._table.get_many(wanted).items():
+            self._remember(owner, wrapped, now)
+
     def forget(self, owner: UUID) -> None:
         self._table.forget(owner, time.time())
         with self._lock:
@@ -224,10 +273,14 @@ class WrappedDataKeys:
             row = self._table.get(owner)  # another process may have made it first: theirs
         if row is None:
             return None  # never sealed anything: nothing to open, nothing to cache
-        wrapped = row[0]
+        return self._remember(owner, row[0], now)
+
+    def _remember(self, owner: UUID, wrapped: bytes | None, now: float) -> AESGCM | None:
+        """The owner's key from its table row (None: forgotten), cached from `now` on."""
         key = None if wrapped is None else AESGCM(self._unwrapped(owner, wrapped))
         with self._lock:
             self._cache[owner] = (key, float("inf") if key is None else now + CACHE_SECONDS)
+            self._cache.move_to_end(owner)
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return key

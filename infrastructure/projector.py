@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification, Tracking
 
 from application.projection import Projection
+from application.sealing import SealingMapper
 from infrastructure.lease import FileLease, PostgresLease
 
 Lease = FileLease | PostgresLease
@@ -24,6 +27,12 @@ class Lag:
 
 
 log = logging.getLogger(__name__)
+
+# Seconds an idle projector waits before reading again. An event committed meanwhile waits up
+# to this long to be read, so it bounds the projection lag from below: well under the target
+# of 100 ms at p99 (0.1 s measured 0.11 s at p99 under login load). Each poll is three small
+# queries (the lease, the position, the next batch) per projection.
+POLL_INTERVAL = 0.05
 
 
 class Projector:
@@ -72,19 +81,28 @@ class Projector:
         notifications = self._app.recorder.select_notifications(
             start=self.position + 1, limit=self._batch_size
         )
+        return self.apply(notifications)
+
+    def apply(self, notifications: Sequence[Notification]) -> int:
+        """Processes these notifications, the next after the position tracked, in one
+        transaction of the projection; returns how many there were."""
         if not notifications:
             return 0
         wanted = self._wanted
-        decode = self._app.mapper.to_domain_event
-        events = [
-            (decode(notification), notification.id)
-            for notification in notifications
-            if not wanted or notification.topic in wanted
-        ]
+        chosen = [n for n in notifications if not wanted or n.topic in wanted]
+        events = list(zip(self._decode(chosen), [n.id for n in chosen], strict=True))
         # The batch's last position is tracked even when the projection wants none of its
         # events, so its lag counts only what it has yet to read.
         self._projection.process_events(events, Tracking(self._app.name, notifications[-1].id))
         return len(notifications)
+
+    def _decode(self, notifications: Sequence[Notification]) -> list[DomainEventProtocol[Any]]:
+        """The batch's events; by the sealing mapper, with every person's key read at once."""
+        mapper = self._app.mapper
+        if isinstance(mapper, SealingMapper):
+            # A projection that names the fields it reads gets events of those fields only.
+            return mapper.to_domain_events(notifications, getattr(self._projection, "fields", None))
+        return [mapper.to_domain_event(notification) for notification in notifications]
 
     def catch_up(self) -> int:
         """Processes batches until none is left; returns how many events it read."""
@@ -107,7 +125,7 @@ class Projector:
         timestamp = self._app.mapper.to_domain_event(oldest[0]).timestamp  # type: ignore[attr-defined]
         return Lag(events=head - position, seconds=max(0.0, (now - timestamp).total_seconds()))
 
-    def run_until(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+    def run_until(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL) -> None:
         try:
             self._run_until(stop, poll_interval)
         finally:
