@@ -123,7 +123,28 @@ def _begin_row(session_id: UUID, chain: Chain, digest: str) -> tuple[Any, ...]:
     )
 
 
-class SqliteRefreshChains:
+class _ChainsInTables:
+    """The SQL stores' turn: the rule of _decide on a row locked for it, off the event loop (a
+    write may wait for another process's)."""
+
+    async def turn(
+        self,
+        session_id: UUID,
+        turn: int,
+        digest: str,
+        next_digest: str,
+        at: datetime,
+        idle: timedelta,
+        record_every: timedelta,
+    ) -> Turn:
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        return await asyncio.to_thread(self._turn, session_id, step)
+
+    def _turn(self, session_id: UUID, step: _Step) -> Turn:
+        raise NotImplementedError
+
+
+class SqliteRefreshChains(_ChainsInTables):
     """The embedded default's chains: a table in the file of the revocation list (whose change
     marks a turn reads in the same transaction)."""
 
@@ -161,20 +182,6 @@ class SqliteRefreshChains:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-
-    async def turn(
-        self,
-        session_id: UUID,
-        turn: int,
-        digest: str,
-        next_digest: str,
-        at: datetime,
-        idle: timedelta,
-        record_every: timedelta,
-    ) -> Turn:
-        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
-        # A write may wait for another process's: off the event loop.
-        return await asyncio.to_thread(self._turn, session_id, step)
 
     def _turn(self, session_id: UUID, step: _Step) -> Turn:
         with self._lock:
@@ -218,7 +225,7 @@ class SqliteRefreshChains:
         self._db.close()
 
 
-class PostgresRefreshChains:
+class PostgresRefreshChains(_ChainsInTables):
     """Chains in the service's PostgreSQL when there is no Redis: a row locked for one turn,
     in a transaction of its own (no place in the event log's order)."""
 
@@ -247,19 +254,6 @@ class PostgresRefreshChains:
                 "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _begin_row(session_id, chain, digest),
             )
-
-    async def turn(
-        self,
-        session_id: UUID,
-        turn: int,
-        digest: str,
-        next_digest: str,
-        at: datetime,
-        idle: timedelta,
-        record_every: timedelta,
-    ) -> Turn:
-        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
-        return await asyncio.to_thread(self._turn, session_id, step)
 
     def _turn(self, session_id: UUID, step: _Step) -> Turn:
         with self._connection() as conn, conn.transaction():
