@@ -34,7 +34,6 @@ test: install system-deps
 		|| { code=$$?; [ $$code -eq 5 ] || status=$$code; }; \
 	echo "screenshots of every page (tests/browser): $(CURDIR)/var/screenshots/"; \
 	exit $$status
-	@echo "screenshots of every page (tests/browser): $(CURDIR)/var/screenshots/"
 
 # Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
 bench: install system-deps
