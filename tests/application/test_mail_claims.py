@@ -22,6 +22,9 @@ from tests.application.test_mail_projection import ledger_counts, mails
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock, run_projections
 
+# Claims of 0.3 s renewed in real time: a starved renewal would lose its claim.
+pytestmark = pytest.mark.serial
+
 CLAIM = timedelta(seconds=0.3)
 
 

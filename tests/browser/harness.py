@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.install_lock import installing
+
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing the browser would fetch for itself: the tests talk to 127.0.0.1 only.
 CHROMIUM_FLAGS = [
@@ -29,37 +31,39 @@ SCREENSHOTS = HERE.parent.parent / "var" / "screenshots"
 
 def ensure_chromium() -> str:
     """/usr/bin/chromium, from Debian's package when missing (apt-get, as root)."""
-    if not os.path.exists(CHROMIUM):
-        if os.geteuid() != 0:
-            raise RuntimeError("chromium is missing: install Debian's chromium, or run as root")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+    with installing("apt"):  # xdist's workers: one apt-get at a time
+        if not os.path.exists(CHROMIUM):
+            if os.geteuid() != 0:
+                raise RuntimeError("chromium is missing: install Debian's chromium, or run as root")
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
     return CHROMIUM
 
 
 def ensure_axe() -> Path:
     """axe-core's browser build, installed with npm into this folder (ignored by git)."""
-    if not AXE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is missing: install Debian's npm")
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-save",
-                "--no-package-lock",
-                "--silent",
-                "--prefix",
-                str(HERE),
-                f"axe-core@{AXE_VERSION}",
-            ],
-            check=True,
-        )
+    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
+        if not AXE.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RuntimeError("npm is missing: install Debian's npm")
+            subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--no-save",
+                    "--no-package-lock",
+                    "--silent",
+                    "--prefix",
+                    str(HERE),
+                    f"axe-core@{AXE_VERSION}",
+                ],
+                check=True,
+            )
     return AXE

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 from interfaces.container import build
 from interfaces.settings import Settings
@@ -24,6 +25,9 @@ from tests.e2e.test_mail_delivery import Stack, eventually, stack_for
 from tests.e2e.test_serve import PASSWORD
 from tests.servers import wait_for_port
 from tests.smtp import ScriptedHandler
+
+# Processes killed with -9 under load, then recovery within deadlines: alone, never beside other work.
+pytestmark = pytest.mark.serial
 
 __all__ = ["stack_for"]  # the fixture, shared with the mail delivery tests
 

@@ -11,11 +11,15 @@ import signal
 import time
 from collections.abc import Callable
 
+import pytest
 import redis
 
 from tests.e2e.test_chaos import stack_for
 from tests.e2e.test_mail_delivery import Stack
 from tests.smtp import ScriptedHandler
+
+# A promise in seconds (mail within a minute of a crash): alone.
+pytestmark = pytest.mark.serial
 
 __all__ = ["stack_for"]
 

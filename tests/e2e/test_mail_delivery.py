@@ -176,6 +176,7 @@ def test_a_permanently_refusing_server_ends_in_the_dead_letter_queue(
     assert stack.smtp.handler.attempts["ada@example.com"] == 1  # 5xx is final: no retries
 
 
+@pytest.mark.serial  # kills the worker mid-SMTP, as `make chaos` does: alone
 def test_killing_the_worker_mid_run_loses_no_mail_and_duplicates_none(
     stack_for: Callable[..., Stack],
 ) -> None:

@@ -31,6 +31,9 @@ from tests.servers import (
     wait_for_port,
 )
 
+# Outages under load, answer times and recovery measured: alone.
+pytestmark = pytest.mark.serial
+
 OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "6"))
 
 

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.test_serve import tessera
 from tests.servers import free_port, wait_for_port
+
+# Floods a server with production-cost argon2 and times /health: alone.
+pytestmark = pytest.mark.serial
 
 
 @dataclass

@@ -29,7 +29,10 @@ from tests.servers import PostgresCluster, free_port, wait_for_port
 SECONDS = float(os.environ.get("SOAK_SECONDS", "0"))
 WARM_UP = 10.0  # pools fill and caches warm: not growth
 
-pytestmark = pytest.mark.skipif(SECONDS == 0, reason="soak runs with `make soak SOAK_SECONDS=N`")
+pytestmark = [
+    pytest.mark.skipif(SECONDS == 0, reason="soak runs with `make soak SOAK_SECONDS=N`"),
+    pytest.mark.serial,  # load for minutes, growth measured: alone
+]
 
 
 @dataclass(frozen=True)

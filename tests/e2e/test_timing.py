@@ -16,6 +16,9 @@ import pytest
 from tests.e2e.test_serve import PASSWORD, tessera, wait_for_mail
 from tests.servers import free_port, wait_for_port
 
+# Compares response times of real argon2 work: alone, or the medians are noise.
+pytestmark = pytest.mark.serial
+
 SAMPLES = 21
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FAST_ARGON2
@@ -77,6 +78,7 @@ def test_several_processes_need_postgresql(tmp_path: Path) -> None:
     assert b"DATABASE_URL" in result.stdout + result.stderr
 
 
+@pytest.mark.serial  # a median of 20 ms: alone, or a busy core is measured instead
 def test_keep_alive_answers_do_not_wait_for_delayed_acks(
     tmp_path: Path, postgres: PostgresCluster
 ) -> None:

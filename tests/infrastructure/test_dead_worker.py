@@ -23,6 +23,9 @@ from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FAST_ARGON2
 from tests.servers import PostgresCluster
 
+# Heartbeats and hand-backs in real seconds: a starved worker would miss them.
+pytestmark = pytest.mark.serial
+
 SILENCE_MS = 3_000
 
 

@@ -11,6 +11,9 @@ from application.ports import Overloaded
 from infrastructure.hash_gate import HashGate
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 
+# Real argon2 at a high cost, and a refusal timed in milliseconds: alone.
+pytestmark = pytest.mark.serial
+
 SLOW = Argon2Parameters(time_cost=40, memory_cost=8192, parallelism=1)
 
 

@@ -15,6 +15,7 @@ from application.ports import TransientMailError, Unavailable
 from infrastructure.broker import RetryPolicy, _retry_when
 
 
+@pytest.mark.serial  # 100 refusals within 0.1 s: alone
 def test_after_one_failure_calls_are_refused_at_once_until_the_probe_succeeds() -> None:
     store_up = threading.Event()
 

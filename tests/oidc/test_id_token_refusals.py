@@ -218,6 +218,7 @@ def test_a_good_token_signs_in_and_a_rotated_key_is_fetched_again(
         test_issuer.keys.remove(rotated)
 
 
+@pytest.mark.serial  # the 5 s timeout must end the wait within 6.5 s: alone
 def test_a_provider_that_hangs_is_a_502_within_the_timeout(
     client: Client, container: Container, test_issuer: TestIssuer
 ) -> None:
