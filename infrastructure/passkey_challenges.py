@@ -5,8 +5,6 @@ DELETE ... RETURNING in SQL, so two answers racing with one challenge never both
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from webauthn.helpers import bytes_to_base64url
 
 from application.event_log import Outage
 from application.ports import Unavailable
+from infrastructure.local_file import LocalFile
 from infrastructure.revocation import guarded_connection
 
 
@@ -35,31 +34,27 @@ def _split(value: str, at: datetime) -> str | None:
 
 class SqlitePasskeyChallenges:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL;"
-                "CREATE TABLE IF NOT EXISTS passkey_challenges ("
-                " challenge TEXT PRIMARY KEY, ceremony TEXT NOT NULL, expires_at REAL NOT NULL);"
-            )
+        self._file = LocalFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS passkey_challenges ("
+            " challenge TEXT PRIMARY KEY, ceremony TEXT NOT NULL, expires_at REAL NOT NULL);",
+        )
 
     def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
-        with self._lock:
+        with self._file.connection() as db:
             # Expired ones go as new ones come: the table holds only the last few minutes.
-            self._db.execute(
+            db.execute(
                 "DELETE FROM passkey_challenges WHERE expires_at < ?",
                 (expires_at.timestamp() - 86400,),
             )
-            self._db.execute(
+            db.execute(
                 "INSERT INTO passkey_challenges VALUES (?, ?, ?)",
                 (_key(challenge), ceremony, expires_at.timestamp()),
             )
 
     def take(self, challenge: bytes, at: datetime) -> str | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._file.connection() as db:
+            row = db.execute(
                 "DELETE FROM passkey_challenges WHERE challenge = ? RETURNING ceremony, expires_at",
                 (_key(challenge),),
             ).fetchone()
@@ -68,7 +63,7 @@ class SqlitePasskeyChallenges:
         return _split(f"{row[1]} {row[0]}", at)
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()
 
 
 class PostgresPasskeyChallenges:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +19,8 @@ from psycopg_pool import ConnectionPool
 
 from application.event_log import Outage
 from application.ports import Chain, Turn, Unavailable
-from infrastructure.revocation import AsyncRedis, guarded_connection
+from infrastructure.local_file import LocalFile
+from infrastructure.revocation import ACCOUNT_MARKS, AsyncRedis, guarded_connection
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -149,80 +148,59 @@ class SqliteRefreshChains(_ChainsInTables):
     marks a turn reads in the same transaction)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL;"
-                "CREATE TABLE IF NOT EXISTS refresh_chains ("
-                " session_id TEXT PRIMARY KEY, account_id TEXT NOT NULL,"
-                " started_us INTEGER NOT NULL, generation INTEGER NOT NULL,"
-                " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL,"
-                " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_us);"
-                # The revocation list creates it too; a turn reads it, whichever starts first.
-                "CREATE TABLE IF NOT EXISTS account_marks ("
-                " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
-            )
+        self._file = LocalFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS refresh_chains ("
+            " session_id TEXT PRIMARY KEY, account_id TEXT NOT NULL,"
+            " started_us INTEGER NOT NULL, generation INTEGER NOT NULL,"
+            " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL,"
+            " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_us);"
+            # A turn reads the marks: the table is there whichever of the two starts first.
+            + ACCOUNT_MARKS,
+        )
 
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                # Chains that ran out are swept as new ones begin (an index range, a few rows).
-                self._db.execute(
-                    "DELETE FROM refresh_chains WHERE expires_us < ?", (_us(chain.started_at),)
-                )
-                self._db.execute(
-                    "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _begin_row(session_id, chain, digest),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction() as db:
+            # Chains that ran out are swept as new ones begin (an index range, a few rows).
+            db.execute("DELETE FROM refresh_chains WHERE expires_us < ?", (_us(chain.started_at),))
+            db.execute(
+                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _begin_row(session_id, chain, digest),
+            )
 
     def _turn(self, session_id: UUID, step: _Step) -> Turn:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM refresh_chains WHERE session_id = ?",  # noqa: S608
-                    (str(session_id),),
+        with self._file.transaction() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM refresh_chains WHERE session_id = ?",  # noqa: S608
+                (str(session_id),),
+            ).fetchone()
+            found, changes = _decide(row, step)
+            if changes == {}:
+                db.execute("DELETE FROM refresh_chains WHERE session_id = ?", (str(session_id),))
+            elif changes:
+                db.execute(
+                    "UPDATE refresh_chains SET turn = ?, digest = ?, expires_us = ?,"
+                    " recorded_us = ? WHERE session_id = ?",
+                    (*changes.values(), str(session_id)),
+                )
+            mark = None
+            if found.chain is not None:
+                mark_row = db.execute(
+                    "SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?",
+                    (str(found.chain.account_id), datetime.now(UTC).timestamp()),
                 ).fetchone()
-                found, changes = _decide(row, step)
-                if changes == {}:
-                    self._db.execute(
-                        "DELETE FROM refresh_chains WHERE session_id = ?", (str(session_id),)
-                    )
-                elif changes:
-                    self._db.execute(
-                        "UPDATE refresh_chains SET turn = ?, digest = ?, expires_us = ?,"
-                        " recorded_us = ? WHERE session_id = ?",
-                        (*changes.values(), str(session_id)),
-                    )
-                mark = None
-                if found.chain is not None:
-                    mark_row = self._db.execute(
-                        "SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?",
-                        (str(found.chain.account_id), datetime.now(UTC).timestamp()),
-                    ).fetchone()
-                    mark = None if mark_row is None else mark_row[0]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                mark = None if mark_row is None else mark_row[0]
         return Turn(found.chain, found.turned, found.spent, found.record, mark)
 
     def end(self, session_ids: Sequence[UUID]) -> None:
-        with self._lock:
-            self._db.executemany(
+        with self._file.connection() as db:
+            db.executemany(
                 "DELETE FROM refresh_chains WHERE session_id = ?", [(str(s),) for s in session_ids]
             )
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()
 
 
 class PostgresRefreshChains(_ChainsInTables):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from application.event_log import Outage
 from application.ports import AccessClaims, Standing, Unavailable
+from infrastructure.local_file import LocalFile
 
 # A "changing" mark outlives a process that died between its commit and its "changed" mark by
 # this long; meanwhile every process reads the account from the event store.
@@ -29,6 +28,13 @@ CHANGING_TTL = timedelta(seconds=60)
 # A version mark or written position unused this long is forgotten: a missing mark only costs
 # one load from the event store, and positions matter only until the projections pass them.
 MARK_TTL = timedelta(days=1)
+
+
+# The embedded default's marks table; the refresh-token chains read it in the same file.
+ACCOUNT_MARKS = (
+    "CREATE TABLE IF NOT EXISTS account_marks ("
+    " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
+)
 
 
 def _changing_token() -> str:
@@ -48,27 +54,22 @@ class SqliteRevocationList:
     `tessera admin` in another process writes too. Reads never wait for writers (WAL)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL;"
-                "CREATE TABLE IF NOT EXISTS revoked_sessions ("
-                " session_id TEXT PRIMARY KEY, until REAL NOT NULL);"
-                "CREATE TABLE IF NOT EXISTS revoked_accounts ("
-                " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, kept_session TEXT,"
-                " until REAL NOT NULL);"
-                "CREATE TABLE IF NOT EXISTS account_marks ("
-                " account_id TEXT PRIMARY KEY, mark TEXT NOT NULL, until REAL NOT NULL);"
-                "CREATE TABLE IF NOT EXISTS written_positions ("
-                " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
-            )
+        self._file = LocalFile(
+            path,
+            "CREATE TABLE IF NOT EXISTS revoked_sessions ("
+            " session_id TEXT PRIMARY KEY, until REAL NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS revoked_accounts ("
+            " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, kept_session TEXT,"
+            " until REAL NOT NULL);"
+            + ACCOUNT_MARKS
+            + "CREATE TABLE IF NOT EXISTS written_positions ("
+            " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);",
+        )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl
-        with self._lock:
-            self._db.execute(
+        with self._file.connection() as db:
+            db.execute(
                 "INSERT INTO revoked_sessions VALUES (?, ?) ON CONFLICT (session_id) "
                 "DO UPDATE SET until = max(until, excluded.until)",
                 (str(session_id), until.timestamp()),
@@ -78,8 +79,8 @@ class SqliteRevocationList:
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
         until = datetime.now(UTC) + ttl
-        with self._lock:
-            self._db.execute(
+        with self._file.connection() as db:
+            db.execute(
                 "INSERT INTO revoked_accounts VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
                 " SET cutoff = excluded.cutoff, kept_session = excluded.kept_session,"
                 " until = max(until, excluded.until)",
@@ -89,8 +90,8 @@ class SqliteRevocationList:
     def changing(self, account_ids: Sequence[UUID]) -> str:
         token = _changing_token()
         until = _now() + CHANGING_TTL.total_seconds()
-        with self._lock:
-            self._db.executemany(
+        with self._file.connection() as db:
+            db.executemany(
                 "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
                 " SET mark = excluded.mark, until = excluded.until",
                 [(str(account_id), token, until) for account_id in account_ids],
@@ -100,32 +101,26 @@ class SqliteRevocationList:
     def changed(self, token: str, versions: dict[UUID, int], written: dict[UUID, int]) -> None:
         now = _now()
         until = now + MARK_TTL.total_seconds()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
-                    " SET mark = excluded.mark, until = excluded.until"
-                    " WHERE account_marks.mark = ? OR account_marks.until < ?"
-                    "  OR (account_marks.mark NOT LIKE 'changing:%'"
-                    "      AND CAST(account_marks.mark AS INTEGER) < ?)",
-                    [(str(a), str(v), until, token, now, v) for a, v in versions.items()],
-                )
-                self._db.executemany(
-                    "INSERT INTO written_positions VALUES (?, ?, ?) ON CONFLICT (principal)"
-                    " DO UPDATE SET position = max(position, excluded.position),"
-                    " until = excluded.until",
-                    [(str(p), position, until) for p, position in written.items()],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction() as db:
+            db.executemany(
+                "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                " SET mark = excluded.mark, until = excluded.until"
+                " WHERE account_marks.mark = ? OR account_marks.until < ?"
+                "  OR (account_marks.mark NOT LIKE 'changing:%'"
+                "      AND CAST(account_marks.mark AS INTEGER) < ?)",
+                [(str(a), str(v), until, token, now, v) for a, v in versions.items()],
+            )
+            db.executemany(
+                "INSERT INTO written_positions VALUES (?, ?, ?) ON CONFLICT (principal)"
+                " DO UPDATE SET position = max(position, excluded.position),"
+                " until = excluded.until",
+                [(str(p), position, until) for p, position in written.items()],
+            )
 
     def settle(self, account_id: UUID, version: int) -> None:
         now = _now()
-        with self._lock:
-            self._db.execute(
+        with self._file.connection() as db:
+            db.execute(
                 "INSERT INTO account_marks VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
                 " SET mark = excluded.mark, until = excluded.until WHERE account_marks.until < ?",
                 (str(account_id), str(version), now + MARK_TTL.total_seconds(), now),
@@ -135,8 +130,8 @@ class SqliteRevocationList:
         # A local file read in WAL mode: microseconds, never blocked by a writer, so it runs on
         # the event loop rather than paying a thread hop.
         now = _now()
-        with self._lock:
-            row = self._db.execute(
+        with self._file.connection() as db:
+            row = db.execute(
                 "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
                 " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
                 "  AND kept_session IS NOT ?),"
@@ -155,13 +150,13 @@ class SqliteRevocationList:
         return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
     def forget_expired(self, now: datetime) -> None:
-        with self._lock:
+        with self._file.connection() as db:
             for table in ("revoked_sessions", "revoked_accounts", "account_marks"):
-                self._db.execute(f"DELETE FROM {table} WHERE until < ?", (now.timestamp(),))  # noqa: S608
-            self._db.execute("DELETE FROM written_positions WHERE until < ?", (now.timestamp(),))
+                db.execute(f"DELETE FROM {table} WHERE until < ?", (now.timestamp(),))  # noqa: S608
+            db.execute("DELETE FROM written_positions WHERE until < ?", (now.timestamp(),))
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()
 
 
 class PostgresRevocationList:

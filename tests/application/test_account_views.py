@@ -87,8 +87,8 @@ def forget_marks(container: Container) -> None:
         raise AssertionError("these tests run PostgreSQL with Redis")
     else:
         revocations: Any = container.revocations
-        with revocations._lock:
-            revocations._db.execute("DELETE FROM account_marks")
+        with revocations._file.connection() as db:
+            db.execute("DELETE FROM account_marks")
 
 
 def test_a_copy_read_while_a_save_is_in_flight_is_not_kept(
