@@ -281,13 +281,8 @@ class Login:
         self._log.save(account)
 
     def _tokens(self, account: Account, session_id: UUID, refresh: str) -> TokenPair:
-        return TokenPair(
-            token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
-            access_token=self._signer.issue(
-                account.id, session_id, tuple(account.roles), self._clock.now()
-            ),
-            expires_in=self._signer.lifetime_seconds,
-            refresh_token=refresh,
+        return token_pair(
+            self._signer, account.id, session_id, tuple(account.roles), refresh, self._clock.now()
         )
 
     @property
@@ -312,4 +307,21 @@ def chain_of(session: Session, rules: SessionRules, turn: int, at: datetime) -> 
         expires_at=session.expires_at,
         ends_at=session.started_at + rules.session_max_age,
         recorded_at=at,
+    )
+
+
+def token_pair(
+    signer: TokenSigner,
+    account_id: UUID,
+    session_id: UUID,
+    roles: tuple[str, ...],
+    refresh_token: str,
+    at: datetime,
+) -> TokenPair:
+    """What a sign-in or a refresh answers: a new access token beside the refresh token."""
+    return TokenPair(
+        token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
+        access_token=signer.issue(account_id, session_id, roles, at),
+        expires_in=signer.lifetime_seconds,
+        refresh_token=refresh_token,
     )

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from application.account_views import AccountViews
 from application.event_log import EventLog, retried_on_conflict
-from application.login import SessionRules, chain_of
+from application.login import SessionRules, chain_of, token_pair
 from application.ports import Chain, Clock, RefreshChains, RevocationList, TokenSigner
 from application.tokens import digest, issue_refresh_token, owner_of, read_refresh_token
 from application.tracing import traced
@@ -56,11 +56,12 @@ class Refresh:
         session_id = presented.session_id
         now = self._clock.now()
         new_token = issue_refresh_token(session_id, presented.turn + 1, self._key)
+        new_digest = digest(new_token)
         step = await self._chains.turn(
             session_id,
             presented.turn,
             digest(refresh_token),
-            digest(new_token),
+            new_digest,
             now,
             self._rules.refresh_idle_ttl,
             RECORD_EVERY,
@@ -84,13 +85,8 @@ class Refresh:
             await asyncio.to_thread(self._end_reused, session_id)
             raise RefreshTokenReused
         if step.record:
-            await asyncio.to_thread(self._record, session_id, chain, digest(new_token))
-        return TokenPair(
-            token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
-            access_token=self._signer.issue(chain.account_id, session_id, terms.roles, now),
-            expires_in=self._signer.lifetime_seconds,
-            refresh_token=new_token,
-        )
+            await asyncio.to_thread(self._record, session_id, chain, new_digest)
+        return token_pair(self._signer, chain.account_id, session_id, terms.roles, new_token, now)
 
     @retried_on_conflict
     def _record(self, session_id: UUID, chain: Chain, token_hash: str) -> None:
@@ -142,14 +138,12 @@ class Refresh:
             self._chains.end([session.id])
             self._log.save(session)
             raise
+        self._log.save(session)
+        # Begun once the save has won: a racing refresh that lost it begins no chain.
         chain = chain_of(session, self._rules, turn=1, at=now)
         self._chains.begin(session.id, chain, digest(new_token))
-        self._log.save(session)
-        return TokenPair(
-            token_type="Bearer",  # noqa: S106
-            access_token=self._signer.issue(account.id, session.id, tuple(account.roles), now),
-            expires_in=self._signer.lifetime_seconds,
-            refresh_token=new_token,
+        return token_pair(
+            self._signer, account.id, session.id, tuple(account.roles), new_token, now
         )
 
     @property
