@@ -25,6 +25,7 @@ class Access:
             session_id=claims.session_id,
             roles=claims.roles,
             issued_at=claims.issued_at,
+            auth_time=claims.auth_time,
             mark=standing.mark,
             written=standing.written,
         )

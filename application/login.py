@@ -242,7 +242,7 @@ class Login:
         )
         # Signed before the re-check: a change that commits after it writes a cutoff later
         # than this token's issue time, so the token is refused even if the re-check passed.
-        tokens = self._tokens(account, session.id, refresh_token)
+        tokens = self._tokens(account, session, refresh_token)
         self._ensure_still_valid(account.id, generation, session)
         return tokens
 
@@ -280,9 +280,15 @@ class Login:
         account.rehash_password(self._hasher.hash(password), self._clock.now())
         self._log.save(account)
 
-    def _tokens(self, account: Account, session_id: UUID, refresh: str) -> TokenPair:
+    def _tokens(self, account: Account, session: Session, refresh: str) -> TokenPair:
         return token_pair(
-            self._signer, account.id, session_id, tuple(account.roles), refresh, self._clock.now()
+            self._signer,
+            account.id,
+            session.id,
+            tuple(account.roles),
+            refresh,
+            self._clock.now(),
+            session.started_at,
         )
 
     @property
@@ -317,11 +323,13 @@ def token_pair(
     roles: tuple[str, ...],
     refresh_token: str,
     at: datetime,
+    auth_time: datetime,
 ) -> TokenPair:
-    """What a sign-in or a refresh answers: a new access token beside the refresh token."""
+    """What a sign-in or a refresh answers: a new access token beside the refresh token.
+    `auth_time` is the session's sign-in: a refresh never makes a session look freshly proven."""
     return TokenPair(
         token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
-        access_token=signer.issue(account_id, session_id, roles, at),
+        access_token=signer.issue(account_id, session_id, roles, at, auth_time),
         expires_in=signer.lifetime_seconds,
         refresh_token=refresh_token,
     )

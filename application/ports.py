@@ -39,11 +39,19 @@ class AccessClaims:
     session_id: UUID
     roles: tuple[str, ...]
     issued_at: float
+    # When the person last proved who they are for this session (OIDC Core's auth_time): the
+    # session's sign-in, kept by every refresh. None for a token from before it was carried.
+    auth_time: float | None = None
 
 
 class TokenSigner(Protocol):
     def issue(
-        self, account_id: UUID, session_id: UUID, roles: tuple[str, ...], at: datetime
+        self,
+        account_id: UUID,
+        session_id: UUID,
+        roles: tuple[str, ...],
+        at: datetime,
+        auth_time: datetime,
     ) -> str: ...
 
     def verify(self, token: str, at: datetime) -> AccessClaims:

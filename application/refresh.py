@@ -86,7 +86,15 @@ class Refresh:
             raise RefreshTokenReused
         if step.record:
             await asyncio.to_thread(self._record, session_id, chain, new_digest)
-        return token_pair(self._signer, chain.account_id, session_id, terms.roles, new_token, now)
+        return token_pair(
+            self._signer,
+            chain.account_id,
+            session_id,
+            terms.roles,
+            new_token,
+            now,
+            chain.started_at,
+        )
 
     @retried_on_conflict
     def _record(self, session_id: UUID, chain: Chain, token_hash: str) -> None:
@@ -143,7 +151,13 @@ class Refresh:
         chain = chain_of(session, self._rules, turn=1, at=now)
         self._chains.begin(session.id, chain, digest(new_token))
         return token_pair(
-            self._signer, account.id, session.id, tuple(account.roles), new_token, now
+            self._signer,
+            account.id,
+            session.id,
+            tuple(account.roles),
+            new_token,
+            now,
+            session.started_at,
         )
 
     @property

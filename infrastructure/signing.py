@@ -49,7 +49,12 @@ class Ed25519Signer:
         return self._lifetime
 
     def issue(
-        self, account_id: UUID, session_id: UUID, roles: tuple[str, ...], at: datetime
+        self,
+        account_id: UUID,
+        session_id: UUID,
+        roles: tuple[str, ...],
+        at: datetime,
+        auth_time: datetime,
     ) -> str:
         issued_at = at.timestamp()
         claims = {
@@ -63,6 +68,7 @@ class Ed25519Signer:
             "iat": issued_at,
             "exp": int(issued_at) + self._lifetime,
             "roles": list(roles),
+            "auth_time": int(auth_time.timestamp()),
         }
         headers = {"kid": self._kid, "typ": _TYPE}
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers=headers)
@@ -88,11 +94,13 @@ class Ed25519Signer:
                 claims["iat"] <= now + _CLOCK_SKEW_SECONDS and now < claims["exp"]
             ) or not isinstance(claims["roles"], list):
                 raise InvalidAccessToken
+            auth_time = claims.get("auth_time")
             return AccessClaims(
                 account_id=UUID(claims["sub"]),
                 session_id=UUID(claims["sid"]),
                 roles=tuple(str(role) for role in claims["roles"]),
                 issued_at=float(claims["iat"]),
+                auth_time=None if auth_time is None else float(auth_time),
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise InvalidAccessToken from error

@@ -172,5 +172,6 @@ def shown(container: Container, account_id: Any) -> Any:
     (a token of the account's, checked against the shared store) and the process's copies."""
     from uuid import uuid4
 
-    token = container.signer.issue(account_id, uuid4(), (), container.clock.now())
+    now = container.clock.now()
+    token = container.signer.issue(account_id, uuid4(), (), now, now)
     return run_async(container.profile.show(authenticated(container, token)))

@@ -182,3 +182,20 @@ def test_a_session_from_before_chains_moves_onto_one(container: Container) -> No
         refreshed(container, again.refresh_token)
     ended = container.log.find(session_id, Session)
     assert ended is not None and ended.revocation_reason == "refresh_token_reuse"
+
+
+def test_a_refresh_keeps_the_sign_in_time_as_auth_time(
+    container: Container, clock: FakeClock
+) -> None:
+    """OIDC Core's auth_time: when the person proved who they are. A refresh is no proof, so
+    a stolen refresh token never makes a session look freshly signed in."""
+    verified(container)
+    signed_in = int(clock.now().timestamp())
+    tokens = container.login.log_in("ada", PASSWORD, CLIENT)
+    assert authenticated(container, tokens.access_token).auth_time == signed_in
+    for _ in range(3):
+        clock.advance(minutes=10)
+        tokens = refreshed(container, tokens.refresh_token)
+    claims = authenticated(container, tokens.access_token)
+    assert claims.auth_time == signed_in
+    assert claims.issued_at > signed_in + 25 * 60
