@@ -236,15 +236,19 @@ class Account(Aggregate):
         if self.disabled:
             raise InvalidCredentials
 
-    def fail_login(self, at: datetime, policy: LockoutPolicy, factor: str = "password") -> None:
-        """A wrong password or a wrong second factor: both count towards the lock."""
+    def fail_login(
+        self, at: datetime, policy: LockoutPolicy, factor: str = "password", command: str = "login"
+    ) -> None:
+        """A wrong password or a wrong second factor: both count towards the lock, whether at
+        a sign-in or behind a signed-in session (`command`: what the guess was made for)."""
         lock_until = policy.lock_until(self.failed_logins + 1, self.lockouts, at)
-        self._login_failed(factor=factor, timestamp=at)
+        self._login_failed(factor=factor, command=command, timestamp=at)
         if lock_until is not None:
             self._account_locked(until=lock_until, operator=None, timestamp=at)
 
     @event("LoginFailed")
-    def _login_failed(self, factor: str, timestamp: datetime) -> None:
+    def _login_failed(self, factor: str, timestamp: datetime, command: str = "login") -> None:
+        # `command` is absent from events recorded before it was: those were all sign-ins.
         self.failed_logins += 1
 
     def lock(self, at: datetime, operator: str, until: datetime | None = None) -> None:
@@ -455,6 +459,16 @@ class Account(Aggregate):
     @event("RecoveryCodeUsed")
     def _recovery_code_used(self, code_hash: str, timestamp: datetime) -> None:
         self.recovery_code_hashes = [h for h in self.recovery_code_hashes if h != code_hash]
+
+    def renew_recovery_codes(self, recovery_code_hashes: list[str], at: datetime) -> None:
+        """Ten new codes in place of whatever is left of the old ones, which stop working."""
+        if not self.mfa_enabled:
+            raise MfaNotEnabled
+        self._recovery_codes_renewed(recovery_code_hashes=recovery_code_hashes, timestamp=at)
+
+    @event("RecoveryCodesRenewed")
+    def _recovery_codes_renewed(self, recovery_code_hashes: list[str], timestamp: datetime) -> None:
+        self.recovery_code_hashes = list(recovery_code_hashes)
 
     def disable_mfa(self, at: datetime) -> None:
         if not self.mfa_enabled:

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.account import ERASED, Account, EmailClaim, UsernameClaim
-from domain.errors import AccountLocked, EmailNotVerified, InvalidToken
+from domain.errors import (
+    AccountLocked,
+    EmailNotVerified,
+    InvalidMfaCode,
+    InvalidToken,
+    MfaNotEnabled,
+)
 from domain.lockout import LockoutPolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -229,3 +235,42 @@ def test_password_history_keeps_the_last_n_hashes() -> None:
     for n in range(1, 8):
         account.change_password(f"h{n}", T0, history_size=5)
     assert account.recent_password_hashes == ["h7", "h6", "h5", "h4", "h3"]
+
+
+def test_a_guess_behind_a_session_counts_toward_the_same_lock_and_names_its_command() -> None:
+    account = registered()
+    for _ in range(4):
+        account.fail_login(T0, POLICY)
+    account.fail_login(T0, POLICY, factor="totp", command="disable_mfa")
+    assert account.locked_until == T0 + timedelta(minutes=15)
+    failed = [e for e in account.collect_events() if type(e).__name__ == "LoginFailed"]
+    assert [(e.factor, e.command) for e in failed][-2:] == [
+        ("password", "login"),
+        ("totp", "disable_mfa"),
+    ]
+
+
+def test_a_login_failure_recorded_before_commands_were_named_replays_as_a_sign_in() -> None:
+    account = registered()
+    account.fail_login(T0, POLICY)
+    (created, failed) = account.collect_events()
+    del failed.__dict__["command"]  # as an event stored before the field existed
+    replayed = failed.mutate(created.mutate(None))
+    assert replayed is not None and replayed.failed_logins == 1
+
+
+def test_renewed_recovery_codes_replace_the_old_ones() -> None:
+    account = registered()
+    account._mfa_enrollment_started(sealed_secret="s", timestamp=T0)
+    account.enable_mfa(1, ["old-1", "old-2"], T0)
+    account.use_recovery_code("old-1", T0)
+    account.renew_recovery_codes(["new-1", "new-2"], T0)
+    assert account.recovery_code_hashes == ["new-1", "new-2"]
+    with pytest.raises(InvalidMfaCode):
+        account.use_recovery_code("old-2", T0)
+    assert event_names(account)[-1] == "RecoveryCodesRenewed"
+
+
+def test_recovery_codes_cannot_be_renewed_without_mfa() -> None:
+    with pytest.raises(MfaNotEnabled):
+        registered().renew_recovery_codes(["new"], T0)
