@@ -138,12 +138,15 @@ class ConcurrentRecorder(_FunctionRecorder):
                 # An xid taken before the lock could be older than one taken under it after.
                 "IF pg_current_xact_id_if_assigned() IS NOT NULL THEN "
                 "RAISE EXCEPTION 'events must be the first write of their transaction'; END IF; "
-                "PERFORM pg_advisory_lock({lock}); "
                 "BEGIN "
+                # Taken inside the block, so that a cancel arriving as the lock is granted is
+                # caught by the handler below: a session lock outlives every error otherwise.
+                "PERFORM pg_advisory_lock({lock}); "
                 "tx := pg_current_xact_id(); "
                 "ids := ARRAY(SELECT nextval({sequence_name}::regclass) "
                 "FROM generate_series(1, cardinality(events))); "
-                # A session lock outlives an error: released on every way out, cancels included.
+                # Released on every way out, cancels included (unlocking a lock not yet granted
+                # only warns).
                 "EXCEPTION WHEN OTHERS OR query_canceled THEN "
                 "PERFORM pg_advisory_unlock({lock}); RAISE; END; "
                 "PERFORM pg_advisory_unlock({lock}); "

@@ -62,6 +62,9 @@ def fail_fast(recorder: Any, outage: Outage) -> None:
                         continue
                 try:
                     yield conn
+                except BaseException:
+                    _release_session_locks(conn)
+                    raise
                 finally:
                     last_used[conn] = time.monotonic()
                 return
@@ -80,6 +83,22 @@ def fail_fast(recorder: Any, outage: Outage) -> None:
             raise
 
     datastore.get_connection = get_connection
+
+
+def _release_session_locks(conn: Any) -> None:
+    """A pooled connection never holds a session-level advisory lock between two uses (the
+    save's allocation lock lives for microseconds inside the server): whatever aborted this use
+    (a cancel, a statement timeout, a client gone), none of its locks may stay with the pool,
+    where every later save would wait for it with no timeout. One round trip, on errors only;
+    a connection that cannot even do that is closed, which ends its session and its locks."""
+    if conn.closed:
+        return
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    except psycopg.Error:
+        conn.close()
 
 
 @dataclass(frozen=True)
