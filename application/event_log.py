@@ -42,6 +42,8 @@ tracer = trace.get_tracer("tessera.application")
 log = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 12
+# How long a whole read waits for the saves in flight before it would stop short (EventLog.end).
+END_WAIT = 5.0
 _BACKOFF_SECONDS = 0.002
 
 
@@ -276,6 +278,40 @@ class EventLog(Application[UUID]):
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)
+
+    def end(self, wait: float = END_WAIT) -> int:
+        """Where a read of the whole log ends: the last position recorded, once every event up
+        to it can be read. Saves in flight settle in milliseconds; should something still hold
+        an event back after `wait` seconds, a reader would stop short of the log's end, and
+        that is an error naming the position, never a silently shorter read."""
+        recorder = self.recorder
+        readable: int = recorder.max_notification_id() or 0
+        last_recorded = getattr(recorder, "last_recorded_id", None)
+        if last_recorded is None:  # a store whose positions are all readable once committed
+            return readable
+        recorded: int = last_recorded()
+        deadline = time.monotonic() + wait
+        while readable < recorded and time.monotonic() < deadline:
+            time.sleep(0.01)
+            readable = recorder.max_notification_id() or 0
+        if readable < recorded:
+            raise LogHeldBack(readable, recorded)
+        return recorded
+
+
+class LogHeldBack(Exception):
+    """Events up to `recorded` are in the log, but only those up to `readable` can be read: a
+    transaction still running holds the others back (or their transaction ids came from
+    another cluster and the store was not opened by tessera since)."""
+
+    def __init__(self, readable: int, recorded: int) -> None:
+        super().__init__(
+            f"the event log holds positions up to {recorded}, but nothing past {readable} can "
+            f"be read yet: a transaction still running (or a transaction id copied from another "
+            f"cluster) holds position {readable + 1} back"
+        )
+        self.readable = readable
+        self.recorded = recorded
 
 
 def _owner(aggregate: Any) -> UUID | None:

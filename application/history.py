@@ -17,7 +17,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
-from application.event_log import EventLog
+from application.event_log import EventLog, LogHeldBack
 from application.sealing import SEALS, SealingMapper, open_fields, sealed_owners
 from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
 from application.trail_export import VerifyResult, chained, verify
@@ -98,7 +98,7 @@ class History:
         """
         since = None if since is None else _aware(since)
         recorder = self._log.recorder
-        last = recorder.max_notification_id() or 0
+        last = self._log.end()
         owners = _SessionOwners(self._log, self._known_sessions)
         entries_of = self._entries_reader(owners)
 
@@ -108,8 +108,8 @@ class History:
                 batch = recorder.select_notifications(
                     start=start, limit=self._batch_size, stop=last
                 )
-                if not batch:
-                    return
+                if not batch:  # `last` is a recorded event: something holds it back
+                    raise LogHeldBack(start - 1, last)
                 yield batch
                 start = batch[-1].id + 1
 

@@ -23,6 +23,7 @@ server-side function, so it is held across the commit's WAL flush but no client 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,8 @@ from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
+
+log = logging.getLogger(__name__)
 
 # Key of the advisory lock around allocating a save's transaction id and notification ids.
 ALLOCATION_LOCK = 0x7E55E7B
@@ -170,6 +173,36 @@ class ConcurrentRecorder(_FunctionRecorder):
         self.max_notification_id_statement = SQL(
             "SELECT MAX(notification_id) FROM {table} WHERE {settled}"
         ).format(table=self._sql["table"], settled=self._settled)
+        self._last_recorded = SQL("SELECT MAX(notification_id) AS id FROM {table}").format(
+            table=self._sql["table"]
+        )
+        # A transaction id greater than any this cluster has handed out came with the row from
+        # another cluster (pg_dump/pg_restore, or a promoted logical replica): it orders
+        # nothing here, and no transaction of this cluster will ever get that old. The row is
+        # committed (a dump and a subscription copy only committed rows), so it is settled.
+        self._adopt = SQL(
+            "UPDATE {table} SET transaction_id = NULL WHERE transaction_id > pg_current_xact_id()"
+        ).format(table=self._sql["table"])
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._adopt)
+            adopted = curs.rowcount
+        if adopted > 0:
+            log.warning(
+                "%d events were copied from another PostgreSQL cluster (a restore or a "
+                "promoted replica): their transaction ids, which order nothing in this one, "
+                "were cleared so that every reader passes them",
+                adopted,
+            )
+
+    def last_recorded_id(self) -> int:
+        """The last position recorded, settled or not: where a whole read must end."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._last_recorded)
+            row = curs.fetchone()
+        return int(row["id"] or 0) if row else 0
 
     def _select(
         self,

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from application.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
 from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
@@ -182,14 +183,19 @@ def rebuild(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         try:
             started = time.perf_counter()
-            last = container.log.recorder.max_notification_id() or 0
-            with progress(f"rebuild {args.name}", last, "events") as advance:
-                events = replay(container.log, projector, advance)
+            with progress(f"rebuild {args.name}", container.log.end(), "events") as advance:
+                rebuilt = replay(container.log, projector, advance)
             seconds = time.perf_counter() - started
+        except LogHeldBack as error:
+            print(f"rebuild {args.name} stopped short: {error}", file=sys.stderr)
+            return 1
         finally:
             projector.lease.release()
-        print(f"rebuilt {args.name}: {events} events in {seconds:.2f}s")
-        return 0
+        print(
+            f"rebuilt {args.name}: {rebuilt.events} of the log's {rebuilt.recorded} events "
+            f"(positions up to {rebuilt.end}) in {seconds:.2f}s"
+        )
+        return 0 if rebuilt.whole else 1
     finally:
         container.close()
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
+from application.event_log import LogHeldBack
 from application.history import History
 from application.trail import TrailEntry
 from application.trail_export import canonical, chained
@@ -114,8 +115,11 @@ def _with_history(args: argparse.Namespace, settings: Settings) -> int:
     try:
         history = container.history
         if args.audit_command == "export":
-            last = container.log.recorder.max_notification_id() or 0
-            return export(history, args.since, args.output, last, args.format)
+            try:
+                return export(history, args.since, args.output, container.log.end(), args.format)
+            except LogHeldBack as error:
+                print(f"tessera audit: the export stopped short: {error}", file=sys.stderr)
+                return 1
         account_id = _account(history, args.account)
         if args.audit_command == "replay":
             events = container.log.recorder.select_events(account_id, desc=True, limit=1)

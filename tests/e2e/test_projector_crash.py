@@ -131,7 +131,7 @@ def test_a_projector_killed_mid_batch_resumes_and_matches_a_clean_rebuild(
             check=False,
         )
         assert rebuilt.returncode == 0, rebuilt.stderr
-        assert rebuilt.stdout.startswith(f"rebuilt {name}: {head} events")
+        assert rebuilt.stdout.startswith(f"rebuilt {name}: {head} of the log's {head} events")
     assert dump(url) == resumed
 
 
