@@ -279,6 +279,14 @@ class EventLog(Application[UUID]):
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)
 
+    def last_recorded(self) -> int:
+        """The last position recorded, whether or not every event before it can be read yet
+        (see `end`): where a writer that had the log to itself knows its own writes end."""
+        last_recorded = getattr(self.recorder, "last_recorded_id", None)
+        if last_recorded is None:  # a store whose positions are all readable once committed
+            return self.recorder.max_notification_id() or 0
+        return int(last_recorded())
+
     def end(self, wait: float = END_WAIT) -> int:
         """Where a read of the whole log ends: the last position recorded, once every event up
         to it can be read. Saves in flight settle in milliseconds; should something still hold
@@ -286,10 +294,7 @@ class EventLog(Application[UUID]):
         that is an error naming the position, never a silently shorter read."""
         recorder = self.recorder
         readable: int = recorder.max_notification_id() or 0
-        last_recorded = getattr(recorder, "last_recorded_id", None)
-        if last_recorded is None:  # a store whose positions are all readable once committed
-            return readable
-        recorded: int = last_recorded()
+        recorded = self.last_recorded()
         deadline = time.monotonic() + wait
         while readable < recorded and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
+import psycopg
 import pytest
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
@@ -231,3 +232,25 @@ def test_a_target_that_holds_events_is_refused(stores: Stores) -> None:
     again = stores.migrate()
     assert again.returncode == 2
     assert "holds events already" in again.stderr
+
+
+def test_a_transaction_open_elsewhere_in_the_cluster_does_not_set_the_outbox_short(
+    stores: Stores, request: pytest.FixtureRequest
+) -> None:
+    """Readers stop before events newer than the oldest transaction running anywhere in the
+    cluster; the outbox's position is where the copy ended, not where readers could read."""
+    if "DATABASE_URL" not in stores.target_env:
+        pytest.skip("SQLite has one writer at a time: no other transaction is open")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    with psycopg.connect(cluster.admin_url) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # a write transaction, left open
+        migrated = stores.migrate()
+        assert migrated.returncode == 0, migrated.stderr
+        container = build(load_settings(stores.target_env))
+        try:
+            last = container.log.last_recorded()
+            assert container.log.recorder.max_notification_id() != last  # held back meanwhile
+            assert container.projector("mail_outbox").position == last
+        finally:
+            container.close()
+        elsewhere.rollback()
