@@ -42,7 +42,9 @@ def container(settings: Settings, clock: FakeClock) -> Iterator[Container]:
     built.close()
 
 
-def changed(container: Container, account_id: UUID, change: Callable[[Account, datetime], Any]) -> int:
+def changed(
+    container: Container, account_id: UUID, change: Callable[[Account, datetime], Any]
+) -> int:
     """Makes a change from Ada's phone, a minute after the last; returns the event's version."""
     container.clock.advance(minutes=1)  # type: ignore[attr-defined]
     account = container.log.find(account_id, Account)
@@ -105,9 +107,7 @@ def every_change(container: Container) -> tuple[UUID, dict[str, int]]:
             ada,
             lambda a, at: a.link_identity(identity, "exampleid", "subject-1", "ada@id.test", at),
         ),
-        "identity_unlinked": changed(
-            container, ada, lambda a, at: a.unlink_identity(identity, at)
-        ),
+        "identity_unlinked": changed(container, ada, lambda a, at: a.unlink_identity(identity, at)),
         "mfa_disabled": changed(container, ada, lambda a, at: a.disable_mfa(at)),
         "password_changed": changed(
             container,
@@ -152,8 +152,8 @@ def test_each_notice_says_what_when_from_where_and_how_to_react(container: Conta
     what = {
         "mfa_enabled": "Two-step sign-in (an authenticator app) was turned on",
         "recovery_codes_renewed": "New recovery codes were made for your account",
-        "passkey_added": "A passkey named \"Ada's <b>key</b>\" was added to your account",
-        "passkey_removed": "The passkey named \"Ada's <b>key</b>\" was removed",
+        "passkey_added": 'A passkey named "Ada\'s <b>key</b>" was added to your account',
+        "passkey_removed": 'The passkey named "Ada\'s <b>key</b>" was removed',
         "identity_linked": "A sign-in with exampleid was linked to your account",
         "identity_unlinked": "sign-in with exampleid was unlinked",
         "mfa_disabled": "Two-step sign-in was turned off",
@@ -182,9 +182,7 @@ def test_the_sign_in_mail_says_where_from_as_the_notices_do(container: Container
     verified(container)
     container.login.log_in("ada", PASSWORD, PHONE)
     run_projections(container)
-    (sign_in,) = [
-        m for m in mails_by_key(container).values() if "sign-in to" in str(m["Subject"])
-    ]
+    (sign_in,) = [m for m in mails_by_key(container).values() if "sign-in to" in str(m["Subject"])]
     text = text_of(sign_in)
     assert f"Device: {PHONE.user_agent}" in text and f"IP address: {PHONE.ip}" in text
     assert f"{PUBLIC_URL}/forgot-password" in text

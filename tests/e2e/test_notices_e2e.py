@@ -152,8 +152,8 @@ def test_each_change_to_the_ways_in_is_mailed_once(service: Service) -> None:
 
     notices = {
         "Two-step sign-in is on for your Tessera account": "was turned on",
-        "A passkey was added to your Tessera account": "A passkey named \"Ada's phone\"",
-        "A passkey was removed from your Tessera account": "The passkey named \"Ada's phone\"",
+        "A passkey was added to your Tessera account": 'A passkey named "Ada\'s phone"',
+        "A passkey was removed from your Tessera account": 'The passkey named "Ada\'s phone"',
         "Two-step sign-in is off for your Tessera account": "was turned off",
         "Your Tessera password was changed": "password of your account was changed",
     }
