@@ -269,3 +269,25 @@ def test_the_outbox_records_whose_each_mail_is(container: Container) -> None:
     keys = set(container.outbox._ledger.keys_of(account.id))
     assert keys == set(mails_by_key(container))
     assert len(keys) == 2 and any(not key.startswith(str(account.id)) for key in keys)
+
+
+def test_a_ledger_from_before_it_kept_the_account_gains_it_and_its_rows_are_found(
+    container: Container,
+) -> None:
+    """Each process migrates the ledger as it starts; a row recorded before that is found by
+    its event when the event is the account's own (every mail but the sign-in's)."""
+    verified(container)
+    ledger: Any = container.outbox._ledger
+    account = container.log.account_named("ada")
+    assert account is not None
+    (key,) = ledger.keys_of(account.id)
+    with ledger.datastore.transaction(commit=True) as c:
+        c.execute(f"DROP INDEX {ledger.table}_account")  # as it was
+        c.execute(f"ALTER TABLE {ledger.table} DROP COLUMN account_id")
+    ledger.create_table()  # the next start
+    with ledger.datastore.transaction(commit=False) as c:
+        c.execute(f"SELECT account_id FROM {ledger.table}")
+        assert [row["account_id"] for row in c.fetchall()] == [None]
+    assert ledger.keys_of(account.id) == [key]
+    ledger.create_table()  # and every start after it: nothing more to do
+    assert ledger.keys_of(account.id) == [key]
