@@ -286,7 +286,7 @@ def test_a_ledger_from_before_it_kept_the_account_gains_it_and_its_rows_are_foun
         c.execute(f"ALTER TABLE {ledger.table} DROP COLUMN account_id")
     ledger.create_table()  # the next start
     with ledger.datastore.transaction(commit=False) as c:
-        c.execute(f"SELECT account_id FROM {ledger.table}")
+        c.execute(f"SELECT account_id FROM {ledger.table}")  # noqa: S608
         assert [row["account_id"] for row in c.fetchall()] == [None]
     assert ledger.keys_of(account.id) == [key]
     ledger.create_table()  # and every start after it: nothing more to do
