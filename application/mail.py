@@ -318,17 +318,22 @@ class Postman:
                 "by_operator": getattr(event, "operator", None) is not None,
             }
             return "account_locked", account.email, context
-        before = self._account(event.originator_id, event.originator_version - 1)
-        if isinstance(event, Account.IdentityLinked) and before.ways_in_without("") == 0:
-            return None  # an account made by a provider sign-in: linked from its first moment
+        if isinstance(event, Account.IdentityLinked) and self._made_with(event):
+            return None  # an account made by a provider sign-in: no news to its person
         context = _notice(event, account, getattr(event, "client", None) or {})
         if isinstance(event, Account.PasskeyRegistered):
             context["passkey"] = event.passkey_name
         elif isinstance(event, Account.PasskeyRemoved):
+            before = self._account(event.originator_id, event.originator_version - 1)
             context["passkey"] = before.passkey(event.credential_id).name
         elif isinstance(event, Account.IdentityLinked | Account.IdentityUnlinked):
             context["provider"] = event.provider
         return NOTICES[type(event)], account.email, context
+
+    def _made_with(self, linked: Any) -> bool:
+        """Whether the account was made with this identity: before it, it had no way in."""
+        before = self._account(linked.originator_id, linked.originator_version - 1)
+        return before.ways_in_without(linked.identity_id) == 0
 
     def _account(self, account_id: Any, version: int | None) -> Account:
         account: Any = self._log.repository.get(account_id, version=version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.message import EmailMessage
@@ -143,6 +144,9 @@ def test_every_change_to_the_ways_in_mails_one_notice(container: Container) -> N
         "Verify your email address for Tessera",
     ]
     assert container.outbox._ledger.counts() == {"sent": len(versions) + 2}
+    # The person's own data lists them (GDPR Art. 15), by kind.
+    document = json.loads("".join(container.personal_data.document(ada)))
+    assert {m["kind"] for m in document["mails"]} == {*versions, "verification", "new_sign_in"}
 
 
 def test_each_notice_says_what_when_from_where_and_how_to_react(container: Container) -> None:
