@@ -6,7 +6,8 @@ it, the account reads as erased everywhere, its sessions are over, and its email
 free. What follows is destroying the data key (which makes every personal value the events,
 snapshots and exports hold unreadable), dropping the account's snapshots and deleting the mails
 kept as files for the person: done at once by the command, and again by the `erasures`
-projection, so a process killed in between is finished by the projector. Read models forget the person when their projections apply AccountErased.
+projection, so a process killed in between is finished by the projector. Read models forget the
+person when their projections apply AccountErased.
 """
 
 from __future__ import annotations

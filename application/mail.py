@@ -38,8 +38,8 @@ from domain.session import Session
 tracer = trace.get_tracer("tessera.mail")
 log = logging.getLogger(__name__)
 
-# A notice for every change to the ways into an account (ASVS 5.0 V6.3.7): what changed, when,
-# from where, and how to react.
+# A notice for every change to the ways into an account (ASVS 5.0 V6.3: users are notified after
+# updates to their authentication details): what changed, when, from where, and how to react.
 NOTICES: dict[type[Any], str] = {
     Account.PasswordChanged: "password_changed",
     Account.MfaEnabled: "mfa_enabled",
