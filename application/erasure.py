@@ -4,9 +4,10 @@ One save records AccountErased (which carries no personal data: who asked, and w
 release of the email and username claims: the commit point. Before it, nothing has changed; after
 it, the account reads as erased everywhere, its sessions are over, and its email and username are
 free. What follows is destroying the data key (which makes every personal value the events,
-snapshots and exports hold unreadable) and dropping the account's snapshots: done at once by the
-command, and again by the `erasures` projection, so a process killed in between is finished by
-the projector. Read models forget the person when their projections apply AccountErased.
+snapshots and exports hold unreadable), dropping the account's snapshots and deleting the mails
+kept as files for the person: done at once by the command, and again by the `erasures`
+projection, so a process killed in between is finished by the projector. Read models forget the
+person when their projections apply AccountErased.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Erasure:
         drop_snapshots: Callable[[UUID], None],
         clock: Clock,
         access_ttl: timedelta,
+        forget_mails: Callable[[UUID], None] = lambda account_id: None,
     ) -> None:
         self._log = log
         self._hasher = hasher
@@ -60,6 +62,7 @@ class Erasure:
         self._drop_snapshots = drop_snapshots
         self._clock = clock
         self._access_ttl = access_ttl
+        self._forget_mails = forget_mails
 
     @traced
     def erase_own(self, claims: AccessClaims, password: str, code: str | None) -> None:
@@ -119,6 +122,9 @@ class Erasure:
         """What follows the commit: idempotent, so the projection may do it again."""
         self._drop_snapshots(account_id)
         self._log.keys.forget(account_id)
+        # The mails sent to the person and kept as files (the embedded default's mail drop)
+        # hold their address and more in plain text: no key to destroy, so they go.
+        self._forget_mails(account_id)
 
     def _account(self, account_id: UUID) -> Account:
         account = self._log.find(account_id, Account)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -23,6 +24,7 @@ from opentelemetry import propagate, trace
 from application.event_log import EventLog
 from application.ports import (
     Clock,
+    MailDrop,
     MailQueue,
     MailRenderer,
     MailTransport,
@@ -36,15 +38,27 @@ from domain.session import Session
 tracer = trace.get_tracer("tessera.mail")
 log = logging.getLogger(__name__)
 
-MAIL_WORTHY = (
-    Account.EmailVerificationRequested,
-    Account.PasswordResetRequested,
-    Account.PasswordChanged,
-    Account.AccountLocked,
-    Account.MfaEnabled,
-    Account.MfaDisabled,
-    Session.SessionStarted,
-)
+# A notice for every change to the ways into an account (ASVS 5.0 V6.3: users are notified after
+# updates to their authentication details): what changed, when, from where, and how to react.
+NOTICES: dict[type[Any], str] = {
+    Account.PasswordChanged: "password_changed",
+    Account.MfaEnabled: "mfa_enabled",
+    Account.MfaDisabled: "mfa_disabled",
+    Account.RecoveryCodesRenewed: "recovery_codes_renewed",
+    Account.PasskeyRegistered: "passkey_added",
+    Account.PasskeyRemoved: "passkey_removed",
+    Account.IdentityLinked: "identity_linked",
+    Account.IdentityUnlinked: "identity_unlinked",
+}
+# Each mail-worthy event and the kind of mail it makes (its templates' name).
+MAIL_KINDS: dict[type[Any], str] = {
+    Account.EmailVerificationRequested: "verification",
+    Account.PasswordResetRequested: "password_reset",
+    Account.AccountLocked: "account_locked",
+    Session.SessionStarted: "new_sign_in",
+    **NOTICES,
+}
+MAIL_WORTHY = tuple(MAIL_KINDS)
 
 
 class MailLedger(Protocol):
@@ -64,12 +78,22 @@ class MailLedger(Protocol):
 
     def unclaimed(self) -> list[str]: ...
 
+    def keys_of(self, account_id: UUID) -> list[str]: ...
+
     def counts(self) -> dict[str, int]: ...
 
 
 def delivery_key(event: DomainEventProtocol[Any]) -> str:
     """The idempotency key: an event's identity, so one event makes at most one mail."""
     return f"{event.originator_id}-{event.originator_version}"
+
+
+def account_of(event: DomainEventProtocol[Any]) -> UUID:
+    """Whose mail an event makes: a sign-in's is its account's, the rest are the account's own."""
+    account_id: UUID = (
+        event.account_id if isinstance(event, Session.SessionStarted) else event.originator_id
+    )
+    return account_id
 
 
 class MailOutbox:
@@ -110,7 +134,10 @@ class MailOutbox:
             self._view.insert_tracking(tracking)
             return
         pending = PendingMail(
-            delivery_key(domain_event), domain_event.originator_id, domain_event.originator_version
+            delivery_key(domain_event),
+            domain_event.originator_id,
+            domain_event.originator_version,
+            account_of(domain_event),
         )
         self._ledger.record(pending, self._clock.now(), tracking)
         # The mail continues the trace of the request that recorded the event.
@@ -167,6 +194,7 @@ class Postman:
         box: SecretBox,
         clock: Clock,
         settings: MailSettings,
+        drop: MailDrop | None = None,
     ) -> None:
         self._log = log
         self._ledger = ledger
@@ -175,6 +203,7 @@ class Postman:
         self._box = box
         self._clock = clock
         self._settings = settings
+        self._drop = drop  # where sent mail stays (the transport itself), if it stays
 
     def deliver(self, key: str) -> str | None:
         """Sends the mail unless it was sent already; returns its kind, or None if it was.
@@ -195,11 +224,23 @@ class Postman:
             self._ledger.release(key, self._clock.now())
             raise
         if composed is None:
-            # Its person was erased since: the mail would carry an address that is forgotten.
+            # Its person was erased since (the mail would carry an address that is forgotten),
+            # or it is a notice of nothing to notice.
+            self._ledger.close_delivery(key, "skipped", self._clock.now())
+            return None
+        if self._drop is not None and self._log.find(composed[2], Account) is None:
+            # Erased while the file was written: the erasure, which removed the person's
+            # files from after its commit, may have looked before this one existed.
+            self._drop.remove([key])
             self._ledger.close_delivery(key, "skipped", self._clock.now())
             return None
         self._ledger.close_delivery(key, "sent", self._clock.now())
         return composed[0]
+
+    def forget(self, account_id: UUID) -> None:
+        """Removes the person's mails from the drop (part of their erasure). Idempotent."""
+        if self._drop is not None:
+            self._drop.remove(self._ledger.keys_of(account_id))
 
     @contextmanager
     def _claim_kept(self, key: str, claimed_at: datetime) -> Iterator[None]:
@@ -228,32 +269,36 @@ class Postman:
         """The last try failed: the message goes to the dead-letter queue, the row says so."""
         self._ledger.close_delivery(key, "dead", self._clock.now())
 
-    def compose(self, pending: PendingMail) -> tuple[str, OutgoingMail] | None:
-        """The mail's kind and content; None when its account has been erased."""
+    def compose(self, pending: PendingMail) -> tuple[str, OutgoingMail, UUID] | None:
+        """The mail's kind, content and account; None when its account has been erased, or
+        when the event is not news to anyone."""
         (event,) = self._log.events.get(
             pending.originator_id,
             gt=pending.originator_version - 1,
             lte=pending.originator_version,
         )
-        account_id = (
-            event.account_id if isinstance(event, Session.SessionStarted) else event.originator_id
-        )
+        account_id = account_of(event)
         if self._log.find(account_id, Account) is None:
             return None
-        kind, to, context = self._content(event)
+        content = self._content(event)
+        if content is None:
+            return None
+        kind, to, context = content
         url = self._settings.public_url.rstrip("/")
         context = {
             "product": self._settings.product_name,
+            # Links come from configuration, never from a request's Host header.
             "reset_link": f"{url}/forgot-password",
+            "account_link": f"{url}/account",
             **context,
         }
         subject, text, html = self._renderer.render(kind, context)
-        return kind, OutgoingMail(key=pending.key, to=to, subject=subject, text=text, html=html)
+        mail = OutgoingMail(key=pending.key, to=to, subject=subject, text=text, html=html)
+        return kind, mail, account_id
 
-    def _content(self, event: Any) -> tuple[str, str, dict[str, Any]]:
+    def _content(self, event: Any) -> tuple[str, str, dict[str, Any]] | None:
         url = self._settings.public_url.rstrip("/")
         if isinstance(event, Account.EmailVerificationRequested):
-            # Links come from configuration, never from a request's Host header.
             token = self._box.open(event.sealed_token)
             link = f"{url}/verify-email?token={token}"
             return "verification", event.email, {"link": link, "expires": _span(event)}
@@ -263,29 +308,48 @@ class Postman:
             return "password_reset", event.email, {"link": link, "expires": _span(event)}
         if isinstance(event, Session.SessionStarted):
             account = self._account(event.account_id, None)
-            context = {"at": event.timestamp, "ip": event.ip, "user_agent": event.user_agent}
-            return "new_sign_in", account.email, context
+            origin = {"ip": event.ip, "user_agent": event.user_agent}
+            return "new_sign_in", account.email, _notice(event, account, origin)
         # The rest are the account's own events: mail the address it had then.
         account = self._account(event.originator_id, event.originator_version)
-        kinds = {
-            Account.PasswordChanged: ("password_changed", {"at": event.timestamp}),
-            Account.AccountLocked: (
-                "account_locked",
-                {
-                    "until": getattr(event, "until", None),
-                    "by_operator": getattr(event, "operator", None) is not None,
-                },
-            ),
-            Account.MfaEnabled: ("mfa_enabled", {"at": event.timestamp}),
-            Account.MfaDisabled: ("mfa_disabled", {"at": event.timestamp}),
-        }
-        kind, context = kinds[type(event)]
-        return kind, account.email, context
+        if isinstance(event, Account.AccountLocked):
+            context = {
+                "until": getattr(event, "until", None),
+                "by_operator": getattr(event, "operator", None) is not None,
+            }
+            return "account_locked", account.email, context
+        if isinstance(event, Account.IdentityLinked) and self._made_with(event):
+            return None  # an account made by a provider sign-in: no news to its person
+        context = _notice(event, account, getattr(event, "client", None) or {})
+        if isinstance(event, Account.PasskeyRegistered):
+            context["passkey"] = event.passkey_name
+        elif isinstance(event, Account.PasskeyRemoved):
+            before = self._account(event.originator_id, event.originator_version - 1)
+            context["passkey"] = before.passkey(event.credential_id).name
+        elif isinstance(event, Account.IdentityLinked | Account.IdentityUnlinked):
+            context["provider"] = event.provider
+        return NOTICES[type(event)], account.email, context
+
+    def _made_with(self, linked: Any) -> bool:
+        """Whether the account was made with this identity: before it, it had no way in."""
+        before = self._account(linked.originator_id, linked.originator_version - 1)
+        return before.ways_in_without(linked.identity_id) == 0
 
     def _account(self, account_id: Any, version: int | None) -> Account:
         account: Any = self._log.repository.get(account_id, version=version)
         assert isinstance(account, Account)
         return account
+
+
+def _notice(event: Any, account: Account, origin: dict[str, Any]) -> dict[str, Any]:
+    """What every notice says besides its change: when, from where (the request's client, as
+    recorded with the event), and how to react (a password to reset, or none to reset)."""
+    return {
+        "at": event.timestamp,
+        "ip": origin.get("ip") or "",
+        "user_agent": origin.get("user_agent") or "",
+        "has_password": account.has_password,
+    }
 
 
 def _span(event: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from application.event_log import EventLog
-from application.mail import MAIL_WORTHY, delivery_key
+from application.mail import MAIL_KINDS, MAIL_WORTHY, delivery_key
 from application.ports import Clock
 from application.read_batch import Row
 from application.read_models import instant
@@ -24,15 +24,6 @@ from domain.account import Account
 from domain.errors import AccountNotFound
 
 FORMAT = "tessera-personal-data/1"
-_KINDS = {
-    "EmailVerificationRequested": "verification",
-    "PasswordResetRequested": "password_reset",
-    "PasswordChanged": "password_changed",
-    "AccountLocked": "account_locked",
-    "MfaEnabled": "mfa_enabled",
-    "MfaDisabled": "mfa_disabled",
-    "SessionStarted": "new_sign_in",
-}
 _BATCH = 500
 
 
@@ -86,9 +77,8 @@ class PersonalDataExport:
         first = True
         for stream in [account.id, *(UUID(row["id"]) for row in sessions)]:
             for event in self._stream(stream):
-                name = type(event).__name__
                 if isinstance(event, MAIL_WORTHY):
-                    mail_keys[delivery_key(event)] = _KINDS[name]
+                    mail_keys[delivery_key(event)] = MAIL_KINDS[type(event)]
                 entry = trail_entry(event, None, account.id)
                 yield ("" if first else ",") + _json(
                     {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -294,6 +294,17 @@ class PendingMail:
     key: str
     originator_id: UUID
     originator_version: int
+    # Whose mail it is (a sign-in's originator is its session): erasure finds it by this.
+    # None on a row recorded before the ledger kept it.
+    account_id: UUID | None = None
+
+
+class MailDrop(Protocol):
+    """Where mail that was sent stays as files (the embedded default's DATA_DIR/mail)."""
+
+    def remove(self, keys: Iterable[str]) -> None:
+        """Deletes the files of these deliveries, those that exist."""
+        ...
 
 
 class DeliveryBusy(Exception):

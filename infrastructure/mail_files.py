@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import smtplib
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -42,17 +44,34 @@ class MailDirectory:
         directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        return self._directory / (re.sub(r"[^A-Za-z0-9_.-]", "-", key) + ".eml")
+        return self._directory / (_safe(key) + ".eml")
 
     def send(self, mail: OutgoingMail) -> None:
         """The file name is the key and the write an atomic rename: a key sent twice leaves one
         whole file, never two copies nor half of one."""
-        fd, temporary = tempfile.mkstemp(dir=self._directory, prefix=".sending-")
+        # The temporary file names its key too, so that what a crash left of it is found.
+        fd, temporary = tempfile.mkstemp(
+            dir=self._directory, prefix=f"{_SENDING}{_safe(mail.key)}."
+        )
         with os.fdopen(fd, "wb") as file:
             file.write(mime(mail, self._sender).as_bytes())
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, self.path_for(mail.key))
+
+    def remove(self, keys: Iterable[str]) -> None:
+        """Deletes these deliveries' files, and any half-written one a crash left of them."""
+        for key in keys:
+            self.path_for(key).unlink(missing_ok=True)
+            for left in self._directory.glob(f"{_SENDING}{glob.escape(_safe(key))}.*"):
+                left.unlink(missing_ok=True)
+
+
+_SENDING = ".sending-"
+
+
+def _safe(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", key)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,13 @@ def _schema(table: str, uuid_type: str, real_type: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {table} ("
         f" key text PRIMARY KEY, originator_id {uuid_type} NOT NULL, originator_version integer"
         " NOT NULL, status text NOT NULL, attempts integer NOT NULL DEFAULT 0,"
-        f" claimed_until {real_type}, updated_at {real_type} NOT NULL)",
+        f" claimed_until {real_type}, updated_at {real_type} NOT NULL, account_id {uuid_type})",
         f"CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status)",
     ]
+
+
+def _account_index(table: str) -> str:
+    return f"CREATE INDEX IF NOT EXISTS {table}_account ON {table} (account_id)"
 
 
 class LedgerQueries:
@@ -50,13 +54,14 @@ class LedgerQueries:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 self._sql(
-                    "INSERT INTO {table} (key, originator_id, originator_version, status,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+                    "INSERT INTO {table} (key, originator_id, originator_version, account_id,"
+                    " status, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
                 ),
                 (
                     mail.key,
                     str(mail.originator_id),
                     mail.originator_version,
+                    None if mail.account_id is None else str(mail.account_id),
                     QUEUED,
                     at.timestamp(),
                 ),
@@ -71,14 +76,19 @@ class LedgerQueries:
                 self._sql(
                     "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"
                     " updated_at = ? WHERE key = ? AND (status = ? OR (status = ?"
-                    " AND claimed_until < ?)) RETURNING originator_id, originator_version"
+                    " AND claimed_until < ?))"
+                    " RETURNING originator_id, originator_version, account_id"
                 ),
                 (SENDING, now + ttl.total_seconds(), now, key, QUEUED, SENDING, now),
             )
             row = c.fetchone()
             if row is not None:
+                account_id = row["account_id"]
                 return PendingMail(
-                    key, UUID(str(row["originator_id"])), int(row["originator_version"])
+                    key,
+                    UUID(str(row["originator_id"])),
+                    int(row["originator_version"]),
+                    None if account_id is None else UUID(str(account_id)),
                 )
             c.execute(self._sql("SELECT status FROM {table} WHERE key = ?"), (key,))
             status = c.fetchone()
@@ -141,6 +151,19 @@ class LedgerQueries:
             )
             return [str(row["key"]) for row in c.fetchall()]
 
+    def keys_of(self, account_id: UUID) -> list[str]:
+        """Every delivery of the account's, whatever its status. A row recorded before the
+        ledger kept the account is found by its event, when the event is the account's own."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT key FROM {table} WHERE account_id = ?"
+                    " OR (account_id IS NULL AND originator_id = ?)"
+                ),
+                (str(account_id), str(account_id)),
+            )
+            return [str(row["key"]) for row in c.fetchall()]
+
     def deliveries(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         keys = list(keys)
         found: list[dict[str, Any]] = []
@@ -169,6 +192,14 @@ class SqliteMailLedger(LedgerQueries, SQLiteTrackingRecorder):
             *_schema(self.table, "TEXT", "REAL"),
         ]
 
+    def _create_table(self, c: Any) -> None:
+        super()._create_table(c)
+        # A ledger from before it kept each delivery's account gains the column (NULLs).
+        c.execute(f"PRAGMA table_info({self.table})")
+        if "account_id" not in {row[1] for row in c.fetchall()}:
+            c.execute(f"ALTER TABLE {self.table} ADD COLUMN account_id TEXT")
+        c.execute(_account_index(self.table))
+
 
 class PostgresMailLedger(LedgerQueries, PostgresTrackingRecorder):
     table = "tessera_mail_deliveries"
@@ -178,5 +209,14 @@ class PostgresMailLedger(LedgerQueries, PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(
             SQL("{}").format(SQL(statement))  # type: ignore[arg-type, unused-ignore]
-            for statement in _schema(self.table, "uuid", "double precision")
+            for statement in [
+                *_schema(self.table, "uuid", "double precision"),
+                # A ledger from before it kept each delivery's account gains the column (NULLs).
+                # Only when missing: ALTER TABLE waits for every query on the table, even to do
+                # nothing, and each process runs this as it starts.
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid ="
+                f" '{self.table}'::regclass AND attname = 'account_id') THEN"
+                f" ALTER TABLE {self.table} ADD COLUMN account_id uuid; END IF; END $$",
+                _account_index(self.table),
+            ]
         )

@@ -343,10 +343,7 @@ def _build(
     ledger = database.tracking_recorder(
         MailOutbox.name, SqliteMailLedger, PostgresMailLedger, log.recorder
     )
-    postman = Postman(
-        log,
-        ledger,  # type: ignore[arg-type]
-        TemplateRenderer(),
+    transport = (
         SmtpRelay(
             SmtpSettings(
                 host=settings.mail_server,
@@ -360,7 +357,13 @@ def _build(
             )
         )
         if settings.mail_server
-        else MailDirectory(data / "mail", sender=settings.mail_from),
+        else MailDirectory(data / "mail", sender=settings.mail_from)
+    )
+    postman = Postman(
+        log,
+        ledger,  # type: ignore[arg-type]
+        TemplateRenderer(),
+        transport,
         box,
         clock,
         MailSettings(
@@ -371,6 +374,7 @@ def _build(
             claim_ttl=timedelta(seconds=settings.mail_redeliver_after),
             longest_send=timedelta(seconds=2 * settings.mail_timeout + 5),
         ),
+        drop=transport if isinstance(transport, MailDirectory) else None,
     )
     mail_broker = MailBroker(
         settings.redis_url,
@@ -401,6 +405,7 @@ def _build(
         snapshot_dropper(log.snapshots.recorder),
         clock,
         access_ttl,
+        forget_mails=postman.forget,
     )
     projections: list[Projection] = [
         mail,

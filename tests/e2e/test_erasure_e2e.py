@@ -360,6 +360,11 @@ def test_a_person_erased_through_the_api_is_forgotten_everywhere(
         eventually(
             lambda: holding(deployment.stored()) == {}, what=f"{holding(deployment.stored())}"
         )
+        # Nor does any mail kept as a file (the embedded default's drop); others' mails stay.
+        drop = Path(deployment.env["DATA_DIR"]) / "mail"
+        if not deployment.env.get("MAIL_SERVER"):
+            assert holding({str(p): p.read_bytes() for p in drop.iterdir()}) == {}
+            assert deployment.mail_to("operator.on.duty@example.com")
 
         # The old login fails exactly as for someone who never registered.
         old = http.post("/api/auth/login", json={"login": EMAIL, "password": NEW_PASSWORD})
