@@ -299,8 +299,10 @@ class WrappedDataKeys:
         row = self._table.get(owner)
         if row is None or row[0] is None:
             # Made once, by the first process to need it (the first insert wins, the others
-            # read it). A store written before the key table kept these derived them from the
-            # SECRET_KEY that wraps its people's keys: the same ones are made from that key.
+            # read it), as releases before the key table derived it on every start: from the
+            # SECRET_KEY that wraps the store's people's keys (a fallback's, during a rotation),
+            # so a store written then keeps its fingerprints and can open what its events seal
+            # (a migrated store's too).
             services = {service_owner(n) for n in SERVICE_KEYS}
             sample = next(
                 (
@@ -310,10 +312,10 @@ class WrappedDataKeys:
                 ),
                 None,
             )
-            if sample is None:
-                key = os.urandom(32)
-            else:
-                key = legacy_service_key(self._keyring.unwrap(*sample).secret, name)
+            secret = (
+                self._keyring.current if sample is None else self._keyring.unwrap(*sample).secret
+            )
+            key = legacy_service_key(secret, name)
             self._table.insert(owner, self._keyring.wrap(owner, key))
             row = self._table.get(owner)
         if row is None or row[0] is None:

@@ -1,8 +1,9 @@
 """SECRET_KEY as the key that wraps every other key, and SECRET_KEY_FALLBACKS, those it replaced.
 
-Nothing is sealed, tagged or fingerprinted under SECRET_KEY itself: each person's data key and
-the service's own keys (for fingerprints, for the secrets events carry, for refresh-token tags,
-for CSRF tokens) are random or once-derived keys kept in the key table, wrapped under it. So a
+Nothing is sealed, tagged or fingerprinted under SECRET_KEY itself: each person's data key (random)
+and the service's own keys (for fingerprints, for the secrets events carry, for refresh-token
+tags, for CSRF tokens; derived once, when first needed) are kept in the key table, wrapped
+under it. So a
 new SECRET_KEY changes no fingerprint, claim, sealed value or token: `tessera admin rekey` only
 wraps the stored keys again under it (envelope encryption, as a KMS rotates its key-encryption
 keys), and until then the fallbacks open what the old key wrapped.
@@ -66,8 +67,8 @@ class Keyring:
         self._all = [self._current, *(_wrapper(k) for k in fallbacks if k != current)]
 
     @property
-    def current_id(self) -> str:
-        return self._current.id.hex()
+    def current(self) -> bytes:
+        return self._current.secret
 
     @property
     def has_fallbacks(self) -> bool:
