@@ -31,6 +31,7 @@ from application.event_log import EventLog
 from bench.report import Figure
 from domain.account import EmailClaim
 from infrastructure.data_keys import WrappedDataKeys
+from infrastructure.keyring import Keyring
 from infrastructure.persistence import Database, fail_fast
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _event_log(url: str, variant: Variant) -> EventLog:
     env["POSTGRES_PRE_PING"] = "y" if variant.pre_ping else "n"
     with database.schema_lock():  # as `tessera serve` makes its tables: one process at a time
         # Claims carry no personal values: nothing is sealed, no key table is ever asked.
-        log = EventLog(WrappedDataKeys(secrets.token_bytes(32)), env=env)
+        log = EventLog(WrappedDataKeys(Keyring(secrets.token_bytes(32))), env=env)
     if not variant.pre_ping:
         fail_fast(log.recorder, log.outage)  # as the container does: it pings idle connections
     return log

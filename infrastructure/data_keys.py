@@ -1,7 +1,9 @@
 """Each person's data key, in a table of its own beside the events, wrapped by SECRET_KEY.
 
 A data key is 256 random bits, made the first time something of the person's is sealed and
-stored wrapped (AES-GCM under a key derived from SECRET_KEY, bound to the owner's id). Forgetting
+stored wrapped (AES-GCM under a key derived from SECRET_KEY, bound to the owner's id; see
+infrastructure/keyring.py, which also says how SECRET_KEY rotates). The service's own keys
+(fingerprints, sealed values, refresh-token tags, CSRF) are rows of the same table. Forgetting
 the person overwrites the wrapped key with nothing and keeps a tombstone, so nothing is sealed
 for them again. On SQLite the table has a file of its own, written with secure_delete on and a
 rollback journal (no write-ahead log that would keep old pages): a destroyed key leaves no bytes
@@ -23,24 +25,29 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from application.ports import ForgottenOwner
+from infrastructure.keyring import (
+    FINGERPRINTS,
+    SERVICE_KEYS,
+    Keyring,
+    WrongSecretKey,
+    legacy_service_key,
+)
 
 CACHE_SECONDS = 30.0
 CACHE_SIZE = 10_000
 _NONCE = 12  # NIST SP 800-38D's recommended IV length for GCM
 
 
-def _derive(secret: bytes, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
+_SERVICE_KEYS = UUID("7e55e7a0-5e7c-4e7a-9b1e-000000000000")  # namespace of service key rows
 
 
 class DataKeyTable:
@@ -66,6 +73,14 @@ class DataKeyTable:
         raise NotImplementedError
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        raise NotImplementedError
+
+    def wrapped_keys(self, limit: int | None = None) -> Iterator[tuple[UUID, bytes]]:
+        """Every key not forgotten (or the first `limit`), as stored."""
+        raise NotImplementedError
+
+    def replace(self, owner: UUID, old: bytes, new: bytes) -> bool:
+        """`new` in place of `old`, unless the row changed meanwhile (forgotten)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -137,6 +152,23 @@ class SqliteDataKeyTable(DataKeyTable):
             found.update(UUID(row[0]) for row in rows)
         return found
 
+    def wrapped_keys(self, limit: int | None = None) -> Iterator[tuple[UUID, bytes]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT owner, wrapped FROM data_keys WHERE wrapped IS NOT NULL LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+        for owner, wrapped in rows:
+            yield UUID(owner), wrapped
+
+    def replace(self, owner: UUID, old: bytes, new: bytes) -> bool:
+        with self._lock:
+            changed = self._conn.execute(
+                "UPDATE data_keys SET wrapped = ? WHERE owner = ? AND wrapped = ?",
+                (new, str(owner), old),
+            ).rowcount
+        return bool(changed)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -202,24 +234,106 @@ class PostgresDataKeyTable(DataKeyTable):
             )
             return {row["owner"] for row in c.fetchall()}
 
+    def wrapped_keys(self, limit: int | None = None) -> Iterator[tuple[UUID, bytes]]:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT owner, wrapped FROM {self.table} WHERE wrapped IS NOT NULL LIMIT %s",  # noqa: S608
+                (limit,),
+            )
+            rows = c.fetchall()
+        for row in rows:
+            yield row["owner"], bytes(row["wrapped"])
+
+    def replace(self, owner: UUID, old: bytes, new: bytes) -> bool:
+        with self._datastore.transaction(commit=True) as c:
+            c.execute(
+                f"UPDATE {self.table} SET wrapped = %s WHERE owner = %s AND wrapped = %s",  # noqa: S608
+                (new, owner, old),
+            )
+            return bool(c.rowcount)
+
     def close(self) -> None:
         pass
 
 
-class WrappedDataKeys:
-    """application.ports.DataKeys over a DataKeyTable, keys wrapped under SECRET_KEY."""
+@dataclass(frozen=True)
+class Rekeyed:
+    rewrapped: int  # keys wrapped again under the current SECRET_KEY
+    current: int  # keys that were already
+    forgotten: int  # keys forgotten (an erasure) while the command ran
 
-    def __init__(self, secret_key: bytes, table: DataKeyTable | None = None) -> None:
+
+def service_owner(name: str) -> UUID:
+    """The key table's row of one of the service's own keys (never a person's id)."""
+    return uuid5(_SERVICE_KEYS, name)
+
+
+class WrappedDataKeys:
+    """application.ports.DataKeys over a DataKeyTable, keys wrapped under SECRET_KEY (Keyring)."""
+
+    def __init__(self, keyring: Keyring, table: DataKeyTable | None = None) -> None:
+        self._keyring = keyring
         self._table = table or DataKeyTable()
-        self._wrap = AESGCM(_derive(secret_key, b"tessera data keys"))
-        self._fingerprints = _derive(secret_key, b"tessera fingerprints")
+        self._service: dict[str, bytes] = {}
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
         self._lock = threading.Lock()
+        if table is not None:
+            self._open_service_keys()
 
     def keep_in(self, table: DataKeyTable) -> None:
         """Where the keys live, for a table that needs the event store's connections (which
-        exist only once the EventLog that uses these keys does)."""
+        exist only once the EventLog that uses these keys does). Opens the service's own keys
+        there at once: a SECRET_KEY that opens none of them is refused before any use."""
         self._table = table
+        self._open_service_keys()
+
+    def service_key(self, name: str) -> bytes:
+        return self._service[name]
+
+    def _open_service_keys(self) -> None:
+        for name in SERVICE_KEYS:
+            self._service[name] = self._service_key(name)
+
+    def _service_key(self, name: str) -> bytes:
+        owner = service_owner(name)
+        row = self._table.get(owner)
+        if row is None or row[0] is None:
+            # Made once, by the first process to need it (the first insert wins, the others
+            # read it), as releases before the key table derived it on every start: from the
+            # SECRET_KEY that wraps the store's people's keys (a fallback's, during a rotation),
+            # so a store written then keeps its fingerprints and can open what its events seal
+            # (a migrated store's too).
+            services = {service_owner(n) for n in SERVICE_KEYS}
+            sample = next(
+                (
+                    found
+                    for found in self._table.wrapped_keys(limit=len(services) + 1)
+                    if found[0] not in services
+                ),
+                None,
+            )
+            secret = (
+                self._keyring.current if sample is None else self._keyring.unwrap(*sample).secret
+            )
+            key = legacy_service_key(secret, name)
+            self._table.insert(owner, self._keyring.wrap(owner, key))
+            row = self._table.get(owner)
+        if row is None or row[0] is None:
+            raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
+        return self._keyring.unwrap(owner, row[0]).key
+
+    def rekey(self) -> Rekeyed:
+        """Wraps every key not wrapped under the current SECRET_KEY again under it."""
+        rewrapped = current = forgotten = 0
+        for owner, wrapped in self._table.wrapped_keys():
+            opened = self._keyring.unwrap(owner, wrapped)
+            if not opened.rewrap:
+                current += 1
+            elif self._table.replace(owner, wrapped, self._keyring.wrap(owner, opened.key)):
+                rewrapped += 1
+            else:
+                forgotten += 1
+        return Rekeyed(rewrapped, current, forgotten)
 
     def seal(self, owner: UUID, context: bytes, plaintext: bytes) -> bytes:
         key = self._key(owner, create=True)
@@ -257,7 +371,7 @@ class WrappedDataKeys:
 
     def fingerprint(self, kind: str, value: str) -> str:
         return hmac.new(
-            self._fingerprints, f"{kind}\x00{value}".encode(), hashlib.sha256
+            self._service[FINGERPRINTS], f"{kind}\x00{value}".encode(), hashlib.sha256
         ).hexdigest()
 
     def _key(self, owner: UUID, create: bool) -> AESGCM | None:
@@ -286,11 +400,10 @@ class WrappedDataKeys:
         return key
 
     def _wrapped(self, owner: UUID, key: bytes) -> bytes:
-        nonce = os.urandom(_NONCE)
-        return nonce + self._wrap.encrypt(nonce, key, owner.bytes)
+        return self._keyring.wrap(owner, key)
 
     def _unwrapped(self, owner: UUID, wrapped: bytes) -> bytes:
-        return self._wrap.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], owner.bytes)
+        return self._keyring.unwrap(owner, wrapped).key
 
     def close(self) -> None:
         self._table.close()

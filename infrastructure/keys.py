@@ -48,7 +48,19 @@ def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:
             with contextlib.suppress(FileExistsError):
                 _write_private(dev_path, base64.urlsafe_b64encode(os.urandom(32)))
         encoded = dev_path.read_text().strip()
-    key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    return _secret(encoded, "SECRET_KEY")
+
+
+def load_fallback_keys(listed: str) -> list[bytes]:
+    """SECRET_KEY_FALLBACKS: the keys SECRET_KEY replaced, comma-separated."""
+    return [_secret(k.strip(), "SECRET_KEY_FALLBACKS") for k in listed.split(",") if k.strip()]
+
+
+def _secret(encoded: str, name: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        key = b""
     if len(key) != 32:
-        raise ValueError("SECRET_KEY must be 32 bytes, URL-safe base64 encoded")
+        raise ValueError(f"{name} must hold 32-byte keys, URL-safe base64 encoded")
     return key

@@ -14,6 +14,7 @@ from typing import Any
 
 from application.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
+from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
 from interfaces.progress import progress
@@ -55,6 +56,11 @@ def add_commands(commands: Any) -> None:
     )
     export.add_argument("login", help="email, username or account id")
     export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
+    actions.add_parser(
+        "rekey",
+        help="wrap every key the store keeps under SECRET_KEY (after it replaced the keys now "
+        "in SECRET_KEY_FALLBACKS)",
+    )
     listing = actions.add_parser("list", help="list accounts (by username)")
     listing.add_argument("--search", default="", help="part of an email or username")
     listing.add_argument("--limit", type=int, default=100)
@@ -85,6 +91,8 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
         return _erase(container, args.login, operator, args.yes)
     if args.action == "export":
         return _export(container, args.login, args.output)
+    if args.action == "rekey":
+        return _rekey(container)
     changes = {
         "grant-role": lambda: admin.grant_role(args.login, args.role, operator),
         "revoke-role": lambda: admin.revoke_role(args.login, args.role, operator),
@@ -96,6 +104,25 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     changed = changes[args.action]()
     account = admin.account(args.login)
     print(f"{args.action} {account.username}: {'done' if changed else 'nothing to change'}")
+    return 0
+
+
+def _rekey(container: Container) -> int:
+    keys = container.log.keys
+    assert isinstance(keys, WrappedDataKeys)
+    done = keys.rekey()
+    print(
+        f"rekey: {done.rewrapped} keys wrapped again under SECRET_KEY, {done.current} were "
+        f"already, {done.forgotten} forgotten meanwhile (erased)"
+    )
+    if done.rewrapped:
+        print(
+            "SECRET_KEY_FALLBACKS are no longer needed once every process runs with this "
+            "SECRET_KEY: restart the last of them, run rekey again, and remove the fallbacks "
+            "when it wraps nothing again"
+        )
+    else:
+        print("every key the store keeps opens with SECRET_KEY alone: SECRET_KEY_FALLBACKS can go")
     return 0
 
 

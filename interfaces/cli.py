@@ -9,6 +9,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
+from infrastructure.keyring import WrongSecretKey
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
 from interfaces.logs import configure_logging
@@ -41,6 +42,11 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
+    from interfaces.container import build
+
+    # Refused here, before any worker starts: a SECRET_KEY that opens none of the store's keys
+    # would answer 500s, or let an address already in use register again (WrongSecretKey).
+    build(settings).close()
     log.info(
         "serving on http://%s:%s with %s worker process(es) (data in %s, %s)",
         settings.host,
@@ -173,7 +179,11 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
         service_name=settings.otel_service_name,
     )
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except WrongSecretKey as refused:
+        log.error("%s", refused)
+        return 2
     return code
 
 

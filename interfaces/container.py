@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -47,7 +45,8 @@ from infrastructure.common_passwords import load_common_passwords
 from infrastructure.data_keys import PostgresDataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
-from infrastructure.keys import load_secret_key, load_signing_key
+from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
+from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
 from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
@@ -251,7 +250,7 @@ class Container:
 def build(
     settings: Settings,
     clock: Clock | None = None,
-    data_keys: Callable[[bytes], WrappedDataKeys] = WrappedDataKeys,
+    data_keys: Callable[[Keyring], WrappedDataKeys] = WrappedDataKeys,
 ) -> Container:
     """`data_keys`: made from SECRET_KEY; only the bench passes another (bench/plain_keys.py,
     which leaves values unsealed to measure what sealing costs); no setting chooses it."""
@@ -266,7 +265,7 @@ def _build(
     settings: Settings,
     database: Database,
     clock: Clock,
-    data_keys: Callable[[bytes], WrappedDataKeys],
+    data_keys: Callable[[Keyring], WrappedDataKeys],
 ) -> Container:
     data = settings.data_path
     env = database.eventsourcing_env()
@@ -274,8 +273,7 @@ def _build(
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    secret_key = load_secret_key(settings.secret_key, data / "secret.key")
-    keys = data_keys(secret_key)
+    keys = data_keys(keyring(settings))
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
@@ -296,7 +294,7 @@ def _build(
         queue=queue,
         wait=settings.hash_queue_timeout,
     )
-    box = AesGcmBox(secret_key)
+    box = AesGcmBox(keys.service_key(SEALED_VALUES))
     signer = Ed25519Signer(
         load_signing_key(
             settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
@@ -432,7 +430,7 @@ def _build(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
-    refresh_key = hmac.new(secret_key, b"tessera: refresh token tags", hashlib.sha256).digest()
+    refresh_key = keys.service_key(REFRESH_TAGS)
     session_rules = SessionRules(
         require_verified_email=settings.require_verified_email,
         refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
@@ -537,7 +535,14 @@ def _build(
         mail_broker=mail_broker,
         redis=client,
         clock=clock,
-        csrf_key=hmac.new(secret_key, b"tessera pages: csrf tokens", hashlib.sha256).digest(),
+        csrf_key=keys.service_key(CSRF),
+    )
+
+
+def keyring(settings: Settings) -> Keyring:
+    return Keyring(
+        load_secret_key(settings.secret_key, settings.data_path / "secret.key"),
+        load_fallback_keys(settings.secret_key_fallbacks),
     )
 
 

@@ -67,7 +67,10 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     refresh_token_ttl: Seconds = 14 * 24 * 3600
     session_max_age: Seconds = 90 * 24 * 3600
     email_verification_ttl: Seconds = 24 * 3600
-    secret_key: str | None = None  # 32 bytes, URL-safe base64: seals secrets carried in events
+    secret_key: str | None = None  # 32 bytes, URL-safe base64: wraps every key the store keeps
+    # Keys SECRET_KEY replaced, comma-separated: they only open what they wrapped, until
+    # `tessera admin rekey` has wrapped it all again under SECRET_KEY.
+    secret_key_fallbacks: str = ""
 
     # Telemetry
     otel_exporter_otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318

@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from infrastructure.data_keys import SqliteDataKeyTable, WrappedDataKeys
+from infrastructure.keyring import Keyring
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import Settings, load_settings
@@ -128,7 +129,7 @@ def client(container: Container) -> Iterator[TestClient[Any]]:
 
 def data_keys(directory: Path) -> WrappedDataKeys:
     """Data keys for an EventLog made without a container (in a file of the test's own)."""
-    return WrappedDataKeys(os.urandom(32), SqliteDataKeyTable(directory / "keys.sqlite"))
+    return WrappedDataKeys(Keyring(os.urandom(32)), SqliteDataKeyTable(directory / "keys.sqlite"))
 
 
 def event_count(container: Container) -> int:

@@ -14,6 +14,7 @@ from application.read_models import AccountsProjection, AuditProjection, _detail
 from application.sealing import SEALS, SealingMapper
 from domain.account import ERASED
 from infrastructure.data_keys import SqliteDataKeyTable, WrappedDataKeys
+from infrastructure.keyring import Keyring
 from interfaces.container import Container
 from tests.application.test_history import everything
 from tests.conftest import FakeClock
@@ -55,7 +56,7 @@ def test_a_projection_sees_the_fields_it_names_as_the_whole_event_has_them(
 
 
 def test_warmed_keys_open_what_keys_read_one_by_one_open(tmp_path: Path) -> None:
-    secret = os.urandom(32)
+    secret = Keyring(os.urandom(32))
     table = SqliteDataKeyTable(tmp_path / "keys.sqlite")
     sealing = WrappedDataKeys(secret, table)
     owners = [uuid4() for _ in range(600)]  # more than one query's worth of keys
