@@ -9,6 +9,8 @@ never from input; every value is a bound parameter.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,13 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
 from application.read_batch import Forget, Row
+
+log = logging.getLogger(__name__)
+
+# How often, and after how long a pause (growing each time), a scrub asks again for a checkpoint
+# that readers keep busy, past the connection's own busy wait: about 12 s more in all.
+CHECKPOINT_TRIES = 15
+CHECKPOINT_PAUSE = 0.1
 
 # Each table: its columns (the first is the key) and the indexes the queries use.
 TABLES: dict[str, tuple[list[str], list[str]]] = {
@@ -172,7 +181,7 @@ class ReadStoreStatements:
             for forget in forgets:
                 self._forget(c, forget)
             self._insert_tracking(c, tracking)
-        if forgets and not self._rebuilding:
+        if (forgets or self._scrub_owed) and not self._rebuilding:
             self._scrub()  # a rebuild writes into tables it emptied: nothing old to scrub
 
     def _forget(self, cursor: Any, forget: Forget) -> None:
@@ -192,6 +201,8 @@ class ReadStoreStatements:
             f"UPDATE {table} SET {sets} WHERE {key} = {self.marker}",
             [tuple(row[column] for column in [*columns, key]) for row in rewritten],
         )
+
+    _scrub_owed = False  # a scrub that readers kept from finishing, done at the next write
 
     def _scrub(self) -> None:
         """Leaves no copy of deleted or overwritten values in the store's files."""
@@ -281,7 +292,21 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
         with self.datastore.get_connection(commit=True) as conn:
             cursor = conn.cursor()
             cursor.execute("VACUUM")
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # A reader in the middle of a transaction keeps the log from being emptied: past
+            # the connection's busy wait the checkpoint answers busy, and is asked again until
+            # the readers have moved on.
+            for attempt in range(CHECKPOINT_TRIES):
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if not cursor.fetchone()[0]:
+                    self._scrub_owed = False
+                    return
+                time.sleep(CHECKPOINT_PAUSE * (attempt + 1))
+        self._scrub_owed = True
+        log.error(
+            "readers kept the write-ahead log of %s from being emptied: erased values stay in "
+            "it until the next write of this read model scrubs it again",
+            ", ".join(self.tables),
+        )
 
     def index_definitions(self) -> dict[str, str]:
         names = ", ".join("?" * len(self.tables))
