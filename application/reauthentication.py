@@ -52,9 +52,9 @@ from domain.errors import (
 from domain.lockout import LockoutPolicy
 from domain.password_policy import normalise_password
 
-# The throttle's allowance that re-authentication shares: a guess behind a token costs what a
-# guess at the sign-in costs, from the same per-IP allowance.
-THROTTLE = "login"
+# The throttle's action: limits of the sign-in's size (RATE_LIMIT_LOGIN), per client IP and per
+# account, in allowances of their own, so that confirming a change never eats an IP's sign-ins.
+THROTTLE = "reauthenticate"
 
 
 @dataclass(frozen=True)

@@ -579,6 +579,8 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         return {}
     specs = {
         "login": settings.rate_limit_login,
+        # A guess behind a token is limited as one at the sign-in is (application/reauthentication.py).
+        "reauthenticate": settings.rate_limit_login,
         "register": settings.rate_limit_register,
         "forgot_password": settings.rate_limit_forgot_password,
         "resend_verification": settings.rate_limit_resend_verification,

@@ -75,7 +75,9 @@ class OidcController(Controller):
         throttle.check("passkey_options", client.ip)  # each start stores a state, unproven
         cookie = browser_cookie_name(settings)
         started = await anyio.to_thread.run_sync(
-            lambda: external_sign_in.start(provider, redirect_uri, None, request.cookies.get(cookie))
+            lambda: external_sign_in.start(
+                provider, redirect_uri, None, request.cookies.get(cookie)
+            )
         )
         return Redirect(
             started.authorization_url,

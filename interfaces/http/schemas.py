@@ -165,6 +165,8 @@ class LockRequest(Request):
 
 # What a person calls a passkey ("Ada's phone").
 PasskeyName = Annotated[str, Meta(min_length=1, max_length=64, pattern=_PRINTABLE)]
+
+
 class PasskeyRegistrationRequest(Request):
     credential: CredentialJson
     name: PasskeyName | None = None
