@@ -232,6 +232,22 @@ def test_passkey_assertions_that_prove_nothing_are_refused_and_counted(
     assert container.mfa.enabled(container.signer.verify(tokens["access_token"], clock.now()))
 
 
+def test_a_cloned_passkey_proves_nothing_and_is_recorded_as_one(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    """A signature counter that did not grow (WebAuthn L3 6.1.1) is refused as at a sign-in:
+    PasskeyCounterWentBack and a failure of the command, nothing else."""
+    tokens, _, device, passkey = ada_with_everything(client, container, clock)
+    proven = device.get(reauthentication_options(client, tokens))  # the counter is at 1 now
+    assert send(client, tokens, "renew_recovery_codes", passkey, {"passkey": proven}).is_success
+    clone = device.get(reauthentication_options(client, tokens), sign_count=1)
+    before = event_count(container)
+    refused = send(client, tokens, "disable_mfa", passkey, {"passkey": clone})
+    assert problem(refused) == (401, "invalid_passkey")
+    assert new_events(container, before) == ["PasskeyCounterWentBack", "LoginFailed"]
+    assert failures(container, before) == [("passkey", "disable_mfa")]
+
+
 def test_no_passkey_no_options(client: Client, container: Container) -> None:
     register_and_verify(client, container)
     tokens = log_in(client)
