@@ -169,7 +169,6 @@ class ExternalSignIn:
         rules: ExternalSignInRules,
         reauthentication: Reauthentication,
     ) -> None:
-        self._reauthentication = reauthentication
         self._log = log
         self._providers = providers
         self._values = values
@@ -178,6 +177,7 @@ class ExternalSignIn:
         self._box = box
         self._clock = clock
         self._rules = rules
+        self._reauthentication = reauthentication
 
     def providers(self) -> list[ProviderView]:
         return [ProviderView(n, self._providers.label(n)) for n in self._providers.names()]

@@ -36,13 +36,13 @@ class Passwords:
         rules: PasswordRules,
         reauthentication: Reauthentication,
     ) -> None:
-        self._reauthentication = reauthentication
         self._log = log
         self._hasher = hasher
         self._box = box
         self._revocations = revocations
         self._clock = clock
         self._rules = rules
+        self._reauthentication = reauthentication
 
     @traced
     @retried_on_conflict

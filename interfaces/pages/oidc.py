@@ -26,7 +26,7 @@ from application.views import MfaChallenge
 from domain.errors import DomainError, FieldError, Invalid
 from infrastructure import metrics
 from interfaces.http.problems import DOMAIN_PROBLEMS, code_of
-from interfaces.http.schemas import IdentityUnlinkRequest, OidcExchangeRequest
+from interfaces.http.schemas import OidcExchangeRequest, Reauthenticated
 from interfaces.pages.account import account_page
 from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, sign_in_buttons
@@ -89,9 +89,9 @@ class ProviderPages(Controller):
     async def link(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
         """Starts a link with the page session as the account and the form's password (and
         code) as the re-authentication (the API's POST /api/auth/oidc/{provider}/link). The
-        answer is a page with a link to the provider,
-        not a redirect: the pages' CSP (form-action 'self') forbids a form's post to end at
-        another site, and browsers hold redirects after a post to it."""
+        answer is a page with a link to the provider, not a redirect: the pages' CSP
+        (form-action 'self') forbids a form's post to end at another site, and browsers hold
+        redirects after a post to it."""
         visit = await site.visit(request)
         fields = await site.form(request, visit)
         caller = visit.caller
@@ -101,7 +101,7 @@ class ProviderPages(Controller):
         settings = app.settings
         provider = fields.pop("provider", "")
         try:
-            proof = parse(fields, IdentityUnlinkRequest).proof()
+            proof = parse(fields, Reauthenticated).proof()
             started = await in_thread(
                 app.external_sign_in.link,
                 caller,
@@ -135,7 +135,7 @@ class ProviderPages(Controller):
         try:
             if not 0 < len(identity_id) <= 64:
                 raise Invalid(FieldError("identity_id", "schema", "is no linked identity"))
-            proof = parse(fields, IdentityUnlinkRequest).proof()
+            proof = parse(fields, Reauthenticated).proof()
             await in_thread(site.container.external_sign_in.unlink, caller, identity_id, proof)
         except DomainError as error:
             return await _refused(site, visit, caller, error)

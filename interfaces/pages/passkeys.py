@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from application.passkeys import Passkeys
 from application.ports import Caller
 from domain.errors import DomainError
-from interfaces.http.schemas import PasskeyAdditionRequest
+from interfaces.http.schemas import Reauthenticated
 from interfaces.pages.guard import from_this_site
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
 
@@ -55,7 +55,7 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
         caller = signed_in(visit)
         try:
             fields = {k: v for k, v in body.items() if k in ("password", "code") and v}
-            proof = parse(fields, PasskeyAdditionRequest).proof()
+            proof = parse(fields, Reauthenticated).proof()
             return answer(visit, await in_thread(passkeys.registration_options, caller, proof))
         except DomainError as error:
             return refused(visit, error)
