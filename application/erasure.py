@@ -23,15 +23,8 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import (
-    AccessClaims,
-    Clock,
-    OneTimePasswords,
-    PasswordHasher,
-    RevocationList,
-    SecretBox,
-)
-from application.reauthentication import reauthenticate
+from application.ports import AccessClaims, Clock, RevocationList
+from application.reauthentication import Proof, Reauthentication
 from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -45,9 +38,7 @@ class Erasure:
     def __init__(
         self,
         log: EventLog,
-        hasher: PasswordHasher,
-        otp: OneTimePasswords,
-        box: SecretBox,
+        reauthentication: Reauthentication,
         revocations: RevocationList,
         drop_snapshots: Callable[[UUID], None],
         clock: Clock,
@@ -55,9 +46,7 @@ class Erasure:
         forget_mails: Callable[[UUID], None] = lambda account_id: None,
     ) -> None:
         self._log = log
-        self._hasher = hasher
-        self._otp = otp
-        self._box = box
+        self._reauthentication = reauthentication
         self._revocations = revocations
         self._drop_snapshots = drop_snapshots
         self._clock = clock
@@ -65,13 +54,13 @@ class Erasure:
         self._forget_mails = forget_mails
 
     @traced
-    def erase_own(self, claims: AccessClaims, password: str, code: str | None) -> None:
-        """The person's own request, re-authenticated: the current password, and a TOTP or
-        recovery code when MFA is on (a stolen access token alone must not erase anyone)."""
+    def erase_own(self, claims: AccessClaims, proof: Proof) -> None:
+        """The person's own request, re-authenticated (application/reauthentication.py): a
+        stolen access token alone must not erase anyone."""
         account = self._account(claims.account_id)
         # A code is spent on this copy, as at login, though nothing of it is saved: the erasure
         # reloads the account.
-        reauthenticate(account, password, code, self._hasher, self._otp, self._box, self._clock)
+        self._reauthentication.prove(account, claims, proof, command="erase")
         self._erase(account, SELF)
 
     @traced

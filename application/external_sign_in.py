@@ -43,6 +43,7 @@ from application.ports import (
     SecretBox,
     TokenSigner,
 )
+from application.reauthentication import Proof, Reauthentication
 from application.tokens import digest, issue_token
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
@@ -166,6 +167,7 @@ class ExternalSignIn:
         box: SecretBox,
         clock: Clock,
         rules: ExternalSignInRules,
+        reauthentication: Reauthentication,
     ) -> None:
         self._log = log
         self._providers = providers
@@ -175,6 +177,7 @@ class ExternalSignIn:
         self._box = box
         self._clock = clock
         self._rules = rules
+        self._reauthentication = reauthentication
 
     def providers(self) -> list[ProviderView]:
         return [ProviderView(n, self._providers.label(n)) for n in self._providers.names()]
@@ -213,6 +216,27 @@ class ExternalSignIn:
             _key(state), _STATE + json.dumps(record), self._clock.now() + self._rules.state_ttl
         )
         return Started(url, browser)
+
+    @traced
+    @retried_on_conflict
+    def link(
+        self,
+        claims: AccessClaims,
+        proof: Proof,
+        provider: str,
+        redirect_uri: str,
+        browser_secret: str | None = None,
+    ) -> Started:
+        """Starts linking another identity to the caller's own account: re-authenticated,
+        since a linked identity is a way in for good (a stolen token must not add one)."""
+        self._known(provider)  # a typo costs no guess
+        if redirect_uri not in self._rules.redirect_uris:
+            raise RedirectUriNotAllowed
+        account = self._account(claims.account_id)
+        self._reauthentication.prove(account, claims, proof, command="link_identity")
+        if account.pending_events:
+            self._log.save(account)  # the code it spent, or the passkey it was proven with
+        return self.start(provider, redirect_uri, claims, browser_secret)
 
     @traced
     def callback(
@@ -283,8 +307,10 @@ class ExternalSignIn:
 
     @traced
     @retried_on_conflict
-    def unlink(self, claims: AccessClaims, identity_id: str) -> None:
+    def unlink(self, claims: AccessClaims, identity_id: str, proof: Proof) -> None:
         account = self._account(claims.account_id)
+        account.identity(identity_id)  # an unknown id is a 404 before any password is tried
+        self._reauthentication.prove(account, claims, proof, command="unlink_identity")
         identity = account.unlink_identity(identity_id, self._clock.now())
         claim = self._log.identity_claim(identity.provider, identity.subject)
         released = []

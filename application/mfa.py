@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock, OneTimePasswords, PasswordHasher, SecretBox
+from application.ports import AccessClaims, Clock, OneTimePasswords, SecretBox
+from application.reauthentication import Proof, Reauthentication
 from application.recovery_codes import new_recovery_codes, recovery_code_digest
 from application.tracing import traced
 from domain.account import Account
-from domain.errors import AccountNotFound, InvalidMfaCode, MfaNotEnabled, WrongPassword
-from domain.password_policy import normalise_password
+from domain.errors import AccountNotFound, InvalidMfaCode, MfaNotEnabled
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,14 @@ class Mfa:
         log: EventLog,
         otp: OneTimePasswords,
         box: SecretBox,
-        hasher: PasswordHasher,
+        reauthentication: Reauthentication,
         clock: Clock,
         issuer: str,
     ) -> None:
         self._log = log
         self._otp = otp
         self._box = box
-        self._hasher = hasher
+        self._reauthentication = reauthentication
         self._clock = clock
         self._issuer = issuer
 
@@ -65,26 +65,28 @@ class Mfa:
 
     @traced
     @retried_on_conflict
-    def disable(self, claims: AccessClaims, code: str | None, password: str | None) -> None:
-        """Needs a current TOTP code, a recovery code, or the password: a stolen access token
-        alone must not be able to strip the second factor."""
+    def disable(self, claims: AccessClaims, proof: Proof) -> None:
+        """Needs both factors (the password and a code), or a passkey: a stolen access token,
+        or a stolen phone, alone must not strip the second factor."""
+        account = self._account(claims)
+        if not account.mfa_enabled:
+            raise MfaNotEnabled  # before any guess is taken
+        self._reauthentication.prove(account, claims, proof, command="disable_mfa")
+        account.disable_mfa(self._clock.now())
+        self._log.save(account)  # with the code it spent
+
+    @traced
+    @retried_on_conflict
+    def renew_recovery_codes(self, claims: AccessClaims, proof: Proof) -> list[str]:
+        """Ten new recovery codes, shown once; what was left of the old ones stops working."""
         account = self._account(claims)
         if not account.mfa_enabled:
             raise MfaNotEnabled
-        now = self._clock.now()
-        if password is not None:
-            if not self._hasher.verify(account.password_hash, normalise_password(password)):
-                raise WrongPassword
-        elif code is not None and account.mfa_sealed_secret is not None:
-            step = self._otp.accepted_step(self._box.open(account.mfa_sealed_secret), code, now)
-            if step is not None:
-                account.use_totp(step, now)
-            else:
-                account.use_recovery_code(recovery_code_digest(code), now)
-        else:
-            raise InvalidMfaCode
-        account.disable_mfa(now)
+        self._reauthentication.prove(account, claims, proof, command="renew_recovery_codes")
+        codes = new_recovery_codes()
+        account.renew_recovery_codes([recovery_code_digest(c) for c in codes], self._clock.now())
         self._log.save(account)
+        return codes
 
     def enabled(self, claims: AccessClaims) -> bool:
         """Whether the caller's account asks for a second factor, from the event store: the

@@ -24,14 +24,11 @@ from application.ports import (
     Clock,
     CredentialRefused,
     NewCredential,
-    OneTimePasswords,
     PasskeyChallenges,
-    PasswordHasher,
-    SecretBox,
     TokenSigner,
     WebAuthn,
 )
-from application.reauthentication import reauthenticate
+from application.reauthentication import Proof, Reauthentication
 from application.tracing import traced
 from application.views import Client, TokenPair
 from domain.account import Account
@@ -86,9 +83,7 @@ class Passkeys:
         challenges: PasskeyChallenges,
         login: Login,
         signer: TokenSigner,
-        hasher: PasswordHasher,
-        otp: OneTimePasswords,
-        box: SecretBox,
+        reauthentication: Reauthentication,
         clock: Clock,
         rules: PasskeyRules,
     ) -> None:
@@ -97,17 +92,21 @@ class Passkeys:
         self._challenges = challenges
         self._login = login
         self._signer = signer
-        self._hasher = hasher
-        self._otp = otp
-        self._box = box
+        self._reauthentication = reauthentication
         self._clock = clock
         self._rules = rules
 
     # The account's own passkeys
 
     @traced
-    def registration_options(self, claims: AccessClaims) -> dict[str, Any]:
+    @retried_on_conflict
+    def registration_options(self, claims: AccessClaims, proof: Proof) -> dict[str, Any]:
+        """Re-authenticated: the challenge is what makes a registration possible, and a new
+        passkey is a new way in that skips the password and the second factor for good."""
         account = self._account(claims.account_id)
+        self._reauthentication.prove(account, claims, proof, command="add_passkey")
+        if account.pending_events:
+            self._log.save(account)  # the code it spent, or the passkey it was proven with
         ceremony = self._webauthn.creation_options(
             user_id=account.id.bytes,
             user_name=account.username,
@@ -159,14 +158,12 @@ class Passkeys:
 
     @traced
     @retried_on_conflict
-    def remove(
-        self, claims: AccessClaims, credential_id: str, password: str, code: str | None
-    ) -> None:
+    def remove(self, claims: AccessClaims, credential_id: str, proof: Proof) -> None:
         """Re-authenticated like an erasure: a stolen access token must not take away the
         person's way in (nor, by removing a passkey, hide a clone's)."""
         account = self._account(claims.account_id)
         account.passkey(credential_id)  # an unknown id is a 404 before any password is tried
-        reauthenticate(account, password, code, self._hasher, self._otp, self._box, self._clock)
+        self._reauthentication.prove(account, claims, proof, command="remove_passkey")
         account.remove_passkey(credential_id, self._clock.now())
         self._log.save(account)  # with the TOTP or recovery code it spent
 

@@ -8,12 +8,13 @@ from uuid import UUID
 
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
+from application.reauthentication import Reauthentication
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from domain.account import Account
-from domain.errors import AccountNotFound, FieldError, Invalid, InvalidToken, WrongPassword
+from domain.errors import AccountNotFound, FieldError, Invalid, InvalidToken
 from domain.identity import normalise_email
-from domain.password_policy import PasswordPolicy, normalise_password
+from domain.password_policy import PasswordPolicy
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Passwords:
         revocations: RevocationList,
         clock: Clock,
         rules: PasswordRules,
+        reauthentication: Reauthentication,
     ) -> None:
         self._log = log
         self._hasher = hasher
@@ -40,14 +42,15 @@ class Passwords:
         self._revocations = revocations
         self._clock = clock
         self._rules = rules
+        self._reauthentication = reauthentication
 
     @traced
     @retried_on_conflict
     def change(self, claims: AccessClaims, current_password: str, new_password: str) -> None:
         """Also ends every other session: whoever else held one may have known the old password."""
         account = self._account(claims)
-        if not self._hasher.verify(account.password_hash, normalise_password(current_password)):
-            raise WrongPassword
+        # Limited and counted like a sign-in's: a stolen token must not make a guessing oracle.
+        self._reauthentication.check_password(account, current_password, "change_password")
         new_hash = self._acceptable_hash(account, new_password)
         now = self._clock.now()
         self._revocations.revoke_sessions_before(

@@ -20,6 +20,7 @@ from domain.session import Session
 SHOWN_FIELDS = frozenset(
     {
         "account_id",
+        "command",  # what a failed guess was for (our own names: "login", "disable_mfa", ...)
         "display_name",
         "email",
         "expires_at",

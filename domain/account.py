@@ -563,11 +563,16 @@ class Account(Aggregate):
         self.passkeys = {k: v for k, v in self.passkeys.items() if k != credential_id}
 
     def use_passkey(
-        self, credential_id: str, sign_count: int, at: datetime, policy: LockoutPolicy
+        self,
+        credential_id: str,
+        sign_count: int,
+        at: datetime,
+        policy: LockoutPolicy,
+        command: str = "login",
     ) -> bool:
         """A verified assertion's counter. False when it went back: the refusal is recorded
-        (PasskeyCounterWentBack, and a failed login that counts towards the lock) for the
-        caller to save before it refuses the sign-in."""
+        (PasskeyCounterWentBack, and a failure of `command` that counts towards the lock) for
+        the caller to save before it refuses."""
         passkey = self.passkey(credential_id)
         if passkey.counter_went_back(sign_count):
             self._passkey_counter_went_back(
@@ -576,7 +581,7 @@ class Account(Aggregate):
                 stored_sign_count=passkey.sign_count,
                 timestamp=at,
             )
-            self.fail_login(at, policy, factor="passkey")
+            self.fail_login(at, policy, factor="passkey", command=command)
             return False
         self._passkey_used(credential_id=credential_id, sign_count=sign_count, timestamp=at)
         return True

@@ -61,6 +61,11 @@ class WrongPassword(DomainError):
     """The current password given to confirm a sensitive change is not the account's."""
 
 
+class ReauthenticationRequired(DomainError):
+    """A change that asks for proof of the person (the password, a passkey, or for an account
+    without a password a recent sign-in) came with none, or with a sign-in too old."""
+
+
 class InvalidMfaCode(DomainError):
     """A TOTP code that is wrong, outside the window or already used, or an unknown or used
     recovery code."""

@@ -33,6 +33,7 @@ from application.profile import Profile
 from application.projection import Projection
 from application.queries import ReadSide
 from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
+from application.reauthentication import Reauthentication, ReauthenticationRules
 from application.refresh import Refresh
 from application.registration import Registration, RegistrationRules
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
@@ -103,6 +104,7 @@ class Container:
     profile: Profile
     passwords: Passwords
     mfa: Mfa
+    reauthentication: Reauthentication
     passkeys: Passkeys
     passkey_challenges: SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges
     external_sign_in: ExternalSignIn
@@ -393,12 +395,32 @@ def _build(
     )
     audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
     access_ttl = timedelta(seconds=settings.access_token_ttl)
-    assert log.snapshots is not None
-    erasure = Erasure(
+    lockout = LockoutPolicy(
+        threshold=settings.lockout_threshold,
+        base=timedelta(seconds=settings.lockout_duration),
+        ceiling=timedelta(seconds=settings.lockout_max_duration),
+    )
+    throttle = Throttle(limiter, rate_limits(settings), clock, keys.fingerprint)
+    webauthn = PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins)
+    reauthentication = Reauthentication(
         log,
         hasher,
         otp,
         box,
+        webauthn,
+        challenges,
+        throttle,
+        clock,
+        ReauthenticationRules(
+            max_age=timedelta(seconds=settings.reauth_max_age),
+            challenge_ttl=timedelta(seconds=settings.passkey_challenge_ttl),
+            lockout=lockout,
+        ),
+    )
+    assert log.snapshots is not None
+    erasure = Erasure(
+        log,
+        reauthentication,
         revocations,
         snapshot_dropper(log.snapshots.recorder),
         clock,
@@ -435,11 +457,7 @@ def _build(
         require_verified_email=settings.require_verified_email,
         refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
         session_max_age=timedelta(seconds=settings.session_max_age),
-        lockout=LockoutPolicy(
-            threshold=settings.lockout_threshold,
-            base=timedelta(seconds=settings.lockout_duration),
-            ceiling=timedelta(seconds=settings.lockout_max_duration),
-        ),
+        lockout=lockout,
     )
     login = Login(
         log, hasher, signer, otp, box, revocations, chains, clock, session_rules, refresh_key
@@ -472,21 +490,21 @@ def _build(
                 reset_ttl=timedelta(seconds=settings.password_reset_ttl),
                 access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
+            reauthentication,
         ),
         refresh=Refresh(
             log, chains, account_views, signer, revocations, clock, session_rules, refresh_key
         ),
         profile=Profile(log, account_views, clock),
-        mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
+        mfa=Mfa(log, otp, box, reauthentication, clock, issuer=settings.product_name),
+        reauthentication=reauthentication,
         passkeys=Passkeys(
             log,
-            PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins),
+            webauthn,
             challenges,
             login,
             signer,
-            hasher,
-            otp,
-            box,
+            reauthentication,
             clock,
             PasskeyRules(
                 challenge_ttl=timedelta(seconds=settings.passkey_challenge_ttl),
@@ -516,6 +534,7 @@ def _build(
                 require_verified_email=settings.require_verified_email,
                 verification_ttl=timedelta(seconds=settings.email_verification_ttl),
             ),
+            reauthentication,
         ),
         access=Access(signer, revocations, clock),
         administration=Administration(log, revocations, clock, access_ttl),
@@ -526,7 +545,7 @@ def _build(
         signer=signer,
         revocations=revocations,
         chains=chains,
-        throttle=Throttle(limiter, rate_limits(settings), clock, keys.fingerprint),
+        throttle=throttle,
         projectors=projectors,
         lag_reports=LagReports(projectors, clock),
         outbox=mail,
@@ -570,6 +589,8 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         return {}
     specs = {
         "login": settings.rate_limit_login,
+        # A guess behind a token is limited as one at the sign-in is (application/reauthentication.py).
+        "reauthenticate": settings.rate_limit_login,
         "register": settings.rate_limit_register,
         "forgot_password": settings.rate_limit_forgot_password,
         "resend_verification": settings.rate_limit_resend_verification,

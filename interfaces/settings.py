@@ -93,6 +93,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     lockout_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
     lockout_duration: Seconds = 900
     lockout_max_duration: Seconds = 86400
+    # Where a change asks for re-authentication, how recent a sign-in (the access token's
+    # auth_time) proves an account that has no password.
+    reauth_max_age: Seconds = 300
 
     # Passkeys (WebAuthn). The RP ID is a registrable domain (default: PUBLIC_URL's host); the
     # origins (comma-separated) are where the browser may run the ceremonies (default:

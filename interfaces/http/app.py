@@ -28,7 +28,11 @@ from interfaces.http.auth import AuthController
 from interfaces.http.me import MeController
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
-from interfaces.http.passkeys import MyPasskeysController, PasskeySignInController
+from interfaces.http.passkeys import (
+    MyPasskeysController,
+    PasskeySignInController,
+    ReauthenticationController,
+)
 from interfaces.http.problems import (
     domain_problem,
     http_problem,
@@ -155,6 +159,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             MeController,
             MyPasskeysController,
             PasskeySignInController,
+            ReauthenticationController,
             OidcController,
             MyIdentitiesController,
             AuditController,
@@ -171,6 +176,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "profile": provide(container.profile),
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),
+            "reauthentication": provide(container.reauthentication),
             "passkeys": provide(container.passkeys),
             "external_sign_in": provide(container.external_sign_in),
             "settings": provide(container.settings),

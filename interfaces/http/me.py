@@ -56,7 +56,7 @@ class MeController(Controller):
         "/password",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BODY, *BEARER_ERRORS, 403),
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 423, 429),
     )
     def change_password(
         self,
@@ -71,14 +71,14 @@ class MeController(Controller):
         sync_to_thread=True,
         status_code=HTTP_200_OK,
         responses={
-            # enable answers the secret, confirm the recovery codes, disable nothing.
+            # enable answers the secret, confirm and recovery_codes the codes, disable nothing.
             200: ResponseSpec(
                 Enrollment | RecoveryCodesResponse,
-                description="enable: the new secret; confirm: the ten recovery codes",
+                description="enable: the new secret; confirm, recovery_codes: ten recovery codes",
                 generate_examples=False,
             ),
             204: ResponseSpec(None, description="disable: MFA is off"),
-            **problems(*BODY, *BEARER_ERRORS, 403, 409),
+            **problems(*BODY, *BEARER_ERRORS, 403, 409, 423, 429),
         },
     )
     def mfa(
@@ -93,9 +93,9 @@ class MeController(Controller):
             if data.code is None:
                 raise Invalid(FieldError("code", "required", "is required to confirm"))
             return Response(RecoveryCodesResponse(mfa.confirm(claims, data.code)))
-        if data.code is None and data.password is None:
-            raise Invalid(FieldError("code", "required", "a code or the password is required"))
-        mfa.disable(claims, data.code, data.password)
+        if data.action == "recovery_codes":
+            return Response(RecoveryCodesResponse(mfa.renew_recovery_codes(claims, data.proof())))
+        mfa.disable(claims, data.proof())
         return Response(None, status_code=HTTP_204_NO_CONTENT)
 
     @get(
@@ -147,7 +147,7 @@ class MeController(Controller):
     @delete(
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BODY, *BEARER_ERRORS, 403, 404),
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 404, 423, 429),
     )
     def erase(
         self,
@@ -157,7 +157,7 @@ class MeController(Controller):
     ) -> None:
         """Forgets the person (GDPR Art. 17): every session ends, the data key is destroyed,
         the email and username are free again. The trail keeps what happened, not who."""
-        erasure.erase_own(claims, data.password, data.code)
+        erasure.erase_own(claims, data.proof())
 
     @get(
         "/export",

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from application.access import Access
 from application.external_sign_in import (
     ExternalSignIn,
     IdentityView,
@@ -24,12 +23,17 @@ from application.external_sign_in import (
 from application.ports import Caller
 from application.throttle import Throttle
 from application.views import Client, MfaChallenge, TokenPair
-from domain.errors import DomainError, InvalidAccessToken
+from domain.errors import DomainError
 from infrastructure import metrics
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.problems import code_of
-from interfaces.http.schemas import OidcExchangeRequest
-from interfaces.http.security import BEARER, bearer_claims
+from interfaces.http.schemas import (
+    AuthorizationUrl,
+    IdentityUnlinkRequest,
+    OidcExchangeRequest,
+    OidcLinkRequest,
+)
+from interfaces.http.security import BEARER
 from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.settings import Settings
 
@@ -62,27 +66,54 @@ class OidcController(Controller):
         provider: FromPath[str],
         redirect_uri: FromQuery[str],
         external_sign_in: NamedDependency[ExternalSignIn],
-        access: NamedDependency[Access],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
         settings: NamedDependency[Settings],
-        link: FromQuery[bool] = False,
     ) -> Redirect:
-        """302 to the provider. `link=true` (with a Bearer token): link the identity to the
-        caller's account instead of signing in."""
-        claims = await bearer_claims(request, access) if link else None
-        if link and claims is None:
-            raise InvalidAccessToken
+        """302 to the provider, to sign in. (Linking is POST /{provider}/link: re-authenticated,
+        with no password in a URL.)"""
         throttle.check("passkey_options", client.ip)  # each start stores a state, unproven
         cookie = browser_cookie_name(settings)
         started = await anyio.to_thread.run_sync(
             lambda: external_sign_in.start(
-                provider, redirect_uri, claims, request.cookies.get(cookie)
+                provider, redirect_uri, None, request.cookies.get(cookie)
             )
         )
         return Redirect(
             started.authorization_url,
             status_code=302,
+            cookies=[browser_cookie(settings, started.browser_secret)],
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @post(
+        "/{provider:str}/link",
+        status_code=HTTP_200_OK,
+        dependencies={"claims": BEARER},
+        security=[{"bearer": []}],
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 404, 423, 429, 502, 503),
+    )
+    async def link(
+        self,
+        request: Request[Any, Any, Any],
+        provider: FromPath[str],
+        claims: NamedDependency[Caller],
+        data: JSONBody[OidcLinkRequest],
+        external_sign_in: NamedDependency[ExternalSignIn],
+        settings: NamedDependency[Settings],
+    ) -> Response[AuthorizationUrl]:
+        """Links another identity to the caller's account, once re-authenticated: answers where
+        to send the browser, and sets the cookie that binds the flow to it (so the browser that
+        follows the URL must be the one that made this request, or carry its cookie). The
+        provider's answer comes back to `redirect_uri` with `?linked=<provider>`."""
+        cookie = browser_cookie_name(settings)
+        started = await anyio.to_thread.run_sync(
+            lambda: external_sign_in.link(
+                claims, data.proof(), provider, data.redirect_uri, request.cookies.get(cookie)
+            )
+        )
+        return Response(
+            AuthorizationUrl(started.authorization_url),
             cookies=[browser_cookie(settings, started.browser_secret)],
             headers={"Cache-Control": "no-store"},
         )
@@ -163,13 +194,15 @@ class MyIdentitiesController(Controller):
         "/{identity_id:str}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(400, *BEARER_ERRORS, 404, 409),
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 404, 409, 423, 429),
     )
     def unlink(
         self,
         claims: NamedDependency[Caller],
         identity_id: FromPath[str],
+        data: JSONBody[IdentityUnlinkRequest],
         external_sign_in: NamedDependency[ExternalSignIn],
     ) -> None:
-        """Refused (409 last_sign_in_method) when nothing else would let the person in."""
-        external_sign_in.unlink(claims, identity_id)
+        """Re-authenticated; refused (409 last_sign_in_method) when nothing else would let the
+        person in."""
+        external_sign_in.unlink(claims, identity_id, data.proof())

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from application.passkeys import Passkeys, PasskeyView, SignInOptions
 from application.ports import Caller
+from application.reauthentication import Reauthentication
 from application.throttle import Throttle
 from application.views import Client, TokenPair
 from domain.errors import DomainError
@@ -18,6 +19,7 @@ from infrastructure import metrics
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.problems import code_of
 from interfaces.http.schemas import (
+    PasskeyAdditionRequest,
     PasskeyOptionsRequest,
     PasskeyRegistrationRequest,
     PasskeyRemovalRequest,
@@ -37,14 +39,18 @@ class MyPasskeysController(Controller):
         "/options",
         sync_to_thread=True,
         status_code=HTTP_200_OK,
-        responses=problems(*BODY, *BEARER_ERRORS),
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 423, 429),
     )
     def options(
-        self, claims: NamedDependency[Caller], passkeys: NamedDependency[Passkeys]
+        self,
+        claims: NamedDependency[Caller],
+        data: JSONBody[PasskeyAdditionRequest],
+        passkeys: NamedDependency[Passkeys],
     ) -> dict[str, Any]:
-        """PublicKeyCredentialCreationOptions (WebAuthn Level 3 JSON) for a new passkey; its
-        challenge is good once, for this account, for PASSKEY_CHALLENGE_TTL."""
-        return passkeys.registration_options(claims)
+        """PublicKeyCredentialCreationOptions (WebAuthn Level 3 JSON) for a new passkey, once
+        the caller is re-authenticated; its challenge is good once, for this account, for
+        PASSKEY_CHALLENGE_TTL."""
+        return passkeys.registration_options(claims, data.proof())
 
     @post(
         sync_to_thread=True,
@@ -84,7 +90,7 @@ class MyPasskeysController(Controller):
         "/{passkey_id:str}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BODY, *BEARER_ERRORS, 403),
+        responses=problems(*BODY, *BEARER_ERRORS, 403, 423, 429),
     )
     def remove(
         self,
@@ -93,7 +99,7 @@ class MyPasskeysController(Controller):
         data: JSONBody[PasskeyRemovalRequest],
         passkeys: NamedDependency[Passkeys],
     ) -> None:
-        passkeys.remove(claims, passkey_id, data.password, data.code)
+        passkeys.remove(claims, passkey_id, data.proof())
 
 
 class PasskeySignInController(Controller):
@@ -139,3 +145,29 @@ class PasskeySignInController(Controller):
             raise
         metrics.LOGINS.labels(outcome="success").inc()
         return tokens
+
+
+class ReauthenticationController(Controller):
+    path = "/api/users/me/reauthentication"
+    tags = ["me"]
+    dependencies = {"claims": BEARER}
+    security = [{"bearer": []}]
+
+    @post(
+        "/passkey",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        responses=problems(400, *BEARER_ERRORS, 404, 429),
+    )
+    def passkey_options(
+        self,
+        claims: NamedDependency[Caller],
+        reauthentication: NamedDependency[Reauthentication],
+        throttle: NamedDependency[Throttle],
+        client: NamedDependency[Client],
+    ) -> SignInOptions:
+        """PublicKeyCredentialRequestOptions for one of the caller's passkeys (user verification
+        required): the assertion, as `passkey`, re-authenticates a change in place of the
+        password and code. 404 passkey_not_found when the account has none."""
+        throttle.check("passkey_options", client.ip)  # each answer stores a challenge
+        return SignInOptions(reauthentication.passkey_options(claims))

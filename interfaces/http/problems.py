@@ -41,6 +41,7 @@ from domain.errors import (
     PasskeyNotFound,
     ProviderUnavailable,
     RateLimited,
+    ReauthenticationRequired,
     RedirectUriNotAllowed,
     RefreshTokenReused,
     SessionNotFound,
@@ -75,6 +76,12 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     SessionNotFound: (404, "session_not_found", "You have no session with this id."),
     Forbidden: (403, "forbidden", "Your roles do not allow this."),
     WrongPassword: (403, "invalid_current_password", "The current password is incorrect."),
+    ReauthenticationRequired: (
+        401,
+        "reauthentication_required",
+        "Confirm it is you: give your password (and a code when two-step sign-in is on), or "
+        "use a passkey; without a password, sign in again.",
+    ),
     RateLimited: (429, "rate_limited", "Too many requests; wait before trying again."),
     InvalidMfaCode: (401, "invalid_mfa_code", "The code is wrong, expired or already used."),
     InvalidMfaToken: (

@@ -13,6 +13,7 @@ from litestar.dto import DataclassDTO, DTOConfig
 from msgspec import Meta
 
 from application.queries import Page
+from application.reauthentication import Proof
 
 # No C0/C1 control characters anywhere a person types text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -60,18 +61,34 @@ class MfaLoginRequest(Request):
     code: OtpCode
 
 
-class MfaRequest(Request):
-    action: Literal["enable", "confirm", "disable"]
-    code: OtpCode | None = None
+# A PublicKeyCredential's toJSON() (W3C WebAuthn Level 3): its shape is the library's to judge
+# (py_webauthn), and browsers add members over time, so it is taken as an object and read there.
+CredentialJson = dict[str, Any]
+
+
+class Reauthenticated(Request, kw_only=True):
+    """A change a stolen access token alone must not make: the password, and a TOTP or
+    recovery code when MFA is on; or `passkey`, an assertion over a challenge from
+    POST /api/users/me/reauthentication/passkey, in place of both. An account without a
+    password may give neither when it signed in within REAUTH_MAX_AGE."""
+
     password: Password | None = None
-
-
-class EraseRequest(Request):
-    """Erasing one's own account asks for the current password, and a TOTP or recovery code
-    when MFA is on."""
-
-    password: Password
     code: OtpCode | None = None
+    passkey: CredentialJson | None = None
+
+    def proof(self) -> Proof:
+        return Proof(self.password, self.code, self.passkey)
+
+
+class MfaRequest(Reauthenticated):
+    """enable; confirm (code, from the new secret); disable and recovery_codes
+    (re-authenticated: the password and a current code, or a passkey)."""
+
+    action: Literal["enable", "confirm", "disable", "recovery_codes"]
+
+
+class EraseRequest(Reauthenticated):
+    """Erasing one's own account is re-authenticated."""
 
 
 class RefreshRequest(Request):
@@ -148,9 +165,6 @@ class LockRequest(Request):
 
 # What a person calls a passkey ("Ada's phone").
 PasskeyName = Annotated[str, Meta(min_length=1, max_length=64, pattern=_PRINTABLE)]
-# A PublicKeyCredential's toJSON() (W3C WebAuthn Level 3): its shape is the library's to judge
-# (py_webauthn), and browsers add members over time, so it is taken as an object and read there.
-CredentialJson = dict[str, Any]
 
 
 class PasskeyRegistrationRequest(Request):
@@ -162,12 +176,28 @@ class PasskeyRenameRequest(Request):
     name: PasskeyName
 
 
-class PasskeyRemovalRequest(Request):
-    """Removing a passkey asks what erasing the account asks: the password, and a TOTP or
-    recovery code when MFA is on."""
+class PasskeyRemovalRequest(Reauthenticated):
+    """Removing a passkey asks what erasing the account asks."""
 
-    password: Password
-    code: OtpCode | None = None
+
+class PasskeyAdditionRequest(Reauthenticated):
+    """Asking for a new passkey's options is re-authenticated: the challenge is what makes a
+    registration possible."""
+
+
+class IdentityUnlinkRequest(Reauthenticated):
+    """Unlinking an identity is re-authenticated."""
+
+
+class OidcLinkRequest(Reauthenticated):
+    """Linking another identity is re-authenticated; in a body, so no password is ever in a
+    URL (nor in a log or span that records one)."""
+
+    redirect_uri: Annotated[str, Meta(min_length=1, max_length=2048, pattern=_PRINTABLE)]
+
+
+class AuthorizationUrl(msgspec.Struct):
+    authorization_url: str
 
 
 class PasskeyOptionsRequest(Request):

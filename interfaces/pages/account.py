@@ -49,6 +49,7 @@ async def account_page(
     app = site.container
     profile = await app.profile.show(caller)
     mfa_on = await in_thread(app.mfa.enabled, caller)
+    asks = await in_thread(app.reauthentication.asks, caller)
     # The sessions read model, caught up with this caller's own commands (as the API's read).
     await in_thread(app.read_side.caught_up, "sessions", caller.written)
     sessions = await in_thread(app.read_side.live_sessions, caller.account_id, caller.session_id)
@@ -62,6 +63,10 @@ async def account_page(
         status,
         profile=profile,
         mfa_enabled=mfa_on,
+        # What re-authenticated forms ask: no password field for an account without one (a
+        # recent sign-in proves it).
+        asks_password=asks.password,
+        reauth_minutes=max(1, app.settings.reauth_max_age // 60),
         sessions=sessions,
         passkey_list=passkeys,
         identities=identities,
@@ -130,9 +135,10 @@ class AccountPages(Controller):
                     raise Invalid(FieldError("code", "required", "is required to confirm"))
                 codes = await in_thread(mfa.confirm, caller, data.code)
                 return await account_page(site, visit, caller, recovery_codes=codes)
-            if data.code is None and data.password is None:
-                raise Invalid(FieldError("code", "required", "a code or the password is required"))
-            await in_thread(mfa.disable, caller, data.code, data.password)
+            if data.action == "recovery_codes":
+                codes = await in_thread(mfa.renew_recovery_codes, caller, data.proof())
+                return await account_page(site, visit, caller, recovery_codes=codes)
+            await in_thread(mfa.disable, caller, data.proof())
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         return site.redirect(visit, "/account?done=mfa-off")
@@ -169,7 +175,7 @@ class AccountPages(Controller):
                 {k: v for k, v in fields.items() if k != "passkey_id"}, PasskeyRemovalRequest
             )
             passkey_id = fields.get("passkey_id", "")
-            await in_thread(site.passkeys.remove, caller, passkey_id, data.password, data.code)
+            await in_thread(site.passkeys.remove, caller, passkey_id, data.proof())
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         return site.redirect(visit, "/account?done=passkey-removed")
@@ -191,7 +197,7 @@ class AccountPages(Controller):
             return site.redirect(visit, "/login")
         try:
             data = parse(fields, EraseRequest)
-            await in_thread(site.container.erasure.erase_own, caller, data.password, data.code)
+            await in_thread(site.container.erasure.erase_own, caller, data.proof())
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         site.sign_out(visit)

@@ -26,7 +26,7 @@ from application.views import MfaChallenge
 from domain.errors import DomainError, FieldError, Invalid
 from infrastructure import metrics
 from interfaces.http.problems import DOMAIN_PROBLEMS, code_of
-from interfaces.http.schemas import OidcExchangeRequest
+from interfaces.http.schemas import OidcExchangeRequest, Reauthenticated
 from interfaces.pages.account import account_page
 from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, sign_in_buttons
@@ -87,10 +87,11 @@ class ProviderPages(Controller):
 
     @post("/account/identities/link")
     async def link(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
-        """Starts a link with the page session as the proof of the account (the API's start
-        with link=true and a Bearer token). The answer is a page with a link to the provider,
-        not a redirect: the pages' CSP (form-action 'self') forbids a form's post to end at
-        another site, and browsers hold redirects after a post to it."""
+        """Starts a link with the page session as the account and the form's password (and
+        code) as the re-authentication (the API's POST /api/auth/oidc/{provider}/link). The
+        answer is a page with a link to the provider, not a redirect: the pages' CSP
+        (form-action 'self') forbids a form's post to end at another site, and browsers hold
+        redirects after a post to it."""
         visit = await site.visit(request)
         fields = await site.form(request, visit)
         caller = visit.caller
@@ -98,14 +99,15 @@ class ProviderPages(Controller):
             return site.redirect(visit, "/login")
         app = site.container
         settings = app.settings
-        provider = fields.get("provider", "")
+        provider = fields.pop("provider", "")
         try:
-            await in_thread(app.throttle.check, "passkey_options", site.client(request).ip)
+            proof = parse(fields, Reauthenticated).proof()
             started = await in_thread(
-                app.external_sign_in.start,
+                app.external_sign_in.link,
+                caller,
+                proof,
                 provider,
                 settings.pages_sign_in_uri,
-                caller,
                 request.cookies.get(oidc_browser_cookie_name(settings.public_url)),
             )
         except DomainError as error:
@@ -129,11 +131,12 @@ class ProviderPages(Controller):
         caller = visit.caller
         if caller is None:
             return site.redirect(visit, "/login")
-        identity_id = fields.get("identity_id", "")
+        identity_id = fields.pop("identity_id", "")
         try:
             if not 0 < len(identity_id) <= 64:
                 raise Invalid(FieldError("identity_id", "schema", "is no linked identity"))
-            await in_thread(site.container.external_sign_in.unlink, caller, identity_id)
+            proof = parse(fields, Reauthenticated).proof()
+            await in_thread(site.container.external_sign_in.unlink, caller, identity_id, proof)
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         return site.redirect(visit, "/account?done=identity-unlinked")

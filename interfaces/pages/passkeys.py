@@ -13,8 +13,9 @@ from litestar.handlers import HTTPRouteHandler
 from application.passkeys import Passkeys
 from application.ports import Caller
 from domain.errors import DomainError
+from interfaces.http.schemas import Reauthenticated
 from interfaces.pages.guard import from_this_site
-from interfaces.pages.site import Site, Visit, in_thread, refusal
+from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -49,10 +50,13 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
 
     @post("/account/passkeys/options", status_code=200)
     async def add_options(request: AnyRequest) -> Response[Any]:
-        visit, _ = await checked(request)
+        """Re-authenticated as the API's: the password (and a code) typed beside the button."""
+        visit, body = await checked(request)
         caller = signed_in(visit)
         try:
-            return answer(visit, await in_thread(passkeys.registration_options, caller))
+            fields = {k: v for k, v in body.items() if k in ("password", "code") and v}
+            proof = parse(fields, Reauthenticated).proof()
+            return answer(visit, await in_thread(passkeys.registration_options, caller, proof))
         except DomainError as error:
             return refused(visit, error)
 

@@ -15,6 +15,7 @@ import pyotp
 import pytest
 
 from application.origin import current_client
+from application.reauthentication import Proof
 from application.sealing import PERSONAL_FIELDS
 from application.trail_export import verify
 from application.views import Client, TokenPair
@@ -99,7 +100,9 @@ def test_erasure_forgets_the_person_everywhere_and_frees_the_email_and_username(
     assert {m["kind"] for m in document["mails"]} >= {"verification", "mfa_enabled"}
 
     clock.advance(seconds=31)  # the next TOTP step
-    container.erasure.erase_own(caller, PASSWORD, pyotp.TOTP(secret).at(container.clock.now()))
+    container.erasure.erase_own(
+        caller, Proof(PASSWORD, pyotp.TOTP(secret).at(container.clock.now()))
+    )
     run_projections(container)
 
     with pytest.raises(InvalidCredentials):
@@ -142,17 +145,19 @@ def test_erasure_forgets_the_person_everywhere_and_frees_the_email_and_username(
 
 
 def test_a_wrong_password_or_a_missing_code_erases_nothing(container: Container) -> None:
+    """A missing code records nothing; each wrong guess records only its LoginFailed."""
     caller, secret = used_account(container)
-    events = container.log.recorder.max_notification_id()
+    events = container.log.recorder.max_notification_id() or 0
+    with pytest.raises(InvalidMfaCode):
+        container.erasure.erase_own(caller, Proof(PASSWORD))
+    assert container.log.recorder.max_notification_id() == events
     with pytest.raises(WrongPassword):
         container.erasure.erase_own(
-            caller, "not the password", pyotp.TOTP(secret).at(container.clock.now())
+            caller, Proof("not the password", pyotp.TOTP(secret).at(container.clock.now()))
         )
     with pytest.raises(InvalidMfaCode):
-        container.erasure.erase_own(caller, PASSWORD, None)
-    with pytest.raises(InvalidMfaCode):
-        container.erasure.erase_own(caller, PASSWORD, "000000")
-    assert container.log.recorder.max_notification_id() == events
+        container.erasure.erase_own(caller, Proof(PASSWORD, "000000"))
+    assert container.log.recorder.max_notification_id() == events + 2
     assert container.log.find(caller.account_id, Account) is not None
     with pytest.raises(AccountNotFound):
         container.erasure.erase("nobody@example.com", "cli:root")
@@ -282,7 +287,7 @@ def test_an_erasure_asked_for_over_http_records_the_release_of_the_claims(
     clock.advance(seconds=31)  # the next TOTP step
     token = current_client.set(PHONE)
     try:
-        container.erasure.erase_own(caller, PASSWORD, pyotp.TOTP(secret).at(clock.now()))
+        container.erasure.erase_own(caller, Proof(PASSWORD, pyotp.TOTP(secret).at(clock.now())))
         newcomer = container.registration.register(EMAIL, USERNAME, PASSWORD)
         container.erasure.erase(str(newcomer.id), "account:someone")
     finally:

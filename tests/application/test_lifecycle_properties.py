@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 )
 
 from application.ports import AccessClaims
+from application.reauthentication import Proof
 from application.tokens import issue_token
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account
@@ -60,6 +61,7 @@ from domain.errors import (
     InvalidToken,
     MfaAlreadyEnabled,
     MfaNotEnabled,
+    ReauthenticationRequired,
     RefreshTokenReused,
     WrongPassword,
 )
@@ -195,6 +197,9 @@ class Lifecycle(RuleBasedStateMachine):
                 **FAST_ARGON2,
                 "DATA_DIR": str(self.directory),
                 "LOCKOUT_THRESHOLD": str(LOCKOUT_THRESHOLD),
+                # The model is of the rules, not of the limits per IP and account, which a long
+                # run at one instant would reach (tests/application/test_reauthentication.py).
+                "RATE_LIMITS_ENABLED": "false",
             }
         )
         self.container: Container = build(settings_, clock=self.clock)
@@ -523,11 +528,15 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(pick=PICK, right=st.booleans(), new=st.sampled_from(PASSWORDS))
     def change_password(self, pick: int, right: bool, new: str) -> None:
         session, claims = self.signed_in(pick)
-        model = self.model
+        model, at = self.model, self.now()
         current = model.password if right else WRONG_PASSWORD
         _, error = outcome(self.container.passwords.change, claims, current, new)
+        if model.locked(at):
+            assert error is AccountLocked, error
+            return
         if not right:
             assert error is WrongPassword, error
+            self.fail(at)  # a guess behind a token counts as one at the sign-in
             return
         if new in model.recent_passwords():
             assert error is Invalid, error
@@ -574,35 +583,44 @@ class Lifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.live_sessions())
     @rule(
         pick=PICK,
-        by=st.sampled_from(["password", "wrong password", "totp", "recovery", "used recovery"]),
+        password_given=st.sampled_from(["right", "wrong", "none"]),
+        by=st.sampled_from(["totp", "recovery", "used recovery", "none"]),
     )
-    def disable_mfa(self, pick: int, by: str) -> None:
+    def disable_mfa(self, pick: int, password_given: str, by: str) -> None:
+        """Both factors, re-authenticated: a missing one changes nothing, a wrong one counts
+        towards the lock like a failed login."""
         _, claims = self.signed_in(pick)
         model, at = self.model, self.now()
+        password = {"right": model.password, "wrong": WRONG_PASSWORD, "none": None}[password_given]
         code: str | None = None
-        password: str | None = None
-        if by == "password":
-            password = model.password
-        elif by == "wrong password":
-            password = WRONG_PASSWORD
-        elif by == "totp":
+        if by == "totp":
             code = self.code(model.mfa_secret, at) if model.mfa_secret else "123456"
         elif by == "recovery":
             code = model.recovery_codes[-1] if model.recovery_codes else "abcd-efgh-jkmn-pqrs"
-        else:
+        elif by == "used recovery":
             code = model.used_recovery_codes[-1] if model.used_recovery_codes else "zzzz-zzzz"
-        _, error = outcome(self.container.mfa.disable, claims, code, password)
+        _, error = outcome(self.container.mfa.disable, claims, Proof(password, code))
         step = int(at.timestamp()) // 30
         if not model.mfa_on:
             assert error is MfaNotEnabled, error
             return
-        accepted = (
-            by == "password"
-            or (by == "totp" and step > model.last_totp_step)
-            or (by == "recovery" and code in model.recovery_codes)
+        if model.locked(at):
+            assert error is AccountLocked, error
+            return
+        if password is None:
+            assert error is ReauthenticationRequired, error
+            return
+        if password_given == "wrong":
+            assert error is WrongPassword, error
+            self.fail(at)
+            return
+        accepted = (by == "totp" and step > model.last_totp_step) or (
+            by == "recovery" and code in model.recovery_codes
         )
         if not accepted:
-            assert error is (WrongPassword if by == "wrong password" else InvalidMfaCode), error
+            assert error is InvalidMfaCode, error
+            if code is not None:
+                self.fail(at)
             return
         assert error is None, error
         model.mfa_on, model.mfa_secret = False, None

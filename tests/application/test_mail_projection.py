@@ -13,6 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 
+from application.reauthentication import Proof
 from application.views import Client, TokenPair
 from domain.errors import InvalidCredentials
 from interfaces.container import Container, build
@@ -122,7 +123,9 @@ def test_security_events_mail_the_account_holder(container: Container, clock: Fa
     container.passwords.change(claims, PASSWORD, "a brand new passphrase")
     enrollment = container.mfa.enroll(claims)
     container.mfa.confirm(claims, pyotp.TOTP(enrollment.secret).at(clock.now().timestamp()))
-    container.mfa.disable(claims, code=None, password="a brand new passphrase")
+    clock.advance(seconds=30)  # the confirming code is spent
+    code = pyotp.TOTP(enrollment.secret).at(clock.now().timestamp())
+    container.mfa.disable(claims, Proof("a brand new passphrase", code))
     for _ in range(5):
         with contextlib.suppress(InvalidCredentials):
             container.login.log_in("ada", "wrong password!", Client())

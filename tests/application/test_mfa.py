@@ -9,6 +9,7 @@ import pyotp
 import pytest
 
 from application.ports import AccessClaims
+from application.reauthentication import Proof
 from application.views import Client, MfaChallenge, TokenPair
 from domain.errors import (
     AccountLocked,
@@ -16,6 +17,7 @@ from domain.errors import (
     InvalidMfaToken,
     MfaAlreadyEnabled,
     MfaNotEnabled,
+    ReauthenticationRequired,
     WrongPassword,
 )
 from interfaces.container import Container
@@ -189,7 +191,10 @@ def test_an_access_token_is_no_mfa_token_and_an_mfa_token_is_no_access_token(
         authenticated(container, challenge(container))
 
 
-def test_disabling_needs_a_code_or_the_password(container: Container, clock: FakeClock) -> None:
+def test_disabling_needs_the_password_and_a_code(container: Container, clock: FakeClock) -> None:
+    """Both factors (ASVS 5.0 V7.5.1): a stolen token with a phone, or with the password,
+    alone strips nothing. A missing factor changes nothing; a wrong one records only the
+    failure."""
     secret, _ = with_mfa(container, clock)
     claims = authenticated(
         container,
@@ -197,16 +202,22 @@ def test_disabling_needs_a_code_or_the_password(container: Container, clock: Fak
             challenge(container), code_at(secret, clock.now()), CLIENT
         ).access_token,
     )
+    clock.advance(seconds=30)
     before = event_count(container)
-    with pytest.raises(WrongPassword):
-        container.mfa.disable(claims, code=None, password="not my password")
     with pytest.raises(InvalidMfaCode):
-        container.mfa.disable(claims, code="000000", password=None)
+        container.mfa.disable(claims, Proof(password=PASSWORD))
+    with pytest.raises(ReauthenticationRequired):
+        container.mfa.disable(claims, Proof(code=code_at(secret, clock.now())))
     assert event_count(container) == before
-    container.mfa.disable(claims, code=None, password=PASSWORD)
+    with pytest.raises(WrongPassword):
+        container.mfa.disable(claims, Proof("not my password", code_at(secret, clock.now())))
+    with pytest.raises(InvalidMfaCode):
+        container.mfa.disable(claims, Proof(PASSWORD, "000000"))
+    assert event_count(container) == before + 2  # the two LoginFailed, nothing else
+    container.mfa.disable(claims, Proof(PASSWORD, code_at(secret, clock.now())))
     assert isinstance(container.login.log_in("ada", PASSWORD, CLIENT), TokenPair)
     with pytest.raises(MfaNotEnabled):
-        container.mfa.disable(claims, code=None, password=PASSWORD)
+        container.mfa.disable(claims, Proof(PASSWORD, code_at(secret, clock.now())))
 
 
 def test_enrolling_twice_is_refused_while_on(container: Container, clock: FakeClock) -> None:

@@ -231,6 +231,7 @@ def test_a_person_goes_the_whole_way_through_the_pages(
         },
     )["authenticatorId"]
     page.fill("#passkey-name", "Ada's laptop")
+    page.fill("#passkey-add-password", PASSWORD)  # re-authenticated: a new way in
     page.click("#passkey-add")
     # The page's script posts the credential, then goes back to my account (no eval: the CSP).
     page.locator("[data-passkey-list]").get_by_text("Ada's laptop").wait_for()
@@ -247,7 +248,7 @@ def test_a_person_goes_the_whole_way_through_the_pages(
     assert page.input_value("#display_name") == "Ada Lovelace"
 
     # Remove it: the password again, since a stolen session alone must not take it away.
-    page.fill("#passkey-password-1", PASSWORD)
+    page.fill("#passkey-1-password", PASSWORD)
     page.get_by_role("button", name="Remove the passkey Ada's laptop").click()
     page.wait_for_url(f"{base}/account?done=passkey-removed")
     assert "No passkey yet" in page.inner_text("[data-passkey-list]")

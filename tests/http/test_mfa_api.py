@@ -53,16 +53,39 @@ def test_enable_confirm_login_with_mfa_and_disable(
     replay = client.post("/api/auth/login/mfa", json={"mfa_token": mfa_token, "code": code})
     assert (replay.status_code, replay.json()["code"]) == (401, "invalid_mfa_code")
 
-    recovery = confirmed.json()["recovery_codes"][0]
+    recovery_codes = confirmed.json()["recovery_codes"]
+    recovery = recovery_codes[0]
     one_step = client.post(
         "/api/auth/login", json={"login": "ada", "password": PASSWORD, "otp": recovery}
     )
     assert "access_token" in one_step.json()
 
-    disable = client.post(
+    # New recovery codes, re-authenticated with the password and a recovery code: the old
+    # ones stop working.
+    renewed = client.post(
+        "/api/users/me/mfa",
+        headers=bearer(done.json()),
+        json={"action": "recovery_codes", "password": PASSWORD, "code": recovery_codes[1]},
+    )
+    assert renewed.status_code == 200, renewed.text
+    new_codes = renewed.json()["recovery_codes"]
+    assert len(new_codes) == 10 and not set(new_codes) & set(recovery_codes)
+    stale = client.post(
+        "/api/auth/login", json={"login": "ada", "password": PASSWORD, "otp": recovery_codes[2]}
+    )
+    assert (stale.status_code, stale.json()["code"]) == (401, "invalid_mfa_code")
+
+    # Off: both factors, the password alone is not enough.
+    alone = client.post(
         "/api/users/me/mfa",
         headers=bearer(done.json()),
         json={"action": "disable", "password": PASSWORD},
+    )
+    assert (alone.status_code, alone.json()["code"]) == (401, "invalid_mfa_code")
+    disable = client.post(
+        "/api/users/me/mfa",
+        headers=bearer(done.json()),
+        json={"action": "disable", "password": PASSWORD, "code": new_codes[0]},
     )
     assert disable.status_code == 204
     assert (
@@ -82,7 +105,8 @@ def test_bad_mfa_requests_are_problems_that_change_nothing(
         ({"action": "confirm"}, 400, "validation_failed"),
         ({"action": "confirm", "code": "123456"}, 409, "mfa_not_enabled"),
         ({"action": "disable", "password": PASSWORD}, 409, "mfa_not_enabled"),
-        ({"action": "disable"}, 400, "validation_failed"),
+        ({"action": "disable"}, 409, "mfa_not_enabled"),
+        ({"action": "recovery_codes", "password": PASSWORD}, 409, "mfa_not_enabled"),
         ({"action": "enable", "code": "\x00\x01\x02\x03\x04\x05"}, 400, "validation_failed"),
     ]:
         answer = client.post("/api/users/me/mfa", headers=bearer(tokens), json=body)

@@ -26,6 +26,7 @@ from tests.http.test_api import bearer, log_in, register_and_verify
 
 Client = TestClient[Any]
 ORIGIN = "http://127.0.0.1:8000"  # PUBLIC_URL's origin, the default WEBAUTHN_ORIGINS
+PROOF = {"password": PASSWORD}  # re-authentication: a new passkey is a new way in
 
 
 # Rules that do not depend on the store run on the embedded default only; what does (the flows, single use of challenges, sealing, erasure) runs on both, and the challenge stores' own contract on all three in tests/infrastructure/test_passkey_challenges.py.
@@ -43,7 +44,7 @@ def with_passkey(
     account = register_and_verify(client, container, who)
     tokens = log_in(client, who)
     device = Authenticator(ORIGIN)
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens))
+    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF)
     assert options.status_code == 200, options.text
     created = client.post(
         "/api/users/me/passkeys",
@@ -65,7 +66,9 @@ def test_register_list_rename_and_sign_in_with_a_passkey(
 ) -> None:
     account = register_and_verify(client, container)
     tokens = log_in(client)
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    options = client.post(
+        "/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF
+    ).json()
     assert options["rp"] == {"id": "127.0.0.1", "name": "Tessera"}
     assert unb64url(options["user"]["id"]) == UUID(account["id"]).bytes
     assert (options["user"]["name"], options["user"]["displayName"]) == ("ada", "ada")
@@ -81,7 +84,7 @@ def test_register_list_rename_and_sign_in_with_a_passkey(
     assert created["id"] == device.credentials[0].id
     assert (created["name"], created["last_used_at"]) == ("Passkey", None)
 
-    again = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    again = client.post("/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF).json()
     assert [c["id"] for c in again["excludeCredentials"]] == [created["id"]]
     renamed = client.patch(
         f"/api/users/me/passkeys/{created['id']}", headers=bearer(tokens), json={"name": "Laptop"}
@@ -281,7 +284,9 @@ def test_a_bad_registration_is_a_400_that_records_nothing(
 ) -> None:
     register_and_verify(client, container)
     tokens = log_in(client)
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    options = client.post(
+        "/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF
+    ).json()
     before = event_count(container)
     answer = BAD_REGISTRATIONS[case](Authenticator(ORIGIN), options)
     refused = client.post(
@@ -299,7 +304,9 @@ def test_a_registration_challenge_is_single_use_and_bound_to_its_account(
     register_and_verify(client, container)
     tokens = log_in(client)
     device = Authenticator(ORIGIN)
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    options = client.post(
+        "/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF
+    ).json()
     answer = device.create(options)
     before = event_count(container)
     stolen = client.post("/api/users/me/passkeys", headers=bearer(bob), json={"credential": answer})
@@ -308,7 +315,9 @@ def test_a_registration_challenge_is_single_use_and_bound_to_its_account(
         "/api/users/me/passkeys", headers=bearer(tokens), json={"credential": answer}
     )
     assert replay.status_code == 400
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    options = client.post(
+        "/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF
+    ).json()
     late = device.create(options)
     clock.advance(seconds=container.settings.passkey_challenge_ttl + 1)
     expired = client.post(
@@ -348,7 +357,9 @@ def test_an_erased_account_with_passkeys_replays_and_its_passkeys_are_gone(
     """After erasure every credential id reads "[erased]" alike; the account's history must
     still replay (time travel, the trail) with two passkeys, one removed, one used."""
     account, tokens, device = with_passkey(client, container)
-    options = client.post("/api/users/me/passkeys/options", headers=bearer(tokens)).json()
+    options = client.post(
+        "/api/users/me/passkeys/options", headers=bearer(tokens), json=PROOF
+    ).json()
     second = client.post(
         "/api/users/me/passkeys",
         headers=bearer(tokens),

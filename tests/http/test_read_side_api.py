@@ -127,7 +127,10 @@ def test_an_auditor_reads_the_trail_but_cannot_administer(
     failures = client.get("/api/audit/events?type=LoginFailed", headers=bearer(auditor))
     assert failures.status_code == 200, failures.text
     (entry,) = failures.json()["entries"]
-    assert entry["type"] == "LoginFailed" and entry["details"] == {"factor": "password"}
+    assert entry["type"] == "LoginFailed" and entry["details"] == {
+        "factor": "password",
+        "command": "login",
+    }
     everything = client.get("/api/audit/events?limit=500", headers=bearer(auditor)).json()
     positions = [e["position"] for e in everything["entries"]]
     assert positions == sorted(positions) and len(positions) >= 8

@@ -297,9 +297,20 @@ def test_linking_and_unlinking_from_my_account(site: tuple[Client, Container]) -
     account = client.get("/account").text
     assert "None linked yet." in account and "Link Test IdP" in account
 
-    # The link starts from a post with the page session; the answer leads to the provider.
+    # Re-authenticated: without the password, or with a wrong one, nothing starts.
+    for given, code in (("", "401"), ("not my password", "403")):
+        refused = client.post(
+            "/account/identities/link",
+            data={"csrf_token": csrf_token(account), "provider": "idp", "password": given},
+        )
+        assert str(refused.status_code) == code, refused.text
+        assert "tessera-oidc" not in refused.cookies
+
+    # The link starts from a post with the page session and the password; the answer leads
+    # to the provider.
     leave = client.post(
-        "/account/identities/link", data={"csrf_token": csrf_token(account), "provider": "idp"}
+        "/account/identities/link",
+        data={"csrf_token": csrf_token(account), "provider": "idp", "password": PASSWORD},
     )
     assert leave.status_code == 200, leave.text
     assert "tessera-oidc" in leave.cookies
@@ -313,7 +324,8 @@ def test_linking_and_unlinking_from_my_account(site: tuple[Client, Container]) -
     # Not without the page's own token, nor for a provider that is not configured.
     assert client.post("/account/identities/link", data={"provider": "idp"}).status_code == 403
     unknown = client.post(
-        "/account/identities/link", data={"csrf_token": csrf_token(account), "provider": "nope"}
+        "/account/identities/link",
+        data={"csrf_token": csrf_token(account), "provider": "nope", "password": PASSWORD},
     )
     assert unknown.status_code == 404 and "No identity provider of this name" in unknown.text
 
@@ -321,7 +333,11 @@ def test_linking_and_unlinking_from_my_account(site: tuple[Client, Container]) -
     assert identity
     unlinked = client.post(
         "/account/identities/unlink",
-        data={"csrf_token": csrf_token(account), "identity_id": identity.group(1)},
+        data={
+            "csrf_token": csrf_token(account),
+            "identity_id": identity.group(1),
+            "password": PASSWORD,
+        },
     )
     assert unlinked.headers["location"] == "/account?done=identity-unlinked"
     assert "Link Test IdP" in client.get("/account").text

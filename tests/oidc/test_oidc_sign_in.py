@@ -19,6 +19,7 @@ from litestar.testing import TestClient
 from domain.account import Account
 from interfaces.container import Container
 from interfaces.settings import Settings, load_settings
+from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FAST_ARGON2, event_count, run_projections
 from tests.http.test_api import bearer, log_in, register_and_verify
 from tests.http.test_passkeys_api import new_events
@@ -96,6 +97,23 @@ def at_provider(client: Client, subject: str, provider: str = "idp", **params: A
     started = start(client, provider, **params)
     assert started.status_code == 302, started.text
     return sign_in(started.headers["location"], subject)
+
+
+def linking(
+    client: Client,
+    subject: str,
+    provider: str = "idp",
+    headers: dict[str, str] | None = None,
+    proof: dict[str, Any] | None = None,
+) -> str:
+    """A link, re-authenticated (the password by default), to the provider and back."""
+    started = client.post(
+        f"/api/auth/oidc/{provider}/link",
+        json={"redirect_uri": APP, **({"password": PASSWORD} if proof is None else proof)},
+        headers=headers,
+    )
+    assert started.status_code == 200, started.text
+    return sign_in(started.json()["authorization_url"], subject)
 
 
 def back(client: Client, callback: str) -> httpx.Response:
@@ -193,13 +211,11 @@ def test_an_email_collision_never_links_by_itself_but_the_owner_links_after_sign
     assert new_events(container, before) == []
 
     tokens = log_in(client, "ada")
-    linked = back(client, at_provider(client, "ada-at-idp", link="true", headers=bearer(tokens)))
+    linked = back(client, linking(client, "ada-at-idp", headers=bearer(tokens)))
     assert linked.status_code == 303, linked.text
     assert linked.headers["location"] == f"{APP}?linked=idp"
     # A second provider's identity, linked the same way.
-    linked = back(
-        client, at_provider(client, "second-sub", "other", link="true", headers=bearer(tokens))
-    )
+    linked = back(client, linking(client, "second-sub", "other", headers=bearer(tokens)))
     assert linked.status_code == 303, linked.text
 
     identities = client.get("/api/users/me/identities", headers=bearer(tokens)).json()
@@ -211,9 +227,13 @@ def test_an_email_collision_never_links_by_itself_but_the_owner_links_after_sign
 
 
 @sqlite_only
-def test_linking_needs_a_bearer_token(client: Client) -> None:
-    refused = start(client, link="true")
+def test_linking_needs_a_bearer_token_and_is_never_a_query_string(client: Client) -> None:
+    refused = client.post(
+        "/api/auth/oidc/idp/link", json={"redirect_uri": APP, "password": PASSWORD}
+    )
     assert (refused.status_code, refused.json()["code"]) == (401, "invalid_access_token")
+    gone = start(client, link="true")  # the old way: no such parameter any more
+    assert gone.status_code == 400, gone.text
 
 
 @sqlite_only
@@ -223,7 +243,7 @@ def test_an_identity_linked_elsewhere_is_not_linked_again(
     signed_in(client, "alice-sub")  # alice's identity: her own account
     register_and_verify(client, container, "ada")
     tokens = log_in(client, "ada")
-    taken = back(client, at_provider(client, "alice-sub", link="true", headers=bearer(tokens)))
+    taken = back(client, linking(client, "alice-sub", headers=bearer(tokens)))
     assert (taken.status_code, taken.json()["code"]) == (409, "identity_taken")
 
 
@@ -231,16 +251,21 @@ def test_an_identity_linked_elsewhere_is_not_linked_again(
 def test_unlinking_is_refused_for_the_last_way_in(client: Client, container: Container) -> None:
     tokens = signed_in(client, "alice-sub")  # no password, no passkey: the identity is all
     headers = bearer(tokens)
-    tokens_other = back(client, at_provider(client, "second-sub", "other", link="true",
-                                            headers=headers))  # fmt: skip
+    # No password: the provider sign-in was moments ago (REAUTH_MAX_AGE), which proves it.
+    tokens_other = back(client, linking(client, "second-sub", "other", headers, proof={}))
     assert tokens_other.status_code == 303
     first, second = client.get("/api/users/me/identities", headers=headers).json()
-    assert (
-        client.delete(f"/api/users/me/identities/{first['id']}", headers=headers).status_code == 204
+    unlinked = client.request(
+        "DELETE", f"/api/users/me/identities/{first['id']}", headers=headers, json={}
     )
-    refused = client.delete(f"/api/users/me/identities/{second['id']}", headers=headers)
+    assert unlinked.status_code == 204, unlinked.text
+    refused = client.request(
+        "DELETE", f"/api/users/me/identities/{second['id']}", headers=headers, json={}
+    )
     assert (refused.status_code, refused.json()["code"]) == (409, "last_sign_in_method")
-    missing = client.delete(f"/api/users/me/identities/{first['id']}", headers=headers)
+    missing = client.request(
+        "DELETE", f"/api/users/me/identities/{first['id']}", headers=headers, json={}
+    )
     assert (missing.status_code, missing.json()["code"]) == (404, "identity_not_found")
     # The unlinked identity leads nowhere now; its email is still this account's, so a new
     # account is not made for it either.
@@ -253,7 +278,7 @@ def test_erasure_forgets_the_link_and_the_identity_signs_up_afresh(
 ) -> None:
     register_and_verify(client, container, "ada")
     tokens = log_in(client, "ada")
-    back(client, at_provider(client, "ada-at-idp", link="true", headers=bearer(tokens)))
+    back(client, linking(client, "ada-at-idp", headers=bearer(tokens)))
     account = account_of(container, tokens)
     erased = client.request(
         "DELETE", "/api/users/me", headers=bearer(tokens),

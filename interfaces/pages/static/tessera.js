@@ -53,7 +53,10 @@
     const addButton = document.getElementById("passkey-add");
     if (add && addButton) {
       ceremony(add, addButton, async () => {
-        const json = await send(add, "/account/passkeys/options", {});
+        // Re-authenticated: the password (and code) typed beside the button.
+        const proof = {};
+        add.querySelectorAll("[data-reauth]").forEach((input) => { proof[input.dataset.reauth] = input.value; });
+        const json = await send(add, "/account/passkeys/options", proof);
         const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(json.options || json);
         const credential = await navigator.credentials.create({ publicKey });
         const name = document.getElementById("passkey-name").value.trim();
