@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -20,9 +21,9 @@ from interfaces.container import build
 from interfaces.settings import load_settings
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_projector_crash import seed
-from tests.e2e.test_serve import tessera
+from tests.e2e.test_serve import PASSWORD, tessera
 from tests.infrastructure.test_event_order import claim, stored
-from tests.servers import PostgresCluster, _pg_bin, postgres_cluster
+from tests.servers import PostgresCluster, _pg_bin, free_port, postgres_cluster, wait_for_port
 
 BURNT_XIDS = 3000  # the old cluster's transaction ids run this far ahead of the new one's
 
@@ -82,9 +83,11 @@ def test_a_dump_restored_into_a_new_cluster_exports_and_rebuilds_every_event(
     new = environment(new_cluster.new_database(), data_dir)
     dump_and_restore(old["DATABASE_URL"], new["DATABASE_URL"], tmp_path)
 
-    restored = run(new, "audit", "export")
+    restored = run(new, "audit", "export", "--output", str(tmp_path / "restored.jsonl"))
     assert restored.returncode == 0, restored.stderr
-    assert restored.stdout.splitlines() == lines, "the same trail, line for line"
+    assert (tmp_path / "restored.jsonl").read_text().splitlines() == lines, "the same trail"
+    verified = run(new, "audit", "verify", str(tmp_path / "restored.jsonl"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "copied from another PostgreSQL cluster" in restored.stderr  # said once, at the start
     for name in ("accounts", "sessions", "audit_log"):
         rebuilt = run(new, "projector", "rebuild", name)
@@ -94,7 +97,25 @@ def test_a_dump_restored_into_a_new_cluster_exports_and_rebuilds_every_event(
         assert row is not None
         assert f"rebuilt {name}: {row[0]} of the log's {row[0]} events" in rebuilt.stdout
 
-    # The restored service works on: a new save is read after the restored ones.
+    # The restored service runs: its people sign in, over HTTP.
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [tessera(), "serve"], env={**new, "PORT": str(port)}, stdout=log, stderr=log
+        )
+    try:
+        wait_for_port(port)
+        signed_in = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/login",
+            json={"login": "user0001@example.com", "password": PASSWORD},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        assert signed_in.json()["refresh_token"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    # A new save is read after the restored ones.
     container = build(load_settings(new))
     try:
         container.registration.register("after@example.com", "after", "a long passphrase 12")
