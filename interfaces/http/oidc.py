@@ -33,7 +33,6 @@ from interfaces.http.security import BEARER, bearer_claims
 from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.settings import Settings
 
-
 # An app's S256 code challenge (RFC 7636, 4.2): BASE64URL(SHA256(verifier)), 43 characters.
 CodeChallenge = Annotated[
     str | None, QueryParameter(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$")
