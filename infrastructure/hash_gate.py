@@ -13,7 +13,11 @@ request) and, behind an access token, the signed-in account. One holder may keep
 fill the queue that everyone's logins wait in; and a freed slot goes to the waiting hash whose
 holders hash least at that moment (then the first come), so another's login is next at most
 one hash after it arrived, however many the flooder keeps busy. Slots are never left idle for
-fairness: with no one waiting, any hash takes a free one. A login that names no account is not
+fairness: with no one waiting, any hash takes a free one; but the hashes of a holder that has
+another in the gate run at the lowest CPU priority, so that another's hash, once in, takes the
+cores first (one login at a time, as a person makes them, keeps the normal priority). And one
+spare slot beyond `slots` is kept for a hash whose holders have nothing else in the gate, so
+such a login does not even wait for a flood's hash to end. A login that names no account is not
 held by the account it names: an unknown name's decoy hash would then be held differently from
 a known one's, and a flood of one would tell the other apart.
 
@@ -40,15 +44,19 @@ from application.ports import Overloaded, PasswordHasher
 
 T = TypeVar("T")
 NICENESS = 10  # added to the process's nice value for the hashing threads
+CROWDED_NICENESS = 19  # ... for the hashes of a holder beyond its share of the slots
 
 
-def _lower_priority() -> None:
-    try:
-        thread = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + NICENESS))
-    except (AttributeError, OSError):  # not Linux, or not permitted: hash at normal priority
-        pass
+def _lower_priority(by: int) -> Callable[[], None]:
+    def lower() -> None:
+        try:
+            thread = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, thread)
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, current + by))
+        except (AttributeError, OSError):  # not Linux, or not permitted: normal priority
+            pass
+
+    return lower
 
 
 def holders() -> tuple[str, ...]:
@@ -62,6 +70,12 @@ def holders() -> tuple[str, ...]:
     if caller is not None and caller.account_id is not None:
         found.append(f"account:{caller.account_id}")
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    threads: ThreadPoolExecutor
+    spare: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,11 +96,26 @@ class HashGate:
         self, hasher: PasswordHasher, slots: int, queue: int, wait: float, share: int
     ) -> None:
         self._hasher = hasher
-        # As many threads as slots: a task admitted through a slot never waits for a thread.
+        # As many threads as slots in each pool (and the spare slot's): a hash admitted never
+        # waits for a thread.
         self._threads = ThreadPoolExecutor(
-            max_workers=slots, thread_name_prefix="argon2", initializer=_lower_priority
+            max_workers=slots + 1,
+            thread_name_prefix="argon2",
+            initializer=_lower_priority(NICENESS),
+        )
+        # Where the hashes of a holder with another in the gate run: at the lowest CPU
+        # priority, so that a flood's hashes, admitted while nobody else needs the slots,
+        # yield the cores to another's hash the moment it has a slot (niceness is raised per
+        # thread and never lowered again without privilege, hence a pool of its own).
+        self._crowded = ThreadPoolExecutor(
+            max_workers=slots,
+            thread_name_prefix="argon2-crowded",
+            initializer=_lower_priority(CROWDED_NICENESS),
         )
         self._free = slots
+        # One more slot, only for a hash whose holders have nothing else in the gate: another's
+        # login never waits for a flood's hash to end, however slowly that one runs.
+        self._spare = 1
         self._queue = queue
         self._wait = wait
         self._share = share
@@ -108,11 +137,18 @@ class HashGate:
             self._waiting, key=lambda t: (sum(self._hashing[h] for h in t.holders), t.arrival)
         )
 
-    def _enter(self, who: tuple[str, ...]) -> None:
+    def _alone(self, who: tuple[str, ...], waiting: bool) -> bool:
+        """Whether this hash's holders have no other in the gate (hashing or waiting). The
+        spare slot also wants a holder: work outside a request (the CLI) is nobody's."""
+        return all(self._hashing[h] + self._queued[h] - waiting == 0 for h in who)
+
+    def _enter(self, who: tuple[str, ...]) -> _Admitted:
+        """Admits the hash (to a slot, or to the spare one); or Overloaded."""
         with self._changed:
             if self._free and not self._waiting:
-                self._take(who)
-                return
+                return self._take(who, waiting=False)
+            if self._spare and who and self._alone(who, waiting=False):
+                return self._take_spare(who)
             if len(self._waiting) >= self._queue or any(
                 self._queued[h] >= self._share for h in who
             ):
@@ -122,34 +158,47 @@ class HashGate:
             _add(self._queued, who, 1)
             deadline = time.monotonic() + self._wait
             try:
-                while not (self._free and self._next() is turn):
+                while True:
+                    if self._free and self._next() is turn:
+                        return self._take(who, waiting=True)
+                    if self._spare and who and self._alone(who, waiting=True):
+                        return self._take_spare(who)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise Overloaded
                     self._changed.wait(left)
-                self._take(who)
             finally:
                 self._waiting.remove(turn)
                 _add(self._queued, who, -1)
                 self._changed.notify_all()  # the next in line may be another now
 
-    def _take(self, who: tuple[str, ...]) -> None:
+    def _take(self, who: tuple[str, ...], waiting: bool) -> _Admitted:
+        threads = self._threads if self._alone(who, waiting) else self._crowded
         self._free -= 1
         _add(self._hashing, who, 1)
+        return _Admitted(threads, spare=False)
 
-    def _leave(self, who: tuple[str, ...]) -> None:
+    def _take_spare(self, who: tuple[str, ...]) -> _Admitted:
+        self._spare -= 1
+        _add(self._hashing, who, 1)
+        return _Admitted(self._threads, spare=True)
+
+    def _leave(self, who: tuple[str, ...], admitted: _Admitted) -> None:
         with self._changed:
-            self._free += 1
+            if admitted.spare:
+                self._spare += 1
+            else:
+                self._free += 1
             _add(self._hashing, who, -1)
             self._changed.notify_all()
 
     def _run(self, work: Callable[[], T]) -> T:
         who = holders()
-        self._enter(who)
+        admitted = self._enter(who)
         try:
-            return self._threads.submit(work).result()
+            return admitted.threads.submit(work).result()
         finally:
-            self._leave(who)
+            self._leave(who, admitted)
 
     def hash(self, password: str) -> str:
         return self._run(lambda: self._hasher.hash(password))

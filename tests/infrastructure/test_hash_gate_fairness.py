@@ -101,7 +101,7 @@ def doors() -> Iterator[Doors]:
     opened.open(*(f"{who}{n}" for who in ("flood", "other") for n in range(8)))
 
 
-def test_one_address_keeps_its_share_and_another_address_is_next(doors: Doors) -> None:
+def test_one_address_keeps_its_share_and_another_address_is_not_held_up(doors: Doors) -> None:
     gate = HashGate(doors, slots=2, queue=4, wait=30.0, share=1)
     attempts = Attempts(gate)
     # With nobody waiting, free slots are never held back: the flood hashes in both.
@@ -114,15 +114,17 @@ def test_one_address_keeps_its_share_and_another_address_is_next(doors: Doors) -
     for n in (3, 4, 5):
         attempts.start(f"flood{n}", "203.0.113.1")
         assert attempts.refused_at_once(f"flood{n}")
+    # Another address, with nothing else in the gate, hashes at once in the spare slot.
     attempts.start("other0", "198.51.100.7")
+    until(lambda: doors.entered.qsize() == 3)
+    # A third address finds every slot taken and waits; it is next, before the flood's
+    # hash that waited longer.
+    attempts.start("other1", "192.0.2.44")
     until(lambda: gate.waiting == 2)
-    assert "other0" not in attempts.outcomes  # waiting, not refused
-
     doors.open("flood0")
-    entered = [doors.entered.get(timeout=10) for _ in range(3)]
-    # The freed slot goes to the other address, though the flood's hash waited longer.
-    assert entered[2] == "other0", entered
-    doors.open("other0", "flood1", "flood2")
+    entered = [doors.entered.get(timeout=10) for _ in range(4)]
+    assert entered[2:] == ["other0", "other1"], entered
+    doors.open("other0", "other1", "flood1", "flood2")
     attempts.join()
     assert attempts.outcomes == {
         "flood0": "hashed",
@@ -132,6 +134,7 @@ def test_one_address_keeps_its_share_and_another_address_is_next(doors: Doors) -
         "flood4": "refused",
         "flood5": "refused",
         "other0": "hashed",
+        "other1": "hashed",
     }
 
 
@@ -148,15 +151,31 @@ def test_one_account_from_many_addresses_keeps_its_share(doors: Doors) -> None:
     until(lambda: gate.waiting == 1)
     attempts.start("flood3", "203.0.113.3", victim)
     assert attempts.refused_at_once("flood3")
+    # Neither a fresh address nor the spare slot lets the account past its share.
+    assert doors.entered.qsize() == 2
     attempts.start("other0", "198.51.100.7", other)
-    until(lambda: gate.waiting == 2)
-
-    doors.open("flood1")
-    assert [doors.entered.get(timeout=10) for _ in range(3)][2] == "other0"
-    doors.open("flood0", "flood2", "other0")
+    until(lambda: doors.entered.qsize() == 3)
+    doors.open("flood0", "flood1", "flood2", "other0")
     attempts.join()
     assert attempts.outcomes["other0"] == "hashed"
     assert attempts.outcomes["flood3"] == "refused"
+
+
+def test_the_spare_slot_is_only_for_a_holder_with_nothing_else_in_the_gate(
+    doors: Doors,
+) -> None:
+    gate = HashGate(doors, slots=1, queue=4, wait=30.0, share=2)
+    attempts = Attempts(gate)
+    attempts.start("flood0", "203.0.113.1")
+    until(lambda: doors.entered.qsize() == 1)
+    attempts.start("flood1", "203.0.113.1")  # its address hashes already: it waits
+    until(lambda: gate.waiting == 1)
+    assert doors.entered.qsize() == 1
+    attempts.start("other0", "198.51.100.7")  # nothing else in the gate: the spare slot
+    until(lambda: doors.entered.qsize() == 2)
+    doors.open("flood0", "flood1", "other0")
+    attempts.join()
+    assert set(attempts.outcomes.values()) == {"hashed"}
 
 
 def test_a_request_without_a_client_is_held_by_no_one(doors: Doors) -> None:
