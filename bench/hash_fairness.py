@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,40 @@ def other_logins(server: Server, seconds: float) -> tuple[list[float], Counter[i
     return timings, statuses
 
 
+@dataclass
+class Measured:
+    quiet: list[float] = field(default_factory=list)  # the other account's logins, ms
+    loaded: list[float] = field(default_factory=list)  # ... during the flood
+    quiet_statuses: Counter[int] = field(default_factory=Counter)
+    loaded_statuses: Counter[int] = field(default_factory=Counter)
+    flood: Counter[int] = field(default_factory=Counter)  # the flood's answers
+
+
+def measure(
+    env: dict[str, str], password_hash: str, seconds: float, loops: int, log: Path
+) -> Measured:
+    """Seeds the two accounts, serves, and alternates quiet and flooded phases."""
+    env = {**env, "TRUSTED_PROXIES": "127.0.0.1", "LOCKOUT_THRESHOLD": "1000000000"}
+    container = build(load_settings(env))
+    try:
+        seed_accounts(container, 0, 2, password_hash)
+        drain_mail(container)
+    finally:
+        container.close()
+    measured = Measured()
+    with serve(env, 1, log) as server:
+        for _ in range(ROUNDS):
+            timings, statuses = other_logins(server, seconds / ROUNDS)
+            measured.quiet += timings
+            measured.quiet_statuses += statuses
+            with Flood(server, loops) as flood:
+                timings, statuses = other_logins(server, seconds / ROUNDS)
+            measured.loaded += timings
+            measured.loaded_statuses += statuses
+            measured.flood += flood.statuses
+    return measured
+
+
 class HashFairnessBench:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
@@ -103,46 +138,25 @@ class HashFairnessBench:
     def run(self) -> None:
         backend = "SQLite, 1 process"
         print(f"== hash gate fairness: {backend}", flush=True)
-        env = service_env(self.bench.work / "fairness", None, None)
-        env.update(TRUSTED_PROXIES="127.0.0.1", LOCKOUT_THRESHOLD="1000000000")
-        container = build(load_settings(env))
-        try:
-            seed_accounts(container, 0, 2, self.bench.password_hash)
-            drain_mail(container)
-        finally:
-            container.close()
-        seconds = self.config.duration / ROUNDS
-        quiet: list[float] = []
-        loaded: list[float] = []
-        quiet_statuses: Counter[int] = Counter()
-        loaded_statuses: Counter[int] = Counter()
-        flooded: Counter[int] = Counter()
-        with serve(env, 1, self.bench.work / "fairness.log") as server:
-            for _ in range(ROUNDS):
-                timings, statuses = other_logins(server, seconds)
-                quiet += timings
-                quiet_statuses += statuses
-                with Flood(server, self.config.fairness_loops) as flood:
-                    timings, statuses = other_logins(server, seconds)
-                loaded += timings
-                loaded_statuses += statuses
-                flooded += flood.statuses
-        self.report(backend, quiet, loaded, quiet_statuses, loaded_statuses, flooded)
+        measured = measure(
+            service_env(self.bench.work / "fairness", None, None),
+            self.bench.password_hash,
+            float(self.config.duration),
+            self.config.fairness_loops,
+            self.bench.work / "fairness.log",
+        )
+        self.report(backend, measured)
 
-    def report(
-        self,
-        backend: str,
-        quiet: list[float],
-        loaded: list[float],
-        quiet_statuses: Counter[int],
-        loaded_statuses: Counter[int],
-        flood: Counter[int],
-    ) -> None:
+    def report(self, backend: str, measured: Measured) -> None:
+        quiet, loaded = measured.quiet, measured.loaded
         if not quiet or not loaded:
-            raise RuntimeError(f"no login of the other account: {quiet_statuses} {loaded_statuses}")
+            raise RuntimeError(
+                f"no login of the other account: {measured.quiet_statuses} "
+                f"{measured.loaded_statuses}"
+            )
         quiet_ms, loaded_ms = statistics.median(quiet), statistics.median(loaded)
         ratio = loaded_ms / quiet_ms
-        refused = sum(n for status, n in loaded_statuses.items() if status != 200)
+        refused = sum(n for status, n in measured.loaded_statuses.items() if status != 200)
         self.bench.report.add(
             Figure(
                 scenario=f"login while another account floods ({self.config.fairness_loops} loops)",
@@ -157,10 +171,11 @@ class HashFairnessBench:
                 target=f"<= {FAIRNESS_TARGET:g}, none refused",
                 met=ratio <= FAIRNESS_TARGET and refused == 0,
                 note=(
-                    f"{len(loaded)} logins during the flood (statuses {dict(loaded_statuses)}), "
-                    f"{len(quiet)} quiet (p99 {_p99(quiet):.0f} ms); the flood's answers "
-                    f"{dict(flood)}, a 503 retried after its Retry-After; {ROUNDS} rounds of "
-                    f"quiet then flooded, {self.config.duration / ROUNDS:g} s each"
+                    f"{len(loaded)} logins during the flood (statuses "
+                    f"{dict(measured.loaded_statuses)}), {len(quiet)} quiet (p99 "
+                    f"{_p99(quiet):.0f} ms); the flood's answers {dict(measured.flood)}, a 503 "
+                    f"retried after its Retry-After; {ROUNDS} rounds of quiet then flooded, "
+                    f"{self.config.duration / ROUNDS:g} s each"
                 ),
             )
         )
