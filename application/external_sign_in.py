@@ -158,7 +158,7 @@ def _browser(secret: str) -> str:
 
 def code_challenge(verifier: str) -> str:
     """RFC 7636's S256: BASE64URL(SHA256(verifier)), unpadded."""
-    raw = hashlib.sha256(verifier.encode("ascii")).digest()
+    raw = hashlib.sha256(verifier.encode()).digest()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
