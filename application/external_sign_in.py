@@ -11,6 +11,13 @@ the identity's own when linked, a new one on a first sign-in, never one found by
 the client's redirect URI with a one-time code, good for `exchange` once within a minute, which
 answers what a password login answers: the token pair, or an MFA challenge when the account has
 MFA and the provider's own multi-factor sign-in is not trusted for it.
+
+The code is bound to whoever started the flow, as the state is (login CSRF, RFC 9700 4.7):
+anyone may plant a code of their own sign-in in another's browser or app (a link to the
+redirect URI), and the victim would be signed in as the attacker. So `exchange` needs the
+browser secret the start gave (the pages, and any client in the browser that started, send
+its cookie), or, for an app on another origin that does not hold the cookie, the verifier of
+a PKCE-style `code_challenge` (RFC 7636, S256) it sent to start.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,6 +157,18 @@ def _browser(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def code_challenge(verifier: str) -> str:
+    """RFC 7636's S256: BASE64URL(SHA256(verifier)), unpadded."""
+    raw = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _same(secret: str | None, kept: str | None, derive: Callable[[str], str]) -> bool:
+    if not secret or not kept:
+        return False
+    return hmac.compare_digest(derive(secret), kept)
+
+
 def with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
@@ -189,10 +208,12 @@ class ExternalSignIn:
         redirect_uri: str,
         link_to: AccessClaims | None,
         browser_secret: str | None = None,
+        challenge: str | None = None,
     ) -> Started:
         """`link_to`: the signed-in caller who links this identity to their own account.
         `browser_secret`: the one this browser's cookie holds already, if any (so two sign-ins
-        started in one browser both finish); else a new one for the cookie."""
+        started in one browser both finish); else a new one for the cookie. `challenge`: an
+        app's S256 code challenge, whose verifier may stand for the cookie at the exchange."""
         self._known(provider)
         if redirect_uri not in self._rules.redirect_uris:
             raise RedirectUriNotAllowed
@@ -204,6 +225,7 @@ class ExternalSignIn:
             "verifier": verifier,
             "redirect_uri": redirect_uri,
             "browser": _browser(browser),
+            "challenge": challenge,
             "link": None if link_to is None else str(link_to.account_id),
         }
         try:
@@ -281,18 +303,38 @@ class ExternalSignIn:
             _key(code_value),
             _CODE
             + json.dumps(
-                {"account": str(account.id), "identity": identity_id, "mfa_done": trusted}
+                {
+                    "account": str(account.id),
+                    "identity": identity_id,
+                    "mfa_done": trusted,
+                    # Whoever started the flow, carried from the state to the code.
+                    "browser": record["browser"],
+                    "challenge": record.get("challenge"),
+                }
             ),
             now + self._rules.code_ttl,
         )
         return with_query(record["redirect_uri"], code=code_value)
 
     @traced
-    def exchange(self, code: str, client: Client) -> TokenPair | MfaChallenge:
+    def exchange(
+        self,
+        code: str,
+        client: Client,
+        browser_secret: str | None,
+        verifier: str | None = None,
+    ) -> TokenPair | MfaChallenge:
+        """The code is spent by any attempt, a refused one too: a code that reached another
+        browser is no longer good for anyone."""
         found = self._values.take(_key(code), self._clock.now()) if _key(code) else None
         if found is None or not found.startswith(_CODE):
             raise InvalidExchangeCode
         record = json.loads(found.removeprefix(_CODE))
+        if not (
+            _same(browser_secret, record.get("browser"), _browser)
+            or _same(verifier, record.get("challenge"), code_challenge)
+        ):
+            raise InvalidExchangeCode
         account = self._log.find(UUID(record["account"]), Account)
         if account is None:
             raise InvalidExchangeCode

@@ -37,6 +37,8 @@ class BenchConfig:
     erasure: bool = True  # also time the erasure of long-lived accounts (bench/erasure.py)
     erasure_accounts: int = 3  # accounts erased, one after the other, in that scenario
     erasure_events: int = 1_000  # events of each of them
+    hash_fairness: bool = True  # also time a login while another account floods the hash gate
+    fairness_loops: int = 16  # the flooding account's login loops (bench/hash_fairness.py)
 
     @property
     def export_event_counts(self) -> list[int]:

@@ -14,7 +14,9 @@ The read side (bench/read_side.py): audit export speed and memory, projection re
 projection lag under full login load.
 Sealing (bench/sealing.py): login and /me beside the same service with sealing off, on SQLite
 and on PostgreSQL + Redis. Erasure (bench/erasure.py): erasing accounts of 1,000 events, the
-command and the read models, on SQLite and PostgreSQL.
+command and the read models, on SQLite and PostgreSQL. The hash gate's fairness
+(bench/hash_fairness.py): a login while another account loops wrong passwords, against the
+same login on a quiet server.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from bench import peer
 from bench.config import BenchConfig, load_config
 from bench.erasure import ErasureBench
 from bench.hash_bound import verifies_per_second
+from bench.hash_fairness import HashFairnessBench
 from bench.load import LoadResult, Wrk
 from bench.own_writes import OwnWritesBench
 from bench.read_side import ReadSideBench
@@ -634,6 +637,8 @@ def main() -> int:
         runs.append(SealingBench(bench).run)
     if config.erasure:
         runs.append(ErasureBench(bench).run)
+    if config.hash_fairness:
+        runs.append(HashFairnessBench(bench).run)
     failed = True
     try:
         for run in runs:

@@ -78,10 +78,14 @@ def username_candidates(base: str, suffixes: Iterator[str]) -> Iterator[str]:
             yield candidate
 
 
-# RFC 8176 method references, grouped by kind of factor: two kinds make a multi-factor sign-in.
-_KNOWLEDGE = {"pwd", "pin", "kba"}
+# RFC 8176 method references, grouped by kind of factor (NIST SP 800-63B, 5.1): two kinds make a
+# multi-factor sign-in. Left out, as no factor of their own: "user" (a user-presence test, the
+# tap that any holder of the device makes), "kba" (knowledge-based questions, which 800-63B
+# does not accept as an authenticator), and the signals "geo", "rba", "mca" and "wia" (where,
+# how risky, over which channels, from which Windows session): they say nothing about who.
+_KNOWLEDGE = {"pwd", "pin"}
 _POSSESSION = {"otp", "hwk", "swk", "sms", "tel", "sc", "pop"}
-_INHERENCE = {"fpt", "face", "iris", "retina", "vbm", "user"}
+_INHERENCE = {"fpt", "face", "iris", "retina", "vbm"}
 # acr values that say multi-factor (OpenID PAPE; what many providers send).
 MULTI_FACTOR_ACR = {
     "http://schemas.openid.net/pape/policies/2007/06/multi-factor",

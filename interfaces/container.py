@@ -295,6 +295,7 @@ def _build(
         slots=slots,
         queue=queue,
         wait=settings.hash_queue_timeout,
+        share=hash_share(settings, queue),
     )
     box = AesGcmBox(keys.service_key(SEALED_VALUES))
     signer = Ed25519Signer(
@@ -576,6 +577,11 @@ def passkey_challenges(
             revocation_pool(database.postgres_conninfo()), outage=log.outage
         )
     return SqlitePasskeyChallenges(settings.data_path / "passkey_challenges.sqlite")
+
+
+def hash_share(settings: Settings, queue: int) -> int:
+    """Places in the hash queue one client address or one signed-in account may hold."""
+    return settings.hash_share or max(1, queue // 4)
 
 
 def hash_admission(settings: Settings) -> tuple[int, int]:

@@ -133,6 +133,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     hash_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0
     hash_queue: Annotated[int, msgspec.Meta(ge=0)] = 0
     hash_queue_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Of those waiting, at most HASH_SHARE for one client address or one signed-in account
+    # (0: a quarter of the queue, at least one); beyond, 503 for that one alone.
+    hash_share: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Aggregates kept in memory per process (0: none). A cached one is brought up to date with
     # one indexed read of the events recorded after it, so a hit is never stale.
     aggregate_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 10_000

@@ -27,7 +27,7 @@ end
 function request()
   sent()
   local body = string.format(body_format, math.random(0, accounts - 1))
-  return wrk.format("POST", "/api/auth/login", { ["Content-Type"] = "application/json" }, body)
+  return wrk.format("POST", "/api/auth/login", { ["Content-Type"] = "application/json", ["X-Forwarded-For"] = client_address() }, body)
 end
 
 function response(status, headers, body)

@@ -15,7 +15,7 @@ function request()
   local body = string.format(
     '{"email":"%s@bench.test","username":"%s","password":"plover quartz tangerine 42"}', name, name
   )
-  return wrk.format("POST", "/api/auth/register", { ["Content-Type"] = "application/json" }, body)
+  return wrk.format("POST", "/api/auth/register", { ["Content-Type"] = "application/json", ["X-Forwarded-For"] = client_address() }, body)
 end
 
 function response(status, headers, body)

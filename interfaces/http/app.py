@@ -21,6 +21,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from application.origin import CallerSlot, current_caller, current_client
 from application.ports import Overloaded, Unavailable
 from domain.errors import DomainError, FieldError, Invalid
+from infrastructure.tracing import SECRET_HEADERS, redact_request_span
 from interfaces.container import Container
 from interfaces.http.admin import AdminController
 from interfaces.http.audit import AuditController
@@ -208,7 +209,15 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         },
         middleware=[request_log, prometheus.middleware],
         plugins=[
-            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health"])),
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(
+                    exclude=["/metrics", "/health"],
+                    # No token reaches a trace backend: the query strings of the mail links and
+                    # of the provider sign-in's redirects hold one-time secrets.
+                    server_request_hook_handler=redact_request_span,
+                    http_capture_headers_sanitize_fields=SECRET_HEADERS,
+                )
+            ),
             StrictStructSchemaPlugin(),
         ],
         request_max_body_size=MAX_BODY_BYTES,

@@ -3,13 +3,13 @@ identities at /api/users/me/identities."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -36,6 +36,11 @@ from interfaces.http.schemas import (
 from interfaces.http.security import BEARER
 from interfaces.pages.guard import oidc_browser_cookie, oidc_browser_cookie_name
 from interfaces.settings import Settings
+
+# An app's S256 code challenge (RFC 7636, 4.2): BASE64URL(SHA256(verifier)), 43 characters.
+CodeChallenge = Annotated[
+    str | None, QueryParameter(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$")
+]
 
 
 def browser_cookie_name(settings: Settings) -> str:
@@ -69,14 +74,17 @@ class OidcController(Controller):
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
         settings: NamedDependency[Settings],
+        code_challenge: CodeChallenge = None,
     ) -> Redirect:
         """302 to the provider, to sign in. (Linking is POST /{provider}/link: re-authenticated,
-        with no password in a URL.)"""
+        with no password in a URL.) `code_challenge`: an app that will not hold this browser's
+        cookie at the exchange (another origin) sends the S256 challenge of a verifier it keeps,
+        and the verifier with the code."""
         throttle.check("passkey_options", client.ip)  # each start stores a state, unproven
         cookie = browser_cookie_name(settings)
         started = await anyio.to_thread.run_sync(
             lambda: external_sign_in.start(
-                provider, redirect_uri, None, request.cookies.get(cookie)
+                provider, redirect_uri, None, request.cookies.get(cookie), code_challenge
             )
         )
         return Redirect(
@@ -161,15 +169,21 @@ class OidcController(Controller):
     )
     def exchange(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[OidcExchangeRequest],
         external_sign_in: NamedDependency[ExternalSignIn],
         throttle: NamedDependency[Throttle],
         client: NamedDependency[Client],
+        settings: NamedDependency[Settings],
     ) -> TokenPair | MfaChallenge:
-        """The one-time code from the redirect: the same answer as a password login."""
+        """The one-time code from the redirect: the same answer as a password login. Only
+        for whoever started the sign-in: the browser that holds its cookie, or the app that
+        sends the `code_verifier` of the challenge it gave to start; else 400, and the code is
+        spent."""
+        browser = request.cookies.get(browser_cookie_name(settings))
         try:
             throttle.check("login", client.ip)
-            result = external_sign_in.exchange(data.code, client)
+            result = external_sign_in.exchange(data.code, client, browser, data.code_verifier)
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             raise

@@ -23,6 +23,7 @@ Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-
 Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
 OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
+CodeVerifier = Annotated[str, Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
 DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
 # A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs-tuvw-xyz2.
 OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")]
@@ -211,3 +212,6 @@ class PasskeySignInRequest(Request):
 
 class OidcExchangeRequest(Request):
     code: OpaqueToken  # the one-time code a provider sign-in ended with
+    # The PKCE-style verifier (RFC 7636, 4.1) whose S256 challenge the app gave to start: the
+    # proof that binds the code to the app that started, where the browser's cookie is absent.
+    code_verifier: CodeVerifier | None = None

@@ -73,7 +73,10 @@ class ProviderPages(Controller):
         try:
             data = parse(fields, OidcExchangeRequest)
             await in_thread(app.throttle.check, "login", client.ip)
-            result = await in_thread(app.external_sign_in.exchange, data.code, client)
+            # Only the browser that started the sign-in finishes it: another's (a code planted
+            # by a link to this page) signs nobody in.
+            browser = request.cookies.get(oidc_browser_cookie_name(app.settings.public_url))
+            result = await in_thread(app.external_sign_in.exchange, data.code, client, browser)
         except DomainError as error:
             metrics.LOGINS.labels(outcome=code_of(error)).inc()
             status, errors = refusal(error)

@@ -118,6 +118,20 @@ def test_candidates_start_with_the_stem_and_stay_valid_usernames() -> None:
         (["pwd", "otp"], None, True),
         (["pwd"], None, False),
         (["hwk", "fpt"], None, True),
+        (["swk", "pin"], None, True),
+        (["sc", "pin"], None, True),
+        (["pwd", "sms"], None, True),
+        # User presence is a tap, not a factor: a security key touched is one factor.
+        (["hwk", "user"], None, False),
+        (["pwd", "user"], None, False),
+        (["swk", "user"], None, False),
+        (["user"], None, False),
+        # Knowledge questions and context signals are no factor either.
+        (["pwd", "kba"], None, False),
+        (["otp", "kba"], None, False),
+        (["pwd", "geo", "rba", "mca", "wia"], None, False),
+        (["pwd", "pin"], None, False),  # two of one kind
+        (["otp", "hwk"], None, False),
         (None, "http://schemas.openid.net/pape/policies/2007/06/multi-factor", True),
         (None, "1", False),
         ([], None, False),

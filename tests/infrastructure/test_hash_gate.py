@@ -18,7 +18,7 @@ SLOW = Argon2Parameters(time_cost=40, memory_cost=8192, parallelism=1)
 
 
 def test_beyond_the_slots_and_the_queue_a_request_is_refused_at_once() -> None:
-    gate = HashGate(Argon2Hasher(SLOW), slots=1, queue=1, wait=30.0)
+    gate = HashGate(Argon2Hasher(SLOW), slots=1, queue=1, wait=30.0, share=1)
     started = threading.Event()
 
     def occupy() -> None:
@@ -43,7 +43,7 @@ def test_beyond_the_slots_and_the_queue_a_request_is_refused_at_once() -> None:
 
 
 def test_a_queued_request_gives_up_after_the_wait() -> None:
-    gate = HashGate(Argon2Hasher(SLOW), slots=1, queue=5, wait=0.05)
+    gate = HashGate(Argon2Hasher(SLOW), slots=1, queue=5, wait=0.05, share=5)
     first = threading.Thread(target=gate.hash, args=("busy",))
     first.start()
     time.sleep(0.05)
@@ -70,7 +70,7 @@ def test_hashing_runs_at_a_lower_cpu_priority_than_the_request() -> None:
         def needs_rehash(self, password_hash: str) -> bool:
             return False
 
-    gate = HashGate(Probe(), slots=2, queue=2, wait=1.0)
+    gate = HashGate(Probe(), slots=2, queue=2, wait=1.0, share=2)
     assert gate.hash("pw") == "hashed"
     assert gate.verify("hashed", "pw") is True
     here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

@@ -359,3 +359,42 @@ def test_the_last_way_in_is_not_unlinked(site: tuple[Client, Container]) -> None
 
 def idp_issuer(container: Container) -> str:
     return container.settings.oidc_provider_values["OIDC_IDP_ISSUER"]
+
+
+def test_a_code_planted_in_another_browser_signs_nobody_in(
+    site: tuple[Client, Container],
+) -> None:
+    """Login CSRF: an attacker signs in at the provider as themselves and sends the link to
+    the page that finishes it (its form posts itself) to a victim. The victim's browser does
+    not hold the cookie of the browser that started, so nobody is signed in, and the code is
+    spent for the attacker too."""
+    attacker, container = site
+    planted = provider_sign_in(attacker, "alice-sub")
+    code = re.search(r'name="code" value="([^"]+)"', planted.text)
+    assert code
+    link = f"{PAGES_URI}?code={code.group(1)}"
+
+    victim = TestClient(attacker.app)
+    victim.follow_redirects = False
+    victim.get("/login")  # a browser of its own, with its own cookies, none of the flow's
+    assert "tessera-oidc" not in victim.cookies
+    before = event_count(container)
+    refused = finish(victim, cross_site_get(victim, link))
+    assert refused.status_code == 400 and "sign-in code is unknown" in refused.text
+    assert "tessera-access" not in victim.cookies
+    assert victim.get("/account").status_code == 303  # to /login: signed in as nobody
+    assert event_count(container) == before  # no account made, no session started
+
+    # Even a browser that started a sign-in of its own (and so holds a flow cookie) is not
+    # the one this code belongs to.
+    victim.get(button_href(victim.get("/login").text, "Sign in with Test IdP"))
+    assert "tessera-oidc" in victim.cookies
+    other = provider_sign_in(attacker, "alice-sub")
+    code = re.search(r'name="code" value="([^"]+)"', other.text)
+    assert code
+    refused = finish(victim, cross_site_get(victim, f"{PAGES_URI}?code={code.group(1)}"))
+    assert refused.status_code == 400 and "tessera-access" not in victim.cookies
+
+    # The code was spent by the refused attempt: its own browser cannot use it afterwards.
+    late = finish(attacker, other)
+    assert late.status_code == 400 and "tessera-access" not in attacker.cookies

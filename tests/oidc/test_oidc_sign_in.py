@@ -358,6 +358,64 @@ def test_a_sign_in_code_works_once(client: Client, container: Container) -> None
     assert (again.status_code, again.json()["code"]) == (400, "invalid_sign_in_code")
 
 
+def test_a_sign_in_code_is_good_only_in_the_browser_that_started(
+    client: Client, container: Container
+) -> None:
+    """Login CSRF: a code of the attacker's own sign-in, planted at a victim's app (its
+    redirect URI), signs the victim in as nobody; and the refused try spends the code."""
+    code = code_of(back(client, at_provider(client, "alice-sub")))
+    started_in = client.cookies["tessera-oidc"]
+    client.cookies.clear()  # another browser: no flow cookie, or one of its own
+    before = event_count(container)
+    for cookies in ({}, {"tessera-oidc": "x" * 43}):
+        client.cookies.clear()
+        client.cookies.update(cookies)
+        refused = client.post("/api/auth/oidc/exchange", json={"code": code})
+        assert (refused.status_code, refused.json()["code"]) == (400, "invalid_sign_in_code")
+    assert event_count(container) == before
+    client.cookies.set("tessera-oidc", started_in)
+    spent = client.post("/api/auth/oidc/exchange", json={"code": code})
+    assert (spent.status_code, spent.json()["code"]) == (400, "invalid_sign_in_code")
+
+
+VERIFIER = "an-apps-own-verifier-" + "v" * 30  # RFC 7636: 43-128 characters
+CHALLENGE = "pQg21Gf50ClAUlUIUgweS99jtn8-UVsr_PGlS8vyNGU"  # BASE64URL(SHA256(VERIFIER))
+
+
+def test_an_app_on_another_origin_binds_its_code_with_a_verifier(
+    client: Client, container: Container
+) -> None:
+    """An app whose exchange does not carry the browser's cookie (another origin) gave
+    start an S256 code_challenge: its verifier stands for the cookie, and only its own."""
+    from application.external_sign_in import code_challenge
+
+    assert code_challenge(VERIFIER) == CHALLENGE
+
+    def code_at_app() -> str:
+        code = code_of(back(client, at_provider(client, "alice-sub", code_challenge=CHALLENGE)))
+        client.cookies.clear()  # the app's own origin holds none of tessera's cookies
+        return code
+
+    signed_in = client.post(
+        "/api/auth/oidc/exchange", json={"code": code_at_app(), "code_verifier": VERIFIER}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["access_token"]
+
+    for body in ({}, {"code_verifier": "w" * 52}):  # none, or another app's
+        refused = client.post("/api/auth/oidc/exchange", json={"code": code_at_app(), **body})
+        assert (refused.status_code, refused.json()["code"]) == (400, "invalid_sign_in_code")
+
+
+@sqlite_only
+@pytest.mark.parametrize("challenge", ["short", "=" * 43, CHALLENGE + "A"])
+def test_a_malformed_code_challenge_is_refused(
+    client: Client, container: Container, challenge: str
+) -> None:
+    refused = start(client, code_challenge=challenge)
+    assert (refused.status_code, refused.json()["code"]) == (400, "validation_failed")
+
+
 @sqlite_only
 def test_a_declined_consent_is_a_4xx(client: Client, container: Container) -> None:
     started = start(client)
