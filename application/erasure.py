@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -27,10 +26,10 @@ from application.ports import (
     Clock,
     OneTimePasswords,
     PasswordHasher,
-    RevocationList,
     SecretBox,
 )
 from application.reauthentication import reauthenticate
+from application.sessions import Sessions
 from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -47,19 +46,17 @@ class Erasure:
         hasher: PasswordHasher,
         otp: OneTimePasswords,
         box: SecretBox,
-        revocations: RevocationList,
+        sessions: Sessions,
         drop_snapshots: Callable[[UUID], None],
         clock: Clock,
-        access_ttl: timedelta,
     ) -> None:
         self._log = log
         self._hasher = hasher
         self._otp = otp
         self._box = box
-        self._revocations = revocations
+        self._sessions = sessions
         self._drop_snapshots = drop_snapshots
         self._clock = clock
-        self._access_ttl = access_ttl
 
     @traced
     def erase_own(self, claims: AccessClaims, password: str, code: str | None) -> None:
@@ -81,16 +78,9 @@ class Erasure:
         return account.id
 
     def _erase(self, account: Account, operator: str) -> None:
-        # Fail closed, as at logout: the tokens stop before anything is recorded.
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
-        )
-        self._record(account.id, operator)
-        self.finish(account.id)
-        # And again from after the save, for a login or refresh that raced it.
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
-        )
+        with self._sessions.cutting_off(account.id):
+            self._record(account.id, operator)
+            self.finish(account.id)
 
     @retried_on_conflict
     def _record(self, account_id: UUID, operator: str) -> None:

@@ -24,7 +24,7 @@ from application.erasure import Erasure, ErasureFinisher
 from application.event_log import EventLog
 from application.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.history import History
-from application.login import Login, SessionRules
+from application.login import Login
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
 from application.passkeys import PasskeyRules, Passkeys
@@ -35,8 +35,8 @@ from application.profile import Profile
 from application.projection import Projection
 from application.queries import ReadSide
 from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
-from application.refresh import Refresh
 from application.registration import Registration, RegistrationRules
+from application.sessions import SessionRules, Sessions
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
@@ -100,7 +100,7 @@ class Container:
     log: EventLog
     registration: Registration
     login: Login
-    refresh: Refresh
+    sessions: Sessions
     profile: Profile
     passwords: Passwords
     mfa: Mfa
@@ -390,17 +390,31 @@ def _build(
         "sessions", SqliteSessions, PostgresSessions, log.recorder
     )
     audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
-    access_ttl = timedelta(seconds=settings.access_token_ttl)
+    refresh_key = hmac.new(secret_key, b"tessera: refresh token tags", hashlib.sha256).digest()
+    session_rules = SessionRules(
+        require_verified_email=settings.require_verified_email,
+        refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
+        session_max_age=timedelta(seconds=settings.session_max_age),
+        reuse_interval=timedelta(seconds=settings.refresh_reuse_interval),
+        lockout=LockoutPolicy(
+            threshold=settings.lockout_threshold,
+            base=timedelta(seconds=settings.lockout_duration),
+            ceiling=timedelta(seconds=settings.lockout_max_duration),
+        ),
+    )
+    account_views = AccountViews(log, revocations, settings.aggregate_cache_size)
+    session_life = Sessions(
+        log, chains, account_views, signer, revocations, clock, session_rules, refresh_key
+    )
     assert log.snapshots is not None
     erasure = Erasure(
         log,
         hasher,
         otp,
         box,
-        revocations,
+        session_life,
         snapshot_dropper(log.snapshots.recorder),
         clock,
-        access_ttl,
     )
     projections: list[Projection] = [
         mail,
@@ -427,21 +441,7 @@ def _build(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
-    refresh_key = hmac.new(secret_key, b"tessera: refresh token tags", hashlib.sha256).digest()
-    session_rules = SessionRules(
-        require_verified_email=settings.require_verified_email,
-        refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        session_max_age=timedelta(seconds=settings.session_max_age),
-        lockout=LockoutPolicy(
-            threshold=settings.lockout_threshold,
-            base=timedelta(seconds=settings.lockout_duration),
-            ceiling=timedelta(seconds=settings.lockout_max_duration),
-        ),
-    )
-    login = Login(
-        log, hasher, signer, otp, box, revocations, chains, clock, session_rules, refresh_key
-    )
-    account_views = AccountViews(log, revocations, settings.aggregate_cache_size)
+    login = Login(log, hasher, signer, otp, box, session_life, clock, session_rules)
     return Container(
         settings=settings,
         database=database,
@@ -461,18 +461,15 @@ def _build(
             log,
             hasher,
             box,
-            revocations,
+            session_life,
             clock,
             PasswordRules(
                 policy=policy,
                 history_size=settings.password_history,
                 reset_ttl=timedelta(seconds=settings.password_reset_ttl),
-                access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
         ),
-        refresh=Refresh(
-            log, chains, account_views, signer, revocations, clock, session_rules, refresh_key
-        ),
+        sessions=session_life,
         profile=Profile(log, account_views, clock),
         mfa=Mfa(log, otp, box, hasher, clock, issuer=settings.product_name),
         passkeys=Passkeys(
@@ -515,7 +512,7 @@ def _build(
             ),
         ),
         access=Access(signer, revocations, clock),
-        administration=Administration(log, revocations, clock, access_ttl),
+        administration=Administration(log, session_life, clock),
         erasure=erasure,
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock),
