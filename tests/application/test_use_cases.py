@@ -161,9 +161,7 @@ def test_resending_supersedes_the_old_link_and_is_silent_for_unknown_addresses(
     container.registration.verify_email(second)
 
 
-def test_refresh_rotates_and_reuse_ends_the_session(
-    container: Container, clock: FakeClock
-) -> None:
+def test_refresh_rotates_and_reuse_ends_the_session(container: Container, clock: FakeClock) -> None:
     verified(container)
     first = container.login.log_in("ada", PASSWORD, CLIENT)
     second = refreshed(container, first.refresh_token)

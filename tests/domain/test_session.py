@@ -43,54 +43,40 @@ def names(session: Session) -> list[str]:
 
 def test_refreshing_spends_the_token_and_takes_the_new_one() -> None:
     session = started()
-    session.refresh(
-        "first", "second", expires_at=LATER, at=T0, terms=terms(None, 0)
-    )
+    session.refresh("first", "second", expires_at=LATER, at=T0, terms=terms(None, 0))
     assert session.refresh_token_hash == "second"
     assert names(session) == ["SessionStarted", "SessionRefreshed"]
 
 
 def test_a_spent_token_revokes_the_session() -> None:
     session = started()
-    session.refresh(
-        "first", "second", expires_at=LATER, at=T0, terms=terms(None, 0)
-    )
+    session.refresh("first", "second", expires_at=LATER, at=T0, terms=terms(None, 0))
     session.collect_events()
     with pytest.raises(RefreshTokenReused):
-        session.refresh(
-            "first", "third", expires_at=LATER, at=T0, terms=terms(None, 0)
-        )
+        session.refresh("first", "third", expires_at=LATER, at=T0, terms=terms(None, 0))
     assert names(session) == ["RefreshTokenReuseDetected", "SessionRevoked"]
     # The thief's rotation and the owner's current token are both dead now.
     with pytest.raises(InvalidRefreshToken):
-        session.refresh(
-            "second", "fourth", expires_at=LATER, at=T0, terms=terms(None, 0)
-        )
+        session.refresh("second", "fourth", expires_at=LATER, at=T0, terms=terms(None, 0))
 
 
 def test_an_unknown_token_is_refused_without_revoking() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh(
-            "forged", "x", expires_at=LATER, at=T0, terms=terms(None, 0)
-        )
+        session.refresh("forged", "x", expires_at=LATER, at=T0, terms=terms(None, 0))
     assert session.revoked_at is None
 
 
 def test_an_expired_session_cannot_refresh() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh(
-            "first", "x", expires_at=LATER, at=LATER, terms=terms(None, 0)
-        )
+        session.refresh("first", "x", expires_at=LATER, at=LATER, terms=terms(None, 0))
 
 
 def test_an_account_wide_revocation_ends_sessions_started_before_it() -> None:
     session = started()
     with pytest.raises(InvalidRefreshToken):
-        session.refresh(
-            "first", "x", expires_at=LATER, at=T0, terms=terms(T0, 0)
-        )
+        session.refresh("first", "x", expires_at=LATER, at=T0, terms=terms(T0, 0))
     assert session.is_active(T0, terms(T0 - timedelta(seconds=1), 0))
 
 
@@ -106,9 +92,7 @@ def test_a_session_dies_with_the_password_its_login_verified() -> None:
     assert session.is_active(T0, terms(None, 0))
     assert not session.is_active(T0, terms(None, 1))
     with pytest.raises(InvalidRefreshToken):
-        session.refresh(
-            "first", "x", expires_at=LATER, at=T0, terms=terms(None, 1)
-        )
+        session.refresh("first", "x", expires_at=LATER, at=T0, terms=terms(None, 1))
 
 
 def test_an_accounts_terms_judge_a_session_as_the_account_itself_does() -> None:
