@@ -260,3 +260,61 @@ def test_redis_chains_fail_closed_when_redis_is_down() -> None:
         begun(chains)
     with pytest.raises(Unavailable):
         chains.end([session])
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
+def test_a_chain_from_before_the_interval_turns_and_is_strict(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A store written by the release before the interval (no turned time): it is upgraded in
+    place, its chains turn on, and a spent token of theirs finds no grace until they turn."""
+    old_row = (str(uuid4()), 0, 2, 1, "d1", 10**17, 10**17, 0)
+    if store == "sqlite":
+        import sqlite3
+
+        path = tmp_path / "revocations.sqlite"
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TABLE refresh_chains (session_id TEXT PRIMARY KEY, account_id TEXT NOT"
+                " NULL, started_us INTEGER NOT NULL, generation INTEGER NOT NULL, turn INTEGER"
+                " NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL, ends_us INTEGER"
+                " NOT NULL, recorded_us INTEGER NOT NULL)"
+            )
+            session = uuid4()
+            db.execute(
+                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(session), *old_row),
+            )
+        chains: Any = SqliteRefreshChains(path)
+    elif store == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        pool = ConnectionPool(cluster.new_database(), open=True)
+        with pool.connection() as conn:
+            conn.execute(
+                "CREATE TABLE tessera_refresh_chains (session_id uuid PRIMARY KEY, account_id"
+                " uuid NOT NULL, started_us bigint NOT NULL, generation integer NOT NULL, turn"
+                " integer NOT NULL, digest text NOT NULL, expires_us bigint NOT NULL, ends_us"
+                " bigint NOT NULL, recorded_us bigint NOT NULL)"
+            )
+            session = uuid4()
+            conn.execute(
+                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (session, *old_row),
+            )
+        PostgresRevocationList(pool)  # the marks a turn reads
+        chains = PostgresRefreshChains(pool)
+    else:
+        url = request.getfixturevalue("redis_url")
+        client = redis.Redis.from_url(url)
+        chains = RedisRefreshChains(client, url)
+        session = begun(chains)
+        assert turn(chains, session, 0).turned
+        client.hdel(f"tessera:chain:{session}", "turned")
+    assert turn(chains, session, 0, grace=GRACE).spent, "no grace without a turned time"
+    if store != "redis":
+        upgraded = begun(chains)  # and the upgraded store keeps new chains' turns
+        assert turn(chains, upgraded, 0, grace=GRACE).turned
+        assert turn(chains, upgraded, 0, grace=GRACE).again
+    chains.close()
+    if store == "postgres":
+        pool.close()
