@@ -1,6 +1,7 @@
-"""Signing in, by every kind (a password, with a second factor when the account has one; a
-passkey; another identity provider): each verifies its proof and counts its failures here, and
-hands the session to start to Sessions, which owns it from then on."""
+"""Signing in with a password (and a second factor when the account has one), and counting
+every sign-in kind's failures towards the lock. A verified sign-in hands its session to
+Sessions, which owns it from then on (passkey and provider sign-ins do the same from their own
+modules)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from application.sessions import SessionRules, Sessions
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account
-from domain.errors import InvalidCredentials, InvalidMfaCode, InvalidMfaToken, InvalidPasskey
+from domain.errors import InvalidCredentials, InvalidMfaCode, InvalidMfaToken
 from domain.password_policy import normalise_password
 
 
@@ -106,35 +107,6 @@ class Login:
         except InvalidMfaCode:
             self._record_failure(account_id, factor="mfa")
             raise
-        return self._sessions.start(account, client, account.password_generation)
-
-    @retried_on_conflict
-    def start_passkey_session(
-        self, account_id: UUID, credential_id: str, sign_count: int, client: Client
-    ) -> TokenPair:
-        """A verified passkey signs in as a password does (the same session, trail, mail and
-        lockout reset), its counter recorded in the same save; a counter that went back is
-        recorded and refused. The account is loaded afresh on each try, so a conflict reruns
-        the counter rule on the winner's state."""
-        account = self._account(account_id)
-        now = self._clock.now()
-        if not account.use_passkey(credential_id, sign_count, now, self._rules.lockout):
-            self._log.save(account)
-            raise InvalidPasskey
-        return self._sessions.start(account, client, account.password_generation)
-
-    @retried_on_conflict
-    def start_external_session(
-        self, account_id: UUID, identity_id: str, client: Client
-    ) -> TokenPair:
-        """A sign-in verified by another identity provider signs in as a password does (the
-        same session, trail, mail and lockout reset), its use recorded in the same save."""
-        account = self._account(account_id)
-        now = self._clock.now()
-        account.ensure_not_locked(now)
-        if account.disabled:
-            raise InvalidCredentials
-        account.use_identity(identity_id, now)
         return self._sessions.start(account, client, account.password_generation)
 
     def fail(self, account_id: UUID, factor: str) -> None:
