@@ -205,9 +205,8 @@ class Sessions:
                 terms=account.session_terms(),
             )
         except RefreshTokenReused:
-            self._revocations.revoke_session(session.id, ttl=self._access_ttl)
-            self._chains.end([session.id])
-            self._log.save(session)
+            self._stop(session.id)
+            self._log.save(session)  # the reuse and the end, recorded by the session's rule
             raise
         self._log.save(session)
         # Begun once the save has won: a racing refresh that lost it begins no chain.
@@ -246,8 +245,7 @@ class Sessions:
     def _end(self, session_id: UUID, reason: str) -> None:
         """The session's access tokens stop and its chain ends before the event is recorded:
         should the save fail, the session is over all the same (fail closed)."""
-        self._revocations.revoke_session(session_id, ttl=self._access_ttl)
-        self._chains.end([session_id])
+        self._stop(session_id)
         session = self._log.find(session_id, Session)
         if session is None:
             return
@@ -258,6 +256,10 @@ class Sessions:
         else:
             session.revoke(now, reason=reason)
         self._log.save(session)
+
+    def _stop(self, session_id: UUID) -> None:
+        self._revocations.revoke_session(session_id, ttl=self._access_ttl)
+        self._chains.end([session_id])
 
     def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
         presented = read_refresh_token(refresh_token, self._key)
