@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock, RevocationList
+from application.ports import AccessClaims, Clock
+from application.sessions import Sessions
 from application.views import AccountView
 from domain.account import Account
 from domain.errors import AccountNotFound, FieldError, Forbidden, Invalid
@@ -20,13 +21,10 @@ def require_role(principal: AccessClaims, role: str) -> None:
 
 
 class Administration:
-    def __init__(
-        self, log: EventLog, revocations: RevocationList, clock: Clock, access_ttl: timedelta
-    ) -> None:
+    def __init__(self, log: EventLog, sessions: Sessions, clock: Clock) -> None:
         self._log = log
-        self._revocations = revocations
+        self._sessions = sessions
         self._clock = clock
-        self._access_ttl = access_ttl
 
     def account(self, reference: str) -> AccountView:
         return AccountView.of(self._find(reference))
@@ -65,15 +63,10 @@ class Administration:
             type(e).__name__ == "AllSessionsRevoked" for e in account.pending_events
         )
         if ends_sessions:
-            # Written before the event, as at logout: should the save fail, the sessions
-            # are ended all the same (fail closed).
-            self._revocations.revoke_sessions_before(account.id, cutoff=now, ttl=self._access_ttl)
-        self._log.save(account)
-        if ends_sessions:
-            # And again from after the save, for a login that raced it (see Login).
-            self._revocations.revoke_sessions_before(
-                account.id, cutoff=self._clock.now(), ttl=self._access_ttl
-            )
+            with self._sessions.cutting_off(account.id, at=now):
+                self._log.save(account)
+        else:
+            self._log.save(account)
         return changed
 
     def _find(self, reference: str) -> Account:

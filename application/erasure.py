@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -23,8 +22,9 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock, RevocationList
+from application.ports import AccessClaims, Clock
 from application.reauthentication import Proof, Reauthentication
+from application.sessions import Sessions
 from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -39,18 +39,16 @@ class Erasure:
         self,
         log: EventLog,
         reauthentication: Reauthentication,
-        revocations: RevocationList,
+        sessions: Sessions,
         drop_snapshots: Callable[[UUID], None],
         clock: Clock,
-        access_ttl: timedelta,
         forget_mails: Callable[[UUID], None] = lambda account_id: None,
     ) -> None:
         self._log = log
         self._reauthentication = reauthentication
-        self._revocations = revocations
+        self._sessions = sessions
         self._drop_snapshots = drop_snapshots
         self._clock = clock
-        self._access_ttl = access_ttl
         self._forget_mails = forget_mails
 
     @traced
@@ -73,16 +71,9 @@ class Erasure:
         return account.id
 
     def _erase(self, account: Account, operator: str) -> None:
-        # Fail closed, as at logout: the tokens stop before anything is recorded.
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
-        )
-        self._record(account.id, operator)
-        self.finish(account.id)
-        # And again from after the save, for a login or refresh that raced it.
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=self._clock.now(), ttl=self._access_ttl
-        )
+        with self._sessions.cutting_off(account.id):
+            self._record(account.id, operator)
+            self.finish(account.id)
 
     @retried_on_conflict
     def _record(self, account_id: UUID, operator: str) -> None:

@@ -38,7 +38,6 @@ from uuid import UUID, uuid4
 from eventsourcing.persistence import IntegrityError
 
 from application.event_log import EventLog, retried_on_conflict
-from application.login import Login
 from application.ports import (
     AccessClaims,
     Clock,
@@ -51,6 +50,7 @@ from application.ports import (
     TokenSigner,
 )
 from application.reauthentication import Proof, Reauthentication
+from application.sessions import Sessions
 from application.tokens import digest, issue_token
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
@@ -181,7 +181,7 @@ class ExternalSignIn:
         log: EventLog,
         providers: IdentityProviders,
         values: OneTimeValues,
-        login: Login,
+        sessions: Sessions,
         signer: TokenSigner,
         box: SecretBox,
         clock: Clock,
@@ -191,7 +191,7 @@ class ExternalSignIn:
         self._log = log
         self._providers = providers
         self._values = values
-        self._login = login
+        self._sessions = sessions
         self._signer = signer
         self._box = box
         self._clock = clock
@@ -340,7 +340,21 @@ class ExternalSignIn:
             raise InvalidExchangeCode
         if account.mfa_enabled and not record["mfa_done"]:
             return MfaChallenge(self._signer.issue_mfa_token(account.id, self._clock.now()))
-        return self._login.start_external_session(account.id, record["identity"], client)
+        return self._start_session(account.id, record["identity"], client)
+
+    @retried_on_conflict
+    def _start_session(self, account_id: UUID, identity_id: str, client: Client) -> TokenPair:
+        """A sign-in verified by another identity provider signs in as a password does (the
+        same session, trail, mail and lockout reset), its use recorded in the same save."""
+        account = self._log.find(account_id, Account)
+        if account is None:
+            raise InvalidCredentials
+        now = self._clock.now()
+        account.ensure_not_locked(now)
+        if account.disabled:
+            raise InvalidCredentials
+        account.use_identity(identity_id, now)
+        return self._sessions.start(account, client, account.password_generation)
 
     # The caller's identities
 

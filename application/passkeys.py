@@ -11,7 +11,7 @@ against it, so a changed clientDataJSON fails either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from uuid import UUID
@@ -29,6 +29,7 @@ from application.ports import (
     WebAuthn,
 )
 from application.reauthentication import Proof, Reauthentication
+from application.sessions import Sessions
 from application.tracing import traced
 from application.views import Client, TokenPair
 from domain.account import Account
@@ -38,6 +39,7 @@ from domain.errors import (
     InvalidPasskey,
     InvalidPasskeyRegistration,
 )
+from domain.lockout import LockoutPolicy
 from domain.passkey import Passkey
 
 DEFAULT_NAME = "Passkey"
@@ -73,6 +75,7 @@ class SignInOptions:
 class PasskeyRules:
     challenge_ttl: timedelta = timedelta(seconds=300)
     require_verified_email: bool = True
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)  # a cloned passkey's lock
 
 
 class Passkeys:
@@ -82,6 +85,7 @@ class Passkeys:
         webauthn: WebAuthn,
         challenges: PasskeyChallenges,
         login: Login,
+        sessions: Sessions,
         signer: TokenSigner,
         reauthentication: Reauthentication,
         clock: Clock,
@@ -90,7 +94,8 @@ class Passkeys:
         self._log = log
         self._webauthn = webauthn
         self._challenges = challenges
-        self._login = login
+        self._login = login  # whose failures a wrong passkey counts towards the lock
+        self._sessions = sessions
         self._signer = signer
         self._reauthentication = reauthentication
         self._clock = clock
@@ -216,9 +221,22 @@ class Passkeys:
         if account.disabled:
             raise InvalidPasskey
         account.ensure_may_log_in(self._rules.require_verified_email)
-        return self._login.start_passkey_session(
-            account.id, assertion.credential_id, sign_count, client
-        )
+        return self._start_session(account.id, assertion.credential_id, sign_count, client)
+
+    @retried_on_conflict
+    def _start_session(
+        self, account_id: UUID, credential_id: str, sign_count: int, client: Client
+    ) -> TokenPair:
+        """A verified passkey signs in as a password does (the same session, trail, mail and
+        lockout reset), its counter recorded in the same save; a counter that went back is
+        recorded and refused. The account is loaded afresh on each try, so a conflict reruns
+        the counter rule on the winner's state."""
+        account = self._account(account_id)
+        now = self._clock.now()
+        if not account.use_passkey(credential_id, sign_count, now, self._rules.lockout):
+            self._log.save(account)
+            raise InvalidPasskey
+        return self._sessions.start(account, client, account.password_generation)
 
     def _fail(self, account_id: UUID) -> NoReturn:
         self._login.fail(account_id, factor="passkey")

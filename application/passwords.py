@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from uuid import UUID
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock, PasswordHasher, RevocationList, SecretBox
+from application.ports import AccessClaims, Clock, PasswordHasher, SecretBox
 from application.reauthentication import Reauthentication
+from application.sessions import Sessions
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from domain.account import Account
@@ -22,7 +22,6 @@ class PasswordRules:
     policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     history_size: int = 5  # a new password may not be any of the last N
     reset_ttl: timedelta = timedelta(minutes=30)
-    access_token_ttl: timedelta = timedelta(minutes=15)
 
 
 class Passwords:
@@ -31,7 +30,7 @@ class Passwords:
         log: EventLog,
         hasher: PasswordHasher,
         box: SecretBox,
-        revocations: RevocationList,
+        sessions: Sessions,
         clock: Clock,
         rules: PasswordRules,
         reauthentication: Reauthentication,
@@ -39,7 +38,7 @@ class Passwords:
         self._log = log
         self._hasher = hasher
         self._box = box
-        self._revocations = revocations
+        self._sessions = sessions
         self._clock = clock
         self._rules = rules
         self._reauthentication = reauthentication
@@ -52,14 +51,12 @@ class Passwords:
         # Limited and counted like a sign-in's: a stolen token must not make a guessing oracle.
         self._reauthentication.check_password(account, current_password, "change_password")
         new_hash = self._acceptable_hash(account, new_password)
-        now = self._clock.now()
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=now, ttl=self._rules.access_token_ttl, keep=claims.session_id
-        )
-        account.change_password(new_hash, now, self._rules.history_size)
-        account.revoke_all_sessions(now, keep=claims.session_id)
-        self._log.save(account)
-        self._cut_off_racing_logins(account.id, keep=claims.session_id)
+        # A sign-in that verified the old password and raced the change is cut off too (its
+        # refresh token already is: its session is bound to the old password).
+        with self._sessions.cutting_off(account.id, keep=claims.session_id) as now:
+            account.change_password(new_hash, now, self._rules.history_size)
+            account.revoke_all_sessions(now, keep=claims.session_id)
+            self._log.save(account)
 
     @traced
     @retried_on_conflict
@@ -88,20 +85,9 @@ class Passwords:
         # The token first: no hashing work, and no policy answers, for whoever lacks one.
         account.ensure_reset_token(digest(token), now)
         new_hash = self._acceptable_hash(account, new_password)
-        self._revocations.revoke_sessions_before(
-            account.id, cutoff=now, ttl=self._rules.access_token_ttl
-        )
-        account.reset_password(digest(token), new_hash, now, self._rules.history_size)
-        self._log.save(account)
-        self._cut_off_racing_logins(account.id)
-
-    def _cut_off_racing_logins(self, account_id: UUID, keep: UUID | None = None) -> None:
-        """The denylist again, from after the save: a login that verified the old password
-        and issued its token before the change committed is cut off too (its refresh token
-        already is: its session is bound to the old password)."""
-        self._revocations.revoke_sessions_before(
-            account_id, cutoff=self._clock.now(), ttl=self._rules.access_token_ttl, keep=keep
-        )
+        with self._sessions.cutting_off(account.id, at=now):
+            account.reset_password(digest(token), new_hash, now, self._rules.history_size)
+            self._log.save(account)
 
     def _acceptable_hash(self, account: Account, new_password: str) -> str:
         password = self._rules.policy.check(

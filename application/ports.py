@@ -219,13 +219,16 @@ class Turn:
     """What one step of a chain found. `chain` is the chain after the step (None: no chain of
     that session, or it expired or ended); `spent`: the token presented was of an earlier turn;
     `record`: this step is the one that should record the rotations since the last record;
-    `mark`: the account's change mark, read in the same round trip."""
+    `again`: the token presented was turned into the current one within the grace interval,
+    so that current one is given again; `mark`: the account's change mark, read in the same
+    round trip."""
 
     chain: Chain | None
     turned: bool = False
     spent: bool = False
     record: bool = False
     mark: str | None = None
+    again: bool = False
 
 
 class RefreshChains(Protocol):
@@ -245,12 +248,14 @@ class RefreshChains(Protocol):
         at: datetime,
         idle: timedelta,
         record_every: timedelta,
+        grace: timedelta,
     ) -> Turn:
         """Atomically: if `digest` is the current token of turn `turn` and the chain has not
         expired, the token of turn + 1 (`next_digest`) becomes current and the idle expiry moves
-        to `at` + `idle` (never past ends_at); a `turn` earlier than the current one is spent.
-        `record` is set (and recorded_at moved to `at`) on the chain's first turn and when the
-        last record is older than `record_every`."""
+        to `at` + `idle` (never past ends_at); a `turn` earlier than the current one is spent,
+        but for the token turned last, less than `grace` ago, into `next_digest` (`again`:
+        nothing changes). `record` is set (and recorded_at moved to `at`) on the chain's first
+        turn and when the last record is older than `record_every`."""
         ...
 
     def end(self, session_ids: Sequence[UUID]) -> None:

@@ -55,6 +55,19 @@ def issue_refresh_token(session_id: UUID, turn: int, key: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def successor_of(token: str, presented: RefreshToken, key: bytes) -> str:
+    """The token `token` (of `presented`'s turn) is turned into: derived from it, so that the
+    same successor can be given again within the reuse interval without ever being stored."""
+    seed = hmac.new(
+        key,
+        b"successor" + presented.turn.to_bytes(_TURN_BYTES, "big") + token.encode(),
+        hashlib.sha256,
+    ).digest()[:_RANDOM_BYTES]
+    body = presented.session_id.bytes + (presented.turn + 1).to_bytes(_TURN_BYTES, "big") + seed
+    raw = body + _tag(body, key)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def read_refresh_token(token: str, key: bytes) -> RefreshToken | None:
     """The session and turn a refresh token names, or None if this service did not issue it
     (another kind of token, one from before chains, or a forgery)."""

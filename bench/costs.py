@@ -95,7 +95,7 @@ def request_costs(container: Container, observer: Count) -> dict[str, Counter[st
         latest["pair"] = container.login.log_in(username(0), PASSWORD, CLIENT)
 
     def refresh() -> None:
-        rotation = container.refresh.rotate(latest["pair"].refresh_token)
+        rotation = container.sessions.rotate(latest["pair"].refresh_token)
         latest["pair"] = loop.run_until_complete(rotation)
 
     async def authenticated_me() -> None:

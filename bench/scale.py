@@ -77,7 +77,7 @@ def request_kinds(container: Container, url: str, accounts: int) -> dict[str, Ca
         latest["pair"] = container.login.log_in(who, PASSWORD, CLIENT)
 
     def refresh() -> None:
-        rotation = container.refresh.rotate(latest["pair"].refresh_token)
+        rotation = container.sessions.rotate(latest["pair"].refresh_token)
         latest["pair"] = loop.run_until_complete(rotation)
 
     async def authenticated_me() -> None:

@@ -711,11 +711,7 @@ class Account(Aggregate):
 
     def allows(self, session: Session, at: datetime) -> bool:
         """Whether the session is live, all that the account says of it considered."""
-        return session.is_active(
-            at,
-            self.session_cutoff(session.id),
-            self.password_generation_for(session.id, session.password_generation),
-        )
+        return session.is_active(at, self.session_terms())
 
     def session_terms(self) -> SessionTerms:
         return SessionTerms(
@@ -725,15 +721,6 @@ class Account(Aggregate):
             password_generation=self.password_generation,
             roles=tuple(self.roles),
         )
-
-    def password_generation_for(self, session_id: UUID, bound_to: int) -> int:
-        """The password generation a session must be bound to: the current one, except for the
-        session a password change spared (the one that made it), which lives on."""
-        return bound_to if session_id == self.kept_session_id else self.password_generation
-
-    def session_cutoff(self, session_id: UUID) -> datetime | None:
-        """Sessions started at or before this instant are over (the kept one excepted)."""
-        return None if session_id == self.kept_session_id else self.sessions_revoked_at
 
     # Profile
 

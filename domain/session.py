@@ -26,7 +26,8 @@ class SessionTerms:
 
     def admit(self, session_id: UUID, started_at: datetime, bound_to: int) -> bool:
         """Whether a session started at `started_at`, bound to password generation `bound_to`,
-        is still one the account allows."""
+        is still one the account allows: the one rule, whether the session is judged from its
+        chain (a refresh) or from its own stream (a session from before chains, the trail)."""
         if not self.open:
             return False
         if session_id == self.kept_session_id:
@@ -68,16 +69,14 @@ class Session(Aggregate):
     def started_at(self) -> datetime:
         return self.created_on
 
-    def is_active(
-        self, at: datetime, account_cutoff: datetime | None, password_generation: int
-    ) -> bool:
-        """Live until revoked, expired, cut off by an account-wide revocation, or outlived by
-        the password its login verified (a login that raced a password change and lost)."""
+    def is_active(self, at: datetime, terms: SessionTerms) -> bool:
+        """Live until revoked, expired, or no longer admitted by its account's terms (cut off
+        by an account-wide revocation, outlived by the password its login verified, its
+        account closed)."""
         return (
             self.revoked_at is None
             and at < self.expires_at
-            and (account_cutoff is None or self.started_at > account_cutoff)
-            and password_generation == self.password_generation
+            and terms.admit(self.id, self.started_at, self.password_generation)
         )
 
     def refresh(
@@ -86,8 +85,7 @@ class Session(Aggregate):
         new_hash: str,
         expires_at: datetime,
         at: datetime,
-        account_cutoff: datetime | None,
-        password_generation: int,
+        terms: SessionTerms,
     ) -> None:
         """Spends the presented token and takes a new one.
 
@@ -95,7 +93,7 @@ class Session(Aggregate):
         thief: the session is revoked (records RefreshTokenReuseDetected and SessionRevoked, for
         the caller to save) and RefreshTokenReused raised.
         """
-        if not self.is_active(at, account_cutoff, password_generation):
+        if not self.is_active(at, terms):
             raise InvalidRefreshToken
         if presented_hash in self.spent_token_hashes:
             self.reuse_detected(at)

@@ -45,6 +45,7 @@ class _Step:
     now: int
     idle: int
     record_every: int
+    grace: int
 
     @classmethod
     def of(
@@ -55,6 +56,7 @@ class _Step:
         at: datetime,
         idle: timedelta,
         record_every: timedelta,
+        grace: timedelta,
     ) -> _Step:
         return cls(
             turn,
@@ -63,11 +65,15 @@ class _Step:
             _us(at),
             idle // timedelta(microseconds=1),
             record_every // timedelta(microseconds=1),
+            grace // timedelta(microseconds=1),
         )
 
 
-# The row every SQL store keeps, in this order.
-_COLUMNS = "account_id, started_us, generation, turn, digest, expires_us, ends_us, recorded_us"
+# The row every SQL store keeps, in this order. turned_us: when the current token was made
+# (0 for chains begun before it was kept: no grace for their tokens).
+_COLUMNS = (
+    "account_id, started_us, generation, turn, digest, expires_us, ends_us, recorded_us, turned_us"
+)
 
 
 def _chain(row: Sequence[Any], turn: int, expires: int, recorded: int) -> Chain:
@@ -88,6 +94,14 @@ def _decide(row: Sequence[Any] | None, step: _Step) -> tuple[Turn, dict[str, int
     if row is None or int(row[5]) <= step.now:
         return Turn(chain=None), None
     current = int(row[3])
+    if (
+        step.turn == current - 1
+        and row[4] == step.next_digest
+        and step.now - int(row[8]) < step.grace
+    ):
+        # The token turned last, back within the grace interval (two tabs, a retried request
+        # whose answer was lost): its successor is the current token, given again.
+        return Turn(chain=_chain(row, current, int(row[5]), int(row[7])), again=True), None
     if step.turn < current:
         # Two parties hold the session: it ends here, before anyone can turn it again.
         return Turn(chain=_chain(row, current, int(row[5]), int(row[7])), spent=True), {}
@@ -103,6 +117,7 @@ def _decide(row: Sequence[Any] | None, step: _Step) -> tuple[Turn, dict[str, int
         "digest": step.next_digest,
         "expires_us": expires,
         "recorded_us": recorded,
+        "turned_us": step.now,
     }
     chain = _chain(row, current + 1, expires, recorded)
     return Turn(chain=chain, turned=True, record=record), changes
@@ -119,6 +134,7 @@ def _begin_row(session_id: UUID, chain: Chain, digest: str) -> tuple[Any, ...]:
         _us(chain.expires_at),
         _us(chain.ends_at),
         _us(chain.recorded_at),
+        _us(chain.recorded_at),  # turned_us: its token was made when it was last recorded
     )
 
 
@@ -135,8 +151,9 @@ class _ChainsInTables:
         at: datetime,
         idle: timedelta,
         record_every: timedelta,
+        grace: timedelta,
     ) -> Turn:
-        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every, grace)
         return await asyncio.to_thread(self._turn, session_id, step)
 
     def _turn(self, session_id: UUID, step: _Step) -> Turn:
@@ -154,18 +171,25 @@ class SqliteRefreshChains(_ChainsInTables):
             " session_id TEXT PRIMARY KEY, account_id TEXT NOT NULL,"
             " started_us INTEGER NOT NULL, generation INTEGER NOT NULL,"
             " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL,"
-            " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL);"
+            " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL,"
+            " turned_us INTEGER NOT NULL DEFAULT 0);"
             "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_us);"
             # A turn reads the marks: the table is there whichever of the two starts first.
             + ACCOUNT_MARKS,
         )
+        with self._file.transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(refresh_chains)")}
+            if "turned_us" not in columns:  # a file from before the reuse interval
+                db.execute(
+                    "ALTER TABLE refresh_chains ADD COLUMN turned_us INTEGER NOT NULL DEFAULT 0"
+                )
 
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
         with self._file.transaction() as db:
             # Chains that ran out are swept as new ones begin (an index range, a few rows).
             db.execute("DELETE FROM refresh_chains WHERE expires_us < ?", (_us(chain.started_at),))
             db.execute(
-                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _begin_row(session_id, chain, digest),
             )
 
@@ -181,7 +205,7 @@ class SqliteRefreshChains(_ChainsInTables):
             elif changes:
                 db.execute(
                     "UPDATE refresh_chains SET turn = ?, digest = ?, expires_us = ?,"
-                    " recorded_us = ? WHERE session_id = ?",
+                    " recorded_us = ?, turned_us = ? WHERE session_id = ?",
                     (*changes.values(), str(session_id)),
                 )
             mark = None
@@ -191,7 +215,7 @@ class SqliteRefreshChains(_ChainsInTables):
                     (str(found.chain.account_id), datetime.now(UTC).timestamp()),
                 ).fetchone()
                 mark = None if mark_row is None else mark_row[0]
-        return Turn(found.chain, found.turned, found.spent, found.record, mark)
+        return Turn(found.chain, found.turned, found.spent, found.record, mark, found.again)
 
     def end(self, session_ids: Sequence[UUID]) -> None:
         with self._file.connection() as db:
@@ -216,8 +240,20 @@ class PostgresRefreshChains(_ChainsInTables):
                 " session_id uuid PRIMARY KEY, account_id uuid NOT NULL,"
                 " started_us bigint NOT NULL, generation integer NOT NULL, turn integer NOT NULL,"
                 " digest text NOT NULL, expires_us bigint NOT NULL, ends_us bigint NOT NULL,"
-                " recorded_us bigint NOT NULL)"
+                " recorded_us bigint NOT NULL, turned_us bigint NOT NULL DEFAULT 0)"
             )
+            # Only when missing (a table from before the reuse interval): ALTER TABLE waits
+            # for every query on the table.
+            missing = conn.execute(
+                "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns"
+                " WHERE table_name = 'tessera_refresh_chains' AND column_name = 'turned_us'"
+                " AND table_schema = current_schema())"
+            ).fetchone()
+            if missing:
+                conn.execute(
+                    "ALTER TABLE tessera_refresh_chains"
+                    " ADD COLUMN IF NOT EXISTS turned_us bigint NOT NULL DEFAULT 0"
+                )
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS tessera_refresh_chains_expiry"
                 " ON tessera_refresh_chains (expires_us)"
@@ -229,7 +265,7 @@ class PostgresRefreshChains(_ChainsInTables):
                 "DELETE FROM tessera_refresh_chains WHERE expires_us < %s", (_us(chain.started_at),)
             )
             conn.execute(
-                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _begin_row(session_id, chain, digest),
             )
 
@@ -249,11 +285,11 @@ class PostgresRefreshChains(_ChainsInTables):
             elif changes:
                 conn.execute(
                     "UPDATE tessera_refresh_chains SET turn = %s, digest = %s, expires_us = %s,"
-                    " recorded_us = %s WHERE session_id = %s",
+                    " recorded_us = %s, turned_us = %s WHERE session_id = %s",
                     (*changes.values(), session_id),
                 )
-        mark = None if row is None or found.chain is None else row[8]
-        return Turn(found.chain, found.turned, found.spent, found.record, mark)
+        mark = None if row is None or found.chain is None else row[9]
+        return Turn(found.chain, found.turned, found.spent, found.record, mark, found.again)
 
     def end(self, session_ids: Sequence[UUID]) -> None:
         with self._connection() as conn:
@@ -270,16 +306,21 @@ class PostgresRefreshChains(_ChainsInTables):
 
 
 # The rule of _decide, in one round trip. KEYS[1]: the chain; ARGV: turn, digest, next digest,
-# now, idle, record_every (µs), the marks' key prefix. Times are integral microseconds (exact
-# in Lua's numbers). The key expires with the chain, counted on the service's clock.
+# now, idle, record_every (µs), the marks' key prefix, grace (µs). Times are integral
+# microseconds (exact in Lua's numbers). The key expires with the chain, counted on the
+# service's clock. A chain begun before the reuse interval has no 'turned': no grace.
 _TURN = """
 local c = redis.call('HMGET', KEYS[1], 'account', 'started', 'generation', 'turn', 'digest',
-                     'expires', 'ends', 'recorded')
+                     'expires', 'ends', 'recorded', 'turned')
 local now = tonumber(ARGV[4])
 if not c[1] or tonumber(c[6]) <= now then return {'none'} end
 local mark = redis.call('GET', ARGV[7] .. c[1])
 local current = tonumber(c[4])
 local presented = tonumber(ARGV[1])
+if presented == current - 1 and c[5] == ARGV[3] and c[9]
+   and now - tonumber(c[9]) < tonumber(ARGV[8]) then
+  return {'again', c[1], c[2], c[3], current, c[6], c[7], c[8], mark}
+end
 if presented < current then
   redis.call('DEL', KEYS[1])
   return {'spent', c[1], c[2], c[3], current, c[6], c[7], c[8], mark}
@@ -293,7 +334,7 @@ if current == 0 or now - recorded >= tonumber(ARGV[6]) then
   record = 1
 end
 redis.call('HSET', KEYS[1], 'turn', current + 1, 'digest', ARGV[3], 'expires', expires,
-           'recorded', recorded)
+           'recorded', recorded, 'turned', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((expires - now) / 1000))
 return {'turned', c[1], c[2], c[3], current + 1, expires, c[7], recorded, mark, record}
 """
@@ -324,6 +365,7 @@ class RedisRefreshChains:
             "expires",
             "ends",
             "recorded",
+            "turned",
         )
         fields: dict[Any, Any] = dict(zip(names, row[1:], strict=True))
         try:
@@ -344,8 +386,9 @@ class RedisRefreshChains:
         at: datetime,
         idle: timedelta,
         record_every: timedelta,
+        grace: timedelta,
     ) -> Turn:
-        step = _Step.of(turn, digest, next_digest, at, idle, record_every)
+        step = _Step.of(turn, digest, next_digest, at, idle, record_every, grace)
         args: list[str | int] = [
             step.turn,
             digest,
@@ -356,7 +399,7 @@ class RedisRefreshChains:
         ]
         try:
             reply = await self._async.client().eval(
-                _TURN, 1, self._key(session_id), *args, f"{self._prefix}mark:"
+                _TURN, 1, self._key(session_id), *args, f"{self._prefix}mark:", step.grace
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -379,6 +422,7 @@ class RedisRefreshChains:
             spent=outcome == "spent",
             record=outcome == "turned" and int(reply[9]) == 1,
             mark=None if mark is None else _text(mark),
+            again=outcome == "again",
         )
 
     def end(self, session_ids: Sequence[UUID]) -> None:

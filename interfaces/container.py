@@ -22,7 +22,7 @@ from application.erasure import Erasure, ErasureFinisher
 from application.event_log import EventLog
 from application.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.history import History
-from application.login import Login, SessionRules
+from application.login import Login
 from application.mail import MailOutbox, MailSettings, Postman
 from application.mfa import Mfa
 from application.passkeys import PasskeyRules, Passkeys
@@ -34,8 +34,8 @@ from application.projection import Projection
 from application.queries import ReadSide
 from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
 from application.reauthentication import Reauthentication, ReauthenticationRules
-from application.refresh import Refresh
 from application.registration import Registration, RegistrationRules
+from application.sessions import SessionRules, Sessions
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
@@ -100,7 +100,7 @@ class Container:
     log: EventLog
     registration: Registration
     login: Login
-    refresh: Refresh
+    sessions: Sessions
     profile: Profile
     passwords: Passwords
     mfa: Mfa
@@ -395,7 +395,6 @@ def _build(
         "sessions", SqliteSessions, PostgresSessions, log.recorder
     )
     audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
-    access_ttl = timedelta(seconds=settings.access_token_ttl)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -403,6 +402,24 @@ def _build(
     )
     throttle = Throttle(limiter, rate_limits(settings), clock, keys.fingerprint)
     webauthn = PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins)
+    session_rules = SessionRules(
+        require_verified_email=settings.require_verified_email,
+        refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
+        session_max_age=timedelta(seconds=settings.session_max_age),
+        reuse_interval=timedelta(seconds=settings.refresh_reuse_interval),
+        lockout=lockout,
+    )
+    account_views = AccountViews(log, revocations, settings.aggregate_cache_size)
+    session_life = Sessions(
+        log,
+        chains,
+        account_views,
+        signer,
+        revocations,
+        clock,
+        session_rules,
+        keys.service_key(REFRESH_TAGS),
+    )
     reauthentication = Reauthentication(
         log,
         hasher,
@@ -422,10 +439,9 @@ def _build(
     erasure = Erasure(
         log,
         reauthentication,
-        revocations,
+        session_life,
         snapshot_dropper(log.snapshots.recorder),
         clock,
-        access_ttl,
         forget_mails=postman.forget,
     )
     projections: list[Projection] = [
@@ -453,17 +469,7 @@ def _build(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
     metrics.watch_queue_depth(lambda: _queue_depth(ledger))
-    refresh_key = keys.service_key(REFRESH_TAGS)
-    session_rules = SessionRules(
-        require_verified_email=settings.require_verified_email,
-        refresh_idle_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        session_max_age=timedelta(seconds=settings.session_max_age),
-        lockout=lockout,
-    )
-    login = Login(
-        log, hasher, signer, otp, box, revocations, chains, clock, session_rules, refresh_key
-    )
-    account_views = AccountViews(log, revocations, settings.aggregate_cache_size)
+    login = Login(log, hasher, signer, otp, box, session_life, clock, session_rules)
     return Container(
         settings=settings,
         database=database,
@@ -483,19 +489,16 @@ def _build(
             log,
             hasher,
             box,
-            revocations,
+            session_life,
             clock,
             PasswordRules(
                 policy=policy,
                 history_size=settings.password_history,
                 reset_ttl=timedelta(seconds=settings.password_reset_ttl),
-                access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             ),
             reauthentication,
         ),
-        refresh=Refresh(
-            log, chains, account_views, signer, revocations, clock, session_rules, refresh_key
-        ),
+        sessions=session_life,
         profile=Profile(log, account_views, clock),
         mfa=Mfa(log, otp, box, reauthentication, clock, issuer=settings.product_name),
         reauthentication=reauthentication,
@@ -504,12 +507,14 @@ def _build(
             webauthn,
             challenges,
             login,
+            session_life,
             signer,
             reauthentication,
             clock,
             PasskeyRules(
                 challenge_ttl=timedelta(seconds=settings.passkey_challenge_ttl),
                 require_verified_email=settings.require_verified_email,
+                lockout=session_rules.lockout,
             ),
         ),
         passkey_challenges=challenges,
@@ -519,7 +524,7 @@ def _build(
             log,
             OidcClients(identity_providers(settings), timeout=settings.oidc_timeout),
             challenges,
-            login,
+            session_life,
             signer,
             box,
             clock,
@@ -538,7 +543,7 @@ def _build(
             reauthentication,
         ),
         access=Access(signer, revocations, clock),
-        administration=Administration(log, revocations, clock, access_ttl),
+        administration=Administration(log, session_life, clock),
         erasure=erasure,
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock),

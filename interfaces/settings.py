@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     access_token_ttl: Seconds = 900
     refresh_token_ttl: Seconds = 14 * 24 * 3600
     session_max_age: Seconds = 90 * 24 * 3600
+    # A refresh token presented again this soon after its own rotation gets the pair it was
+    # turned into (two tabs, a lost answer retried) instead of ending the session; 0: strict.
+    refresh_reuse_interval: Annotated[int, msgspec.Meta(ge=0, le=60)] = 10
     email_verification_ttl: Seconds = 24 * 3600
     secret_key: str | None = None  # 32 bytes, URL-safe base64: wraps every key the store keeps
     # Keys SECRET_KEY replaced, comma-separated: they only open what they wrapped, until

@@ -165,7 +165,7 @@ def authenticated(container: Container, token: str) -> Any:
 
 def refreshed(container: Container, refresh_token: str) -> Any:
     """A refresh, as the HTTP edge makes it (on an event loop)."""
-    return run_async(container.refresh.rotate(refresh_token))
+    return run_async(container.sessions.rotate(refresh_token))
 
 
 def shown(container: Container, account_id: Any) -> Any:

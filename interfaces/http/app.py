@@ -173,7 +173,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         dependencies={
             "registration": provide(container.registration),
             "logins": provide(container.login),  # not "login": a body field has that name
-            "refreshes": provide(container.refresh),
+            "sessions": provide(container.sessions),
             "profile": provide(container.profile),
             "passwords": provide(container.passwords),
             "mfa": provide(container.mfa),

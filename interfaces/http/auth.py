@@ -14,8 +14,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from application.login import Login
 from application.passwords import Passwords
 from application.ports import Caller
-from application.refresh import Refresh
 from application.registration import Registration
+from application.sessions import Sessions
 from application.throttle import Throttle
 from application.views import AccountView, Client, MfaChallenge, TokenPair
 from domain.errors import DomainError
@@ -181,11 +181,11 @@ class AuthController(Controller):
 
     @post("/refresh", status_code=HTTP_200_OK, responses=problems(*BODY, 401))
     async def refresh(
-        self, data: JSONBody[RefreshRequest], refreshes: NamedDependency[Refresh]
+        self, data: JSONBody[RefreshRequest], sessions: NamedDependency[Sessions]
     ) -> TokenPair:
         """On the event loop: one round trip to the shared store (Redis) when the account is
         unchanged; the event store only once an hour per session."""
-        tokens = await refreshes.rotate(data.refresh_token)
+        tokens = await sessions.rotate(data.refresh_token)
         # Counted here: the event log records rotations only once an hour per session.
         metrics.TOKENS.labels(operation="refreshed").inc()
         return tokens
@@ -200,9 +200,9 @@ class AuthController(Controller):
     )
     def logout(
         self,
-        logins: NamedDependency[Login],
+        sessions: NamedDependency[Sessions],
         claims: NamedDependency[Caller],
         data: JSONBody[LogoutRequest | None] = None,
     ) -> None:
         body = data or LogoutRequest()
-        logins.log_out(claims, body.refresh_token, body.all_sessions)
+        sessions.log_out(claims, body.refresh_token, body.all_sessions)

@@ -13,13 +13,13 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from application.erasure import Erasure
-from application.login import Login
 from application.mfa import Enrollment, Mfa
 from application.passwords import Passwords
 from application.personal_data import PersonalDataExport
 from application.ports import Caller
 from application.profile import Profile
 from application.queries import MAX_PAGE, Page, ReadSide, SessionSummary
+from application.sessions import Sessions
 from application.views import AccountView
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
@@ -121,9 +121,9 @@ class MeController(Controller):
         self,
         claims: NamedDependency[Caller],
         session_id: FromPath[UUID],
-        logins: NamedDependency[Login],
+        sessions: NamedDependency[Sessions],
     ) -> None:
-        logins.end_session(claims, session_id)
+        sessions.end(claims, session_id)
 
     @get(
         "/activity",

@@ -155,7 +155,7 @@ class AccountPages(Controller):
                 site, visit, caller, Invalid(FieldError("session_id", "schema", "is no session"))
             )
         try:
-            await in_thread(site.container.login.end_session, caller, session_id)
+            await in_thread(site.container.sessions.end, caller, session_id)
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         if session_id == caller.session_id:
@@ -186,7 +186,7 @@ class AccountPages(Controller):
         if caller is not None:
             everywhere = fields.get("everywhere") == "yes"
             refresh = None if everywhere else visit.refresh_token
-            await in_thread(site.container.login.log_out, caller, refresh, everywhere)
+            await in_thread(site.container.sessions.log_out, caller, refresh, everywhere)
         site.sign_out(visit)
         return site.redirect(visit, "/login?done=signed-out")
 

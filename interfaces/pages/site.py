@@ -85,7 +85,7 @@ class Site:
             # The access token ran out (or was revoked): the refresh token, through the same
             # rotation as the API's, renews it, unless the session was ended meanwhile.
             try:
-                tokens = await self.container.refresh.rotate(refresh)
+                tokens = await self.container.sessions.rotate(refresh)
             except DomainError:
                 tokens = None
             if tokens is not None:

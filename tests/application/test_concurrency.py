@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -21,7 +21,7 @@ from domain.errors import (
     RefreshTokenReused,
     UsernameTaken,
 )
-from interfaces.container import Container
+from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD, verified
 from tests.conftest import authenticated, refreshed
 
@@ -86,7 +86,35 @@ def test_simultaneous_registrations_of_one_username_make_exactly_one_account(
     assert all(isinstance(r, UsernameTaken) for r in results if isinstance(r, Exception))
 
 
-def test_simultaneous_refreshes_of_one_token_succeed_at_most_once(container: Container) -> None:
+def test_simultaneous_refreshes_of_one_token_all_get_its_one_successor(
+    container: Container,
+) -> None:
+    """Two tabs (or fifty) refreshing at once end up on one chain, within
+    REFRESH_REUSE_INTERVAL (10 s by default)."""
+    verified(container)
+    tokens = container.login.log_in("ada", PASSWORD, Client())
+    assert isinstance(tokens, TokenPair)
+    results = race(50, lambda i: refreshed(container, tokens.refresh_token))
+    assert all(isinstance(r, TokenPair) for r in results), results
+    assert len({r.refresh_token for r in results}) == 1
+    for pair in results:
+        assert authenticated(container, pair.access_token).account_id is not None
+    assert refreshed(container, results[0].refresh_token).refresh_token, "the session lives"
+
+
+@pytest.fixture
+def strict(settings: Any, clock: Any) -> Iterator[Container]:
+    """REFRESH_REUSE_INTERVAL=0: any spent token is theft."""
+    built = build(msgspec.structs.replace(settings, refresh_reuse_interval=0), clock=clock)
+    built.mail_broker.start_worker(threads=1, poll_ms=20)
+    yield built
+    built.close()
+
+
+def test_simultaneous_refreshes_of_one_token_succeed_at_most_once_when_strict(
+    strict: Container,
+) -> None:
+    container = strict
     verified(container)
     tokens = container.login.log_in("ada", PASSWORD, Client())
     assert isinstance(tokens, TokenPair)

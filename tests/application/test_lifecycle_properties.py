@@ -8,7 +8,9 @@ After every step the service must agree with a small model of what must be true:
 
 - a login succeeds iff the email is verified, the account is not locked, the password is right
   and the second factor (when on) is satisfied;
-- a reused refresh token ends its session; a reset ends every session; a change every other one;
+- a reused refresh token ends its session, but the one turned last, back within
+  REFRESH_REUSE_INTERVAL of its rotation, which gets the current one again; a reset ends every
+  session; a change every other one;
 - an access token is accepted by Access.authenticate iff it is unexpired and its session was not
   revoked (logout, reuse, a reset or a change of password);
 - the account and its sessions, rebuilt from their recorded events alone, equal the ones the
@@ -94,6 +96,7 @@ LOCKOUT_THRESHOLD, LOCK_BASE, LOCK_CEILING = 3, timedelta(minutes=15), timedelta
 ACCESS_TTL, MFA_TOKEN_TTL = timedelta(minutes=15), timedelta(minutes=5)
 VERIFICATION_TTL, RESET_TTL = timedelta(hours=24), timedelta(minutes=30)
 REFRESH_IDLE, SESSION_MAX_AGE = timedelta(days=14), timedelta(days=90)
+REUSE_INTERVAL = timedelta(seconds=10)
 HISTORY = 5
 # Whole minutes plus one second: no run of fewer than sixty of them lands on a deadline, which
 # are all whole minutes; and each one moves TOTP on by at least one 30-second step.
@@ -125,6 +128,7 @@ class SessionModel:
     spent: list[str] = field(default_factory=list)
     access: list[AccessToken] = field(default_factory=list)
     revoked: bool = False  # by its own logout, or by reuse of a spent refresh token
+    turned_at: datetime | None = None  # when the last rotation made the current token
 
     def __repr__(self) -> str:
         return f"Session#{self.started_seq}"
@@ -459,13 +463,36 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(pick=PICK, spent=st.booleans())
     def refresh(self, pick: int, spent: bool) -> None:
         """Any session, live or dead; a spent token is a replay."""
-        model, at = self.model, self.now()
-        session = model.sessions[pick % len(model.sessions)]
+        session = self.model.sessions[pick % len(self.model.sessions)]
         token = session.spent[-1] if spent and session.spent else session.refresh_token
+        self.present(session, token)
+
+    @precondition(lambda self: any(s.spent for s in self.model.sessions))
+    @rule(pick=PICK, later=st.booleans(), oldest=st.booleans())
+    def replay(self, pick: int, later: bool, oldest: bool) -> None:
+        """A spent token again: the last one or the oldest, at once or past the interval."""
+        replayable = [s for s in self.model.sessions if s.spent]
+        session = replayable[pick % len(replayable)]
+        if later:
+            self.time_passes(ADVANCES[0])
+        self.present(session, session.spent[0] if oldest else session.spent[-1])
+
+    def present(self, session: SessionModel, token: str) -> None:
+        model = self.model
+        at = self.now()
         reuse = token in session.spent
         result, error = outcome(lambda t: refreshed(self.container, t), token)
         if not model.session_active(session, at):
             assert error is InvalidRefreshToken, (session, error)
+            return
+        turned_at = session.turned_at
+        if reuse and token == session.spent[-1] and turned_at and at - turned_at < REUSE_INTERVAL:
+            # Two tabs: the token turned last, back within the interval, gets its successor.
+            assert isinstance(result, TokenPair), (session, error)
+            assert result.refresh_token == session.refresh_token
+            seq = self.step()
+            session.access.append(AccessToken(result.access_token, session, seq, at + ACCESS_TTL))
+            REACHED["reuse within the interval"] += 1
             return
         if reuse:
             assert error is RefreshTokenReused, (session, error)
@@ -476,6 +503,7 @@ class Lifecycle(RuleBasedStateMachine):
         seq = self.step()
         session.spent.append(session.refresh_token)
         session.refresh_token = result.refresh_token
+        session.turned_at = at
         session.expires = min(at + REFRESH_IDLE, session.started + SESSION_MAX_AGE)
         session.access.append(AccessToken(result.access_token, session, seq, at + ACCESS_TTL))
         REACHED["refreshed"] += 1
@@ -484,7 +512,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(pick=PICK, all_sessions=st.booleans())
     def log_out(self, pick: int, all_sessions: bool) -> None:
         session, claims = self.signed_in(pick)
-        self.container.login.log_out(claims, None, all_sessions)
+        self.container.sessions.log_out(claims, None, all_sessions)
         if all_sessions:
             self.revoke_all(keep=None)
         else:
@@ -647,6 +675,7 @@ class Lifecycle(RuleBasedStateMachine):
             model.mfa_token_expires,
             *(s.expires for s in model.sessions),
             *(t.expires for s in model.sessions for t in s.access),
+            *(s.turned_at + REUSE_INTERVAL for s in model.sessions if s.turned_at),
         ]
         second_in_step = now.timestamp() % 30
         return (
@@ -725,6 +754,7 @@ def test_the_account_and_session_life_cycle_keeps_its_rules() -> None:
         "refused while locked",
         "refreshed",
         "reuse detected",
+        "reuse within the interval",
         "logged out",
         "password changed",
         "reset",

@@ -106,11 +106,11 @@ def test_the_sessions_read_model_lists_live_sessions_and_follows_revocations(
     assert phone.ip == "203.0.113.7"
 
     claims = authenticated(container, lived["second"].access_token)
-    container.login.end_session(claims, phone.id)
+    container.sessions.end(claims, phone.id)
     run_projections(container)
     assert [s.user_agent for s in container.read_side.live_sessions(ada)] == ["Laptop"]
 
-    container.login.log_out(claims, None, all_sessions=True)
+    container.sessions.log_out(claims, None, all_sessions=True)
     run_projections(container)
     assert container.read_side.live_sessions(ada) == []
 
@@ -312,7 +312,7 @@ def test_batches_of_any_size_yield_the_rows_of_one_event_at_a_time(
     claims = authenticated(container, tablet.access_token)
     container.passwords.change(claims, PASSWORD, PASSWORD + " anew")  # keeps the tablet's
     container.login.log_in("ada", PASSWORD + " anew", Client("192.0.2.9", "Phone"))
-    container.login.log_out(claims, None, all_sessions=True)
+    container.sessions.log_out(claims, None, all_sessions=True)
     projection = container.projector(name).projection
     found = []
     for size in (1, 3, 500):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
+import msgspec
 import pytest
 
 from application.tokens import digest, issue_refresh_token, issue_token
@@ -108,7 +110,7 @@ def test_a_sign_out_everywhere_in_another_process_ends_every_chain(
     devices = [container.login.log_in("ada", PASSWORD, CLIENT) for _ in range(2)]
     devices = [refreshed(container, d.refresh_token) for d in devices]
     claims = authenticated(other_process, devices[0].access_token)
-    other_process.login.log_out(claims, refresh_token=None, all_sessions=True)
+    other_process.sessions.log_out(claims, refresh_token=None, all_sessions=True)
     for device in devices:
         with pytest.raises(InvalidRefreshToken):
             refreshed(container, device.refresh_token)
@@ -199,3 +201,124 @@ def test_a_refresh_keeps_the_sign_in_time_as_auth_time(
     claims = authenticated(container, tokens.access_token)
     assert claims.auth_time == signed_in
     assert claims.issued_at > signed_in + 25 * 60
+
+
+# The reuse interval (REFRESH_REUSE_INTERVAL, 10 s by default): two tabs, or an app retrying a
+# refresh whose answer was lost, present one token twice; within the interval of its own
+# rotation the second gets the pair the first was turned into, not a theft verdict.
+
+
+@pytest.fixture
+def strict(settings: Settings, clock: FakeClock) -> Iterator[Container]:
+    """REFRESH_REUSE_INTERVAL=0: any spent token is theft, as before the interval."""
+    built = build(msgspec.structs.replace(settings, refresh_reuse_interval=0), clock=clock)
+    built.mail_broker.start_worker(threads=1, poll_ms=20)
+    yield built
+    built.close()
+
+
+def test_a_token_back_within_the_interval_gets_the_same_successor(
+    container: Container, clock: FakeClock
+) -> None:
+    verified(container)
+    first = container.login.log_in("ada", PASSWORD, CLIENT)
+    session_id = authenticated(container, first.access_token).session_id
+    second = refreshed(container, first.refresh_token)
+    written = event_count(container)
+    clock.advance(seconds=container.settings.refresh_reuse_interval - 1)
+    again = refreshed(container, first.refresh_token)
+    assert again.refresh_token == second.refresh_token, "one chain for both tabs"
+    assert authenticated(container, again.access_token).session_id == session_id
+    assert event_count(container) == written, "no theft, nothing recorded"
+    third = refreshed(container, again.refresh_token)  # the session goes on, from either tab
+    assert authenticated(container, third.access_token).session_id == session_id
+    session = container.log.find(session_id, Session)
+    assert session is not None and session.revoked_at is None
+
+
+def test_a_token_back_after_the_interval_ends_the_session(
+    container: Container, clock: FakeClock
+) -> None:
+    verified(container)
+    first = container.login.log_in("ada", PASSWORD, CLIENT)
+    second = refreshed(container, first.refresh_token)
+    clock.advance(seconds=container.settings.refresh_reuse_interval)
+    with pytest.raises(RefreshTokenReused):
+        refreshed(container, first.refresh_token)
+    with pytest.raises(InvalidRefreshToken):
+        refreshed(container, second.refresh_token)
+    with pytest.raises(InvalidAccessToken):
+        authenticated(container, second.access_token)
+
+
+def test_a_token_two_turns_old_ends_the_session_even_within_the_interval(
+    container: Container,
+) -> None:
+    """Only the token turned last has a grace: an older one is theft, however soon it comes."""
+    verified(container)
+    first = container.login.log_in("ada", PASSWORD, CLIENT)
+    second = refreshed(container, first.refresh_token)
+    third = refreshed(container, second.refresh_token)
+    with pytest.raises(RefreshTokenReused):
+        refreshed(container, first.refresh_token)
+    with pytest.raises(InvalidRefreshToken):
+        refreshed(container, third.refresh_token)
+    with pytest.raises(InvalidAccessToken):
+        authenticated(container, third.access_token)
+
+
+def test_with_no_interval_any_reuse_ends_the_session(strict: Container) -> None:
+    verified(strict)
+    first = strict.login.log_in("ada", PASSWORD, CLIENT)
+    second = refreshed(strict, first.refresh_token)
+    with pytest.raises(RefreshTokenReused):
+        refreshed(strict, first.refresh_token)
+    with pytest.raises(InvalidRefreshToken):
+        refreshed(strict, second.refresh_token)
+
+
+def test_the_interval_gives_nothing_to_a_session_that_has_ended(
+    container: Container,
+) -> None:
+    """A grace is for a live session: a logged-out one's last token is refused, not renewed."""
+    verified(container)
+    first = container.login.log_in("ada", PASSWORD, CLIENT)
+    second = refreshed(container, first.refresh_token)
+    container.sessions.log_out(
+        authenticated(container, second.access_token), refresh_token=None, all_sessions=False
+    )
+    with pytest.raises(InvalidRefreshToken):
+        refreshed(container, first.refresh_token)
+
+
+def test_a_sign_out_everywhere_holds_against_a_refresh_that_raced_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh whose chain step falls between the sign-out's cutoff and its save reads the
+    account before the save, so its terms still admit the session: the cutoff written again
+    after the save is what stops the access token it got."""
+    verified(container)
+    device = container.login.log_in("ada", PASSWORD, CLIENT)
+    device = refreshed(container, device.refresh_token)
+    claims = authenticated(container, device.access_token)
+    raced: list[Any] = []
+    save = container.log.save
+
+    def save_after_a_racing_refresh(*aggregates: Any) -> Any:
+        signing_out = any(
+            type(e).__name__ == "AllSessionsRevoked"
+            for a in aggregates
+            for e in getattr(a, "pending_events", ())
+        )
+        if signing_out and not raced:
+            clock.advance(seconds=1)  # after the first cutoff
+            raced.append(refreshed(container, device.refresh_token))
+        return save(*aggregates)
+
+    monkeypatch.setattr(container.log, "save", save_after_a_racing_refresh)
+    container.sessions.log_out(claims, refresh_token=None, all_sessions=True)
+    assert raced, "the refresh ran between the cutoff and the save"
+    with pytest.raises(InvalidAccessToken):
+        authenticated(container, raced[0].access_token)
+    with pytest.raises(InvalidRefreshToken):
+        refreshed(container, raced[0].refresh_token)

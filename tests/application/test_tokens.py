@@ -6,11 +6,13 @@ from uuid import uuid4
 
 from application.recovery_codes import new_recovery_codes, recovery_code_digest
 from application.tokens import (
+    RefreshToken,
     digest,
     issue_refresh_token,
     issue_token,
     owner_of,
     read_refresh_token,
+    successor_of,
 )
 
 
@@ -53,6 +55,23 @@ def test_a_refresh_token_not_tagged_by_our_key_reads_as_none() -> None:
         assert read_refresh_token(forged, KEY) is None, index
     for junk in ["", "abc", "!!!!", token[:-4], issue_token(session), "A" * 200]:
         assert read_refresh_token(junk, KEY) is None
+
+
+def test_a_refresh_tokens_successor_is_derived_from_it_under_our_key() -> None:
+    """What lets the reuse interval give the same successor again without storing it: the
+    next turn's token is a keyed function of the presented one, and of nothing else."""
+    key = b"k" * 32
+    session = uuid4()
+    token = issue_refresh_token(session, 3, key)
+    presented = read_refresh_token(token, key)
+    assert presented is not None
+    following = successor_of(token, presented, key)
+    assert following == successor_of(token, presented, key), "the same, given again"
+    assert read_refresh_token(following, key) == RefreshToken(session, 4)
+    another = issue_refresh_token(session, 3, key)
+    other = read_refresh_token(another, key)
+    assert other is not None and successor_of(another, other, key) != following
+    assert successor_of(token, presented, b"x" * 32) != following, "unknowable without the key"
 
 
 def test_only_a_digest_is_stored() -> None:

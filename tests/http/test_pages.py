@@ -143,6 +143,32 @@ def test_signing_out_everywhere_ends_the_page_session(site: tuple[Client, Contai
     assert client.get("/account").headers.get("location") == "/login"
 
 
+def test_two_tabs_renewing_one_page_session_at_once_both_stay_signed_in(
+    site: tuple[Client, Container], clock: FakeClock
+) -> None:
+    """Both tabs send the same expired access cookie and the same refresh cookie: the second
+    renewal, within REFRESH_REUSE_INTERVAL, gets what the first got instead of ending the
+    session (the same rule as the API's refresh)."""
+    client, container = site
+    register_and_verify(client, container)
+    sign_in(client)
+    clock.advance(seconds=container.settings.access_token_ttl + 1)
+    both_tabs = dict(client.cookies)
+
+    def renewed_refresh_cookie(tab: int) -> str:
+        client.cookies.clear()
+        client.cookies.update(both_tabs)  # each tab with the cookies from before
+        page = client.get("/account")
+        assert page.status_code == 200, (tab, page.headers.get("location"))
+        cookies = [c for c in page.headers.get_list("set-cookie") if "tessera-refresh=" in c]
+        assert len(cookies) == 1, cookies
+        return cookies[0].split(";")[0].split("=", 1)[1]
+
+    first, second = renewed_refresh_cookie(1), renewed_refresh_cookie(2)
+    assert first and first != both_tabs["tessera-refresh"]
+    assert second == first, "both tabs on one chain"
+
+
 def test_pages_disabled_means_no_page_routes(tmp_path: Path, clock: FakeClock) -> None:
     container = pages_container(tmp_path, clock, PAGES_ENABLED="false")
     try:

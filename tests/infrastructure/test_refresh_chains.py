@@ -72,8 +72,15 @@ def begun(chains: Any, account: UUID | None = None, ends: timedelta = timedelta(
     return session
 
 
-def turn(chains: Any, session: UUID, n: int, at: datetime = T0, digest: str | None = None) -> Turn:
-    step = chains.turn(session, n, digest or f"d{n}", f"d{n + 1}", at, IDLE, EVERY)
+def turn(
+    chains: Any,
+    session: UUID,
+    n: int,
+    at: datetime = T0,
+    digest: str | None = None,
+    grace: timedelta = timedelta(0),
+) -> Turn:
+    step = chains.turn(session, n, digest or f"d{n}", f"d{n + 1}", at, IDLE, EVERY, grace)
     result: Turn = asyncio.run(step)
     return result
 
@@ -104,6 +111,80 @@ def test_a_spent_token_ends_the_chain(stores: tuple[Any, Any]) -> None:
     again = turn(chains, session, 0)
     assert again.spent and not again.turned and again.chain is not None
     assert turn(chains, session, 2).chain is None, "the thief's or not, the current one is over"
+
+
+GRACE = timedelta(seconds=10)
+
+
+def test_the_token_turned_last_comes_back_within_the_grace_to_its_successor(
+    stores: tuple[Any, Any],
+) -> None:
+    chains, _ = stores
+    session = begun(chains)
+    at = T0 + timedelta(minutes=5)
+    assert turn(chains, session, 0, at, grace=GRACE).turned
+    again = turn(chains, session, 0, at + GRACE - timedelta(microseconds=1), grace=GRACE)
+    assert again.again and not again.turned and not again.spent and not again.record
+    assert again.chain is not None and again.chain.turn == 1, "the chain did not move"
+    assert turn(chains, session, 1, at + timedelta(seconds=11), grace=GRACE).turned, (
+        "its successor, the current token, turns as before"
+    )
+
+
+def test_a_token_back_after_the_grace_or_two_turns_old_ends_the_chain(
+    stores: tuple[Any, Any],
+) -> None:
+    chains, _ = stores
+    late = begun(chains)
+    assert turn(chains, late, 0, T0, grace=GRACE).turned
+    assert turn(chains, late, 0, T0 + GRACE, grace=GRACE).spent
+    assert turn(chains, late, 1, T0 + GRACE, grace=GRACE).chain is None
+    old = begun(chains)
+    assert turn(chains, old, 0, T0, grace=GRACE).turned
+    assert turn(chains, old, 1, T0, grace=GRACE).turned
+    assert turn(chains, old, 0, T0, grace=GRACE).spent, "two turns back: no grace"
+    assert turn(chains, old, 2, T0, grace=GRACE).chain is None
+
+
+def test_the_grace_gives_only_the_successor_of_the_token_presented(
+    stores: tuple[Any, Any],
+) -> None:
+    """The store keeps only the current digest: a token of the last turn whose successor is
+    not the current token (not the one turned into it) is spent, not given anything."""
+    chains, _ = stores
+    session = begun(chains)
+    assert turn(chains, session, 0, grace=GRACE).turned
+    other = chains.turn(session, 0, "d0", "not d1", T0, IDLE, EVERY, GRACE)
+    assert asyncio.run(other).spent
+
+
+def test_with_no_grace_any_spent_token_ends_the_chain(stores: tuple[Any, Any]) -> None:
+    chains, _ = stores
+    session = begun(chains)
+    assert turn(chains, session, 0, grace=timedelta(0)).turned
+    assert turn(chains, session, 0, grace=timedelta(0)).spent
+
+
+def test_racing_turns_of_one_token_within_the_grace_all_get_its_successor(
+    stores: tuple[Any, Any],
+) -> None:
+    chains, _ = stores
+    session = begun(chains)
+    results: list[Turn] = []
+    start = threading.Barrier(8)
+
+    def race() -> None:
+        start.wait()
+        results.append(turn(chains, session, 0, grace=GRACE))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.turned for r in results) == 1
+    assert sum(r.again for r in results) == 7
+    assert all(r.chain is not None and r.chain.turn == 1 for r in results)
 
 
 def test_a_token_that_is_not_the_current_one_turns_nothing(stores: tuple[Any, Any]) -> None:
@@ -179,3 +260,61 @@ def test_redis_chains_fail_closed_when_redis_is_down() -> None:
         begun(chains)
     with pytest.raises(Unavailable):
         chains.end([session])
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
+def test_a_chain_from_before_the_interval_turns_and_is_strict(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A store written by the release before the interval (no turned time): it is upgraded in
+    place, its chains turn on, and a spent token of theirs finds no grace until they turn."""
+    old_row = (str(uuid4()), 0, 2, 1, "d1", 10**17, 10**17, 0)
+    if store == "sqlite":
+        import sqlite3
+
+        path = tmp_path / "revocations.sqlite"
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TABLE refresh_chains (session_id TEXT PRIMARY KEY, account_id TEXT NOT"
+                " NULL, started_us INTEGER NOT NULL, generation INTEGER NOT NULL, turn INTEGER"
+                " NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL, ends_us INTEGER"
+                " NOT NULL, recorded_us INTEGER NOT NULL)"
+            )
+            session = uuid4()
+            db.execute(
+                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(session), *old_row),
+            )
+        chains: Any = SqliteRefreshChains(path)
+    elif store == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        pool = ConnectionPool(cluster.new_database(), open=True)
+        with pool.connection() as conn:
+            conn.execute(
+                "CREATE TABLE tessera_refresh_chains (session_id uuid PRIMARY KEY, account_id"
+                " uuid NOT NULL, started_us bigint NOT NULL, generation integer NOT NULL, turn"
+                " integer NOT NULL, digest text NOT NULL, expires_us bigint NOT NULL, ends_us"
+                " bigint NOT NULL, recorded_us bigint NOT NULL)"
+            )
+            session = uuid4()
+            conn.execute(
+                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (session, *old_row),
+            )
+        PostgresRevocationList(pool)  # the marks a turn reads
+        chains = PostgresRefreshChains(pool)
+    else:
+        url = request.getfixturevalue("redis_url")
+        client = redis.Redis.from_url(url)
+        chains = RedisRefreshChains(client, url)
+        session = begun(chains)
+        assert turn(chains, session, 0).turned
+        client.hdel(f"tessera:chain:{session}", "turned")
+    assert turn(chains, session, 0, grace=GRACE).spent, "no grace without a turned time"
+    if store != "redis":
+        upgraded = begun(chains)  # and the upgraded store keeps new chains' turns
+        assert turn(chains, upgraded, 0, grace=GRACE).turned
+        assert turn(chains, upgraded, 0, grace=GRACE).again
+    chains.close()
+    if store == "postgres":
+        pool.close()
