@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from application.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, SecretBox
-from application.reauthentication import Reauthentication
+from application.reauthentication import Proof, Reauthentication
 from application.sessions import Sessions
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
@@ -45,11 +45,20 @@ class Passwords:
 
     @traced
     @retried_on_conflict
-    def change(self, claims: AccessClaims, current_password: str, new_password: str) -> None:
-        """Also ends every other session: whoever else held one may have known the old password."""
+    def change(
+        self,
+        claims: AccessClaims,
+        current_password: str,
+        new_password: str,
+        code: str | None = None,
+    ) -> None:
+        """Also ends every other session: whoever else held one may have known the old password.
+        A change to how the account is reached asks for every factor it has (ASVS 5.0 V7.5.1):
+        the current password, and a TOTP or recovery code when MFA is on, limited and counted
+        like a sign-in's, so a stolen token is no guessing oracle."""
         account = self._account(claims)
-        # Limited and counted like a sign-in's: a stolen token must not make a guessing oracle.
-        self._reauthentication.check_password(account, current_password, "change_password")
+        proof = Proof(password=current_password, code=code)
+        self._reauthentication.prove(account, claims, proof, "change_password")
         new_hash = self._acceptable_hash(account, new_password)
         # A sign-in that verified the old password and raced the change is cut off too (its
         # refresh token already is: its session is bound to the old password).

@@ -142,11 +142,6 @@ class Reauthentication:
         if account.mfa_enabled:
             self._code(account, proof.code, command, now)
 
-    def check_password(self, account: Account, password: str, command: str) -> None:
-        """The current password alone (a password change), limited and counted as above."""
-        self._admit(account, self._clock.now())
-        self._password(account, password, command)
-
     def _admit(self, account: Account, now: datetime) -> None:
         client = current_client.get()
         self._throttle.check(THROTTLE, client.ip if client else "", f"account:{account.id}")

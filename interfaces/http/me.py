@@ -64,7 +64,7 @@ class MeController(Controller):
         data: JSONBody[ChangePasswordRequest],
         passwords: NamedDependency[Passwords],
     ) -> None:
-        passwords.change(claims, data.current_password, data.new_password)
+        passwords.change(claims, data.current_password, data.new_password, data.code)
 
     @post(
         "/mfa",

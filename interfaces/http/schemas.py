@@ -113,6 +113,7 @@ class ResetPasswordRequest(Request):
 class ChangePasswordRequest(Request):
     current_password: Password
     new_password: Password
+    code: OtpCode | None = None  # a TOTP or recovery code: required when MFA is on
 
 
 class ProfileUpdate(Request):

@@ -112,7 +112,11 @@ class AccountPages(Controller):
         try:
             data = parse(fields, ChangePasswordRequest)
             await in_thread(
-                site.container.passwords.change, caller, data.current_password, data.new_password
+                site.container.passwords.change,
+                caller,
+                data.current_password,
+                data.new_password,
+                data.code,
             )
         except DomainError as error:
             return await _refused(site, visit, caller, error)

@@ -164,7 +164,7 @@ def everything(container: Container, clock: FakeClock) -> tuple[AccountView, lis
     claims = authenticated(container, rotated.access_token)
     enrollment = container.mfa.enroll(claims)
     codes = container.mfa.confirm(claims, pyotp.TOTP(enrollment.secret).at(clock.now()))
-    container.passwords.change(claims, PASSWORD, NEW_PASSWORD)
+    container.passwords.change(claims, PASSWORD, NEW_PASSWORD, codes[0])  # MFA on: a code too
     container.passwords.forget("ada@example.com")
     container.profile.update(ada.id, "Ada Lovelace")
     fail_logins(container, 1)

@@ -76,7 +76,7 @@ from tests.conftest import FAST_ARGON2, FakeClock, authenticated, event_count, r
 
 # The bounded run in `make test` is the same every time (derandomized), so what it must reach
 # it reaches; given a count, runs are random and explore afresh.
-EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "150"))
 STEPS = int(os.environ.get("STATEFUL_STEPS", "50"))
 DERANDOMIZE = "STATEFUL_EXAMPLES" not in os.environ
 
@@ -555,10 +555,13 @@ class Lifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.live_sessions())
     @rule(pick=PICK, right=st.booleans(), new=st.sampled_from(PASSWORDS))
     def change_password(self, pick: int, right: bool, new: str) -> None:
+        """Every factor the account has: the current password, and with MFA on a recovery code
+        (the oldest left; a change without a code: tests/http/test_reauthentication_api.py)."""
         session, claims = self.signed_in(pick)
         model, at = self.model, self.now()
         current = model.password if right else WRONG_PASSWORD
-        _, error = outcome(self.container.passwords.change, claims, current, new)
+        code = model.recovery_codes[0] if model.mfa_on and model.recovery_codes else None
+        _, error = outcome(self.container.passwords.change, claims, current, new, code)
         if model.locked(at):
             assert error is AccountLocked, error
             return
@@ -566,11 +569,17 @@ class Lifecycle(RuleBasedStateMachine):
             assert error is WrongPassword, error
             self.fail(at)  # a guess behind a token counts as one at the sign-in
             return
+        if model.mfa_on and code is None:
+            assert error is InvalidMfaCode, error  # every recovery code spent: a missing code
+            return
         if new in model.recent_passwords():
             assert error is Invalid, error
             REACHED["reused password refused"] += 1
             return
         assert error is None, error
+        if code is not None:  # spent with the change (a refused change saves nothing)
+            model.recovery_codes.remove(code)
+            model.used_recovery_codes.append(code)
         self.password_changed(new)
         self.revoke_all(keep=session)
         REACHED["password changed"] += 1
@@ -611,7 +620,8 @@ class Lifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.live_sessions())
     @rule(
         pick=PICK,
-        password_given=st.sampled_from(["right", "wrong", "none"]),
+        # Weighted to the right password: the runs must see MFA turned off as well as refused.
+        password_given=st.sampled_from(["right", "right", "wrong", "none"]),
         by=st.sampled_from(["totp", "recovery", "used recovery", "none"]),
     )
     def disable_mfa(self, pick: int, password_given: str, by: str) -> None:

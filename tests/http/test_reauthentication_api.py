@@ -145,6 +145,33 @@ def test_a_wrong_current_password_at_a_change_is_counted(
     assert new_events(container, before) == ["LoginFailed"]
 
 
+def test_a_password_change_with_mfa_on_asks_for_a_code_too(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    """A change to how the account is reached asks for every factor it has (ASVS 5.0 V7.5.1):
+    with the password alone, a stolen token and a phished password together change nothing."""
+    tokens, totp, _, _ = ada_with_everything(client, container, clock)
+    new_password = "a brand new passphrase"
+
+    def change(**proof: str) -> Any:
+        body = {"current_password": PASSWORD, "new_password": new_password, **proof}
+        return client.put("/api/users/me/password", headers=bearer(tokens), json=body)
+
+    before = event_count(container)
+    assert problem(change()) == (401, "invalid_mfa_code")
+    assert new_events(container, before) == []  # a missing code records nothing
+    assert problem(change(code="000000")) == (401, "invalid_mfa_code")
+    assert failures(container, before) == [("mfa", "change_password")]
+    assert new_events(container, before) == ["LoginFailed"]
+    done = change(code=totp.at(clock.now().timestamp()))
+    assert done.status_code == 204, done.text
+    assert new_events(container, before)[1:] == [
+        "TotpCodeAccepted",
+        "PasswordChanged",
+        "AllSessionsRevoked",
+    ]
+
+
 def test_guesses_behind_a_token_meet_the_lock_then_the_limit(
     client: Client, container: Container, clock: FakeClock
 ) -> None:
