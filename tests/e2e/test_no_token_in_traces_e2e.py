@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,11 +25,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import FAST_ARGON2
-from tests.e2e.test_serve import PASSWORD, tessera, wait_for_mail
+from tests.e2e.test_serve import PASSWORD, serving, wait_for_mail
 from tests.http.test_pages import csrf_token
 from tests.oidc.harness import OidcProvider, sign_in
-from tests.servers import PostgresCluster, free_port, wait_for_port
+from tests.servers import free_port
 
 APP = "http://127.0.0.1:9999/signed-in"
 NEW_PASSWORD = "another passphrase & more"
@@ -88,39 +85,27 @@ def traced_server(
     }
     accounts = {"alice-sub": {"email": "alice@example.com", "email_verified": True}}
     collector = Collector()
-    data_dir = tmp_path / "var"
-    with OidcProvider(clients=[client], accounts=accounts) as idp:
-        env = {
-            **os.environ,
-            **FAST_ARGON2,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "DATA_DIR": str(data_dir),
-            "PUBLIC_URL": base,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second
-            "OIDC_PROVIDERS": "idp",
-            "OIDC_REDIRECT_URIS": APP,
-            "OIDC_IDP_ISSUER": idp.issuer,
-            "OIDC_IDP_CLIENT_ID": "tessera",
-            "OIDC_IDP_CLIENT_SECRET": "e2e-client-secret",
-        }
-        for name in ("DATABASE_URL", "REDIS_URL"):
-            env.pop(name, None)
-        if request.param == "postgres":
-            cluster: PostgresCluster = request.getfixturevalue("postgres")
-            env["DATABASE_URL"] = cluster.new_database()
-        with (tmp_path / "serve.log").open("wb") as log:
-            process = subprocess.Popen(
-                [tessera(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_for_port(port)
+    try:
+        with (
+            OidcProvider(clients=[client], accounts=accounts) as idp,
+            serving(
+                request.param,
+                request,
+                tmp_path,
+                PORT=str(port),
+                PUBLIC_URL=base,
+                OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+                OTEL_BSP_SCHEDULE_DELAY="100",  # export within a tenth of a second
+                OIDC_PROVIDERS="idp",
+                OIDC_REDIRECT_URIS=APP,
+                OIDC_IDP_ISSUER=idp.issuer,
+                OIDC_IDP_CLIENT_ID="tessera",
+                OIDC_IDP_CLIENT_SECRET="e2e-client-secret",
+            ) as (_, data_dir),
+        ):
             yield base, data_dir, collector
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-            collector.close()
+    finally:
+        collector.close()
 
 
 def reset_mail(mail_dir: Path, timeout: float = 20.0) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +16,8 @@ import httpx
 import pytest
 
 from tests.authenticator import Authenticator, b64url
-from tests.conftest import FAST_ARGON2
-from tests.e2e.test_serve import PASSWORD, tessera, wait_for_mail
+from tests.e2e.test_serve import PASSWORD, serving, wait_for_mail
 from tests.oidc.harness import OidcProvider
-from tests.servers import PostgresCluster, free_port, wait_for_port
 
 PUBLIC_URL = "https://auth.example.test"
 APP = "https://app.example.test/linked"  # a client's redirect URI, on the allow-list
@@ -41,38 +38,19 @@ def idp() -> Iterator[OidcProvider]:
 def server(
     request: pytest.FixtureRequest, tmp_path: Path, idp: OidcProvider
 ) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    data_dir = tmp_path / "var"
-    env = {
-        **os.environ,
-        **FAST_ARGON2,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DATA_DIR": str(data_dir),
-        "PUBLIC_URL": PUBLIC_URL,
-        # The test is the reverse proxy: it names the client address in X-Forwarded-For.
-        "TRUSTED_PROXIES": "127.0.0.0/8",
-        "OIDC_PROVIDERS": "idp",
-        "OIDC_REDIRECT_URIS": APP,
-        "OIDC_IDP_ISSUER": idp.issuer,
-        "OIDC_IDP_CLIENT_ID": "tessera",
-        "OIDC_IDP_CLIENT_SECRET": "idp-client-secret",
-    }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    if request.param == "postgres":
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        env["DATABASE_URL"] = cluster.new_database()
-    with (tmp_path / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            [tessera(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", data_dir
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    # The test is the reverse proxy: it names the client address in X-Forwarded-For.
+    with serving(
+        request.param,
+        request,
+        tmp_path,
+        PUBLIC_URL=PUBLIC_URL,
+        OIDC_PROVIDERS="idp",
+        OIDC_REDIRECT_URIS=APP,
+        OIDC_IDP_ISSUER=idp.issuer,
+        OIDC_IDP_CLIENT_ID="tessera",
+        OIDC_IDP_CLIENT_SECRET="idp-client-secret",
+    ) as served:
+        yield served
 
 
 def signed_up(http: httpx.Client, data_dir: Path, who: str) -> dict[str, str]:

@@ -4,9 +4,7 @@ the session alive; the same token replayed after REFRESH_REUSE_INTERVAL ends the
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,46 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FAST_ARGON2
-from tests.e2e.test_serve import PASSWORD, tessera, wait_for_mail
-from tests.servers import PostgresCluster, free_port, wait_for_port
-
-
-def _serve(
-    request: pytest.FixtureRequest, tmp_path: Path, **settings: str
-) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    data_dir = tmp_path / "var"
-    env = {
-        **os.environ,
-        **FAST_ARGON2,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DATA_DIR": str(data_dir),
-        "PUBLIC_URL": "https://auth.example.test",
-        **settings,
-    }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    if request.param == "postgres":
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        env["DATABASE_URL"] = cluster.new_database()
-    with (tmp_path / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            [tessera(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", data_dir
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+from tests.e2e.test_serve import PASSWORD, serving, wait_for_mail
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """At the default settings (a reuse interval of 10 seconds)."""
-    yield from _serve(request, tmp_path)
+    with serving(request.param, request, tmp_path) as served:
+        yield served
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -63,7 +29,8 @@ def short_interval_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, Path]]:
     """A one-second interval: what the replay test is about, without a ten-second wait."""
-    yield from _serve(request, tmp_path, REFRESH_REUSE_INTERVAL="1")
+    with serving(request.param, request, tmp_path, REFRESH_REUSE_INTERVAL="1") as served:
+        yield served
 
 
 def signed_in(http: httpx.Client, data_dir: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -28,9 +29,13 @@ def tessera() -> str:
     return found
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
+@contextlib.contextmanager
+def serving(
+    deployment: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: str
+) -> Iterator[tuple[str, Path]]:
+    """A real `tessera serve` on 127.0.0.1, on SQLite or on the session's PostgreSQL cluster,
+    with `settings` over the tests' defaults: its base URL and DATA_DIR."""
+    port = int(settings.pop("PORT", "0")) or free_port()
     data_dir = tmp_path / "var"
     env = {
         **os.environ,
@@ -41,9 +46,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         "PUBLIC_URL": "https://auth.example.test",
         # The test itself is the reverse proxy here: it connects from 127.0.0.1.
         "TRUSTED_PROXIES": "127.0.0.0/8",
+        **settings,
     }
-    env.pop("DATABASE_URL", None)
-    if request.param == "postgres":
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    if deployment == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         env["DATABASE_URL"] = cluster.new_database()
     # To a file, not a pipe nobody reads: a full pipe would stop the server mid-log-line.
@@ -57,6 +64,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with serving(request.param, request, tmp_path) as served:
+        yield served
 
 
 def wait_for_mail(mail_dir: Path, to: str, timeout: float = 10.0) -> str:
