@@ -180,6 +180,13 @@ class ConcurrentRecorder(_FunctionRecorder):
         # another cluster (pg_dump/pg_restore, or a promoted logical replica): it orders
         # nothing here, and no transaction of this cluster will ever get that old. The row is
         # committed (a dump and a subscription copy only committed rows), so it is settled.
+        self._sequence_state = SQL(
+            "SELECT (SELECT MAX(notification_id) FROM {table}) AS last_event, "
+            "CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM {sequence}"
+        ).format(table=self._sql["table"], sequence=self._sql["sequence"])
+        self._move_sequence = SQL("SELECT setval({sequence_name}::regclass, %s)").format(
+            sequence_name=self._sql["sequence"].as_string()
+        )
         self._adopt = SQL(
             "UPDATE {table} SET transaction_id = NULL WHERE transaction_id > pg_current_xact_id()"
         ).format(table=self._sql["table"])
@@ -189,12 +196,29 @@ class ConcurrentRecorder(_FunctionRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._adopt)
             adopted = curs.rowcount
+            # Logical replication copies rows, not sequences: on a promoted subscriber the
+            # notification id sequence starts again below the copied events, and every save
+            # would collide with one of them. Moved past them under the allocation lock, so no
+            # save allocates meanwhile (and never moved back).
+            curs.execute(SQL("SELECT pg_advisory_xact_lock({})").format(ALLOCATION_LOCK))
+            curs.execute(self._sequence_state)
+            row = curs.fetchone()
+            last_event, next_id = (row["last_event"] or 0, row["next"]) if row else (0, 1)
+            behind = last_event - next_id + 1
+            if behind > 0:
+                curs.execute(self._move_sequence, (last_event,))
         if adopted > 0:
             log.warning(
                 "%d events were copied from another PostgreSQL cluster (a restore or a "
                 "promoted replica): their transaction ids, which order nothing in this one, "
                 "were cleared so that every reader passes them",
                 adopted,
+            )
+        if behind > 0:
+            log.warning(
+                "the event store's position sequence was %d behind its last event (a promoted "
+                "logical replica copies rows, not sequences): moved past it",
+                behind,
             )
 
     def last_recorded_id(self) -> int:

@@ -80,7 +80,7 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def postgres_cluster(durable: bool = False) -> Iterator[PostgresCluster]:
+def postgres_cluster(durable: bool = False, settings: str = "") -> Iterator[PostgresCluster]:
     """A throwaway cluster. The tests run it with `fsync=off`, for speed only; the benchmark asks
     for a `durable` one (`fsync` and `synchronous_commit` on, as a real deployment has them), so
     that no published figure gains from skipped flushes."""
@@ -97,7 +97,10 @@ def postgres_cluster(durable: bool = False) -> Iterator[PostgresCluster]:
         capture_output=True,
     )
     durability = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off"
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 {durability} -c max_connections=300"
+    options = (
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 {durability}"
+        f" -c max_connections=300 {settings}"
+    )
     subprocess.run(
         _as_postgres(
             [

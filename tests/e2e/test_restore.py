@@ -6,14 +6,17 @@ And no whole read ever stops short of the log's end without saying so."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from application.event_log import END_WAIT, LogHeldBack
 from infrastructure.event_store import ConcurrentRecorder
@@ -122,6 +125,72 @@ def test_a_dump_restored_into_a_new_cluster_exports_and_rebuilds_every_event(
         assert "Registered" in [e.type for e in container.history.trail()][-3:]
     finally:
         container.close()
+
+
+@pytest.fixture(scope="module")
+def publisher() -> Iterator[PostgresCluster]:
+    with postgres_cluster(settings="-c wal_level=logical") as cluster:
+        yield cluster
+
+
+def test_a_promoted_logical_replica_reads_every_event_and_saves_after_them(
+    publisher: PostgresCluster, new_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """Logical replication copies rows, transaction ids included, but no sequence: the first
+    tessera process on the promoted subscriber adopts the rows and moves the position sequence
+    past them, so it exports and rebuilds every event and its next save does not collide."""
+    data_dir = tmp_path / "var"
+    old = environment(publisher.new_database(), data_dir)
+    burn_transaction_ids(old["DATABASE_URL"], BURNT_XIDS)
+    seed(old, accounts=5)
+    exported = run(old, "audit", "export")
+    assert exported.returncode == 0, exported.stderr
+
+    new = environment(new_cluster.new_database(), data_dir)
+    schema = subprocess.run(
+        [_pg_bin("pg_dump"), "--schema-only", "--no-owner", old["DATABASE_URL"]],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    subprocess.run(
+        [_pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", new["DATABASE_URL"]],
+        input=schema,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    with psycopg.connect(old["DATABASE_URL"], autocommit=True) as source:
+        source.execute("CREATE PUBLICATION tessera FOR ALL TABLES")
+    source_info = conninfo_to_dict(old["DATABASE_URL"])
+    with psycopg.connect(new["DATABASE_URL"], autocommit=True) as subscriber:
+        subscriber.execute(
+            f"CREATE SUBSCRIPTION tessera CONNECTION 'host=127.0.0.1 port={publisher.port} "  # type: ignore[call-overload]
+            f"dbname={source_info['dbname']} user=postgres' PUBLICATION tessera"
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            row = subscriber.execute(
+                "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.2)
+        subscriber.execute("DROP SUBSCRIPTION tessera")  # promoted: the publisher is gone
+
+    restored = run(new, "audit", "export")
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.splitlines() == exported.stdout.splitlines()
+    assert "position sequence was" in restored.stderr  # moved at the first start, and said
+    container = build(load_settings(new))
+    try:
+        container.registration.register("after@example.com", "after", "a long passphrase 12")
+        assert "Registered" in [e.type for e in container.history.trail()][-3:]
+    finally:
+        container.close()
+    rebuilt = run(new, "projector", "rebuild", "accounts")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert re.search(r"rebuilt accounts: (\d+) of the log's \1 events", rebuilt.stdout)
 
 
 def test_a_whole_read_held_back_past_its_wait_is_an_error_naming_the_position(
