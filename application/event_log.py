@@ -35,6 +35,7 @@ from domain.identity import is_email, normalise_email, normalise_username
 from domain.session import Session
 
 A = TypeVar("A", bound=Aggregate)
+C = TypeVar("C", EmailClaim, UsernameClaim, IdentityClaim)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -241,17 +242,28 @@ class EventLog(Application[UUID]):
 
     def email_claim(self, email: str) -> EmailClaim | None:
         """The claim on a normalised email address, held or released; None if never made."""
-        return self.find(EmailClaim.id_for(self.keys.fingerprint("email", email)), EmailClaim)
+        return self.latest_claim(EmailClaim, self.keys.fingerprint("email", email))
 
     def username_claim(self, username: str) -> UsernameClaim | None:
         """The claim on a normalised username, held or released; None if never made."""
-        claim_id = UsernameClaim.id_for(self.keys.fingerprint("username", username))
-        return self.find(claim_id, UsernameClaim)
+        return self.latest_claim(UsernameClaim, self.keys.fingerprint("username", username))
 
     def identity_claim(self, provider: str, subject: str) -> IdentityClaim | None:
         """The claim on a provider's subject, held or released; None if never made."""
-        claim_id = IdentityClaim.id_for(self.keys.fingerprint("identity", f"{provider}:{subject}"))
-        return self.find(claim_id, IdentityClaim)
+        fingerprint = self.keys.fingerprint("identity", f"{provider}:{subject}")
+        return self.latest_claim(IdentityClaim, fingerprint)
+
+    def latest_claim(self, kind: type[C], fingerprint: str) -> C | None:
+        """The value's claim of the latest generation: the held one, or the last released (whose
+        next generation a new holder makes); None if never made. One read for a value never
+        released, one more for each release since."""
+        latest = None
+        generation = 0
+        while (claim := self.find(kind.id_for(fingerprint, generation), kind)) is not None:
+            if claim.held:
+                return claim
+            latest, generation = claim, generation + 1
+        return latest
 
     def account_for_login(self, login: str) -> Account | None:
         """The account whose email or username this is (either spelling case), or None."""

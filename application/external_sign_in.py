@@ -477,18 +477,15 @@ class ExternalSignIn:
                 yield candidate
 
     def _claimed(self, kind: Any, claim: Any, what: str, value: Any, account: Account) -> Any:
-        """A new claim, or a released one taken over (as registration does)."""
-        now = self._clock.now()
-        if claim is None:
-            if kind is IdentityClaim:
-                fingerprint = self._log.keys.fingerprint("identity", f"{what}:{value.subject}")
-            else:
-                fingerprint = self._log.keys.fingerprint(what, value)
-            return kind(id=kind.id_for(fingerprint), account_id=account.id, timestamp=now)
-        if claim.held:
+        """The value's first claim, or the next generation after a released one (as
+        registration does)."""
+        if claim is not None and claim.held:
             raise IntegrityError("the claim is held")
-        claim.take_over(account.id, now)
-        return claim
+        if kind is IdentityClaim:
+            fingerprint = self._log.keys.fingerprint("identity", f"{what}:{value.subject}")
+        else:
+            fingerprint = self._log.keys.fingerprint(what, value)
+        return kind.made(fingerprint, account.id, self._clock.now(), after=claim)
 
     def _request_verification(self, account: Account) -> None:
         token = issue_token(account.id)

@@ -117,15 +117,12 @@ class Registration:
         account: Account,
         at: datetime,
     ) -> C:
-        """A new claim, or the released one of an erased account taken over: either way, two
-        registrations racing for one value write the same version and one of them loses."""
-        if claim is None:
-            claim_id = kind.id_for(self._log.keys.fingerprint(what, value))
-            return kind(id=claim_id, account_id=account.id, timestamp=at)
-        if claim.held:  # taken since _refuse_claimed looked
+        """The value's first claim, or the next generation after an erased account's released
+        one: either way, two registrations racing for one value make the same aggregate id and
+        one of them loses."""
+        if claim is not None and claim.held:  # taken since _refuse_claimed looked
             raise EmailTaken if what == "email" else UsernameTaken
-        claim.take_over(account.id, at)
-        return claim
+        return kind.made(self._log.keys.fingerprint(what, value), account.id, at, after=claim)
 
     def _refuse_claimed(self, email: str, username: str) -> None:
         claim: EmailClaim | UsernameClaim | None = self._log.email_claim(email)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -55,16 +55,40 @@ class _Claim(Aggregate):
 
     Its id is derived from the fingerprint, so two registrations of one value write the same
     aggregate id and the event store's optimistic concurrency lets exactly one of them win. An
-    erasure releases the claim; a later registration takes it over, as a new version of the same
-    aggregate, so that race is decided the same way.
+    erasure (or an unlink) releases the claim; the value's next holder makes a claim of the next
+    generation, whose id is derived from the fingerprint and the generation: two registrations
+    race for it the same way, and nothing in either claim's history names the other's account,
+    so a copy of the store without SECRET_KEY does not link an erased account to the next owner
+    of its address. (Releases recorded before generations were taken over in place: TakenOver.)
     """
 
     namespace: ClassVar[UUID]
     account_id: UUID | None
+    generation: int
 
     @classmethod
-    def id_for(cls, fingerprint: str) -> UUID:
-        return uuid5(cls.namespace, fingerprint)
+    def id_for(cls, fingerprint: str, generation: int = 0) -> UUID:
+        return uuid5(
+            cls.namespace, fingerprint if generation == 0 else f"{fingerprint}/{generation}"
+        )
+
+    @classmethod
+    def made(
+        cls, fingerprint: str, account_id: UUID, at: datetime, after: Self | None = None
+    ) -> Self:
+        """The claim of a value for `account_id`: its first, or the next after `after`, the
+        value's claim that was released."""
+        if after is not None and after.held:
+            raise ValueError("the claim is held")
+        generation = 0 if after is None else after.generation + 1
+        # Each kind's own __init__ event takes these.
+        made: Self = cls(  # type: ignore[call-arg]
+            id=cls.id_for(fingerprint, generation),
+            account_id=account_id,
+            timestamp=at,
+            generation=generation,
+        )
+        return made
 
     @property
     def held(self) -> bool:
@@ -93,16 +117,22 @@ class EmailClaim(_Claim):
     namespace = EMAIL_NAMESPACE
 
     @event("EmailClaimed")
-    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
+    def __init__(
+        self, id: UUID, account_id: UUID, timestamp: datetime, generation: int = 0
+    ) -> None:
         self.account_id = account_id
+        self.generation = generation  # absent from claims made before generations: 0
 
 
 class UsernameClaim(_Claim):
     namespace = USERNAME_NAMESPACE
 
     @event("UsernameClaimed")
-    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
+    def __init__(
+        self, id: UUID, account_id: UUID, timestamp: datetime, generation: int = 0
+    ) -> None:
         self.account_id = account_id
+        self.generation = generation  # absent from claims made before generations: 0
 
 
 class IdentityClaim(_Claim):
@@ -113,8 +143,11 @@ class IdentityClaim(_Claim):
     namespace = IDENTITY_NAMESPACE
 
     @event("IdentityClaimed")
-    def __init__(self, id: UUID, account_id: UUID, timestamp: datetime) -> None:
+    def __init__(
+        self, id: UUID, account_id: UUID, timestamp: datetime, generation: int = 0
+    ) -> None:
         self.account_id = account_id
+        self.generation = generation  # absent from claims made before generations: 0
 
 
 class Account(Aggregate):

@@ -22,6 +22,7 @@ from application.views import Client, TokenPair
 from domain.account import ERASED, Account
 from domain.errors import (
     AccountNotFound,
+    EmailTaken,
     InvalidCredentials,
     InvalidMfaCode,
     WrongPassword,
@@ -325,3 +326,35 @@ def test_a_reader_holding_the_write_ahead_log_delays_the_scrub_but_does_not_defe
     finally:
         timer.join()
         container.close()
+
+
+def test_the_next_owner_of_an_erased_address_shares_no_claim_with_the_erased_account(
+    container: Container,
+) -> None:
+    """The address and username are free again, each under a claim of its own: no aggregate's
+    history names both accounts, so a dump without SECRET_KEY links neither to the other."""
+    erased = container.registration.register(EMAIL, USERNAME, PASSWORD)
+    for cycle in range(2):
+        container.erasure.erase(EMAIL, "cli:root")
+        newcomer = container.registration.register(EMAIL, USERNAME, PASSWORD)
+        run_projections(container)
+        claims = [
+            notification
+            for notification in container.log.recorder.select_notifications(start=1, limit=1000)
+            if "Claim" in notification.topic
+        ]
+        owners: dict[Any, set[Any]] = {}
+        for notification in claims:
+            event = container.log.mapper.to_domain_event(notification)
+            held_by = getattr(event, "account_id", None)
+            owners.setdefault(notification.originator_id, set()).update(
+                {held_by} if held_by else set()
+            )
+        assert all(len(accounts) == 1 for accounts in owners.values()), owners
+        assert len(owners) == 2 * (cycle + 2)  # an email and a username claim per holder
+        found = container.log.account_for_login(EMAIL)
+        assert found is not None and found.id == newcomer.id != erased.id
+        assert container.log.account_for_login(USERNAME) == found
+        erased = newcomer
+    with pytest.raises(EmailTaken):
+        container.registration.register(EMAIL, "someone_else", PASSWORD)

@@ -274,3 +274,20 @@ def test_renewed_recovery_codes_replace_the_old_ones() -> None:
 def test_recovery_codes_cannot_be_renewed_without_mfa() -> None:
     with pytest.raises(MfaNotEnabled):
         registered().renew_recovery_codes(["new"], T0)
+
+
+def test_the_next_holder_of_a_released_value_gets_a_claim_of_its_own() -> None:
+    """Nothing in either claim's history names the other's account: a store copied without
+    SECRET_KEY does not link an erased account to the next owner of its address."""
+    first = EmailClaim.made("f1", registered().id, T0)
+    assert (first.id, first.generation) == (EmailClaim.id_for("f1"), 0)
+    with pytest.raises(ValueError, match="held"):
+        EmailClaim.made("f1", registered().id, T0, after=first)
+    first.release(T0)
+    newcomer = registered().id
+    second = EmailClaim.made("f1", newcomer, T0, after=first)
+    assert second.id == EmailClaim.id_for("f1", 1) != first.id
+    assert second.generation == 1 and second.account_id == newcomer
+    assert event_names(first) == ["EmailClaimed", "Released"]  # type: ignore[arg-type]
+    second.release(T0)
+    assert EmailClaim.made("f1", newcomer, T0, after=second).generation == 2
