@@ -137,10 +137,20 @@ def event_count(container: Container) -> int:
 
 
 def run_projections(container: Container) -> None:
-    """Runs every projection to the end of the log, then waits for the mail queue to drain."""
+    """Runs every projection to the end of the log, then waits for the mail queue to drain.
+    Where the app's own projector threads run too (an app made with its background work), a
+    batch either of them applied first is a tracking conflict for the other: read on."""
+    from eventsourcing.persistence import IntegrityError
+
     for projector in container.projectors:
-        while projector.run_once():
-            pass
+        while True:
+            before = projector.position
+            try:
+                if not projector.run_once():
+                    break
+            except IntegrityError:
+                if projector.position == before:
+                    raise  # nobody else moved it on: a conflict of the projection's own
     container.mail_broker.join()
 
 
