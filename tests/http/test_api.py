@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyotp
 from litestar.testing import TestClient
 
 from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD, mailed_token
-from tests.conftest import event_count
+from tests.conftest import FakeClock, event_count
 
 Client = TestClient[Any]
 
@@ -34,6 +35,21 @@ def log_in(client: Client, login: str = "ada") -> dict[str, Any]:
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def enable_mfa(client: Client, tokens: dict[str, Any], clock: FakeClock) -> pyotp.TOTP:
+    """MFA turned on through the API; the confirming code is spent, so the clock moves on to
+    the next step's."""
+    enabled = client.post("/api/users/me/mfa", headers=bearer(tokens), json={"action": "enable"})
+    totp = pyotp.TOTP(enabled.json()["secret"])
+    confirmed = client.post(
+        "/api/users/me/mfa",
+        headers=bearer(tokens),
+        json={"action": "confirm", "code": totp.at(clock.now().timestamp())},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    clock.advance(seconds=30)
+    return totp
 
 
 def test_register_verify_login_profile_refresh_logout(client: Client, container: Container) -> None:

@@ -18,7 +18,7 @@ from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
 from tests.authenticator import Authenticator
 from tests.conftest import FakeClock, event_count
-from tests.http.test_api import bearer, log_in, register_and_verify
+from tests.http.test_api import bearer, enable_mfa, log_in, register_and_verify
 from tests.http.test_passkeys_api import ORIGIN, new_events
 
 Client = TestClient[Any]
@@ -41,19 +41,6 @@ def failures(container: Container, after: int) -> list[tuple[str, str]]:
         if type(event).__name__ == "LoginFailed":
             found.append((event.factor, event.command))
     return found
-
-
-def enable_mfa(client: Client, tokens: dict[str, Any], clock: FakeClock) -> pyotp.TOTP:
-    enabled = client.post("/api/users/me/mfa", headers=bearer(tokens), json={"action": "enable"})
-    totp = pyotp.TOTP(enabled.json()["secret"])
-    confirmed = client.post(
-        "/api/users/me/mfa",
-        headers=bearer(tokens),
-        json={"action": "confirm", "code": totp.at(clock.now().timestamp())},
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    clock.advance(seconds=30)  # the confirming code is spent: the next step's
-    return totp
 
 
 def add_passkey(

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pyotp
 import pytest
 from litestar.testing import TestClient
 
@@ -26,7 +25,7 @@ from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings
 from tests.conftest import FAST_ARGON2, FakeClock, event_count
-from tests.http.test_api import PASSWORD, bearer, register_and_verify
+from tests.http.test_api import PASSWORD, enable_mfa, register_and_verify
 from tests.http.test_pages import csrf_token
 from tests.oidc.harness import OidcProvider, sign_in
 
@@ -207,19 +206,6 @@ def test_an_api_client_still_gets_problems_from_the_callback(
     started = client.get("/api/auth/oidc/idp/start", params={"redirect_uri": APP})
     refused = client.get(local(sign_in(started.headers["location"], "x", approve=False)))
     assert (refused.status_code, refused.json()["code"]) == (401, "invalid_identity_response")
-
-
-def enable_mfa(client: Client, tokens: dict[str, Any], clock: FakeClock) -> pyotp.TOTP:
-    enabled = client.post("/api/users/me/mfa", headers=bearer(tokens), json={"action": "enable"})
-    totp = pyotp.TOTP(enabled.json()["secret"])
-    confirmed = client.post(
-        "/api/users/me/mfa",
-        headers=bearer(tokens),
-        json={"action": "confirm", "code": totp.at(clock.now().timestamp())},
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    clock.advance(seconds=30)
-    return totp
 
 
 def api_exchange(client: Client, subject: str, **options: Any) -> dict[str, Any]:
