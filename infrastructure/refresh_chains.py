@@ -97,7 +97,9 @@ def _decide(row: Sequence[Any] | None, step: _Step) -> tuple[Turn, dict[str, int
     if (
         step.turn == current - 1
         and row[4] == step.next_digest
-        and step.now - int(row[8]) < step.grace
+        # Never negative: a step whose clock was read before the turn it lost to is no later
+        # than that turn, and with no interval (strict) no repeat is ever given.
+        and max(0, step.now - int(row[8])) < step.grace
     ):
         # The token turned last, back within the grace interval (two tabs, a retried request
         # whose answer was lost): its successor is the current token, given again.
@@ -318,7 +320,7 @@ local mark = redis.call('GET', ARGV[7] .. c[1])
 local current = tonumber(c[4])
 local presented = tonumber(ARGV[1])
 if presented == current - 1 and c[5] == ARGV[3] and c[9]
-   and now - tonumber(c[9]) < tonumber(ARGV[8]) then
+   and math.max(0, now - tonumber(c[9])) < tonumber(ARGV[8]) then
   return {'again', c[1], c[2], c[3], current, c[6], c[7], c[8], mark}
 end
 if presented < current then

@@ -165,6 +165,18 @@ def test_with_no_grace_any_spent_token_ends_the_chain(stores: tuple[Any, Any]) -
     assert turn(chains, session, 0, grace=timedelta(0)).spent
 
 
+def test_a_step_whose_clock_was_read_before_the_turn_it_lost_to_gets_no_grace_when_strict(
+    stores: tuple[Any, Any],
+) -> None:
+    """Racing refreshes read the clock before their round trip: one that read it earlier can
+    arrive after the turn made at a later instant. With no interval, it is reuse all the same."""
+    chains, _ = stores
+    session = begun(chains)
+    assert turn(chains, session, 0, T0 + timedelta(seconds=1), grace=timedelta(0)).turned
+    late = turn(chains, session, 0, T0, grace=timedelta(0))
+    assert late.spent and not late.again
+
+
 def test_racing_turns_of_one_token_within_the_grace_all_get_its_successor(
     stores: tuple[Any, Any],
 ) -> None:
