@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench bench-profile system-deps clean fuzz stateful chaos soak
+.PHONY: install run test docs docs-reference check bench bench-profile system-deps clean fuzz stateful chaos soak
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 # Logs go to stdout and, unless LOG_FILE says otherwise, to var/log/tessera.log too.
@@ -26,7 +26,7 @@ system-deps:
 # stays on one worker, so its module fixtures start once); then those marked `serial` (timing,
 # load, crashes recovered within a deadline), alone, so no other test skews what they measure.
 # Both halves run even if the first fails; a half that PYTEST_ARGS leaves empty (exit 5) passes.
-test: install system-deps
+test: install system-deps docs
 	@status=0; \
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS) \
 		|| { code=$$?; [ $$code -eq 5 ] || status=$$code; }; \
@@ -35,7 +35,18 @@ test: install system-deps
 	echo "screenshots of every page (tests/browser): $(CURDIR)/var/screenshots/"; \
 	exit $$status
 
-# Load scenarios against a real `tessera serve` (see README, "Performance"); not part of `test`.
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link, a missing
+# anchor or a page left out of the nav fails the build. `make test` builds it first.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The pages under docs/reference/, from the code: the Settings class and .env.example, the
+# OpenAPI document the app serves, the domain's event classes, the problem table.
+# tests/test_docs.py fails while a committed page differs from what this writes.
+docs-reference: install
+	$(BIN)/python -m tools.docs_reference
+
+# Load scenarios against a real `tessera serve` (docs/performance.md); not part of `test`.
 bench: install system-deps
 	@sh bench/install-wrk.sh
 	$(BIN)/python -m pip install --quiet granian  # only to compare it with uvicorn
@@ -75,10 +86,10 @@ soak: install system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s --timeout=0 tests/e2e/test_soak.py
 
 check: install
-	$(BIN)/ruff check domain application infrastructure interfaces tests bench
-	$(BIN)/ruff format --check domain application infrastructure interfaces tests bench
+	$(BIN)/ruff check domain application infrastructure interfaces tests bench tools
+	$(BIN)/ruff format --check domain application infrastructure interfaces tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var site .pytest_cache .mypy_cache .ruff_cache
