@@ -45,7 +45,7 @@ from application.transcoding import FastJSONTranscoder
 from domain.account import ERASED, Account
 
 # Every field, in any event or snapshot, that holds a value identifying (or belonging to) the
-# person; named in README, "Privacy and erasure". A field is sealed wherever it appears.
+# person; named in docs/audit/erasure.md. A field is sealed wherever it appears.
 PERSONAL_FIELDS = frozenset(
     {
         "email",

@@ -1,1 +1,1 @@
-"""Benchmarks of a real `tessera serve` process: `make bench` (see README, "Performance")."""
+"""Benchmarks of a real `tessera serve` process: `make bench` (see docs/performance.md)."""

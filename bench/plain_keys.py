@@ -1,5 +1,5 @@
 """The same service with sealing off, for the bench alone: what encrypting personal values costs
-is measured against it, in the same run (README, "Privacy and erasure").
+is measured against it, in the same run (docs/audit/erasure.md).
 
 PlainDataKeys passes values through `seal` and `open` unencrypted and never asks the key table,
 so the difference to the real service is exactly the work WrappedDataKeys does: the per-person

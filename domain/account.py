@@ -154,7 +154,7 @@ class Account(Aggregate):
     """A person's identity: credentials, verified email, profile.
 
     Login sessions are not recorded here but on Session aggregates of their own, so that logins
-    and refreshes on many devices never contend for this stream (see README, "Sessions").
+    and refreshes on many devices never contend for this stream (see docs/architecture.md, "Sessions").
     """
 
     # Made by the @event decorators below; named here for projections and type checkers.

@@ -47,7 +47,8 @@ def add_commands(commands: Any) -> None:
             "login", help="email, username or account id"
         )
     erase = actions.add_parser(
-        "erase", help="forget an account's person for good (crypto-shredding; see README)"
+        "erase",
+        help="forget an account's person for good (crypto-shredding; see docs/audit/erasure.md)",
     )
     erase.add_argument("login", help="email, username or account id")
     erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
     from litestar.openapi.spec import Schema
 
-# What each status means here, and the stable codes it carries (see README, "Errors").
+# What each status means here, and the stable codes it carries (see docs/integrate/errors.md).
 _MEANINGS: dict[int, str] = {
     400: "Invalid input (`validation_failed`, with `errors`), a body that is not UTF-8 JSON "
     "(`malformed_request`), an unknown, spent or expired token (`invalid_token`), or a new "

@@ -101,7 +101,9 @@ def test_lines_that_are_not_chain_links_are_named(lines: list[str]) -> None:
 def test_cutting_lines_off_the_end_is_seen_only_in_the_last_hash(lines: list[str]) -> None:
     whole, cut = verify(lines), verify(lines[:-1])
     assert cut.ok and cut.lines == 4
-    assert cut.last_hash != whole.last_hash  # why the README says: keep the last hash elsewhere
+    assert (
+        cut.last_hash != whole.last_hash
+    )  # why docs/audit/verifying.md says: keep the last hash elsewhere
 
 
 def test_line_ends_do_not_matter_but_an_empty_file_is_an_empty_chain(lines: list[str]) -> None:
