@@ -332,6 +332,17 @@ def event_fields(event: type) -> list[str]:
     return [name for name in parameters if name not in IMPLIED_FIELDS and name != "self"]
 
 
+def _own_doc(aggregate: type) -> str:
+    """The docstring the domain wrote for the aggregate or a base of it (the event-sourcing
+    library makes one up for classes without)."""
+    for cls in aggregate.__mro__:
+        doc = cls.__dict__.get("__doc__")
+        made_up = f"{cls.__name__}("
+        if cls.__module__.startswith("domain") and doc and not doc.startswith(made_up):
+            return inspect.cleandoc(doc)
+    return ""
+
+
 def events_page() -> str:
     out = [
         "# Event catalogue",
@@ -347,7 +358,7 @@ def events_page() -> str:
     ]
     for aggregate in aggregates():
         out += ["", f"## {aggregate.__name__}", ""]
-        doc = inspect.getdoc(aggregate)
+        doc = _own_doc(aggregate)
         if doc:
             out += [" ".join(doc.split("\n\n", 1)[0].split()), ""]
         out += ["| event | fields |", "|---|---|"]
