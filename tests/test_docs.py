@@ -137,3 +137,9 @@ def test_every_problem_code_is_in_the_reference() -> None:
     assert {"overloaded", "malformed_request", "unavailable"} <= codes
     missing = sorted(code for code in codes if f"`{code}`" not in page)
     assert not missing, f"{missing}: {REGENERATE}"
+
+
+def test_make_test_builds_the_site_strictly() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test:.*\bdocs\b", makefile, re.MULTILINE), "make test must build the site"
+    assert re.search(r"^docs:.*\n(\t.*\n)*\t.*mkdocs build --strict", makefile, re.MULTILINE)
