@@ -23,6 +23,13 @@ class Clock(Protocol):
         ...
 
 
+class DeviceNames(Protocol):
+    def __call__(self, user_agent: str) -> str | None:
+        """A person's words for what a User-Agent header names ("Chrome 156 on Linux"); None
+        where it names nothing known. Pure: the same header, the same words."""
+        ...
+
+
 class PasswordHasher(Protocol):
     def hash(self, password: str) -> str: ...
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from application.ports import Clock
+from application.ports import Clock, DeviceNames
 from application.read_batch import Row
 from application.read_models import instant, unix_seconds
 from application.trail import TrailEntry
@@ -93,7 +93,8 @@ class SessionSummary:
     last_used_at: datetime
     expires_at: datetime
     ip: str
-    user_agent: str
+    user_agent: str  # the header as it came, for clients of the API
+    device: str | None  # the header in words ("Chrome 156 on Linux"); None: nothing known
     current: bool  # the session of the token that asked
 
 
@@ -117,13 +118,22 @@ class AuditFilter:
 
 class ReadSide:
     def __init__(
-        self, accounts: Any, sessions: Any, audit: Any, freshness: Freshness, clock: Clock
+        self,
+        accounts: Any,
+        sessions: Any,
+        audit: Any,
+        freshness: Freshness,
+        clock: Clock,
+        device_names: DeviceNames,
     ) -> None:
         self._accounts: AccountRows = accounts
         self._sessions: SessionRows = sessions
         self._audit: AuditRows = audit
         self._freshness = freshness
         self._clock = clock
+        # Named as read, not as projected: the parser's rules improve, and the stored header
+        # stays what the browser sent.
+        self._device_names = device_names
 
     def caught_up(self, projection: str, written: int) -> int:
         """Called before a read of `projection` by a caller whose own commands last reached
@@ -161,6 +171,7 @@ class ReadSide:
                     expires_at=instant(row["expires_at"]),
                     ip=row["ip"],
                     user_agent=row["user_agent"],
+                    device=self._device_names(row["user_agent"]),
                     current=session_id == current_session,
                 )
             )

@@ -44,6 +44,7 @@ from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.data_keys import PostgresDataKeyTable, SqliteDataKeyTable, WrappedDataKeys
+from infrastructure.devices import device_name
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
@@ -546,7 +547,7 @@ def _build(
         administration=Administration(log, session_life, clock),
         erasure=erasure,
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
-        read_side=ReadSide(accounts, sessions, audit, waits, clock),
+        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
         history=History(log),
         signer=signer,
         revocations=revocations,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, Router
+from litestar import Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.static_files import create_static_files_router
@@ -21,6 +21,14 @@ from interfaces.pages.public import PublicPages
 from interfaces.pages.site import Site
 
 STATIC = Path(__file__).parent / "static"
+ICON = STATIC / "favicon.svg"
+
+
+@get("/favicon.ico", media_type="image/svg+xml", sync_to_thread=False)
+def favicon() -> Response[bytes]:
+    """The icon the layout links, also where a browser looks for one unasked (a page without
+    the link, a bookmark): the same SVG, rather than a 404 in every log."""
+    return Response(ICON.read_bytes(), media_type="image/svg+xml")
 
 
 def pages_router(container: Container, before_request: BeforeRequestHookHandler) -> Router:
@@ -38,6 +46,7 @@ def pages_router(container: Container, before_request: BeforeRequestHookHandler)
             AccountPages,
             ProviderPages,
             *passkey_pages(site),
+            favicon,
             create_static_files_router(path="/static", directories=[STATIC], name="static"),
         ],
         dependencies={"site": Provide(lambda: site, use_cache=True, sync_to_thread=False)},

@@ -188,7 +188,7 @@ def security_headers(https: bool) -> Callable[[ASGIApp], ASGIApp]:
 def _set_headers(headers: MutableScopeHeaders, path: str, extra: dict[str, str]) -> None:
     for name, value in {**SECURITY_HEADERS, **extra}.items():
         headers[name] = value
-    if path.startswith("/static/"):
+    if path.startswith("/static/") or path == "/favicon.ico":
         headers["cache-control"] = "no-cache"
     else:
         # A page may show a TOTP secret or recovery codes: keep it out of every cache.

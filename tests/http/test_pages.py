@@ -17,7 +17,7 @@ from interfaces.http.app import create_app
 from interfaces.pages.guard import CONTENT_SECURITY_POLICY
 from interfaces.settings import load_settings
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FAST_ARGON2, FakeClock, event_count
+from tests.conftest import FAST_ARGON2, FakeClock, event_count, run_projections
 from tests.http.test_api import register_and_verify
 
 Client = TestClient[Any]
@@ -71,6 +71,22 @@ def test_every_page_has_the_strict_policy_and_no_cache(site: tuple[Client, Conta
     assert "<script>" not in page.text and "style=" not in page.text
 
 
+def test_every_page_links_an_icon_and_favicon_ico_answers(site: tuple[Client, Container]) -> None:
+    client, _ = site
+    refused = client.post("/account/profile", data={"display_name": "x"})  # the error page
+    for answer in [*(client.get(path) for path in PAGES), refused]:
+        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in answer.text
+    linked = client.get("/static/favicon.svg")
+    unasked = client.get("/favicon.ico")  # where a browser looks when no page named one
+    for answer in (linked, unasked):
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("image/svg+xml")
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["cache-control"] == "no-cache"
+        assert answer.content.startswith(b"<svg ")
+    assert unasked.content == linked.content
+
+
 def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
     site: tuple[Client, Container],
 ) -> None:
@@ -109,6 +125,30 @@ def test_a_token_of_one_browser_is_useless_in_another(site: tuple[Client, Contai
     client.cookies.clear()
     client.cookies.update(mine)
     assert client.get("/account").status_code == 200
+
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_my_sessions_are_named_in_words(site: tuple[Client, Container]) -> None:
+    client, container = site
+    register_and_verify(client, container)
+    client.headers["User-Agent"] = IPHONE
+    sign_in(client)
+    client.post(
+        "/api/auth/login",
+        json={"login": "ada", "password": PASSWORD},
+        headers={"User-Agent": "Phone/1.0"},
+    )
+    run_projections(container)
+    page = client.get("/account").text
+    assert "<strong>Mobile Safari 17 on iPhone</strong> (this browser)" in page
+    assert "AppleWebKit" not in page
+    # A header the parser does not know: an unknown device, and what it sent, escaped.
+    assert "<strong>Unknown device</strong>" in page and "“Phone/1.0”" in page
 
 
 def test_the_mail_link_page_spends_nothing_until_its_form_is_posted(

@@ -60,6 +60,28 @@ def test_my_sessions_list_marks_the_current_one_and_ending_one_kills_its_tokens(
     assert [s["user_agent"] for s in listed] == ["Laptop/2.0"]
 
 
+def test_my_sessions_name_the_device_in_words_and_keep_the_header(
+    client: Client, container: Container
+) -> None:
+    register_and_verify(client, container)
+    chrome = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/156.0.0.0 Safari/537.36"
+    )
+    for user_agent in (chrome, "Phone/1.0"):
+        client.post(
+            "/api/auth/login",
+            json={"login": "ada", "password": PASSWORD},
+            headers={"User-Agent": user_agent},
+        )
+    me = log_in(client)
+    run_projections(container)
+    listed = client.get("/api/users/me/sessions", headers=bearer(me)).json()
+    devices = {s["user_agent"]: s["device"] for s in listed}
+    assert devices[chrome] == "Chrome 156 on Linux"
+    assert devices["Phone/1.0"] is None  # nothing the parser knows: the header says the rest
+
+
 def test_ending_another_account_s_session_is_404_and_changes_nothing(
     client: Client, container: Container
 ) -> None:
