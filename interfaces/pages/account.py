@@ -4,6 +4,7 @@ container has them. Every form posts to one command of the API's own use cases."
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
@@ -21,6 +22,7 @@ from interfaces.http.schemas import (
     ProfileUpdate,
 )
 from interfaces.pages.public import Notice
+from interfaces.pages.qr import qr_code
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
 
 AnyRequest = Request[Any, Any, Any]
@@ -76,8 +78,29 @@ async def account_page(
         errors=errors or [],
         notice=notice,
         enrollment=enrollment,
+        enrollment_qr=(
+            qr_code(enrollment.otpauth_uri, "QR code of the link below") if enrollment else None
+        ),
         recovery_codes=recovery_codes,
+        recovery_codes_file=(
+            codes_file(app.settings.product_name, profile.username, recovery_codes)
+            if recovery_codes
+            else None
+        ),
     )
+
+
+def codes_file(product: str, username: str, codes: list[str]) -> str:
+    """The recovery codes as a text file to keep, in a data: link the page offers with a
+    `download` name: no script, no second request, and nothing kept on the server to fetch."""
+    lines = [
+        f"{product} recovery codes for {username}",
+        "Each works once, in place of a code from your authenticator app.",
+        "",
+        *codes,
+        "",
+    ]
+    return "data:text/plain;charset=utf-8," + quote("\n".join(lines), safe="")
 
 
 class AccountPages(Controller):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import os
 import re
 import subprocess
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+import zxingcpp
+from PIL import Image
 
 from tests.browser.harness import CHROMIUM_FLAGS, SCREENSHOTS, ensure_axe, ensure_chromium
 from tests.conftest import FAST_ARGON2
@@ -101,6 +104,12 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def scanned(png: bytes) -> list[str]:
+    """What a QR reader (zxing-cpp) finds in a screenshot."""
+    with Image.open(io.BytesIO(png)) as image:
+        return [code.text for code in zxingcpp.read_barcodes(image.convert("L"))]
+
+
 class Person:
     """One browser tab, checked on every page it reaches."""
 
@@ -110,12 +119,18 @@ class Person:
         self.mail = mail
         self.shots = 0
         self.csp_violations: list[str] = []
+        self.missing: list[str] = []  # anything the pages asked for and did not get
         self.axe = ensure_axe().read_text()
         page.on("console", self._console)
+        page.on("response", self._response)
 
     def _console(self, message: Any) -> None:
         if "Content Security Policy" in message.text:
             self.csp_violations.append(message.text)
+
+    def _response(self, response: Any) -> None:
+        if response.status == 404:
+            self.missing.append(response.url)
 
     def check(self, name: str) -> None:
         """axe-core finds no serious or critical violation; the page fits 375 px; and a
@@ -141,6 +156,7 @@ class Person:
         page.set_viewport_size(size)
         assert overflow <= 375, (name, "wider than a 375 px screen", overflow)
         assert self.csp_violations == [], self.csp_violations
+        assert self.missing == [], self.missing
 
     def press(self, name: str) -> None:
         self.page.get_by_role("button", name=name, exact=True).click()
@@ -181,6 +197,15 @@ def test_a_person_goes_the_whole_way_through_the_pages(
     answer = page.goto("/register")
     assert answer.headers["content-security-policy"].startswith("default-src 'self'")
     me.check("register")
+    # The icon the layout links, and /favicon.ico, each load as an image under the page's CSP.
+    for icon in (page.get_attribute("link[rel=icon]", "href"), "/favicon.ico"):
+        width = page.evaluate(
+            "src => new Promise(done => { const image = new Image();"
+            " image.onload = () => done(image.naturalWidth); image.onerror = () => done(0);"
+            " image.src = src; })",
+            icon,
+        )
+        assert width > 0, icon
     page.fill("#email", EMAIL)
     page.fill("#username", "ada")
     page.fill("#password", PASSWORD)
@@ -255,17 +280,39 @@ def test_a_person_goes_the_whole_way_through_the_pages(
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
     assert len(credentials["credentials"]) == 1  # the browser keeps it; tessera refuses it now
 
-    # Two-step sign-in: the secret is shown as text; a code from it turns MFA on.
+    # Two-step sign-in: the link as a QR code that a camera reads back, the key as text beside
+    # it; a code from it turns MFA on.
     me.press("Set up two-step sign-in")
     secret = page.inner_text("#totp-secret").strip()
-    assert page.inner_text("#totp-uri").startswith("otpauth://totp/")
+    uri = page.inner_text("#totp-uri").strip()
+    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
+    assert scanned(page.locator("#totp-qr").screenshot()) == [uri]
     me.check("mfa-setup")
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert scanned(page.locator("#totp-qr").screenshot()) == [uri]  # on a phone's width too
+    page.set_viewport_size({"width": 1100, "height": 800})
     totp = pyotp.TOTP(secret)
     page.fill("#confirm-code", totp.now())
     me.press("Turn on two-step sign-in")
     recovery_codes = [c.strip() for c in page.locator(".codes code").all_inner_texts()]
     assert len(recovery_codes) == 10
     me.check("recovery-codes")
+    # Readable at 375 px: each code on one line, within the screen.
+    page.set_viewport_size({"width": 375, "height": 740})
+    lines = page.eval_on_selector_all(
+        ".codes code",
+        "codes => codes.map(c => [c.getClientRects().length, c.getBoundingClientRect().right])",
+    )
+    assert all(rects == 1 and right <= 375 for rects, right in lines), lines
+    page.set_viewport_size({"width": 1100, "height": 800})
+    # And kept as a text file: the browser really downloads it, with its name.
+    with page.expect_download() as started:
+        page.get_by_role("link", name="Download the codes as a text file").click()
+    download = started.value
+    assert download.failure() is None
+    assert download.suggested_filename == "tessera-recovery-codes.txt"
+    kept = Path(download.path()).read_text(encoding="utf-8").splitlines()
+    assert [line for line in kept if line in recovery_codes] == recovery_codes
 
     # Sign out; sign in again with the password and then a code (the next step's: the code
     # used to confirm is spent, and the window allows one step either side).
