@@ -119,7 +119,7 @@ class Person:
         self.mail = mail
         self.shots = 0
         self.csp_violations: list[str] = []
-        self.missing: list[str] = []  # anything the pages asked for and did not get
+        self.missing: list[str] = []  # anything tessera's pages asked it for and did not get
         self.axe = ensure_axe().read_text()
         page.on("console", self._console)
         page.on("response", self._response)
@@ -129,7 +129,7 @@ class Person:
             self.csp_violations.append(message.text)
 
     def _response(self, response: Any) -> None:
-        if response.status == 404:
+        if response.status == 404 and response.url.startswith(self.base):
             self.missing.append(response.url)
 
     def check(self, name: str) -> None:
