@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.event_log import EventLog, retried_on_conflict
-from application.ports import AccessClaims, Clock
+from application.ports import AccessClaims, Clock, Erased
 from application.reauthentication import Proof, Reauthentication
 from application.sessions import Sessions
 from application.tracing import traced
-from domain.account import Account
+from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
 from domain.errors import AccountNotFound
 
 log = logging.getLogger(__name__)
 
 SELF = "self"  # the operator an erasure names when the person asked for it themselves
+RESTORE = "restore"  # the operator of an erasure re-applied to a restored event store
 
 
 class Erasure:
@@ -72,11 +76,25 @@ class Erasure:
 
     def _erase(self, account: Account, operator: str) -> None:
         with self._sessions.cutting_off(account.id):
-            self._record(account.id, operator)
-            self.finish(account.id)
+            self.finish(self._record(account.id, operator))
+
+    def reapply(self, erased: Erased) -> bool:
+        """Erases again an account the erasure ledger names and a restored event store does not
+        (a backup older than the erasure): recorded as an erasure whose operator names the
+        restore, releasing the claims the ledger lists (their values, sealed under the destroyed
+        key, can no longer be read to find them). False when it is already erased (another
+        process re-applied it first)."""
+        operator = f"{RESTORE} (re-applied the erasure of {erased.at:%Y-%m-%dT%H:%M:%SZ})"
+        try:
+            with self._sessions.cutting_off(erased.account_id):
+                again = self._record(erased.account_id, operator, erased.claims)
+                self.finish(replace(again, at=erased.at))
+        except AccountNotFound:
+            return False
+        return True
 
     @retried_on_conflict
-    def _record(self, account_id: UUID, operator: str) -> None:
+    def _record(self, account_id: UUID, operator: str, released: Sequence[UUID] = ()) -> Erased:
         account = self._account(account_id)  # afresh: a rerun decides on the winner's state
         now = self._clock.now()
         claims = [
@@ -93,18 +111,74 @@ class Erasure:
             )
             if claim is not None and claim.account_id == account.id
         ]
+        listed = (self._claim(claim_id) for claim_id in released)
+        claims += [c for c in listed if c is not None and c.account_id == account.id]
+        claims = list({claim.id: claim for claim in claims}.values())
         for claim in claims:
             claim.release(now)
         account.erase(now, operator)
-        self._log.save(account, *claims)
+        recordings = self._log.save(account, *claims)
+        position = next(
+            r.notification.id
+            for r in recordings
+            if isinstance(r.domain_event, Account.AccountErased)
+        )
+        return Erased(account.id, now, position, tuple(claim.id for claim in claims))
 
-    def finish(self, account_id: UUID) -> None:
-        """What follows the commit: idempotent, so the projection may do it again."""
-        self._drop_snapshots(account_id)
-        self._log.keys.forget(account_id)
+    def finish(self, erased: Erased) -> None:
+        """What follows the commit: idempotent, so the projection may do it again. The key is
+        destroyed and the ledger written in one step of the key store (DataKeys.forget)."""
+        self._drop_snapshots(erased.account_id)
+        self._log.keys.forget(erased)
         # The mails sent to the person and kept as files (the embedded default's mail drop)
         # hold their address and more in plain text: no key to destroy, so they go.
-        self._forget_mails(account_id)
+        self._forget_mails(erased.account_id)
+
+    def finish_recorded(self, account_id: UUID, at: datetime, position: int, version: int) -> None:
+        """finish() for an AccountErased read from the log (version: its originator version).
+        When the command that recorded it died before destroying the key, the key still opens
+        the account as it was before, so the ledger gets the claims of its values."""
+        claims: tuple[UUID, ...] = ()
+        if not self._log.keys.forgotten([account_id]):
+            claims = self._claims_before(account_id, version)
+        self.finish(Erased(account_id, at, position, claims))
+
+    def _claims_before(self, account_id: UUID, version: int) -> tuple[UUID, ...]:
+        """Every claim (each generation) of the values the account held before its erasure:
+        the ledger lists more than it released, and a re-applied erasure releases those of them
+        the account holds."""
+        try:
+            account: Account = self._log.repository.get(account_id, version=version - 1)
+        except AggregateNotFoundError:
+            return ()
+        fingerprint = self._log.keys.fingerprint
+        values: list[tuple[type[EmailClaim | UsernameClaim | IdentityClaim], str]] = [
+            (EmailClaim, fingerprint("email", account.email)),
+            (UsernameClaim, fingerprint("username", account.username)),
+            *(
+                (IdentityClaim, fingerprint("identity", f"{i.provider}:{i.subject}"))
+                for i in account.identity_list()
+            ),
+        ]
+        ids: list[UUID] = []
+        for kind, value in values:
+            generation = 0
+            while self._log.find(claim_id := kind.id_for(value, generation), kind) is not None:
+                ids.append(claim_id)
+                generation += 1
+        return tuple(ids)
+
+    def _claim(self, claim_id: UUID) -> EmailClaim | UsernameClaim | IdentityClaim | None:
+        kinds: tuple[type[EmailClaim | UsernameClaim | IdentityClaim], ...] = (
+            EmailClaim,
+            UsernameClaim,
+            IdentityClaim,
+        )
+        for kind in kinds:
+            claim = self._log.find(claim_id, kind)
+            if claim is not None:
+                return claim
+        return None
 
     def _account(self, account_id: UUID) -> Account:
         account = self._log.find(account_id, Account)
@@ -131,6 +205,9 @@ class ErasureFinisher:
     def process_events(
         self, events: Sequence[tuple[DomainEventProtocol[Any], int]], tracking: Tracking
     ) -> None:
-        for event, _ in events:
-            self._erasure.finish(event.originator_id)
+        for event, position in events:
+            assert isinstance(event, Account.AccountErased)
+            self._erasure.finish_recorded(
+                event.originator_id, event.timestamp, position, event.originator_version
+            )
         self._view.insert_tracking(tracking)

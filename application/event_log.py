@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     Recording,
     Transcoder,
 )
+from eventsourcing.utils import get_topic
 from opentelemetry import propagate, trace
 
 from application.origin import current_caller, current_client
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 CONFLICT_ATTEMPTS = 12
 # How long a whole read waits for the saves in flight before it would stop short (EventLog.end).
 END_WAIT = 5.0
+_ERASED_TOPIC = get_topic(Account.AccountErased)
 _BACKOFF_SECONDS = 0.002
 
 
@@ -287,6 +289,14 @@ class EventLog(Application[UUID]):
             if account is not None:
                 return account
         return self.account_for_login(reference)
+
+    def erasure_recorded(self, account_id: UUID) -> bool | None:
+        """Whether the log records the account's erasure (read from the stored events' topics,
+        so no key is asked); None when the log holds no such account."""
+        stored = self._guarded(lambda: self.recorder.select_events(account_id))
+        if not stored:
+            return None
+        return any(event.topic == _ERASED_TOPIC for event in stored)
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)

@@ -117,8 +117,18 @@ class DataKeys(Protocol):
         """The plaintext; None when the owner's key was destroyed (or never existed)."""
         ...
 
-    def forget(self, owner: UUID) -> None:
-        """Destroys the owner's key for good; idempotent."""
+    def forget(self, erased: Erased) -> None:
+        """Destroys the erased account's key for good and records the erasure in the ledger kept
+        with the keys, in one step (neither is ever done without the other); idempotent."""
+        ...
+
+    def erasures(self) -> list[Erased]:
+        """The ledger: every erasure whose key was destroyed, as the key store remembers it
+        (so a restored event store that predates one can be told, and the erasure re-applied)."""
+        ...
+
+    def missing(self, owners: Collection[UUID]) -> set[UUID]:
+        """Those of `owners` the key store holds nothing for: neither a key nor its tombstone."""
         ...
 
     def warm(self, owners: Collection[UUID]) -> None:
@@ -136,6 +146,19 @@ class DataKeys(Protocol):
         """A keyed hash of a normalised value (an email, a username): what uniqueness and rate
         limits are keyed on, so neither needs the value in plain text."""
         ...
+
+
+@dataclass(frozen=True)
+class Erased:
+    """An entry of the erasure ledger: the account, when it was erased, the position of its
+    AccountErased in the event log (None when not known), and the claims (email, username,
+    identities) the erasure released: a restored event store where they are still held cannot
+    name them any more, since their values were sealed under the destroyed key."""
+
+    account_id: UUID
+    at: datetime
+    position: int | None = None
+    claims: tuple[UUID, ...] = ()
 
 
 class ForgottenOwner(Exception):

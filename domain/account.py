@@ -158,6 +158,7 @@ class Account(Aggregate):
     """
 
     # Made by the @event decorators below; named here for projections and type checkers.
+    Registered: ClassVar[type[Any]]
     EmailVerificationRequested: ClassVar[type[Any]]
     PasswordResetRequested: ClassVar[type[Any]]
     PasswordChanged: ClassVar[type[Any]]

@@ -1,4 +1,7 @@
-"""Each person's data key, in a table of its own beside the events, wrapped by SECRET_KEY.
+"""Each person's data key, in a table of its own, wrapped by SECRET_KEY; and the erasure ledger.
+
+The table lives beside the events (the default) or in a key store of its own (KEY_STORE_URL,
+see infrastructure/key_store.py), so that a backup of the event database alone opens nothing.
 
 A data key is 256 random bits, made the first time something of the person's is sealed and
 stored wrapped (AES-GCM under a key derived from SECRET_KEY, bound to the owner's id; see
@@ -8,6 +11,11 @@ the person overwrites the wrapped key with nothing and keeps a tombstone, so not
 for them again. On SQLite the table has a file of its own, written with secure_delete on and a
 rollback journal (no write-ahead log that would keep old pages): a destroyed key leaves no bytes
 behind in any file.
+
+Beside the keys, the ledger of erasures: the account, when, the AccountErased's position, the
+claims it released. Written in the same transaction as the tombstone, so no key is destroyed
+without its entry; it is how a restored event store that predates an erasure is told, and the
+erasure re-applied (application/erasure.py, Erasure.reapply).
 
 Keys are cached in the process for CACHE_SECONDS, so loading an aggregate or projecting a batch
 does not ask the table once per event. Forgetting clears this process's cache at once; other
@@ -25,15 +33,16 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from application.ports import ForgottenOwner
+from application.ports import Erased, ForgottenOwner
 from infrastructure.keyring import (
     FINGERPRINTS,
     SERVICE_KEYS,
@@ -48,6 +57,7 @@ _NONCE = 12  # NIST SP 800-38D's recommended IV length for GCM
 
 
 _SERVICE_KEYS = UUID("7e55e7a0-5e7c-4e7a-9b1e-000000000000")  # namespace of service key rows
+_SCHEMA_LOCK = 0x7E55E7B  # any constant: the advisory lock around the key tables' creation
 
 
 class DataKeyTable:
@@ -69,10 +79,19 @@ class DataKeyTable:
     def insert(self, owner: UUID, wrapped: bytes) -> None:
         raise NotImplementedError
 
-    def forget(self, owner: UUID, at: float) -> None:
+    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
+        """Overwrites the owner's key with its tombstone and writes its erasure to the ledger,
+        in one transaction: a process that dies does neither or both."""
         raise NotImplementedError
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
+        raise NotImplementedError
+
+    def erasures(self) -> list[Erased]:
+        raise NotImplementedError
+
+    def is_empty(self) -> bool:
+        """Holds no row at all: no key, no tombstone, not even the service's own keys."""
         raise NotImplementedError
 
     def wrapped_keys(self, limit: int | None = None) -> Iterator[tuple[UUID, bytes]]:
@@ -99,6 +118,15 @@ class SqliteDataKeyTable(DataKeyTable):
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS data_keys"
                 " (owner TEXT PRIMARY KEY, wrapped BLOB, forgotten_at REAL)"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS erasures (account TEXT PRIMARY KEY,"
+                " erased_at REAL NOT NULL, position INTEGER, claims TEXT NOT NULL DEFAULT '')"
+            )
+            # Tombstones written before the ledger existed are its first entries.
+            self._conn.execute(
+                "INSERT INTO erasures (account, erased_at) SELECT owner, forgotten_at"
+                " FROM data_keys WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
             )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
@@ -129,14 +157,47 @@ class SqliteDataKeyTable(DataKeyTable):
                 (str(owner), wrapped),
             )
 
-    def forget(self, owner: UUID, at: float) -> None:
+    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, NULL, ?)"
-                " ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
-                " forgotten_at = coalesce(data_keys.forgotten_at, excluded.forgotten_at)",
-                (str(owner), at),
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, NULL, ?)"
+                    " ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
+                    " forgotten_at = coalesce(data_keys.forgotten_at, excluded.forgotten_at)",
+                    (str(owner), at),
+                )
+                self._conn.execute(
+                    "INSERT INTO erasures (account, erased_at, position, claims)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
+                    " position = coalesce(excluded.position, erasures.position),"
+                    " claims = CASE erasures.claims WHEN '' THEN excluded.claims"
+                    " ELSE erasures.claims END",
+                    (str(owner), at, position, ",".join(str(claim) for claim in claims)),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def erasures(self) -> list[Erased]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT account, erased_at, position, claims FROM erasures ORDER BY erased_at"
+            ).fetchall()
+        return [
+            Erased(
+                UUID(account),
+                datetime.fromtimestamp(at, UTC),
+                position,
+                tuple(UUID(claim) for claim in claims.split(",") if claim),
             )
+            for account, at, position, claims in rows
+        ]
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is None
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         found: set[UUID] = set()
@@ -175,16 +236,33 @@ class SqliteDataKeyTable(DataKeyTable):
 
 
 class PostgresDataKeyTable(DataKeyTable):
-    """In the event store's database, through its connection pool."""
+    """Through a connection pool (eventsourcing's PostgresDatastore): the event store's own, or
+    that of a database of its own (KEY_STORE_URL, see key_store_datastore)."""
 
     table = "tessera_data_keys"
+    ledger = "tessera_erasures"
 
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, owned: bool = False) -> None:
         self._datastore = datastore
+        self._owned = owned  # a pool of the key store's own, closed with the table
         with datastore.transaction(commit=True) as c:
+            # Processes starting at once race in CREATE TABLE IF NOT EXISTS (a known PostgreSQL
+            # race); the event store's schema lock does not cover a database of the keys' own.
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table}"
                 " (owner UUID PRIMARY KEY, wrapped BYTEA, forgotten_at DOUBLE PRECISION)"
+            )
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.ledger} (account UUID PRIMARY KEY,"
+                " erased_at DOUBLE PRECISION NOT NULL, position BIGINT,"
+                " claims UUID[] NOT NULL DEFAULT '{}')"
+            )
+            # Tombstones written before the ledger existed are its first entries.
+            c.execute(
+                f"INSERT INTO {self.ledger} (account, erased_at)"  # noqa: S608
+                f" SELECT owner, forgotten_at FROM {self.table} WHERE forgotten_at IS NOT NULL"
+                " ON CONFLICT DO NOTHING"
             )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
@@ -214,7 +292,7 @@ class PostgresDataKeyTable(DataKeyTable):
                 (owner, wrapped),
             )
 
-    def forget(self, owner: UUID, at: float) -> None:
+    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
         with self._datastore.transaction(commit=True) as c:
             c.execute(
                 f"INSERT INTO {self.table} AS k (owner, wrapped, forgotten_at)"  # noqa: S608
@@ -222,6 +300,36 @@ class PostgresDataKeyTable(DataKeyTable):
                 " forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at)",
                 (owner, at),
             )
+            c.execute(
+                f"INSERT INTO {self.ledger} AS e (account, erased_at, position, claims)"  # noqa: S608
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (account) DO UPDATE SET"
+                " position = coalesce(excluded.position, e.position),"
+                " claims = CASE WHEN cardinality(e.claims) = 0 THEN excluded.claims"
+                " ELSE e.claims END",
+                (owner, at, position, list(claims)),
+            )
+
+    def erasures(self) -> list[Erased]:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT account, erased_at, position, claims FROM {self.ledger}"  # noqa: S608
+                " ORDER BY erased_at"
+            )
+            rows = c.fetchall()
+        return [
+            Erased(
+                row["account"],
+                datetime.fromtimestamp(row["erased_at"], UTC),
+                row["position"],
+                tuple(row["claims"]),
+            )
+            for row in rows
+        ]
+
+    def is_empty(self) -> bool:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT 1 FROM {self.table} LIMIT 1")  # noqa: S608
+            return c.fetchone() is None
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         if not owners:
@@ -253,7 +361,8 @@ class PostgresDataKeyTable(DataKeyTable):
             return bool(c.rowcount)
 
     def close(self) -> None:
-        pass
+        if self._owned:
+            self._datastore.close()
 
 
 @dataclass(frozen=True)
@@ -361,13 +470,24 @@ class WrappedDataKeys:
         for owner, wrapped in self._table.get_many(wanted).items():
             self._remember(owner, wrapped, now)
 
-    def forget(self, owner: UUID) -> None:
-        self._table.forget(owner, time.time())
+    def forget(self, erased: Erased) -> None:
+        owner = erased.account_id
+        self._table.forget(owner, erased.at.timestamp(), erased.position, erased.claims)
         with self._lock:
             self._cache[owner] = (None, float("inf"))  # forgotten is for good
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         return self._table.forgotten(owners)
+
+    def erasures(self) -> list[Erased]:
+        return self._table.erasures()
+
+    def missing(self, owners: Collection[UUID]) -> set[UUID]:
+        return set(owners) - set(self._table.get_many(owners))
+
+    def holds_nothing(self) -> bool:
+        """The key store holds no row at all (see KeyStoreEmpty)."""
+        return self._table.is_empty()
 
     def fingerprint(self, kind: str, value: str) -> str:
         return hmac.new(

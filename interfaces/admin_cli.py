@@ -62,6 +62,12 @@ def add_commands(commands: Any) -> None:
         help="wrap every key the store keeps under SECRET_KEY (after it replaced the keys now "
         "in SECRET_KEY_FALLBACKS)",
     )
+    actions.add_parser(
+        "reapply-erasures",
+        help="after a restore: erase again the accounts the erasure ledger names and the event "
+        "store does not, destroy again the keys of erased accounts, report accounts whose key "
+        "is lost (reads the whole log)",
+    )
     listing = actions.add_parser("list", help="list accounts (by username)")
     listing.add_argument("--search", default="", help="part of an email or username")
     listing.add_argument("--limit", type=int, default=100)
@@ -94,6 +100,8 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
         return _export(container, args.login, args.output)
     if args.action == "rekey":
         return _rekey(container)
+    if args.action == "reapply-erasures":
+        return _reapply_erasures(container)
     changes = {
         "grant-role": lambda: admin.grant_role(args.login, args.role, operator),
         "revoke-role": lambda: admin.revoke_role(args.login, args.role, operator),
@@ -125,6 +133,23 @@ def _rekey(container: Container) -> int:
     else:
         print("every key the store keeps opens with SECRET_KEY alone: SECRET_KEY_FALLBACKS can go")
     return 0
+
+
+def _reapply_erasures(container: Container) -> int:
+    check = container.after_restore.check_keys()
+    print(
+        f"reapply-erasures: {len(check.reapplied)} erasures re-applied to the event store, "
+        f"{len(check.forgotten_again)} keys of erased accounts destroyed again, "
+        f"{len(check.lost)} accounts without a key"
+    )
+    for account_id in check.reapplied:
+        print(f"re-applied the erasure of {account_id}")
+    for account_id in check.forgotten_again:
+        print(f"destroyed again the key of {account_id}")
+    for account_id in check.lost:
+        print(f"no key for {account_id}: not erased, its personal values cannot be opened")
+    _caught_up(container, "accounts", "sessions", "audit_log", "erasures")
+    return 1 if check.lost else 0
 
 
 def _caught_up(container: Container, *names: str) -> None:

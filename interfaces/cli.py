@@ -9,6 +9,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
+from infrastructure.key_store import KeyStoreEmpty
 from infrastructure.keyring import WrongSecretKey
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
@@ -17,6 +18,8 @@ from interfaces.settings import load_settings
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from interfaces.container import Container
 
 log = logging.getLogger("tessera")
 
@@ -46,7 +49,8 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
 
     # Refused here, before any worker starts: a SECRET_KEY that opens none of the store's keys
     # would answer 500s, or let an address already in use register again (WrongSecretKey).
-    build(settings).close()
+    # And erasures a restored event store had lost are re-applied before anyone is served.
+    _started(build(settings)).close()
     log.info(
         "serving on http://%s:%s with %s worker process(es) (data in %s, %s)",
         settings.host,
@@ -87,12 +91,23 @@ def _tcp_listener(config: uvicorn.Config) -> socket.socket:
     return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
 
 
+def _started(container: Container) -> Container:
+    """A service's container, once the erasures the event store lost to a restore (those the
+    ledger kept with the keys names) are re-applied (application/restore.py)."""
+    try:
+        container.after_restore.reapply_erasures()
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
 def projector(args: argparse.Namespace) -> int:
     import signal
 
     from interfaces.container import build
 
-    container = build(load_settings())
+    container = _started(build(load_settings()))
 
     def stop(*_: object) -> None:
         container.stop()
@@ -118,7 +133,7 @@ def worker(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         log.error("tessera worker needs REDIS_URL: on the embedded default, serve runs the worker")
         return 2
-    container = build(settings)
+    container = _started(build(settings))
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -181,7 +196,7 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     try:
         code: int = args.run(args)
-    except WrongSecretKey as refused:
+    except (WrongSecretKey, KeyStoreEmpty) as refused:
         log.error("%s", refused)
         return 2
     return code

@@ -35,6 +35,7 @@ from application.queries import ReadSide
 from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
 from application.reauthentication import Reauthentication, ReauthenticationRules
 from application.registration import Registration, RegistrationRules
+from application.restore import AfterRestore
 from application.sessions import SessionRules, Sessions
 from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
 from domain.lockout import LockoutPolicy
@@ -43,10 +44,11 @@ from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
-from infrastructure.data_keys import PostgresDataKeyTable, SqliteDataKeyTable, WrappedDataKeys
+from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.devices import device_name
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
+from infrastructure.key_store import KeyStoreEmpty, describe, key_table
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
 from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
@@ -112,6 +114,7 @@ class Container:
     access: Access
     administration: Administration
     erasure: Erasure
+    after_restore: AfterRestore
     personal_data: PersonalDataExport
     read_side: ReadSide
     history: History
@@ -129,6 +132,7 @@ class Container:
     clock: Clock
     # Signs the pages' CSRF tokens; derived from SECRET_KEY, so every API process agrees.
     csrf_key: bytes = b""
+    keys: WrappedDataKeys | None = None  # closed with the container (a key store's own pool)
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -248,6 +252,8 @@ class Container:
         for projector in self.projectors:
             projector.close()
         self.log.close()
+        if self.keys is not None:
+            self.keys.close()
 
 
 def build(
@@ -280,9 +286,15 @@ def _build(
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)
-        keys.keep_in(PostgresDataKeyTable(log.recorder.datastore))  # type: ignore[attr-defined]
-    else:
-        keys.keep_in(SqliteDataKeyTable(data / "keys.sqlite"))
+    table = key_table(
+        settings.key_store_url,
+        log.recorder.datastore if database.is_postgres else None,  # type: ignore[attr-defined]
+        data / "keys.sqlite",
+    )
+    if table.is_empty() and (events := log.recorder.max_notification_id() or 0):
+        table.close()
+        raise KeyStoreEmpty(describe(settings.key_store_url), events)
+    keys.keep_in(table)
 
     slots, queue = hash_admission(settings)
     hasher = HashGate(
@@ -546,6 +558,7 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         erasure=erasure,
+        after_restore=AfterRestore(log, erasure),
         personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
         read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
         history=History(log),
@@ -562,6 +575,7 @@ def _build(
         redis=client,
         clock=clock,
         csrf_key=keys.service_key(CSRF),
+        keys=keys,
     )
 
 

@@ -24,6 +24,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     data_dir: str = "./var"
     database_url: str | None = None
+    # Where the data keys and the erasure ledger live: a PostgreSQL URL or a SQLite file path;
+    # unset, beside the events (DATABASE_URL's database, or DATA_DIR/keys.sqlite).
+    key_store_url: str | None = None
     redis_url: str | None = None  # rate limits and revocations shared by every API process
     # Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is true.
     trusted_proxies: str = ""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from application.ports import Erased
 from application.read_models import AccountsProjection, AuditProjection, _details
 from application.sealing import SEALS, SealingMapper
 from domain.account import ERASED
@@ -61,7 +63,7 @@ def test_warmed_keys_open_what_keys_read_one_by_one_open(tmp_path: Path) -> None
     sealing = WrappedDataKeys(secret, table)
     owners = [uuid4() for _ in range(600)]  # more than one query's worth of keys
     sealed = {owner: sealing.seal(owner, b"email", owner.bytes) for owner in owners}
-    sealing.forget(owners[0])
+    sealing.forget(Erased(owners[0], datetime.now(UTC)))
     never = uuid4()  # nothing sealed for it: no key at all
     reader = WrappedDataKeys(secret, table)
     reader.warm([*owners, never])

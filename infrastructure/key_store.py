@@ -1,0 +1,75 @@
+"""Where the key table lives: beside the events (the default), or in a key store of its own
+named by KEY_STORE_URL, a PostgreSQL database (another database, or another cluster) or a SQLite
+file, so that a copy of the event database alone opens no personal value.
+
+A key store that holds nothing while the event store holds events is refused: a KEY_STORE_URL
+that names the wrong (or an empty, or a lost) store would otherwise make new keys for everyone
+and seal what follows under them, while every earlier value stays unreadable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.conninfo import conninfo_to_dict
+
+from infrastructure.data_keys import DataKeyTable, PostgresDataKeyTable, SqliteDataKeyTable
+
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+class KeyStoreEmpty(Exception):
+    """The key store holds no key, while the event store holds events."""
+
+    def __init__(self, where: str, events: int) -> None:
+        super().__init__(
+            f"the key store ({where}) holds no key, while the event store holds {events} "
+            "events: KEY_STORE_URL names the wrong store, or the key store was lost. Restore "
+            "the key store (docs/backups.md) or point KEY_STORE_URL at it; to move the keys out "
+            "of the event database, copy its key table there first"
+        )
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(_POSTGRES)
+
+
+def key_table(url: str | None, events: Any, default_file: Path) -> DataKeyTable:
+    """The key table KEY_STORE_URL names; unset: the event store's database (`events`, its
+    eventsourcing datastore, on PostgreSQL) or `default_file` (the embedded default)."""
+    if url is None:
+        if events is not None:
+            return PostgresDataKeyTable(events)
+        return SqliteDataKeyTable(default_file)
+    if is_postgres(url):
+        return PostgresDataKeyTable(key_store_datastore(url), owned=True)
+    return SqliteDataKeyTable(Path(url.removeprefix("sqlite:///")))
+
+
+def key_store_datastore(url: str) -> PostgresDatastore:
+    """A small pool of the key store's own: keys are read once per person and cached
+    (infrastructure/data_keys.py), so few connections serve a whole process."""
+    parts = conninfo_to_dict(url)
+    return PostgresDatastore(
+        dbname=str(parts.get("dbname", "")),
+        host=str(parts.get("host", "localhost")),
+        port=str(parts.get("port", "5432")),
+        user=str(parts.get("user", "")),
+        password=str(parts.get("password", "")),
+        connect_timeout=2,
+        pool_size=2,
+        max_overflow=8,
+        pre_ping=True,
+    )
+
+
+def describe(url: str | None) -> str:
+    """Where the keys are, for messages: never the URL's password."""
+    if url is None:
+        return "the event store's database"
+    if is_postgres(url):
+        parts = conninfo_to_dict(url)
+        return f"PostgreSQL database {parts.get('dbname', '')!r} on {parts.get('host', '')}"
+    return f"SQLite file {url.removeprefix('sqlite:///')}"
