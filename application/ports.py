@@ -161,6 +161,19 @@ class Erased:
     claims: tuple[UUID, ...] = ()
 
 
+class LostKey(Unavailable):
+    """The key store holds nothing for a person whose values are sealed (neither the key nor
+    its tombstone): it was restored from a backup older than the person, or the key was lost.
+    Nothing new is sealed for them under a new key, which would leave their history unreadable
+    beside values that open: the request is refused (a 503) and the log names the account."""
+
+    def __init__(self, owner: UUID) -> None:
+        super().__init__(
+            f"the key store holds no key for account {owner}, whose values are sealed: restore "
+            "the key store from a backup that holds it (docs/backups.md), or erase the account"
+        )
+
+
 class ForgottenOwner(Exception):
     """A value was to be sealed for a person who has been erased."""
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import sqlite3
 import threading
@@ -42,7 +43,7 @@ from uuid import UUID, uuid5
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from application.ports import Erased, ForgottenOwner
+from application.ports import Erased, ForgottenOwner, LostKey
 from infrastructure.keyring import (
     FINGERPRINTS,
     SERVICE_KEYS,
@@ -50,6 +51,8 @@ from infrastructure.keyring import (
     WrongSecretKey,
     legacy_service_key,
 )
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
 CACHE_SIZE = 10_000
@@ -385,6 +388,7 @@ class WrappedDataKeys:
         self._table = table or DataKeyTable()
         self._service: dict[str, bytes] = {}
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
+        self._lost: set[UUID] = set()  # owners with sealed values and no row (see _lose)
         self._lock = threading.Lock()
         if table is not None:
             self._open_service_keys()
@@ -445,6 +449,8 @@ class WrappedDataKeys:
         return Rekeyed(rewrapped, current, forgotten)
 
     def seal(self, owner: UUID, context: bytes, plaintext: bytes) -> bytes:
+        if owner in self._lost:
+            raise LostKey(owner)
         key = self._key(owner, create=True)
         if key is None:
             raise ForgottenOwner(str(owner))
@@ -506,8 +512,19 @@ class WrappedDataKeys:
             self._table.insert(owner, self._wrapped(owner, os.urandom(32)))
             row = self._table.get(owner)  # another process may have made it first: theirs
         if row is None:
-            return None  # never sealed anything: nothing to open, nothing to cache
+            if not create:
+                self._lose(owner)
+            return None  # nothing to open, nothing to cache
         return self._remember(owner, row[0], now)
+
+    def _lose(self, owner: UUID) -> None:
+        """A value of the owner's is sealed, yet the store holds no row for them: said once per
+        process, and nothing more is sealed for them (LostKey)."""
+        with self._lock:
+            if owner in self._lost:
+                return
+            self._lost.add(owner)
+        log.error("%s", LostKey(owner))
 
     def _remember(self, owner: UUID, wrapped: bytes | None, now: float) -> AESGCM | None:
         """The owner's key from its table row (None: forgotten), cached from `now` on."""
