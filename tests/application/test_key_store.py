@@ -243,9 +243,7 @@ def test_an_event_database_restored_from_before_an_erasure_gets_the_erasure_agai
         # The trail shows the erasure again, naming the restore and the erasure's first time.
         last = list(container.history.replay(ada))[-1]
         assert last.type == "AccountErased"
-        assert "restore" in str(last.details) and f"{erased_at:%Y-%m-%dT%H:%M}" in str(
-            last.details
-        )
+        assert "restore" in str(last.details) and f"{erased_at:%Y-%m-%dT%H:%M}" in str(last.details)
         # The read models hold nothing of hers; her sessions are over.
         assert container.read_side.accounts("ada") == []
         assert container.read_side.live_sessions(ada) == []

@@ -5,6 +5,7 @@ And no whole read ever stops short of the log's end without saying so."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -222,3 +223,77 @@ def test_a_whole_read_held_back_past_its_wait_is_an_error_naming_the_position(
         assert list(container.history.trail()) == []  # claims are no trail; all read now
     finally:
         container.close()
+
+
+def test_an_event_database_restored_from_before_an_erasure_is_erased_again_when_served(
+    postgres: PostgresCluster, new_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """The keys in a database of their own (KEY_STORE_URL): a dump of the event database
+    alone opens nothing, and restored from before an erasure, into a new cluster, the first
+    start erases the person again from the ledger kept with the keys."""
+    data_dir = tmp_path / "var"
+    old = {
+        **environment(postgres.new_database(), data_dir),
+        "KEY_STORE_URL": postgres.new_database(),
+    }
+    seed(old, accounts=3)
+    backup = tmp_path / "backup.sql"
+    subprocess.run(
+        [_pg_bin("pg_dump"), "--no-owner", "-f", str(backup), old["DATABASE_URL"]],
+        check=True,
+        capture_output=True,
+    )
+    listed = run(old, "admin", "list", "--search", "user0001", "--json")
+    (account_id,) = [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    erased = run(old, "admin", "erase", "user0001@example.com", "--yes")
+    assert erased.returncode == 0, erased.stderr
+
+    new = {**old, "DATABASE_URL": new_cluster.new_database()}
+    subprocess.run(
+        [_pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-f", str(backup), new["DATABASE_URL"]],
+        check=True,
+        capture_output=True,
+    )
+    # The restored event database alone, with SECRET_KEY but not its key store: refused.
+    alone = {k: v for k, v in new.items() if k != "KEY_STORE_URL"}
+    refused = run(alone, "audit", "export")
+    assert refused.returncode != 0 and "holds no key" in refused.stderr, refused.stderr
+    assert b"user0001@example.com" not in backup.read_bytes()
+
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [tessera(), "serve"], env={**new, "PORT": str(port)}, stdout=log, stderr=log
+        )
+    try:
+        wait_for_port(port)
+        said = (tmp_path / "serve.log").read_text()
+        assert f"account {account_id} was erased at" in said and "erasure re-applied" in said
+        for who, status in (("user0001", 401), ("user0002", 200)):
+            signed_in = httpx.post(
+                f"http://127.0.0.1:{port}/api/auth/login",
+                json={"login": f"{who}@example.com", "password": PASSWORD},
+            )
+            assert signed_in.status_code == status, signed_in.text
+        # The served process's projections scrub the read models of her.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = run(new, "admin", "list", "--search", "user000", "--json").stdout
+            if "user0001" not in found:
+                break
+            time.sleep(0.2)
+        assert "user0001" not in found and "user0002" in found
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    exported = run(new, "audit", "export")
+    assert exported.returncode == 0, exported.stderr
+    erasures = [
+        json.loads(line) for line in exported.stdout.splitlines() if '"AccountErased"' in line
+    ]
+    assert len(erasures) == 1 and erasures[0]["account_id"] == account_id
+    assert "restore (re-applied the erasure of" in json.dumps(erasures[0])
+    assert "user0001@example.com" not in exported.stdout
+    again = run(new, "admin", "reapply-erasures")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 erasures re-applied" in again.stdout
