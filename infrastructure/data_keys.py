@@ -63,6 +63,9 @@ _SERVICE_KEYS = UUID("7e55e7a0-5e7c-4e7a-9b1e-000000000000")  # namespace of ser
 _SCHEMA_LOCK = 0x7E55E7B  # any constant: the advisory lock around the key tables' creation
 
 
+KeyRow = tuple[UUID, bytes | None, float | None]  # owner, wrapped key, forgotten_at
+
+
 class DataKeyTable:
     """Where wrapped keys live: get, insert (first writer wins), forget, forgotten."""
 
@@ -97,6 +100,18 @@ class DataKeyTable:
         """Holds no row at all: no key, no tombstone, not even the service's own keys."""
         raise NotImplementedError
 
+    def rows(self) -> list[KeyRow]:
+        """Every row as stored (owner, wrapped key or None, forgotten_at or None): to move them."""
+        raise NotImplementedError
+
+    def load(self, rows: Sequence[KeyRow], erasures: Sequence[Erased]) -> None:
+        """Rows and ledger entries another table held, written in one transaction."""
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Removes the table and the ledger from this store (their rows moved elsewhere)."""
+        raise NotImplementedError
+
     def wrapped_keys(self, limit: int | None = None) -> Iterator[tuple[UUID, bytes]]:
         """Every key not forgotten (or the first `limit`), as stored."""
         raise NotImplementedError
@@ -112,6 +127,7 @@ class DataKeyTable:
 class SqliteDataKeyTable(DataKeyTable):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
@@ -201,6 +217,45 @@ class SqliteDataKeyTable(DataKeyTable):
     def is_empty(self) -> bool:
         with self._lock:
             return self._conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is None
+
+    def rows(self) -> list[KeyRow]:
+        with self._lock:
+            found = self._conn.execute("SELECT owner, wrapped, forgotten_at FROM data_keys")
+            return [(UUID(owner), wrapped, at) for owner, wrapped, at in found.fetchall()]
+
+    def load(self, rows: Sequence[KeyRow], erasures: Sequence[Erased]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, ?, ?)",
+                    [(str(owner), wrapped, at) for owner, wrapped, at in rows],
+                )
+                self._conn.executemany(
+                    "INSERT INTO erasures (account, erased_at, position, claims)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
+                    " position = excluded.position, claims = excluded.claims",
+                    [
+                        (
+                            str(e.account_id),
+                            e.at.timestamp(),
+                            e.position,
+                            ",".join(str(claim) for claim in e.claims),
+                        )
+                        for e in erasures
+                    ],
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def drop(self) -> None:
+        with self._lock:
+            self._conn.close()
+        self._path.unlink()
+        for leftover in (self._path.with_name(self._path.name + "-journal"),):
+            leftover.unlink(missing_ok=True)
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         found: set[UUID] = set()
@@ -333,6 +388,37 @@ class PostgresDataKeyTable(DataKeyTable):
         with self._datastore.transaction(commit=False) as c:
             c.execute(f"SELECT 1 FROM {self.table} LIMIT 1")  # noqa: S608
             return c.fetchone() is None
+
+    def rows(self) -> list[KeyRow]:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT owner, wrapped, forgotten_at FROM {self.table}")  # noqa: S608
+            return [
+                (
+                    row["owner"],
+                    None if row["wrapped"] is None else bytes(row["wrapped"]),
+                    row["forgotten_at"],
+                )
+                for row in c.fetchall()
+            ]
+
+    def load(self, rows: Sequence[KeyRow], erasures: Sequence[Erased]) -> None:
+        with self._datastore.transaction(commit=True) as c:
+            c.executemany(
+                f"INSERT INTO {self.table} (owner, wrapped, forgotten_at)"  # noqa: S608
+                " VALUES (%s, %s, %s)",
+                list(rows),
+            )
+            c.executemany(
+                f"INSERT INTO {self.ledger} (account, erased_at, position, claims)"  # noqa: S608
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (account) DO UPDATE SET"
+                " position = excluded.position, claims = excluded.claims",
+                [(e.account_id, e.at.timestamp(), e.position, list(e.claims)) for e in erasures],
+            )
+
+    def drop(self) -> None:
+        with self._datastore.transaction(commit=True) as c:
+            c.execute(f"DROP TABLE {self.table}, {self.ledger}")
+        self.close()
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
         if not owners:

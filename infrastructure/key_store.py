@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
@@ -27,9 +28,13 @@ class KeyStoreEmpty(Exception):
         super().__init__(
             f"the key store ({where}) holds no key, while the event store holds {events} "
             "events: KEY_STORE_URL names the wrong store, or the key store was lost. Restore "
-            "the key store (docs/backups.md) or point KEY_STORE_URL at it; to move the keys out "
-            "of the event database, copy its key table there first"
+            "the key store (docs/backups.md) or point KEY_STORE_URL at it; to move the keys "
+            "kept beside the events there, run `tessera admin move-keys`"
         )
+
+
+class KeysNotMoved(Exception):
+    """move_keys refused: nothing to move, nowhere else to move it, or a target in use."""
 
 
 def is_postgres(url: str) -> bool:
@@ -73,3 +78,52 @@ def describe(url: str | None) -> str:
         parts = conninfo_to_dict(url)
         return f"PostgreSQL database {parts.get('dbname', '')!r} on {parts.get('host', '')}"
     return f"SQLite file {url.removeprefix('sqlite:///')}"
+
+
+def move_keys(events_url: str | None, key_store_url: str | None, default_file: Path) -> int:
+    """Moves the key table and the ledger from beside the events (DATABASE_URL's database, or
+    `default_file`) into the key store KEY_STORE_URL names, then removes them from beside the
+    events: from then on a copy of the event database alone opens nothing. Run with every
+    tessera process stopped. The number of rows moved."""
+    if key_store_url is None:
+        raise KeysNotMoved("KEY_STORE_URL is not set: it names where the keys go")
+    same = (
+        key_store_url == events_url
+        if is_postgres(key_store_url)
+        else events_url is None and Path(key_store_url).resolve() == default_file.resolve()
+    )
+    if same:
+        raise KeysNotMoved("KEY_STORE_URL names the store the keys are already in")
+    if events_url is None and not default_file.is_file():
+        raise KeysNotMoved(f"no keys beside the events to move ({default_file} does not exist)")
+    if events_url is not None and not _has_key_table(events_url):
+        raise KeysNotMoved("no keys beside the events to move (the database has no key table)")
+    source = (
+        PostgresDataKeyTable(key_store_datastore(events_url), owned=True)
+        if events_url is not None
+        else SqliteDataKeyTable(default_file)
+    )
+    target = key_table(key_store_url, None, default_file)
+    try:
+        if source.is_empty():
+            raise KeysNotMoved("no keys beside the events to move")
+        if not target.is_empty():
+            raise KeysNotMoved(f"the key store ({describe(key_store_url)}) already holds keys")
+        rows = source.rows()
+        target.load(rows, source.erasures())
+        if len(target.rows()) != len(rows):
+            raise KeysNotMoved("the key store did not take every key: nothing was removed")
+    except BaseException:
+        source.close()
+        raise
+    finally:
+        target.close()
+    source.drop()
+    return len(rows)
+
+
+def _has_key_table(url: str) -> bool:
+    """Asked before a PostgresDataKeyTable is made there, which would create an empty one."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (PostgresDataKeyTable.table,)).fetchone()
+    return row is not None and row[0] is not None

@@ -15,10 +15,11 @@ from typing import Any
 from application.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
 from infrastructure.data_keys import WrappedDataKeys
+from infrastructure.key_store import KeysNotMoved, describe, move_keys
 from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
 from interfaces.progress import progress
-from interfaces.settings import load_settings
+from interfaces.settings import Settings, load_settings
 
 REBUILDABLE = ("accounts", "sessions", "audit_log")  # the mail outbox would send every mail again
 
@@ -63,6 +64,11 @@ def add_commands(commands: Any) -> None:
         "in SECRET_KEY_FALLBACKS)",
     )
     actions.add_parser(
+        "move-keys",
+        help="move the data keys and the erasure ledger from beside the events into the key "
+        "store KEY_STORE_URL names (every tessera process stopped)",
+    )
+    actions.add_parser(
         "reapply-erasures",
         help="after a restore: erase again the accounts the erasure ledger names and the event "
         "store does not, destroy again the keys of erased accounts, report accounts whose key "
@@ -76,6 +82,8 @@ def add_commands(commands: Any) -> None:
 
 
 def administer(args: argparse.Namespace) -> int:
+    if args.action == "move-keys":
+        return _move_keys(load_settings())
     container = build(load_settings())
     try:
         return _administer(container, args)
@@ -132,6 +140,19 @@ def _rekey(container: Container) -> int:
         )
     else:
         print("every key the store keeps opens with SECRET_KEY alone: SECRET_KEY_FALLBACKS can go")
+    return 0
+
+
+def _move_keys(settings: Settings) -> int:
+    """Before any container is built: one would refuse the empty key store (KeyStoreEmpty)."""
+    try:
+        moved = move_keys(
+            settings.database_url, settings.key_store_url, settings.data_path / "keys.sqlite"
+        )
+    except KeysNotMoved as refused:
+        print(f"move-keys: {refused}", file=sys.stderr)
+        return 2
+    print(f"move-keys: {moved} keys and tombstones moved to {describe(settings.key_store_url)}")
     return 0
 
 

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from application.ports import LostKey
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import AccountNotFound, InvalidCredentials
-from infrastructure.key_store import KeyStoreEmpty
+from infrastructure.key_store import KeysNotMoved, KeyStoreEmpty, move_keys
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings
@@ -264,7 +264,7 @@ def test_a_key_store_restored_from_before_an_erasure_has_the_key_destroyed_again
 ) -> None:
     container = started(environ)
     try:
-        ada, bob = two_people(container)
+        ada, _ = two_people(container)
     finally:
         container.close()
     backup = back_up(environ, tmp_path / "keys-backup", url="KEY_STORE_URL")
@@ -325,3 +325,42 @@ def test_an_account_whose_key_is_lost_is_reported_and_refused_with_a_503_never_a
         with pytest.raises(LostKey):
             container.log.keys.seal(ada, b"email", b"anything")
         assert container.log.keys.missing([ada]) == {ada}, "no key made anew for her"
+
+
+def test_keys_kept_beside_the_events_are_moved_into_a_key_store_of_their_own(
+    environ: dict[str, str],
+) -> None:
+    beside = {k: v for k, v in environ.items() if k != "KEY_STORE_URL"}
+    container = started(beside)
+    try:
+        ada, bob = two_people(container)
+        container.erasure.erase(ADA, "cli:root")
+        run_projections(container)
+        ledger = container.log.keys.erasures()
+    finally:
+        container.close()
+    with pytest.raises(KeyStoreEmpty):
+        started(environ)  # KEY_STORE_URL set before the keys were moved there
+
+    settings = load_settings(environ)
+    default_file = settings.data_path / "keys.sqlite"
+    moved = move_keys(settings.database_url, settings.key_store_url, default_file)
+    assert moved >= 5  # the service's four keys, Ada's tombstone, Bob's key
+    with pytest.raises(KeysNotMoved, match="no keys beside the events"):
+        move_keys(settings.database_url, settings.key_store_url, default_file)
+    if settings.database_url:
+        with psycopg.connect(settings.database_url) as conn:
+            row = conn.execute("SELECT to_regclass('tessera_data_keys')").fetchone()
+        assert row == (None,)
+    else:
+        assert not default_file.exists()
+
+    container = started(environ)
+    try:
+        assert container.log.keys.erasures() == ledger
+        assert container.login.log_in(BOB, PASSWORD, PHONE)  # his key and the service's moved
+        account = container.log.find(bob, Account)
+        assert account is not None and account.email == BOB
+        assert container.log.keys.forgotten([ada, bob]) == {ada}
+    finally:
+        container.close()
