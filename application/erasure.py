@@ -8,6 +8,11 @@ snapshots and exports hold unreadable), dropping the account's snapshots and del
 kept as files for the person: done at once by the command, and again by the `erasures`
 projection, so a process killed in between is finished by the projector. Read models forget the
 person when their projections apply AccountErased.
+
+Destroying the key writes the erasure to the ledger kept with the keys, in the same step of the
+key store (DataKeys.forget): the account, when, where its AccountErased stands, and the claims it
+released. An event store restored from before the erasure lacks the event, but the ledger does
+not: `reapply` erases the account there again (application/restore.py finds them).
 """
 
 from __future__ import annotations
