@@ -152,6 +152,12 @@ class Container:
                 checks["redis"] = "ok"
             except Exception:
                 checks["redis"] = "unreachable"
+        if self.settings.key_store_url and self.keys is not None:
+            try:
+                self.keys.holds_nothing()  # a key store of its own: one more dependency
+                checks["key_store"] = "ok"
+            except Exception:
+                checks["key_store"] = "unreachable"
         if checks["event_store"] == "ok":
             try:
                 # Without a recent reading (no reporter runs in this process, or it has

@@ -29,7 +29,7 @@ from interfaces.settings import load_settings
 from tests.application.test_erasure import PHONE
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FAST_ARGON2, FakeClock, run_projections
-from tests.servers import _pg_bin
+from tests.servers import _pg_bin, postgres_cluster
 
 ADA, BOB = "ada@example.com", "bob@example.com"
 
@@ -364,3 +364,25 @@ def test_keys_kept_beside_the_events_are_moved_into_a_key_store_of_their_own(
         assert container.log.keys.forgotten([ada, bob]) == {ada}
     finally:
         container.close()
+
+
+def test_readiness_names_a_key_store_of_its_own_and_says_when_it_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    with postgres_cluster() as keys_cluster:
+        environ = {
+            **FAST_ARGON2,
+            "DATA_DIR": str(tmp_path / "var"),
+            "KEY_STORE_URL": keys_cluster.new_database(),
+        }
+        container = started(environ)
+        try:
+            assert container.readiness()["key_store"] == "ok"
+            keys_cluster.pg_ctl("stop")
+            with TestClient(create_app(container, run_background=False)) as client:
+                ready = client.get("/health/ready")
+                assert ready.status_code == 503
+                assert ready.json()["key_store"] == "unreachable"
+                assert ready.json()["event_store"] == "ok"
+        finally:
+            container.close()
