@@ -138,15 +138,18 @@ class SqliteDataKeyTable(DataKeyTable):
                 "CREATE TABLE IF NOT EXISTS data_keys"
                 " (owner TEXT PRIMARY KEY, wrapped BLOB, forgotten_at REAL)"
             )
+            new = not self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'erasures'"
+            ).fetchone()
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS erasures (account TEXT PRIMARY KEY,"
                 " erased_at REAL NOT NULL, position INTEGER, claims TEXT NOT NULL DEFAULT '')"
             )
-            # Tombstones written before the ledger existed are its first entries.
-            self._conn.execute(
-                "INSERT INTO erasures (account, erased_at) SELECT owner, forgotten_at"
-                " FROM data_keys WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
-            )
+            if new:  # tombstones written before the ledger existed are its first entries
+                self._conn.execute(
+                    "INSERT INTO erasures (account, erased_at) SELECT owner, forgotten_at"
+                    " FROM data_keys WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
+                )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
         with self._lock:
@@ -311,17 +314,20 @@ class PostgresDataKeyTable(DataKeyTable):
                 f"CREATE TABLE IF NOT EXISTS {self.table}"
                 " (owner UUID PRIMARY KEY, wrapped BYTEA, forgotten_at DOUBLE PRECISION)"
             )
+            c.execute("SELECT to_regclass(%s) AS found", (self.ledger,))
+            row = c.fetchone()
+            new = row is None or row["found"] is None
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.ledger} (account UUID PRIMARY KEY,"
                 " erased_at DOUBLE PRECISION NOT NULL, position BIGINT,"
                 " claims UUID[] NOT NULL DEFAULT '{}')"
             )
-            # Tombstones written before the ledger existed are its first entries.
-            c.execute(
-                f"INSERT INTO {self.ledger} (account, erased_at)"  # noqa: S608
-                f" SELECT owner, forgotten_at FROM {self.table} WHERE forgotten_at IS NOT NULL"
-                " ON CONFLICT DO NOTHING"
-            )
+            if new:  # tombstones written before the ledger existed are its first entries
+                c.execute(
+                    f"INSERT INTO {self.ledger} (account, erased_at)"  # noqa: S608
+                    f" SELECT owner, forgotten_at FROM {self.table}"
+                    " WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
+                )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
         with self._datastore.transaction(commit=False) as c:

@@ -386,3 +386,27 @@ def test_readiness_names_a_key_store_of_its_own_and_says_when_it_does_not_answer
                 assert ready.json()["event_store"] == "ok"
         finally:
             container.close()
+
+
+def test_a_key_store_from_before_the_ledger_gets_its_tombstones_as_entries(
+    environ: dict[str, str],
+) -> None:
+    container = started(environ)
+    try:
+        ada, _ = two_people(container)
+        container.erasure.erase(ADA, "cli:root")
+    finally:
+        container.close()
+    url = environ["KEY_STORE_URL"]
+    if url.startswith("postgresql"):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE tessera_erasures")
+    else:
+        with sqlite3.connect(url) as conn:
+            conn.execute("DROP TABLE erasures")
+    container = started(environ)
+    try:
+        (entry,) = container.log.keys.erasures()
+        assert (entry.account_id, entry.position, entry.claims) == (ada, None, ())
+    finally:
+        container.close()
