@@ -299,6 +299,7 @@ def _build(
     )
     if table.is_empty() and (events := log.recorder.max_notification_id() or 0):
         table.close()
+        log.close()
         raise KeyStoreEmpty(describe(settings.key_store_url), events)
     keys.keep_in(table)
 
