@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -311,3 +312,28 @@ def test_an_event_database_restored_from_before_an_erasure_is_erased_again_when_
     again = run(new, "admin", "reapply-erasures")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 erasures re-applied" in again.stdout
+
+
+def test_move_keys_and_reapply_erasures_from_the_command_line(tmp_path: Path) -> None:
+    beside = environment("", tmp_path / "var")
+    beside.pop("DATABASE_URL")
+    seed(beside, accounts=2)
+    apart = {**beside, "KEY_STORE_URL": str(tmp_path / "keys" / "keys.sqlite")}
+    refused = run(apart, "admin", "list")
+    assert refused.returncode == 2 and "tessera admin move-keys" in refused.stderr
+    moved = run(apart, "admin", "move-keys")
+    assert moved.returncode == 0, moved.stderr
+    assert re.search(r"move-keys: \d+ keys and tombstones moved to SQLite file", moved.stdout)
+    again = run(apart, "admin", "move-keys")
+    assert again.returncode == 2 and "no keys beside the events" in again.stderr
+    assert not (tmp_path / "var" / "keys.sqlite").exists()
+    listed = run(apart, "admin", "list", "--search", "user0001", "--json")
+    (account_id,) = [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    with sqlite3.connect(apart["KEY_STORE_URL"]) as conn:
+        conn.execute("DELETE FROM data_keys WHERE owner = ?", (account_id,))
+    checked = run(apart, "admin", "reapply-erasures")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"no key for {account_id}" in checked.stdout
+    assert (
+        "0 erasures re-applied" in checked.stdout and "1 accounts without a key" in checked.stdout
+    )
