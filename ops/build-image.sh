@@ -10,9 +10,12 @@
 #   DEBIAN_MIRROR                       (http://deb.debian.org/debian)
 #   BUILDAH_ISOLATION                   (chroot: works without a container runtime or user
 #                                        namespaces, as on these machines)
+#   STORAGE_ROOT  a buildah storage of the build's own (unset: buildah's usual one); there, the
+#                 images older builds left are removed after each build (the tests use one)
 #
 # Layers are cached (`--layers`): with the Dockerfile and the packages' files unchanged, a build
-# takes seconds. pip inside the build reaches the index as this machine's pip does: its index
+# takes seconds. The builder stage is tagged too (IMAGE-builder), so that its cached layers are
+# not dangling images, which `buildah rmi --prune` would remove. pip inside the build reaches the index as this machine's pip does: its index
 # URLs, proxy and CA bundle go in as build secrets, mounted for the one step that runs pip, kept in
 # no layer and no image history. Proxy variables pass through as buildah always passes them.
 set -eu
@@ -22,6 +25,15 @@ BASE_IMAGE=${BASE_IMAGE:-localhost/tessera-python:3.11-bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ISOLATION=${BUILDAH_ISOLATION:-chroot}
 PYTHON=${PYTHON:-python3}
+STORAGE_ROOT=${STORAGE_ROOT:-}
+
+bah() {
+    if [ -n "$STORAGE_ROOT" ]; then
+        buildah --root "$STORAGE_ROOT" --runroot "$STORAGE_ROOT/run" "$@"
+    else
+        buildah "$@"
+    fi
+}
 
 for tool in buildah mmdebstrap; do
     command -v "$tool" >/dev/null 2>&1 || {
@@ -34,7 +46,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
-if ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
+if ! bah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
     echo "making the base $BASE_IMAGE from Debian's packages"
     suite=bookworm
     mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3 \
@@ -42,17 +54,17 @@ if ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
         "deb $DEBIAN_MIRROR $suite main" \
         "deb $DEBIAN_MIRROR $suite-updates main" \
         "deb ${DEBIAN_MIRROR%/debian}/debian-security $suite-security main" </dev/null
-    container=$(buildah from scratch)
-    buildah add --quiet "$container" "$work/base.tar" / >/dev/null
+    container=$(bah from scratch)
+    bah add --quiet "$container" "$work/base.tar" / >/dev/null
     rm -f "$work/base.tar"
     # What python:3.11-slim's configuration gives a process, so the Dockerfile runs alike on both.
-    buildah config \
+    bah config \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --env LANG=C.UTF-8 \
         --cmd python3 \
         --label org.opencontainers.image.description="Debian bookworm minbase with python3" \
         "$container"
-    buildah commit --quiet --rm "$container" "$BASE_IMAGE" >/dev/null
+    bah commit --quiet --rm "$container" "$BASE_IMAGE" >/dev/null
 fi
 
 # One of the host's pip settings, the environment's first ($1 is pip's name for it), empty if none.
@@ -83,10 +95,17 @@ umask 077 # the pip.conf may hold an index's credentials
     [ -f "$ca_bundle" ] && echo "cert = /run/secrets/ca.crt"
     echo "timeout = ${PIP_DEFAULT_TIMEOUT:-60}"
 } >"$work/pip.conf"
-set -- --secret "id=pip.conf,src=$work/pip.conf" "$@"
-[ -f "$ca_bundle" ] && set -- --secret "id=ca.crt,src=$ca_bundle" "$@"
 
-# --format docker keeps the HEALTHCHECK, which the OCI image format has no field for.
-buildah build --isolation "$ISOLATION" --layers --pull=never --format docker \
-    --file ops/Dockerfile --ignorefile ops/Dockerfile.dockerignore \
-    --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --tag "$IMAGE" "$@" .
+build() {
+    [ -f "$ca_bundle" ] && set -- --secret "id=ca.crt,src=$ca_bundle" "$@"
+    # --format docker keeps the HEALTHCHECK, which the OCI image format has no field for.
+    bah build --isolation "$ISOLATION" --layers --pull=never --format docker \
+        --file ops/Dockerfile --ignorefile ops/Dockerfile.dockerignore \
+        --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --secret "id=pip.conf,src=$work/pip.conf" \
+        "$@" .
+}
+build --target builder --tag "$IMAGE-builder"
+build --tag "$IMAGE" "$@"
+if [ -n "$STORAGE_ROOT" ]; then
+    bah rmi --prune >/dev/null
+fi
