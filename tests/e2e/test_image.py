@@ -252,3 +252,30 @@ def test_the_image_signs_a_person_up_and_the_worker_mails_them(
             check=True,
         )
         assert listed.stdout.strip() == ""
+
+
+def test_the_image_keeps_none_of_the_build_secrets(image: str) -> None:
+    """pip's settings and the CA bundle went in as build secrets, for one step of the builder
+    stage: neither the image's files nor its history hold them. And it runs as 10001, not root."""
+    inspected = subprocess.run(
+        buildah("inspect", "--type", "image", image), capture_output=True, text=True, check=True
+    )
+    assert "pip.conf" not in inspected.stdout
+    assert "id=ca.crt" not in inspected.stdout
+    name = f"tessera-test-{os.getpid()}-files"
+    look = "id -u; ls -A /etc/pip.conf /etc/xdg/pip /run/secrets 2>&1; true"
+    subprocess.run(buildah("rm", name), capture_output=True)
+    subprocess.run(buildah("from", "--pull=never", "--quiet", "--name", name, image), check=True)
+    try:
+        looked = subprocess.run(
+            [*buildah("run", "--isolation", "chroot", name, "--"), "sh", "-c", look],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(buildah("rm", name), capture_output=True, check=True)
+    assert looked.returncode == 0, looked.stderr
+    uid, *listing = looked.stdout.splitlines()
+    assert uid == str(RUNTIME_UID)
+    assert all("No such file or directory" in line for line in listing), listing
