@@ -133,6 +133,7 @@ class Deployment:
     image: str
     env: dict[str, str]
     directory: Path
+    volumes: list[str]
     containers: dict[str, Container] = field(default_factory=dict)
 
     def run(self, role: str) -> Container:
@@ -144,7 +145,8 @@ class Deployment:
             capture_output=True,
         )
         settings = [f"--env={key}={value}" for key, value in self.env.items()]
-        run = buildah("run", "--isolation", "chroot", "--network", "host", *settings)
+        mounts = [f"--volume={volume}" for volume in self.volumes]
+        run = buildah("run", "--isolation", "chroot", "--network", "host", *mounts, *settings)
         log = self.directory / f"{role}.log"
         with log.open("wb") as out:
             # The image's USER (10001) is who runs; --user would only hide a Dockerfile that
@@ -183,13 +185,18 @@ def deployed(
         "DATABASE_URL": postgres.new_database(),
         "REDIS_URL": redis_url,
         "SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "JWT_PRIVATE_KEY": key.decode(),
+        # As compose gives it: a secret file, readable by the image's user and nobody else.
+        "JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt_private_key",
         "PUBLIC_URL": "https://auth.example.test",
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(smtp.port),
         "WORKER_METRICS_PORT": str(metrics_port),
     }
-    deployment = Deployment(image, env, tmp_path)
+    key_file = tmp_path / "jwt_private_key"
+    key_file.write_bytes(key)
+    os.chown(key_file, RUNTIME_UID, RUNTIME_UID)
+    key_file.chmod(0o400)
+    deployment = Deployment(image, env, tmp_path, [f"{key_file}:/run/secrets/jwt_private_key:ro"])
     try:
         for role in ("serve", "projector", "worker"):
             deployment.run(role)
