@@ -42,6 +42,7 @@ RUNTIME_UID = 10001  # the Dockerfile's `tessera` user
 # A cold build (the base from Debian's packages, then the image) takes about 3 minutes on two
 # cores; a cached one, seconds.
 BUILD_TIMEOUT = 900
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 120)  # the first test to ask builds the image
 
 
 def buildah(*arguments: str) -> list[str]:
@@ -217,7 +218,6 @@ def eventually_one_mail(smtp: SmtpServer, to: str, timeout: float = 30.0) -> str
     return mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-@pytest.mark.timeout(BUILD_TIMEOUT + 120)
 def test_the_image_signs_a_person_up_and_the_worker_mails_them(
     image: str, tmp_path: Path, postgres: PostgresCluster, redis_url: str
 ) -> None:
