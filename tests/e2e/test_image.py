@@ -56,6 +56,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     STORAGE.mkdir(parents=True, exist_ok=True)
     with (STORAGE / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # Under the lock, every container in this storage is one a killed run left behind.
+        subprocess.run(buildah("rm", "--all"), capture_output=True, check=True)
         log = work / "build.log"
         with log.open("wb") as out:
             built = subprocess.run(
