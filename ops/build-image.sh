@@ -73,8 +73,9 @@ pip_setting() {
 }
 # Only what can reach the build: an index on the network, not a file:// folder of this host.
 network_urls() {
+    separator=""
     for url in $1; do
-        case $url in http://* | https://*) printf '%s ' "$url" ;; esac
+        case $url in http://* | https://*) printf '%s%s' "$separator" "$url" && separator=" " ;; esac
     done
 }
 
