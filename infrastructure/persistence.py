@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
-from application.event_log import OUTAGE_ERRORS, Outage
+from application.persistence.event_log import OUTAGE_ERRORS, Outage
 
 T = TypeVar("T", bound=TrackingRecorder)
 _SCHEMA_LOCK = 0x7E55E7A  # any constant: the key of the advisory lock around table creation

@@ -13,8 +13,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, Tracking
 
-from application.projection import Projection
-from application.sealing import SealingMapper
+from application.persistence.projection import Projection
+from application.persistence.sealing import SealingMapper
 from infrastructure.lease import FileLease, PostgresLease
 
 Lease = FileLease | PostgresLease

@@ -15,28 +15,32 @@ import redis
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from application.access import Access
-from application.account_views import AccountViews
-from application.administration import Administration
-from application.erasure import Erasure, ErasureFinisher
-from application.event_log import EventLog
-from application.external_sign_in import ExternalSignIn, ExternalSignInRules
-from application.history import History
-from application.login import Login
-from application.mail import MailOutbox, MailSettings, Postman
-from application.mfa import Mfa
-from application.passkeys import PasskeyRules, Passkeys
-from application.passwords import PasswordRules, Passwords
-from application.personal_data import PersonalDataExport
+from application.accounts.administration import Administration
+from application.accounts.profile import Profile
+from application.accounts.registration import Registration, RegistrationRules
+from application.audit.history import History
+from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
+from application.factors.login import Login
+from application.factors.mfa import Mfa
+from application.factors.passkeys import PasskeyRules, Passkeys
+from application.factors.passwords import PasswordRules, Passwords
+from application.factors.reauthentication import Reauthentication, ReauthenticationRules
+from application.factors.throttle import ActionLimits, Limit, RateLimiter, Throttle
+from application.mail.outbox import MailOutbox, MailSettings, Postman
+from application.persistence.account_views import AccountViews
+from application.persistence.event_log import EventLog
+from application.persistence.projection import Projection
 from application.ports import Clock
-from application.profile import Profile
-from application.projection import Projection
-from application.queries import ReadSide
-from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
-from application.reauthentication import Reauthentication, ReauthenticationRules
-from application.registration import Registration, RegistrationRules
-from application.sessions import SessionRules, Sessions
-from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
+from application.privacy.erasure import Erasure, ErasureFinisher
+from application.privacy.personal_data import PersonalDataExport
+from application.read_side.queries import ReadSide
+from application.read_side.read_models import (
+    AccountsProjection,
+    AuditProjection,
+    SessionsProjection,
+)
+from application.sessions.access import Access
+from application.sessions.lifecycle import SessionRules, Sessions
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
 from infrastructure import metrics
@@ -600,7 +604,7 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         return {}
     specs = {
         "login": settings.rate_limit_login,
-        # A guess behind a token is limited as one at the sign-in is (application/reauthentication.py).
+        # A guess behind a token is limited as one at the sign-in is (application/factors/reauthentication.py).
         "reauthenticate": settings.rate_limit_login,
         "register": settings.rate_limit_register,
         "forgot_password": settings.rate_limit_forgot_password,

@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
-from application.sealing import SEALS, Opened
+from application.persistence.sealing import SEALS, Opened
 from domain.account import ERASED, Account
 from domain.session import Session
 
@@ -61,7 +61,7 @@ class TrailEntry:
     details: dict[str, Any]
     # Each personal value shown, by its path in the entry ("ip", "details.email"): its
     # commitment in the store, which erasure leaves as it is. The export's hash chain binds
-    # these instead of the values (see application.trail_export).
+    # these instead of the values (see application.audit.trail_export).
     sealed: dict[str, str] = field(default_factory=dict)
     # The salt that proves each value against its commitment; none once the person is erased.
     salts: dict[str, str] = field(default_factory=dict)

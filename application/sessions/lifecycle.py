@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from application.account_views import AccountViews
-from application.event_log import EventLog, retried_on_conflict
+from application.persistence.account_views import AccountViews
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
     Chain,

@@ -9,10 +9,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.recovery_codes import recovery_code_digest
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import Clock, OneTimePasswords, PasswordHasher, SecretBox, TokenSigner
-from application.recovery_codes import recovery_code_digest
-from application.sessions import SessionRules, Sessions
+from application.sessions.lifecycle import SessionRules, Sessions
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account

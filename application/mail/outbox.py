@@ -21,7 +21,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 from opentelemetry import propagate, trace
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from application.ports import (
     Clock,
     MailDrop,

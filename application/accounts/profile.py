@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
-from application.account_views import AccountViews
-from application.event_log import EventLog, retried_on_conflict
+from application.persistence.account_views import AccountViews
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import Caller, Clock
 from application.tracing import traced
 from application.views import AccountView

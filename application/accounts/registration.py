@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 
-from application.event_log import EventLog, retried_on_conflict
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import Clock, PasswordHasher, SecretBox
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced

@@ -17,11 +17,11 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
-from application.event_log import EventLog, LogHeldBack
-from application.sealing import SEALS, SealingMapper, open_fields, sealed_owners
-from application.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
-from application.trail_export import VerifyResult, chained, verify
-from application.transcoding import FastJSONTranscoder
+from application.audit.trail import READ_FIELDS, TrailEntry, entry_of, is_trail_topic, trail_entry
+from application.audit.trail_export import VerifyResult, chained, verify
+from application.persistence.event_log import EventLog, LogHeldBack
+from application.persistence.sealing import SEALS, SealingMapper, open_fields, sealed_owners
+from application.persistence.transcoding import FastJSONTranscoder
 from application.views import AccountState
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -130,7 +130,7 @@ class History:
     ) -> Callable[[Sequence[Notification]], list[TrailEntry]]:
         """Notifications -> their trail entries. Where the store holds the library's plain JSON
         (no cipher, no compression) and the event class has never been upcast, only the fields
-        the trail shows are parsed (application.transcoding); otherwise the whole event is
+        the trail shows are parsed (application.persistence.transcoding); otherwise the whole event is
         decoded. The keys of every person whose values a batch shows are read at once."""
         mapper = self._log.mapper
         keys = self._log.keys
@@ -182,7 +182,7 @@ class History:
         return entries
 
     def export(self, since: datetime | None = None) -> Iterator[str]:
-        """The trail as hash-chained JSON lines (see application.trail_export). With `since`,
+        """The trail as hash-chained JSON lines (see application.audit.trail_export). With `since`,
         the chain starts afresh, at GENESIS, from the first line exported."""
         return chained(self.trail(since))
 

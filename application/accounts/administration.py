@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from application.event_log import EventLog, retried_on_conflict
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock
-from application.sessions import Sessions
+from application.sessions.lifecycle import Sessions
 from application.views import AccountView
 from domain.account import Account
 from domain.errors import AccountNotFound, FieldError, Forbidden, Invalid

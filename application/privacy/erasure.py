@@ -21,10 +21,10 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.reauthentication import Proof, Reauthentication
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock
-from application.reauthentication import Proof, Reauthentication
-from application.sessions import Sessions
+from application.sessions.lifecycle import Sessions
 from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -53,7 +53,7 @@ class Erasure:
 
     @traced
     def erase_own(self, claims: AccessClaims, proof: Proof) -> None:
-        """The person's own request, re-authenticated (application/reauthentication.py): a
+        """The person's own request, re-authenticated (application/factors/reauthentication.py): a
         stolen access token alone must not erase anyone."""
         account = self._account(claims.account_id)
         # A code is spent on this copy, as at login, though nothing of it is saved: the erasure

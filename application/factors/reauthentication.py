@@ -26,8 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from uuid import UUID
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.recovery_codes import recovery_code_digest
+from application.factors.throttle import Throttle
 from application.origin import current_client
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
     Clock,
@@ -38,8 +40,6 @@ from application.ports import (
     SecretBox,
     WebAuthn,
 )
-from application.recovery_codes import recovery_code_digest
-from application.throttle import Throttle
 from domain.account import Account
 from domain.errors import (
     AccountNotFound,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.reauthentication import Proof, Reauthentication
+from application.factors.recovery_codes import new_recovery_codes, recovery_code_digest
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, OneTimePasswords, SecretBox
-from application.reauthentication import Proof, Reauthentication
-from application.recovery_codes import new_recovery_codes, recovery_code_digest
 from application.tracing import traced
 from domain.account import Account
 from domain.errors import AccountNotFound, InvalidMfaCode, MfaNotEnabled

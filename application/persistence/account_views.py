@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from uuid import UUID
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from application.ports import ChangeMarks
 from application.views import AccountView
 from domain.account import Account

@@ -1,7 +1,7 @@
 """The read side: projections that turn recorded events into rows that queries can read fast.
 
 Each projection decides which rows an event changes; a batch of events is folded into the rows
-it touches (application.read_batch) and written in one transaction with the tracking record of
+it touches (application.read_side.read_batch) and written in one transaction with the tracking record of
 its last event, so a projector that dies anywhere resumes after the last batch it wrote, and no
 event is applied twice. Rows depend on the events alone (never
 on when they were projected), so a rebuild from the first event yields the same rows.
@@ -20,9 +20,9 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
-from application.read_batch import Batch, Change, Forget, ReadStore, Row, Update, Upsert
-from application.sealing import PERSONAL_FIELDS
-from application.trail import READ_FIELDS, TrailEntry, trail_entry
+from application.audit.trail import READ_FIELDS, TrailEntry, trail_entry
+from application.persistence.sealing import PERSONAL_FIELDS
+from application.read_side.read_batch import Batch, Change, Forget, ReadStore, Row, Update, Upsert
 from domain.account import ERASED, Account
 from domain.session import Session
 

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from application.audit.trail import TrailEntry
 from application.ports import Clock
-from application.read_batch import Row
-from application.read_models import instant, unix_seconds
-from application.trail import TrailEntry
+from application.read_side.read_batch import Row
+from application.read_side.read_models import instant, unix_seconds
 
 MAX_PAGE = 500
 

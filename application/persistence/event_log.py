@@ -26,9 +26,9 @@ from eventsourcing.persistence import (
 from opentelemetry import propagate, trace
 
 from application.origin import current_caller, current_client
+from application.persistence.sealing import OWNER, SealedAsText, SealingMapper
+from application.persistence.transcoding import FastJSONTranscoder
 from application.ports import ChangeMarks, DataKeys, Unavailable
-from application.sealing import OWNER, SealedAsText, SealingMapper
-from application.transcoding import FastJSONTranscoder
 from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
@@ -133,7 +133,7 @@ class EventLog(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Every event and snapshot goes through the sealing mapper: personal values are stored
-        sealed under their person's data key (application.sealing)."""
+        sealed under their person's data key (application.persistence.sealing)."""
         plain: Mapper[UUID] = self.factory.mapper(transcoder=self.construct_transcoder())
         return SealingMapper(plain.transcoder, self.keys, plain.compressor, plain.cipher)
 
@@ -142,7 +142,7 @@ class EventLog(Application[UUID]):
         transcoder.register(SealedAsText())
 
     def construct_transcoder(self) -> Transcoder:
-        """The library's JSON format, decoded faster (application.transcoding); a transcoder
+        """The library's JSON format, decoded faster (application.persistence.transcoding); a transcoder
         chosen by TRANSCODER_TOPIC is left as it is."""
         transcoder = self.factory.transcoder()
         if type(transcoder) is JSONTranscoder:
@@ -181,7 +181,7 @@ class EventLog(Application[UUID]):
                 # account any more (and claims are bookkeeping, not history).
                 if origin and owner is not None and not hasattr(pending, "client"):
                     object.__setattr__(pending, "client", origin)
-                # Whose data key seals its personal values (application.sealing).
+                # Whose data key seals its personal values (application.persistence.sealing).
                 object.__setattr__(pending, OWNER, owner)
         changing = [a for a in objs if isinstance(a, Account) and a.pending_events]
         with tracer.start_as_current_span("event_store.save"):

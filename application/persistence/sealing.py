@@ -40,8 +40,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
+from application.persistence.transcoding import FastJSONTranscoder
 from application.ports import DataKeys
-from application.transcoding import FastJSONTranscoder
 from domain.account import ERASED, Account
 
 # Every field, in any event or snapshot, that holds a value identifying (or belonging to) the

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from uuid import UUID
 
-from application.event_log import EventLog
-from application.mail import MAIL_KINDS, MAIL_WORTHY, delivery_key
+from application.audit.trail import trail_entry
+from application.mail.outbox import MAIL_KINDS, MAIL_WORTHY, delivery_key
+from application.persistence.event_log import EventLog
 from application.ports import Clock
-from application.read_batch import Row
-from application.read_models import instant
-from application.trail import trail_entry
+from application.read_side.read_batch import Row
+from application.read_side.read_models import instant
 from application.views import AccountView, json_ready
 from domain.account import Account
 from domain.errors import AccountNotFound

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from uuid import UUID
 
-from application.event_log import EventLog, retried_on_conflict
-from application.login import Login
+from application.factors.login import Login
+from application.factors.reauthentication import Proof, Reauthentication
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
     Ceremony,
@@ -28,8 +29,7 @@ from application.ports import (
     TokenSigner,
     WebAuthn,
 )
-from application.reauthentication import Proof, Reauthentication
-from application.sessions import Sessions
+from application.sessions.lifecycle import Sessions
 from application.tracing import traced
 from application.views import Client, TokenPair
 from domain.account import Account

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.reauthentication import Proof, Reauthentication
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock, PasswordHasher, SecretBox
-from application.reauthentication import Proof, Reauthentication
-from application.sessions import Sessions
+from application.sessions.lifecycle import Sessions
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
 from domain.account import Account

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from application.trail import TrailEntry
+from application.audit.trail import TrailEntry
 
 GENESIS = "0" * 64  # the `prev` of a chain's first line
 

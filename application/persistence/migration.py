@@ -29,10 +29,10 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
+from application.persistence.sealing import OWNER, Sealed, SealedAsText
+from application.persistence.transcoding import FastJSONTranscoder
 from application.ports import DataKeys
-from application.sealing import OWNER, Sealed, SealedAsText
-from application.transcoding import FastJSONTranscoder
 from domain.account import (
     EMAIL_NAMESPACE,
     USERNAME_NAMESPACE,

@@ -37,7 +37,8 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
-from application.event_log import EventLog, retried_on_conflict
+from application.factors.reauthentication import Proof, Reauthentication
+from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
     Clock,
@@ -49,8 +50,7 @@ from application.ports import (
     SecretBox,
     TokenSigner,
 )
-from application.reauthentication import Proof, Reauthentication
-from application.sessions import Sessions
+from application.sessions.lifecycle import Sessions
 from application.tokens import digest, issue_token
 from application.tracing import traced
 from application.views import Client, MfaChallenge, TokenPair
