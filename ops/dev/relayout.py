@@ -83,10 +83,8 @@ PACKAGES: dict[str, str] = {
     "personal-data export.",
 }
 
-TEXT_SUFFIXES = {
-    ".py", ".md", ".toml", ".cfg", ".ini", ".txt", ".yml", ".yaml", ".sh", ".html", ".example",
-}
-TEXT_NAMES = {"Makefile", "Dockerfile", ".importlinter"}
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".cfg", ".ini", ".txt", ".yml", ".yaml", ".sh", ".html"}
+TEXT_NAMES = {"Makefile", "Dockerfile", ".importlinter", ".env.example", "compose.env.example"}
 SKIP = {"ops/dev/relayout.py"}
 
 
@@ -135,11 +133,15 @@ def _dotted(text: str) -> str:
             return match.group(0)
         if imported and f"application.{old}.{imported}" in _NEW:
             return match.group(0)  # from application.mail import outbox
+        if old in PACKAGES and not rest and not imported:
+            return match.group(0)  # application.sessions alone: the package by now
         return f"application.{MOVES[old]}{rest}"
 
     names = "|".join(sorted(MOVES, key=len, reverse=True))
     return re.sub(
-        rf"(?<![\w.])application\.({names})(?!\w)(\.\w+)?(?=\s+import\s+(\w+))?", replace, text
+        rf"(?<![\w.])application\.({names})(?!\w)(\.\w+)?(?=\s+import\s+\(?\s*(\w+))?",
+        replace,
+        text,
     )
 
 
