@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test docs docs-reference check bench bench-profile system-deps clean fuzz stateful chaos soak
+.PHONY: install run test docs docs-reference check bench bench-profile system-deps clean fuzz stateful chaos soak image
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ run: install
 # The servers the tests start for themselves (PostgreSQL 15, Redis) must exist on the machine.
 system-deps:
 	@sh ops/install-test-servers.sh
+
+# The image (ops/Dockerfile) with buildah, on a base of Debian's packages made once (see
+# docs/image.md): layers are cached, so a build with nothing changed takes seconds.
+IMAGE ?= localhost/tessera:latest
+image: system-deps
+	@IMAGE=$(IMAGE) PYTHON=$(PYTHON) sh ops/build-image.sh
 
 # In two halves. First the tests that mostly wait on real servers, on two xdist workers (a file
 # stays on one worker, so its module fixtures start once); then those marked `serial` (timing,

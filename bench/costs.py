@@ -19,7 +19,7 @@ import psycopg
 import redis
 import redis.asyncio
 
-from application.event_log import SaveObserver
+from application.persistence.event_log import SaveObserver
 from application.views import Client
 from bench.seed import PASSWORD, seed_accounts, username
 from bench.seed import password_hash as seed_password_hash

@@ -27,7 +27,7 @@ from uuid import uuid4
 
 import psycopg
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from bench.report import Figure
 from domain.account import EmailClaim
 from infrastructure.data_keys import WrappedDataKeys

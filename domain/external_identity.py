@@ -41,7 +41,7 @@ class ExternalIdentity:
 
 def identity_state(provider: str, subject: str, email: str, at: datetime) -> dict[str, Any]:
     """What the aggregate keeps of an identity: JSON values only, so the whole collection
-    seals and opens as one value in a snapshot (application/sealing.py)."""
+    seals and opens as one value in a snapshot (application/persistence/sealing.py)."""
     return {
         "provider": provider,
         "subject": subject,

@@ -46,7 +46,7 @@ def passkey_state(
     public_key: str, sign_count: int, name: str, transports: list[str], created_at: datetime
 ) -> dict[str, Any]:
     """What the aggregate keeps of a passkey: JSON values only, so that the whole collection
-    seals and opens as one value in a snapshot (see application/sealing.py)."""
+    seals and opens as one value in a snapshot (see application/persistence/sealing.py)."""
     return {
         "public_key": public_key,
         "sign_count": sign_count,

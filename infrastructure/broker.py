@@ -28,7 +28,7 @@ from dramatiq.middleware import CurrentMessage, Middleware
 from eventsourcing.persistence import InterfaceError, OperationalError
 from opentelemetry import propagate, trace
 
-from application.mail import Postman
+from application.mail.outbox import Postman
 from application.ports import DeliveryBusy, TransientMailError, Unavailable
 from infrastructure import metrics
 

@@ -66,8 +66,24 @@ _SCHEMA_LOCK = 0x7E55E7B  # any constant: the advisory lock around the key table
 KeyRow = tuple[UUID, bytes | None, float | None]  # owner, wrapped key, forgotten_at
 
 
+class KeyStoreEmpty(Exception):
+    """The key store holds no key, while the event store holds events: a KEY_STORE_URL that
+    names the wrong (or an empty, or a lost) store would otherwise make new keys for everyone
+    and seal what follows under them, while every earlier value stays unreadable."""
+
+    def __init__(self, where: str, events: int) -> None:
+        super().__init__(
+            f"the key store ({where}) holds no key, while the event store holds {events} "
+            "events: KEY_STORE_URL names the wrong store, or the key store was lost. Restore "
+            "the key store (docs/backups.md) or point KEY_STORE_URL at it; to move the keys "
+            "kept beside the events there, run `tessera admin move-keys`"
+        )
+
+
 class DataKeyTable:
     """Where wrapped keys live: get, insert (first writer wins), forget, forgotten."""
+
+    where = "a table of the service's data keys"  # named in messages, never with a password
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
         """(wrapped key or None when forgotten,), or None when the owner has no row."""
@@ -128,6 +144,7 @@ class SqliteDataKeyTable(DataKeyTable):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
+        self.where = f"SQLite file {path}"
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
@@ -303,9 +320,12 @@ class PostgresDataKeyTable(DataKeyTable):
     table = "tessera_data_keys"
     ledger = "tessera_erasures"
 
-    def __init__(self, datastore: Any, owned: bool = False) -> None:
+    def __init__(
+        self, datastore: Any, owned: bool = False, where: str = "the event store's database"
+    ) -> None:
         self._datastore = datastore
         self._owned = owned  # a pool of the key store's own, closed with the table
+        self.where = where
         with datastore.transaction(commit=True) as c:
             # Processes starting at once race in CREATE TABLE IF NOT EXISTS (a known PostgreSQL
             # race); the event store's schema lock does not cover a database of the keys' own.
@@ -485,10 +505,14 @@ class WrappedDataKeys:
         if table is not None:
             self._open_service_keys()
 
-    def keep_in(self, table: DataKeyTable) -> None:
+    def keep_in(self, table: DataKeyTable, recorded: int = 0) -> None:
         """Where the keys live, for a table that needs the event store's connections (which
         exist only once the EventLog that uses these keys does). Opens the service's own keys
-        there at once: a SECRET_KEY that opens none of them is refused before any use."""
+        there at once: a SECRET_KEY that opens none of them is refused before any use, and so
+        is a table that holds nothing while the event store has `recorded` events."""
+        if recorded and table.is_empty():
+            table.close()
+            raise KeyStoreEmpty(table.where, recorded)
         self._table = table
         self._open_service_keys()
 

@@ -1,16 +1,11 @@
-"""Where the key table lives: beside the events (the default), or in a key store of its own
-named by KEY_STORE_URL, a PostgreSQL database (another database, or another cluster) or a SQLite
-file, so that a copy of the event database alone opens no personal value.
-
-A key store that holds nothing while the event store holds events is refused: a KEY_STORE_URL
-that names the wrong (or an empty, or a lost) store would otherwise make new keys for everyone
-and seal what follows under them, while every earlier value stays unreadable.
-"""
+"""A key store of its own, named by KEY_STORE_URL: a PostgreSQL database (another database, or
+another cluster) or a SQLite file, so that a copy of the event database alone opens no personal
+value; and moving the keys there from beside the events (where each deployment profile keeps
+them by default: interfaces/stores/)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
@@ -21,18 +16,6 @@ from infrastructure.data_keys import DataKeyTable, PostgresDataKeyTable, SqliteD
 _POSTGRES = ("postgresql://", "postgres://")
 
 
-class KeyStoreEmpty(Exception):
-    """The key store holds no key, while the event store holds events."""
-
-    def __init__(self, where: str, events: int) -> None:
-        super().__init__(
-            f"the key store ({where}) holds no key, while the event store holds {events} "
-            "events: KEY_STORE_URL names the wrong store, or the key store was lost. Restore "
-            "the key store (docs/backups.md) or point KEY_STORE_URL at it; to move the keys "
-            "kept beside the events there, run `tessera admin move-keys`"
-        )
-
-
 class KeysNotMoved(Exception):
     """move_keys refused: nothing to move, nowhere else to move it, or a target in use."""
 
@@ -41,15 +24,11 @@ def is_postgres(url: str) -> bool:
     return url.startswith(_POSTGRES)
 
 
-def key_table(url: str | None, events: Any, default_file: Path) -> DataKeyTable:
-    """The key table KEY_STORE_URL names; unset: the event store's database (`events`, its
-    eventsourcing datastore, on PostgreSQL) or `default_file` (the embedded default)."""
-    if url is None:
-        if events is not None:
-            return PostgresDataKeyTable(events)
-        return SqliteDataKeyTable(default_file)
+def key_store(url: str) -> DataKeyTable:
+    """The key table in the store KEY_STORE_URL names: a PostgreSQL database, or a SQLite file
+    (a path, or sqlite:///path)."""
     if is_postgres(url):
-        return PostgresDataKeyTable(key_store_datastore(url), owned=True)
+        return PostgresDataKeyTable(key_store_datastore(url), owned=True, where=describe(url))
     return SqliteDataKeyTable(Path(url.removeprefix("sqlite:///")))
 
 
@@ -103,7 +82,7 @@ def move_keys(events_url: str | None, key_store_url: str | None, default_file: P
         if events_url is not None
         else SqliteDataKeyTable(default_file)
     )
-    target = key_table(key_store_url, None, default_file)
+    target = key_store(key_store_url)
     try:
         if source.is_empty():
             raise KeysNotMoved("no keys beside the events to move")

@@ -9,7 +9,7 @@ again rather than lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -126,7 +126,7 @@ class LedgerQueries:
                 (QUEUED, at.timestamp(), key, SENDING),
             )
 
-    def stale(self, at: datetime, older_than: timedelta) -> Sequence[str]:
+    def stale(self, at: datetime, older_than: timedelta) -> list[str]:
         """Deliveries no message may still be carrying: queued long ago, or claims run out."""
         cutoff = (at - older_than).timestamp()
         with self.datastore.transaction(commit=False) as c:
@@ -139,7 +139,7 @@ class LedgerQueries:
             )
             return [str(row["key"]) for row in c.fetchall()]
 
-    def unclaimed(self, limit: int = 1000) -> Sequence[str]:
+    def unclaimed(self, limit: int = 1000) -> list[str]:
         """Queued deliveries no worker has claimed yet, the newest first."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(

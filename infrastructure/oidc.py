@@ -2,7 +2,7 @@
 GitHub's plain OAuth 2.0 with its user API: Authlib builds the requests, joserfc verifies the
 ID token, httpx carries them, each with a short timeout so a provider that is down answers fast.
 
-Nothing here decides who signs in; the application does (application/external_sign_in.py).
+Nothing here decides who signs in; the application does (application/factors/external_sign_in.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import redis
 from psycopg_pool import ConnectionPool
 from webauthn.helpers import bytes_to_base64url
 
-from application.event_log import Outage
+from application.persistence.event_log import Outage
 from application.ports import Unavailable
 from infrastructure.local_file import LocalFile
 from infrastructure.revocation import guarded_connection

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory, Recorder, TrackingRecorder
+from eventsourcing.persistence import InfrastructureFactory, Recorder
 from eventsourcing.postgres import PostgresRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
@@ -20,9 +20,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
-from application.event_log import OUTAGE_ERRORS, Outage
+from application.persistence.event_log import OUTAGE_ERRORS, Outage
 
-T = TypeVar("T", bound=TrackingRecorder)
+S = TypeVar("S", bound=SQLiteTrackingRecorder)
+P = TypeVar("P", bound=PostgresTrackingRecorder)
 _SCHEMA_LOCK = 0x7E55E7A  # any constant: the key of the advisory lock around table creation
 
 
@@ -161,28 +162,24 @@ class Database:
         parts.setdefault("connect_timeout", "5")
         return " ".join(f"{k}={v!r}" if " " in str(v) else f"{k}={v}" for k, v in parts.items())
 
-    def tracking_recorder(
-        self,
-        name: str,
-        sqlite_class: type[SQLiteTrackingRecorder],
-        postgres_class: type[PostgresTrackingRecorder],
-        events: Recorder,
-    ) -> TrackingRecorder:
+    def postgres_tracking_recorder(self, name: str, kind: type[P], events: Recorder) -> P:
         """A recorder of how far the projection called `name` has got (and, for a subclass, the
-        view it maintains in the same transactions), in this database."""
-        if self.is_postgres:
-            # The event store's connection pool, shared: a pool per projection would multiply
-            # the connections every process holds.
-            assert isinstance(events, PostgresRecorder)
-            recorder = postgres_class(events.datastore, tracking_table_name=f"{name}_tracking")
-            recorder.create_table()
-            return recorder
-        # SQLite: a file per projection, since the library keeps one tracking table per file
-        # (and a projection's writes then never wait on the event store's lock).
-        factory = InfrastructureFactory[TrackingRecorder].construct(
+        view it maintains in the same transactions), in the event store's database. The event
+        store's connection pool is shared: a pool per projection would multiply the connections
+        every process holds."""
+        assert isinstance(events, PostgresRecorder)
+        recorder = kind(events.datastore, tracking_table_name=f"{name}_tracking")
+        recorder.create_table()
+        return recorder
+
+    def sqlite_tracking_recorder(self, name: str, kind: type[S]) -> S:
+        """The same on the embedded default: a file per projection, since the library keeps one
+        tracking table per file (and a projection's writes then never wait on the event store's
+        lock)."""
+        factory = InfrastructureFactory[S].construct(
             Environment(name, self.eventsourcing_env(self.sqlite_path.with_name(f"{name}.sqlite")))
         )
-        return factory.tracking_recorder(sqlite_class)
+        return factory.tracking_recorder(kind)
 
 
 def snapshot_dropper(recorder: Any) -> Callable[[UUID], None]:

@@ -7,17 +7,24 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, Tracking
 
-from application.projection import Projection
-from application.sealing import SealingMapper
-from infrastructure.lease import FileLease, PostgresLease
+from application.persistence.projection import Projection
+from application.persistence.sealing import SealingMapper
 
-Lease = FileLease | PostgresLease
+
+class Lease(Protocol):
+    """Which process runs a projection: one holds it at a time (infrastructure/lease.py)."""
+
+    def held(self) -> bool:
+        """True while this process holds the lease (taking it if free); False otherwise."""
+        ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(frozen=True)

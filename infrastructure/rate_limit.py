@@ -12,7 +12,7 @@ from datetime import datetime
 
 import redis
 
-from application.throttle import Limit
+from application.factors.throttle import Limit
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.read_batch import Forget, Row
+from application.read_side.read_batch import Forget, Row
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from application.event_log import EventLog, LogHeldBack
+from application.persistence.event_log import EventLog, LogHeldBack
 from infrastructure.projector import Projector
 from infrastructure.read_store import ReadStoreStatements
 

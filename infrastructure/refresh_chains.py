@@ -17,7 +17,7 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 
-from application.event_log import Outage
+from application.persistence.event_log import Outage
 from application.ports import Chain, Turn, Unavailable
 from infrastructure.local_file import LocalFile
 from infrastructure.revocation import ACCOUNT_MARKS, AsyncRedis, guarded_connection

@@ -18,7 +18,7 @@ import redis
 import redis.asyncio
 from psycopg_pool import ConnectionPool
 
-from application.event_log import Outage
+from application.persistence.event_log import Outage
 from application.ports import AccessClaims, Standing, Unavailable
 from infrastructure.local_file import LocalFile
 

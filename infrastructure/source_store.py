@@ -7,7 +7,7 @@ from pathlib import Path
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from infrastructure.persistence import Database
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from application.event_log import LogHeldBack
+from application.persistence.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
 from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.key_store import KeysNotMoved, describe, move_keys

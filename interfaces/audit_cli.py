@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
-from application.event_log import LogHeldBack
-from application.history import History
-from application.trail import TrailEntry
-from application.trail_export import canonical, chained
+from application.audit.history import History
+from application.audit.trail import TrailEntry
+from application.audit.trail_export import canonical, chained
+from application.persistence.event_log import LogHeldBack
 from application.views import json_ready
 from domain.errors import AccountNotFound
 from interfaces import ecs_trail

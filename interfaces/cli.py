@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from infrastructure.key_store import KeyStoreEmpty
+from infrastructure.data_keys import KeyStoreEmpty
 from infrastructure.keyring import WrongSecretKey
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli

@@ -2,102 +2,81 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import redis
-from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from application.access import Access
-from application.account_views import AccountViews
-from application.administration import Administration
-from application.erasure import Erasure, ErasureFinisher
-from application.event_log import EventLog
-from application.external_sign_in import ExternalSignIn, ExternalSignInRules
-from application.history import History
-from application.login import Login
-from application.mail import MailOutbox, MailSettings, Postman
-from application.mfa import Mfa
-from application.passkeys import PasskeyRules, Passkeys
-from application.passwords import PasswordRules, Passwords
-from application.personal_data import PersonalDataExport
-from application.ports import Clock
-from application.profile import Profile
-from application.projection import Projection
-from application.queries import ReadSide
-from application.read_models import AccountsProjection, AuditProjection, SessionsProjection
-from application.reauthentication import Reauthentication, ReauthenticationRules
-from application.registration import Registration, RegistrationRules
-from application.restore import AfterRestore
-from application.sessions import SessionRules, Sessions
-from application.throttle import ActionLimits, Limit, RateLimiter, Throttle
+from application.accounts.administration import Administration
+from application.accounts.profile import Profile
+from application.accounts.registration import Registration, RegistrationRules
+from application.audit.history import History
+from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
+from application.factors.login import Login
+from application.factors.mfa import Mfa
+from application.factors.passkeys import PasskeyRules, Passkeys
+from application.factors.passwords import PasswordRules, Passwords
+from application.factors.reauthentication import Reauthentication, ReauthenticationRules
+from application.factors.throttle import ActionLimits, Limit, Throttle
+from application.mail.outbox import MailOutbox, MailSettings, Postman
+from application.persistence.account_views import AccountViews
+from application.persistence.event_log import EventLog
+from application.persistence.projection import Projection
+from application.ports import Clock, TokenSigner
+from application.privacy.erasure import Erasure, ErasureFinisher
+from application.privacy.personal_data import PersonalDataExport
+from application.privacy.restore import AfterRestore
+from application.read_side.queries import ReadSide
+from application.read_side.read_models import (
+    AccountsProjection,
+    AuditProjection,
+    SessionsProjection,
+)
+from application.sessions.access import Access
+from application.sessions.lifecycle import SessionRules, Sessions
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
 from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
-from infrastructure.data_keys import WrappedDataKeys
+from infrastructure.data_keys import KeyStoreEmpty, WrappedDataKeys
 from infrastructure.devices import device_name
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
-from infrastructure.key_store import KeyStoreEmpty, describe, key_table
+from infrastructure.key_store import key_store
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
 from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
-from infrastructure.lease import FileLease, PostgresLease
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
-from infrastructure.mail_ledger import PostgresMailLedger, SqliteMailLedger
 from infrastructure.mail_render import TemplateRenderer
 from infrastructure.oidc import OidcClients
-from infrastructure.passkey_challenges import (
-    PostgresPasskeyChallenges,
-    RedisPasskeyChallenges,
-    SqlitePasskeyChallenges,
-)
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
-from infrastructure.persistence import Database, fail_fast, snapshot_dropper
+from infrastructure.persistence import Database, snapshot_dropper
 from infrastructure.projector import Lag, Projector
-from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
-from infrastructure.read_store import (
-    PostgresAccounts,
-    PostgresAuditLog,
-    PostgresSessions,
-    SqliteAccounts,
-    SqliteAuditLog,
-    SqliteSessions,
-)
-from infrastructure.refresh_chains import (
-    PostgresRefreshChains,
-    RedisRefreshChains,
-    SqliteRefreshChains,
-)
-from infrastructure.revocation import (
-    PostgresRevocationList,
-    RedisRevocationList,
-    SqliteRevocationList,
-    revocation_pool,
-)
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
 from infrastructure.totp import Totp
-from infrastructure.wakeups import PostgresWakeups
 from infrastructure.webauthn import PyWebAuthn
+from interfaces.runtime import Runtime
 from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings, identity_providers
-
-log = logging.getLogger(__name__)
+from interfaces.stores.embedded import embedded_stores
+from interfaces.stores.postgres import postgres_stores
+from interfaces.stores.redis_state import redis_state
+from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
 
 
 @dataclass
 class Container:
+    """The object graph, each part named by its role. What runs in the background, and what
+    /health/ready asks, is the runtime's (interfaces/runtime.py); the methods below hand over to
+    it, so callers hold one handle."""
+
     settings: Settings
     database: Database
     log: EventLog
@@ -109,7 +88,7 @@ class Container:
     mfa: Mfa
     reauthentication: Reauthentication
     passkeys: Passkeys
-    passkey_challenges: SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges
+    passkey_challenges: ChallengeStore
     external_sign_in: ExternalSignIn
     access: Access
     administration: Administration
@@ -118,61 +97,23 @@ class Container:
     personal_data: PersonalDataExport
     read_side: ReadSide
     history: History
-    signer: Ed25519Signer
-    revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
-    chains: SqliteRefreshChains | PostgresRefreshChains | RedisRefreshChains
+    signer: TokenSigner
+    revocations: RevocationStore
+    chains: ChainStore
     throttle: Throttle
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
-    wakeups: PostgresWakeups | None
+    wakeups: Wakeups | None
     postman: Postman
     mail_broker: MailBroker
-    redis: redis.Redis | None
+    redis: redis.Redis | None  # None where the shared state sits in the database
     clock: Clock
+    runtime: Runtime
     # Signs the pages' CSRF tokens; derived from SECRET_KEY, so every API process agrees.
     csrf_key: bytes = b""
     keys: WrappedDataKeys | None = None  # closed with the container (a key store's own pool)
-    _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
-
-    def readiness(self) -> dict[str, str]:
-        """What /health/ready reports: each dependency "ok" or "unreachable", each asked one
-        cheap question, and the projections as the lag reporter last read them."""
-        checks: dict[str, str] = {}
-        try:
-            self.log.outage.check()  # known down: say so at once, not after the retries
-            self.log.recorder.max_notification_id()
-            checks["event_store"] = "ok"
-        except Exception:
-            checks["event_store"] = "unreachable"
-        if self.redis is not None:
-            try:
-                self.redis.ping()
-                checks["redis"] = "ok"
-            except Exception:
-                checks["redis"] = "unreachable"
-        if self.settings.key_store_url and self.keys is not None:
-            try:
-                self.keys.holds_nothing()  # a key store of its own: one more dependency
-                checks["key_store"] = "ok"
-            except Exception:
-                checks["key_store"] = "unreachable"
-        if checks["event_store"] == "ok":
-            try:
-                # Without a recent reading (no reporter runs in this process, or it has
-                # stopped), the lag is measured now: an old reading is not trusted.
-                lags = self.lag_reports.recent() or self.lag_reports.measure()
-                limit = self.settings.projection_lag_threshold
-                late = any(lag.seconds > limit for lag in lags.values())
-                checks["projections"] = "lagging" if late else "ok"
-            except Exception:
-                checks["projections"] = "unreachable"
-        return checks
-
-    def projection_lag(self) -> dict[str, Lag]:
-        """Each projection's lag, read now: reported to the metrics and kept for /health/ready."""
-        return self.lag_reports.read()
 
     def projector(self, name: str) -> Projector:
         for projector in self.projectors:
@@ -189,68 +130,30 @@ class Container:
         slots, queue = hash_admission(self.settings)
         return slots + queue + 32
 
+    def readiness(self) -> dict[str, str]:
+        return self.runtime.readiness()
+
+    def projection_lag(self) -> dict[str, Lag]:
+        return self.runtime.projection_lag()
+
     @property
     def runs_in_one_process(self) -> bool:
-        """Without Redis there is no broker to share: `tessera serve` does everything itself."""
-        return not self.mail_broker.durable
+        return self.runtime.runs_in_one_process
 
     def start_background(self) -> None:
-        """Inside `tessera serve`: the lag metrics; on the embedded default also the
-        projections, the mail worker, and redelivery of what the in-memory broker lost with
-        the last process."""
-        self._start_lag_reports()
-        if not self.runs_in_one_process:
-            return
-        self.mail_broker.start_worker(self.settings.worker_threads)
-        self._start_redelivery(first_sweep_older_than=timedelta(0))
-        for projector in self.projectors:
-            projector.start(self._stop)
+        self.runtime.start_background()
 
     def run_projectors(self) -> None:
-        """Runs the projections in this process until stop() (the `tessera projector` command)."""
-        self._start_lag_reports()
-        self._start_redelivery(first_sweep_older_than=self._lost_after)
-        if self.wakeups is not None:
-            self.wakeups.listen(self.projectors, self._stop)
-        threads = [projector.start(self._stop) for projector in self.projectors]
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)
-
-    @property
-    def _lost_after(self) -> timedelta:
-        """A queued mail older than its longest retry wait and five minutes more was lost with
-        its message (an in-memory broker gone, Redis restarted without its data): a backstop.
-        A worker's death is mended sooner, in Redis (MailBroker) and by the outbox's resume()."""
-        return timedelta(milliseconds=self.settings.mail_retry_max_backoff, minutes=5)
-
-    def _start_lag_reports(self) -> None:
-        self.lag_reports.start(self._stop)
-
-    def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
-        interval = 30.0
-
-        def sweep() -> None:
-            older_than = first_sweep_older_than
-            while not self._stop.is_set():
-                try:
-                    self.outbox.redeliver_stale(older_than)
-                except Exception:
-                    log.exception("mail redelivery sweep failed; trying again")
-                older_than = self._lost_after
-                self._stop.wait(interval)
-
-        threading.Thread(target=sweep, name="mail-redelivery", daemon=True).start()
+        self.runtime.run_projectors()
 
     def stop(self) -> None:
-        """Asks background loops to finish; close() then releases what they used."""
-        self._stop.set()
+        self.runtime.stop()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
+        self.runtime.stop()
         self.mail_broker.stop()
         self.revocations.close()
         self.chains.close()
@@ -258,6 +161,8 @@ class Container:
         for projector in self.projectors:
             projector.close()
         self.log.close()
+        if self.keys is not None:
+            self.keys.close()
         if self.keys is not None:
             self.keys.close()
 
@@ -290,18 +195,18 @@ def _build(
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     keys = data_keys(keyring(settings))
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
-    if database.is_postgres:
-        fail_fast(log.recorder, log.outage)
-    table = key_table(
-        settings.key_store_url,
-        log.recorder.datastore if database.is_postgres else None,  # type: ignore[attr-defined]
-        data / "keys.sqlite",
-    )
-    if table.is_empty() and (events := log.recorder.max_notification_id() or 0):
-        table.close()
+    shared = redis_state(settings.redis_url) if settings.redis_url else None
+    profile = postgres_stores if database.is_postgres else embedded_stores
+    # KEY_STORE_URL: the keys in a store of their own, whatever the profile (else beside events).
+    apart = key_store(settings.key_store_url) if settings.key_store_url else None
+    try:
+        stores = profile(database, log, keys, shared, apart)
+    except KeyStoreEmpty:
         log.close()
-        raise KeyStoreEmpty(describe(settings.key_store_url), events)
-    keys.keep_in(table)
+        raise
+    revocations, chains = stores.shared.revocations, stores.shared.chains
+    challenges = stores.shared.challenges
+    log.announce_to(revocations)
 
     slots, queue = hash_admission(settings)
     hasher = HashGate(
@@ -326,30 +231,6 @@ def _build(
         audience=settings.jwt_audience,
         lifetime_seconds=settings.access_token_ttl,
     )
-    revocations: SqliteRevocationList | PostgresRevocationList | RedisRevocationList
-    chains: SqliteRefreshChains | PostgresRefreshChains | RedisRefreshChains
-    limiter: RateLimiter
-    client: redis.Redis | None = None
-    if settings.redis_url:
-        # Short timeouts: a Redis outage must answer 503 fast, not hang the request.
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
-        revocations = RedisRevocationList(client, settings.redis_url)
-        chains = RedisRefreshChains(client, settings.redis_url)
-        limiter = RedisRateLimiter(client)
-    elif database.is_postgres:
-        pool = revocation_pool(database.postgres_conninfo())
-        revocations = PostgresRevocationList(pool, outage=log.outage)
-        chains = PostgresRefreshChains(pool, outage=log.outage)
-    else:
-        revocations = SqliteRevocationList(data / "revocations.sqlite")
-        chains = SqliteRefreshChains(data / "revocations.sqlite")
-    if not settings.redis_url:
-        limiter = LocalRateLimiter()
-    challenges = passkey_challenges(settings, database, client, log)
-    log.announce_to(revocations)
-
     otp = Totp()
     policy = PasswordPolicy(
         min_length=settings.password_min_length,
@@ -361,9 +242,7 @@ def _build(
         require_digit=settings.password_require_digit,
         require_symbol=settings.password_require_symbol,
     )
-    ledger = database.tracking_recorder(
-        MailOutbox.name, SqliteMailLedger, PostgresMailLedger, log.recorder
-    )
+    ledger = stores.mail_ledger
     transport = (
         SmtpRelay(
             SmtpSettings(
@@ -382,7 +261,7 @@ def _build(
     )
     postman = Postman(
         log,
-        ledger,  # type: ignore[arg-type]
+        ledger,
         TemplateRenderer(),
         transport,
         box,
@@ -408,19 +287,13 @@ def _build(
         dead_worker_after_ms=settings.mail_redeliver_after * 1000,
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
-    accounts = database.tracking_recorder(
-        "accounts", SqliteAccounts, PostgresAccounts, log.recorder
-    )
-    sessions = database.tracking_recorder(
-        "sessions", SqliteSessions, PostgresSessions, log.recorder
-    )
-    audit = database.tracking_recorder("audit_log", SqliteAuditLog, PostgresAuditLog, log.recorder)
+    accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
         ceiling=timedelta(seconds=settings.lockout_max_duration),
     )
-    throttle = Throttle(limiter, rate_limits(settings), clock, keys.fingerprint)
+    throttle = Throttle(stores.shared.limiter, rate_limits(settings), clock, keys.fingerprint)
     webauthn = PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins)
     session_rules = SessionRules(
         require_verified_email=settings.require_verified_email,
@@ -469,22 +342,14 @@ def _build(
         AccountsProjection(accounts),
         SessionsProjection(sessions),
         AuditProjection(audit),
-        ErasureFinisher(
-            database.tracking_recorder(
-                ErasureFinisher.name, SQLiteTrackingRecorder, PostgresTrackingRecorder, log.recorder
-            ),
-            erasure,
-        ),
+        ErasureFinisher(stores.erasures, erasure),
     ]
     projectors = [
-        Projector(log, projection, lease=lease(database, projection.name))
+        Projector(log, projection, lease=stores.lease(projection.name))
         for projection in projections
     ]
-    wakeups = (
-        PostgresWakeups(log.recorder.datastore, database.postgres_conninfo())  # type: ignore[attr-defined]
-        if database.is_postgres
-        else None
-    )
+    wakeups = stores.wakeups
+    lag_reports = LagReports(projectors, clock)
     waits = ProjectionWaits(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
@@ -566,7 +431,7 @@ def _build(
         administration=Administration(log, session_life, clock),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
-        personal_data=PersonalDataExport(log, sessions, ledger, clock),  # type: ignore[arg-type]
+        personal_data=PersonalDataExport(log, sessions, ledger, clock),
         read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
         history=History(log),
         signer=signer,
@@ -574,13 +439,24 @@ def _build(
         chains=chains,
         throttle=throttle,
         projectors=projectors,
-        lag_reports=LagReports(projectors, clock),
+        lag_reports=lag_reports,
         outbox=mail,
         wakeups=wakeups,
         postman=postman,
         mail_broker=mail_broker,
-        redis=client,
+        redis=stores.shared.redis,
         clock=clock,
+        runtime=Runtime(
+            settings,
+            log,
+            projectors,
+            lag_reports,
+            mail,
+            mail_broker,
+            wakeups,
+            stores.shared.redis,
+            key_store=keys if apart is not None else None,
+        ),
         csrf_key=keys.service_key(CSRF),
         keys=keys,
     )
@@ -591,19 +467,6 @@ def keyring(settings: Settings) -> Keyring:
         load_secret_key(settings.secret_key, settings.data_path / "secret.key"),
         load_fallback_keys(settings.secret_key_fallbacks),
     )
-
-
-def passkey_challenges(
-    settings: Settings, database: Database, client: redis.Redis | None, log: EventLog
-) -> SqlitePasskeyChallenges | PostgresPasskeyChallenges | RedisPasskeyChallenges:
-    """Where WebAuthn challenges wait: chosen as the revocation list's store is."""
-    if client is not None:
-        return RedisPasskeyChallenges(client)
-    if database.is_postgres:
-        return PostgresPasskeyChallenges(
-            revocation_pool(database.postgres_conninfo()), outage=log.outage
-        )
-    return SqlitePasskeyChallenges(settings.data_path / "passkey_challenges.sqlite")
 
 
 def hash_share(settings: Settings, queue: int) -> int:
@@ -622,7 +485,7 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         return {}
     specs = {
         "login": settings.rate_limit_login,
-        # A guess behind a token is limited as one at the sign-in is (application/reauthentication.py).
+        # A guess behind a token is limited as one at the sign-in is (application/factors/reauthentication.py).
         "reauthenticate": settings.rate_limit_login,
         "register": settings.rate_limit_register,
         "forgot_password": settings.rate_limit_forgot_password,
@@ -648,10 +511,3 @@ def _queue_depth(ledger: Any) -> float:
     except Exception:  # a scrape must answer even while the database does not
         return float("nan")
     return float(counts.get("queued", 0) + counts.get("sending", 0))
-
-
-def lease(database: Database, name: str) -> PostgresLease | FileLease:
-    """Many processes may run a projection: one holds it at a time, the others stand by."""
-    if database.is_postgres:
-        return PostgresLease(database.postgres_conninfo(), name)
-    return FileLease(database.sqlite_path.with_name(f"{name}.lease"))

@@ -1,5 +1,5 @@
 """`tessera migrate`: copies a store written before personal values were sealed into the store
-the settings name (DATA_DIR or DATABASE_URL), sealing them on the way (application.migration).
+the settings name (DATA_DIR or DATABASE_URL), sealing them on the way (application.persistence.migration).
 
 Run it with the service stopped on both sides. The target must hold no events yet. Its mail
 outbox and its `erasures` projection are set to the end of what was copied (every mail of the
@@ -19,9 +19,9 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
-from application.erasure import ErasureFinisher
-from application.mail import MailOutbox
-from application.migration import MigrationRefused, copy_events, old_format_mapper
+from application.mail.outbox import MailOutbox
+from application.persistence.migration import MigrationRefused, copy_events, old_format_mapper
+from application.privacy.erasure import ErasureFinisher
 from infrastructure.source_store import open_source
 from interfaces.container import Container, build
 from interfaces.progress import progress

@@ -13,7 +13,7 @@ from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
 
-from application.trail import is_trail_event, trail_entry
+from application.audit.trail import is_trail_event, trail_entry
 from interfaces.ecs import event_fields
 
 log = logging.getLogger("tessera.security")

@@ -4,7 +4,8 @@
 # (Debian's prometheus package), which the tests of ops/ run on the Prometheus config and alerts;
 # and chromium, the browser the page tests drive (tests/browser; its harness installs it too);
 # and npm (with Node.js), which installs axe-core and oidc-provider, the OpenID Provider that
-# tests/oidc runs.
+# tests/oidc runs; and buildah with mmdebstrap, which build the image (ops/Dockerfile) from a base of
+# Debian's packages and run its three processes (tests/e2e/test_image.py, `make image`).
 set -eu
 missing=""
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1 || missing="$missing postgresql-15"
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v buildah >/dev/null 2>&1 || missing="$missing buildah"
+command -v mmdebstrap >/dev/null 2>&1 || missing="$missing mmdebstrap"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing:$missing (install them, or run as root so this script can)" >&2

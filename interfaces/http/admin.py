@@ -10,10 +10,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from application.administration import Administration, require_role
-from application.erasure import Erasure
+from application.accounts.administration import Administration, require_role
 from application.ports import AccessClaims, Caller
-from application.queries import MAX_PAGE, AccountList, ReadSide
+from application.privacy.erasure import Erasure
+from application.read_side.queries import MAX_PAGE, AccountList, ReadSide
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
 from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import LockRequest

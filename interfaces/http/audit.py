@@ -10,10 +10,10 @@ from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from application.administration import require_role
-from application.history import History
+from application.accounts.administration import require_role
+from application.audit.history import History
 from application.ports import Caller
-from application.queries import MAX_PAGE, AuditFilter, Page, ReadSide
+from application.read_side.queries import MAX_PAGE, AuditFilter, Page, ReadSide
 from application.views import AccountState
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, problems

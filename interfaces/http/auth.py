@@ -11,12 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from application.login import Login
-from application.passwords import Passwords
+from application.accounts.registration import Registration
+from application.factors.login import Login
+from application.factors.passwords import Passwords
+from application.factors.throttle import Throttle
 from application.ports import Caller
-from application.registration import Registration
-from application.sessions import Sessions
-from application.throttle import Throttle
+from application.sessions.lifecycle import Sessions
 from application.views import AccountView, Client, MfaChallenge, TokenPair
 from domain.errors import DomainError
 from domain.identity import normalise_email

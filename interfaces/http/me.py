@@ -12,14 +12,14 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from application.erasure import Erasure
-from application.mfa import Enrollment, Mfa
-from application.passwords import Passwords
-from application.personal_data import PersonalDataExport
+from application.accounts.profile import Profile
+from application.factors.mfa import Enrollment, Mfa
+from application.factors.passwords import Passwords
 from application.ports import Caller
-from application.profile import Profile
-from application.queries import MAX_PAGE, Page, ReadSide, SessionSummary
-from application.sessions import Sessions
+from application.privacy.erasure import Erasure
+from application.privacy.personal_data import PersonalDataExport
+from application.read_side.queries import MAX_PAGE, Page, ReadSide, SessionSummary
+from application.sessions.lifecycle import Sessions
 from application.views import AccountView
 from domain.errors import FieldError, Invalid
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems

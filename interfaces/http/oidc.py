@@ -13,15 +13,15 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from application.external_sign_in import (
+from application.factors.external_sign_in import (
     ExternalSignIn,
     IdentityView,
     ProviderView,
     RefusedAtCallback,
     with_query,
 )
+from application.factors.throttle import Throttle
 from application.ports import Caller
-from application.throttle import Throttle
 from application.views import Client, MfaChallenge, TokenPair
 from domain.errors import DomainError
 from infrastructure import metrics

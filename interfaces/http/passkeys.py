@@ -9,10 +9,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from application.passkeys import Passkeys, PasskeyView, SignInOptions
+from application.factors.passkeys import Passkeys, PasskeyView, SignInOptions
+from application.factors.reauthentication import Reauthentication
+from application.factors.throttle import Throttle
 from application.ports import Caller
-from application.reauthentication import Reauthentication
-from application.throttle import Throttle
 from application.views import Client, TokenPair
 from domain.errors import DomainError
 from infrastructure import metrics

@@ -1,7 +1,7 @@
 """Request bodies, and the few answers only the edge makes (problems, acknowledgements).
 
 Their bounds are the validation; OpenAPI is derived from them. Every other answer is the use
-case's own view (application/views.py, application/queries.py), served as it is."""
+case's own view (application/views.py, application/read_side/queries.py), served as it is."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import msgspec
 from litestar.dto import DataclassDTO, DTOConfig
 from msgspec import Meta
 
-from application.queries import Page
-from application.reauthentication import Proof
+from application.factors.reauthentication import Proof
+from application.read_side.queries import Page
 
 # No C0/C1 control characters anywhere a person types text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"

@@ -8,9 +8,9 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency, Provide
 
-from application.access import Access
 from application.origin import current_caller
 from application.ports import Caller
+from application.sessions.access import Access
 from application.views import Client
 from domain.errors import InvalidAccessToken
 from interfaces.logs import current_request

@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.response import Redirect
 
-from application.mfa import Enrollment
+from application.factors.mfa import Enrollment
 from application.ports import Caller
 from domain.errors import DomainError, FieldError, Invalid
 from interfaces.http.schemas import (

@@ -10,7 +10,7 @@ from litestar import Request, Response, post
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import HTTPRouteHandler
 
-from application.passkeys import Passkeys
+from application.factors.passkeys import Passkeys
 from application.ports import Caller
 from domain.errors import DomainError
 from interfaces.http.schemas import Reauthenticated

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from application.persistence.sealing import SEALS, SealingMapper
 from application.ports import Erased
-from application.read_models import AccountsProjection, AuditProjection, _details
-from application.sealing import SEALS, SealingMapper
+from application.read_side.read_models import AccountsProjection, AuditProjection, _details
 from domain.account import ERASED
 from infrastructure.data_keys import SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.keyring import Keyring

@@ -14,10 +14,10 @@ from typing import Any
 import pyotp
 import pytest
 
+from application.audit.trail_export import verify
+from application.factors.reauthentication import Proof
 from application.origin import current_client
-from application.reauthentication import Proof
-from application.sealing import PERSONAL_FIELDS
-from application.trail_export import verify
+from application.persistence.sealing import PERSONAL_FIELDS
 from application.views import Client, TokenPair
 from domain.account import ERASED, Account
 from domain.errors import (
@@ -233,7 +233,7 @@ def test_a_mail_written_while_its_person_is_erased_is_removed_by_its_postman(
 ) -> None:
     """The erasure removes the person's files from after its commit; a worker that had read the
     account before that commit writes its file after the removal: the worker removes it."""
-    from application.mail import Postman
+    from application.mail.outbox import Postman
     from infrastructure.mail_files import MailDirectory
 
     caller, _ = used_account(container)

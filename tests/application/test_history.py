@@ -12,8 +12,8 @@ from uuid import UUID, uuid4
 import pyotp
 import pytest
 
-from application.history import History
-from application.trail_export import GENESIS
+from application.audit.history import History
+from application.audit.trail_export import GENESIS
 from application.views import AccountView, Client, TokenPair, json_ready
 from domain.account import Account
 from domain.errors import AccountNotFound, InvalidCredentials

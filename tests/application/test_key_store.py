@@ -22,7 +22,8 @@ from litestar.testing import TestClient
 from application.ports import LostKey
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import AccountNotFound, InvalidCredentials
-from infrastructure.key_store import KeysNotMoved, KeyStoreEmpty, move_keys
+from infrastructure.data_keys import KeyStoreEmpty
+from infrastructure.key_store import KeysNotMoved, move_keys
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings

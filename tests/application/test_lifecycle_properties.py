@@ -44,8 +44,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from application.factors.reauthentication import Proof
 from application.ports import AccessClaims
-from application.reauthentication import Proof
 from application.tokens import issue_token
 from application.views import Client, MfaChallenge, TokenPair
 from domain.account import Account

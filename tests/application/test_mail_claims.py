@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.mail import MailSettings, Postman
+from application.mail.outbox import MailSettings, Postman
 from application.ports import DeliveryBusy, OutgoingMail
 from infrastructure.keys import load_secret_key
 from infrastructure.mail_render import TemplateRenderer

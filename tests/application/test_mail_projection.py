@@ -13,7 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from application.reauthentication import Proof
+from application.factors.reauthentication import Proof
 from application.views import Client, TokenPair
 from domain.errors import InvalidCredentials
 from interfaces.container import Container, build

@@ -8,8 +8,8 @@ from datetime import datetime
 import pyotp
 import pytest
 
+from application.factors.reauthentication import Proof
 from application.ports import AccessClaims
-from application.reauthentication import Proof
 from application.views import Client, MfaChallenge, TokenPair
 from domain.errors import (
     AccountLocked,

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 from eventsourcing.persistence import Tracking
 
-from application.mail import NOTICES
+from application.mail.outbox import NOTICES
 from application.origin import current_client
 from application.views import Client, TokenPair
 from domain.account import NO_PASSWORD, Account

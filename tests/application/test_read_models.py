@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Tracking
 
-from application.queries import AuditFilter
+from application.read_side.queries import AuditFilter
 from application.views import Client, TokenPair
 from domain.session import Session
 from infrastructure.projector import Projector
@@ -82,7 +82,7 @@ def test_the_accounts_read_model_shows_each_account_as_its_events_left_it(
 def test_a_full_page_of_accounts_says_where_the_next_begins(
     container: Container, lived: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from application import queries
+    from application.read_side import queries
 
     run_projections(container)
     # The largest page allowed is the case at stake: made 1 here, so two accounts are a page and
@@ -421,7 +421,7 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
     (every Account event there is) the row is what account_row makes of the aggregate."""
     from datetime import timedelta
 
-    from application.read_models import AccountsProjection, account_row
+    from application.read_side.read_models import AccountsProjection, account_row
     from domain.account import Account
     from domain.lockout import LockoutPolicy
 
@@ -498,7 +498,7 @@ def test_the_trail_read_field_by_field_equals_the_trail_of_whole_events(
 ) -> None:
     """The export parses only the fields the trail shows; its entries are those made from the
     fully decoded events."""
-    from application.trail import is_trail_event, trail_entry
+    from application.audit.trail import is_trail_event, trail_entry
 
     owners: dict[Any, Any] = {}
     expected = []

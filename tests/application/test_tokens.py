@@ -4,7 +4,7 @@ import base64
 import math
 from uuid import uuid4
 
-from application.recovery_codes import new_recovery_codes, recovery_code_digest
+from application.factors.recovery_codes import new_recovery_codes, recovery_code_digest
 from application.tokens import (
     RefreshToken,
     digest,

@@ -11,8 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from application.trail import TrailEntry
-from application.trail_export import GENESIS, chained, link, verify
+from application.audit.trail import TrailEntry
+from application.audit.trail_export import GENESIS, chained, link, verify
 
 ACCOUNT = uuid4()
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ def test_the_export_s_fields_are_the_entry_as_json_ready_makes_it() -> None:
     from datetime import UTC, datetime
     from uuid import uuid4
 
-    from application.trail import TrailEntry
+    from application.audit.trail import TrailEntry
     from application.views import json_ready
 
     entry = TrailEntry(
@@ -155,7 +155,7 @@ def test_a_line_holds_every_field_of_its_entry_and_hashes_their_canonical_json()
 
 def test_canonical_json_is_json_dumps_text_for_every_code_point() -> None:
     """Lines are written with msgspec; exports made with json.dumps must still verify."""
-    from application.trail_export import canonical
+    from application.audit.trail_export import canonical
 
     points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
     for start in range(0, len(points), 4096):

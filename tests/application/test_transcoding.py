@@ -12,7 +12,7 @@ from eventsourcing.persistence import JSONTranscoder
 from hypothesis import given
 from hypothesis import strategies as st
 
-from application.transcoding import FastJSONTranscoder
+from application.persistence.transcoding import FastJSONTranscoder
 
 
 def _registered(transcoder: JSONTranscoder) -> JSONTranscoder:

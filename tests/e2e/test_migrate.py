@@ -19,8 +19,8 @@ import pytest
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
 
-from application.event_log import EventLog
-from application.migration import old_format_mapper
+from application.persistence.event_log import EventLog
+from application.persistence.migration import old_format_mapper
 from application.views import Client, TokenPair
 from domain.account import EMAIL_NAMESPACE, USERNAME_NAMESPACE, Account, EmailClaim, UsernameClaim
 from domain.errors import EmailTaken, InvalidCredentials, UsernameTaken

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from application.event_log import END_WAIT, LogHeldBack
+from application.persistence.event_log import END_WAIT, LogHeldBack
 from infrastructure.event_store import ConcurrentRecorder
 from interfaces.container import build
 from interfaces.settings import load_settings

@@ -1,4 +1,4 @@
-"""The pages ask what the API asks (application/reauthentication.py), through the real ASGI
+"""The pages ask what the API asks (application/factors/reauthentication.py), through the real ASGI
 app: both factors to turn two-step sign-in off or for new recovery codes, the password before a
 passkey's challenge, and nothing but a recent sign-in from an account without a password."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from infrastructure.persistence import IDLE_PING_AFTER, Database, fail_fast
 from tests.conftest import data_keys
 from tests.servers import PostgresCluster

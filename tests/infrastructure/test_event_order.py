@@ -19,7 +19,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from domain.account import EmailClaim
 from infrastructure.event_store import ConcurrentRecorder
 from infrastructure.persistence import Database

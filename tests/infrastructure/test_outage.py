@@ -10,7 +10,7 @@ import time
 import pytest
 from eventsourcing.persistence import OperationalError
 
-from application.event_log import Outage
+from application.persistence.event_log import Outage
 from application.ports import TransientMailError, Unavailable
 from infrastructure.broker import RetryPolicy, _retry_when
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from application.event_log import EventLog
+from application.persistence.event_log import EventLog
 from domain.account import EmailClaim
 from infrastructure.event_store import ALLOCATION_LOCK, ConcurrentRecorder
 from infrastructure.persistence import Database, fail_fast

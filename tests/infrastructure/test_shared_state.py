@@ -13,8 +13,8 @@ import pytest
 import redis
 from psycopg_pool import ConnectionPool
 
+from application.factors.throttle import Limit
 from application.ports import AccessClaims, Standing, Unavailable
-from application.throttle import Limit
 from infrastructure.rate_limit import LocalRateLimiter, RedisRateLimiter
 from infrastructure.revocation import (
     PostgresRevocationList,

@@ -387,7 +387,7 @@ def test_an_app_on_another_origin_binds_its_code_with_a_verifier(
 ) -> None:
     """An app whose exchange does not carry the browser's cookie (another origin) gave
     start an S256 code_challenge: its verifier stands for the cookie, and only its own."""
-    from application.external_sign_in import code_challenge
+    from application.factors.external_sign_in import code_challenge
 
     assert code_challenge(VERIFIER) == CHALLENGE
 

@@ -1,0 +1,1 @@
+"""Mail derived from events: which events mail whom, the outbox projection, and the postman."""

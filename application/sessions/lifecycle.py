@@ -1,0 +1,352 @@
+"""A session's life, owned in one place: started by every sign-in kind (password, MFA second
+step, passkey, provider), rotated by a refresh (one step of its refresh-token chain in the
+shared store, judged against the account's terms, no event-store round trip), ended for a
+reason, and cut off with the rest of its account's sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+from application.persistence.account_views import AccountViews
+from application.persistence.event_log import EventLog, retried_on_conflict
+from application.ports import (
+    AccessClaims,
+    Chain,
+    Clock,
+    RefreshChains,
+    RevocationList,
+    TokenSigner,
+)
+from application.tokens import (
+    digest,
+    issue_refresh_token,
+    owner_of,
+    read_refresh_token,
+    successor_of,
+)
+from application.tracing import traced
+from application.views import Client, TokenPair
+from domain.account import Account
+from domain.errors import (
+    AccountNotFound,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    SessionNotFound,
+)
+from domain.lockout import LockoutPolicy
+from domain.session import Session
+
+# How often the event log hears of a session's rotations: the trail keeps each session's first
+# rotation, then at most one an hour (when it was last used and until when it lives, to within
+# this, and how many tokens it has spent).
+RECORD_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    require_verified_email: bool = True
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    refresh_idle_ttl: timedelta = timedelta(days=14)  # a refresh token unused this long expires
+    session_max_age: timedelta = timedelta(days=90)  # no rotation extends a session past this
+    # A token presented again this soon after its own rotation gets the pair it was turned into
+    # (two tabs, a retry whose answer was lost), not a theft verdict. Zero: strict.
+    reuse_interval: timedelta = timedelta(seconds=10)
+
+
+class Sessions:
+    def __init__(
+        self,
+        log: EventLog,
+        chains: RefreshChains,
+        views: AccountViews,
+        signer: TokenSigner,
+        revocations: RevocationList,
+        clock: Clock,
+        rules: SessionRules,
+        key: bytes,
+    ) -> None:
+        self._log = log
+        self._chains = chains
+        self._views = views
+        self._signer = signer
+        self._revocations = revocations
+        self._clock = clock
+        self._rules = rules
+        self._key = key
+
+    # Starting
+
+    def start(self, account: Account, client: Client, generation: int) -> TokenPair:
+        """Saves a new session with whatever the account has pending (the sign-in's success,
+        a spent code, a passkey's counter), in one atomic write. The session is bound to
+        `generation`, that of the password the sign-in verified."""
+        now = self._clock.now()
+        session_id = uuid4()
+        refresh_token = issue_refresh_token(session_id, 0, self._key)
+        session = Session(
+            id=session_id,
+            account_id=account.id,
+            refresh_token_hash=digest(refresh_token),
+            expires_at=now + min(self._rules.refresh_idle_ttl, self._rules.session_max_age),
+            user_agent=client.user_agent,
+            ip=client.ip,
+            timestamp=now,
+            password_generation=generation,
+        )
+        account.succeed_login(now)
+        self._log.save(account, session)
+        self._chains.begin(
+            session.id, chain_of(session, self._rules, 0, now), digest(refresh_token)
+        )
+        # Signed before the re-check: a change that commits after it writes a cutoff later
+        # than this token's issue time, so the token is refused even if the re-check passed.
+        tokens = self._pair(account.id, session.id, tuple(account.roles), refresh_token, session)
+        self._ensure_still_valid(account.id, generation, session)
+        return tokens
+
+    def _ensure_still_valid(self, account_id: UUID, generation: int, session: Session) -> None:
+        """A password change (or a disabling) that committed while this sign-in was verifying
+        the old password wins: the new session is ended before any token leaves. (One that
+        commits later is covered by the cutoff it writes after its own save.)"""
+        current = self._account(account_id)
+        if current.password_generation != generation or current.disabled:
+            self._end(session.id, "password_changed")
+            raise InvalidCredentials
+
+    # Rotating
+
+    @traced
+    async def rotate(self, refresh_token: str) -> TokenPair:
+        presented = read_refresh_token(refresh_token, self._key)
+        if presented is None:
+            # A token from before chains (its session's rotations are in the log), or none.
+            return await asyncio.to_thread(self._rotate_in_log, refresh_token)
+        session_id = presented.session_id
+        now = self._clock.now()
+        # Derived, not random: the same token is turned into the same successor, so it can be
+        # given again within the reuse interval while only its digest is kept.
+        new_token = successor_of(refresh_token, presented, self._key)
+        new_digest = digest(new_token)
+        step = await self._chains.turn(
+            session_id,
+            presented.turn,
+            digest(refresh_token),
+            new_digest,
+            now,
+            self._rules.refresh_idle_ttl,
+            RECORD_EVERY,
+            self._rules.reuse_interval,
+        )
+        chain = step.chain
+        if chain is None:
+            raise InvalidRefreshToken
+        copy = self._views.cached(chain.account_id, step.mark)
+        if copy is None:
+            try:
+                copy = await asyncio.to_thread(self._views.load, chain.account_id, step.mark)
+            except AccountNotFound:
+                raise InvalidRefreshToken from None
+        # Judged after the step: what the account refuses (a cutoff, a password changed, an
+        # account disabled or erased) it refuses for good, so the turn taken is never missed;
+        # and a spent token of a session the account had already ended is no theft.
+        terms = copy.terms
+        if not terms.admit(session_id, chain.started_at, chain.password_generation):
+            raise InvalidRefreshToken
+        if step.spent:
+            await asyncio.to_thread(self._end, session_id, "refresh_token_reuse")
+            raise RefreshTokenReused
+        if step.record:
+            await asyncio.to_thread(self._record, session_id, chain, new_digest)
+        return token_pair(
+            self._signer,
+            chain.account_id,
+            session_id,
+            terms.roles,
+            new_token,
+            now,
+            chain.started_at,
+        )
+
+    @retried_on_conflict
+    def _record(self, session_id: UUID, chain: Chain, token_hash: str) -> None:
+        session = self._log.find(session_id, Session)
+        if session is None or session.revoked_at is not None:
+            return
+        session.record_rotations(token_hash, chain.expires_at, chain.turn, self._clock.now())
+        self._log.save(session)
+
+    @retried_on_conflict
+    def _rotate_in_log(self, refresh_token: str) -> TokenPair:
+        """A session started before chains: its token is checked against the log, as it was
+        then, and the rotation starts the session's chain."""
+        session = self._log.find(owner_of(refresh_token), Session)
+        if session is None:
+            raise InvalidRefreshToken
+        account = self._log.find(session.account_id, Account)
+        if account is None:
+            raise InvalidRefreshToken
+        now = self._clock.now()
+        new_token = issue_refresh_token(session.id, 1, self._key)
+        expires_at = min(
+            now + self._rules.refresh_idle_ttl, session.started_at + self._rules.session_max_age
+        )
+        try:
+            session.refresh(
+                presented_hash=digest(refresh_token),
+                new_hash=digest(new_token),
+                expires_at=expires_at,
+                at=now,
+                terms=account.session_terms(),
+            )
+        except RefreshTokenReused:
+            self._stop(session.id)
+            self._log.save(session)  # the reuse and the end, recorded by the session's rule
+            raise
+        self._log.save(session)
+        # Begun once the save has won: a racing refresh that lost it begins no chain.
+        chain = chain_of(session, self._rules, turn=1, at=now)
+        self._chains.begin(session.id, chain, digest(new_token))
+        return self._pair(account.id, session.id, tuple(account.roles), new_token, session)
+
+    # Ending
+
+    @traced
+    @retried_on_conflict
+    def log_out(
+        self, principal: AccessClaims, refresh_token: str | None, all_sessions: bool
+    ) -> None:
+        if all_sessions:
+            with self.cutting_off(principal.account_id) as now:
+                account = self._account(principal.account_id)
+                account.revoke_all_sessions(now)
+                self._log.save(account)
+            return
+        session_ids = {principal.session_id}
+        if refresh_token is not None:
+            session_ids.add(self._own_session_id(principal, refresh_token))
+        for session_id in session_ids:
+            self._end(session_id, "logout")
+
+    @traced
+    def end(self, principal: AccessClaims, session_id: UUID) -> None:
+        """Ends one of the caller's own sessions (a device they no longer trust)."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != principal.account_id:
+            raise SessionNotFound  # another account's session is none of the caller's business
+        self._end(session_id, "ended_by_user")
+
+    @retried_on_conflict
+    def _end(self, session_id: UUID, reason: str) -> None:
+        """The session's access tokens stop and its chain ends before the event is recorded:
+        should the save fail, the session is over all the same (fail closed)."""
+        self._stop(session_id)
+        session = self._log.find(session_id, Session)
+        if session is None:
+            return
+        now = self._clock.now()
+        if reason == "refresh_token_reuse":
+            # Two parties held the session, and we cannot tell which is the thief.
+            session.reuse_detected(now)
+        else:
+            session.revoke(now, reason=reason)
+        self._log.save(session)
+
+    def _stop(self, session_id: UUID) -> None:
+        self._revocations.revoke_session(session_id, ttl=self._access_ttl)
+        self._chains.end([session_id])
+
+    def _own_session_id(self, principal: AccessClaims, refresh_token: str) -> UUID:
+        presented = read_refresh_token(refresh_token, self._key)
+        owner = owner_of(refresh_token) if presented is None else presented.session_id
+        session = self._log.find(owner, Session)
+        if session is None or session.account_id != principal.account_id:
+            raise InvalidRefreshToken
+        return session.id
+
+    # Cutting off
+
+    @contextmanager
+    def cutting_off(
+        self, account_id: UUID, at: datetime | None = None, keep: UUID | None = None
+    ) -> Iterator[datetime]:
+        """Around the save of a change that ends all of an account's sessions but `keep` (a
+        sign-out everywhere, a password change or reset, a disabling, an erasure). The denylist
+        cutoff is written before the save, so should the save fail the sessions are over all
+        the same (fail closed), and again after it: a sign-in or a refresh that raced the
+        change (its token issued after the first cutoff, its account read before the save)
+        is cut off too."""
+        at = at or self._clock.now()
+        self._revocations.revoke_sessions_before(
+            account_id, cutoff=at, ttl=self._access_ttl, keep=keep
+        )
+        yield at
+        self._revocations.revoke_sessions_before(
+            account_id, cutoff=self._clock.now(), ttl=self._access_ttl, keep=keep
+        )
+
+    def _pair(
+        self,
+        account_id: UUID,
+        session_id: UUID,
+        roles: tuple[str, ...],
+        refresh_token: str,
+        session: Session,
+    ) -> TokenPair:
+        return token_pair(
+            self._signer,
+            account_id,
+            session_id,
+            roles,
+            refresh_token,
+            self._clock.now(),
+            session.started_at,
+        )
+
+    @property
+    def _access_ttl(self) -> timedelta:
+        """How long a denylist entry must last: until every token it could stop has expired."""
+        return timedelta(seconds=self._signer.lifetime_seconds)
+
+    def _account(self, account_id: UUID) -> Account:
+        account = self._log.find(account_id, Account)
+        if account is None:
+            raise InvalidCredentials
+        return account
+
+
+def chain_of(session: Session, rules: SessionRules, turn: int, at: datetime) -> Chain:
+    """The chain of a session whose token of turn `turn` was just issued at `at`."""
+    return Chain(
+        account_id=session.account_id,
+        started_at=session.started_at,
+        password_generation=session.password_generation,
+        turn=turn,
+        expires_at=session.expires_at,
+        ends_at=session.started_at + rules.session_max_age,
+        recorded_at=at,
+    )
+
+
+def token_pair(
+    signer: TokenSigner,
+    account_id: UUID,
+    session_id: UUID,
+    roles: tuple[str, ...],
+    refresh_token: str,
+    at: datetime,
+    auth_time: datetime,
+) -> TokenPair:
+    """What a sign-in or a refresh answers: a new access token beside the refresh token.
+    `auth_time` is the session's sign-in: a refresh never makes a session look freshly proven."""
+    return TokenPair(
+        token_type="Bearer",  # noqa: S106  (RFC 6750 token type, not a secret)
+        access_token=signer.issue(account_id, session_id, roles, at, auth_time),
+        expires_in=signer.lifetime_seconds,
+        refresh_token=refresh_token,
+    )
