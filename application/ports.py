@@ -84,6 +84,19 @@ class OneTimePasswords(Protocol):
         ...
 
 
+class VersionedKey(Protocol):
+    """One of the service's own keys, in versions (infrastructure/service_keys.py): the current
+    version makes new tokens and tags, an older one only checks what it made, until destroyed."""
+
+    def current(self) -> tuple[int, bytes]:
+        """(version number, key) of the version that makes new values."""
+        ...
+
+    def version(self, number: int) -> bytes | None:
+        """That version's key; None when it never was or has been destroyed."""
+        ...
+
+
 class SecretBox(Protocol):
     """Authenticated encryption under a key from settings, for secrets that events must carry."""
 

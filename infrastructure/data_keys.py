@@ -25,8 +25,9 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -41,6 +42,7 @@ from infrastructure.keyring import (
     WrongSecretKey,
     legacy_service_key,
 )
+from infrastructure.service_keys import BEGINNING, KeyVersion, ServiceKey
 
 CACHE_SECONDS = 30.0
 CACHE_SIZE = 10_000
@@ -263,9 +265,12 @@ class Rekeyed:
     forgotten: int  # keys forgotten (an erasure) while the command ran
 
 
-def service_owner(name: str) -> UUID:
+def service_owner(name: str, version: int = 1) -> UUID:
     """The key table's row of one of the service's own keys (never a person's id)."""
-    return uuid5(_SERVICE_KEYS, name)
+    return uuid5(_SERVICE_KEYS, name if version == 1 else f"{name} {version}")
+
+
+_TAKES_OVER = 8  # a later version's row wraps the microsecond it takes over, then the key
 
 
 class WrappedDataKeys:
@@ -288,16 +293,61 @@ class WrappedDataKeys:
         self._open_service_keys()
 
     def service_key(self, name: str) -> bytes:
+        """Version 1 of the key (what fingerprints are keyed on)."""
         return self._service[name]
+
+    def service_keys(self, name: str, now: Callable[[], datetime]) -> ServiceKey:
+        """Every live version of the key, read again as later ones are made or old ones go."""
+        return ServiceKey(name, lambda: self.service_versions(name), now)
+
+    def service_versions(self, name: str) -> list[KeyVersion]:
+        """The key's live versions, oldest first (version 1 as the store always held it)."""
+        live: list[KeyVersion] = []
+        first = self._table.get(service_owner(name))
+        if first is None or first[0] is not None:
+            live.append(KeyVersion(1, self._service_key(name), BEGINNING))
+        number = 2
+        while (row := self._table.get(service_owner(name, number))) is not None:
+            if row[0] is not None:
+                opened = self._keyring.unwrap(service_owner(name, number), row[0]).key
+                micros = int.from_bytes(opened[:_TAKES_OVER], "big")
+                takes_over = datetime.fromtimestamp(micros / 1_000_000, UTC)
+                live.append(KeyVersion(number, opened[_TAKES_OVER:], takes_over))
+            number += 1
+        return live
+
+    def add_service_version(self, name: str, takes_over: datetime) -> KeyVersion:
+        """A new version after the newest (live or destroyed); two runs racing make one."""
+        number = 2
+        while self._table.get(service_owner(name, number)) is not None:
+            number += 1
+        owner = service_owner(name, number)
+        micros = int(takes_over.timestamp() * 1_000_000)
+        plain = micros.to_bytes(_TAKES_OVER, "big") + os.urandom(32)
+        self._table.insert(owner, self._keyring.wrap(owner, plain))
+        return next(v for v in self.service_versions(name) if v.number == number)
+
+    def destroy_service_version(self, name: str, number: int) -> None:
+        """That version forgotten for good: nothing it made opens or verifies again."""
+        self._table.forget(service_owner(name, number), time.time())
+        if number == 1:
+            self._service.pop(name, None)
 
     def _open_service_keys(self) -> None:
         for name in SERVICE_KEYS:
+            row = self._table.get(service_owner(name))
+            if row is not None and row[0] is None:
+                # Version 1 destroyed after a rotation: a later one must open, or the store
+                # was written under another SECRET_KEY.
+                if not self.service_versions(name):
+                    raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
+                continue
             self._service[name] = self._service_key(name)
 
     def _service_key(self, name: str) -> bytes:
         owner = service_owner(name)
         row = self._table.get(owner)
-        if row is None or row[0] is None:
+        if row is None:
             # Made once, by the first process to need it (the first insert wins, the others
             # read it), as releases before the key table derived it on every start: from the
             # SECRET_KEY that wraps the store's people's keys (a fallback's, during a rotation),

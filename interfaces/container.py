@@ -28,7 +28,7 @@ from application.mfa import Mfa
 from application.passkeys import PasskeyRules, Passkeys
 from application.passwords import PasswordRules, Passwords
 from application.personal_data import PersonalDataExport
-from application.ports import Clock
+from application.ports import Clock, VersionedKey
 from application.profile import Profile
 from application.projection import Projection
 from application.queries import ReadSide
@@ -126,8 +126,8 @@ class Container:
     mail_broker: MailBroker
     redis: redis.Redis | None
     clock: Clock
-    # Signs the pages' CSRF tokens; derived from SECRET_KEY, so every API process agrees.
-    csrf_key: bytes = b""
+    # Signs the pages' CSRF tokens; kept in the key table, so every API process agrees.
+    csrf_key: bytes | VersionedKey = b""
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -297,7 +297,7 @@ def _build(
         wait=settings.hash_queue_timeout,
         share=hash_share(settings, queue),
     )
-    box = AesGcmBox(keys.service_key(SEALED_VALUES))
+    box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
     signer = Ed25519Signer(
         load_signing_key(
             settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
@@ -418,7 +418,7 @@ def _build(
         revocations,
         clock,
         session_rules,
-        keys.service_key(REFRESH_TAGS),
+        keys.service_keys(REFRESH_TAGS, clock.now),
     )
     reauthentication = Reauthentication(
         log,
@@ -560,7 +560,7 @@ def _build(
         mail_broker=mail_broker,
         redis=client,
         clock=clock,
-        csrf_key=keys.service_key(CSRF),
+        csrf_key=keys.service_keys(CSRF, clock.now),
     )
 
 
