@@ -7,7 +7,7 @@ new token, tag and sealed value, while older versions only check and open what t
 `tessera admin rekey` destroys them (their rows forgotten, as a person's key is). A value names
 the version that made it, so checking it takes one try.
 
-Every process reads the versions again at most CACHE_SECONDS after the last read, and at once
+Every process reads the versions again at most CACHE after the last read, and at once
 when a value names a version it has not seen. A version takes over TAKE_OVER_AFTER after it is
 made, by which time every running process knows it, and they all switch at the same moment: a
 refresh token presented twice within the reuse interval is turned into the same successor by
@@ -17,14 +17,13 @@ whichever process answers.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-CACHE_SECONDS = 30.0
-TAKE_OVER_AFTER = timedelta(seconds=2 * CACHE_SECONDS)
-_UNKNOWN_VERSION_READS = 1.0  # at most one read a second for values naming an unknown version
+CACHE = timedelta(seconds=30)
+TAKE_OVER_AFTER = 2 * CACHE
+_UNKNOWN_VERSION_READS = timedelta(seconds=1)  # at most one read a second for unknown versions
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ServiceKey:
         self._now = now
         self._lock = threading.Lock()
         self._versions: tuple[KeyVersion, ...] = tuple(read())
-        self._read_at = time.monotonic()
+        self._read_at = now()
         if not self._versions:
             raise LookupError(f"no version of the {name} key")
 
@@ -73,7 +72,7 @@ class ServiceKey:
         with self._lock:
             if self._versions and number < self._versions[-1].number:
                 return None  # older than the newest known: destroyed, or never made
-            if time.monotonic() - self._read_at < _UNKNOWN_VERSION_READS:
+            if abs(self._now() - self._read_at) < _UNKNOWN_VERSION_READS:
                 return None
         for version in self._reread():
             if version.number == number:
@@ -82,14 +81,14 @@ class ServiceKey:
 
     def _fresh(self) -> tuple[KeyVersion, ...]:
         with self._lock:
-            if time.monotonic() - self._read_at < CACHE_SECONDS:
+            if abs(self._now() - self._read_at) < CACHE:
                 return self._versions
         return self._reread()
 
     def _reread(self) -> tuple[KeyVersion, ...]:
         versions = tuple(self._read())
         with self._lock:
-            self._read_at = time.monotonic()
+            self._read_at = self._now()
             if versions:  # every version destroyed is no state to serve from: keep the last
                 self._versions = versions
             return self._versions

@@ -46,6 +46,7 @@ from infrastructure.common_passwords import load_common_passwords
 from infrastructure.data_keys import PostgresDataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
+from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
 from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
@@ -128,6 +129,8 @@ class Container:
     clock: Clock
     # Signs the pages' CSRF tokens; kept in the key table, so every API process agrees.
     csrf_key: bytes | VersionedKey = b""
+    # Replaces the service's own keys after a compromise (`tessera admin rekey --service-keys`).
+    service_keys: ServiceKeyRotation | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -561,6 +564,17 @@ def _build(
         redis=client,
         clock=clock,
         csrf_key=keys.service_keys(CSRF, clock.now),
+        service_keys=ServiceKeyRotation(
+            keys,
+            log,
+            clock,
+            KeyLifetimes(
+                refresh_token=timedelta(seconds=settings.refresh_token_ttl),
+                mailed_token=timedelta(
+                    seconds=max(settings.email_verification_ttl, settings.password_reset_ttl)
+                ),
+            ),
+        ),
     )
 
 
