@@ -140,7 +140,13 @@ class DataKeys(Protocol):
 
     def fingerprint(self, kind: str, value: str) -> str:
         """A keyed hash of a normalised value (an email, a username): what uniqueness and rate
-        limits are keyed on, so neither needs the value in plain text."""
+        limits are keyed on, so neither needs the value in plain text. Under the newest version
+        of the key."""
+        ...
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        """fingerprint() under every live version of the key, newest first: one, except while
+        the key is being replaced (after a compromise), when claims are made under each."""
         ...
 
 

@@ -537,6 +537,19 @@ class Account(Aggregate):
         if pending_sealed_secret is not None and self.mfa_pending_sealed_secret is not None:
             self.mfa_pending_sealed_secret = pending_sealed_secret
 
+    def claims_rekeyed(self, version: int, at: datetime) -> None:
+        """The account's values (email, username, identities) claimed again under a new version
+        of the fingerprint key (the old one is to be destroyed after a compromise). Recorded on
+        the account so that the claims are saved with it: an erasure or an unlink meanwhile
+        conflicts, and the next try sees it."""
+        if self.erased:
+            raise ValueError("an erased account claims nothing")
+        self._claims_rekeyed(version=version, timestamp=at)
+
+    @event("ClaimsRekeyed")
+    def _claims_rekeyed(self, version: int, timestamp: datetime) -> None:
+        pass
+
     # Passkeys (WebAuthn): the application verifies the ceremonies; the account keeps each
     # credential's public key and counter, and decides on the counter.
 

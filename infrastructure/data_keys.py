@@ -280,6 +280,8 @@ class WrappedDataKeys:
         self._keyring = keyring
         self._table = table or DataKeyTable()
         self._service: dict[str, bytes] = {}
+        self._fingerprint_keys: ServiceKey | None = None
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
         self._lock = threading.Lock()
         if table is not None:
@@ -325,6 +327,7 @@ class WrappedDataKeys:
         micros = int(takes_over.timestamp() * 1_000_000)
         plain = micros.to_bytes(_TAKES_OVER, "big") + os.urandom(32)
         self._table.insert(owner, self._keyring.wrap(owner, plain))
+        self._fingerprint_keys = None  # this process reads the versions again at once
         return next(v for v in self.service_versions(name) if v.number == number)
 
     def destroy_service_version(self, name: str, number: int) -> None:
@@ -332,6 +335,7 @@ class WrappedDataKeys:
         self._table.forget(service_owner(name, number), time.time())
         if number == 1:
             self._service.pop(name, None)
+        self._fingerprint_keys = None  # this process reads the versions again at once
 
     def _open_service_keys(self) -> None:
         for name in SERVICE_KEYS:
@@ -420,9 +424,25 @@ class WrappedDataKeys:
         return self._table.forgotten(owners)
 
     def fingerprint(self, kind: str, value: str) -> str:
-        return hmac.new(
-            self._service[FINGERPRINTS], f"{kind}\x00{value}".encode(), hashlib.sha256
-        ).hexdigest()
+        return self.fingerprints(kind, value)[0]
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        message = f"{kind}\x00{value}".encode()
+        # Version 1's are bare hex digests, as before versions were; later ones are named.
+        made = []
+        for version in reversed(self._fingerprint_versions()):
+            digest = hmac.new(version.key, message, hashlib.sha256).hexdigest()
+            made.append(digest if version.number == 1 else f"{version.number}:{digest}")
+        return made
+
+    def use_clock(self, now: Callable[[], datetime]) -> None:
+        """The time versions of the service keys are read again by (the service's clock)."""
+        self._now = now
+
+    def _fingerprint_versions(self) -> tuple[KeyVersion, ...]:
+        if self._fingerprint_keys is None:
+            self._fingerprint_keys = self.service_keys(FINGERPRINTS, lambda: self._now())
+        return self._fingerprint_keys.versions()
 
     def _key(self, owner: UUID, create: bool) -> AESGCM | None:
         now = time.monotonic()

@@ -24,22 +24,23 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from application.event_log import EventLog, retried_on_conflict
+from application.event_log import ClaimHeld, EventLog, retried_on_conflict
 from application.ports import Clock
-from domain.account import Account
+from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
 from infrastructure.data_keys import WrappedDataKeys
-from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES
+from infrastructure.keyring import CSRF, FINGERPRINTS, REFRESH_TAGS, SEALED_VALUES
 from infrastructure.secret_box import AesGcmBox, sealed_version
 from infrastructure.service_keys import TAKE_OVER_AFTER, KeyVersion
 
 log = logging.getLogger(__name__)
 
-ROTATING = (REFRESH_TAGS, CSRF, SEALED_VALUES)
+ROTATING = (REFRESH_TAGS, CSRF, SEALED_VALUES, FINGERPRINTS)
 _BATCH = 500
 
 
@@ -51,6 +52,8 @@ class KeyLifetimes:
     mailed_token: timedelta
 
     def of(self, name: str) -> timedelta:
+        if name == FINGERPRINTS:
+            return timedelta(0)  # nothing it made expires: it goes once every claim is made anew
         return self.mailed_token if name == SEALED_VALUES else self.refresh_token
 
 
@@ -105,6 +108,12 @@ class ServiceKeyRotation:
         state.retire_at = newest.takes_over + self._lifetimes.of(name)
         if name == SEALED_VALUES:
             state.resealed, state.left = self._reseal_totp_secrets(newest, seen)
+        elif name == FINGERPRINTS:
+            if self._clock.now() < newest.takes_over:
+                # Not before every process claims new values under the new version too: the
+                # accounts read now are then all that have claims under the old one alone.
+                return state
+            state.resealed, state.left = self._claim_anew(newest, seen)
         if self._clock.now() >= state.retire_at and state.left == 0:
             for number in state.older:
                 self._keys.destroy_service_version(name, number)
@@ -150,9 +159,57 @@ class ServiceKeyRotation:
         self._log.save(account)
         return True
 
+    def _claim_anew(self, newest: KeyVersion, seen: Callable[[int], None]) -> tuple[int, int]:
+        rekeyed = left = 0
+        for account_id in self._accounts(get_topic(Account.Registered)):  # type: ignore[attr-defined]
+            seen(1)
+            try:
+                if self._claims_of(account_id, newest.number):
+                    rekeyed += 1
+            except IntegrityError:  # lost every race, or the value is held by another account
+                left += 1
+        return rekeyed, left
+
+    @retried_on_conflict
+    def _claims_of(self, account_id: UUID, newest: int) -> bool:
+        """The account's values claimed under the newest version of the key, where they are
+        not yet; False when there was nothing to claim."""
+        account = self._log.find(account_id, Account)
+        if account is None or account.erased:
+            return False
+        values: list[tuple[Any, str, str]] = [
+            (EmailClaim, "email", account.email),
+            (UsernameClaim, "username", account.username),
+            *(
+                (IdentityClaim, "identity", f"{identity.provider}:{identity.subject}")
+                for identity in account.identity_list()
+            ),
+        ]
+        now = self._clock.now()
+        made: list[Any] = []
+        for kind, what, value in values:
+            fingerprint = self._log.keys.fingerprints(what, value)[0]
+            if not fingerprint.startswith(f"{newest}:"):
+                raise RuntimeError(f"this process does not know version {newest} of the key")
+            latest = self._log.latest_claim(kind, fingerprint)
+            if latest is not None and latest.held:
+                if latest.account_id != account.id:
+                    log.error("account %s's %s is claimed by another account", account.id, what)
+                    raise ClaimHeld(what)
+                continue
+            made.append(kind.made(fingerprint, account.id, now, after=latest))
+        if not made:
+            return False
+        account.claims_rekeyed(newest, now)
+        self._log.save(account, *made)
+        return True
+
     def _enrolled(self) -> Iterator[UUID]:
         """Each account that ever started a TOTP enrollment, once."""
-        topic = get_topic(Account.MfaEnrollmentStarted)  # type: ignore[attr-defined]
+        return self._accounts(get_topic(Account.MfaEnrollmentStarted))  # type: ignore[attr-defined]
+
+    def _accounts(self, topic: str) -> Iterator[UUID]:
+        """Each account with an event of the topic, once."""
         seen: set[UUID] = set()
         start: int | None = None
         while True:

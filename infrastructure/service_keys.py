@@ -64,6 +64,10 @@ class ServiceKey:
                 chosen = version
         return chosen.number, chosen.key
 
+    def versions(self) -> tuple[KeyVersion, ...]:
+        """Every live version, oldest first."""
+        return self._fresh()
+
     def version(self, number: int) -> bytes | None:
         """The key of that version, or None when it never was or has been destroyed."""
         for version in self._fresh():

@@ -16,6 +16,7 @@ from application.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
 from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.key_rotation import KeyState
+from infrastructure.keyring import FINGERPRINTS
 from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
 from interfaces.progress import progress
@@ -146,7 +147,9 @@ def _rekey(container: Container, new_service_keys: bool) -> int:
 def _service_key_report(state: KeyState) -> str:
     said = f"{state.name}: version {state.newest}"
     said += f" makes new values from {state.takes_over.isoformat(timespec='seconds')}"
-    if state.resealed:
+    if state.resealed and state.name == FINGERPRINTS:
+        said += f"; the values of {state.resealed} accounts claimed anew under it"
+    elif state.resealed:
         said += f"; {state.resealed} TOTP secrets sealed again under it"
     if state.destroyed:
         said += f"; destroyed version {', '.join(map(str, state.destroyed))}"
@@ -156,8 +159,13 @@ def _service_key_report(state: KeyState) -> str:
     assert state.retire_at is not None
     if state.left:
         return said + (
-            f"; {state.left} accounts changed meanwhile and still hold a secret under version "
-            f"{older}: run rekey again"
+            f"; {state.left} accounts changed meanwhile and are still keyed under version "
+            f"{older} alone: run rekey again"
+        )
+    if state.name == FINGERPRINTS and state.retire_at <= state.takes_over:
+        return said + (
+            f"; version {older} still names every claim made before: run rekey again after "
+            f"{state.takes_over.isoformat(timespec='seconds')} to claim them anew and destroy it"
         )
     return said + (
         f"; version {older} still checks what it made: run rekey again after "

@@ -279,6 +279,7 @@ def _build(
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     keys = data_keys(keyring(settings))
+    keys.use_clock(clock.now)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     if database.is_postgres:
         fail_fast(log.recorder, log.outage)

@@ -10,14 +10,21 @@ import pytest
 
 from application.tokens import read_refresh_token
 from application.views import TokenPair
+from domain.errors import EmailTaken
 from infrastructure.data_keys import WrappedDataKeys
-from infrastructure.key_rotation import ServiceKeyRotation
-from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES
+from infrastructure.key_rotation import KeyState, ServiceKeyRotation
+from infrastructure.keyring import CSRF, FINGERPRINTS, REFRESH_TAGS, SEALED_VALUES
 from infrastructure.secret_box import AesGcmBox, sealed_version
 from infrastructure.service_keys import TAKE_OVER_AFTER
+from interfaces.container import Container
 from interfaces.pages.guard import CsrfTokens
 from interfaces.settings import Settings
-from tests.application.test_key_rotation import new_key, service, signs_in_with_totp
+from tests.application.test_key_rotation import (
+    new_key,
+    service,
+    signs_in_with_totp,
+    still_one_account,
+)
 from tests.application.test_mfa import code_at
 from tests.application.test_use_cases import CLIENT, PASSWORD, verified
 from tests.conftest import FakeClock, authenticated, refreshed
@@ -50,8 +57,12 @@ def test_new_service_keys_take_over_and_the_old_ones_go_once_nothing_needs_them(
 
         rotation = first.service_keys
         assert isinstance(rotation, ServiceKeyRotation)
-        assert rotation.begin() == [REFRESH_TAGS, CSRF, SEALED_VALUES]
-        assert rotation.begin() == [], "a rerun makes no further version"
+        assert rotation.begin((REFRESH_TAGS, CSRF, SEALED_VALUES)) == [
+            REFRESH_TAGS,
+            CSRF,
+            SEALED_VALUES,
+        ]
+        assert rotation.begin((REFRESH_TAGS, CSRF, SEALED_VALUES)) == [], "a rerun makes none"
         started = {state.name: state for state in rotation.advance()}
         assert started[SEALED_VALUES].resealed == 2, "ada's secret and bob's pending one"
         assert not any(state.destroyed for state in started.values())
@@ -88,7 +99,7 @@ def test_new_service_keys_take_over_and_the_old_ones_go_once_nothing_needs_them(
         retired = {state.name: state for state in rotation.advance()}
         for name in (REFRESH_TAGS, CSRF):
             assert retired[name].destroyed == [1] and retired[name].done
-        assert [state.destroyed for state in rotation.advance()] == [[], [], []], "idempotent"
+        assert not any(state.destroyed for state in rotation.advance()), "idempotent"
 
     with service(settings, clock, key) as after:  # a process started after the rotation
         refreshed(after, session)
@@ -141,3 +152,52 @@ def _version(container: object, token: str) -> int:
     read = read_refresh_token(token, _tags(container))  # type: ignore[arg-type]
     assert read is not None
     return read.version
+
+
+def test_claims_are_made_anew_under_a_new_fingerprint_key_and_no_address_registers_twice(
+    settings: Settings, clock: FakeClock
+) -> None:
+    key = new_key()
+    with service(settings, clock, key) as first, service(settings, clock, key) as stale:
+        verified(first)
+        verified(first, "bob@example.com", "bob")
+        first.erasure.erase("bob", "test")  # released claims: the address is free again
+        assert stale.log.keys.fingerprints("email", "ada@example.com")  # read before the rotation
+        rotation = first.service_keys
+        assert isinstance(rotation, ServiceKeyRotation)
+        assert rotation.begin((FINGERPRINTS,)) == [FINGERPRINTS]
+
+        # Both processes, the one that still knows version 1 alone too, refuse what is taken.
+        for container in (first, stale):
+            still_one_account(container)
+        verified(first, "carol@example.com", "carol")  # claimed under both versions at once
+        with pytest.raises(EmailTaken):
+            stale.registration.register("carol@example.com", "carol2", PASSWORD)
+        waiting = state_of(rotation, FINGERPRINTS)
+        assert waiting.older == [1] and waiting.resealed == 0, "not before it takes over"
+
+        clock.advance(seconds=TAKE_OVER_AFTER.total_seconds() + 1)
+        done = state_of(rotation, FINGERPRINTS)
+        assert done.resealed == 1, "ada's claims made anew; carol's were, bob is erased"
+        assert done.destroyed == [1] and done.done
+        assert state_of(rotation, FINGERPRINTS).resealed == 0, "a rerun claims nothing"
+
+    with service(settings, clock, key) as after:
+        assert [len(fp.split(":")) for fp in after.log.keys.fingerprints("email", "x")] == [2]
+        still_one_account(after)
+        with pytest.raises(EmailTaken):
+            after.registration.register("carol@example.com", "carol2", PASSWORD)
+        assert after.log.account_for_login("ada@example.com") is not None
+        assert after.log.account_for_login("carol") is not None
+        assert signs_in(after, "ada@example.com") and signs_in(after, "carol")
+        verified(after, "bob@example.com", "bob")  # the erased account's address, free again
+        after.erasure.erase("carol", "test")
+        verified(after, "carol@example.com", "carol")  # released under the new version too
+
+
+def state_of(rotation: ServiceKeyRotation, name: str) -> KeyState:
+    return next(state for state in rotation.advance() if state.name == name)
+
+
+def signs_in(container: Container, login: str) -> bool:
+    return isinstance(container.login.log_in(login, PASSWORD, CLIENT), TokenPair)
