@@ -148,7 +148,7 @@ def _service_key_report(state: KeyState) -> str:
     said = f"{state.name}: version {state.newest}"
     said += f" makes new values from {state.takes_over.isoformat(timespec='seconds')}"
     if state.resealed and state.name == FINGERPRINTS:
-        said += f"; the values of {state.resealed} accounts claimed anew under it"
+        said += f"; claims of {state.resealed} accounts made anew under it"
     elif state.resealed:
         said += f"; {state.resealed} TOTP secrets sealed again under it"
     if state.destroyed:

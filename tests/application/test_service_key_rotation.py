@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from application.ports import PendingMail
 from application.tokens import read_refresh_token
 from application.views import TokenPair
 from domain.errors import EmailTaken
@@ -47,6 +48,8 @@ def test_new_service_keys_take_over_and_the_old_ones_go_once_nothing_needs_them(
         bob = first.login.log_in("bob", PASSWORD, CLIENT)
         assert isinstance(bob, TokenPair)
         pending = first.mfa.enroll(authenticated(first, bob.access_token))
+        link_mail = verification_mail(first, "bob")  # sealed under version 1, mailed already
+        assert first.postman.compose(link_mail) is not None
 
         session = signs_in_with_totp(first, enrollment.secret, clock, "ada")
         unused = signs_in_with_totp(first, enrollment.secret, clock, "ada")  # never refreshed
@@ -89,6 +92,7 @@ def test_new_service_keys_take_over_and_the_old_ones_go_once_nothing_needs_them(
         session = refreshed(first, session).refresh_token
         waiting = {state.name: state for state in rotation.advance()}
         assert waiting[SEALED_VALUES].destroyed == [1] and waiting[SEALED_VALUES].done
+        assert first.postman.compose(link_mail) is None, "a dead link is not mailed (again)"
         for name in (REFRESH_TAGS, CSRF):
             assert waiting[name].older == [1] and not waiting[name].destroyed
         assert read_refresh_token(unused, _tags(first)) is not None
@@ -193,6 +197,17 @@ def test_claims_are_made_anew_under_a_new_fingerprint_key_and_no_address_registe
         verified(after, "bob@example.com", "bob")  # the erased account's address, free again
         after.erasure.erase("carol", "test")
         verified(after, "carol@example.com", "carol")  # released under the new version too
+
+
+def verification_mail(container: Container, login: str) -> PendingMail:
+    account = container.log.account_for_login(login)
+    assert account is not None
+    version = next(
+        event.originator_version
+        for event in container.log.events.get(account.id)
+        if type(event).__name__ == "EmailVerificationRequested"
+    )
+    return PendingMail(key="a delivery", originator_id=account.id, originator_version=version)
 
 
 def state_of(rotation: ServiceKeyRotation, name: str) -> KeyState:
