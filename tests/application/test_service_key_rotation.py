@@ -28,7 +28,7 @@ from tests.application.test_key_rotation import (
 )
 from tests.application.test_mfa import code_at
 from tests.application.test_use_cases import CLIENT, PASSWORD, verified
-from tests.conftest import FakeClock, authenticated, refreshed
+from tests.conftest import FakeClock, authenticated, refreshed, run_projections
 
 NONCE = "a-nonce-of-the-browser-000000000000"
 
@@ -197,6 +197,11 @@ def test_claims_are_made_anew_under_a_new_fingerprint_key_and_no_address_registe
         verified(after, "bob@example.com", "bob")  # the erased account's address, free again
         after.erasure.erase("carol", "test")
         verified(after, "carol@example.com", "carol")  # released under the new version too
+        run_projections(after)  # the read models and the trail take the rotation's events
+        ada = after.log.account_for_login("ada")
+        assert ada is not None
+        trail = after.read_side.activity(ada.id, None, 50).entries
+        assert [entry.details for entry in trail if entry.type == "ClaimsRekeyed"] == [{}]
 
 
 def verification_mail(container: Container, login: str) -> PendingMail:
