@@ -140,8 +140,8 @@ class DataKeys(Protocol):
 
     def fingerprint(self, kind: str, value: str) -> str:
         """A keyed hash of a normalised value (an email, a username): what uniqueness and rate
-        limits are keyed on, so neither needs the value in plain text. Under the newest version
-        of the key."""
+        limits are keyed on, so neither needs the value in plain text. Under the version of the
+        key that has taken over (see fingerprints)."""
         ...
 
     def fingerprints(self, kind: str, value: str) -> list[str]:

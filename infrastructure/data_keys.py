@@ -265,6 +265,12 @@ class Rekeyed:
     forgotten: int  # keys forgotten (an erasure) while the command ran
 
 
+def _fingerprint(number: int, key: bytes, kind: str, value: str) -> str:
+    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    # Version 1's are bare hex digests, as before versions were; later ones are named.
+    return digest if number == 1 else f"{number}:{digest}"
+
+
 def service_owner(name: str, version: int = 1) -> UUID:
     """The key table's row of one of the service's own keys (never a person's id)."""
     return uuid5(_SERVICE_KEYS, name if version == 1 else f"{name} {version}")
@@ -279,8 +285,7 @@ class WrappedDataKeys:
     def __init__(self, keyring: Keyring, table: DataKeyTable | None = None) -> None:
         self._keyring = keyring
         self._table = table or DataKeyTable()
-        self._service: dict[str, bytes] = {}
-        self._fingerprint_keys: ServiceKey | None = None
+        self._fingerprints: ServiceKey | None = None
         self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -293,10 +298,6 @@ class WrappedDataKeys:
         there at once: a SECRET_KEY that opens none of them is refused before any use."""
         self._table = table
         self._open_service_keys()
-
-    def service_key(self, name: str) -> bytes:
-        """Version 1 of the key (what fingerprints are keyed on)."""
-        return self._service[name]
 
     def service_keys(self, name: str, now: Callable[[], datetime]) -> ServiceKey:
         """Every live version of the key, read again as later ones are made or old ones go."""
@@ -327,26 +328,21 @@ class WrappedDataKeys:
         micros = int(takes_over.timestamp() * 1_000_000)
         plain = micros.to_bytes(_TAKES_OVER, "big") + os.urandom(32)
         self._table.insert(owner, self._keyring.wrap(owner, plain))
-        self._fingerprint_keys = None  # this process reads the versions again at once
+        self._fingerprints = None  # this process reads the versions again at once
         return next(v for v in self.service_versions(name) if v.number == number)
 
     def destroy_service_version(self, name: str, number: int) -> None:
         """That version forgotten for good: nothing it made opens or verifies again."""
         self._table.forget(service_owner(name, number), time.time())
-        if number == 1:
-            self._service.pop(name, None)
-        self._fingerprint_keys = None  # this process reads the versions again at once
+        self._fingerprints = None  # this process reads the versions again at once
 
     def _open_service_keys(self) -> None:
+        """Every live version of each service key opens (WrongSecretKey otherwise), and there
+        is one (version 1 is made here, on a store's first start, and destroyed only after a
+        later one exists)."""
         for name in SERVICE_KEYS:
-            row = self._table.get(service_owner(name))
-            if row is not None and row[0] is None:
-                # Version 1 destroyed after a rotation: a later one must open, or the store
-                # was written under another SECRET_KEY.
-                if not self.service_versions(name):
-                    raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
-                continue
-            self._service[name] = self._service_key(name)
+            if not self.service_versions(name):
+                raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
 
     def _service_key(self, name: str) -> bytes:
         owner = service_owner(name)
@@ -424,25 +420,25 @@ class WrappedDataKeys:
         return self._table.forgotten(owners)
 
     def fingerprint(self, kind: str, value: str) -> str:
-        return self.fingerprints(kind, value)[0]
+        # Under the version that has taken over, as every process switches at one instant: a
+        # rate limit's bucket is not split between two versions.
+        return _fingerprint(*self._fingerprint_keys().current(), kind, value)
 
     def fingerprints(self, kind: str, value: str) -> list[str]:
-        message = f"{kind}\x00{value}".encode()
-        # Version 1's are bare hex digests, as before versions were; later ones are named.
-        made = []
-        for version in reversed(self._fingerprint_versions()):
-            digest = hmac.new(version.key, message, hashlib.sha256).hexdigest()
-            made.append(digest if version.number == 1 else f"{version.number}:{digest}")
-        return made
+        return [
+            _fingerprint(version.number, version.key, kind, value)
+            for version in reversed(self._fingerprint_keys().versions())
+        ]
 
     def use_clock(self, now: Callable[[], datetime]) -> None:
         """The time versions of the service keys are read again by (the service's clock)."""
         self._now = now
 
-    def _fingerprint_versions(self) -> tuple[KeyVersion, ...]:
-        if self._fingerprint_keys is None:
-            self._fingerprint_keys = self.service_keys(FINGERPRINTS, lambda: self._now())
-        return self._fingerprint_keys.versions()
+    def _fingerprint_keys(self) -> ServiceKey:
+        keys = self._fingerprints
+        if keys is None:
+            keys = self._fingerprints = self.service_keys(FINGERPRINTS, lambda: self._now())
+        return keys
 
     def _key(self, owner: UUID, create: bool) -> AESGCM | None:
         now = time.monotonic()

@@ -179,8 +179,13 @@ def test_claims_are_made_anew_under_a_new_fingerprint_key_and_no_address_registe
             stale.registration.register("carol@example.com", "carol2", PASSWORD)
         waiting = state_of(rotation, FINGERPRINTS)
         assert waiting.older == [1] and waiting.resealed == 0, "not before it takes over"
+        keys = first.log.keys
+        assert [fp[:2] for fp in keys.fingerprints("login", "ada")][0] == "2:"
+        assert ":" not in keys.fingerprint("login", "ada"), "rate limits: version 1 until then"
 
         clock.advance(seconds=TAKE_OVER_AFTER.total_seconds() + 1)
+        assert keys.fingerprint("login", "ada").startswith("2:")
+        assert stale.log.keys.fingerprint("login", "ada") == keys.fingerprint("login", "ada")
         done = state_of(rotation, FINGERPRINTS)
         assert done.resealed == 1, "ada's claims made anew; carol's were, bob is erased"
         assert done.destroyed == [1] and done.done
