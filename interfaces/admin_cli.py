@@ -140,7 +140,8 @@ def _rekey(container: Container, new_service_keys: bool) -> int:
     with progress("service keys", None, "accounts") as advance:
         states = rotation.advance(advance)
     for state in states:
-        print(_service_key_report(state))
+        if state.newest > 1:  # a key never replaced has nothing to report
+            print(_service_key_report(state))
     return 0
 
 
