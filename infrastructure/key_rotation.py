@@ -14,6 +14,9 @@ the old versions once nothing needs them:
   under an old version is sealed again under the new one, in an event of its own (events stay
   as they were written); mailed tokens are not: they expire (EMAIL_VERIFICATION_TTL,
   PASSWORD_RESET_TTL). The old versions go once both hold.
+- FINGERPRINTS: from the new version's takeover (by when every process claims new values under
+  every live version, EventLog.claims_made), each account's email, username and identities are
+  claimed anew under it, with a ClaimsRekeyed event on the account; then the old version goes.
 
 Every step is idempotent: a run killed midway is run again.
 """
@@ -66,7 +69,7 @@ class KeyState:
     takes_over: datetime
     older: list[int] = field(default_factory=list)  # still live: verify and open only
     retire_at: datetime | None = None  # when the older ones may go (None: no older)
-    resealed: int = 0  # values sealed again under the newest version this run
+    resealed: int = 0  # TOTP secrets sealed again (or accounts claimed anew) this run
     left: int = 0  # values still under an older version (a conflict: the next run retries)
     destroyed: list[int] = field(default_factory=list)  # versions destroyed this run
 
@@ -126,6 +129,8 @@ class ServiceKeyRotation:
         opening = AesGcmBox(self._keys.service_keys(SEALED_VALUES, self._clock.now))
         sealing = AesGcmBox(_Pinned(newest))
         resealed = left = 0
+        # Pinned, because the new version is sealed under before it takes over: a process
+        # that meets a value naming it reads the versions again at once.
         for account_id in self._enrolled():
             seen(1)
             try:
