@@ -127,10 +127,10 @@ class ServiceKeyRotation:
         self, newest: KeyVersion, seen: Callable[[int], None]
     ) -> tuple[int, int]:
         opening = AesGcmBox(self._keys.service_keys(SEALED_VALUES, self._clock.now))
-        sealing = AesGcmBox(_Pinned(newest))
-        resealed = left = 0
         # Pinned, because the new version is sealed under before it takes over: a process
         # that meets a value naming it reads the versions again at once.
+        sealing = AesGcmBox(_Pinned(newest))
+        resealed = left = 0
         for account_id in self._enrolled():
             seen(1)
             try:
