@@ -72,6 +72,7 @@ class KeyState:
     resealed: int = 0  # TOTP secrets sealed again (or accounts claimed anew) this run
     left: int = 0  # values still under an older version (a conflict: the next run retries)
     destroyed: list[int] = field(default_factory=list)  # versions destroyed this run
+    waiting: bool = False  # for the takeover, before moving anything to the newest version
 
     @property
     def done(self) -> bool:
@@ -109,13 +110,16 @@ class ServiceKeyRotation:
         if not state.older:
             return state
         state.retire_at = newest.takes_over + self._lifetimes.of(name)
+        if name in (SEALED_VALUES, FINGERPRINTS) and self._clock.now() < newest.takes_over:
+            # Not before every process knows the new version: until then one that read the
+            # versions a moment before it was made could meet a secret sealed under it, or
+            # claim a new value under the old version alone (and the accounts read now would
+            # not be all that have claims under the old one alone).
+            state.waiting = True
+            return state
         if name == SEALED_VALUES:
             state.resealed, state.left = self._reseal_totp_secrets(newest, seen)
         elif name == FINGERPRINTS:
-            if self._clock.now() < newest.takes_over:
-                # Not before every process claims new values under the new version too: the
-                # accounts read now are then all that have claims under the old one alone.
-                return state
             state.resealed, state.left = self._claim_anew(newest, seen)
         if self._clock.now() >= state.retire_at and state.left == 0:
             for number in state.older:
@@ -127,8 +131,7 @@ class ServiceKeyRotation:
         self, newest: KeyVersion, seen: Callable[[int], None]
     ) -> tuple[int, int]:
         opening = AesGcmBox(self._keys.service_keys(SEALED_VALUES, self._clock.now))
-        # Pinned, because the new version is sealed under before it takes over: a process
-        # that meets a value naming it reads the versions again at once.
+        # Pinned: the newest, should a later rotation have begun since this one's took over.
         sealing = AesGcmBox(_Pinned(newest))
         resealed = left = 0
         for account_id in self._enrolled():

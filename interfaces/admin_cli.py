@@ -163,10 +163,16 @@ def _service_key_report(state: KeyState) -> str:
             f"; {state.left} accounts changed meanwhile and are still keyed under version "
             f"{older} alone: run rekey again"
         )
-    if state.name == FINGERPRINTS and state.retire_at <= state.takes_over:
+    takeover = state.takes_over.isoformat(timespec="seconds")
+    if state.waiting and state.name == FINGERPRINTS:
         return said + (
             f"; version {older} still names every claim made before: run rekey again after "
-            f"{state.takes_over.isoformat(timespec='seconds')} to claim them anew and destroy it"
+            f"{takeover} to claim them anew and destroy it"
+        )
+    if state.waiting:
+        return said + (
+            f"; run rekey again after {takeover} to seal the TOTP secrets again under it, and "
+            f"after {state.retire_at.isoformat(timespec='seconds')} to destroy version {older}"
         )
     return said + (
         f"; version {older} still checks what it made: run rekey again after "

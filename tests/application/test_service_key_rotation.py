@@ -67,16 +67,19 @@ def test_new_service_keys_take_over_and_the_old_ones_go_once_nothing_needs_them(
         ]
         assert rotation.begin((REFRESH_TAGS, CSRF, SEALED_VALUES)) == [], "a rerun makes none"
         started = {state.name: state for state in rotation.advance()}
-        assert started[SEALED_VALUES].resealed == 2, "ada's secret and bob's pending one"
+        assert started[SEALED_VALUES].resealed == 0, "not before every process knows version 2"
         assert not any(state.destroyed for state in started.values())
 
         # Before the new versions take over, the old ones still make everything.
         session = refreshed(first, session).refresh_token
         assert _version(first, session) == 1
         assert "." not in csrf.token(NONCE, "")
-        signs_in_with_totp(first, enrollment.secret, clock, "ada")  # resealed, still opens
 
         clock.advance(seconds=TAKE_OVER_AFTER.total_seconds() + 1)
+        taken_over = {state.name: state for state in rotation.advance()}
+        assert taken_over[SEALED_VALUES].resealed == 2, "ada's secret and bob's pending one"
+        assert rotation.advance()[2].resealed == 0, "a rerun seals nothing again"
+        signs_in_with_totp(first, enrollment.secret, clock, "ada")  # resealed, still opens
         session = refreshed(first, session).refresh_token
         assert _version(first, session) == 2, "a session moves to the new version as it turns"
         assert _version(first, signs_in_with_totp(first, enrollment.secret, clock, "ada")) == 2

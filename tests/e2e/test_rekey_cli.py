@@ -73,7 +73,8 @@ def test_rekey_service_keys_makes_new_versions_once_and_says_when_the_old_ones_g
     )
     for name in ("refresh tags", "csrf", "sealed values"):
         assert f"{name}: version 2 makes new values from" in first.stdout
-        assert "version 1 still checks what it made: run rekey again after" in first.stdout
+    assert "version 1 still checks what it made: run rekey again after" in first.stdout
+    assert "to seal the TOTP secrets again under it, and after" in first.stdout
     assert "fingerprints: version 2" in first.stdout
     assert "version 1 still names every claim made before" in first.stdout
 
