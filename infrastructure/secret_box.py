@@ -47,6 +47,6 @@ def sealed_version(sealed: str) -> tuple[int, str]:
     number, dot, body = sealed.partition(".")
     if not dot:
         return 1, sealed
-    if not number.isdigit() or int(number) < 2:
+    if not (number.isascii() and number.isdigit()) or number[0] == "0" or int(number) < 2:
         raise ValueError("not a sealed value")
     return int(number), body

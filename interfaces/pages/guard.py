@@ -159,7 +159,7 @@ class CsrfTokens:
         number, dot, mac = token.partition(".")
         if not dot:
             version, mac = 1, token
-        elif number.isdigit() and len(number) < 6 and int(number) > 1:
+        elif _named_version(number):
             version = int(number)
         else:
             return False
@@ -167,6 +167,17 @@ class CsrfTokens:
         return key is not None and hmac.compare_digest(
             mac.encode(), _mac(key, nonce, session).encode()
         )
+
+
+def _named_version(number: str) -> bool:
+    """A version as the tokens write it: 2 or later, in ASCII digits, with no leading zero."""
+    return (
+        number.isascii()
+        and number.isdigit()
+        and len(number) < 6
+        and number[0] != "0"
+        and number != "1"
+    )
 
 
 def _mac(key: bytes, nonce: str, session: str) -> str:

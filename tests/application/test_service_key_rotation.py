@@ -6,6 +6,8 @@ refused."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from application.ports import PendingMail
@@ -143,6 +145,14 @@ def test_a_process_that_has_not_read_the_new_version_checks_its_tokens_at_once(
         made = CsrfTokens(other.csrf_key).token(NONCE, "s")
         assert CsrfTokens(running.csrf_key).valid(made, NONCE, "s")
         assert not CsrfTokens(running.csrf_key).valid("3." + made[2:], NONCE, "s")
+        for forged in ("1." + made[2:], "x." + made[2:], "02." + made[2:], made[2:]):
+            assert not CsrfTokens(running.csrf_key).valid(forged, NONCE, "s"), forged
+        # A token names its version only from 2 on, and only a version that exists checks it.
+        raw = base64.urlsafe_b64decode(turned + "=" * (-len(turned) % 4))
+        for version in (0, 1, 3, 65535):
+            renamed = raw[:-18] + version.to_bytes(2, "big") + raw[-16:]
+            token = base64.urlsafe_b64encode(renamed).rstrip(b"=").decode()
+            assert read_refresh_token(token, _tags(running)) is None, version  # type: ignore[arg-type]
 
 
 def service_keys(container: object) -> WrappedDataKeys:
