@@ -25,8 +25,9 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -41,6 +42,7 @@ from infrastructure.keyring import (
     WrongSecretKey,
     legacy_service_key,
 )
+from infrastructure.service_keys import BEGINNING, KeyVersion, ServiceKey
 
 CACHE_SECONDS = 30.0
 CACHE_SIZE = 10_000
@@ -263,9 +265,18 @@ class Rekeyed:
     forgotten: int  # keys forgotten (an erasure) while the command ran
 
 
-def service_owner(name: str) -> UUID:
+def _fingerprint(number: int, key: bytes, kind: str, value: str) -> str:
+    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    # Version 1's are bare hex digests, as before versions were; later ones are named.
+    return digest if number == 1 else f"{number}:{digest}"
+
+
+def service_owner(name: str, version: int = 1) -> UUID:
     """The key table's row of one of the service's own keys (never a person's id)."""
-    return uuid5(_SERVICE_KEYS, name)
+    return uuid5(_SERVICE_KEYS, name if version == 1 else f"{name} {version}")
+
+
+_TAKES_OVER = 8  # a later version's row wraps the microsecond it takes over, then the key
 
 
 class WrappedDataKeys:
@@ -274,7 +285,8 @@ class WrappedDataKeys:
     def __init__(self, keyring: Keyring, table: DataKeyTable | None = None) -> None:
         self._keyring = keyring
         self._table = table or DataKeyTable()
-        self._service: dict[str, bytes] = {}
+        self._fingerprints: ServiceKey | None = None
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
         self._lock = threading.Lock()
         if table is not None:
@@ -287,17 +299,55 @@ class WrappedDataKeys:
         self._table = table
         self._open_service_keys()
 
-    def service_key(self, name: str) -> bytes:
-        return self._service[name]
+    def service_keys(self, name: str, now: Callable[[], datetime]) -> ServiceKey:
+        """Every live version of the key, read again as later ones are made or old ones go."""
+        return ServiceKey(name, lambda: self.service_versions(name), now)
+
+    def service_versions(self, name: str) -> list[KeyVersion]:
+        """The key's live versions, oldest first (version 1 as the store always held it)."""
+        live: list[KeyVersion] = []
+        first = self._table.get(service_owner(name))
+        if first is None or first[0] is not None:
+            live.append(KeyVersion(1, self._service_key(name), BEGINNING))
+        number = 2
+        while (row := self._table.get(service_owner(name, number))) is not None:
+            if row[0] is not None:
+                opened = self._keyring.unwrap(service_owner(name, number), row[0]).key
+                micros = int.from_bytes(opened[:_TAKES_OVER], "big")
+                takes_over = datetime.fromtimestamp(micros / 1_000_000, UTC)
+                live.append(KeyVersion(number, opened[_TAKES_OVER:], takes_over))
+            number += 1
+        return live
+
+    def add_service_version(self, name: str, takes_over: datetime) -> KeyVersion:
+        """A new version after the newest (live or destroyed); two runs racing make one."""
+        number = 2
+        while self._table.get(service_owner(name, number)) is not None:
+            number += 1
+        owner = service_owner(name, number)
+        micros = int(takes_over.timestamp() * 1_000_000)
+        plain = micros.to_bytes(_TAKES_OVER, "big") + os.urandom(32)
+        self._table.insert(owner, self._keyring.wrap(owner, plain))
+        self._fingerprints = None  # this process reads the versions again at once
+        return next(v for v in self.service_versions(name) if v.number == number)
+
+    def destroy_service_version(self, name: str, number: int) -> None:
+        """That version forgotten for good: nothing it made opens or verifies again."""
+        self._table.forget(service_owner(name, number), time.time())
+        self._fingerprints = None  # this process reads the versions again at once
 
     def _open_service_keys(self) -> None:
+        """Every live version of each service key opens (WrongSecretKey otherwise), and there
+        is one (version 1 is made here, on a store's first start, and destroyed only after a
+        later one exists)."""
         for name in SERVICE_KEYS:
-            self._service[name] = self._service_key(name)
+            if not self.service_versions(name):
+                raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
 
     def _service_key(self, name: str) -> bytes:
         owner = service_owner(name)
         row = self._table.get(owner)
-        if row is None or row[0] is None:
+        if row is None:
             # Made once, by the first process to need it (the first insert wins, the others
             # read it), as releases before the key table derived it on every start: from the
             # SECRET_KEY that wraps the store's people's keys (a fallback's, during a rotation),
@@ -370,9 +420,25 @@ class WrappedDataKeys:
         return self._table.forgotten(owners)
 
     def fingerprint(self, kind: str, value: str) -> str:
-        return hmac.new(
-            self._service[FINGERPRINTS], f"{kind}\x00{value}".encode(), hashlib.sha256
-        ).hexdigest()
+        # Under the version that has taken over, as every process switches at one instant: a
+        # rate limit's bucket is not split between two versions.
+        return _fingerprint(*self._fingerprint_keys().current(), kind, value)
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        return [
+            _fingerprint(version.number, version.key, kind, value)
+            for version in reversed(self._fingerprint_keys().versions())
+        ]
+
+    def use_clock(self, now: Callable[[], datetime]) -> None:
+        """The time versions of the service keys are read again by (the service's clock)."""
+        self._now = now
+
+    def _fingerprint_keys(self) -> ServiceKey:
+        keys = self._fingerprints
+        if keys is None:
+            keys = self._fingerprints = self.service_keys(FINGERPRINTS, lambda: self._now())
+        return keys
 
     def _key(self, owner: UUID, create: bool) -> AESGCM | None:
         now = time.monotonic()

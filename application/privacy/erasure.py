@@ -26,7 +26,7 @@ from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import AccessClaims, Clock
 from application.sessions.lifecycle import Sessions
 from application.tracing import traced
-from domain.account import Account
+from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
 from domain.errors import AccountNotFound
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,19 @@ class Erasure:
     def _record(self, account_id: UUID, operator: str) -> None:
         account = self._account(account_id)  # afresh: a rerun decides on the winner's state
         now = self._clock.now()
-        claims = [
-            claim
-            for claim in (
-                self._log.email_claim(account.email),
-                self._log.username_claim(account.username),
-                # Each linked identity's claim too: the provider's subject is free again, and
-                # nothing keyed on it leads to the erased account.
-                *(
-                    self._log.identity_claim(identity.provider, identity.subject)
-                    for identity in account.identity_list()
-                ),
-            )
-            if claim is not None and claim.account_id == account.id
+        # Under every live version of the fingerprint key.
+        claims: list[EmailClaim | UsernameClaim | IdentityClaim] = [
+            *self._log.claims_held(EmailClaim, "email", account.email, account.id),
+            *self._log.claims_held(UsernameClaim, "username", account.username, account.id),
+            # Each linked identity's claim too: the provider's subject is free again, and
+            # nothing keyed on it leads to the erased account.
+            *(
+                claim
+                for identity in account.identity_list()
+                for claim in self._log.claims_held(
+                    IdentityClaim, "identity", f"{identity.provider}:{identity.subject}", account.id
+                )
+            ),
         ]
         for claim in claims:
             claim.release(now)
