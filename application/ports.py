@@ -91,6 +91,19 @@ class OneTimePasswords(Protocol):
         ...
 
 
+class VersionedKey(Protocol):
+    """One of the service's own keys, in versions (infrastructure/service_keys.py): the current
+    version makes new tokens and tags, an older one only checks what it made, until destroyed."""
+
+    def current(self) -> tuple[int, bytes]:
+        """(version number, key) of the version that makes new values."""
+        ...
+
+    def version(self, number: int) -> bytes | None:
+        """That version's key; None when it never was or has been destroyed."""
+        ...
+
+
 class SecretBox(Protocol):
     """Authenticated encryption under a key from settings, for secrets that events must carry."""
 
@@ -144,7 +157,13 @@ class DataKeys(Protocol):
 
     def fingerprint(self, kind: str, value: str) -> str:
         """A keyed hash of a normalised value (an email, a username): what uniqueness and rate
-        limits are keyed on, so neither needs the value in plain text."""
+        limits are keyed on, so neither needs the value in plain text. Under the version of the
+        key that has taken over (see fingerprints)."""
+        ...
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        """fingerprint() under every live version of the key, newest first: one, except while
+        the key is being replaced (after a compromise), when claims are made under each."""
         ...
 
 

@@ -520,6 +520,37 @@ class Account(Aggregate):
         self.mfa_sealed_secret = None
         self.recovery_code_hashes = []
 
+    def reseal_mfa_secret(self, sealed: str | None, pending: str | None, at: datetime) -> bool:
+        """The same TOTP secrets sealed again, under a new version of the service's key (the
+        old one is to be destroyed after a compromise); the events that carried them under the
+        old one stay as they were. False when there is nothing to reseal."""
+        if sealed is None and pending is None:
+            return False
+        self._mfa_secret_resealed(sealed_secret=sealed, pending_sealed_secret=pending, timestamp=at)
+        return True
+
+    @event("MfaSecretResealed")
+    def _mfa_secret_resealed(
+        self, sealed_secret: str | None, pending_sealed_secret: str | None, timestamp: datetime
+    ) -> None:
+        if sealed_secret is not None and self.mfa_sealed_secret is not None:
+            self.mfa_sealed_secret = sealed_secret
+        if pending_sealed_secret is not None and self.mfa_pending_sealed_secret is not None:
+            self.mfa_pending_sealed_secret = pending_sealed_secret
+
+    def claims_rekeyed(self, version: int, at: datetime) -> None:
+        """The account's values (email, username, identities) claimed again under a new version
+        of the fingerprint key (the old one is to be destroyed after a compromise). Recorded on
+        the account so that the claims are saved with it: an erasure or an unlink meanwhile
+        conflicts, and the next try sees it."""
+        if self.erased:
+            raise ValueError("an erased account claims nothing")
+        self._claims_rekeyed(version=version, timestamp=at)
+
+    @event("ClaimsRekeyed")
+    def _claims_rekeyed(self, version: int, timestamp: datetime) -> None:
+        pass
+
     # Passkeys (WebAuthn): the application verifies the ceremonies; the account keeps each
     # credential's public key and counter, and decides on the counter.
 

@@ -26,6 +26,7 @@ table itself (`forgotten`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -34,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from infrastructure.keyring import (
     WrongSecretKey,
     legacy_service_key,
 )
+from infrastructure.service_keys import BEGINNING, KeyVersion, ServiceKey
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,12 @@ _NONCE = 12  # NIST SP 800-38D's recommended IV length for GCM
 
 
 _SERVICE_KEYS = UUID("7e55e7a0-5e7c-4e7a-9b1e-000000000000")  # namespace of service key rows
+# A tombstone in place of a key: a first one keeps its time.
+_SQLITE_TOMBSTONE = (
+    "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, NULL, ?)"
+    " ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
+    " forgotten_at = coalesce(data_keys.forgotten_at, excluded.forgotten_at)"
+)
 _SCHEMA_LOCK = 0x7E55E7B  # any constant: the advisory lock around the key tables' creation
 
 
@@ -101,9 +109,13 @@ class DataKeyTable:
     def insert(self, owner: UUID, wrapped: bytes) -> None:
         raise NotImplementedError
 
-    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
-        """Overwrites the owner's key with its tombstone and writes its erasure to the ledger,
-        in one transaction: a process that dies does neither or both."""
+    def forget(self, owner: UUID, at: float) -> None:
+        """Overwrites the owner's key with its tombstone (a service key's version retired)."""
+        raise NotImplementedError
+
+    def erase(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
+        """forget() a person's key and write their erasure to the ledger, in one transaction:
+        a process that dies does neither or both."""
         raise NotImplementedError
 
     def forgotten(self, owners: Collection[UUID]) -> set[UUID]:
@@ -163,9 +175,13 @@ class SqliteDataKeyTable(DataKeyTable):
                 " erased_at REAL NOT NULL, position INTEGER, claims TEXT NOT NULL DEFAULT '')"
             )
             if new:  # tombstones written before the ledger existed are its first entries
-                self._conn.execute(
-                    "INSERT INTO erasures (account, erased_at) SELECT owner, forgotten_at"
-                    " FROM data_keys WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
+                tombstones = self._conn.execute(
+                    "SELECT owner, forgotten_at FROM data_keys WHERE forgotten_at IS NOT NULL"
+                ).fetchall()
+                self._conn.executemany(
+                    "INSERT INTO erasures (account, erased_at) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    [(o, at) for o, at in tombstones if not is_service_owner(UUID(o))],
                 )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
@@ -196,16 +212,15 @@ class SqliteDataKeyTable(DataKeyTable):
                 (str(owner), wrapped),
             )
 
-    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
+    def forget(self, owner: UUID, at: float) -> None:
+        with self._lock:
+            self._conn.execute(_SQLITE_TOMBSTONE, (str(owner), at))
+
+    def erase(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute(
-                    "INSERT INTO data_keys (owner, wrapped, forgotten_at) VALUES (?, NULL, ?)"
-                    " ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
-                    " forgotten_at = coalesce(data_keys.forgotten_at, excluded.forgotten_at)",
-                    (str(owner), at),
-                )
+                self._conn.execute(_SQLITE_TOMBSTONE, (str(owner), at))
                 self._conn.execute(
                     "INSERT INTO erasures (account, erased_at, position, claims)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
@@ -344,9 +359,18 @@ class PostgresDataKeyTable(DataKeyTable):
             )
             if new:  # tombstones written before the ledger existed are its first entries
                 c.execute(
-                    f"INSERT INTO {self.ledger} (account, erased_at)"  # noqa: S608
-                    f" SELECT owner, forgotten_at FROM {self.table}"
-                    " WHERE forgotten_at IS NOT NULL ON CONFLICT DO NOTHING"
+                    f"SELECT owner, forgotten_at FROM {self.table}"  # noqa: S608
+                    " WHERE forgotten_at IS NOT NULL"
+                )
+                tombstones = [
+                    (row["owner"], row["forgotten_at"])
+                    for row in c.fetchall()
+                    if not is_service_owner(row["owner"])
+                ]
+                c.executemany(
+                    f"INSERT INTO {self.ledger} (account, erased_at) VALUES (%s, %s)"  # noqa: S608
+                    " ON CONFLICT DO NOTHING",
+                    tombstones,
                 )
 
     def get(self, owner: UUID) -> tuple[bytes | None] | None:
@@ -376,14 +400,21 @@ class PostgresDataKeyTable(DataKeyTable):
                 (owner, wrapped),
             )
 
-    def forget(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
+    def forget(self, owner: UUID, at: float) -> None:
         with self._datastore.transaction(commit=True) as c:
-            c.execute(
-                f"INSERT INTO {self.table} AS k (owner, wrapped, forgotten_at)"  # noqa: S608
-                " VALUES (%s, NULL, %s) ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
-                " forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at)",
-                (owner, at),
-            )
+            self._tombstone(c, owner, at)
+
+    def _tombstone(self, c: Any, owner: UUID, at: float) -> None:
+        c.execute(
+            f"INSERT INTO {self.table} AS k (owner, wrapped, forgotten_at)"  # noqa: S608
+            " VALUES (%s, NULL, %s) ON CONFLICT (owner) DO UPDATE SET wrapped = NULL,"
+            " forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at)",
+            (owner, at),
+        )
+
+    def erase(self, owner: UUID, at: float, position: int | None, claims: Sequence[UUID]) -> None:
+        with self._datastore.transaction(commit=True) as c:
+            self._tombstone(c, owner, at)
             c.execute(
                 f"INSERT INTO {self.ledger} AS e (account, erased_at, position, claims)"  # noqa: S608
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (account) DO UPDATE SET"
@@ -487,9 +518,28 @@ class Rekeyed:
     forgotten: int  # keys forgotten (an erasure) while the command ran
 
 
-def service_owner(name: str) -> UUID:
+def _fingerprint(number: int, key: bytes, kind: str, value: str) -> str:
+    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    # Version 1's are bare hex digests, as before versions were; later ones are named.
+    return digest if number == 1 else f"{number}:{digest}"
+
+
+def service_owner(name: str, version: int = 1) -> UUID:
     """The key table's row of one of the service's own keys (never a person's id)."""
-    return uuid5(_SERVICE_KEYS, name)
+    return uuid5(_SERVICE_KEYS, name if version == 1 else f"{name} {version}")
+
+
+def is_service_owner(owner: UUID) -> bool:
+    """A row of the service's own keys (any version up to a bound no rotation reaches)."""
+    return owner in _service_owners()
+
+
+@functools.cache
+def _service_owners() -> frozenset[UUID]:
+    return frozenset(service_owner(n, v) for n in SERVICE_KEYS for v in range(1, 1000))
+
+
+_TAKES_OVER = 8  # a later version's row wraps the microsecond it takes over, then the key
 
 
 class WrappedDataKeys:
@@ -498,7 +548,8 @@ class WrappedDataKeys:
     def __init__(self, keyring: Keyring, table: DataKeyTable | None = None) -> None:
         self._keyring = keyring
         self._table = table or DataKeyTable()
-        self._service: dict[str, bytes] = {}
+        self._fingerprints: ServiceKey | None = None
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._cache: OrderedDict[UUID, tuple[AESGCM | None, float]] = OrderedDict()
         self._lost: set[UUID] = set()  # owners with sealed values and no row (see _lose)
         self._lock = threading.Lock()
@@ -516,17 +567,55 @@ class WrappedDataKeys:
         self._table = table
         self._open_service_keys()
 
-    def service_key(self, name: str) -> bytes:
-        return self._service[name]
+    def service_keys(self, name: str, now: Callable[[], datetime]) -> ServiceKey:
+        """Every live version of the key, read again as later ones are made or old ones go."""
+        return ServiceKey(name, lambda: self.service_versions(name), now)
+
+    def service_versions(self, name: str) -> list[KeyVersion]:
+        """The key's live versions, oldest first (version 1 as the store always held it)."""
+        live: list[KeyVersion] = []
+        first = self._table.get(service_owner(name))
+        if first is None or first[0] is not None:
+            live.append(KeyVersion(1, self._service_key(name), BEGINNING))
+        number = 2
+        while (row := self._table.get(service_owner(name, number))) is not None:
+            if row[0] is not None:
+                opened = self._keyring.unwrap(service_owner(name, number), row[0]).key
+                micros = int.from_bytes(opened[:_TAKES_OVER], "big")
+                takes_over = datetime.fromtimestamp(micros / 1_000_000, UTC)
+                live.append(KeyVersion(number, opened[_TAKES_OVER:], takes_over))
+            number += 1
+        return live
+
+    def add_service_version(self, name: str, takes_over: datetime) -> KeyVersion:
+        """A new version after the newest (live or destroyed); two runs racing make one."""
+        number = 2
+        while self._table.get(service_owner(name, number)) is not None:
+            number += 1
+        owner = service_owner(name, number)
+        micros = int(takes_over.timestamp() * 1_000_000)
+        plain = micros.to_bytes(_TAKES_OVER, "big") + os.urandom(32)
+        self._table.insert(owner, self._keyring.wrap(owner, plain))
+        self._fingerprints = None  # this process reads the versions again at once
+        return next(v for v in self.service_versions(name) if v.number == number)
+
+    def destroy_service_version(self, name: str, number: int) -> None:
+        """That version forgotten for good: nothing it made opens or verifies again."""
+        self._table.forget(service_owner(name, number), time.time())
+        self._fingerprints = None  # this process reads the versions again at once
 
     def _open_service_keys(self) -> None:
+        """Every live version of each service key opens (WrongSecretKey otherwise), and there
+        is one (version 1 is made here, on a store's first start, and destroyed only after a
+        later one exists)."""
         for name in SERVICE_KEYS:
-            self._service[name] = self._service_key(name)
+            if not self.service_versions(name):
+                raise WrongSecretKey(f" (the key table has no {name} key and takes none)")
 
     def _service_key(self, name: str) -> bytes:
         owner = service_owner(name)
         row = self._table.get(owner)
-        if row is None or row[0] is None:
+        if row is None:
             # Made once, by the first process to need it (the first insert wins, the others
             # read it), as releases before the key table derived it on every start: from the
             # SECRET_KEY that wraps the store's people's keys (a fallback's, during a rotation),
@@ -594,7 +683,7 @@ class WrappedDataKeys:
 
     def forget(self, erased: Erased) -> None:
         owner = erased.account_id
-        self._table.forget(owner, erased.at.timestamp(), erased.position, erased.claims)
+        self._table.erase(owner, erased.at.timestamp(), erased.position, erased.claims)
         with self._lock:
             self._cache[owner] = (None, float("inf"))  # forgotten is for good
 
@@ -612,9 +701,25 @@ class WrappedDataKeys:
         return self._table.is_empty()
 
     def fingerprint(self, kind: str, value: str) -> str:
-        return hmac.new(
-            self._service[FINGERPRINTS], f"{kind}\x00{value}".encode(), hashlib.sha256
-        ).hexdigest()
+        # Under the version that has taken over, as every process switches at one instant: a
+        # rate limit's bucket is not split between two versions.
+        return _fingerprint(*self._fingerprint_keys().current(), kind, value)
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        return [
+            _fingerprint(version.number, version.key, kind, value)
+            for version in reversed(self._fingerprint_keys().versions())
+        ]
+
+    def use_clock(self, now: Callable[[], datetime]) -> None:
+        """The time versions of the service keys are read again by (the service's clock)."""
+        self._now = now
+
+    def _fingerprint_keys(self) -> ServiceKey:
+        keys = self._fingerprints
+        if keys is None:
+            keys = self._fingerprints = self.service_keys(FINGERPRINTS, lambda: self._now())
+        return keys
 
     def _key(self, owner: UUID, create: bool) -> AESGCM | None:
         now = time.monotonic()

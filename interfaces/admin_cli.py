@@ -15,7 +15,9 @@ from typing import Any
 from application.persistence.event_log import LogHeldBack
 from domain.errors import AccountNotFound, Invalid
 from infrastructure.data_keys import WrappedDataKeys
+from infrastructure.key_rotation import KeyState
 from infrastructure.key_store import KeysNotMoved, describe, move_keys
+from infrastructure.keyring import FINGERPRINTS
 from infrastructure.rebuild import rebuild as replay
 from interfaces.container import Container, build
 from interfaces.progress import progress
@@ -58,10 +60,17 @@ def add_commands(commands: Any) -> None:
     )
     export.add_argument("login", help="email, username or account id")
     export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
-    actions.add_parser(
+    rekey = actions.add_parser(
         "rekey",
         help="wrap every key the store keeps under SECRET_KEY (after it replaced the keys now "
-        "in SECRET_KEY_FALLBACKS)",
+        "in SECRET_KEY_FALLBACKS), and move on any replacement of the service's own keys",
+    )
+    rekey.add_argument(
+        "--service-keys",
+        action="store_true",
+        help="after a compromise: replace the service's own keys (refresh-token tags, CSRF, "
+        "sealed TOTP secrets) with new versions; run rekey again until it says the old "
+        "versions are destroyed (see docs/keys.md)",
     )
     actions.add_parser(
         "move-keys",
@@ -107,7 +116,7 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     if args.action == "export":
         return _export(container, args.login, args.output)
     if args.action == "rekey":
-        return _rekey(container)
+        return _rekey(container, args.service_keys)
     if args.action == "reapply-erasures":
         return _reapply_erasures(container)
     changes = {
@@ -124,9 +133,14 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rekey(container: Container) -> int:
+def _rekey(container: Container, new_service_keys: bool) -> int:
     keys = container.log.keys
     assert isinstance(keys, WrappedDataKeys)
+    rotation = container.service_keys
+    assert rotation is not None
+    if new_service_keys:
+        begun = rotation.begin()
+        print(f"service keys: new versions of {', '.join(begun) or 'none (already rotating)'}")
     done = keys.rekey()
     print(
         f"rekey: {done.rewrapped} keys wrapped again under SECRET_KEY, {done.current} were "
@@ -140,7 +154,47 @@ def _rekey(container: Container) -> int:
         )
     else:
         print("every key the store keeps opens with SECRET_KEY alone: SECRET_KEY_FALLBACKS can go")
+    with progress("service keys", None, "accounts") as advance:
+        states = rotation.advance(advance)
+    for state in states:
+        if state.newest > 1:  # a key never replaced has nothing to report
+            print(_service_key_report(state))
     return 0
+
+
+def _service_key_report(state: KeyState) -> str:
+    said = f"{state.name}: version {state.newest}"
+    said += f" makes new values from {state.takes_over.isoformat(timespec='seconds')}"
+    if state.resealed and state.name == FINGERPRINTS:
+        said += f"; claims of {state.resealed} accounts made anew under it"
+    elif state.resealed:
+        said += f"; {state.resealed} TOTP secrets sealed again under it"
+    if state.destroyed:
+        said += f"; destroyed version {', '.join(map(str, state.destroyed))}"
+    if state.done:
+        return said + "; no older version is left"
+    older = ", ".join(map(str, state.older))
+    assert state.retire_at is not None
+    if state.left:
+        return said + (
+            f"; {state.left} accounts changed meanwhile and are still keyed under version "
+            f"{older} alone: run rekey again"
+        )
+    takeover = state.takes_over.isoformat(timespec="seconds")
+    if state.waiting and state.name == FINGERPRINTS:
+        return said + (
+            f"; version {older} still names every claim made before: run rekey again after "
+            f"{takeover} to claim them anew and destroy it"
+        )
+    if state.waiting:
+        return said + (
+            f"; run rekey again after {takeover} to seal the TOTP secrets again under it, and "
+            f"after {state.retire_at.isoformat(timespec='seconds')} to destroy version {older}"
+        )
+    return said + (
+        f"; version {older} still checks what it made: run rekey again after "
+        f"{state.retire_at.isoformat(timespec='seconds')} to destroy it"
+    )
 
 
 def _move_keys(settings: Settings) -> int:

@@ -26,7 +26,7 @@ from application.mail.outbox import MailOutbox, MailSettings, Postman
 from application.persistence.account_views import AccountViews
 from application.persistence.event_log import EventLog
 from application.persistence.projection import Projection
-from application.ports import Clock, TokenSigner
+from application.ports import Clock, TokenSigner, VersionedKey
 from application.privacy.erasure import Erasure, ErasureFinisher
 from application.privacy.personal_data import PersonalDataExport
 from application.privacy.restore import AfterRestore
@@ -48,6 +48,7 @@ from infrastructure.data_keys import KeyStoreEmpty, WrappedDataKeys
 from infrastructure.devices import device_name
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
+from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
 from infrastructure.key_store import key_store
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
 from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
@@ -110,8 +111,10 @@ class Container:
     redis: redis.Redis | None  # None where the shared state sits in the database
     clock: Clock
     runtime: Runtime
-    # Signs the pages' CSRF tokens; derived from SECRET_KEY, so every API process agrees.
-    csrf_key: bytes = b""
+    # Signs the pages' CSRF tokens; kept in the key table, so every API process agrees.
+    csrf_key: bytes | VersionedKey = b""
+    # Replaces the service's own keys after a compromise (`tessera admin rekey --service-keys`).
+    service_keys: ServiceKeyRotation | None = None
     keys: WrappedDataKeys | None = None  # closed with the container (a key store's own pool)
     _closed: bool = False
 
@@ -194,6 +197,7 @@ def _build(
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     keys = data_keys(keyring(settings))
+    keys.use_clock(clock.now)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     shared = redis_state(settings.redis_url) if settings.redis_url else None
     profile = postgres_stores if database.is_postgres else embedded_stores
@@ -222,7 +226,7 @@ def _build(
         wait=settings.hash_queue_timeout,
         share=hash_share(settings, queue),
     )
-    box = AesGcmBox(keys.service_key(SEALED_VALUES))
+    box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
     signer = Ed25519Signer(
         load_signing_key(
             settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
@@ -311,7 +315,7 @@ def _build(
         revocations,
         clock,
         session_rules,
-        keys.service_key(REFRESH_TAGS),
+        keys.service_keys(REFRESH_TAGS, clock.now),
     )
     reauthentication = Reauthentication(
         log,
@@ -457,7 +461,18 @@ def _build(
             stores.shared.redis,
             key_store=keys if apart is not None else None,
         ),
-        csrf_key=keys.service_key(CSRF),
+        csrf_key=keys.service_keys(CSRF, clock.now),
+        service_keys=ServiceKeyRotation(
+            keys,
+            log,
+            clock,
+            KeyLifetimes(
+                refresh_token=timedelta(seconds=settings.refresh_token_ttl),
+                mailed_token=timedelta(
+                    seconds=max(settings.email_verification_ttl, settings.password_reset_ttl)
+                ),
+            ),
+        ),
         keys=keys,
     )
 

@@ -43,6 +43,8 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "MfaEnabled": _USER_CHANGE,
     "MfaDisabled": _USER_CHANGE,
     "RecoveryCodesRenewed": _USER_CHANGE,
+    "MfaSecretResealed": _USER_CHANGE,
+    "ClaimsRekeyed": _USER_CHANGE,
     "AccountErased": (["iam"], ["user", "deletion"]),
     "IdentityLinked": _USER_CHANGE,
     "IdentityUnlinked": _USER_CHANGE,

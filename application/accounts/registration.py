@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 
-from application.persistence.event_log import EventLog, retried_on_conflict
+from application.persistence.event_log import ClaimHeld, EventLog, retried_on_conflict
 from application.ports import Clock, PasswordHasher, SecretBox
 from application.tokens import digest, issue_token, owner_of
 from application.tracing import traced
@@ -60,15 +60,8 @@ class Registration:
         try:
             self._log.save(
                 account,
-                self._claim(EmailClaim, self._log.email_claim(email), "email", email, account, now),
-                self._claim(
-                    UsernameClaim,
-                    self._log.username_claim(username),
-                    "username",
-                    username,
-                    account,
-                    now,
-                ),
+                *self._claims(EmailClaim, "email", email, account, now),
+                *self._claims(UsernameClaim, "username", username, account, now),
             )
         except IntegrityError:
             # Lost a race for the email or the username: say which, and record nothing.
@@ -108,21 +101,16 @@ class Registration:
             ttl=self._rules.verification_ttl,
         )
 
-    def _claim(
-        self,
-        kind: type[C],
-        claim: C | None,
-        what: str,
-        value: str,
-        account: Account,
-        at: datetime,
-    ) -> C:
+    def _claims(
+        self, kind: type[C], what: str, value: str, account: Account, at: datetime
+    ) -> list[C]:
         """The value's first claim, or the next generation after an erased account's released
-        one: either way, two registrations racing for one value make the same aggregate id and
-        one of them loses."""
-        if claim is not None and claim.held:  # taken since _refuse_claimed looked
-            raise EmailTaken if what == "email" else UsernameTaken
-        return kind.made(self._log.keys.fingerprint(what, value), account.id, at, after=claim)
+        one (under each live version of the fingerprint key): either way, two registrations
+        racing for one value make the same aggregate id and one of them loses."""
+        try:
+            return self._log.claims_made(kind, what, value, account.id, at)
+        except ClaimHeld:  # taken since _refuse_claimed looked
+            raise (EmailTaken if what == "email" else UsernameTaken) from None
 
     def _refuse_claimed(self, email: str, username: str) -> None:
         claim: EmailClaim | UsernameClaim | None = self._log.email_claim(email)

@@ -368,11 +368,11 @@ class ExternalSignIn:
         account.identity(identity_id)  # an unknown id is a 404 before any password is tried
         self._reauthentication.prove(account, claims, proof, command="unlink_identity")
         identity = account.unlink_identity(identity_id, self._clock.now())
-        claim = self._log.identity_claim(identity.provider, identity.subject)
-        released = []
-        if claim is not None and claim.account_id == account.id:
+        released = self._log.claims_held(
+            IdentityClaim, "identity", f"{identity.provider}:{identity.subject}", account.id
+        )
+        for claim in released:
             claim.release(self._clock.now())
-            released.append(claim)
         self._log.save(account, *released)
 
     # The flow's steps
@@ -402,7 +402,7 @@ class ExternalSignIn:
             raise IdentityTaken
         now = self._clock.now()
         account.link_identity(str(uuid4()), provider, identity.subject, identity.email or "", now)
-        self._log.save(account, self._claimed(IdentityClaim, claim, provider, identity, account))
+        self._log.save(account, *self._claimed(IdentityClaim, claim, provider, identity, account))
 
     def _account_for(self, provider: str, identity: ProviderIdentity) -> tuple[Account, str]:
         """The linked account, or a new one on a first sign-in."""
@@ -443,15 +443,15 @@ class ExternalSignIn:
             try:
                 self._log.save(
                     account,
-                    self._claimed(EmailClaim, email_claim, "email", email, account),
-                    self._claimed(
+                    *self._claimed(EmailClaim, email_claim, "email", email, account),
+                    *self._claimed(
                         UsernameClaim,
                         self._log.username_claim(username),
                         "username",
                         username,
                         account,
                     ),
-                    self._claimed(IdentityClaim, claim, provider, identity, account),
+                    *self._claimed(IdentityClaim, claim, provider, identity, account),
                 )
             except IntegrityError:
                 # A race: for the identity or the email (decided again from the top), or for
@@ -476,16 +476,14 @@ class ExternalSignIn:
             if claim is None or not claim.held:
                 yield candidate
 
-    def _claimed(self, kind: Any, claim: Any, what: str, value: Any, account: Account) -> Any:
-        """The value's first claim, or the next generation after a released one (as
-        registration does)."""
+    def _claimed(self, kind: Any, claim: Any, what: str, value: Any, account: Account) -> list[Any]:
+        """The value's first claim, or the next generation after a released one, under each
+        live version of the fingerprint key (as registration does)."""
         if claim is not None and claim.held:
             raise IntegrityError("the claim is held")
         if kind is IdentityClaim:
-            fingerprint = self._log.keys.fingerprint("identity", f"{what}:{value.subject}")
-        else:
-            fingerprint = self._log.keys.fingerprint(what, value)
-        return kind.made(fingerprint, account.id, self._clock.now(), after=claim)
+            what, value = "identity", f"{what}:{value.subject}"
+        return self._log.claims_made(kind, what, value, account.id, self._clock.now())
 
     def _request_verification(self, account: Account) -> None:
         token = issue_token(account.id)

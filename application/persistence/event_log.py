@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
@@ -244,16 +245,51 @@ class EventLog(Application[UUID]):
 
     def email_claim(self, email: str) -> EmailClaim | None:
         """The claim on a normalised email address, held or released; None if never made."""
-        return self.latest_claim(EmailClaim, self.keys.fingerprint("email", email))
+        return self.claim_of(EmailClaim, "email", email)
 
     def username_claim(self, username: str) -> UsernameClaim | None:
         """The claim on a normalised username, held or released; None if never made."""
-        return self.latest_claim(UsernameClaim, self.keys.fingerprint("username", username))
+        return self.claim_of(UsernameClaim, "username", username)
 
     def identity_claim(self, provider: str, subject: str) -> IdentityClaim | None:
         """The claim on a provider's subject, held or released; None if never made."""
-        fingerprint = self.keys.fingerprint("identity", f"{provider}:{subject}")
-        return self.latest_claim(IdentityClaim, fingerprint)
+        return self.claim_of(IdentityClaim, "identity", f"{provider}:{subject}")
+
+    # Claims by key version. While the fingerprint key is being replaced (after a compromise),
+    # a value is claimed under each live version's fingerprint: every process knows the oldest
+    # (it goes only once every process has read the newest), so two registrations of one value
+    # race for one aggregate id whichever versions each knows. A lookup takes a held claim under
+    # any version; `tessera admin rekey` claims each older account's values under the newest.
+
+    def claim_of(self, kind: type[C], what: str, value: str) -> C | None:
+        """The value's claim held under any live version of the key (the newest first), else
+        the newest version's latest released one; None if never made."""
+        found = [self.latest_claim(kind, fp) for fp in self.keys.fingerprints(what, value)]
+        held = next((claim for claim in found if claim is not None and claim.held), None)
+        return held or next((claim for claim in found if claim is not None), None)
+
+    def claims_made(
+        self, kind: type[C], what: str, value: str, account_id: UUID, at: datetime
+    ) -> list[C]:
+        """The value's claims for `account_id` under each live version of the key: each the
+        first, or the next generation after its version's released one. ClaimHeld when a
+        version's latest is held (by anyone: the caller checked it was not its own)."""
+        made = []
+        for fingerprint in self.keys.fingerprints(what, value):
+            latest = self.latest_claim(kind, fingerprint)
+            if latest is not None and latest.held:
+                raise ClaimHeld(what)
+            made.append(kind.made(fingerprint, account_id, at, after=latest))
+        return made
+
+    def claims_held(self, kind: type[C], what: str, value: str, account_id: UUID) -> list[C]:
+        """The value's claims `account_id` holds, under every live version of the key."""
+        return [
+            claim
+            for fingerprint in self.keys.fingerprints(what, value)
+            if (claim := self.latest_claim(kind, fingerprint)) is not None
+            and claim.account_id == account_id
+        ]
 
     def latest_claim(self, kind: type[C], fingerprint: str) -> C | None:
         """The value's claim of the latest generation: the held one, or the last released (whose
@@ -324,6 +360,11 @@ class EventLog(Application[UUID]):
         if readable < recorded:
             raise LogHeldBack(readable, recorded)
         return recorded
+
+
+class ClaimHeld(IntegrityError):
+    """A value's claim is held (under some version of the fingerprint key): taken, as a lost
+    race for its aggregate id would say."""
 
 
 class LogHeldBack(Exception):

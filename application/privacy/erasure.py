@@ -102,19 +102,19 @@ class Erasure:
     def _record(self, account_id: UUID, operator: str, released: Sequence[UUID] = ()) -> Erased:
         account = self._account(account_id)  # afresh: a rerun decides on the winner's state
         now = self._clock.now()
-        claims = [
-            claim
-            for claim in (
-                self._log.email_claim(account.email),
-                self._log.username_claim(account.username),
-                # Each linked identity's claim too: the provider's subject is free again, and
-                # nothing keyed on it leads to the erased account.
-                *(
-                    self._log.identity_claim(identity.provider, identity.subject)
-                    for identity in account.identity_list()
-                ),
-            )
-            if claim is not None and claim.account_id == account.id
+        # Under every live version of the fingerprint key.
+        claims: list[EmailClaim | UsernameClaim | IdentityClaim] = [
+            *self._log.claims_held(EmailClaim, "email", account.email, account.id),
+            *self._log.claims_held(UsernameClaim, "username", account.username, account.id),
+            # Each linked identity's claim too: the provider's subject is free again, and
+            # nothing keyed on it leads to the erased account.
+            *(
+                claim
+                for identity in account.identity_list()
+                for claim in self._log.claims_held(
+                    IdentityClaim, "identity", f"{identity.provider}:{identity.subject}", account.id
+                )
+            ),
         ]
         listed = (self._claim(claim_id) for claim_id in released)
         claims += [c for c in listed if c is not None and c.account_id == account.id]
@@ -156,14 +156,19 @@ class Erasure:
             account: Account = self._log.repository.get(account_id, version=version - 1)
         except AggregateNotFoundError:
             return ()
-        fingerprint = self._log.keys.fingerprint
-        values: list[tuple[type[EmailClaim | UsernameClaim | IdentityClaim], str]] = [
-            (EmailClaim, fingerprint("email", account.email)),
-            (UsernameClaim, fingerprint("username", account.username)),
+        kinds: list[tuple[type[EmailClaim | UsernameClaim | IdentityClaim], str, str]] = [
+            (EmailClaim, "email", account.email),
+            (UsernameClaim, "username", account.username),
             *(
-                (IdentityClaim, fingerprint("identity", f"{i.provider}:{i.subject}"))
+                (IdentityClaim, "identity", f"{i.provider}:{i.subject}")
                 for i in account.identity_list()
             ),
+        ]
+        # Under every live version of the fingerprint key, as claims are made.
+        values = [
+            (kind, fingerprint)
+            for kind, what, value in kinds
+            for fingerprint in self._log.keys.fingerprints(what, value)
         ]
         ids: list[UUID] = []
         for kind, value in values:

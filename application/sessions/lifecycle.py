@@ -21,6 +21,7 @@ from application.ports import (
     RefreshChains,
     RevocationList,
     TokenSigner,
+    VersionedKey,
 )
 from application.tokens import (
     digest,
@@ -69,7 +70,7 @@ class Sessions:
         revocations: RevocationList,
         clock: Clock,
         rules: SessionRules,
-        key: bytes,
+        key: bytes | VersionedKey,  # tags refresh tokens (REFRESH_TAGS)
     ) -> None:
         self._log = log
         self._chains = chains

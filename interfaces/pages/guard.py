@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from application.ports import VersionedKey
+from application.tokens import versioned
 from application.views import TokenPair
 
 # No inline script or style anywhere, so the policy can forbid both: an injected <script> or
@@ -138,21 +140,48 @@ class CsrfTokens:
     compute the HMAC; the token binds to the tessera session too, and the nonce is renewed at
     each sign-in and sign-out, so a token seen before one is useless after it."""
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes | VersionedKey) -> None:
+        self._keys = versioned(key)
 
     @staticmethod
     def new_nonce() -> str:
         return secrets.token_urlsafe(32)
 
     def token(self, nonce: str, session: str) -> str:
-        mac = hmac.new(self._key, f"{nonce}|{session}".encode(), hashlib.sha256)
-        return mac.hexdigest()
+        """Under the key's current version; a version after 1 is named before the HMAC ("2.")."""
+        version, key = self._keys.current()
+        mac = _mac(key, nonce, session)
+        return mac if version == 1 else f"{version}.{mac}"
 
     def valid(self, token: str | None, nonce: str | None, session: str) -> bool:
         if not token or not nonce:
             return False
-        return hmac.compare_digest(token, self.token(nonce, session))
+        number, dot, mac = token.partition(".")
+        if not dot:
+            version, mac = 1, token
+        elif _named_version(number):
+            version = int(number)
+        else:
+            return False
+        key = self._keys.version(version)
+        return key is not None and hmac.compare_digest(
+            mac.encode(), _mac(key, nonce, session).encode()
+        )
+
+
+def _named_version(number: str) -> bool:
+    """A version as the tokens write it: 2 or later, in ASCII digits, with no leading zero."""
+    return (
+        number.isascii()
+        and number.isdigit()
+        and len(number) < 6
+        and number[0] != "0"
+        and number != "1"
+    )
+
+
+def _mac(key: bytes, nonce: str, session: str) -> str:
+    return hmac.new(key, f"{nonce}|{session}".encode(), hashlib.sha256).hexdigest()
 
 
 def from_this_site(headers: Any, public_origin: str) -> bool:

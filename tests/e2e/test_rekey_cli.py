@@ -51,3 +51,36 @@ def test_a_wrong_key_refuses_to_serve_and_rekey_retires_the_fallback(tmp_path: P
     assert listed.returncode == 0, listed.stderr
     assert "ada@example.com" in listed.stdout
     assert run({**env, "SECRET_KEY": old}, "admin", "list").returncode == 2
+
+
+def test_rekey_service_keys_makes_new_versions_once_and_says_when_the_old_ones_go(
+    tmp_path: Path,
+) -> None:
+    """After a compromise: new versions of the service's own keys, reported key by key; run
+    again, it makes no further version and the accounts still sign in."""
+    env = {**os.environ, **FAST_ARGON2, "DATA_DIR": str(tmp_path / "var"), "SECRET_KEY": key()}
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    container = build(load_settings(env))
+    container.registration.register("ada@example.com", "ada", PASSWORD)
+    container.close()
+
+    first = run(env, "admin", "rekey", "--service-keys")
+    assert first.returncode == 0, first.stderr
+    assert (
+        "service keys: new versions of refresh tags, csrf, sealed values, fingerprints"
+        in first.stdout
+    )
+    for name in ("refresh tags", "csrf", "sealed values"):
+        assert f"{name}: version 2 makes new values from" in first.stdout
+    assert "version 1 still checks what it made: run rekey again after" in first.stdout
+    assert "to seal the TOTP secrets again under it, and after" in first.stdout
+    assert "fingerprints: version 2" in first.stdout
+    assert "version 1 still names every claim made before" in first.stdout
+
+    again = run(env, "admin", "rekey", "--service-keys")
+    assert again.returncode == 0, again.stderr
+    assert "new versions of none (already rotating)" in again.stdout
+    listed = run(env, "admin", "list")
+    assert listed.returncode == 0 and "ada@example.com" in listed.stdout
+    assert run(env, "admin", "rekey").returncode == 0
