@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,8 +23,9 @@ from litestar.testing import TestClient
 from application.ports import LostKey
 from domain.account import Account, EmailClaim, UsernameClaim
 from domain.errors import AccountNotFound, InvalidCredentials
-from infrastructure.data_keys import KeyStoreEmpty
+from infrastructure.data_keys import KeyStoreEmpty, service_owner
 from infrastructure.key_store import KeysNotMoved, move_keys
+from infrastructure.keyring import CSRF
 from interfaces.container import Container, build
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings
@@ -396,6 +398,9 @@ def test_a_key_store_from_before_the_ledger_gets_its_tombstones_as_entries(
     try:
         ada, _ = two_people(container)
         container.erasure.erase(ADA, "cli:root")
+        assert container.keys is not None  # and a service key's retired version: no erasure
+        version = container.keys.add_service_version(CSRF, datetime.now(UTC))
+        container.keys.destroy_service_version(CSRF, version.number)
     finally:
         container.close()
     url = environ["KEY_STORE_URL"]
@@ -409,5 +414,19 @@ def test_a_key_store_from_before_the_ledger_gets_its_tombstones_as_entries(
     try:
         (entry,) = container.log.keys.erasures()
         assert (entry.account_id, entry.position, entry.claims) == (ada, None, ())
+    finally:
+        container.close()
+
+
+def test_a_retired_version_of_a_service_key_is_no_erasure(environ: dict[str, str]) -> None:
+    container = started(environ)
+    try:
+        keys = container.keys
+        assert keys is not None
+        version = keys.add_service_version(CSRF, datetime.now(UTC))
+        keys.destroy_service_version(CSRF, version.number)
+        assert keys.forgotten([service_owner(CSRF, version.number)])
+        assert keys.erasures() == []
+        assert container.after_restore.reapply_erasures() == []
     finally:
         container.close()
