@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -77,6 +77,22 @@ class TokenSigner(Protocol):
         ...
 
     def jwks(self) -> dict[str, Any]: ...
+
+
+class ClaimSigner(Protocol):
+    """Signs claims as a JWT with the algorithm asked for (an OpenID client's
+    id_token_signed_response_alg); the header names the key (kid) and the token's type (typ)."""
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """What it signs with: EdDSA, RS256, ES256."""
+        ...
+
+    def sign(self, claims: Mapping[str, Any], algorithm: str, token_type: str) -> str: ...
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys that verify what it signs, and what the previous keys signed."""
+        ...
 
 
 class OneTimePasswords(Protocol):

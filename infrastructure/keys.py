@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 
 def _write_private(path: Path, content: bytes) -> None:
@@ -19,14 +26,68 @@ def _write_private(path: Path, content: bytes) -> None:
         file.write(content)
 
 
-def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> Ed25519PrivateKey:
+class KeySettingRefused(ValueError):
+    """A key setting that cannot be used: refused at start-up, naming the setting."""
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """One kind of signing key: how to make one, and what a given one must be."""
+
+    setting: str  # the settings that give it: SETTING and SETTING_FILE
+    dev_file: str  # under DATA_DIR, where it is made on first start when neither is set
+    generate: Callable[[], PrivateKeyTypes]
+    fits: Callable[[PrivateKeyTypes], bool]
+    wanted: str  # what `fits` asks, in words
+
+
+# 2048 bits: what OpenID Connect relying parties expect of RS256 (and NIST SP 800-57 accepts
+# through 2030); a 3072-bit key signs about three times slower, on the path that will sign every
+# ID token and client_credentials token. A longer key given in the settings is used as it is,
+# and rotation (JWT_PREVIOUS_KEYS) replaces the generated one when 2048 bits no longer do.
+RSA_BITS = 2048
+
+ED25519 = KeyKind(
+    "JWT_PRIVATE_KEY",
+    "signing-key.pem",
+    Ed25519PrivateKey.generate,
+    lambda key: isinstance(key, Ed25519PrivateKey),
+    "an Ed25519 private key",
+)
+RSA = KeyKind(
+    "JWT_RSA_PRIVATE_KEY",
+    "signing-key-rs256.pem",
+    lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
+    lambda key: isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048,
+    "an RSA private key of at least 2048 bits",
+)
+P256 = KeyKind(
+    "JWT_EC_PRIVATE_KEY",
+    "signing-key-es256.pem",
+    lambda: ec.generate_private_key(ec.SECP256R1()),
+    lambda key: isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1),
+    "an EC private key on P-256",
+)
+
+
+def load_private_key(
+    kind: KeyKind, pem: str | None, pem_file: str | None, dev_path: Path
+) -> PrivateKeyTypes:
+    """The key given inline, else in a file; else the one generated under DATA_DIR on first use."""
+    setting = kind.setting if pem else f"{kind.setting}_FILE"
     if pem:
-        data = pem.encode("ascii")
+        data = pem.encode("ascii", errors="replace")
     elif pem_file:
-        data = Path(pem_file).read_bytes()
+        try:
+            data = Path(pem_file).read_bytes()
+        except OSError as error:
+            raise KeySettingRefused(
+                f"{setting}: cannot read {pem_file}: {error.strerror}"
+            ) from None
     else:
+        setting = str(dev_path)
         if not dev_path.exists():
-            generated = Ed25519PrivateKey.generate().private_bytes(
+            generated = kind.generate().private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
@@ -35,10 +96,45 @@ def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> E
             with contextlib.suppress(FileExistsError):
                 _write_private(dev_path, generated)
         data = dev_path.read_bytes()
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the signing key must be an Ed25519 private key (PEM, PKCS#8)")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    if key is None or not kind.fits(key):
+        raise KeySettingRefused(f"{setting} must hold {kind.wanted} (PEM, PKCS#8, unencrypted)")
     return key
+
+
+def load_previous_keys(jwks: str | None, jwks_file: str | None) -> list[PublicKeyTypes]:
+    """JWT_PREVIOUS_KEYS: the public keys that signed tokens still alive, as a JWKS (what
+    /.well-known/jwks.json served before the rotation). They verify, and are published, never sign."""
+    setting = "JWT_PREVIOUS_KEYS" if jwks else "JWT_PREVIOUS_KEYS_FILE"
+    if jwks_file and not jwks:
+        try:
+            jwks = Path(jwks_file).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise KeySettingRefused(f"{setting}: cannot read {jwks_file}: {error}") from None
+    if not jwks or not jwks.strip():
+        return []
+    try:
+        listed = json.loads(jwks)["keys"]
+        keys = [jwt.PyJWK(entry).key for entry in listed]
+    except (ValueError, KeyError, TypeError, jwt.PyJWTError) as error:
+        raise KeySettingRefused(
+            f'{setting} must be a JWKS, {{"keys": [...]}}, of public keys: {error}'
+        ) from None
+    for key in keys:
+        if isinstance(key, (Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise KeySettingRefused(f"{setting} must hold public keys only, not private ones")
+        if not (
+            isinstance(key, Ed25519PublicKey)
+            or (isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048)
+            or (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1))
+        ):
+            raise KeySettingRefused(
+                f"{setting}: keys are Ed25519, RSA of at least 2048 bits, or EC on P-256"
+            )
+    return keys
 
 
 def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:

@@ -1,22 +1,18 @@
-"""Access tokens: JWTs signed with Ed25519 (RFC 8037), verified with the algorithm pinned."""
+"""First-party access tokens: JWTs signed with Ed25519 (RFC 8037), verified with the algorithm
+pinned."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
 
 from application.ports import AccessClaims
 from domain.errors import InvalidAccessToken, InvalidMfaToken
+from infrastructure.signing_keys import EDDSA, SigningKeys
 
-_ALGORITHM = "EdDSA"
 _TYPE = "at+jwt"  # RFC 9068: marks access tokens, so no other JWT of ours can pass for one
 _MFA_TYPE = "mfa+jwt"  # between the password and the second factor; never an access token
 _MFA_LIFETIME_SECONDS = 300
@@ -24,25 +20,19 @@ _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 _CLOCK_SKEW_SECONDS = 30  # between API processes: a token minted "in the future" by a peer
 
 
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint: a kid that names the key itself."""
-    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x")}, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
 class Ed25519Signer:
+    """First-party tokens: always EdDSA, whatever else the key set signs with, so an RS256 or
+    ES256 token (an ID token, or an access token issued to another app) is never one of them."""
+
     def __init__(
-        self, key: Ed25519PrivateKey, issuer: str, audience: str, lifetime_seconds: int
+        self, keys: SigningKeys, issuer: str, audience: str, lifetime_seconds: int
     ) -> None:
-        self._key = key
-        self._public_key = key.public_key()
+        if EDDSA not in keys.algorithms:
+            raise ValueError("first-party tokens need an Ed25519 signing key")
+        self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._lifetime = lifetime_seconds
-        jwk: dict[str, Any] = json.loads(OKPAlgorithm.to_jwk(self._public_key))
-        self._kid = _thumbprint(jwk)
-        self._jwk = {**jwk, "kid": self._kid, "use": "sig", "alg": _ALGORITHM}
 
     @property
     def lifetime_seconds(self) -> int:
@@ -70,24 +60,28 @@ class Ed25519Signer:
             "roles": list(roles),
             "auth_time": int(auth_time.timestamp()),
         }
-        headers = {"kid": self._kid, "typ": _TYPE}
-        return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers=headers)
+        return self._keys.sign(claims, EDDSA, _TYPE)
 
     def verify(self, token: str, at: datetime) -> AccessClaims:
         try:
-            # One parse: the header is checked from what the verification decoded (the token is
-            # parsed once per request on the hottest path), never trusted before it.
+            # The kid only picks among our own EdDSA keys (the current one, or one kept through a
+            # rotation); the type is checked from what the verification decoded.
+            key = self._keys.verifying_key(jwt.get_unverified_header(token).get("kid"), EDDSA)
+            if key is None:
+                raise InvalidAccessToken
             decoded = jwt.decode_complete(
                 token,
-                self._public_key,
-                algorithms=[_ALGORITHM],
+                key,
+                algorithms=[EDDSA],
                 audience=self._audience,
                 issuer=self._issuer,
                 # Time is checked below against the injected clock, not the wall clock.
                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False},
             )
             header, claims = decoded["header"], decoded["payload"]
-            if header.get("kid") != self._kid or header.get("typ") != _TYPE:
+            # client_id: an access token issued to another app (RFC 9068), even one we signed
+            # for our own audience, is never a first-party session.
+            if header.get("typ") != _TYPE or "client_id" in claims:
                 raise InvalidAccessToken
             now = at.timestamp()
             if not (
@@ -114,18 +108,18 @@ class Ed25519Signer:
             "iat": int(at.timestamp()),
             "exp": int(at.timestamp()) + _MFA_LIFETIME_SECONDS,
         }
-        headers = {"kid": self._kid, "typ": _MFA_TYPE}
-        return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers=headers)
+        return self._keys.sign(claims, EDDSA, _MFA_TYPE)
 
     def verify_mfa_token(self, token: str, at: datetime) -> UUID:
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("kid") != self._kid or header.get("typ") != _MFA_TYPE:
+            key = self._keys.verifying_key(header.get("kid"), EDDSA)
+            if key is None or header.get("typ") != _MFA_TYPE:
                 raise InvalidMfaToken
             claims = jwt.decode(
                 token,
-                self._public_key,
-                algorithms=[_ALGORITHM],
+                key,
+                algorithms=[EDDSA],
                 audience=f"{self._audience}:mfa",
                 issuer=self._issuer,
                 options={
@@ -142,4 +136,4 @@ class Ed25519Signer:
             raise InvalidMfaToken from error
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [self._jwk]}
+        return self._keys.jwks()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from infrastructure.data_keys import KeyStoreEmpty
 from infrastructure.keyring import WrongSecretKey
+from infrastructure.keys import KeySettingRefused
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
 from interfaces.logs import configure_logging
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     try:
         code: int = args.run(args)
-    except (WrongSecretKey, KeyStoreEmpty) as refused:
+    except (WrongSecretKey, KeyStoreEmpty, KeySettingRefused) as refused:
         log.error("%s", refused)
         return 2
     return code

@@ -26,7 +26,7 @@ from application.mail.outbox import MailOutbox, MailSettings, Postman
 from application.persistence.account_views import AccountViews
 from application.persistence.event_log import EventLog
 from application.persistence.projection import Projection
-from application.ports import Clock, TokenSigner, VersionedKey
+from application.ports import ClaimSigner, Clock, TokenSigner, VersionedKey
 from application.privacy.erasure import Erasure, ErasureFinisher
 from application.privacy.personal_data import PersonalDataExport
 from application.privacy.restore import AfterRestore
@@ -51,7 +51,16 @@ from infrastructure.hash_gate import HashGate
 from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
 from infrastructure.key_store import key_store
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
-from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
+from infrastructure.keys import (
+    ED25519,
+    P256,
+    RSA,
+    KeyKind,
+    load_fallback_keys,
+    load_previous_keys,
+    load_private_key,
+    load_secret_key,
+)
 from infrastructure.lag_reports import LagReports
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_render import TemplateRenderer
@@ -61,6 +70,7 @@ from infrastructure.persistence import Database, snapshot_dropper
 from infrastructure.projector import Lag, Projector
 from infrastructure.secret_box import AesGcmBox
 from infrastructure.signing import Ed25519Signer
+from infrastructure.signing_keys import SigningKeys
 from infrastructure.totp import Totp
 from infrastructure.webauthn import PyWebAuthn
 from interfaces.runtime import Runtime
@@ -99,6 +109,8 @@ class Container:
     read_side: ReadSide
     history: History
     signer: TokenSigner
+    # Signs with the algorithm asked for (EdDSA, RS256, ES256): ID tokens, other apps' tokens.
+    claim_signer: ClaimSigner
     revocations: RevocationStore
     chains: ChainStore
     throttle: Throttle
@@ -227,10 +239,9 @@ def _build(
         share=hash_share(settings, queue),
     )
     box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
+    signing_keys = signing_keys_of(settings)
     signer = Ed25519Signer(
-        load_signing_key(
-            settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
-        ),
+        signing_keys,
         issuer=settings.issuer,
         audience=settings.jwt_audience,
         lifetime_seconds=settings.access_token_ttl,
@@ -439,6 +450,7 @@ def _build(
         read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
         history=History(log),
         signer=signer,
+        claim_signer=signing_keys,
         revocations=revocations,
         chains=chains,
         throttle=throttle,
@@ -475,6 +487,25 @@ def _build(
         ),
         keys=keys,
     )
+
+
+def signing_keys_of(settings: Settings) -> SigningKeys:
+    """The token signing keys from settings; unset, made on first start under DATA_DIR."""
+    return SigningKeys(
+        [
+            load_private_key(kind, pem, pem_file, settings.data_path / kind.dev_file)
+            for kind, pem, pem_file in given_signing_keys(settings)
+        ],
+        previous=load_previous_keys(settings.jwt_previous_keys, settings.jwt_previous_keys_file),
+    )
+
+
+def given_signing_keys(settings: Settings) -> list[tuple[KeyKind, str | None, str | None]]:
+    return [
+        (ED25519, settings.jwt_private_key, settings.jwt_private_key_file),
+        (RSA, settings.jwt_rsa_private_key, settings.jwt_rsa_private_key_file),
+        (P256, settings.jwt_ec_private_key, settings.jwt_ec_private_key_file),
+    ]
 
 
 def keyring(settings: Settings) -> Keyring:

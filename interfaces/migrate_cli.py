@@ -23,7 +23,7 @@ from application.mail.outbox import MailOutbox
 from application.persistence.migration import MigrationRefused, copy_events, old_format_mapper
 from application.privacy.erasure import ErasureFinisher
 from infrastructure.source_store import open_source
-from interfaces.container import Container, build
+from interfaces.container import Container, build, given_signing_keys
 from interfaces.progress import progress
 from interfaces.settings import Settings, load_settings
 
@@ -102,13 +102,14 @@ def _migrate(container: Container, source: Any) -> int:
 def _carry_keys(old_dir: Path, settings: Settings) -> None:
     """On the embedded default the keys live in DATA_DIR, made on first use: a new DATA_DIR
     would make new ones. SECRET_KEY seals the TOTP secrets the events carry, so the old one is
-    copied (and the signing key, so tokens issued by the old service stay valid); a different
+    copied (and the signing keys, so tokens issued by the old service stay valid); a different
     one already in the target is refused."""
     target = settings.data_path
     if settings.secret_key is None and (old_dir / "secret.key").is_file():
         _carry(old_dir / "secret.key", target / "secret.key", must_match=True)
-    if not (settings.jwt_private_key or settings.jwt_private_key_file):
-        _carry(old_dir / "signing-key.pem", target / "signing-key.pem", must_match=False)
+    for kind, pem, pem_file in given_signing_keys(settings):
+        if not (pem or pem_file):
+            _carry(old_dir / kind.dev_file, target / kind.dev_file, must_match=False)
 
 
 def _carry(old: Path, new: Path, must_match: bool) -> None:

@@ -66,6 +66,13 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     jwt_audience: str = "tessera"
     jwt_private_key: str | None = None  # PEM (PKCS#8, Ed25519)
     jwt_private_key_file: str | None = None
+    jwt_rsa_private_key: str | None = None  # PEM (PKCS#8, RSA >= 2048 bits): RS256
+    jwt_rsa_private_key_file: str | None = None
+    jwt_ec_private_key: str | None = None  # PEM (PKCS#8, EC P-256): ES256
+    jwt_ec_private_key_file: str | None = None
+    # Public keys replaced by a rotation, as a JWKS: they verify and are published, never sign.
+    jwt_previous_keys: str | None = None
+    jwt_previous_keys_file: str | None = None
     access_token_ttl: Seconds = 900
     refresh_token_ttl: Seconds = 14 * 24 * 3600
     session_max_age: Seconds = 90 * 24 * 3600

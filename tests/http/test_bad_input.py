@@ -128,7 +128,8 @@ def b64(data: dict[str, Any]) -> str:
 
 def hs256_with_public_key(container: Container, claims: dict[str, Any], kid: str) -> str:
     """The algorithm-confusion attack, made by hand: PyJWT itself refuses to make it."""
-    public_pem = container.signer._public_key.public_bytes(  # type: ignore[attr-defined]
+    (ours,) = [key for key in container.claim_signer.jwks()["keys"] if key["kid"] == kid]
+    public_pem = jwt.PyJWK(ours).key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     signing_input = f"{b64({'alg': 'HS256', 'typ': 'at+jwt', 'kid': kid})}.{b64(claims)}"
@@ -159,26 +160,11 @@ def test_access_token_attacks_are_all_401(client: Client, container: Container) 
     }
     # Expired but correctly signed: re-sign with our own key to isolate the expiry check.
     expired_claims = {**claims, "iat": claims["iat"] - 7200, "exp": int(claims["iat"]) - 3600}
-    attacks["expired, our key"] = container.signer._key and jwt.encode(  # type: ignore[attr-defined]
-        expired_claims,
-        container.signer._key,
-        algorithm="EdDSA",
-        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
-    )
+    attacks["expired, our key"] = container.claim_signer.sign(expired_claims, "EdDSA", "at+jwt")
     wrong_aud = {**claims, "aud": "someone-else"}
-    attacks["wrong audience"] = jwt.encode(
-        wrong_aud,
-        container.signer._key,
-        algorithm="EdDSA",
-        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
-    )
+    attacks["wrong audience"] = container.claim_signer.sign(wrong_aud, "EdDSA", "at+jwt")
     wrong_iss = {**claims, "iss": "https://evil.example"}
-    attacks["wrong issuer"] = jwt.encode(
-        wrong_iss,
-        container.signer._key,
-        algorithm="EdDSA",
-        headers={"kid": header["kid"], "typ": "at+jwt"},  # type: ignore[attr-defined]
-    )
+    attacks["wrong issuer"] = container.claim_signer.sign(wrong_iss, "EdDSA", "at+jwt")
     before = event_count(container)
     for name, token in attacks.items():
         response = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
@@ -240,14 +226,8 @@ def test_each_token_is_refused_where_another_kind_is_expected(
         container.clock.now(),
     )
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    header = jwt.get_unverified_header(tokens["access_token"])
     future = {**claims, "iat": claims["iat"] + 3600, "exp": claims["exp"] + 3600}
-    not_yet_valid = jwt.encode(
-        future,
-        container.signer._key,  # type: ignore[attr-defined]
-        algorithm="EdDSA",
-        headers={"kid": header["kid"], "typ": "at+jwt"},
-    )
+    not_yet_valid = container.claim_signer.sign(future, "EdDSA", "at+jwt")
     before = event_count(container)
     for name, token in {"mfa token": mfa_token, "not yet valid": not_yet_valid}.items():
         refused = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
@@ -320,3 +300,34 @@ def test_bodies_are_their_schema_s_types_exactly(client: Client, container: Cont
         == 204
     )
     assert client.get("/api/users/me", headers=bearer(second)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "extra"),
+    [
+        ("EdDSA", {"client_id": "grafana"}),  # an access token issued to another app (RFC 9068)
+        ("EdDSA", {"client_id": None}),  # the claim's presence is enough, whatever its value
+        ("RS256", {}),  # first-party tokens stay EdDSA: our own RSA key signs none of them
+        ("ES256", {}),
+    ],
+)
+def test_a_token_we_signed_for_another_app_is_no_first_party_session(
+    client: Client, container: Container, algorithm: str, extra: dict[str, Any]
+) -> None:
+    """Tokens signed by tessera's own keys, for tessera's own audience, with the first-party
+    type: even so, one that names a client, or signed with any algorithm but EdDSA, is a 401."""
+    register_and_verify(client, container)
+    tokens = log_in(client)
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    token = container.claim_signer.sign({**claims, **extra}, algorithm, "at+jwt")
+    assert jwt.get_unverified_header(token)["alg"] == algorithm
+    before = event_count(container)
+    refused = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert (refused.status_code, refused.json()["code"]) == (401, "invalid_access_token")
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert event_count(container) == before
+    # The same claims, EdDSA, without client_id: the one thing that made it a 401 above.
+    first_party = {k: v for k, v in claims.items() if k != "client_id"}
+    again = container.claim_signer.sign(first_party, "EdDSA", "at+jwt")
+    assert client.get("/api/users/me", headers={"Authorization": f"Bearer {again}"}).is_success
