@@ -28,7 +28,7 @@ from domain.session import Session
 from infrastructure.passwords import Argon2Hasher, Argon2Parameters
 from infrastructure.persistence import Database
 from infrastructure.secret_box import AesGcmBox
-from interfaces.container import Container, build
+from interfaces.container import Container, build, signing_keys_of
 from interfaces.settings import load_settings
 from tests.conftest import FAST_ARGON2, FakeClock, run_projections
 from tests.e2e.test_serve import tessera
@@ -123,6 +123,8 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     if request.param == "sqlite":
         # The embedded default made its keys in DATA_DIR: the migration carries them over.
         (old_dir / "secret.key").write_text(SECRET)
+        old_keys = signing_keys_of(load_settings({"DATA_DIR": str(old_dir)}))  # made there
+        assert len(old_keys.jwks()["keys"]) == 3
         database = Database(url=None, sqlite_path=old_dir / "tessera.sqlite")
         source_args = ["--from-data-dir", str(old_dir)]
     else:
@@ -159,6 +161,11 @@ def test_an_old_store_is_migrated_sealed_and_can_then_be_erased(stores: Stores) 
     migrated = stores.migrate()
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.startswith("migrated 8 events")
+    old_dir, new_dir = stores.cwd / "old", Path(stores.target_env["DATA_DIR"])
+    if "--from-data-dir" in stores.source_args:
+        # The signing keys came along, so tokens the old service signed stay valid.
+        for name in ("signing-key.pem", "signing-key-rs256.pem", "signing-key-es256.pem"):
+            assert (new_dir / name).read_bytes() == (old_dir / name).read_bytes(), name
 
     container = build(
         load_settings(stores.target_env), clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
