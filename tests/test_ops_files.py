@@ -167,10 +167,15 @@ def test_every_tessera_process_gets_the_production_settings_and_no_secret_in_cle
         # falls back to a key of its own (each would seal and sign with a different one).
         assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]*\}", env["SECRET_KEY"])
         assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"]
-        key_file = env["JWT_PRIVATE_KEY_FILE"]
-        assert key_file.startswith("/run/secrets/")
-        assert key_file.removeprefix("/run/secrets/") in declared_secrets
-        assert key_file.removeprefix("/run/secrets/") in service["secrets"]
+        for setting in (
+            "JWT_PRIVATE_KEY_FILE",
+            "JWT_RSA_PRIVATE_KEY_FILE",
+            "JWT_EC_PRIVATE_KEY_FILE",
+        ):
+            key_file = env[setting]
+            assert key_file.startswith("/run/secrets/"), setting
+            assert key_file.removeprefix("/run/secrets/") in declared_secrets, setting
+            assert key_file.removeprefix("/run/secrets/") in service["secrets"], setting
 
 
 def test_the_compose_env_example_lists_every_required_variable_empty(
