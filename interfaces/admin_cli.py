@@ -83,8 +83,10 @@ def add_commands(commands: Any) -> None:
         "store does not, destroy again the keys of erased accounts, report accounts whose key "
         "is lost (reads the whole log)",
     )
-    listing = actions.add_parser("list", help="list accounts (by username)")
-    listing.add_argument("--search", default="", help="part of an email or username")
+    listing = actions.add_parser("list", help="list accounts (in the order they registered)")
+    listing.add_argument(
+        "--search", default="", help="an exact email or username (any case): only its account"
+    )
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
     admin.set_defaults(run=administer)

@@ -36,6 +36,7 @@ from application.read_side.read_models import (
     AuditProjection,
     SessionsProjection,
 )
+from application.read_side.read_seals import ReadSeals
 from application.sessions.access import Access
 from application.sessions.lifecycle import SessionRules, Sessions
 from domain.lockout import LockoutPolicy
@@ -292,6 +293,7 @@ def _build(
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
+    seals = ReadSeals(keys)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -343,9 +345,9 @@ def _build(
     )
     projections: list[Projection] = [
         mail,
-        AccountsProjection(accounts),
-        SessionsProjection(sessions),
-        AuditProjection(audit),
+        AccountsProjection(accounts, seals),
+        SessionsProjection(sessions, seals),
+        AuditProjection(audit, seals),
         ErasureFinisher(stores.erasures, erasure),
     ]
     projectors = [
@@ -435,8 +437,8 @@ def _build(
         administration=Administration(log, session_life, clock),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
-        personal_data=PersonalDataExport(log, sessions, ledger, clock),
-        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
+        personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),
+        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name, seals),
         history=History(log),
         signer=signer,
         revocations=revocations,
