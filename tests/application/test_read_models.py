@@ -527,3 +527,49 @@ def test_the_trail_read_field_by_field_equals_the_trail_of_whole_events(
     assert found == expected
     assert {e.type for e in found} >= {"SessionStarted", "SessionRefreshed", "AccountLocked"}
     assert any(e.details for e in found) and all(e.time.tzinfo for e in found)
+
+
+# The accounts table as releases before sealing kept it: the person's values in plain text.
+PLAIN_ACCOUNTS = (
+    "id TEXT PRIMARY KEY, email TEXT NOT NULL, username TEXT NOT NULL, display_name TEXT NOT"
+    " NULL, email_verified INTEGER NOT NULL, roles TEXT NOT NULL, disabled INTEGER NOT NULL,"
+    " locked INTEGER NOT NULL, locked_until DOUBLE PRECISION, mfa_enabled INTEGER NOT NULL,"
+    " created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
+    " last_login_at DOUBLE PRECISION, version INTEGER NOT NULL"
+)
+
+
+def test_a_read_model_of_an_older_shape_is_dropped_and_rebuilt_from_the_log(
+    container: Container, settings: Any, clock: FakeClock
+) -> None:
+    """A store written by an earlier release (plain columns) is not left as it was: the next
+    start drops the read model with its position, and its projector rebuilds it from the log,
+    the values sealed; on SQLite its file keeps no page of the old table."""
+    ada = container.registration.register("ada@example.com", "ada", PASSWORD)
+    run_projections(container)
+    view: Any = container.projector("accounts").projection.view
+    table = view._table("accounts")
+    with view.datastore.transaction(commit=True) as c:
+        c.execute(f"DROP TABLE {table}")
+        c.execute(f"CREATE TABLE {table} ({PLAIN_ACCOUNTS})")
+        c.execute(
+            f"INSERT INTO {table} VALUES ({', '.join([view.marker] * 14)})",
+            [str(ada.id), "ada@example.com", "ada", "Ada", 0, "", 0, 0, None, 0, 1.0, 1.0, None, 1],
+        )
+    assert container.projector("accounts").position == event_count(container)
+    container.close()
+
+    started = build(settings, clock=clock)
+    try:
+        projector = started.projector("accounts")
+        assert projector.position == 0  # the position went with the old rows
+        assert projector.projection.view.rows("accounts", {}) == []
+        run_projections(started)
+        (row,) = projector.projection.view.rows("accounts", {})
+        assert "email" not in row and row["sealed_email"] and "ada" not in row["sealed_email"]
+        assert [a.email for a in started.read_side.accounts("ADA")] == ["ada@example.com"]
+        if not started.database.is_postgres:
+            files = started.settings.data_path.glob("accounts.sqlite*")
+            assert not [f for f in files if b"ada@example.com" in f.read_bytes()]
+    finally:
+        started.close()
