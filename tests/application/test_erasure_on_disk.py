@@ -135,6 +135,8 @@ def test_after_an_erasure_and_a_checkpoint_no_file_of_the_cluster_holds_the_pers
     checkpoint(own_cluster)
     assert (data / "pg_wal").is_dir() and (data / "base").is_dir()
     assert named(url, found_in(data, VALUES)) == {}
+    # Nor does the server's own log, beside the data directory.
+    assert found_in(own_cluster.directory, VALUES, skip=data) == {}
     # The mails went to files under DATA_DIR: the person's are gone with her.
     assert found_in(tmp_path / "var", VALUES) == {}
 

@@ -553,7 +553,7 @@ def test_a_read_model_of_an_older_shape_is_dropped_and_rebuilt_from_the_log(
         c.execute(f"DROP TABLE {table}")
         c.execute(f"CREATE TABLE {table} ({PLAIN_ACCOUNTS})")
         c.execute(
-            f"INSERT INTO {table} VALUES ({', '.join([view.marker] * 14)})",
+            f"INSERT INTO {table} VALUES ({', '.join([view.marker] * 14)})",  # noqa: S608
             [str(ada.id), "ada@example.com", "ada", "Ada", 0, "", 0, 0, None, 0, 1.0, 1.0, None, 1],
         )
     assert container.projector("accounts").position == event_count(container)
