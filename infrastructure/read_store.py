@@ -181,7 +181,7 @@ class ReadStoreStatements:
         other columns than this release's (an earlier release's, with the person's values in
         plain text) is dropped with its position, so the projector rebuilds it from the first
         event. Dropping a table removes its files; copies made before (old WAL segments, base
-        backups) keep what it held: docs/security.md says how to be rid of them."""
+        backups) keep what it held: docs/operate/read-models.md says how to be rid of them."""
         older = [
             table
             for table in self.tables
@@ -338,8 +338,9 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
     def _scrub(self) -> None:
         # A deleted or overwritten row stays in the file's free space, and older versions of
         # its pages in the write-ahead log, until overwritten: VACUUM writes the file afresh
-        # and a truncating checkpoint empties the log. (PostgreSQL: pg_dump, backups and
-        # replicas hold live rows only; see docs/security.md for its data files.)
+        # and a truncating checkpoint empties the log. The values are sealed under a key the
+        # erasure destroyed, so this only leaves no noise behind either. (PostgreSQL keeps old
+        # row versions in its data files and WAL too, sealed alike: docs/operate/read-models.md.)
         with self.datastore.get_connection(commit=True) as conn:
             cursor = conn.cursor()
             cursor.execute("VACUUM")
