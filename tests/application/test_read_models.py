@@ -573,3 +573,27 @@ def test_a_read_model_of_an_older_shape_is_dropped_and_rebuilt_from_the_log(
             assert not [f for f in files if b"ada@example.com" in f.read_bytes()]
     finally:
         started.close()
+
+
+def test_a_page_opens_its_peoples_values_with_one_read_of_the_key_table(
+    container: Container, lived: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each listing reads the keys of all the people on its page at once, not one by one."""
+    run_projections(container)
+    keys: Any = container.log.keys
+    table = keys._table
+    reads: list[str] = []
+    for name in ("get", "get_many"):
+        real = getattr(table, name)
+        monkeypatch.setattr(
+            table, name, lambda *args, real=real, name=name: reads.append(name) or real(*args)
+        )
+    for answer in (
+        lambda: container.read_side.accounts(),
+        lambda: container.read_side.live_sessions(lived["ada"].id),
+        lambda: container.read_side.audit_events(AuditFilter(limit=500)).entries,
+    ):
+        keys._cache.clear()  # as a process that has read none of them yet
+        reads.clear()
+        assert answer()
+        assert reads == ["get_many"], reads
