@@ -32,7 +32,7 @@ CHECKPOINT_PAUSE = 0.1
 # Each table: its columns (the first is the key) and the indexes the queries use. No column
 # holds a person's value in plain text: `sealed_*` ones hold it sealed under the person's data
 # key, `*_fingerprint` ones a keyed hash of it, and an audit row's details seal theirs
-# (application.read_seals). A store that finds a table of another shape (one from an earlier
+# (application.read_side.read_seals). A store that finds a table of another shape (one from an earlier
 # release) drops the read model and rebuilds it from the log (ReadStoreStatements._create_table).
 TABLES: dict[str, tuple[list[str], list[str]]] = {
     "accounts": (

@@ -15,8 +15,8 @@ import psycopg
 import pyotp
 import pytest
 
+from application.factors.reauthentication import Proof
 from application.origin import current_client
-from application.reauthentication import Proof
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
 from tests.application.test_erasure import EMAIL, PHONE, USERNAME, used_account
