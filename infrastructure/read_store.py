@@ -90,6 +90,8 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
     "audit_sessions": (["id TEXT PRIMARY KEY", "account_id TEXT NOT NULL"], []),
 }
 
+FINGERPRINT_COLUMNS = frozenset({"email_fingerprint", "username_fingerprint"})
+
 # Tables whose rows are written once and never changed: a rebuild appends them (PostgreSQL:
 # COPY) instead of upserting, into tables it emptied.
 APPEND_ONLY = frozenset({"audit_log", "audit_sessions"})
@@ -462,15 +464,24 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
 class AccountQueries(ReadStoreStatements):
     tables = ("accounts",)
 
-    def search(self, where: Row, after: tuple[float, str] | None, limit: int) -> list[Row]:
-        """Accounts whose columns equal `where` (a fingerprint), in the order they registered,
-        after the one registered at `after` (its created_at and id)."""
-        clause, params = self._where(where)
+    def search(
+        self, lookup: tuple[str, list[str]] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[Row]:
+        """Accounts whose column `lookup[0]` (a fingerprint's) holds one of `lookup[1]`, in the
+        order they registered, after the one registered at `after` (its created_at and id)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if lookup is not None:
+            column, values = lookup
+            if column not in FINGERPRINT_COLUMNS or not values:
+                raise ValueError(f"not a look-up of the accounts: {column}")
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += values
         if after is not None:
-            clause += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+            clauses.append("(created_at > ? OR (created_at = ? AND id > ?))")
             params += [after[0], after[0], after[1]]
         return self.select(
-            f"SELECT * FROM {{accounts}} WHERE {clause.replace(self.marker, '?')}"
+            f"SELECT * FROM {{accounts}} WHERE {' AND '.join(clauses) or 'TRUE'}"
             " ORDER BY created_at, id LIMIT ?",
             [*params, limit],
         )

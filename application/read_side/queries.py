@@ -1,6 +1,6 @@
 """Questions answered from the read models: account listings, a user's sessions, the audit log.
 
-Rows keep their person's values sealed (application.read_seals): a query opens those it answers
+Rows keep their person's values sealed (application.read_side.read_seals): a query opens those it answers
 with, the keys of a page's people read at once. Accounts are found by an exact email or
 username (as Keycloak's exact search), never by a part of one: the rows hold keyed fingerprints
 of them, nothing a substring could be matched against.
@@ -37,9 +37,11 @@ class Freshness(Protocol):
 
 
 class AccountRows(Protocol):
-    def search(self, where: Row, after: tuple[float, str] | None, limit: int) -> list[Row]:
-        """Rows whose columns equal `where`, in the order the accounts registered (created_at,
-        then id), after the one `after` names."""
+    def search(
+        self, lookup: tuple[str, list[str]] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[Row]:
+        """Rows whose column `lookup[0]` holds one of `lookup[1]` (None: every row), in the
+        order the accounts registered (created_at, then id), after the one `after` names."""
         ...
 
 
@@ -178,30 +180,26 @@ class ReadSide:
     def account_list(self, text: str = "", after: str = "", limit: int = 100) -> AccountList:
         """A page of `accounts(text, after)`, and where the next page starts."""
         limit = max(1, min(limit, MAX_PAGE))
-        where = self._lookup(text)
-        if where is None:
+        text = text.strip()
+        lookup = self._lookup(text) if text else None
+        if text and lookup is None:
             return AccountList([], None)
         # One row more than the page, to know whether there is a next page.
-        rows = self._accounts.search(where, _after(after), limit + 1)
+        rows = self._accounts.search(lookup, _after(after), limit + 1)
         opened = self._seals.opened("accounts", rows[:limit])
         page = [AccountSummary.of(row) for row in opened]
         return AccountList(page, _cursor(rows[limit - 1]) if len(rows) > limit else None)
 
-    def _lookup(self, text: str) -> Row | None:
-        """The fingerprint column and value an exact search by `text` compares; {} for no
-        search, None for text no account can have."""
-        text = text.strip()
-        if not text:
-            return {}
+    def _lookup(self, text: str) -> tuple[str, list[str]] | None:
+        """The fingerprint column an exact search by `text` compares, and the fingerprints it
+        compares with; None for text no account can have."""
         try:
             if is_email(text):
-                return {
-                    "email_fingerprint": self._seals.fingerprint("email", normalise_email(text))
-                }
+                return "email_fingerprint", self._seals.fingerprints("email", normalise_email(text))
             username = normalise_username(text)
         except Invalid:
             return None
-        return {"username_fingerprint": self._seals.fingerprint("username", username)}
+        return "username_fingerprint", self._seals.fingerprints("username", username)
 
     def live_sessions(
         self, account_id: UUID, current_session: UUID | None = None

@@ -150,7 +150,7 @@ _ACCOUNT_COLUMNS: dict[str, Any] = {
     "MfaDisabled": lambda state, row: {"mfa_enabled": 0},
     "ProfileUpdated": lambda state, row: {"display_name": state["display_name"]},
 }
-_READS_ITS_ROW = frozenset({"RoleGranted", "RoleRevoked"})
+_READS_ITS_ROW = frozenset({"RoleGranted", "RoleRevoked", "ClaimsRekeyed"})
 
 
 class AccountsProjection(_Projection):
@@ -189,6 +189,10 @@ class AccountsProjection(_Projection):
         key = {"id": str(owner)}
         row = rows.get("accounts", key["id"]) if name in _READS_ITS_ROW else None
         values = _ACCOUNT_COLUMNS[name](state, row) if name in _ACCOUNT_COLUMNS else {}
+        if name == "ClaimsRekeyed" and row is not None:
+            # Claimed anew under a new fingerprint key: so is the row, before the old key goes.
+            (opened,) = self.seals.opened("accounts", [row])
+            values.update(email=opened["email"], username=opened["username"])
         values.update(updated_at=_timestamp(event), version=event.originator_version)
         return [Update("accounts", key, self.seals.sealed("accounts", owner, values))]
 

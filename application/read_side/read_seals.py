@@ -6,7 +6,10 @@ username, a name, an IP, a user agent) sealed under the same key as the events (
 so destroying the key at erasure leaves every copy of the row unreadable: the dead row versions
 PostgreSQL keeps until a vacuum, its WAL, replicas and base backups, a SQLite file's free pages.
 A value the accounts are looked up by (email, username) is kept besides as a keyed fingerprint
-(DataKeys.fingerprint, as the uniqueness claims are): an exact match, never a substring.
+(DataKeys.fingerprints, as the uniqueness claims are): an exact match, never a substring. A row
+is fingerprinted under the newest version of the fingerprint key, and a look-up compares every
+live version, so a row written while the key is being replaced is found whichever version made
+it; the rows written before are fingerprinted anew as their accounts' claims are (ClaimsRekeyed).
 
 A stored value is "" (none), ERASED (its person was forgotten before it was projected: there is
 no key to seal it under any more), or the base64 of what DataKeys.seal made of the value's JSON,
@@ -89,11 +92,15 @@ class ReadSeals:
         return ERASED if opened is None else _decode(opened)
 
     def fingerprint(self, kind: str, value: str) -> str:
-        """What an exact, case-insensitive look-up by an email or username compares: `value`
-        normalised as registration normalises it."""
+        """What a row keeps of a value it is looked up by (`value` normalised as registration
+        normalises it): its fingerprint under the newest version of the key."""
         if not value or value == ERASED:
             return ""
-        return self._keys.fingerprint(kind, value)
+        return self._keys.fingerprints(kind, value)[0]
+
+    def fingerprints(self, kind: str, value: str) -> list[str]:
+        """What an exact look-up by `value` compares: its fingerprint under each live version."""
+        return self._keys.fingerprints(kind, value)
 
     def sealed(self, table: str, owner: UUID | str | None, values: Row) -> Row:
         """`values` of a row of `table` as stored: each personal value replaced by its sealed
