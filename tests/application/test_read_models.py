@@ -454,6 +454,7 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         lambda at: account.revoke_role("auditor", at, "cli:root"),
         lambda at: account.start_mfa_enrollment("sealed secret", at),
         lambda at: account.enable_mfa(1, ["r1", "r2"], at),
+        lambda at: account.reseal_mfa_secret("sealed secret, again", None, at),
         lambda at: account.use_totp(2, at),
         lambda at: account.use_recovery_code("r1", at),
         lambda at: account.renew_recovery_codes(["r3", "r4"], at),
@@ -470,6 +471,7 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         lambda at: account.request_password_reset("r", "sealed", at, timedelta(hours=1)),
         lambda at: account.reset_password("r", "h2", at, history_size=3),
         lambda at: account.update_profile("Eve Adams", at),
+        lambda at: account.claims_rekeyed(2, at),  # the row's fingerprints made anew
         lambda at: account.revoke_all_sessions(at),
         lambda at: account.register_passkey("c1", "pk", 1, "Phone", ["internal"], at),
         lambda at: account.rename_passkey("c1", "Laptop", at),
