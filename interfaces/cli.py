@@ -13,6 +13,7 @@ from infrastructure.data_keys import KeyStoreEmpty
 from infrastructure.keyring import WrongSecretKey
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
+from interfaces.container import NoStore
 from interfaces.logs import configure_logging
 from interfaces.settings import load_settings
 
@@ -196,8 +197,11 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     try:
         code: int = args.run(args)
-    except (WrongSecretKey, KeyStoreEmpty) as refused:
-        log.error("%s", refused)
+    except (WrongSecretKey, KeyStoreEmpty, NoStore) as refused:
+        if is_service:
+            log.error("%s", refused)
+        else:  # a person at a terminal reads it: plain words, not a log line
+            print(f"tessera {args.command}: {refused}", file=sys.stderr)
         return 2
     return code
 
