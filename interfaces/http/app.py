@@ -45,7 +45,7 @@ from interfaces.http.problems import (
 )
 from interfaces.http.request_log import request_log
 from interfaces.http.security import ClientAddress
-from interfaces.http.system import jwks, live, ready
+from interfaces.http.system import home, jwks, live, ready
 from interfaces.pages import pages_router
 
 MAX_BODY_BYTES = 64 * 1024
@@ -148,10 +148,11 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         if run_background:
             container.start_background()
 
+    # `/` is the pages' (to the sign-in page or the account), else a pointer to the API docs.
     pages = (
         [pages_router(container, before_request=attribute)]
         if container.settings.pages_enabled
-        else []
+        else [home]
     )
     return Litestar(
         route_handlers=[
