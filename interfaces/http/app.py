@@ -26,6 +26,7 @@ from interfaces.container import Container
 from interfaces.http.admin import AdminController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
+from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
@@ -208,7 +209,11 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Overloaded: overloaded_problem,
             Exception: unexpected_problem,
         },
-        middleware=[request_log, prometheus.middleware],
+        middleware=[
+            *filter(None, [cross_origin(container.settings.cors_origins)]),
+            request_log,
+            prometheus.middleware,
+        ],
         plugins=[
             OpenTelemetryPlugin(
                 OpenTelemetryConfig(
