@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from litestar.datastructures import Headers, MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 PREFIX = "/api/"
 METHODS = "DELETE, GET, PATCH, POST, PUT"
@@ -35,7 +44,7 @@ def cross_origin(origins: Collection[str]) -> Callable[[ASGIApp], ASGIApp] | Non
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(PREFIX):
                 await app(scope, receive, send)
                 return
             headers = Headers.from_scope(scope)
@@ -68,17 +77,17 @@ def cross_origin(origins: Collection[str]) -> Callable[[ASGIApp], ASGIApp] | Non
 
 async def _preflight(origin: str, send: Send) -> None:
     """The browser asks before a call with a token or a JSON body; nothing is run for it."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 204,
-            "headers": [
-                (b"access-control-allow-origin", origin.encode("latin-1")),
-                (b"access-control-allow-methods", METHODS.encode()),
-                (b"access-control-allow-headers", REQUEST_HEADERS.encode()),
-                (b"access-control-max-age", MAX_AGE.encode()),
-                (b"vary", b"Origin"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 204,
+        "headers": [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", METHODS.encode()),
+            (b"access-control-allow-headers", REQUEST_HEADERS.encode()),
+            (b"access-control-max-age", MAX_AGE.encode()),
+            (b"vary", b"Origin"),
+        ],
+    }
+    body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(start)
+    await send(body)
