@@ -30,6 +30,8 @@ from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
+from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
+from interfaces.http.openapi_viewer import RENDER_PLUGINS, docs_policy
 from interfaces.http.passkeys import (
     MyPasskeysController,
     PasskeySignInController,
@@ -211,6 +213,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         },
         middleware=[
             *filter(None, [cross_origin(container.settings.cors_origins)]),
+            docs_policy,
             request_log,
             prometheus.middleware,
         ],
@@ -234,7 +237,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             title="Tessera",
             version="0.1.0",
             description="An event-sourced authentication service.",
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=RENDER_PLUGINS,
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
