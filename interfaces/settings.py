@@ -86,8 +86,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     otel_service_name: str = "tessera"
     log_level: str = "INFO"
     log_file: str | None = None  # the same lines here too, besides stdout
-    # "ecs": Elastic Common Schema; "json": the older field names, kept for one release.
-    log_format: Literal["ecs", "json"] = "ecs"
+    # "ecs": Elastic Common Schema; "json": the older field names, kept for one release;
+    # "console": short lines for a person at a terminal (`make run`), LOG_FILE still ECS.
+    log_format: Literal["ecs", "json", "console"] = "ecs"
 
     # Accounts
     require_verified_email: bool = True
