@@ -141,13 +141,13 @@ class Database:
             "APPLICATION_RECORDER_TOPIC": "infrastructure.event_store:ConcurrentRecorder",
         }
 
-    def holds_a_store(self) -> bool:
+    def holds_a_store(self, events_table: str) -> bool:
         """Whether a store was made here already (its events table exists). Asks without
         making anything: no file, no table."""
         if self.url is None:
             return self.sqlite_path.is_file()
         with psycopg.connect(self.postgres_conninfo(), autocommit=True) as conn:
-            row = conn.execute("SELECT to_regclass('stored_events') IS NOT NULL").fetchone()
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (events_table,)).fetchone()
         return bool(row and row[0])
 
     @property

@@ -193,7 +193,8 @@ def build(
         url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
     )
     with database.schema_lock():
-        new = not database.holds_a_store()
+        # The library names the events table after the application.
+        new = not database.holds_a_store(f"{EventLog.name.lower()}_events")
         if new and not create:
             raise NoStore(
                 f"no store at {database.place}: run this where the server runs, or set"

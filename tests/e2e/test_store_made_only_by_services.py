@@ -77,6 +77,17 @@ def test_a_reading_command_on_an_empty_database_refuses_and_creates_no_table(
     assert list(tmp_path.iterdir()) == []  # nor a secret key or signing key in ./var
 
 
+def test_a_reading_command_reads_a_database_a_service_made(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    settings = {"DATABASE_URL": url, "DATA_DIR": str(tmp_path / "var")}
+    build(load_settings(settings)).close()  # as `tessera serve` does on first start
+    done = run(["admin", "list"], tmp_path, **settings)
+    assert done.returncode == 0, done.stderr
+    assert run(["audit", "export"], tmp_path, **settings).returncode == 0
+
+
 def test_a_store_without_its_secret_key_is_refused_not_given_a_new_one(tmp_path: Path) -> None:
     """A new SECRET_KEY would open none of the store's keys: the command names the setting."""
     build(load_settings({"DATA_DIR": str(tmp_path / "var")})).close()
