@@ -77,7 +77,10 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        # uvicorn's color_message repeats the message with terminal colours: never shown.
+        extra = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and k != "color_message"
+        }
         request = current_request.get()
         message = record.getMessage()
         if record.name == "tessera.access" and request is not None:
