@@ -84,6 +84,7 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
         "use a passkey; without a password, sign in again.",
     ),
     RateLimited: (429, "rate_limited", "Too many requests; wait before trying again."),
+    InvalidMfaCode: (401, "invalid_mfa_code", "The code is wrong, expired or already used."),
     # The same code as any refused one (clients branch on it), with the hint a person needs:
     # the authenticator goes on showing the code just used until its next step.
     MfaCodeAlreadyUsed: (
@@ -91,7 +92,6 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
         "invalid_mfa_code",
         "This code was already used; wait for the next one from your app.",
     ),
-    InvalidMfaCode: (401, "invalid_mfa_code", "The code is wrong, expired or already used."),
     InvalidMfaToken: (
         401,
         "invalid_mfa_token",
