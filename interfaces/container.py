@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ from interfaces.stores.embedded import embedded_stores
 from interfaces.stores.postgres import postgres_stores
 from interfaces.stores.redis_state import redis_state
 from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
+
+log = logging.getLogger(__name__)
 
 
 class NoStore(Exception):
