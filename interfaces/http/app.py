@@ -31,7 +31,7 @@ from interfaces.http.me import MeController
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
-from interfaces.http.openapi_viewer import RENDER_PLUGINS, docs_policy
+from interfaces.http.openapi_viewer import docs_policy, render_plugins
 from interfaces.http.passkeys import (
     MyPasskeysController,
     PasskeySignInController,
@@ -238,7 +238,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             version="0.1.0",
             description="An event-sourced authentication service.",
             path=SCHEMA_PATH,
-            render_plugins=RENDER_PLUGINS,
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

@@ -68,7 +68,9 @@ class OfflineSwaggerUI(OpenAPIRenderPlugin):
         )
 
 
-RENDER_PLUGINS = [JsonRenderPlugin(path="/openapi.json"), OfflineSwaggerUI()]
+def render_plugins() -> list[OpenAPIRenderPlugin]:
+    """New ones for each app, as Litestar makes its defaults: each is handed its app's router."""
+    return [JsonRenderPlugin(path="/openapi.json"), OfflineSwaggerUI()]
 
 
 def docs_policy(app: ASGIApp) -> ASGIApp:
