@@ -95,7 +95,7 @@ def add_commands(commands: Any) -> None:
 def administer(args: argparse.Namespace) -> int:
     if args.action == "move-keys":
         return _move_keys(load_settings())
-    container = build(load_settings())
+    container = build(load_settings(), create=False)
     try:
         return _administer(container, args)
     except AccountNotFound:
@@ -299,7 +299,7 @@ def rebuild(args: argparse.Namespace) -> int:
     """Replays every event into an emptied read model. The projection's lease is taken first,
     so no other process applies events meanwhile: stop its projectors (or `tessera serve` on
     the embedded default) if they hold it."""
-    container = build(load_settings())
+    container = build(load_settings(), create=False)
     try:
         projector = container.projector(args.name)
         deadline = time.monotonic() + args.wait

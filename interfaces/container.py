@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from infrastructure.hash_gate import HashGate
 from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
 from infrastructure.key_store import key_store
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
-from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
+from infrastructure.keys import MissingKey, load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_render import TemplateRenderer
@@ -71,6 +72,14 @@ from interfaces.stores.embedded import embedded_stores
 from interfaces.stores.postgres import postgres_stores
 from interfaces.stores.redis_state import redis_state
 from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+class NoStore(Exception):
+    """Where the settings point there is no store (or not its keys), and the command at hand
+    may not make one: an operator's command run from the wrong folder would otherwise make a
+    new, empty store there and report on it."""
 
 
 @dataclass
@@ -175,14 +184,33 @@ def build(
     settings: Settings,
     clock: Clock | None = None,
     data_keys: Callable[[Keyring], WrappedDataKeys] = WrappedDataKeys,
+    create: bool = True,
 ) -> Container:
     """`data_keys`: made from SECRET_KEY; only the bench passes another (bench/plain_keys.py,
-    which leaves values unsealed to measure what sealing costs); no setting chooses it."""
+    which leaves values unsealed to measure what sealing costs); no setting chooses it.
+
+    `create`: whether a store (and its keys) may be made where the settings point; the
+    services make one on first start, an operator's command only reads one (NoStore).
+    """
     database = Database(
         url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
     )
     with database.schema_lock():
-        return _build(settings, database, clock or SystemClock(), data_keys)
+        # The library names the events table after the application.
+        new = not database.holds_a_store(f"{EventLog.name.lower()}_events")
+        if new and not create:
+            raise NoStore(
+                f"no store at {database.place}: run this where the server runs, or set"
+                f" {'DATABASE_URL' if database.is_postgres else 'DATA_DIR (or DATABASE_URL)'}"
+                " to the server's"
+            )
+        try:
+            container = _build(settings, database, clock or SystemClock(), data_keys, create)
+        except MissingKey as missing:
+            raise NoStore(str(missing)) from None
+    if new:
+        log.info("created a new store at %s", database.place)
+    return container
 
 
 def _build(
@@ -190,6 +218,7 @@ def _build(
     database: Database,
     clock: Clock,
     data_keys: Callable[[Keyring], WrappedDataKeys],
+    create: bool,
 ) -> Container:
     data = settings.data_path
     env = database.eventsourcing_env()
@@ -197,7 +226,7 @@ def _build(
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    keys = data_keys(keyring(settings))
+    keys = data_keys(keyring(settings, create))
     keys.use_clock(clock.now)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     shared = redis_state(settings.redis_url) if settings.redis_url else None
@@ -230,7 +259,10 @@ def _build(
     box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
     signer = Ed25519Signer(
         load_signing_key(
-            settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
+            settings.jwt_private_key,
+            settings.jwt_private_key_file,
+            data / "signing-key.pem",
+            create,
         ),
         issuer=settings.issuer,
         audience=settings.jwt_audience,
@@ -479,9 +511,9 @@ def _build(
     )
 
 
-def keyring(settings: Settings) -> Keyring:
+def keyring(settings: Settings, create: bool = True) -> Keyring:
     return Keyring(
-        load_secret_key(settings.secret_key, settings.data_path / "secret.key"),
+        load_secret_key(settings.secret_key, settings.data_path / "secret.key", create),
         load_fallback_keys(settings.secret_key_fallbacks),
     )
 
