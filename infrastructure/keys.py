@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+log = logging.getLogger(__name__)
+
+
+class MissingKey(Exception):
+    """A key the settings leave to DATA_DIR is not there, and this command may not make one:
+    a key made there would open nothing the store already keeps."""
+
+
+def _make_once(
+    path: Path, make: Callable[[], bytes], what: str, create: bool, setting: str
+) -> None:
+    """`make` is called only when the key is missing: an RSA key takes a while to generate."""
+    if path.exists():
+        return
+    if not create:
+        raise MissingKey(
+            f"no {what} at {path.resolve()}: set {setting} (or DATA_DIR) as the server has it"
+        )
+    # Another process may make it first: then use theirs.
+    with contextlib.suppress(FileExistsError):
+        _write_private(path, make())
+        log.info("created a new %s at %s", what, path.resolve())
 
 
 def _write_private(path: Path, content: bytes) -> None:
@@ -36,6 +60,7 @@ class KeyKind:
 
     setting: str  # the settings that give it: SETTING and SETTING_FILE
     dev_file: str  # under DATA_DIR, where it is made on first start when neither is set
+    what: str  # in words, for the log line that says it was made
     generate: Callable[[], PrivateKeyTypes]
     fits: Callable[[PrivateKeyTypes], bool]
     wanted: str  # what `fits` asks, in words
@@ -50,6 +75,7 @@ RSA_BITS = 2048
 ED25519 = KeyKind(
     "JWT_PRIVATE_KEY",
     "signing-key.pem",
+    "signing key",
     Ed25519PrivateKey.generate,
     lambda key: isinstance(key, Ed25519PrivateKey),
     "an Ed25519 private key",
@@ -57,6 +83,7 @@ ED25519 = KeyKind(
 RSA = KeyKind(
     "JWT_RSA_PRIVATE_KEY",
     "signing-key-rs256.pem",
+    "RS256 signing key",
     lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
     lambda key: isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048,
     "an RSA private key of at least 2048 bits",
@@ -64,6 +91,7 @@ RSA = KeyKind(
 P256 = KeyKind(
     "JWT_EC_PRIVATE_KEY",
     "signing-key-es256.pem",
+    "ES256 signing key",
     lambda: ec.generate_private_key(ec.SECP256R1()),
     lambda key: isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1),
     "an EC private key on P-256",
@@ -71,9 +99,10 @@ P256 = KeyKind(
 
 
 def load_private_key(
-    kind: KeyKind, pem: str | None, pem_file: str | None, dev_path: Path
+    kind: KeyKind, pem: str | None, pem_file: str | None, dev_path: Path, create: bool = True
 ) -> PrivateKeyTypes:
-    """The key given inline, else in a file; else the one generated under DATA_DIR on first use."""
+    """The key given inline, else in a file; else the one kept under DATA_DIR, made there on
+    first use if `create` (else MissingKey)."""
     setting = kind.setting if pem else f"{kind.setting}_FILE"
     if pem:
         data = pem.encode("ascii", errors="replace")
@@ -86,15 +115,15 @@ def load_private_key(
             ) from None
     else:
         setting = str(dev_path)
-        if not dev_path.exists():
-            generated = kind.generate().private_bytes(
+
+        def generated() -> bytes:
+            return kind.generate().private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            # Another process may make it first: then use theirs.
-            with contextlib.suppress(FileExistsError):
-                _write_private(dev_path, generated)
+
+        _make_once(dev_path, generated, kind.what, create, f"{kind.setting}_FILE")
         data = dev_path.read_bytes()
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -137,12 +166,15 @@ def load_previous_keys(jwks: str | None, jwks_file: str | None) -> list[PublicKe
     return keys
 
 
-def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:
-    """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64)."""
+def load_secret_key(encoded: str | None, dev_path: Path, create: bool = True) -> bytes:
+    """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64).
+    `create`: whether a missing key at `dev_path` may be made (else MissingKey)."""
     if not encoded:
-        if not dev_path.exists():
-            with contextlib.suppress(FileExistsError):
-                _write_private(dev_path, base64.urlsafe_b64encode(os.urandom(32)))
+
+        def random() -> bytes:
+            return base64.urlsafe_b64encode(os.urandom(32))
+
+        _make_once(dev_path, random, "secret key", create, "SECRET_KEY")
         encoded = dev_path.read_text().strip()
     return _secret(encoded, "SECRET_KEY")
 

@@ -14,8 +14,9 @@ from infrastructure.keyring import WrongSecretKey
 from infrastructure.keys import KeySettingRefused
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
+from interfaces.container import NoStore
 from interfaces.logs import configure_logging
-from interfaces.settings import load_settings
+from interfaces.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -60,6 +61,8 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
         settings.data_path.resolve(),
         "PostgreSQL" if settings.database_url else "SQLite",
     )
+    if not settings.redis_url:  # else `tessera worker` sends the mail, and says where
+        say_where_mail_goes(settings)
     # log_config=None: uvicorn logs through the root logger, in the shape of everything else.
     config = uvicorn.Config(
         app,
@@ -79,6 +82,17 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3  # uvicorn's own exit code for a failed startup
+
+
+def say_where_mail_goes(settings: Settings) -> None:
+    """A newcomer's first mail (the verification link) is looked for in an inbox: say where."""
+    if settings.mail_server:
+        log.info("mail goes to the SMTP server %s:%s", settings.mail_server, settings.mail_port)
+    else:
+        log.info(
+            "mail is written to %s/ as .eml files, one per message (MAIL_SERVER is unset)",
+            (settings.data_path / "mail").resolve(),
+        )
 
 
 def _tcp_listener(config: uvicorn.Config) -> socket.socket:
@@ -142,6 +156,7 @@ def worker(args: argparse.Namespace) -> int:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     container.mail_broker.start_worker(settings.worker_threads)
     log.info("delivering mail with %s threads", settings.worker_threads)
+    say_where_mail_goes(settings)
     stopped.wait()
     container.close()
     return 0
@@ -197,8 +212,11 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     try:
         code: int = args.run(args)
-    except (WrongSecretKey, KeyStoreEmpty, KeySettingRefused) as refused:
-        log.error("%s", refused)
+    except (WrongSecretKey, KeyStoreEmpty, NoStore, KeySettingRefused) as refused:
+        if is_service:
+            log.error("%s", refused)
+        else:  # a person at a terminal reads it: plain words, not a log line
+            print(f"tessera {args.command}: {refused}", file=sys.stderr)
         return 2
     return code
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from application.read_side.read_models import (
     AuditProjection,
     SessionsProjection,
 )
+from application.read_side.read_seals import ReadSeals
 from application.sessions.access import Access
 from application.sessions.lifecycle import SessionRules, Sessions
 from domain.lockout import LockoutPolicy
@@ -56,6 +58,7 @@ from infrastructure.keys import (
     P256,
     RSA,
     KeyKind,
+    MissingKey,
     load_fallback_keys,
     load_previous_keys,
     load_private_key,
@@ -80,6 +83,14 @@ from interfaces.stores.embedded import embedded_stores
 from interfaces.stores.postgres import postgres_stores
 from interfaces.stores.redis_state import redis_state
 from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+class NoStore(Exception):
+    """Where the settings point there is no store (or not its keys), and the command at hand
+    may not make one: an operator's command run from the wrong folder would otherwise make a
+    new, empty store there and report on it."""
 
 
 @dataclass
@@ -186,14 +197,33 @@ def build(
     settings: Settings,
     clock: Clock | None = None,
     data_keys: Callable[[Keyring], WrappedDataKeys] = WrappedDataKeys,
+    create: bool = True,
 ) -> Container:
     """`data_keys`: made from SECRET_KEY; only the bench passes another (bench/plain_keys.py,
-    which leaves values unsealed to measure what sealing costs); no setting chooses it."""
+    which leaves values unsealed to measure what sealing costs); no setting chooses it.
+
+    `create`: whether a store (and its keys) may be made where the settings point; the
+    services make one on first start, an operator's command only reads one (NoStore).
+    """
     database = Database(
         url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
     )
     with database.schema_lock():
-        return _build(settings, database, clock or SystemClock(), data_keys)
+        # The library names the events table after the application.
+        new = not database.holds_a_store(f"{EventLog.name.lower()}_events")
+        if new and not create:
+            raise NoStore(
+                f"no store at {database.place}: run this where the server runs, or set"
+                f" {'DATABASE_URL' if database.is_postgres else 'DATA_DIR (or DATABASE_URL)'}"
+                " to the server's"
+            )
+        try:
+            container = _build(settings, database, clock or SystemClock(), data_keys, create)
+        except MissingKey as missing:
+            raise NoStore(str(missing)) from None
+    if new:
+        log.info("created a new store at %s", database.place)
+    return container
 
 
 def _build(
@@ -201,6 +231,7 @@ def _build(
     database: Database,
     clock: Clock,
     data_keys: Callable[[Keyring], WrappedDataKeys],
+    create: bool,
 ) -> Container:
     data = settings.data_path
     env = database.eventsourcing_env()
@@ -208,7 +239,7 @@ def _build(
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    keys = data_keys(keyring(settings))
+    keys = data_keys(keyring(settings, create))
     keys.use_clock(clock.now)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     shared = redis_state(settings.redis_url) if settings.redis_url else None
@@ -239,7 +270,7 @@ def _build(
         share=hash_share(settings, queue),
     )
     box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
-    signing_keys = signing_keys_of(settings)
+    signing_keys = signing_keys_of(settings, create)
     signer = Ed25519Signer(
         signing_keys,
         issuer=settings.issuer,
@@ -303,6 +334,7 @@ def _build(
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
+    seals = ReadSeals(keys)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -354,9 +386,9 @@ def _build(
     )
     projections: list[Projection] = [
         mail,
-        AccountsProjection(accounts),
-        SessionsProjection(sessions),
-        AuditProjection(audit),
+        AccountsProjection(accounts, seals),
+        SessionsProjection(sessions, seals),
+        AuditProjection(audit, seals),
         ErasureFinisher(stores.erasures, erasure),
     ]
     projectors = [
@@ -446,8 +478,8 @@ def _build(
         administration=Administration(log, session_life, clock),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
-        personal_data=PersonalDataExport(log, sessions, ledger, clock),
-        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
+        personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),
+        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name, seals),
         history=History(log),
         signer=signer,
         claim_signer=signing_keys,
@@ -489,15 +521,19 @@ def _build(
     )
 
 
-def signing_keys_of(settings: Settings) -> SigningKeys:
-    """The token signing keys from settings; unset, made on first start under DATA_DIR."""
-    return SigningKeys(
-        [
-            load_private_key(kind, pem, pem_file, settings.data_path / kind.dev_file)
-            for kind, pem, pem_file in given_signing_keys(settings)
-        ],
-        previous=load_previous_keys(settings.jwt_previous_keys, settings.jwt_previous_keys_file),
-    )
+def signing_keys_of(settings: Settings, create: bool = True) -> SigningKeys:
+    """The token signing keys from settings; unset, those kept under DATA_DIR, made there on
+    first start by the commands that may make a store (`create`)."""
+    keys = []
+    for kind, pem, pem_file in given_signing_keys(settings):
+        kept = settings.data_path / kind.dev_file
+        if kind is not ED25519 and not (pem or pem_file or create or kept.exists()):
+            # A store made before the ID-token keys: an operator's command signs no ID token,
+            # and leaves them to the service's next start.
+            continue
+        keys.append(load_private_key(kind, pem, pem_file, kept, create))
+    previous = load_previous_keys(settings.jwt_previous_keys, settings.jwt_previous_keys_file)
+    return SigningKeys(keys, previous)
 
 
 def given_signing_keys(settings: Settings) -> list[tuple[KeyKind, str | None, str | None]]:
@@ -508,9 +544,9 @@ def given_signing_keys(settings: Settings) -> list[tuple[KeyKind, str | None, st
     ]
 
 
-def keyring(settings: Settings) -> Keyring:
+def keyring(settings: Settings, create: bool = True) -> Keyring:
     return Keyring(
-        load_secret_key(settings.secret_key, settings.data_path / "secret.key"),
+        load_secret_key(settings.secret_key, settings.data_path / "secret.key", create),
         load_fallback_keys(settings.secret_key_fallbacks),
     )
 
