@@ -131,7 +131,9 @@ class Container:
     wakeups: Wakeups | None
     postman: Postman
     mail_broker: MailBroker
-    redis: redis.Redis | None  # None where the shared state sits in the database
+    # The server every API process shares revocations, chains and limits through (Redis);
+    # None where that state sits in the database.
+    shared_server: redis.Redis | None
     clock: Clock
     runtime: Runtime
     # Signs the pages' CSRF tokens; kept in the key table, so every API process agrees.
@@ -492,7 +494,7 @@ def _build(
         wakeups=wakeups,
         postman=postman,
         mail_broker=mail_broker,
-        redis=stores.shared.redis,
+        shared_server=stores.shared.redis,
         clock=clock,
         runtime=Runtime(
             settings,
