@@ -3,7 +3,6 @@ accounts holding the admin role. A secret is in the answer that makes it, and in
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -30,10 +29,6 @@ def _shown(issued: IssuedSecret, status: int) -> Response[ClientSecret]:
     )
 
 
-def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
 class ClientsController(Controller):
     path = "/api/admin/clients"
     tags = ["admin"]
@@ -53,7 +48,7 @@ class ClientsController(Controller):
     ) -> Response[ClientSecret]:
         """Registers a client; the answer holds its secret (none for a public client), the
         only time it is shown."""
-        settings = ClientSettings(**_tuples(msgspec.structs.asdict(data)))
+        settings = ClientSettings(**msgspec.structs.asdict(data))
         return _shown(clients.register(settings, operator(admin)), HTTP_201_CREATED)
 
     @get(sync_to_thread=True, responses=problems(403, *BEARER_ERRORS))
@@ -91,7 +86,7 @@ class ClientsController(Controller):
             for name, value in msgspec.structs.asdict(data).items()
             if value is not msgspec.UNSET
         }
-        return clients.update(str(client_id), _tuples(changes), operator(admin))
+        return clients.update(str(client_id), changes, operator(admin))
 
     @post(
         "/{client_id:uuid}/secret",
