@@ -51,14 +51,14 @@ class ClientsController(Controller):
         settings = ClientSettings(**msgspec.structs.asdict(data))
         return _shown(clients.register(settings, operator(admin)), HTTP_201_CREATED)
 
-    @get(sync_to_thread=True, responses=problems(403, *BEARER_ERRORS))
+    @get(sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
     def list_clients(
         self, admin: NamedDependency[Caller], clients: NamedDependency[Clients]
     ) -> list[ClientView]:
         """Every registered client, by name."""
         return clients.list()
 
-    @get("/{client_id:uuid}", sync_to_thread=True, responses=problems(403, *BEARER_ERRORS))
+    @get("/{client_id:uuid}", sync_to_thread=True, responses=problems(400, 403, *BEARER_ERRORS))
     def client(
         self,
         admin: NamedDependency[Caller],
@@ -108,7 +108,7 @@ class ClientsController(Controller):
         "/{client_id:uuid}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(403, *BEARER_ERRORS),
+        responses=problems(400, 403, *BEARER_ERRORS),
     )
     def remove(
         self,

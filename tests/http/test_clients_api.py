@@ -141,6 +141,9 @@ def test_only_admins_manage_clients(client: Client, container: Container) -> Non
         {**WIKI, "name": ""},
         {**WIKI, "name": "a\nb"},
         {"redirect_uris": WIKI["redirect_uris"]},  # no name
+        {**WIKI, "public": "false"},  # the schema's types exactly: no "truthy" strings
+        {**WIKI, "trusted": 1},
+        {**WIKI, "redirect_uris": "https://wiki.example/callback"},  # a string, not a list
     ],
 )
 def test_bad_registrations_are_refused_and_change_nothing(
