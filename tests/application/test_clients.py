@@ -171,3 +171,15 @@ def test_every_change_is_in_the_trail_with_its_operator(container: Container) ->
     assert entries[0].details["settings"]["redirect_uris"] == ["https://wiki.example/callback"]
     assert all("secret_digest" not in e.details for e in entries)
     assert all(e.account_id is None and e.session_id is None for e in entries)
+
+
+def test_the_directory_of_clients_loads_from_a_snapshot(container: Container) -> None:
+    """The directory gains an event per registration; snapshots keep its load short."""
+    from domain.client import DIRECTORY_ID
+
+    service = ClientSettings(name="Service", grant_types=("client_credentials",))
+    issued = [container.clients.register(service, "cli:ops").client_id for _ in range(55)]
+    container.clients.remove(issued[0], "cli:ops")
+    assert container.log.snapshots is not None
+    assert list(container.log.snapshots.get(DIRECTORY_ID))
+    assert sorted(v.client_id for v in container.clients.list()) == sorted(issued[1:])
