@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from domain.client import DEFAULT_SCOPES, GRANTS, ClientSettings
+from domain.client import DEFAULT_SCOPES, GRANTS, SIGNING_ALGORITHMS, ClientSettings
 from domain.errors import ClientNotFound
 from interfaces.container import Container
 
@@ -47,6 +47,28 @@ def add_client_commands(actions: Any) -> None:
         "--public", action="store_true", help="an app that cannot keep a secret (PKCE instead)"
     )
     create.add_argument("--trusted", action="store_true", help="skips the consent page")
+    create.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        dest="resources",
+        metavar="URI",
+        help="an API its access tokens may be for (RFC 8707); repeat for each",
+    )
+    create.add_argument(
+        "--web-origin",
+        action="append",
+        dest="web_origins",
+        metavar="ORIGIN",
+        help="an origin its browser app calls from (default: the redirect URIs' origins)",
+    )
+    create.add_argument(
+        "--id-token-alg",
+        choices=SIGNING_ALGORITHMS,
+        default="RS256",
+        dest="id_token_signed_response_alg",
+        help="how its ID tokens are signed (default: RS256)",
+    )
     commands.add_parser("list", help="every client, as JSON Lines (no secrets)")
     remove = commands.add_parser("remove", help="remove a client: its secret stops working")
     remove.add_argument("client_id")
@@ -64,6 +86,9 @@ def run_client_command(container: Container, args: argparse.Namespace) -> int:
             scopes=tuple(args.scopes or DEFAULT_SCOPES),
             public=args.public,
             trusted=args.trusted,
+            id_token_signed_response_alg=args.id_token_signed_response_alg,
+            resources=tuple(args.resources),
+            web_origins=None if args.web_origins is None else tuple(args.web_origins),
         )
         issued = clients.register(settings, operator)
         print(json.dumps(dataclasses.asdict(issued)))

@@ -47,6 +47,10 @@ def test_an_operator_registers_lists_and_removes_clients_from_the_command_line(
         "--scope",
         "offline_access",
         "--trusted",
+        "--resource",
+        "https://api.example/",
+        "--id-token-alg",
+        "EdDSA",
     )
     assert made.returncode == 0, made.stderr
     issued = json.loads(made.stdout)
@@ -69,6 +73,9 @@ def test_an_operator_registers_lists_and_removes_clients_from_the_command_line(
     assert grafana["client_id"] == issued["client_id"] and grafana["trusted"] is True
     assert grafana["grant_types"] == ["authorization_code", "refresh_token"]
     assert grafana["scopes"] == ["openid", "offline_access"]
+    assert grafana["resources"] == ["https://api.example/"]
+    assert grafana["id_token_signed_response_alg"] == "EdDSA"
+    assert grafana["web_origins"] == ["https://grafana.example", "http://127.0.0.1"]
     assert issued["client_secret"] not in listed.stdout + listed.stderr
 
     container = build(load_settings({"DATA_DIR": env["DATA_DIR"]}))
