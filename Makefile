@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
-# Logs go to stdout and, unless LOG_FILE says otherwise, to var/log/tessera.log too.
+# Logs go to stdout, as short readable lines unless LOG_FORMAT says otherwise, and as ECS JSON
+# lines to var/log/tessera.log too, unless LOG_FILE says otherwise.
 run: install
-	LOG_FILE=$${LOG_FILE:-var/log/tessera.log} $(BIN)/tessera serve
+	LOG_FORMAT=$${LOG_FORMAT:-console} LOG_FILE=$${LOG_FILE:-var/log/tessera.log} $(BIN)/tessera serve
 
 # The servers the tests start for themselves (PostgreSQL 15, Redis) must exist on the machine.
 system-deps:

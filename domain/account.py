@@ -22,6 +22,7 @@ from domain.errors import (
     InvalidToken,
     LastWayIn,
     MfaAlreadyEnabled,
+    MfaCodeAlreadyUsed,
     MfaNotEnabled,
     PasskeyNotFound,
 )
@@ -481,7 +482,7 @@ class Account(Aggregate):
         if not self.mfa_enabled:
             raise MfaNotEnabled
         if step <= self.last_totp_step:
-            raise InvalidMfaCode  # replayed, or older than one already used
+            raise MfaCodeAlreadyUsed  # replayed, or older than one already used
         self._totp_code_accepted(step=step, timestamp=at)
 
     @event("TotpCodeAccepted")

@@ -71,6 +71,11 @@ class InvalidMfaCode(DomainError):
     recovery code."""
 
 
+class MfaCodeAlreadyUsed(InvalidMfaCode):
+    """A TOTP code of a time step already spent, or older: the authenticator still shows the
+    code just used (to confirm MFA, or to sign in) until its next step, so a person retries it."""
+
+
 class InvalidMfaToken(DomainError):
     """The short-lived token between the password and the second factor is missing or invalid."""
 

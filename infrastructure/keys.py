@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+log = logging.getLogger(__name__)
+
+
+class MissingKey(Exception):
+    """A key the settings leave to DATA_DIR is not there, and this command may not make one:
+    a key made there would open nothing the store already keeps."""
+
+
+def _make_once(path: Path, content: bytes, what: str, create: bool, setting: str) -> None:
+    if path.exists():
+        return
+    if not create:
+        raise MissingKey(
+            f"no {what} at {path.resolve()}: set {setting} (or DATA_DIR) as the server has it"
+        )
+    # Another process may make it first: then use theirs.
+    with contextlib.suppress(FileExistsError):
+        _write_private(path, content)
+        log.info("created a new %s at %s", what, path.resolve())
 
 
 def _write_private(path: Path, content: bytes) -> None:
@@ -19,21 +40,21 @@ def _write_private(path: Path, content: bytes) -> None:
         file.write(content)
 
 
-def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> Ed25519PrivateKey:
+def load_signing_key(
+    pem: str | None, pem_file: str | None, dev_path: Path, create: bool = True
+) -> Ed25519PrivateKey:
+    """`create`: whether a missing key at `dev_path` may be made (else MissingKey)."""
     if pem:
         data = pem.encode("ascii")
     elif pem_file:
         data = Path(pem_file).read_bytes()
     else:
-        if not dev_path.exists():
-            generated = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            # Another process may make it first: then use theirs.
-            with contextlib.suppress(FileExistsError):
-                _write_private(dev_path, generated)
+        generated = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _make_once(dev_path, generated, "signing key", create, "JWT_PRIVATE_KEY_FILE")
         data = dev_path.read_bytes()
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
@@ -41,12 +62,12 @@ def load_signing_key(pem: str | None, pem_file: str | None, dev_path: Path) -> E
     return key
 
 
-def load_secret_key(encoded: str | None, dev_path: Path) -> bytes:
-    """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64)."""
+def load_secret_key(encoded: str | None, dev_path: Path, create: bool = True) -> bytes:
+    """The 256-bit key that seals secrets carried in events (SECRET_KEY, URL-safe base64).
+    `create`: whether a missing key at `dev_path` may be made (else MissingKey)."""
     if not encoded:
-        if not dev_path.exists():
-            with contextlib.suppress(FileExistsError):
-                _write_private(dev_path, base64.urlsafe_b64encode(os.urandom(32)))
+        random = base64.urlsafe_b64encode(os.urandom(32))
+        _make_once(dev_path, random, "secret key", create, "SECRET_KEY")
         encoded = dev_path.read_text().strip()
     return _secret(encoded, "SECRET_KEY")
 

@@ -141,6 +141,24 @@ class Database:
             "APPLICATION_RECORDER_TOPIC": "infrastructure.event_store:ConcurrentRecorder",
         }
 
+    def holds_a_store(self, events_table: str) -> bool:
+        """Whether a store was made here already (its events table exists). Asks without
+        making anything: no file, no table."""
+        if self.url is None:
+            return self.sqlite_path.is_file()
+        with psycopg.connect(self.postgres_conninfo(), autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (events_table,)).fetchone()
+        return bool(row and row[0])
+
+    @property
+    def place(self) -> str:
+        """Where the store is, for people: the SQLite file, or the database without password."""
+        if self.url is None:
+            return str(self.sqlite_path.resolve())
+        parts = conninfo_to_dict(self.url)
+        where = f"{parts.get('host', 'localhost')}:{parts.get('port', '5432')}"
+        return f"PostgreSQL database {parts.get('dbname', '')!r} on {where}"
+
     @contextlib.contextmanager
     def schema_lock(self) -> Iterator[None]:
         """Serialises table creation: several processes starting at once on a fresh PostgreSQL

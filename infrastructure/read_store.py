@@ -29,14 +29,20 @@ log = logging.getLogger(__name__)
 CHECKPOINT_TRIES = 15
 CHECKPOINT_PAUSE = 0.1
 
-# Each table: its columns (the first is the key) and the indexes the queries use.
+# Each table: its columns (the first is the key) and the indexes the queries use. No column
+# holds a person's value in plain text: `sealed_*` ones hold it sealed under the person's data
+# key, `*_fingerprint` ones a keyed hash of it, and an audit row's details seal theirs
+# (application.read_side.read_seals). A store that finds a table of another shape (one from an earlier
+# release) drops the read model and rebuilds it from the log (ReadStoreStatements._create_table).
 TABLES: dict[str, tuple[list[str], list[str]]] = {
     "accounts": (
         [
             "id TEXT PRIMARY KEY",
-            "email TEXT NOT NULL",
-            "username TEXT NOT NULL",
-            "display_name TEXT NOT NULL",
+            "sealed_email TEXT NOT NULL",
+            "sealed_username TEXT NOT NULL",
+            "sealed_display_name TEXT NOT NULL",
+            "email_fingerprint TEXT NOT NULL",
+            "username_fingerprint TEXT NOT NULL",
             "email_verified INTEGER NOT NULL",
             "roles TEXT NOT NULL",
             "disabled INTEGER NOT NULL",
@@ -48,7 +54,7 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
             "last_login_at DOUBLE PRECISION",
             "version INTEGER NOT NULL",
         ],
-        ["username", "email"],
+        ["email_fingerprint", "username_fingerprint", "created_at, id"],
     ),
     "sessions": (
         [
@@ -57,8 +63,8 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
             "started_at DOUBLE PRECISION NOT NULL",
             "last_used_at DOUBLE PRECISION NOT NULL",
             "expires_at DOUBLE PRECISION NOT NULL",
-            "ip TEXT NOT NULL",
-            "user_agent TEXT NOT NULL",
+            "sealed_ip TEXT NOT NULL",
+            "sealed_user_agent TEXT NOT NULL",
             "revoked_at DOUBLE PRECISION",
             "revocation_reason TEXT",
         ],
@@ -74,8 +80,8 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
             "version INTEGER NOT NULL",
             "account_id TEXT",
             "session_id TEXT",
-            "ip TEXT NOT NULL",
-            "user_agent TEXT NOT NULL",
+            "sealed_ip TEXT NOT NULL",
+            "sealed_user_agent TEXT NOT NULL",
             "outcome TEXT NOT NULL",
             "details TEXT NOT NULL",
         ],
@@ -83,6 +89,8 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "audit_sessions": (["id TEXT PRIMARY KEY", "account_id TEXT NOT NULL"], []),
 }
+
+FINGERPRINT_COLUMNS = frozenset({"email_fingerprint", "username_fingerprint"})
 
 # Tables whose rows are written once and never changed: a rebuild appends them (PostgreSQL:
 # COPY) instead of upserting, into tables it emptied.
@@ -166,6 +174,42 @@ class ReadStoreStatements:
 
     def key(self, table: str) -> str:
         return TABLES[table][0][0].split()[0]
+
+    table_migration_identifier: str  # the tracking recorder's row of its own, never reset
+    _dropped_older_shape = False
+
+    def _create_table(self, c: Any) -> None:
+        """Before the tables are created (where missing): a read model whose tables have
+        other columns than this release's (an earlier release's, with the person's values in
+        plain text) is dropped with its position, so the projector rebuilds it from the first
+        event. Dropping a table removes its files; copies made before (old WAL segments, base
+        backups) keep what it held: docs/operate/read-models.md says how to be rid of them."""
+        older = [
+            table
+            for table in self.tables
+            if (found := self._columns(c, table))
+            and found != [spec.split()[0] for spec in TABLES[table][0]]
+        ]
+        if older:
+            for table in self.tables:
+                c.execute(f"DROP TABLE IF EXISTS {self._table(table)}")
+        super()._create_table(c)  # type: ignore[misc]
+        if older:
+            c.execute(
+                f"DELETE FROM {self.tracking_table} WHERE application_name <> {self.marker}",
+                [self.table_migration_identifier],
+            )
+            self._dropped_older_shape = True
+            log.warning(
+                "the read model of %s had an older shape (%s): dropped, and rebuilt from the "
+                "event log by its projector",
+                ", ".join(self.tables),
+                ", ".join(older),
+            )
+
+    def _columns(self, cursor: Any, table: str) -> list[str]:
+        """The table's columns in their order; none if it does not exist."""
+        raise NotImplementedError
 
     def write(
         self, rows: Mapping[str, Sequence[Row]], tracking: Tracking, forgets: Sequence[Forget] = ()
@@ -284,11 +328,21 @@ class SqliteReadStore(ReadStoreStatements, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_schema("", self.tables)]
 
+    def create_table(self) -> None:
+        super().create_table()
+        if self._dropped_older_shape:
+            self._scrub()  # the dropped tables' pages are free pages now, their values intact
+
+    def _columns(self, cursor: Any, table: str) -> list[str]:
+        cursor.execute(f"PRAGMA table_info({self._table(table)})")
+        return [str(row[1]) for row in cursor.fetchall()]
+
     def _scrub(self) -> None:
         # A deleted or overwritten row stays in the file's free space, and older versions of
         # its pages in the write-ahead log, until overwritten: VACUUM writes the file afresh
-        # and a truncating checkpoint empties the log. (PostgreSQL: pg_dump, backups and
-        # replicas hold live rows only; see docs/security.md for its data files.)
+        # and a truncating checkpoint empties the log. The values are sealed under a key the
+        # erasure destroyed, so this only leaves no noise behind either. (PostgreSQL keeps old
+        # row versions in its data files and WAL too, sealed alike: docs/operate/read-models.md.)
         with self.datastore.get_connection(commit=True) as conn:
             cursor = conn.cursor()
             cursor.execute("VACUUM")
@@ -360,6 +414,14 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
     def tracking_table(self) -> str:  # type: ignore[override]
         return self.tracking_table_name
 
+    def _columns(self, cursor: Any, table: str) -> list[str]:
+        cursor.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            [self._table(table)],
+        )
+        return [str(row["attname"]) for row in cursor.fetchall()]
+
     def index_definitions(self) -> dict[str, str]:
         found = self.select(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
@@ -399,21 +461,29 @@ class PostgresReadStore(ReadStoreStatements, PostgresTrackingRecorder):
         )
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 class AccountQueries(ReadStoreStatements):
     tables = ("accounts",)
 
-    def search(self, text: str, after: str, limit: int) -> list[Row]:
-        """Accounts whose email or username contains `text`, by username, after `after`."""
-        pattern = _like(text.lower())
+    def search(
+        self, lookup: tuple[str, list[str]] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[Row]:
+        """Accounts whose column `lookup[0]` (a fingerprint's) holds one of `lookup[1]`, in the
+        order they registered, after the one registered at `after` (its created_at and id)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if lookup is not None:
+            column, values = lookup
+            if column not in FINGERPRINT_COLUMNS or not values:
+                raise ValueError(f"not a look-up of the accounts: {column}")
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += values
+        if after is not None:
+            clauses.append("(created_at > ? OR (created_at = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
         return self.select(
-            "SELECT * FROM {accounts} WHERE (email LIKE ? ESCAPE '\\' OR username LIKE ?"
-            " ESCAPE '\\') AND username > ? ORDER BY username LIMIT ?",
-            [pattern, pattern, after, limit],
+            f"SELECT * FROM {{accounts}} WHERE {' AND '.join(clauses) or 'TRUE'}"
+            " ORDER BY created_at, id LIMIT ?",
+            [*params, limit],
         )
 
 

@@ -84,8 +84,10 @@ def add_commands(commands: Any) -> None:
         "store does not, destroy again the keys of erased accounts, report accounts whose key "
         "is lost (reads the whole log)",
     )
-    listing = actions.add_parser("list", help="list accounts (by username)")
-    listing.add_argument("--search", default="", help="part of an email or username")
+    listing = actions.add_parser("list", help="list accounts (in the order they registered)")
+    listing.add_argument(
+        "--search", default="", help="an exact email or username (any case): only its account"
+    )
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
     add_client_commands(actions)
@@ -95,7 +97,7 @@ def add_commands(commands: Any) -> None:
 def administer(args: argparse.Namespace) -> int:
     if args.action == "move-keys":
         return _move_keys(load_settings())
-    container = build(load_settings())
+    container = build(load_settings(), create=False)
     try:
         return _administer(container, args)
     except AccountNotFound:
@@ -301,7 +303,7 @@ def rebuild(args: argparse.Namespace) -> int:
     """Replays every event into an emptied read model. The projection's lease is taken first,
     so no other process applies events meanwhile: stop its projectors (or `tessera serve` on
     the embedded default) if they hold it."""
-    container = build(load_settings())
+    container = build(load_settings(), create=False)
     try:
         projector = container.projector(args.name)
         deadline = time.monotonic() + args.wait

@@ -108,7 +108,7 @@ def _with_history(args: argparse.Namespace, settings: Settings) -> int:
     from interfaces.container import build  # the store is opened only for commands that read it
 
     try:
-        container = build(settings)
+        container = build(settings, create=False)
     except Exception as error:  # a database that does not answer: say so, without a traceback
         print(f"tessera audit: cannot open the event store: {error}", file=sys.stderr)
         return 1

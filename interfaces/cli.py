@@ -13,8 +13,9 @@ from infrastructure.data_keys import KeyStoreEmpty
 from infrastructure.keyring import WrongSecretKey
 from infrastructure.tracing import configure_tracing
 from interfaces import admin_cli, audit_cli, migrate_cli
+from interfaces.container import NoStore
 from interfaces.logs import configure_logging
-from interfaces.settings import load_settings
+from interfaces.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -59,6 +60,8 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
         settings.data_path.resolve(),
         "PostgreSQL" if settings.database_url else "SQLite",
     )
+    if not settings.redis_url:  # else `tessera worker` sends the mail, and says where
+        say_where_mail_goes(settings)
     # log_config=None: uvicorn logs through the root logger, in the shape of everything else.
     config = uvicorn.Config(
         app,
@@ -78,6 +81,17 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3  # uvicorn's own exit code for a failed startup
+
+
+def say_where_mail_goes(settings: Settings) -> None:
+    """A newcomer's first mail (the verification link) is looked for in an inbox: say where."""
+    if settings.mail_server:
+        log.info("mail goes to the SMTP server %s:%s", settings.mail_server, settings.mail_port)
+    else:
+        log.info(
+            "mail is written to %s/ as .eml files, one per message (MAIL_SERVER is unset)",
+            (settings.data_path / "mail").resolve(),
+        )
 
 
 def _tcp_listener(config: uvicorn.Config) -> socket.socket:
@@ -141,6 +155,7 @@ def worker(args: argparse.Namespace) -> int:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     container.mail_broker.start_worker(settings.worker_threads)
     log.info("delivering mail with %s threads", settings.worker_threads)
+    say_where_mail_goes(settings)
     stopped.wait()
     container.close()
     return 0
@@ -196,8 +211,11 @@ def main(argv: list[str] | None = None, app: str = APP) -> int:
     configure_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     try:
         code: int = args.run(args)
-    except (WrongSecretKey, KeyStoreEmpty) as refused:
-        log.error("%s", refused)
+    except (WrongSecretKey, KeyStoreEmpty, NoStore) as refused:
+        if is_service:
+            log.error("%s", refused)
+        else:  # a person at a terminal reads it: plain words, not a log line
+            print(f"tessera {args.command}: {refused}", file=sys.stderr)
         return 2
     return code
 

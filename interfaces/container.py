@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from application.read_side.read_models import (
     AuditProjection,
     SessionsProjection,
 )
+from application.read_side.read_seals import ReadSeals
 from application.sessions.access import Access
 from application.sessions.lifecycle import SessionRules, Sessions
 from domain.lockout import LockoutPolicy
@@ -52,7 +54,7 @@ from infrastructure.hash_gate import HashGate
 from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
 from infrastructure.key_store import key_store
 from infrastructure.keyring import CSRF, REFRESH_TAGS, SEALED_VALUES, Keyring
-from infrastructure.keys import load_fallback_keys, load_secret_key, load_signing_key
+from infrastructure.keys import MissingKey, load_fallback_keys, load_secret_key, load_signing_key
 from infrastructure.lag_reports import LagReports
 from infrastructure.mail_files import MailDirectory, SmtpRelay, SmtpSettings
 from infrastructure.mail_render import TemplateRenderer
@@ -71,6 +73,14 @@ from interfaces.stores.embedded import embedded_stores
 from interfaces.stores.postgres import postgres_stores
 from interfaces.stores.redis_state import redis_state
 from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+class NoStore(Exception):
+    """Where the settings point there is no store (or not its keys), and the command at hand
+    may not make one: an operator's command run from the wrong folder would otherwise make a
+    new, empty store there and report on it."""
 
 
 @dataclass
@@ -110,7 +120,9 @@ class Container:
     wakeups: Wakeups | None
     postman: Postman
     mail_broker: MailBroker
-    redis: redis.Redis | None  # None where the shared state sits in the database
+    # The server every API process shares revocations, chains and limits through (Redis);
+    # None where that state sits in the database.
+    shared_server: redis.Redis | None
     clock: Clock
     runtime: Runtime
     # Signs the pages' CSRF tokens; kept in the key table, so every API process agrees.
@@ -176,14 +188,33 @@ def build(
     settings: Settings,
     clock: Clock | None = None,
     data_keys: Callable[[Keyring], WrappedDataKeys] = WrappedDataKeys,
+    create: bool = True,
 ) -> Container:
     """`data_keys`: made from SECRET_KEY; only the bench passes another (bench/plain_keys.py,
-    which leaves values unsealed to measure what sealing costs); no setting chooses it."""
+    which leaves values unsealed to measure what sealing costs); no setting chooses it.
+
+    `create`: whether a store (and its keys) may be made where the settings point; the
+    services make one on first start, an operator's command only reads one (NoStore).
+    """
     database = Database(
         url=settings.database_url, sqlite_path=settings.data_path / "tessera.sqlite"
     )
     with database.schema_lock():
-        return _build(settings, database, clock or SystemClock(), data_keys)
+        # The library names the events table after the application.
+        new = not database.holds_a_store(f"{EventLog.name.lower()}_events")
+        if new and not create:
+            raise NoStore(
+                f"no store at {database.place}: run this where the server runs, or set"
+                f" {'DATABASE_URL' if database.is_postgres else 'DATA_DIR (or DATABASE_URL)'}"
+                " to the server's"
+            )
+        try:
+            container = _build(settings, database, clock or SystemClock(), data_keys, create)
+        except MissingKey as missing:
+            raise NoStore(str(missing)) from None
+    if new:
+        log.info("created a new store at %s", database.place)
+    return container
 
 
 def _build(
@@ -191,6 +222,7 @@ def _build(
     database: Database,
     clock: Clock,
     data_keys: Callable[[Keyring], WrappedDataKeys],
+    create: bool,
 ) -> Container:
     data = settings.data_path
     env = database.eventsourcing_env()
@@ -198,7 +230,7 @@ def _build(
         # The library's cache, fast-forwarded on every use (its default) and copied out, so a
         # command never mutates the cached object: /me costs one indexed read, not a replay.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    keys = data_keys(keyring(settings))
+    keys = data_keys(keyring(settings, create))
     keys.use_clock(clock.now)
     log = EventLog(keys, env=env, observers=[metrics.EventMetrics(), SecurityLog()])
     shared = redis_state(settings.redis_url) if settings.redis_url else None
@@ -231,7 +263,10 @@ def _build(
     box = AesGcmBox(keys.service_keys(SEALED_VALUES, clock.now))
     signer = Ed25519Signer(
         load_signing_key(
-            settings.jwt_private_key, settings.jwt_private_key_file, data / "signing-key.pem"
+            settings.jwt_private_key,
+            settings.jwt_private_key_file,
+            data / "signing-key.pem",
+            create,
         ),
         issuer=settings.issuer,
         audience=settings.jwt_audience,
@@ -294,6 +329,7 @@ def _build(
     )
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
+    seals = ReadSeals(keys)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -345,9 +381,9 @@ def _build(
     )
     projections: list[Projection] = [
         mail,
-        AccountsProjection(accounts),
-        SessionsProjection(sessions),
-        AuditProjection(audit),
+        AccountsProjection(accounts, seals),
+        SessionsProjection(sessions, seals),
+        AuditProjection(audit, seals),
         ErasureFinisher(stores.erasures, erasure),
     ]
     projectors = [
@@ -438,8 +474,8 @@ def _build(
         clients=Clients(log, clock),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
-        personal_data=PersonalDataExport(log, sessions, ledger, clock),
-        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name),
+        personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),
+        read_side=ReadSide(accounts, sessions, audit, waits, clock, device_name, seals),
         history=History(log),
         signer=signer,
         revocations=revocations,
@@ -451,7 +487,7 @@ def _build(
         wakeups=wakeups,
         postman=postman,
         mail_broker=mail_broker,
-        redis=stores.shared.redis,
+        shared_server=stores.shared.redis,
         clock=clock,
         runtime=Runtime(
             settings,
@@ -480,9 +516,9 @@ def _build(
     )
 
 
-def keyring(settings: Settings) -> Keyring:
+def keyring(settings: Settings, create: bool = True) -> Keyring:
     return Keyring(
-        load_secret_key(settings.secret_key, settings.data_path / "secret.key"),
+        load_secret_key(settings.secret_key, settings.data_path / "secret.key", create),
         load_fallback_keys(settings.secret_key_fallbacks),
     )
 

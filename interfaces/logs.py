@@ -1,7 +1,9 @@
 """Structured logs: one JSON object per line, with the request, account and trace they belong to.
 
 Two shapes: the Elastic Common Schema (LOG_FORMAT=ecs, the default; ecs_logs.py) and this
-module's own field names (LOG_FORMAT=json, kept for one release for those who parse them).
+module's own field names (LOG_FORMAT=json, kept for one release for those who parse them). And
+one for a person at a terminal (LOG_FORMAT=console, what `make run` sets): a short line each,
+on the terminal only; LOG_FILE keeps ECS lines then, since what reads a file is a machine.
 
 What may be logged is decided here and at the call sites: never a body, a header, a password, a
 token, a TOTP secret or code. Requests are logged by route template, not by raw path, so a token
@@ -69,6 +71,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """`12:04:31 INFO  message  key=value ...`: local time, the request's own line shortened to
+    `POST /api/auth/login 401 (invalid_credentials) 12.3 ms`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        # uvicorn's color_message repeats the message with terminal colours: never shown.
+        extra = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and k != "color_message"
+        }
+        request = current_request.get()
+        message = record.getMessage()
+        if record.name == "tessera.access" and request is not None:
+            method, status = extra.pop("method", ""), extra.pop("status", "")
+            took = extra.pop("duration_ms", "")
+            outcome = "" if request.outcome == "ok" else f" ({request.outcome})"
+            message = f"{method} {request.route} {status}{outcome} {took} ms"
+        elif request is not None and request.route:
+            extra["route"] = request.route
+        line = f"{time} {record.levelname:<7} {message}"
+        if extra:
+            line += "  " + " ".join(f"{key}={value}" for key, value in extra.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def configure_logging(
     level: str = "INFO",
     log_file: str | None = None,
@@ -84,16 +113,19 @@ def configure_logging(
         from interfaces.ecs_logs import EcsFormatter
 
         formatter = EcsFormatter(service_name)
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    terminal = logging.StreamHandler(stream or sys.stdout)
+    terminal.setFormatter(ConsoleFormatter() if log_format == "console" else formatter)
+    handlers: list[logging.Handler] = [terminal]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         # Reopened when logrotate (or anyone) moves the file away, so rotation loses no line.
-        handlers.append(WatchedFileHandler(log_file, encoding="utf-8"))
+        file = WatchedFileHandler(log_file, encoding="utf-8")
+        file.setFormatter(formatter)
+        handlers.append(file)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
-        handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level.upper())
     # Third-party request logs would duplicate ours, some with raw paths: keep them quiet.

@@ -35,6 +35,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     # The server-rendered pages (sign in, register, the mail links, my account); false for an
     # integrator with a front end of its own: then none of their routes exists.
     pages_enabled: bool = True
+    # Origins (comma-separated, exact: scheme://host[:port]) whose browser pages may call
+    # /api/*; none by default. "*" is refused. No credentials: the API takes Bearer tokens.
+    cors_allowed_origins: str = ""
 
     # Mail: SMTP when MAIL_SERVER is set, else .eml files in DATA_DIR/mail/.
     mail_server: str | None = None
@@ -83,8 +86,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     otel_service_name: str = "tessera"
     log_level: str = "INFO"
     log_file: str | None = None  # the same lines here too, besides stdout
-    # "ecs": Elastic Common Schema; "json": the older field names, kept for one release.
-    log_format: Literal["ecs", "json"] = "ecs"
+    # "ecs": Elastic Common Schema; "json": the older field names, kept for one release;
+    # "console": short lines for a person at a terminal (`make run`), LOG_FILE still ECS.
+    log_format: Literal["ecs", "json", "console"] = "ecs"
 
     # Accounts
     require_verified_email: bool = True
@@ -145,6 +149,10 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     # Aggregates kept in memory per process (0: none). A cached one is brought up to date with
     # one indexed read of the events recorded after it, so a hit is never stale.
     aggregate_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+
+    @property
+    def cors_origins(self) -> frozenset[str]:
+        return frozenset(o.strip() for o in self.cors_allowed_origins.split(",") if o.strip())
 
     @property
     def data_path(self) -> Path:
@@ -267,6 +275,32 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str = ".env")
         k: v for k, v in values.items() if k.startswith("OIDC_") and k not in fields and v != ""
     }
     try:
-        return msgspec.convert(known, Settings, strict=False)
+        settings = msgspec.convert(known, Settings, strict=False)
     except msgspec.ValidationError as error:
         raise SystemExit(f"invalid setting: {error}") from None
+    for origin in settings.cors_origins:
+        _check_origin(origin)
+    return settings
+
+
+def _check_origin(origin: str) -> None:
+    """An origin as a browser writes it in its Origin header, since it is compared exactly:
+    lower case, no path, no default port. "*" would let any site's page call the API."""
+    if origin == "*":
+        raise SystemExit(
+            "invalid setting: CORS_ALLOWED_ORIGINS: '*' is refused; list each origin exactly"
+        )
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    written = f"{parts.scheme}://{host}{'' if port in (None, default) else f':{port}'}"
+    if default is None or not host or "@" in parts.netloc or origin != written:
+        raise SystemExit(
+            f"invalid setting: CORS_ALLOWED_ORIGINS: {origin!r} is not an origin as browsers"
+            " send it (scheme://host[:port], lower case, no path, no default port)"
+        )

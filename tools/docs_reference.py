@@ -19,8 +19,10 @@ import ast
 import functools
 import importlib
 import inspect
+import json
 import pkgutil
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -153,8 +155,23 @@ def settings_page() -> str:
 
 @functools.cache
 def served_openapi() -> dict[str, Any]:
-    """The document the real app serves, built on a throwaway embedded store (once a process:
-    callers only read it)."""
+    """The document the real app serves, built on a throwaway embedded store, in a process of
+    its own: Litestar names a generic schema's components by what the process built before
+    (`ActivityPage_0…` after another app's schema), so only a fresh interpreter gives the
+    document every run agrees on."""
+    with tempfile.TemporaryDirectory() as directory:
+        written = Path(directory) / "openapi.json"
+        subprocess.run(  # noqa: S603 (this interpreter, this module)
+            [sys.executable, "-m", "tools.docs_reference", "--openapi", str(written)],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        document: dict[str, Any] = json.loads(written.read_text())
+    return document
+
+
+def _openapi_here() -> dict[str, Any]:
     from litestar.testing import TestClient
 
     from interfaces.container import build
@@ -437,6 +454,9 @@ PAGES: dict[str, Callable[[], str]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--openapi"]:
+        Path(argv[1]).write_text(json.dumps(_openapi_here()))
+        return 0
     REFERENCE.mkdir(parents=True, exist_ok=True)
     for name, make in PAGES.items():
         if argv and name.removesuffix(".md") not in argv:

@@ -19,6 +19,7 @@ from application.persistence.event_log import EventLog
 from application.ports import Clock
 from application.read_side.read_batch import Row
 from application.read_side.read_models import instant
+from application.read_side.read_seals import ReadSeals
 from application.views import AccountView, json_ready
 from domain.account import Account
 from domain.errors import AccountNotFound
@@ -45,12 +46,18 @@ def _json(value: Any) -> str:
 
 class PersonalDataExport:
     def __init__(
-        self, log: EventLog, sessions: SessionHistory, mails: Deliveries, clock: Clock
+        self,
+        log: EventLog,
+        sessions: SessionHistory,
+        mails: Deliveries,
+        clock: Clock,
+        seals: ReadSeals,
     ) -> None:
         self._log = log
         self._sessions = sessions
         self._mails = mails
         self._clock = clock
+        self._seals = seals
 
     def document(self, account_id: UUID) -> Iterator[str]:
         """The document in pieces of JSON text that join into one object. AccountNotFound,
@@ -70,7 +77,7 @@ class PersonalDataExport:
             f'{{"format":"{FORMAT}","exported_at":{_json(self._clock.now())},'
             f'"account":{_json(profile)},"sessions":['
         )
-        sessions = self._sessions.all_of(str(account.id))
+        sessions = self._seals.opened("sessions", self._sessions.all_of(str(account.id)))
         yield ",".join(_json(_session(row)) for row in sessions)
         yield '],"events":['
         mail_keys: dict[str, str] = {}

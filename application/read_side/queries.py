@@ -1,5 +1,10 @@
 """Questions answered from the read models: account listings, a user's sessions, the audit log.
 
+Rows keep their person's values sealed (application.read_side.read_seals): a query opens those it answers
+with, the keys of a page's people read at once. Accounts are found by an exact email or
+username (as Keycloak's exact search), never by a part of one: the rows hold keyed fingerprints
+of them, nothing a substring could be matched against.
+
 Read models lag the event store by the projection's lag (milliseconds when it keeps up). A
 caller's reads reflect its own commands: before reading, it waits (for a bounded time) until
 the projection has applied the last position those commands reached (`caught_up`); everyone
@@ -8,7 +13,6 @@ else's writes show up as the projections apply them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +22,9 @@ from application.audit.trail import TrailEntry
 from application.ports import Clock, DeviceNames
 from application.read_side.read_batch import Row
 from application.read_side.read_models import instant, unix_seconds
+from application.read_side.read_seals import ReadSeals
+from domain.errors import FieldError, Invalid
+from domain.identity import is_email, normalise_email, normalise_username
 
 MAX_PAGE = 500
 
@@ -30,7 +37,12 @@ class Freshness(Protocol):
 
 
 class AccountRows(Protocol):
-    def search(self, text: str, after: str, limit: int) -> list[Row]: ...
+    def search(
+        self, lookup: tuple[str, list[str]] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[Row]:
+        """Rows whose column `lookup[0]` holds one of `lookup[1]` (None: every row), in the
+        order the accounts registered (created_at, then id), after the one `after` names."""
+        ...
 
 
 class SessionRows(Protocol):
@@ -80,7 +92,8 @@ class AccountSummary:
 
 @dataclass(frozen=True)
 class AccountList:
-    """Accounts by username; pass `next_after` as `after` for the next page (null: no more)."""
+    """Accounts in the order they registered; pass `next_after` as `after` for the next page
+    (null: no more)."""
 
     accounts: list[AccountSummary]
     next_after: str | None
@@ -116,6 +129,21 @@ class AuditFilter:
     limit: int = 100
 
 
+def _cursor(row: Row) -> str:
+    """Where the page after `row` starts: its registration time and id (repr: exact)."""
+    return f"{row['created_at']!r}:{row['id']}"
+
+
+def _after(cursor: str) -> tuple[float, str] | None:
+    if not cursor:
+        return None
+    stamp, _, account_id = cursor.partition(":")
+    try:
+        return float(stamp), str(UUID(account_id))
+    except ValueError:
+        raise Invalid(FieldError("after", "format", "is not a cursor this listing gave")) from None
+
+
 class ReadSide:
     def __init__(
         self,
@@ -125,6 +153,7 @@ class ReadSide:
         freshness: Freshness,
         clock: Clock,
         device_names: DeviceNames,
+        seals: ReadSeals,
     ) -> None:
         self._accounts: AccountRows = accounts
         self._sessions: SessionRows = sessions
@@ -134,6 +163,7 @@ class ReadSide:
         # Named as read, not as projected: the parser's rules improve, and the stored header
         # stays what the browser sent.
         self._device_names = device_names
+        self._seals = seals
 
     def caught_up(self, projection: str, written: int) -> int:
         """Called before a read of `projection` by a caller whose own commands last reached
@@ -142,24 +172,42 @@ class ReadSide:
         return self._freshness.reach(projection, written)
 
     def accounts(self, text: str = "", after: str = "", limit: int = 100) -> list[AccountSummary]:
-        """Accounts whose email or username contains `text`, by username, after `after`."""
-        limit = max(1, min(limit, MAX_PAGE))
-        return [AccountSummary.of(row) for row in self._accounts.search(text, after, limit)]
+        """With `text`: the account whose email or username it is (compared as registration
+        compares them: case-insensitively, the email NFKC-normalised); none for a part of one.
+        Without: every account, in the order they registered, after the cursor `after`."""
+        return self.account_list(text, after, limit).accounts
 
     def account_list(self, text: str = "", after: str = "", limit: int = 100) -> AccountList:
         """A page of `accounts(text, after)`, and where the next page starts."""
         limit = max(1, min(limit, MAX_PAGE))
-        # One row more than the page, to know whether there is a next page (asked of the rows
-        # directly: through accounts() the extra row would be cut at MAX_PAGE).
-        rows = self._accounts.search(text, after, limit + 1)
-        page = [AccountSummary.of(row) for row in rows[:limit]]
-        return AccountList(page, page[-1].username if len(rows) > limit else None)
+        text = text.strip()
+        lookup = self._lookup(text) if text else None
+        if text and lookup is None:
+            return AccountList([], None)
+        # One row more than the page, to know whether there is a next page.
+        rows = self._accounts.search(lookup, _after(after), limit + 1)
+        opened = self._seals.opened("accounts", rows[:limit])
+        page = [AccountSummary.of(row) for row in opened]
+        return AccountList(page, _cursor(rows[limit - 1]) if len(rows) > limit else None)
+
+    def _lookup(self, text: str) -> tuple[str, list[str]] | None:
+        """The fingerprint column an exact search by `text` compares, and the fingerprints it
+        compares with; None for text no account can have."""
+        try:
+            if is_email(text):
+                return "email_fingerprint", self._seals.fingerprints("email", normalise_email(text))
+            username = normalise_username(text)
+        except Invalid:
+            return None
+        return "username_fingerprint", self._seals.fingerprints("username", username)
 
     def live_sessions(
         self, account_id: UUID, current_session: UUID | None = None
     ) -> list[SessionSummary]:
         """The account's live sessions; `current_session` (the asker's) is marked `current`."""
-        rows = self._sessions.live_of(str(account_id), self._clock.now().timestamp())
+        rows = self._seals.opened(
+            "sessions", self._sessions.live_of(str(account_id), self._clock.now().timestamp())
+        )
         sessions = []
         for row in rows:
             session_id = UUID(row["id"])
@@ -196,7 +244,7 @@ class ReadSide:
             "until": unix_seconds(query.until),
         }
         rows = self._audit.page(where, query.cursor, limit + 1, newest_first)
-        entries = [_entry(row) for row in rows[:limit]]
+        entries = [_entry(row) for row in self._seals.opened("audit_log", rows[:limit])]
         more = len(rows) > limit
         return Page(entries, entries[-1].position if more and entries else None)
 
@@ -214,5 +262,5 @@ def _entry(row: Row) -> TrailEntry:
         ip=row["ip"],
         user_agent=row["user_agent"],
         outcome=row["outcome"],
-        details=json.loads(row["details"]),
+        details=row["details"],
     )

@@ -4,7 +4,9 @@ Each projection decides which rows an event changes; a batch of events is folded
 it touches (application.read_side.read_batch) and written in one transaction with the tracking record of
 its last event, so a projector that dies anywhere resumes after the last batch it wrote, and no
 event is applied twice. Rows depend on the events alone (never
-on when they were projected), so a rebuild from the first event yields the same rows.
+on when they were projected), so a rebuild from the first event yields rows that read the same.
+A person's values are kept sealed under their data key (application.read_side.read_seals): a row's copies
+in the store's files outlive no erasure.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from eventsourcing.utils import get_topic
 from application.audit.trail import READ_FIELDS, TrailEntry, trail_entry
 from application.persistence.sealing import PERSONAL_FIELDS
 from application.read_side.read_batch import Batch, Change, Forget, ReadStore, Row, Update, Upsert
+from application.read_side.read_seals import ReadSeals
 from domain.account import ERASED, Account
 from domain.client import OAuthClient
 from domain.session import Session
@@ -64,9 +67,10 @@ class _Projection:
     # decodes only those (SealingMapper.to_domain_events). None: whole events.
     fields: frozenset[str] | None = None
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, seals: ReadSeals) -> None:
         self.store: ReadStore = store
         self._view: TrackingRecorder = store
+        self.seals = seals
 
     @property
     def view(self) -> TrackingRecorder:
@@ -102,6 +106,7 @@ def _timestamp(event: DomainEventProtocol[Any]) -> float:
 
 
 def _registered(state: dict[str, Any], event: DomainEventProtocol[Any]) -> Row:
+    """The row a registration makes, its personal values still in plain (see ReadSeals)."""
     at = _timestamp(event)
     return {
         "id": str(event.originator_id),
@@ -146,7 +151,7 @@ _ACCOUNT_COLUMNS: dict[str, Any] = {
     "MfaDisabled": lambda state, row: {"mfa_enabled": 0},
     "ProfileUpdated": lambda state, row: {"display_name": state["display_name"]},
 }
-_READS_ITS_ROW = frozenset({"RoleGranted", "RoleRevoked"})
+_READS_ITS_ROW = frozenset({"RoleGranted", "RoleRevoked", "ClaimsRekeyed"})
 
 
 class AccountsProjection(_Projection):
@@ -177,20 +182,27 @@ class AccountsProjection(_Projection):
             return [Update("accounts", {"id": str(event.account_id)}, {"last_login_at": stamp})]
         state = vars(event)
         name = type(event).__name__
+        owner = event.originator_id
         if name == "Registered":
-            return [Upsert("accounts", _registered(state, event))]
-        key = {"id": str(event.originator_id)}
+            return [
+                Upsert("accounts", self.seals.sealed("accounts", owner, _registered(state, event)))
+            ]
+        key = {"id": str(owner)}
         row = rows.get("accounts", key["id"]) if name in _READS_ITS_ROW else None
         values = _ACCOUNT_COLUMNS[name](state, row) if name in _ACCOUNT_COLUMNS else {}
+        if name == "ClaimsRekeyed" and row is not None:
+            # Claimed anew under a new fingerprint key: so is the row, before the old key goes.
+            (opened,) = self.seals.opened("accounts", [row])
+            values.update(email=opened["email"], username=opened["username"])
         values.update(updated_at=_timestamp(event), version=event.originator_version)
-        return [Update("accounts", key, values)]
+        return [Update("accounts", key, self.seals.sealed("accounts", owner, values))]
 
     def forgets(self, account_id: UUID) -> list[Forget]:
         return [Forget("accounts", {"id": str(account_id)})]
 
 
 def account_row(account: Account) -> Row:
-    """An account's row, from the aggregate: what the folded row must equal."""
+    """An account's row, from the aggregate: what the folded row must read as."""
     return {
         "id": str(account.id),
         "email": account.email,
@@ -251,7 +263,7 @@ class SessionsProjection(_Projection):
                 "revoked_at": None,
                 "revocation_reason": None,
             }
-            return [Upsert("sessions", row)]
+            return [Upsert("sessions", self.seals.sealed("sessions", event.account_id, row))]
         name = type(event).__name__
         if name == "SessionRefreshed":
             values = {"last_used_at": at, "expires_at": unix_seconds(state["expires_at"])}
@@ -299,7 +311,8 @@ class AuditProjection(_Projection):
             # Only SessionStarted names the account; the rest are found by their session.
             known = rows.get("audit_sessions", str(event.originator_id))
             account_id = UUID(known["account_id"]) if known else None
-        changes.append(Upsert("audit_log", audit_row(trail_entry(event, position, account_id))))
+        entry = trail_entry(event, position, account_id)
+        changes.append(Upsert("audit_log", audit_row(entry, self.seals)))
         return changes
 
     def forgets(self, account_id: UUID) -> list[Forget]:
@@ -307,15 +320,16 @@ class AuditProjection(_Projection):
 
 
 def erased_audit_row(row: Row) -> Row:
-    """An audit row with its person's values read as erased; the rest (what happened, when,
-    to which account) is kept: the trail outlives the person."""
+    """An audit row (as stored) with its person's values read as erased; the rest (what
+    happened, when, to which account) is kept: the trail outlives the person. Their sealed
+    values would read as erased anyway, their key being destroyed: this leaves none behind."""
     details = json.loads(row["details"])
     for field in PERSONAL_FIELDS.intersection(details):
         details[field] = ERASED
     return {
         **row,
-        "ip": ERASED if row["ip"] else "",
-        "user_agent": ERASED if row["user_agent"] else "",
+        "sealed_ip": ERASED if row["sealed_ip"] else "",
+        "sealed_user_agent": ERASED if row["sealed_user_agent"] else "",
         "details": _details(details),
     }
 
@@ -339,7 +353,9 @@ def _details(details: dict[str, Any]) -> str:
     return _DETAILS.encode(details)
 
 
-def audit_row(entry: TrailEntry) -> Row:
+def audit_row(entry: TrailEntry, seals: ReadSeals) -> Row:
+    """The entry's row, its person's values sealed under their key."""
+    owner = entry.account_id
     return {
         "position": entry.position,
         "time": unix_seconds(entry.time),
@@ -349,8 +365,8 @@ def audit_row(entry: TrailEntry) -> Row:
         "version": entry.version,
         "account_id": str(entry.account_id) if entry.account_id else None,
         "session_id": str(entry.session_id) if entry.session_id else None,
-        "ip": entry.ip,
-        "user_agent": entry.user_agent,
+        "sealed_ip": seals.seal(owner, "audit_log.ip", entry.ip),
+        "sealed_user_agent": seals.seal(owner, "audit_log.user_agent", entry.user_agent),
         "outcome": entry.outcome,
-        "details": _details(entry.details),
+        "details": _details(seals.sealed_details(owner, entry.details)),
     }

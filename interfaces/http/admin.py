@@ -19,7 +19,25 @@ from interfaces.http.own_reads import READ_BEHIND_HEADERS, own_read
 from interfaces.http.schemas import LockRequest
 from interfaces.http.security import BEARER
 
-SearchText = Annotated[str, QueryParameter(max_length=254, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+SearchText = Annotated[
+    str,
+    QueryParameter(
+        max_length=254,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",
+        description="An exact email address or username, compared as registration compares "
+        "them (case-insensitively; the email NFKC-normalised), as Keycloak's exact search: "
+        "a part of one matches nothing. The accounts keep both only as keyed fingerprints.",
+    ),
+]
+# The `next_after` of the page before: its last account's registration time and id.
+Cursor = Annotated[
+    str,
+    QueryParameter(
+        max_length=64,
+        pattern=r"^([0-9]{1,16}(\.[0-9]{1,9})?:[0-9a-f-]{36})?$",
+        description="The `next_after` of the previous page.",
+    ),
+]
 
 
 def admin(claims: NamedDependency[Caller]) -> Caller:
@@ -48,10 +66,11 @@ class AdminController(Controller):
         admin: NamedDependency[Caller],
         read_side: NamedDependency[ReadSide],
         q: SearchText = "",
-        after: Annotated[str, QueryParameter(max_length=32)] = "",
+        after: Cursor = "",
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response[AccountList]:
-        """Accounts whose email or username contains `q`, by username."""
+        """Every account, in the order they registered; with `q`, the account whose email or
+        username `q` is exactly."""
         behind = read_side.caught_up("accounts", admin.written)
         return own_read(read_side.account_list(q, after, limit), behind)
 

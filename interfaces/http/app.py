@@ -27,9 +27,12 @@ from interfaces.http.admin import AdminController
 from interfaces.http.admin_clients import ClientsController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
+from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
+from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
+from interfaces.http.openapi_viewer import docs_policy, render_plugins
 from interfaces.http.passkeys import (
     MyPasskeysController,
     PasskeySignInController,
@@ -46,7 +49,7 @@ from interfaces.http.problems import (
 )
 from interfaces.http.request_log import request_log
 from interfaces.http.security import ClientAddress
-from interfaces.http.system import jwks, live, ready
+from interfaces.http.system import home, jwks, live, ready
 from interfaces.pages import pages_router
 
 MAX_BODY_BYTES = 64 * 1024
@@ -149,10 +152,11 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         if run_background:
             container.start_background()
 
+    # `/` is the pages' (to the sign-in page or the account), else a pointer to the API docs.
     pages = (
         [pages_router(container, before_request=attribute)]
         if container.settings.pages_enabled
-        else []
+        else [home]
     )
     return Litestar(
         route_handlers=[
@@ -210,7 +214,12 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Overloaded: overloaded_problem,
             Exception: unexpected_problem,
         },
-        middleware=[request_log, prometheus.middleware],
+        middleware=[
+            *filter(None, [cross_origin(container.settings.cors_origins)]),
+            docs_policy,
+            request_log,
+            prometheus.middleware,
+        ],
         plugins=[
             OpenTelemetryPlugin(
                 OpenTelemetryConfig(
@@ -231,7 +240,8 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             title="Tessera",
             version="0.1.0",
             description="An event-sourced authentication service.",
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

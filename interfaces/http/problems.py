@@ -39,6 +39,7 @@ from domain.errors import (
     InvalidToken,
     LastWayIn,
     MfaAlreadyEnabled,
+    MfaCodeAlreadyUsed,
     MfaNotEnabled,
     PasskeyNotFound,
     ProviderUnavailable,
@@ -88,6 +89,13 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     ),
     RateLimited: (429, "rate_limited", "Too many requests; wait before trying again."),
     InvalidMfaCode: (401, "invalid_mfa_code", "The code is wrong, expired or already used."),
+    # The same code as any refused one (clients branch on it), with the hint a person needs:
+    # the authenticator goes on showing the code just used until its next step.
+    MfaCodeAlreadyUsed: (
+        401,
+        "invalid_mfa_code",
+        "This code was already used; wait for the next one from your app.",
+    ),
     InvalidMfaToken: (
         401,
         "invalid_mfa_token",

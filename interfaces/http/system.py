@@ -1,4 +1,4 @@
-"""Unauthenticated system endpoints: signing keys and health."""
+"""Unauthenticated system endpoints: signing keys, health, and what answers at `/`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ from infrastructure.signing import Ed25519Signer
 @get("/.well-known/jwks.json", tags=["system"], cache=False)
 async def jwks(signer: NamedDependency[Ed25519Signer]) -> dict[str, Any]:
     return signer.jwks()
+
+
+@get("/", include_in_schema=False)
+async def home() -> dict[str, str]:
+    """Without the pages, `/` names where to read on: a person (or a client's developer) lands
+    here first, and a bare 404 tells them nothing."""
+    return {
+        "service": "tessera",
+        "api_docs": "/schema",
+        "openapi": "/schema/openapi.json",
+        "health": "/health/ready",
+    }
 
 
 @get("/health/live", tags=["system"])

@@ -112,7 +112,7 @@ class AccountPages(Controller):
     ) -> Page:
         visit = await site.visit(request)
         if visit.caller is None:
-            return site.redirect(visit, "/login")
+            return site.redirect(visit, "/login?next=/account")  # the page then says why
         return await account_page(site, visit, visit.caller, notice=DONE.get(done or ""))
 
     @post("/account/profile")

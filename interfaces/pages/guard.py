@@ -52,6 +52,21 @@ def origin_of(url: str) -> str:
     )
 
 
+def same_site_path(target: str | None) -> str | None:
+    """`target` when it is a path on this site ("/account?done=x"), else None: where a sign-in
+    goes next comes from a URL anyone can write, so it must never lead to another site (an open
+    redirect). Browsers read "//host" and "/\\host" as another host, and drop tabs and line
+    breaks inside a URL first, so each of these is refused, not cleaned."""
+    if not target or len(target) > 512 or not target.startswith("/"):
+        return None
+    if target.startswith(("//", "/\\")) or any(
+        c == "\\" or ord(c) < 0x21 or ord(c) == 0x7F for c in target
+    ):
+        return None
+    parts = urlsplit(target)
+    return target if not (parts.scheme or parts.netloc) else None
+
+
 def plain_local_http(public_url: str) -> bool:
     """Only a developer's own machine is served over plain HTTP; everywhere else the cookies
     are Secure, so they never travel unencrypted."""

@@ -24,6 +24,7 @@ from interfaces.http.schemas import (
     ResetPasswordRequest,
     VerifyEmailRequest,
 )
+from interfaces.pages.guard import same_site_path
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, sign_in_buttons
 
 AnyRequest = Request[Any, Any, Any]
@@ -37,11 +38,22 @@ NOTICES = {
     "session-ended": "That session was yours, so you are signed out.",
 }
 Notice = Annotated[str | None, QueryParameter(max_length=32)]
+# Where a sign-in goes next: a path on this site only (same_site_path).
+Next = Annotated[str | None, QueryParameter(max_length=512)]
+# Why the sign-in page is shown, by where it goes next: a person sent here from a page they
+# asked for is told so.
+REASONS = {"/account": "Sign in to see your account."}
 LinkToken = Annotated[str, QueryParameter(max_length=256)]
 
 
 class PublicPages(Controller):
     include_in_schema = False
+
+    @get("/")
+    async def home(self, request: AnyRequest, site: NamedDependency[Site]) -> Redirect:
+        """Where a person lands first: their account, or the sign-in page."""
+        visit = await site.visit(request)
+        return site.redirect(visit, "/account" if visit.caller is not None else "/login")
 
     @get("/register")
     async def register_form(
@@ -92,19 +104,24 @@ class PublicPages(Controller):
 
     @get("/login")
     async def login_form(
-        self, request: AnyRequest, site: NamedDependency[Site], done: Notice = None
+        self,
+        request: AnyRequest,
+        site: NamedDependency[Site],
+        done: Notice = None,
+        next: Next = None,
     ) -> Page:
         visit = await site.visit(request)
+        target = same_site_path(next)
         if visit.caller is not None:
-            return site.redirect(visit, "/account")
-        return site.page(
-            visit, "login.html", notice=NOTICES.get(done or ""), **sign_in_buttons(site)
-        )
+            return site.redirect(visit, target or "/account")
+        notice = NOTICES.get(done or "") or _reason(target)
+        return site.page(visit, "login.html", notice=notice, next=target, **sign_in_buttons(site))
 
     @post("/login")
     async def login(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
         visit = await site.visit(request)
         fields = await site.form(request, visit)
+        target = same_site_path(fields.pop("next", None))
         app = site.container
         client = site.client(request)
         try:
@@ -120,20 +137,22 @@ class PublicPages(Controller):
                 status,
                 errors=errors,
                 login=fields.get("login"),
+                next=target,
                 **sign_in_buttons(site),
             )
         if isinstance(result, MfaChallenge):
             metrics.LOGINS.labels(outcome="mfa_required").inc()
             # The MFA token goes in the form's hidden field, never in a URL.
-            return site.page(visit, "login_mfa.html", mfa_token=result.mfa_token)
+            return site.page(visit, "login_mfa.html", mfa_token=result.mfa_token, next=target)
         metrics.LOGINS.labels(outcome="success").inc()
         site.sign_in(visit, result)
-        return site.redirect(visit, "/account")
+        return site.redirect(visit, target or "/account")
 
     @post("/login/mfa")
     async def login_mfa(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
         visit = await site.visit(request)
         fields = await site.form(request, visit)
+        target = same_site_path(fields.pop("next", None))
         app = site.container
         client = site.client(request)
         try:
@@ -146,14 +165,19 @@ class PublicPages(Controller):
             status, errors = refusal(error)
             if code_of(error) == "invalid_mfa_token":
                 return site.page(
-                    visit, "login.html", status, errors=errors, **sign_in_buttons(site)
+                    visit, "login.html", status, errors=errors, next=target, **sign_in_buttons(site)
                 )
             return site.page(
-                visit, "login_mfa.html", status, errors=errors, mfa_token=fields.get("mfa_token")
+                visit,
+                "login_mfa.html",
+                status,
+                errors=errors,
+                mfa_token=fields.get("mfa_token"),
+                next=target,
             )
         metrics.LOGINS.labels(outcome="success").inc()
         site.sign_in(visit, tokens)
-        return site.redirect(visit, "/account")
+        return site.redirect(visit, target or "/account")
 
     @get("/forgot-password")
     async def forgot_form(self, request: AnyRequest, site: NamedDependency[Site]) -> Response[str]:
@@ -207,6 +231,12 @@ class PublicPages(Controller):
         # Every session of the account ended, this browser's too if it had one.
         site.sign_out(visit)
         return site.redirect(visit, "/login?done=password-reset")
+
+
+def _reason(target: str | None) -> str | None:
+    if target is None:
+        return None
+    return REASONS.get(target.split("?", 1)[0], "Sign in to continue.")
 
 
 __all__ = ["NOTICES", "PublicPages", "Visit"]

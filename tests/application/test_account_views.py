@@ -80,9 +80,9 @@ def test_an_account_whose_mark_was_lost_is_read_again_then_marked(
 
 def forget_marks(container: Container) -> None:
     """As when Redis restarts empty, or a mark expires."""
-    if container.redis is not None:
-        for key in container.redis.scan_iter("tessera:mark:*"):
-            container.redis.delete(key)
+    if container.shared_server is not None:
+        for key in container.shared_server.scan_iter("tessera:mark:*"):
+            container.shared_server.delete(key)
     elif container.database.is_postgres:
         raise AssertionError("these tests run PostgreSQL with Redis")
     else:

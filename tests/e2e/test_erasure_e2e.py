@@ -349,7 +349,7 @@ def test_a_person_erased_through_the_api_is_forgotten_everywhere(
 
         # The read models catch up: the admin's listing and the auditor's trail show it.
         def listed_and_audited() -> bool:
-            listing = http.get("/api/admin/accounts", params={"q": "erasable"}, headers=admin)
+            listing = http.get("/api/admin/accounts", params={"q": EMAIL}, headers=admin)
             trail = http.get(
                 "/api/audit/events",
                 params={"account_id": me["id"], "type": "AccountErased"},

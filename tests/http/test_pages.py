@@ -181,7 +181,7 @@ def test_signing_out_everywhere_ends_the_page_session(site: tuple[Client, Contai
     token = sign_in(client)
     out = client.post("/logout", data={"csrf_token": token, "everywhere": "yes"})
     assert out.status_code == 303 and out.headers["location"] == "/login?done=signed-out"
-    assert client.get("/account").headers.get("location") == "/login"
+    assert client.get("/account").headers.get("location") == "/login?next=/account"
 
 
 def test_two_tabs_renewing_one_page_session_at_once_both_stay_signed_in(

@@ -196,7 +196,7 @@ def test_an_admin_locks_unlocks_disables_and_enables_with_immediate_effect(
     register_and_verify(client, container, "bob")
     bob = log_in(client, "bob")
     run_projections(container)
-    listed = client.get("/api/admin/accounts?q=bo", headers=bearer(admin))
+    listed = client.get("/api/admin/accounts?q=BOB", headers=bearer(admin))
     assert listed.status_code == 200, listed.text
     (summary,) = listed.json()["accounts"]
     bob_id = summary["id"]
@@ -231,6 +231,42 @@ def test_an_admin_locks_unlocks_disables_and_enables_with_immediate_effect(
     operators = {e.details.get("operator") for e in auditor_view.entries if "operator" in e.details}
     admin_id = jwt.decode(admin["access_token"], options={"verify_signature": False})["sub"]
     assert operators == {f"account:{admin_id}"}
+
+
+def test_the_admin_search_is_an_exact_email_or_username_and_the_listing_pages_by_cursor(
+    client: Client, container: Container
+) -> None:
+    admin = with_role(client, container, "root", "admin")
+    for who in ("bob", "bobby"):
+        register_and_verify(client, container, who)
+    run_projections(container)
+
+    def listed(query: str) -> Any:
+        response = client.get(f"/api/admin/accounts?{query}", headers=bearer(admin))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    for q in ("bob", "Bob", "bob%40example.com", "BOB%40Example.Com"):
+        assert [a["username"] for a in listed(f"q={q}")["accounts"]] == ["bob"], q
+    for part in ("bo", "obb", "bob%40", "example.com", "%25", "_"):  # a part matches nothing
+        assert listed(f"q={part}")["accounts"] == [], part
+    pages, query = [], "limit=1"
+    while True:
+        page = listed(query)
+        pages += [a["username"] for a in page["accounts"]]
+        if page["next_after"] is None:
+            break
+        query = f"limit=1&after={page['next_after']}"
+    assert pages == ["root", "bob", "bobby"]  # the order they registered in
+    for bad in ("bob", "1.5:not-an-id", "1.5:" + "-" * 36, "x" * 65):
+        refused = client.get(f"/api/admin/accounts?after={bad}", headers=bearer(admin))
+        assert refused.status_code == 400, bad
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    schema = client.get("/schema/openapi.json").json()
+    (q,) = [
+        p for p in schema["paths"]["/api/admin/accounts"]["get"]["parameters"] if p["name"] == "q"
+    ]
+    assert "exact" in q["description"]
 
 
 def test_admin_lock_until_the_past_is_refused_and_unknown_accounts_are_404(
