@@ -19,6 +19,7 @@ def test_an_operator_registers_lists_and_removes_clients_from_the_command_line(
     env = {**os.environ, "DATA_DIR": str(tmp_path / "var")}
     for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
         env.pop(name, None)
+    build(load_settings({"DATA_DIR": env["DATA_DIR"]})).close()  # the store a server made
 
     def client(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
