@@ -97,11 +97,8 @@ class ClientSettings:
 
     def state(self) -> dict[str, Any]:
         """As the events carry it: JSON values only."""
-        return {
-            f.name: list(value) if isinstance(value, tuple) else value
-            for f in fields(self)
-            for value in (getattr(self, f.name),)
-        }
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in state.items()}
 
     @classmethod
     def of(cls, state: dict[str, Any]) -> ClientSettings:
