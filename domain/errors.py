@@ -179,3 +179,12 @@ class IdentityNotFound(DomainError):
 class LastWayIn(DomainError):
     """Unlinking this identity would leave the account no way to sign in (no password, no
     passkey, no other identity)."""
+
+
+class ClientNotFound(DomainError):
+    """No client (or a removed one) has this id."""
+
+
+class InvalidClient(DomainError):
+    """A client that is unknown, removed, or whose secret is wrong (or expired after a
+    rotation): deliberately indistinguishable, as RFC 6749's invalid_client."""

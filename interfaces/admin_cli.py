@@ -19,6 +19,7 @@ from infrastructure.key_rotation import KeyState
 from infrastructure.key_store import KeysNotMoved, describe, move_keys
 from infrastructure.keyring import FINGERPRINTS
 from infrastructure.rebuild import rebuild as replay
+from interfaces.client_cli import add_client_commands, run_client_command
 from interfaces.container import Container, build
 from interfaces.progress import progress
 from interfaces.settings import Settings, load_settings
@@ -89,6 +90,7 @@ def add_commands(commands: Any) -> None:
     )
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
+    add_client_commands(actions)
     admin.set_defaults(run=administer)
 
 
@@ -113,6 +115,8 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
     operator: str = args.operator
     if args.action == "list":
         return _list(container, args)
+    if args.action == "client":
+        return run_client_command(container, args)
     if args.action == "erase":
         return _erase(container, args.login, operator, args.yes)
     if args.action == "export":

@@ -16,6 +16,7 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
 from application.factors.mfa import Mfa
@@ -114,6 +115,7 @@ class Container:
     external_sign_in: ExternalSignIn
     access: Access
     administration: Administration
+    clients: Clients
     erasure: Erasure
     after_restore: AfterRestore
     personal_data: PersonalDataExport
@@ -478,6 +480,7 @@ def _build(
         ),
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
+        clients=Clients(log, clock),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
         personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),

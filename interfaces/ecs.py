@@ -64,6 +64,11 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "SessionRevoked": (["session"], ["end"]),
     "AllSessionsRevoked": (["session"], ["end"]),
     "RefreshTokenReuseDetected": (["authentication", "session"], ["end"]),
+    # The OpenID Provider's clients: apps whose credentials an admin manages.
+    "ClientRegistered": (["iam"], ["creation"]),
+    "ClientUpdated": (["iam"], ["change"]),
+    "ClientSecretRotated": (["iam"], ["change"]),
+    "ClientRemoved": (["iam"], ["deletion"]),
 }
 # The trail's own outcomes (trail.py) said as ECS's success/failure.
 _FAILURES = frozenset({"failure", "reuse_detected"})

@@ -1,4 +1,4 @@
-"""One log line per recorded account or session fact, categorised as ECS says (an observer of
+"""One log line per recorded account, session or client fact, categorised as ECS says (an observer of
 the EventLog, like the metrics): Kibana sees sign-ins, lockouts, resets, MFA changes and
 refresh-token reuse as they are recorded, without waiting for a trail export.
 
@@ -31,4 +31,6 @@ class SecurityLog:
             if entry.session_id is not None:
                 # A refresh or a reuse names no account: its session ties it to the sign-in.
                 fields["tessera"] = {"session": {"id": str(entry.session_id)}}
+            if entry.aggregate == "OAuthClient":
+                fields["tessera"] = {"client": {"id": str(entry.aggregate_id)}}
             log.info(entry.type, extra=fields)

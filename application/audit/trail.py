@@ -13,6 +13,7 @@ from eventsourcing.utils import get_topic
 
 from application.persistence.sealing import SEALS, Opened
 from domain.account import ERASED, Account
+from domain.client import OAuthClient
 from domain.session import Session
 
 # The only event fields the trail shows. A whitelist, so a field added later (a new hash, a
@@ -30,6 +31,9 @@ SHOWN_FIELDS = frozenset(
         "provider",  # an identity provider's name from settings ("google"), never the person's
         "reason",
         "role",
+        # An OpenID Provider client's registered settings (name, redirect URIs, grants): no
+        # secret among them; its secret's digest is a field of its own, never shown.
+        "settings",
         "until",
         "username",
     }
@@ -50,7 +54,7 @@ class TrailEntry:
     position: int | None
     time: datetime
     type: str  # the domain event's class name: Registered, LoginFailed, ...
-    aggregate: str  # "Account" or "Session"
+    aggregate: str  # "Account", "Session" or "OAuthClient"
     aggregate_id: UUID
     version: int
     account_id: UUID | None
@@ -86,17 +90,21 @@ def is_trail_topic(topic: str) -> bool:
     return topic.startswith(_TRAIL_TOPIC_PREFIXES)
 
 
-_TRAIL_TOPIC_PREFIXES = tuple(f"{get_topic(kind)}." for kind in (Account, Session))
+# Accounts and sessions, and the OpenID Provider's clients: each change to a client names the
+# admin who made it.
+_TRAIL_KINDS = (Account, Session, OAuthClient)
+_TRAIL_TOPIC_PREFIXES = tuple(f"{get_topic(kind)}." for kind in _TRAIL_KINDS)
 
 
 def is_trail_event(event: DomainEventProtocol[Any]) -> bool:
-    """Account and Session events; the uniqueness claims are bookkeeping, not history."""
+    """Account, Session and OAuthClient events; the uniqueness claims and the directory of
+    clients are bookkeeping, not history."""
     return _aggregate_of(event) is not None
 
 
 def _aggregate_of(event: DomainEventProtocol[Any]) -> str | None:
     qualname = type(event).__qualname__
-    for kind in (Account, Session):
+    for kind in _TRAIL_KINDS:
         if qualname.startswith(f"{kind.__name__}."):
             return kind.__name__
     return None
@@ -138,6 +146,8 @@ def entry_of(
     client = state.get("client") or {}
     if aggregate == "Account":
         account_id, session_id = aggregate_id, None
+    elif aggregate == "OAuthClient":
+        account_id, session_id = None, None  # its operator is in the details
     else:
         account_id = state.get("account_id", account_id)
         session_id = aggregate_id

@@ -32,6 +32,7 @@ from application.persistence.sealing import OWNER, SealedAsText, SealingMapper
 from application.persistence.transcoding import FastJSONTranscoder
 from application.ports import ChangeMarks, DataKeys, Unavailable
 from domain.account import Account, EmailClaim, IdentityClaim, UsernameClaim
+from domain.client import ClientDirectory
 from domain.errors import Invalid
 from domain.identity import is_email, normalise_email, normalise_username
 from domain.session import Session
@@ -118,7 +119,11 @@ class EventLog(Application[UUID]):
     name = "Tessera"
     # Snapshots bound the events replayed on load, so an account with years of history (failed
     # logins, profile edits) and a long-lived session loads about as fast as a new one.
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 50, Session: 50}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Account: 50,
+        Session: 50,
+        ClientDirectory: 50,
+    }
 
     def __init__(
         self, keys: DataKeys, env: Any = None, observers: Sequence[SaveObserver] = ()

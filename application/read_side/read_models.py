@@ -27,6 +27,7 @@ from application.persistence.sealing import PERSONAL_FIELDS
 from application.read_side.read_batch import Batch, Change, Forget, ReadStore, Row, Update, Upsert
 from application.read_side.read_seals import ReadSeals
 from domain.account import ERASED, Account
+from domain.client import OAuthClient
 from domain.session import Session
 
 
@@ -294,7 +295,7 @@ class AuditProjection(_Projection):
     """The audit log: one row per security event, in store order, without secrets."""
 
     name = "audit_log"
-    topics = _topics(Account, Session)
+    topics = _topics(Account, Session, OAuthClient)
     fields = READ_FIELDS  # what trail_entry reads
 
     def prefetch(self, events: Sequence[Positioned], batch: Batch) -> None:

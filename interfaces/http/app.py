@@ -24,6 +24,7 @@ from domain.errors import DomainError, FieldError, Invalid
 from infrastructure.tracing import SECRET_HEADERS, redact_request_span
 from interfaces.container import Container
 from interfaces.http.admin import AdminController
+from interfaces.http.admin_clients import ClientsController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.cors import cross_origin
@@ -169,6 +170,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             MyIdentitiesController,
             AuditController,
             AdminController,
+            ClientsController,
             jwks,
             live,
             ready,
@@ -187,6 +189,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "settings": provide(container.settings),
             "access": provide(container.access),
             "administration": provide(container.administration),
+            "clients": provide(container.clients),
             "erasure": provide(container.erasure),
             "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),

@@ -216,3 +216,53 @@ class OidcExchangeRequest(Request):
     # The PKCE-style verifier (RFC 7636, 4.1) whose S256 challenge the app gave to start: the
     # proof that binds the code to the app that started, where the browser's cookie is absent.
     code_verifier: CodeVerifier | None = None
+
+
+# An OpenID Provider client's registration. The bounds here are the shape; the rules (https,
+# loopback, grants that go together) are the domain's (domain/client.py), answered field by field.
+ClientName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_PRINTABLE)]
+ClientUri = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[\x21-\x7e]+$")]
+ClientUris = Annotated[tuple[ClientUri, ...], Meta(max_length=20)]
+Grant = Literal["authorization_code", "refresh_token", "client_credentials"]
+ScopeToken = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+]
+SigningAlgorithm = Literal["RS256", "ES256", "EdDSA"]
+Grants = Annotated[tuple[Grant, ...], Meta(min_length=1, max_length=3)]
+Scopes = Annotated[tuple[ScopeToken, ...], Meta(max_length=50)]
+
+
+class ClientRequest(Request):
+    name: ClientName
+    redirect_uris: ClientUris = ()
+    post_logout_redirect_uris: ClientUris = ()
+    grant_types: Grants = ("authorization_code",)
+    scopes: Scopes = ("openid", "profile", "email")
+    public: bool = False  # a browser or native app, which cannot keep a secret: PKCE instead
+    trusted: bool = False  # skips the consent page
+    id_token_signed_response_alg: SigningAlgorithm = "RS256"  # noqa: S105 - an algorithm
+    resources: ClientUris = ()
+    web_origins: ClientUris | None = None  # omitted: the origins of the redirect URIs
+
+
+class ClientChanges(Request):
+    """Only the fields given change; `web_origins: null` goes back to the redirect URIs'
+    origins. `public` cannot change (register a new client)."""
+
+    name: ClientName | msgspec.UnsetType = msgspec.UNSET
+    redirect_uris: ClientUris | msgspec.UnsetType = msgspec.UNSET
+    post_logout_redirect_uris: ClientUris | msgspec.UnsetType = msgspec.UNSET
+    grant_types: Grants | msgspec.UnsetType = msgspec.UNSET
+    scopes: Scopes | msgspec.UnsetType = msgspec.UNSET
+    public: bool | msgspec.UnsetType = msgspec.UNSET
+    trusted: bool | msgspec.UnsetType = msgspec.UNSET
+    id_token_signed_response_alg: SigningAlgorithm | msgspec.UnsetType = msgspec.UNSET
+    resources: ClientUris | msgspec.UnsetType = msgspec.UNSET
+    web_origins: ClientUris | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ClientSecret(msgspec.Struct):
+    """The only answer that holds a client's secret: shown once, never again."""
+
+    client_id: str
+    client_secret: str | None  # None for a public client

@@ -104,6 +104,27 @@ def test_an_admins_change_is_logged_with_the_changed_accounts_id(
 
 
 @sqlite_only
+def test_a_client_registration_is_logged_with_the_client_id_and_never_its_secret(
+    client: Client, container: Container, ecs_lines: io.StringIO
+) -> None:
+    register_and_verify(client, container, who="root")
+    container.administration.grant_role("root", "admin", operator="test")
+    admin = bearer(log_in(client, "root"))
+    body = {"name": "Wiki", "redirect_uris": ["https://wiki.example/cb"]}
+    made = client.post("/api/admin/clients", headers=admin, json=body).json()
+    rotated = client.post(f"/api/admin/clients/{made['client_id']}/secret", headers=admin).json()
+
+    lines = read(ecs_lines)
+    (registered,) = [line for line in lines if line.get("event.action") == "ClientRegistered"]
+    assert registered["tessera.client.id"] == made["client_id"]
+    assert registered["event.category"] == ["iam"] and registered["event.type"] == ["creation"]
+    assert [line for line in lines if line.get("event.action") == "ClientSecretRotated"]
+    everything = ecs_lines.getvalue()
+    assert made["client_secret"] not in everything
+    assert rotated["client_secret"] not in everything
+
+
+@sqlite_only
 def test_log_format_json_keeps_the_older_shape(
     client: Client, container: Container, json_lines: io.StringIO
 ) -> None:
@@ -134,16 +155,17 @@ def test_the_ecs_check_refuses_wrong_types_and_unknown_fields() -> None:
     assert problems({**line, "@timestamp": "2026-01-31T12:00:00.000Z"}) != found
 
 
-def test_every_account_and_session_event_has_its_ecs_categories() -> None:
+def test_every_account_session_and_client_event_has_its_ecs_categories() -> None:
     from eventsourcing.domain import DomainEvent
 
     from domain.account import Account
+    from domain.client import OAuthClient
     from domain.session import Session
     from interfaces.ecs import CATEGORIES, event_fields
 
     recorded = {
         name
-        for aggregate in (Account, Session)
+        for aggregate in (Account, Session, OAuthClient)
         for name, value in vars(aggregate).items()
         if isinstance(value, type) and issubclass(value, DomainEvent)
     } - {"Created", "Event"}  # the library's base classes, never recorded as such

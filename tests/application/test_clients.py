@@ -1,0 +1,185 @@
+"""The OpenID Provider's clients on both stores: registered, listed, changed, their secrets
+rotated and checked, removed; each change in the trail with its operator, no secret stored."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from application.read_side.queries import AuditFilter
+from domain.client import SECRET_OVERLAP, ClientSettings
+from domain.errors import ClientNotFound, Invalid, InvalidClient
+from interfaces.container import Container
+from tests.conftest import FakeClock, run_projections
+
+WEB = ClientSettings(
+    name="Wiki",
+    redirect_uris=("https://wiki.example/callback",),
+    grant_types=("authorization_code", "refresh_token"),
+    scopes=("openid", "profile", "email", "offline_access", "wiki:edit"),
+)
+SPA = ClientSettings(name="Dashboard", redirect_uris=("https://dash.example/cb",), public=True)
+
+
+def test_a_client_is_registered_read_listed_and_proves_itself_with_its_secret(
+    container: Container,
+) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:admin")
+    assert issued.client_secret and len(issued.client_secret) >= 43  # 256 bits, base64url
+    public = clients.register(SPA, "account:admin")
+    assert public.client_secret is None
+
+    view = clients.client(issued.client_id)
+    assert view.name == "Wiki" and not view.public and not view.trusted
+    assert view.scopes == ["openid", "profile", "email", "offline_access", "wiki:edit"]
+    assert view.web_origins == ["https://wiki.example"]
+    assert view.id_token_signed_response_alg == "RS256"
+    assert [v.name for v in clients.list()] == ["Dashboard", "Wiki"]
+
+    assert clients.authenticate(issued.client_id, issued.client_secret).client_id == (
+        issued.client_id
+    )
+    assert clients.authenticate(public.client_id, None).public
+    for client_id, secret in [
+        (issued.client_id, "wrong"),
+        (issued.client_id, None),
+        (issued.client_id, issued.client_secret + "x"),
+        (public.client_id, issued.client_secret),
+        ("not-a-uuid", issued.client_secret),
+        ("6f0c6a52-1c1e-5b8e-9a57-6f3d2c4b7a10", None),  # the directory's id: no client
+    ]:
+        with pytest.raises(InvalidClient):
+            clients.authenticate(client_id, secret)
+
+
+def test_no_secret_is_stored_or_read_back(container: Container) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:admin")
+    rotated = clients.rotate_secret(issued.client_id, "account:admin")
+    assert issued.client_secret and rotated.client_secret
+    stored = b"".join(
+        n.state for n in container.log.recorder.select_notifications(start=1, limit=1000)
+    )
+    for secret in (issued.client_secret, rotated.client_secret):
+        assert secret.encode() not in stored
+        assert secret not in repr(clients.client(issued.client_id))
+        assert secret not in repr(clients.list())
+
+
+def test_a_rotated_secret_works_for_the_overlap_then_only_the_new_one_does(
+    container: Container, clock: FakeClock
+) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:admin")
+    rotated = clients.rotate_secret(issued.client_id, "account:admin")
+    assert rotated.client_secret != issued.client_secret
+    clients.authenticate(issued.client_id, issued.client_secret)
+    clients.authenticate(issued.client_id, rotated.client_secret)
+    assert clients.client(issued.client_id).previous_secret_valid_until is not None
+    clock.advance(seconds=SECRET_OVERLAP.total_seconds())
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, issued.client_secret)
+    clients.authenticate(issued.client_id, rotated.client_secret)
+    assert clients.client(issued.client_id).previous_secret_valid_until is None
+
+
+def test_changes_are_checked_and_a_refused_one_changes_nothing(container: Container) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:admin")
+    before = container.log.recorder.max_notification_id()
+    for changes in (
+        {"public": True},
+        {"redirect_uris": ("https://wiki.example/cb#x",)},
+        {"redirect_uris": ()},
+        {"grant_types": ("client_credentials",), "scopes": ("openid", "offline_access")},
+    ):
+        with pytest.raises(Invalid):
+            clients.update(issued.client_id, changes, "account:admin")
+    assert container.log.recorder.max_notification_id() == before
+    changed = clients.update(
+        issued.client_id,
+        {"name": "Team wiki", "trusted": True, "web_origins": ("https://edit.wiki.example",)},
+        "account:admin",
+    )
+    assert changed.name == "Team wiki" and changed.trusted
+    assert changed.web_origins == ["https://edit.wiki.example"]
+    assert clients.client(issued.client_id) == changed
+    with pytest.raises(Invalid):
+        clients.rotate_secret(clients.register(SPA, "account:admin").client_id, "account:admin")
+
+
+def test_a_removed_client_is_gone_for_every_command(container: Container) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:admin")
+    kept = clients.register(SPA, "account:admin")
+    clients.remove(issued.client_id, "account:admin")
+    assert [v.client_id for v in clients.list()] == [kept.client_id]
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, issued.client_secret)
+    for command in (
+        lambda: clients.client(issued.client_id),
+        lambda: clients.update(issued.client_id, {"trusted": True}, "account:admin"),
+        lambda: clients.rotate_secret(issued.client_id, "account:admin"),
+        lambda: clients.remove(issued.client_id, "account:admin"),
+    ):
+        with pytest.raises(ClientNotFound):
+            command()
+
+
+def test_simultaneous_registrations_are_all_listed(container: Container) -> None:
+    """Each registration writes the directory too: the losers of a race for it rerun."""
+    barrier = threading.Barrier(6)
+    issued: list[str] = []
+
+    def register(n: int) -> None:
+        barrier.wait()
+        made = container.clients.register(
+            ClientSettings(name=f"App {n}", grant_types=("client_credentials",)), f"cli:{n}"
+        )
+        issued.append(made.client_id)
+
+    threads = [threading.Thread(target=register, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(v.client_id for v in container.clients.list()) == sorted(issued)
+    assert len(issued) == 6
+
+
+def test_every_change_is_in_the_trail_with_its_operator(container: Container) -> None:
+    clients = container.clients
+    issued = clients.register(WEB, "account:alice")
+    clients.update(issued.client_id, {"trusted": True}, "account:bob")
+    clients.rotate_secret(issued.client_id, "cli:carol")
+    clients.remove(issued.client_id, "account:alice")
+    run_projections(container)
+    entries = [
+        e
+        for e in container.read_side.audit_events(AuditFilter()).entries
+        if e.aggregate == "OAuthClient"
+    ]
+    assert [(e.type, e.details["operator"]) for e in entries] == [
+        ("ClientRegistered", "account:alice"),
+        ("ClientUpdated", "account:bob"),
+        ("ClientSecretRotated", "cli:carol"),
+        ("ClientRemoved", "account:alice"),
+    ]
+    assert {str(e.aggregate_id) for e in entries} == {issued.client_id}
+    assert entries[0].details["settings"]["redirect_uris"] == ["https://wiki.example/callback"]
+    assert all("secret_digest" not in e.details for e in entries)
+    assert all(e.account_id is None and e.session_id is None for e in entries)
+
+
+def test_the_directory_of_clients_loads_from_a_snapshot(container: Container) -> None:
+    """The directory gains an event per registration; snapshots keep its load short."""
+    from domain.client import DIRECTORY_ID
+
+    service = ClientSettings(name="Service", grant_types=("client_credentials",))
+    issued = [container.clients.register(service, "cli:ops").client_id for _ in range(55)]
+    container.clients.remove(issued[0], "cli:ops")
+    assert container.log.snapshots is not None
+    assert list(container.log.snapshots.get(DIRECTORY_ID))
+    assert sorted(v.client_id for v in container.clients.list()) == sorted(issued[1:])
