@@ -90,6 +90,11 @@ class ClaimSigner(Protocol):
 
     def sign(self, claims: Mapping[str, Any], algorithm: str, token_type: str) -> str: ...
 
+    def verify(self, token: str, algorithm: str, token_type: str) -> dict[str, Any] | None:
+        """The claims, if one of its keys of `algorithm` (current or previous) signed the token
+        with `token_type` as its typ; else None. The caller checks the times and issuer."""
+        ...
+
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify what it signs, and what the previous keys signed."""
         ...

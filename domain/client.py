@@ -214,6 +214,17 @@ class OAuthClient(Aggregate):
     def _client_removed(self, operator: str, timestamp: datetime) -> None:
         self.removed = True
 
+    def tokens_issued(self, count: int, since: datetime, at: datetime) -> None:
+        """Records `count` access tokens issued to the client by client_credentials since
+        `since`: the trail shows machine tokens without an event per token (a busy API may ask
+        for hundreds a second), as it shows refresh rotations."""
+        self._live()
+        self._client_tokens_issued(count=count, since=since, timestamp=at)
+
+    @event("ClientTokensIssued")
+    def _client_tokens_issued(self, count: int, since: datetime, timestamp: datetime) -> None:
+        pass
+
     def authenticate(self, presented_digest: str | None, at: datetime) -> None:
         """InvalidClient unless the client is live and the digest is its secret's (or, within
         the overlap after a rotation, the previous secret's). A public client proves nothing

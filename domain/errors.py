@@ -188,3 +188,16 @@ class ClientNotFound(DomainError):
 class InvalidClient(DomainError):
     """A client that is unknown, removed, or whose secret is wrong (or expired after a
     rotation): deliberately indistinguishable, as RFC 6749's invalid_client."""
+
+
+class ScopeNotAllowed(DomainError):
+    """A scope the client asked for that is not registered for it, or that needs a person
+    (openid, profile, email, offline_access) in a grant without one: RFC 6749's invalid_scope."""
+
+
+class ResourceNotAllowed(DomainError):
+    """An RFC 8707 resource not registered for the client: invalid_target."""
+
+
+class NotYourToken(DomainError):
+    """A client asked to revoke a token issued to another client."""

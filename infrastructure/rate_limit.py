@@ -38,6 +38,12 @@ class LocalRateLimiter:
             self._tats[key] = tat + limit.interval
             return 0.0
 
+    def wait(self, key: str, limit: Limit, now: datetime) -> float:
+        t = now.timestamp()
+        with self._lock:
+            tat = max(self._tats.get(key, t), t)
+        return max(0.0, tat + limit.interval - limit.per.total_seconds() - t)
+
 
 # Atomic in Redis: read, decide and write the TAT in one script, shared by every API process.
 _GCRA = """
@@ -74,3 +80,13 @@ class RedisRateLimiter:
             log.warning("redis unavailable for rate limiting; using local limits")
             return self._fallback.acquire(key, limit, now)
         return float(answer)
+
+    def wait(self, key: str, limit: Limit, now: datetime) -> float:
+        try:
+            stored = self._client.get(self._prefix + key)
+        except redis.RedisError:
+            log.warning("redis unavailable for rate limiting; using local limits")
+            return self._fallback.wait(key, limit, now)
+        t = now.timestamp()
+        tat = max(float(stored), t) if stored is not None else t
+        return max(0.0, tat + limit.interval - limit.per.total_seconds() - t)

@@ -16,6 +16,7 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.machine_tokens import MachineTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -116,6 +117,7 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
     personal_data: PersonalDataExport
@@ -184,6 +186,7 @@ class Container:
             return
         self._closed = True
         self.runtime.stop()
+        self.machine_tokens.flush()
         self.mail_broker.stop()
         self.revocations.close()
         self.chains.close()
@@ -345,6 +348,7 @@ def _build(
         ceiling=timedelta(seconds=settings.lockout_max_duration),
     )
     throttle = Throttle(stores.shared.limiter, rate_limits(settings), clock, keys.fingerprint)
+    clients = Clients(log, clock)
     webauthn = PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins)
     session_rules = SessionRules(
         require_verified_email=settings.require_verified_email,
@@ -480,7 +484,16 @@ def _build(
         ),
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
-        clients=Clients(log, clock),
+        clients=clients,
+        machine_tokens=MachineTokens(
+            clients,
+            log,
+            signing_keys,
+            revocations,
+            clock,
+            issuer=settings.issuer,
+            lifetime_seconds=settings.access_token_ttl,
+        ),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
         personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),
@@ -580,6 +593,7 @@ def rate_limits(settings: Settings) -> dict[str, ActionLimits]:
         "reset_password": settings.rate_limit_reset_password,
         "mfa": settings.rate_limit_mfa,
         "passkey_options": settings.rate_limit_passkey_options,
+        "client_auth": settings.rate_limit_client_auth,
     }
     return {action: _action_limits(spec) for action, spec in specs.items()}
 

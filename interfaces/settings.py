@@ -142,6 +142,9 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     rate_limit_mfa: RateSpec = "30/60,10/60"
     # Asking for passkey options (each stores a challenge, unauthenticated): per client IP.
     rate_limit_passkey_options: RateSpec = "60/60"
+    # Failed client authentications at the OpenID Provider's endpoints (a wrong client secret),
+    # per client IP: only failures count, so a busy API asking for tokens is never limited.
+    rate_limit_client_auth: RateSpec = "20/60"
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=1)] = 3
     argon2_memory_cost: Annotated[int, msgspec.Meta(ge=8)] = 65536
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1)] = 4

@@ -21,6 +21,7 @@ from domain.session import Session
 SHOWN_FIELDS = frozenset(
     {
         "account_id",
+        "count",  # machine tokens a client was issued since the last record (ClientTokensIssued)
         "command",  # what a failed guess was for (our own names: "login", "disable_mfa", ...)
         "display_name",
         "email",
@@ -34,6 +35,7 @@ SHOWN_FIELDS = frozenset(
         # An OpenID Provider client's registered settings (name, redirect URIs, grants): no
         # secret among them; its secret's digest is a field of its own, never shown.
         "settings",
+        "since",
         "until",
         "username",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,10 @@ class Limit:
 class RateLimiter(Protocol):
     def acquire(self, key: str, limit: Limit, now: datetime) -> float:
         """Takes one request from the key's allowance: 0.0 if allowed, else seconds to wait."""
+        ...
+
+    def wait(self, key: str, limit: Limit, now: datetime) -> float:
+        """What acquire would answer now, taking nothing: seconds to wait, 0.0 if allowed."""
         ...
 
 
@@ -59,5 +64,33 @@ class Throttle:
             login = self._fingerprint("login", identifier.strip().casefold())
             key = f"{action}:id:{login}"
             waits.append(self._limiter.acquire(key, limits.per_identifier, now))
+        if max(waits) > 0:
+            raise RateLimited(max(waits))
+
+    def check_failures(self, action: str, ip: str, identifier: str | None = None) -> None:
+        """Raises RateLimited while the client or the target has used up its allowance of
+        failures (counted by failed()); takes nothing, so what succeeds is never limited."""
+        self._failures(action, ip, identifier, self._limiter.wait)
+
+    def failed(self, action: str, ip: str, identifier: str | None = None) -> None:
+        """Counts one failure against the client and the target (never raises: the failure's
+        own answer is given; the next attempt meets check_failures)."""
+        with contextlib.suppress(RateLimited):
+            self._failures(action, ip, identifier, self._limiter.acquire)
+
+    def _failures(
+        self,
+        action: str,
+        ip: str,
+        identifier: str | None,
+        take: Callable[[str, Limit, datetime], float],
+    ) -> None:
+        limits = self._limits.get(action)
+        if limits is None:
+            return
+        now = self._clock.now()
+        waits = [take(f"{action}:ip:{ip}", limits.per_ip, now)]
+        if identifier is not None and limits.per_identifier is not None:
+            waits.append(take(f"{action}:id:{identifier}", limits.per_identifier, now))
         if max(waits) > 0:
             raise RateLimited(max(waits))

@@ -29,6 +29,8 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
+from interfaces.http.oauth2 import OAuth2Controller
+from interfaces.http.oauth2_server import TesseraAuthorizationServer
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
@@ -63,8 +65,8 @@ class Metrics(PrometheusController):
 
 async def require_json(request: Request[Any, Any, Any]) -> None:
     """415 for a body that is not JSON: never guess a client's meaning from another format."""
-    if request.method not in _BODY_METHODS:
-        return
+    if request.method not in _BODY_METHODS or request.route_handler.opt.get("form_body"):
+        return  # the OpenID Provider's endpoints take forms, as RFC 6749 has them
     has_body = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers
     )
@@ -171,6 +173,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             AuditController,
             AdminController,
             ClientsController,
+            OAuth2Controller,
             jwks,
             live,
             ready,
@@ -190,6 +193,11 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "access": provide(container.access),
             "administration": provide(container.administration),
             "clients": provide(container.clients),
+            "machine_tokens": provide(container.machine_tokens),
+            "claim_signer": provide(container.claim_signer),
+            "oauth2": provide(
+                TesseraAuthorizationServer(container.clients, container.machine_tokens)
+            ),
             "erasure": provide(container.erasure),
             "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),
