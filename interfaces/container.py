@@ -186,7 +186,10 @@ class Container:
             return
         self._closed = True
         self.runtime.stop()
-        self.machine_tokens.flush()
+        try:
+            self.machine_tokens.flush()
+        except Exception:  # the store is away: the counts are lost, never the shutdown
+            log.warning("machine tokens issued since the last record were not recorded")
         self.mail_broker.stop()
         self.revocations.close()
         self.chains.close()

@@ -69,6 +69,8 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "ClientUpdated": (["iam"], ["change"]),
     "ClientSecretRotated": (["iam"], ["change"]),
     "ClientRemoved": (["iam"], ["deletion"]),
+    # Tokens a client got for itself (client_credentials): a count, recorded at most a minute.
+    "ClientTokensIssued": (["authentication"], ["info"]),
 }
 # The trail's own outcomes (trail.py) said as ECS's success/failure.
 _FAILURES = frozenset({"failure", "reuse_detected"})

@@ -10,6 +10,7 @@ from uuid import UUID
 import jwt
 import pytest
 
+from application.audit.trail import trail_entry
 from domain.client import ClientSettings, OAuthClient
 from interfaces.container import Container
 from tests.conftest import FakeClock, event_count
@@ -116,6 +117,8 @@ def test_the_trail_shows_the_first_token_then_a_count_a_minute(
     assert found is not None and found.version == before + 2
     last = list(container.log.events.get(UUID(client_id)))[-1]
     assert type(last).__name__ == "ClientTokensIssued" and last.count == 3
+    shown = trail_entry(last, None).details  # the trail shows the count and since when
+    assert shown["count"] == 3 and shown["since"]
 
 
 def _other(container: Container) -> tuple[str, str]:

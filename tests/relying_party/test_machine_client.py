@@ -31,8 +31,10 @@ def test_openid_client_gets_introspects_and_revokes_a_machine_token(
         for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
             env.pop(name, None)
         made = subprocess.run(
-            [tessera(), "admin", "client", "create", "Orders worker"]
-            + ["--grant", "client_credentials", "--scope", "orders:read", "--resource", API],
+            [
+                *(tessera(), "admin", "client", "create", "Orders worker"),
+                *("--grant", "client_credentials", "--scope", "orders:read", "--resource", API),
+            ],
             env=env,
             capture_output=True,
             text=True,
