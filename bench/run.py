@@ -4,7 +4,8 @@ measured in the same run (the machine is shared and noisy, so absolute numbers m
 PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
   login, /me (with the bare /health/live of the same server beside it), refresh, register,
   a login flood at a multiple of the hash bound with /me probed meanwhile, and login and /me
-  again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE.
+  again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE; the
+  OpenID Provider's client_credentials and introspection (bench/machine_tokens.py).
 The peer (bench/peer.py): a conventional CRUD auth service (fastapi-users) on the same
 PostgreSQL with as many workers, its "who am I" and bare endpoint, beside tessera's /me.
 The embedded default (SQLite, one process): login and /me.
@@ -43,6 +44,7 @@ from bench.erasure import ErasureBench
 from bench.hash_bound import verifies_per_second
 from bench.hash_fairness import HashFairnessBench
 from bench.load import LoadResult, Wrk
+from bench.machine_tokens import machine_figures
 from bench.own_writes import OwnWritesBench
 from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
@@ -391,6 +393,7 @@ class Bench:
                     access, refresh = self.sign_in(server, c.accounts_small, "pg-small")
                     me_small = self.me_figure(server, c.accounts_small, access, backend)
                     compared = (me_small, self.last_bare, c.accounts_small)
+                    machine_figures(self, server, settings, access, backend)
                     self.refresh_figure(server, refresh, backend)
                     self.register_figure(server, backend)
                     self.flood_figures(server, c.accounts_small, access, backend)

@@ -1,0 +1,138 @@
+"""The OpenID Provider's machine-to-machine calls, which APIs make most (issue #22): the
+client_credentials grant as a ratio to the bare endpoint (goal >= 0.25), introspection as a
+ratio to /me (goal >= 0.8), each measured between two runs of its limit, and also per core."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from bench.load import LoadResult
+from bench.report import Figure
+from bench.service import Server
+from domain.client import ClientSettings
+from interfaces.container import build
+from interfaces.settings import Settings
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+CLIENT_CREDENTIALS_TARGET = 0.25  # of the bare endpoint
+INTROSPECTION_TARGET = 0.80  # of /me
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def machine_figures(
+    bench: Bench, server: Server, settings: Settings, tokens: Path, backend: str
+) -> None:
+    """Registers a client in the running service's store, then measures both calls; `tokens`
+    are the people's access tokens /me is measured with."""
+    container = build(settings)
+    try:
+        issued = container.clients.register(
+            ClientSettings(
+                name="bench",
+                grant_types=("client_credentials",),
+                scopes=("bench:read",),
+            ),
+            "bench",
+        )
+    finally:
+        container.close()
+    assert issued.client_secret is not None
+    authorization = _basic(issued.client_id, issued.client_secret)
+    grant = "grant_type=client_credentials"
+    answer = httpx.post(
+        f"{server.url}/oauth2/token",
+        content=grant,
+        headers={
+            "Authorization": authorization,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    answer.raise_for_status()
+    token = answer.json()["access_token"]
+
+    def form(path: str, body: str) -> LoadResult:
+        return bench.wrk(
+            "form.lua",
+            server.url,
+            bench.config.connections,
+            path=path,
+            body=body,
+            authorization=authorization,
+        ).run()
+
+    issued_run, bare, around = bench.bracketed(
+        lambda: bench.bare(server), lambda: form("/oauth2/token", grant)
+    )
+    _add(
+        bench,
+        "POST /oauth2/token (client_credentials)",
+        issued_run,
+        bare,
+        around,
+        "bare /health/live req/s",
+        CLIENT_CREDENTIALS_TARGET,
+        backend,
+    )
+    looked, me_rate, me_around = bench.bracketed(
+        lambda: bench.me(server, tokens).rate(200),
+        lambda: form("/oauth2/introspect", f"token={token}"),
+    )
+    _add(
+        bench,
+        "POST /oauth2/introspect",
+        looked,
+        me_rate,
+        me_around,
+        "GET /api/users/me req/s",
+        INTROSPECTION_TARGET,
+        backend,
+    )
+
+
+def _add(
+    bench: Bench,
+    scenario: str,
+    result: LoadResult,
+    limit: float,
+    around: tuple[float, float],
+    limit_name: str,
+    target: float,
+    backend: str,
+) -> None:
+    rate = result.rate(200)
+    ratio = rate / limit
+    odd = {s: n for s, n in result.statuses.items() if s != "200"}
+    bench.report.add(
+        Figure(
+            scenario=scenario,
+            backend=backend,
+            value=rate,
+            unit="req/s",
+            p50_ms=result.p50_ms,
+            p99_ms=result.p99_ms,
+            limit_name=limit_name,
+            limit=limit,
+            ratio=ratio,
+            target=f">= {target}",
+            met=ratio >= target,
+            note="; ".join(
+                part
+                for part in (
+                    f"limit {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
+                    f"{rate / bench.config.cores:,.0f} req/s per core",
+                    f"other answers {odd}" if odd else "",
+                )
+                if part
+            ),
+            load=result.as_json(),
+        )
+    )
