@@ -62,6 +62,7 @@ from domain.errors import (
     InvalidRefreshToken,
     InvalidToken,
     MfaAlreadyEnabled,
+    MfaCodeAlreadyUsed,
     MfaNotEnabled,
     ReauthenticationRequired,
     RefreshTokenReused,
@@ -405,7 +406,8 @@ class Lifecycle(RuleBasedStateMachine):
             REACHED["logged in with TOTP"] += 1
             self.started(result, at)
             return
-        assert error is InvalidMfaCode, (result, error)
+        # The step's code again is a replay, told apart so a person waits for the next one.
+        assert error is (MfaCodeAlreadyUsed if totp else InvalidMfaCode), (result, error)
         self.fail(at)
         return
 
@@ -427,7 +429,9 @@ class Lifecycle(RuleBasedStateMachine):
         if not model.verified:
             assert error is EmailNotVerified, error
             return
-        assert error is InvalidMfaCode, error
+        # Within the window of drift the code still matches its (spent) step; past it, nothing.
+        drift = int(at.timestamp()) // 30 - model.last_totp_step
+        assert error is (MfaCodeAlreadyUsed if drift <= 1 else InvalidMfaCode), error
         REACHED["TOTP replay refused"] += 1
         self.fail(at)
 
@@ -656,7 +660,8 @@ class Lifecycle(RuleBasedStateMachine):
             by == "recovery" and code in model.recovery_codes
         )
         if not accepted:
-            assert error is InvalidMfaCode, error
+            replayed = by == "totp" and model.mfa_secret is not None
+            assert error is (MfaCodeAlreadyUsed if replayed else InvalidMfaCode), error
             if code is not None:
                 self.fail(at)
             return
