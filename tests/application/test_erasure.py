@@ -18,6 +18,7 @@ from application.audit.trail_export import verify
 from application.factors.reauthentication import Proof
 from application.origin import current_client
 from application.persistence.sealing import PERSONAL_FIELDS
+from application.ports import Erased
 from application.views import Client, TokenPair
 from domain.account import ERASED, Account
 from domain.errors import (
@@ -360,3 +361,24 @@ def test_the_next_owner_of_an_erased_address_shares_no_claim_with_the_erased_acc
         erased = newcomer
     with pytest.raises(EmailTaken):
         container.registration.register(EMAIL, "someone_else", PASSWORD)
+
+
+def test_an_erased_account_erased_again_records_nothing_more_and_fails_nothing(
+    container: Container, clock: FakeClock
+) -> None:
+    """Asked again between an erasure's commit and its key's destruction (two processes
+    re-applying one erasure after a restore, or a rerun after a lost race): an erased account
+    is no one (EventLog.find), so the second asking finds nothing to erase and records nothing,
+    while the first erasure's own follow-up still destroys the key."""
+    caller, _ = used_account(container)
+    account_id = caller.account_id
+    container.erasure._record(account_id, "self")  # committed; the key not yet destroyed
+    recorded = len(container.log.recorder.select_events(account_id))
+
+    with pytest.raises(AccountNotFound):  # an operator finds no one: erased is gone
+        container.erasure.erase(str(account_id), "cli:root")
+    assert container.erasure.reapply(Erased(account_id, clock.now(), 0, ())) is False
+
+    assert len(container.log.recorder.select_events(account_id)) == recorded
+    run_projections(container)  # the erasure's own follow-up still destroys the key
+    assert container.log.keys.forgotten([account_id]) == {account_id}
