@@ -90,11 +90,22 @@ def session_processes(session: int) -> dict[int, tuple[int, int, str]]:
         except (FileNotFoundError, ProcessLookupError):
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) != session:
+        # A zombie has exited: only its parent's reaping (init's, once it is orphaned) is left.
+        if int(fields[3]) != session or fields[0] == "Z":
             continue
         uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
         found[int(entry.name)] = (int(fields[1]), uid, cmdline)
     return found
+
+
+def left_running(session: int, within: float = 5.0) -> dict[int, tuple[int, int, str]]:
+    """What of `session` still runs once the processes it had in hand have had `within` seconds
+    to finish exiting (its container's leader was waited for; an orphan may still be on its way
+    out)."""
+    deadline = time.monotonic() + within
+    while (running := session_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running
 
 
 @dataclass
@@ -253,7 +264,7 @@ def test_the_image_signs_a_person_up_and_the_worker_mails_them(
         # Stopped cleanly (exit 0 on SIGTERM, checked as the deployment ends), and nothing left:
         # no process of the image, no working container.
         for container in deployment.containers.values():
-            assert not session_processes(container.process.pid)
+            assert not left_running(container.process.pid)
         listed = subprocess.run(
             buildah("containers", "--quiet", "--filter", f"name=tessera-test-{os.getpid()}-"),
             capture_output=True,
