@@ -23,7 +23,7 @@ SearchText = Annotated[
     str,
     QueryParameter(
         max_length=254,
-        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)",
         description="An exact email address or username, compared as registration compares "
         "them (case-insensitively; the email NFKC-normalised), as Keycloak's exact search: "
         "a part of one matches nothing. The accounts keep both only as keyed fingerprints.",
@@ -34,7 +34,7 @@ Cursor = Annotated[
     str,
     QueryParameter(
         max_length=64,
-        pattern=r"^([0-9]{1,16}(\.[0-9]{1,9})?:[0-9a-f-]{36})?$",
+        pattern=r"^([0-9]{1,16}(\.[0-9]{1,9})?:[0-9a-f-]{36})?$(?!\n)",
         description="The `next_after` of the previous page.",
     ),
 ]

@@ -23,13 +23,13 @@ from interfaces.http.security import BEARER
 
 # Optional inside the annotation, so the bounds apply to a value when one is given.
 EventType = Annotated[
-    str | None, QueryParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
+    str | None, QueryParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$(?!\n)")
 ]
 # An ISO 8601 date-time, as documented. Typed `datetime`, the framework also took a bare number as
 # a Unix time (`until=0.002`), which the schema does not say (found by the fuzzer).
 _ISO_8601 = QueryParameter(
     max_length=40,
-    pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$",
+    pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$(?!\n)",
     schema_extra={"format": "date-time"},
 )
 IsoDateTime = Annotated[str, _ISO_8601]

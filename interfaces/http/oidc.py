@@ -39,7 +39,7 @@ from interfaces.settings import Settings
 
 # An app's S256 code challenge (RFC 7636, 4.2): BASE64URL(SHA256(verifier)), 43 characters.
 CodeChallenge = Annotated[
-    str | None, QueryParameter(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$")
+    str | None, QueryParameter(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")
 ]
 
 

@@ -15,19 +15,20 @@ from msgspec import Meta
 from application.factors.reauthentication import Proof
 from application.read_side.queries import Page
 
-# No C0/C1 control characters anywhere a person types text.
-_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# No C0/C1 control characters anywhere a person types text. Each pattern ends `$(?!\n)`: Python's `$`
+# (msgspec's) also matches before a final newline, which JSON Schema's (ECMA) does not.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)"
 
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=_PRINTABLE)]
-Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)")]
 Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
-OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
-CodeVerifier = Annotated[str, Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
+OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")]
+CodeVerifier = Annotated[str, Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$(?!\n)")]
 DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
 # A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs-tuvw-xyz2.
-OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")]
-Jwt = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$")]
+OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$(?!\n)")]
+Jwt = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)")]
 # A position in the event log: both stores keep it in a signed 64-bit integer, so a larger cursor
 # is refused here (400) rather than overflowing the database driver (it was a 500).
 MAX_CURSOR = 2**63 - 1
@@ -221,11 +222,11 @@ class OidcExchangeRequest(Request):
 # An OpenID Provider client's registration. The bounds here are the shape; the rules (https,
 # loopback, grants that go together) are the domain's (domain/client.py), answered field by field.
 ClientName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_PRINTABLE)]
-ClientUri = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[\x21-\x7e]+$")]
+ClientUri = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[\x21-\x7e]+$(?!\n)")]
 ClientUris = Annotated[tuple[ClientUri, ...], Meta(max_length=20)]
 Grant = Literal["authorization_code", "refresh_token", "client_credentials"]
 ScopeToken = Annotated[
-    str, Meta(min_length=1, max_length=64, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+    str, Meta(min_length=1, max_length=64, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$(?!\n)")
 ]
 SigningAlgorithm = Literal["RS256", "ES256", "EdDSA"]
 Grants = Annotated[tuple[Grant, ...], Meta(min_length=1, max_length=3)]
