@@ -24,7 +24,9 @@ Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-
 Login = Annotated[str, Meta(min_length=1, max_length=254, pattern=_PRINTABLE)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=_PRINTABLE)]
 OpaqueToken = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")]
-CodeVerifier = Annotated[str, Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$(?!\n)")]
+CodeVerifier = Annotated[
+    str, Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$(?!\n)")
+]
 DisplayName = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
 # A 6-digit TOTP code, or a recovery code like abcd-efgh-jkmn-pqrs-tuvw-xyz2.
 OtpCode = Annotated[str, Meta(min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$(?!\n)")]
