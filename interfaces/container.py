@@ -16,6 +16,7 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.consents import Consents
 from application.clients.machine_tokens import MachineTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
@@ -117,6 +118,7 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    consents: Consents
     machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
@@ -488,6 +490,7 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         clients=clients,
+        consents=Consents(log, clients, session_life, clock),
         machine_tokens=MachineTokens(
             clients,
             log,
