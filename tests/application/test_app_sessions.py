@@ -123,7 +123,7 @@ def test_an_app_refresh_token_rotates_for_its_app_only(container: Container) -> 
 
 
 def test_a_first_party_refresh_token_is_no_app_token(container: Container) -> None:
-    account_id, _, client_id = _signed_in(container)
+    _, _, client_id = _signed_in(container)
     tokens = container.login.log_in("ada", PASSWORD, CLIENT)
     with pytest.raises(InvalidRefreshToken):
         run_async(container.sessions.rotate_app(tokens.refresh_token, client_id))
