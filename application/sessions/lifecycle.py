@@ -6,7 +6,7 @@ reason, and cut off with the rest of its account's sessions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +61,8 @@ class AppSession:
     client_id: str
     started_at: datetime
     refresh_token: str
+    scopes: tuple[str, ...]
+    audience: str
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class Sessions:
         browser_session_id: UUID,
         client: Client,
         session_id: UUID,
+        scopes: Collection[str],
+        audience: str,
     ) -> AppSession:
         """An app's session, started by exchanging a code the person's browser session
         (`browser_session_id`) got it: a Session like any other, so that whatever ends the
@@ -165,6 +169,8 @@ class Sessions:
             password_generation=generation,
             client_id=client_id,
             browser_session_id=browser_session_id,
+            scopes=list(scopes),
+            audience=audience,
         )
         account.app_session_started(
             client_id, session_id, now, forget_before=now - self._rules.session_max_age
@@ -174,7 +180,9 @@ class Sessions:
             session.id, chain_of(session, self._rules, 0, now), digest(refresh_token)
         )
         self._ensure_still_valid(account.id, generation, session)
-        return AppSession(session.id, account.id, client_id, now, refresh_token)
+        return AppSession(
+            session.id, account.id, client_id, now, refresh_token, tuple(scopes), audience
+        )
 
     def _app_key(self, client_id: str) -> Purposed:
         return Purposed(self._key, f"app-refresh|{client_id}")
@@ -209,8 +217,24 @@ class Sessions:
         presented = read_refresh_token(refresh_token, key)
         if presented is None:
             raise InvalidRefreshToken
+        session = await asyncio.to_thread(self._log.find, presented.session_id, Session)
+        if session is None or session.client_id != client_id:
+            raise InvalidRefreshToken
         session_id, chain, new_token, _, _ = await self._turn(refresh_token, presented, key)
-        return AppSession(session_id, chain.account_id, client_id, chain.started_at, new_token)
+        return AppSession(
+            session_id,
+            chain.account_id,
+            client_id,
+            chain.started_at,
+            new_token,
+            tuple(session.scopes or ()),
+            session.audience or "",
+        )
+
+    def app_session_of(self, refresh_token: str, client_id: str) -> UUID | None:
+        """The app session a refresh token of this client's names; None for any other token."""
+        presented = read_refresh_token(refresh_token, self._app_key(client_id))
+        return None if presented is None else presented.session_id
 
     async def _turn(
         self, refresh_token: str, presented: RefreshToken, key: bytes | VersionedKey | Purposed

@@ -59,7 +59,13 @@ def _exchanged(container: Container, code: str, client_id: str) -> AppSession:
     session_id = uuid4()
     grant = container.authorization_codes.take(code, client_id, session_id)
     return container.sessions.start_app(
-        grant.account_id, client_id, grant.browser_session_id, CLIENT, session_id
+        grant.account_id,
+        client_id,
+        grant.browser_session_id,
+        CLIENT,
+        session_id,
+        grant.scopes,
+        "https://tessera.example/oauth2/userinfo",
     )
 
 
@@ -69,7 +75,9 @@ def test_a_code_starts_one_app_session_and_its_second_use_ends_it(container: Con
     code = container.authorization_codes.issue(grant)
     session_id = uuid4()
     assert container.authorization_codes.take(code, client_id, session_id) == grant
-    app = container.sessions.start_app(account_id, client_id, browser, CLIENT, session_id)
+    app = container.sessions.start_app(
+        account_id, client_id, browser, CLIENT, session_id, grant.scopes, "https://api.example"
+    )
     stored = container.log.find(app.session_id, Session)
     assert stored is not None
     assert (stored.client_id, stored.browser_session_id) == (client_id, browser)
@@ -117,6 +125,7 @@ def test_an_app_refresh_token_rotates_for_its_app_only(container: Container) -> 
     turned = run_async(container.sessions.rotate_app(app.refresh_token, client_id))
     assert turned.session_id == app.session_id and turned.account_id == account_id
     assert turned.refresh_token != app.refresh_token
+    assert turned.scopes == ("openid", "email")
     run_async(container.sessions.rotate_app(turned.refresh_token, client_id))
     with pytest.raises(RefreshTokenReused):  # the same reuse rule as tessera's own sessions
         run_async(container.sessions.rotate_app(app.refresh_token, client_id))
