@@ -14,6 +14,7 @@ import re
 import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
 
 import jwt
 import pytest
@@ -429,7 +430,7 @@ def test_a_hostile_page_cannot_post_the_consent_form(client: Client, container: 
     )
     assert cross.status_code == 403
     me = client.get("/api/users/me", headers=bearer(log_in(client))).json()
-    assert container.consents.granted(__import__("uuid").UUID(me["id"]), client_id) == frozenset()
+    assert container.consents.granted(UUID(me["id"]), client_id) == frozenset()
 
 
 def test_deny_goes_back_with_access_denied(client: Client, container: Container) -> None:
