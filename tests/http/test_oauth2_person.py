@@ -507,3 +507,25 @@ def test_a_cross_site_arrival_is_sent_again_from_this_site(
     assert answer.status_code == 200
     assert '<meta http-equiv="refresh" content="0;url=/oauth2/authorize?' in answer.text
     assert "<script>" not in answer.text
+
+
+def test_the_trail_shows_the_consent_and_the_app_session_with_the_client(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    failed = exchange(client, client_id, secret, code, "y" * 43)  # a failure records nothing
+    assert failed.status_code == 400
+    exchange(client, client_id, secret, code_for(client, client_id, challenge), verifier)
+    entries = list(container.history.trail())
+    consents = [e for e in entries if e.type == "ConsentGranted"]
+    assert [(e.details["client_id"], e.details["scopes"]) for e in consents] == [
+        (client_id, ["email", "offline_access", "openid", "profile"])
+    ]
+    apps = [e for e in entries if e.type == "SessionStarted" and e.details.get("client_id")]
+    assert [e.details["client_id"] for e in apps] == [client_id]  # one: the failed one none
+    assert [e.details["client_id"] for e in entries if e.type == "AppSessionStarted"] == [
+        client_id
+    ]
