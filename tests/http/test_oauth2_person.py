@@ -12,6 +12,7 @@ import hashlib
 import html
 import re
 import secrets
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -562,3 +563,28 @@ def test_a_fresh_sign_in_is_asked_for_without_signing_anyone_out(
     tokens = exchange(client, client_id, secret, code, verifier).json()
     claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert claims["auth_time"] >= int(clock.now().timestamp())  # the new sign-in's
+
+
+def test_an_access_token_for_a_registered_resource_only(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    api = "https://orders.example/"
+    client_id, secret = register(container, replace(WIKI, resources=(api,)))
+    verifier, challenge = pkce()
+    other = back_to_app(
+        authorize(
+            client,
+            client_id,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+            resource="https://billing.example/",
+        )
+    )
+    assert other["error"] == "invalid_target" and other["state"] == "s-123"
+    code = code_for(client, client_id, challenge, resource=api)
+    tokens = exchange(client, client_id, secret, code, verifier).json()
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == api
+    # A token for another API is no userinfo token.
+    assert client.get("/oauth2/userinfo", headers=bearer(tokens)).status_code == 401
