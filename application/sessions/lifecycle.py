@@ -40,6 +40,7 @@ from domain.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     RefreshTokenReused,
+    ScopeNotAllowed,
     SessionNotFound,
 )
 from domain.lockout import LockoutPolicy
@@ -213,10 +214,14 @@ class Sessions:
         )
 
     @traced
-    async def rotate_app(self, refresh_token: str, client_id: str) -> AppSession:
+    async def rotate_app(
+        self, refresh_token: str, client_id: str, scopes: Collection[str] = ()
+    ) -> AppSession:
         """One turn of an app session's chain, by the same rule as tessera's own sessions
         (reuse ends the session). A token of another app, or of tessera's own sessions, reads
-        as forged here: InvalidRefreshToken."""
+        as forged here: InvalidRefreshToken. `scopes`: narrower than the session's, for this
+        turn's tokens (none: the session's own); a scope the session was not granted is
+        ScopeNotAllowed, before the turn, so the token presented stays good."""
         key = self._app_key(client_id)
         presented = read_refresh_token(refresh_token, key)
         if presented is None:
@@ -224,6 +229,10 @@ class Sessions:
         session = await asyncio.to_thread(self._log.find, presented.session_id, Session)
         if session is None or session.client_id != client_id:
             raise InvalidRefreshToken
+        granted = tuple(session.scopes or ())
+        wider = [scope for scope in scopes if scope not in granted]
+        if wider:
+            raise ScopeNotAllowed(" ".join(wider))
         session_id, chain, new_token, _, _ = await self._turn(refresh_token, presented, key)
         return AppSession(
             session_id,
@@ -231,7 +240,7 @@ class Sessions:
             client_id,
             chain.started_at,
             new_token,
-            tuple(session.scopes or ()),
+            tuple(s for s in granted if s in scopes) if scopes else granted,
             session.audience or "",
         )
 

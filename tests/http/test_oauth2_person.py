@@ -196,6 +196,26 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     )
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
+    wider = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.json()["refresh_token"],
+            "scope": "openid orders:write",
+        },
+        auth=(client_id, secret),
+    )
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    narrower = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.json()["refresh_token"],  # still good: nothing was turned
+            "scope": "openid",
+        },
+        auth=(client_id, secret),
+    )
+    assert narrower.status_code == 200 and narrower.json()["scope"] == "openid"
     active = client.post(
         "/oauth2/introspect",
         data={"token": refreshed.json()["access_token"]},
