@@ -264,6 +264,18 @@ def _plain(error: OAuth2Error) -> str:
     return f"The app sent a request that cannot be answered: {error.description or error.error}"
 
 
+def _again_from_here(site: Site, query: str) -> Response[str]:
+    """A page of this site that asks for the authorization again, by GET: that navigation is
+    same-site, so it carries the page session's (SameSite=Strict) cookies."""
+    return site.page(
+        Visit(nonce=""),
+        "authorize_continue.html",
+        title="Signing in",
+        text="Taking you to sign in.",
+        url=f"/oauth2/authorize?{query}",
+    )
+
+
 class AuthorizationPages(Controller):
     include_in_schema = False
 
@@ -279,14 +291,7 @@ class AuthorizationPages(Controller):
             # Arrived from the app's page, without the Strict cookies: go again, same-site.
             if len(query) > MAX_QUERY:
                 return site.error_page(400, "The request is too long.")
-            visit = Visit(nonce="")
-            return site.page(
-                visit,
-                "authorize_continue.html",
-                title="Signing in",
-                text="Taking you to sign in.",
-                url=f"/oauth2/authorize?{query}",
-            )
+            return _again_from_here(site, query)
         visit = await site.visit(request)
         params = [(k, str(v)) for k, v in request.query_params.multi_items()]
         if len(params) > MAX_PARAMETERS or len(query) > MAX_QUERY:
@@ -308,6 +313,15 @@ class AuthorizationPages(Controller):
         site: NamedDependency[Site],
         authorization: NamedDependency[Authorization],
     ) -> Response[Any]:
+        posted = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        names = {name for name, _ in posted}
+        if "response_type" in names and not names & {"csrf_token", "request"}:
+            # An authorization request sent by POST (OIDC Core 3.1.2.1), from the app's page:
+            # asked again by GET, from this site, so the session's cookies come with it.
+            query = urlencode(posted)
+            if len(posted) > MAX_PARAMETERS or len(query) > MAX_QUERY:
+                return site.error_page(400, "The request has too many parameters.")
+            return _again_from_here(site, query)
         visit = await site.visit(request)
         fields = await site.form(request, visit)
         pending = authorization.pending.take(fields.get("request", ""))

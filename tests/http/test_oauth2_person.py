@@ -608,3 +608,27 @@ def test_an_access_token_for_a_registered_resource_only(
     assert claims["aud"] == api
     # A token for another API is no userinfo token.
     assert client.get("/oauth2/userinfo", headers=bearer(tokens)).status_code == 401
+
+
+def test_an_authorization_request_by_post_is_asked_again_by_get(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    client_id, _ = register(container)
+    _, challenge = pkce()
+    posted = client.post(
+        "/oauth2/authorize",
+        data={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": CALLBACK,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://wiki.example"},
+    )
+    assert posted.status_code == 200
+    again = destination(posted)
+    assert again.startswith("/oauth2/authorize?") and "response_type=code" in again
+    assert "asks to" in client.get(again).text  # the consent page: signed in, by GET
