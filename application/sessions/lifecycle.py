@@ -227,7 +227,8 @@ class Sessions:
         if presented is None:
             raise InvalidRefreshToken
         session = await asyncio.to_thread(self._log.find, presented.session_id, Session)
-        if session is None or session.client_id != client_id:
+        # getattr: a snapshot of a session from before apps lacks these
+        if session is None or getattr(session, "client_id", None) != client_id:
             raise InvalidRefreshToken
         granted = tuple(session.scopes or ())
         wider = [scope for scope in scopes if scope not in granted]
