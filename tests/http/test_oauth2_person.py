@@ -350,6 +350,35 @@ def test_a_public_client_must_use_s256_pkce(client: Client, container: Container
         },
     )
     assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    # A public client refreshes and revokes with its id alone; it may not introspect.
+    turned = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert turned.status_code == 200, turned.text
+    looked = client.post(
+        "/oauth2/introspect", data={"token": tokens["access_token"], "client_id": client_id}
+    )
+    assert looked.status_code == 401
+    revoked = client.post(
+        "/oauth2/revoke",
+        data={"token": turned.json()["refresh_token"], "client_id": client_id},
+    )
+    assert revoked.status_code == 200, revoked.text
+    after = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": turned.json()["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
 
 
 def test_requests_that_cannot_go_back_to_the_app_get_an_error_page(
