@@ -17,6 +17,7 @@ from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
 from application.clients.machine_tokens import MachineTokens
+from application.clients.origins import ClientOrigins
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -129,6 +130,7 @@ class Container:
     revocations: RevocationStore
     chains: ChainStore
     throttle: Throttle
+    client_origins: ClientOrigins  # whence browser apps may call the provider (CORS)
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
@@ -507,6 +509,7 @@ def _build(
         revocations=revocations,
         chains=chains,
         throttle=throttle,
+        client_origins=ClientOrigins(clients, clock),
         projectors=projectors,
         lag_reports=lag_reports,
         outbox=mail,

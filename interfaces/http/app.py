@@ -27,7 +27,7 @@ from interfaces.http.admin import AdminController
 from interfaces.http.admin_clients import ClientsController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
-from interfaces.http.cors import cross_origin
+from interfaces.http.cors import cross_origin, rules
 from interfaces.http.me import MeController
 from interfaces.http.oauth2 import OAuth2Controller
 from interfaces.http.oauth2_server import TesseraAuthorizationServer
@@ -223,7 +223,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Exception: unexpected_problem,
         },
         middleware=[
-            *filter(None, [cross_origin(container.settings.cors_origins)]),
+            cross_origin(rules(container.settings.cors_origins, container.client_origins.allows)),
             docs_policy,
             request_log,
             prometheus.middleware,
