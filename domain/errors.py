@@ -201,3 +201,7 @@ class ResourceNotAllowed(DomainError):
 
 class NotYourToken(DomainError):
     """A client asked to revoke a token issued to another client."""
+
+
+class ConsentNotFound(DomainError):
+    """The account has given this app no consent (or withdrew it)."""

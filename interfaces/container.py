@@ -16,6 +16,7 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.consents import Consents
 from application.clients.machine_tokens import MachineTokens
 from application.clients.origins import ClientOrigins
 from application.clients.registry import Clients
@@ -118,6 +119,7 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    consents: Consents
     machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
@@ -490,6 +492,7 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         clients=clients,
+        consents=Consents(log, clients, session_life, clock),
         machine_tokens=MachineTokens(
             clients,
             log,

@@ -242,6 +242,10 @@ class Sessions:
             raise SessionNotFound  # another account's session is none of the caller's business
         self._end(session_id, "ended_by_user")
 
+    def end_app_session(self, session_id: UUID, reason: str) -> None:
+        """Ends an app's session (its consent withdrawn, its code used twice)."""
+        self._end(session_id, reason)
+
     @retried_on_conflict
     def _end(self, session_id: UUID, reason: str) -> None:
         """The session's access tokens stop and its chain ends before the event is recorded:
