@@ -16,6 +16,7 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.authorization_codes import AuthorizationCodes
 from application.clients.consents import Consents
 from application.clients.machine_tokens import MachineTokens
 from application.clients.origins import ClientOrigins
@@ -120,6 +121,7 @@ class Container:
     administration: Administration
     clients: Clients
     consents: Consents
+    authorization_codes: AuthorizationCodes
     machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
@@ -493,6 +495,7 @@ def _build(
         administration=Administration(log, session_life, clock),
         clients=clients,
         consents=Consents(log, clients, session_life, clock),
+        authorization_codes=AuthorizationCodes(challenges, clock),
         machine_tokens=MachineTokens(
             clients,
             log,
