@@ -15,6 +15,7 @@ from litestar.types import BeforeRequestHookHandler
 from interfaces.container import Container
 from interfaces.pages.account import AccountPages
 from interfaces.pages.guard import security_headers
+from interfaces.pages.logout import LogoutPages
 from interfaces.pages.oidc import ProviderPages
 from interfaces.pages.passkeys import passkey_pages
 from interfaces.pages.public import PublicPages
@@ -45,6 +46,7 @@ def pages_router(container: Container, before_request: BeforeRequestHookHandler)
             PublicPages,
             AccountPages,
             ProviderPages,
+            LogoutPages,
             *passkey_pages(site),
             favicon,
             create_static_files_router(path="/static", directories=[STATIC], name="static"),
