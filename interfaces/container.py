@@ -21,6 +21,7 @@ from application.clients.consents import Consents
 from application.clients.logout import Logout
 from application.clients.machine_tokens import MachineTokens
 from application.clients.origins import ClientOrigins
+from application.clients.person_tokens import PersonTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -124,6 +125,7 @@ class Container:
     consents: Consents
     authorization_codes: AuthorizationCodes
     machine_tokens: MachineTokens
+    person_tokens: PersonTokens
     erasure: Erasure
     after_restore: AfterRestore
     personal_data: PersonalDataExport
@@ -505,6 +507,15 @@ def _build(
             revocations,
             clock,
             issuer=settings.issuer,
+            lifetime_seconds=settings.access_token_ttl,
+        ),
+        person_tokens=PersonTokens(
+            account_views,
+            signing_keys,
+            revocations,
+            clock,
+            issuer=settings.issuer,
+            userinfo_audience=settings.public_url.rstrip("/") + "/oauth2/userinfo",
             lifetime_seconds=settings.access_token_ttl,
         ),
         erasure=erasure,
