@@ -1,5 +1,5 @@
 """What ends a person's sessions ends the apps' sessions too, through the real app on both
-stores: signing out everywhere, a password reset, an admin disabling or erasing the account,
+stores: signing out everywhere, a password change or reset, an admin disabling or erasing the account,
 the person erasing it, and the person taking an app's access back (the API and the account
 page). After each, the app's refresh token is refused at /oauth2/token, introspection answers
 inactive, and userinfo 401."""
@@ -30,6 +30,12 @@ def end(ending: str, client: Client, container: Container, client_id: str) -> No
     account_id = client.get("/api/users/me", headers=me).json()["id"]
     if ending == "everywhere":
         answer = client.post("/api/auth/logout", json={"all_sessions": True}, headers=me)
+    elif ending == "password_changed":
+        answer = client.put(
+            "/api/users/me/password",
+            json={"current_password": PASSWORD, "new_password": NEW},
+            headers=me,
+        )
     elif ending == "password_reset":
         client.post("/api/auth/forgot-password", json={"email": "ada@example.com"})
         token = token_of(reset_link(container, "ada@example.com"))
@@ -84,6 +90,7 @@ def app_standing(
     "ending",
     [
         "everywhere",
+        "password_changed",
         "password_reset",
         "disabled",
         "erased_by_admin",
