@@ -18,7 +18,9 @@ from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
 from application.clients.authorization_codes import AuthorizationCodes
 from application.clients.consents import Consents
+from application.clients.logout import Logout
 from application.clients.machine_tokens import MachineTokens
+from application.clients.origins import ClientOrigins
 from application.clients.person_tokens import PersonTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
@@ -135,6 +137,8 @@ class Container:
     revocations: RevocationStore
     chains: ChainStore
     throttle: Throttle
+    client_origins: ClientOrigins  # whence browser apps may call the provider (CORS)
+    logout: Logout  # what an app's RP-Initiated Logout request proves
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
@@ -524,6 +528,8 @@ def _build(
         revocations=revocations,
         chains=chains,
         throttle=throttle,
+        client_origins=ClientOrigins(clients, clock),
+        logout=Logout(clients, signing_keys, settings.issuer),
         projectors=projectors,
         lag_reports=lag_reports,
         outbox=mail,

@@ -17,6 +17,7 @@ from interfaces.http.oauth2_server import TesseraAuthorizationServer
 from interfaces.pages.account import AccountPages
 from interfaces.pages.authorize import Authorization, AuthorizationPages
 from interfaces.pages.guard import security_headers
+from interfaces.pages.logout import LogoutPages
 from interfaces.pages.oidc import ProviderPages
 from interfaces.pages.passkeys import passkey_pages
 from interfaces.pages.public import PublicPages
@@ -53,6 +54,7 @@ def pages_router(
             PublicPages,
             AccountPages,
             ProviderPages,
+            LogoutPages,
             AuthorizationPages,
             *passkey_pages(site),
             favicon,
