@@ -5,11 +5,11 @@ chromium, driven by Playwright (which never downloads a browser here), and axe-c
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 from tests.install_lock import installing
+from tests.servers import npm_package
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing the browser would fetch for itself: the tests talk to 127.0.0.1 only.
@@ -48,22 +48,5 @@ def ensure_chromium() -> str:
 
 def ensure_axe() -> Path:
     """axe-core's browser build, installed with npm into this folder (ignored by git)."""
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        if not AXE.exists():
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"axe-core@{AXE_VERSION}",
-                ],
-                check=True,
-            )
+    npm_package(HERE, "axe-core", AXE_VERSION)
     return AXE

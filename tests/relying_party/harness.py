@@ -9,37 +9,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.install_lock import installing
+from tests.servers import npm_package
 
 # 6.x: the current line (ESM, Node.js 20 and later).
 OPENID_CLIENT_VERSION = "6.9.1"
 HERE = Path(__file__).resolve().parent
-INSTALLED = HERE / "node_modules" / "openid-client" / "package.json"
 
 
 def ensure_openid_client() -> Path:
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        installed = INSTALLED.exists() and (
-            json.loads(INSTALLED.read_text()).get("version") == OPENID_CLIENT_VERSION
-        )
-        if not installed:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's nodejs and npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"openid-client@{OPENID_CLIENT_VERSION}",
-                ],
-                check=True,
-            )
-    return INSTALLED.parent
+    return npm_package(HERE, "openid-client", OPENID_CLIENT_VERSION)
 
 
 def run_machine_client(**settings: str) -> dict[str, Any]:
