@@ -179,8 +179,10 @@ def start_redis(port: int | None = None, directory: Path | None = None) -> Redis
 
 def npm_package(folder: Path, name: str, version: str) -> Path:
     """NAME@VERSION installed with npm into FOLDER/node_modules (ignored by git) unless that very
-    version is there already; its folder. Under the install lock: xdist's workers may all find it
-    missing in a fresh clone, and two npm installs into one folder break each other."""
+    version is there already; its folder. One package a folder: npm removes from node_modules
+    what it was not asked for this time (--no-save keeps no list). Under the install lock:
+    xdist's workers may all find it missing in a fresh clone, and two npm installs into one
+    folder break each other."""
     installed = folder / "node_modules" / name / "package.json"
     with installing("npm"):
         if not installed.exists() or json.loads(installed.read_text()).get("version") != version:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,34 @@ def run_machine_client(**settings: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     answer: dict[str, Any] = json.loads(done.stdout)
     return answer
+
+
+def run_web_client(browser_step: Callable[[str], str], **settings: str) -> dict[str, Any]:
+    """flow.mjs with these settings: `browser_step` takes the authorization URL it printed and
+    returns the URL the browser came back to; what it printed at the end."""
+    ensure_openid_client()
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node is missing: install Debian's nodejs")
+    process = subprocess.Popen(
+        [node, str(HERE / "flow.mjs"), json.dumps(settings)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE,
+    )
+    try:
+        assert process.stdin and process.stdout
+        first = process.stdout.readline()
+        if not first:
+            raise AssertionError(process.communicate(timeout=10)[1])
+        callback = browser_step(json.loads(first)["authorizationUrl"])
+        out, err = process.communicate(callback + "\n", timeout=60)
+        assert process.returncode == 0, err
+        answer: dict[str, Any] = json.loads(out)
+        return answer
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

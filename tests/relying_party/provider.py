@@ -1,0 +1,100 @@
+"""Tessera as the OpenID Provider the relying parties sign in with: a real deployment (the
+embedded default, or PostgreSQL + Redis with `serve`, `projector` and `worker`), its clients made
+with `tessera admin client create`, and people registered through its API with the link mailed
+to them. The browser steps a person takes on tessera's pages (sign in, consent) are here too."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.test_serve import tessera, wait_for_mail
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Provider:
+    base: str  # http://localhost:PORT: a passkey's RP ID must be a domain name
+    env: dict[str, str]
+    cwd: Path
+
+    def run(self, *args: str) -> str:
+        """`tessera ARGS` against this deployment's stores; what it printed."""
+        done = subprocess.run(
+            [tessera(), *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def client(self, name: str, *options: str) -> dict[str, Any]:
+        """A client registered by an operator: {client_id, client_secret}."""
+        made: dict[str, Any] = json.loads(self.run("admin", "client", "create", name, *options))
+        return made
+
+    def person(self) -> tuple[str, str]:
+        """A new person with a verified address: (email, password)."""
+        name = f"p{secrets.token_hex(4)}"
+        address = f"{name}@example.com"
+        with httpx.Client(base_url=self.base, timeout=15) as http:
+            registered = http.post(
+                "/api/auth/register",
+                json={"email": address, "username": name, "password": PASSWORD},
+            )
+            assert registered.status_code == 201, registered.text
+            text = wait_for_mail(Path(self.env["DATA_DIR"]) / "mail", address, timeout=20)
+            match = re.search(r"/verify-email\?token=([A-Za-z0-9_-]+)", text)
+            assert match, text
+            verified = http.post("/api/auth/verify-email", json={"token": match.group(1)})
+            assert verified.status_code == 200, verified.text
+        return address, PASSWORD
+
+
+@contextlib.contextmanager
+def deployed(tmp_path: Path, stores: dict[str, str] | None, **settings: str) -> Iterator[Provider]:
+    """tessera serving on localhost (with a projector and a worker when `stores` are given)."""
+    from tests.browser.test_pages_in_browser import serve
+
+    for base, data_dir in serve(tmp_path, stores, **settings):
+        env = {**_cli_environment(), "DATA_DIR": str(data_dir), **(stores or {})}
+        yield Provider(base, env, tmp_path)
+
+
+def _cli_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE", "MAIL_SERVER"):
+        env.pop(name, None)
+    return env
+
+
+def sign_in_and_consent(page: Any, login: str, password: str) -> None:
+    """On tessera's sign-in page (where an app sent the browser): the password; then the
+    consent page, if the app is not trusted."""
+    page.wait_for_selector("#login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.get_by_role("button", name="Sign in").click()
+    consent(page)
+
+
+def consent(page: Any) -> None:
+    """Allows the app, if tessera asks."""
+    page.wait_for_load_state()
+    allow = page.get_by_role("button", name=re.compile(r"^(Allow|Continue|Consent)", re.I))
+    if allow.count():
+        allow.first.click()
