@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.install_lock import installing
 from tests.servers import npm_package
@@ -50,3 +51,25 @@ def ensure_axe() -> Path:
     """axe-core's browser build, installed with npm into this folder (ignored by git)."""
     npm_package(HERE, "axe-core", AXE_VERSION)
     return AXE
+
+
+def virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:
+    """The browser's own virtual authenticator on this page (the DevTools WebAuthn domain): a
+    platform authenticator that keeps discoverable credentials and verifies its user. The
+    DevTools session and the authenticator's id."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )["authenticatorId"]
+    return cdp, str(authenticator)

@@ -21,14 +21,19 @@ def ensure_openid_client() -> Path:
     return npm_package(HERE, "openid-client", OPENID_CLIENT_VERSION)
 
 
-def run_machine_client(**settings: str) -> dict[str, Any]:
-    """machine.mjs with these settings; what it printed."""
+def node_script(name: str, settings: dict[str, str]) -> list[str]:
+    """The command that runs NAME (a script of this folder) with openid-client installed."""
     ensure_openid_client()
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is missing: install Debian's nodejs")
+    return [node, str(HERE / name), json.dumps(settings)]
+
+
+def run_machine_client(**settings: str) -> dict[str, Any]:
+    """machine.mjs with these settings; what it printed."""
     done = subprocess.run(
-        [node, str(HERE / "machine.mjs"), json.dumps(settings)],
+        node_script("machine.mjs", settings),
         capture_output=True,
         text=True,
         timeout=60,
@@ -42,12 +47,8 @@ def run_machine_client(**settings: str) -> dict[str, Any]:
 def run_web_client(browser_step: Callable[[str], str], **settings: str) -> dict[str, Any]:
     """flow.mjs with these settings: `browser_step` takes the authorization URL it printed and
     returns the URL the browser came back to; what it printed at the end."""
-    ensure_openid_client()
-    node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("node is missing: install Debian's nodejs")
     process = subprocess.Popen(
-        [node, str(HERE / "flow.mjs"), json.dumps(settings)],
+        node_script("flow.mjs", settings),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

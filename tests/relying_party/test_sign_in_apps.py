@@ -25,6 +25,7 @@ import httpx
 import jwt
 import pytest
 
+from tests.browser.harness import virtual_authenticator
 from tests.browser.test_pages_in_browser import browser
 from tests.relying_party.apache import Apache, apache_site, ensure_apache, site_config
 from tests.relying_party.examples.api import AccessTokens
@@ -183,9 +184,9 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
 ) -> None:
     login, password = provider.person()
     context = browser.new_context()
-    page = context.new_page()
     protected = f"{wiki.base}/protected/claims.shtml"
 
+    page = context.new_page()
     page.goto(protected)
     assert page.url.startswith(f"{provider.base}/")  # tessera's sign-in
     sign_in_and_consent(page, login, password)
@@ -195,21 +196,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
     assert "pwd" in page.inner_text("#amr")
 
     # A passkey, made on my account by the browser's virtual authenticator.
-    cdp = context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
+    virtual_authenticator(context, page)
     page.goto(f"{provider.base}/account")
     page.fill("#passkey-name", "Laptop")
     page.fill("#passkey-add-password", password)
