@@ -16,7 +16,10 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.authorization_codes import AuthorizationCodes
+from application.clients.consents import Consents
 from application.clients.machine_tokens import MachineTokens
+from application.clients.origins import ClientOrigins
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -117,6 +120,8 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    consents: Consents
+    authorization_codes: AuthorizationCodes
     machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
@@ -129,6 +134,7 @@ class Container:
     revocations: RevocationStore
     chains: ChainStore
     throttle: Throttle
+    client_origins: ClientOrigins  # whence browser apps may call the provider (CORS)
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
@@ -488,6 +494,8 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         clients=clients,
+        consents=Consents(log, clients, session_life, clock),
+        authorization_codes=AuthorizationCodes(challenges, clock),
         machine_tokens=MachineTokens(
             clients,
             log,
@@ -507,6 +515,7 @@ def _build(
         revocations=revocations,
         chains=chains,
         throttle=throttle,
+        client_origins=ClientOrigins(clients, clock),
         projectors=projectors,
         lag_reports=lag_reports,
         outbox=mail,

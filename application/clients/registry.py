@@ -3,6 +3,7 @@ names its operator; a secret is shown once, when made, and only its digest is ke
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,6 +73,10 @@ class Clients:
     def __init__(self, log: EventLog, clock: Clock) -> None:
         self._log = log
         self._clock = clock
+        self._changes = itertools.count(1)
+        # Counts this process's changes to its clients, so what is cached of them (their web
+        # origins) is read again at the next use.
+        self.revision = 0
 
     @retried_on_conflict
     def register(self, settings: ClientSettings, operator: str) -> IssuedSecret:
@@ -85,6 +90,7 @@ class Clients:
         directory = self._directory(now)
         directory.listed(client_id=client.id, timestamp=now)
         self._log.save(directory, client)
+        self._changed()
         return IssuedSecret(str(client.id), secret)
 
     def list(self) -> list[ClientView]:
@@ -106,6 +112,7 @@ class Clients:
         now = self._clock.now()
         if client.update(changes, operator, now):
             self._log.save(client)
+            self._changed()
         return ClientView.of(client, now)
 
     @retried_on_conflict
@@ -125,6 +132,7 @@ class Clients:
         directory = self._directory(now)
         directory.unlist(client.id, now)
         self._log.save(directory, client)
+        self._changed()
 
     def authenticate(self, client_id: str, secret: str | None) -> ClientView:
         """The client whose id and secret these are (None for a public client, which has
@@ -136,6 +144,9 @@ class Clients:
         now = self._clock.now()
         client.authenticate(None if secret is None else digest(secret), now)
         return ClientView.of(client, now)
+
+    def _changed(self) -> None:
+        self.revision = next(self._changes)  # one step, even from threads at once
 
     def _find(self, client_id: str) -> OAuthClient:
         try:

@@ -27,7 +27,8 @@ from interfaces.http.admin import AdminController
 from interfaces.http.admin_clients import ClientsController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
-from interfaces.http.cors import cross_origin
+from interfaces.http.consents import MyConsentsController
+from interfaces.http.cors import cross_origin, rules
 from interfaces.http.me import MeController
 from interfaces.http.oauth2 import OAuth2Controller
 from interfaces.http.oauth2_server import TesseraAuthorizationServer
@@ -170,6 +171,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             ReauthenticationController,
             OidcController,
             MyIdentitiesController,
+            MyConsentsController,
             AuditController,
             AdminController,
             ClientsController,
@@ -193,6 +195,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "access": provide(container.access),
             "administration": provide(container.administration),
             "clients": provide(container.clients),
+            "consents": provide(container.consents),
             "machine_tokens": provide(container.machine_tokens),
             "claim_signer": provide(container.claim_signer),
             "oauth2": provide(
@@ -223,7 +226,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Exception: unexpected_problem,
         },
         middleware=[
-            *filter(None, [cross_origin(container.settings.cors_origins)]),
+            cross_origin(rules(container.settings.cors_origins, container.client_origins.allows)),
             docs_policy,
             request_log,
             prometheus.middleware,

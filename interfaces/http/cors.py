@@ -1,15 +1,23 @@
-"""Cross-origin calls to the JSON API (CORS_ALLOWED_ORIGINS), for browser apps served elsewhere.
+"""Cross-origin calls from browser apps served elsewhere (CORS): one middleware, one table of
+which paths may be called from which origins.
 
-Only `/api/*`: the pages are this site's own (their forms are refused from any other origin),
-and what other services read (JWKS, health, metrics) is not called from a browser page. No
-credentials, ever: the API takes a Bearer token, which a script sends itself, and answering
-`Access-Control-Allow-Credentials` would let a listed origin's page ride this browser's cookies.
-Litestar's own CORS middleware applies to the whole app, so it is not used.
+- `/api/*`: the origins of CORS_ALLOWED_ORIGINS, first-party apps with a Bearer token.
+- The OpenID Provider's token, userinfo and revocation endpoints: the web origins of the live
+  clients (a single-page app, such as an oidc-client-ts client, signs in through them).
+- Discovery and the JWKS: any origin (`*`), as they are public documents.
+
+Nothing else: the pages are this site's own (their forms are refused from any other origin), and
+what other services read (health, metrics, introspection) is not called from a browser page.
+No credentials, ever: each of these takes a Bearer token or a client's form, which a script
+sends itself, and answering `Access-Control-Allow-Credentials` would let an allowed origin's
+page ride this browser's cookies. Litestar's own CORS middleware applies one list to the whole
+app, so it is not used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -23,49 +31,109 @@ from litestar.types import (
     Send,
 )
 
-PREFIX = "/api/"
-METHODS = "DELETE, GET, PATCH, POST, PUT"
-# What a client sends: its token, its JSON, and its own request id for the logs.
-REQUEST_HEADERS = "Authorization, Content-Type, X-Request-Id"
-# What a client reads besides the CORS-safelisted ones: why to wait, why a token is refused,
-# whether a read lags its own writes, which request the logs call it, an export's file name.
-EXPOSED_HEADERS = (
-    "Content-Disposition, Retry-After, Tessera-Read-Behind, WWW-Authenticate, X-Request-Id"
-)
+API_PREFIX = "/api/"
+PROVIDER_ENDPOINTS = frozenset({"/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke"})
+PROVIDER_DOCUMENTS = frozenset({"/.well-known/openid-configuration", "/.well-known/jwks.json"})
+ANY_ORIGIN = "*"
 MAX_AGE = "600"  # seconds a browser may keep a preflight's answer
 
+Allows = Callable[[str], Awaitable[bool]]
 
-def cross_origin(origins: Collection[str]) -> Callable[[ASGIApp], ASGIApp] | None:
-    """An app middleware answering CORS for `origins` (exact, as browsers send Origin), or
-    None when there are none: then no response carries any CORS header."""
+
+@dataclass(frozen=True)
+class CorsRule:
+    """How the paths it covers answer a cross-origin call."""
+
+    covers: Callable[[str], bool]
+    # Whether an Origin may call; None: any may, answered `*` (a public document).
+    allows: Allows | None
+    methods: str
+    request_headers: str
+    exposed_headers: str
+
+
+def _listed(origins: Collection[str]) -> Allows:
     allowed = frozenset(origins)
-    if not allowed:
-        return None
+
+    async def allows(origin: str) -> bool:
+        return origin in allowed
+
+    return allows
+
+
+def rules(api_origins: Collection[str], client_origins: Allows) -> list[CorsRule]:
+    """The table: the first rule that covers a path is its rule. No API origins listed: the
+    API answers no CORS header at all."""
+    api = [
+        CorsRule(
+            covers=lambda path: path.startswith(API_PREFIX),
+            allows=_listed(api_origins),
+            methods="DELETE, GET, PATCH, POST, PUT",
+            # A client's token, its JSON, and its own request id for the logs.
+            request_headers="Authorization, Content-Type, X-Request-Id",
+            # Why to wait, why a token is refused, whether a read lags its own writes, which
+            # request the logs call it, an export's file name.
+            exposed_headers=(
+                "Content-Disposition, Retry-After, Tessera-Read-Behind, WWW-Authenticate, "
+                "X-Request-Id"
+            ),
+        )
+    ]
+    return [
+        *(api if api_origins else []),
+        CorsRule(
+            covers=PROVIDER_ENDPOINTS.__contains__,
+            allows=client_origins,
+            methods="GET, POST",
+            # client_secret_basic or a Bearer token, and the form.
+            request_headers="Authorization, Content-Type",
+            # Why a token is refused (RFC 6750, 3), why to wait.
+            exposed_headers="Retry-After, WWW-Authenticate, X-Request-Id",
+        ),
+        CorsRule(
+            covers=PROVIDER_DOCUMENTS.__contains__,
+            allows=None,
+            methods="GET",
+            request_headers="",
+            exposed_headers="",
+        ),
+    ]
+
+
+def cross_origin(table: Sequence[CorsRule]) -> Callable[[ASGIApp], ASGIApp]:
+    """An app middleware answering CORS by `table`; a path no rule covers gets no CORS header."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(PREFIX):
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            rule = next((r for r in table if r.covers(scope["path"])), None)
+            if rule is None:
                 await app(scope, receive, send)
                 return
             headers = Headers.from_scope(scope)
             origin = headers.get("origin")
-            listed = origin in allowed
+            allowed = await _allowed_origin(rule, origin)
             if (
-                listed
+                allowed is not None
                 and scope["method"] == "OPTIONS"
                 and "access-control-request-method" in headers
             ):
-                await _preflight(origin or "", send)
+                await _preflight(rule, allowed, send)
                 return
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     response = MutableScopeHeaders.from_message(message)
-                    # The answer differs by Origin: a shared cache must not hand one to another.
-                    response.add("vary", "Origin")
-                    if listed:
-                        response["access-control-allow-origin"] = origin or ""
-                        response["access-control-expose-headers"] = EXPOSED_HEADERS
+                    if rule.allows is not None:
+                        # The answer differs by Origin: a shared cache must not hand one to
+                        # another.
+                        response.add("vary", "Origin")
+                    if allowed is not None:
+                        response["access-control-allow-origin"] = allowed
+                        if rule.exposed_headers:
+                            response["access-control-expose-headers"] = rule.exposed_headers
                 await send(message)
 
             await app(scope, receive, send_with_headers)
@@ -75,18 +143,30 @@ def cross_origin(origins: Collection[str]) -> Callable[[ASGIApp], ASGIApp] | Non
     return wrap
 
 
-async def _preflight(origin: str, send: Send) -> None:
+async def _allowed_origin(rule: CorsRule, origin: str | None) -> str | None:
+    """What Access-Control-Allow-Origin answers, or None for no CORS header at all."""
+    if origin is None:
+        return None
+    if rule.allows is None:
+        return ANY_ORIGIN
+    return origin if await rule.allows(origin) else None
+
+
+async def _preflight(rule: CorsRule, allowed: str, send: Send) -> None:
     """The browser asks before a call with a token or a JSON body; nothing is run for it."""
+    headers = [
+        (b"access-control-allow-origin", allowed.encode("latin-1")),
+        (b"access-control-allow-methods", rule.methods.encode()),
+        (b"access-control-max-age", MAX_AGE.encode()),
+    ]
+    if rule.request_headers:
+        headers.append((b"access-control-allow-headers", rule.request_headers.encode()))
+    if rule.allows is not None:
+        headers.append((b"vary", b"Origin"))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": 204,
-        "headers": [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-methods", METHODS.encode()),
-            (b"access-control-allow-headers", REQUEST_HEADERS.encode()),
-            (b"access-control-max-age", MAX_AGE.encode()),
-            (b"vary", b"Origin"),
-        ],
+        "headers": headers,
     }
     body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
     await send(start)

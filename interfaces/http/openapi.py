@@ -35,7 +35,8 @@ _MEANINGS: dict[int, str] = {
     403: "Refused: `email_not_verified`, `invalid_current_password`, or `forbidden` (the "
     "token's roles do not allow it: `auditor` for /api/audit, `admin` for /api/admin).",
     404: "`account_not_found` (no such account, or the token's account no longer exists), "
-    "`session_not_found`, `passkey_not_found`, `identity_not_found`, `unknown_provider`, or "
+    "`session_not_found`, `passkey_not_found`, `identity_not_found`, `consent_not_found`, "
+    "`unknown_provider`, or "
     "`not_found` (a malformed id in the path).",
     409: "Conflict: `email_taken`, `username_taken`, `mfa_already_enabled`, `mfa_not_enabled`, "
     "`identity_taken` (linked to another account), `account_exists` (the provider's email "

@@ -34,6 +34,7 @@ DONE = {
     "session-ended": "That session has ended.",
     "passkey-removed": "The passkey is removed.",
     "identity-unlinked": "The sign-in with that provider is unlinked.",
+    "consent-revoked": "That app no longer has access; its sessions have ended.",
 }
 
 
@@ -59,6 +60,7 @@ async def account_page(
     identities = await in_thread(app.external_sign_in.identities, caller)
     linked = {i.provider for i in identities}
     providers = app.external_sign_in.providers()
+    consents = await in_thread(app.consents.of, caller.account_id)
     return site.page(
         visit,
         "account.html",
@@ -75,6 +77,7 @@ async def account_page(
         providers=providers,
         unlinked_providers=[p for p in providers if p.name not in linked],
         provider_labels={p.name: p.label for p in providers},
+        consents=consents,
         errors=errors or [],
         notice=notice,
         enrollment=enrollment,
@@ -206,6 +209,22 @@ class AccountPages(Controller):
         except DomainError as error:
             return await _refused(site, visit, caller, error)
         return site.redirect(visit, "/account?done=passkey-removed")
+
+    @post("/account/consents/revoke")
+    async def revoke_consent(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
+        visit, caller, fields = await _signed_in_post(request, site)
+        if caller is None:
+            return site.redirect(visit, "/login")
+        try:
+            await in_thread(
+                site.container.consents.revoke,
+                caller.account_id,
+                fields.get("client_id", ""),
+                site.client(request),
+            )
+        except DomainError as error:
+            return await _refused(site, visit, caller, error)
+        return site.redirect(visit, "/account?done=consent-revoked")
 
     @post("/logout")
     async def sign_out(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:

@@ -1,5 +1,7 @@
 """CORS_ALLOWED_ORIGINS: a browser app on a listed origin may call /api/* with its Bearer
-token; any other origin, the pages, and everything else get no CORS header; credentials never."""
+token; a registered client's web origin may call the provider's token, userinfo and revocation
+endpoints; discovery and the JWKS are public; any other origin, the pages, and everything else
+get no CORS header; credentials never."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from application.clients.origins import REREAD_AFTER
+from application.clients.registry import Clients
+from domain.client import ClientSettings
 from interfaces.container import Container
 from interfaces.http.app import create_app
 from interfaces.settings import load_settings
@@ -79,7 +84,7 @@ def test_another_origin_gets_no_cors_header(cors: tuple[Client, Container]) -> N
 
 def test_the_pages_and_the_rest_get_no_cors_header(cors: tuple[Client, Container]) -> None:
     client, _ = cors
-    for path in ("/login", "/account", "/", "/.well-known/jwks.json", "/health/live", "/schema"):
+    for path in ("/login", "/account", "/", "/health/live", "/schema", "/oauth2/token"):
         answer = client.get(path, headers={"Origin": APP})
         assert cors_headers(answer) == {}, path
         preflight = client.options(path, headers={"Origin": APP, **PREFLIGHT})
@@ -122,3 +127,119 @@ def test_exact_origins_are_taken() -> None:
         "http://localhost:5173",
         "http://[::1]:8080",
     }
+
+
+SPA = "https://spa.example"
+SPA_CLIENT = ClientSettings(
+    name="Single-page app",
+    public=True,
+    redirect_uris=(f"{SPA}/callback", f"{SPA}/silent-renew", "http://127.0.0.1:5173/cb"),
+    grant_types=("authorization_code", "refresh_token"),
+)
+PROVIDER_ENDPOINTS = ("/oauth2/token", "/oauth2/revoke")  # userinfo: with the code flow
+POST_PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization, content-type",
+}
+
+
+def provider_preflight(client: Client, path: str, origin: str) -> Any:
+    return client.options(path, headers={"Origin": origin, **POST_PREFLIGHT})
+
+
+def test_a_client_web_origin_may_call_the_token_userinfo_and_revocation_endpoints(
+    client: Client, container: Container
+) -> None:
+    container.clients.register(SPA_CLIENT, "test")
+    # By default the origins of its redirect URIs, the loopback one included.
+    for origin in (SPA, "http://127.0.0.1:5173"):
+        for path in PROVIDER_ENDPOINTS:
+            preflight = provider_preflight(client, path, origin)
+            assert preflight.status_code == 204, path
+            assert preflight.headers["access-control-allow-origin"] == origin
+            assert "POST" in preflight.headers["access-control-allow-methods"]
+            allowed = preflight.headers["access-control-allow-headers"].lower()
+            assert "authorization" in allowed and "content-type" in allowed
+            assert "origin" in preflight.headers["vary"].lower()
+            assert "access-control-allow-credentials" not in preflight.headers
+    # The answer itself, a refusal included, is readable by the app, never with credentials.
+    refused = client.post(
+        "/oauth2/token", data={"grant_type": "refresh_token"}, headers={"Origin": SPA}
+    )
+    assert refused.status_code in (400, 401)
+    assert refused.headers["access-control-allow-origin"] == SPA
+    assert "WWW-Authenticate" in refused.headers["access-control-expose-headers"]
+    assert "access-control-allow-credentials" not in refused.headers
+    assert "origin" in refused.headers["vary"].lower()
+
+
+def test_an_origin_no_live_client_registered_gets_no_cors_header(
+    client: Client, container: Container
+) -> None:
+    container.clients.register(
+        ClientSettings(
+            name="Listed origins", redirect_uris=(f"{SPA}/callback",), web_origins=(APP,)
+        ),
+        "test",
+    )
+    # Registered web origins replace the redirect URIs' origins.
+    assert cors_headers(provider_preflight(client, "/oauth2/token", APP)) != {}
+    for origin in (SPA, "https://evil.example", f"{APP}.evil.example", "null", f"{APP}:443"):
+        for path in PROVIDER_ENDPOINTS:
+            assert cors_headers(provider_preflight(client, path, origin)) == {}, (origin, path)
+        answer = client.post("/oauth2/token", data={}, headers={"Origin": origin})
+        assert cors_headers(answer) == {}, origin
+    # Only the endpoints a browser app calls: introspection is an API's, the rest navigation.
+    for path in ("/oauth2/introspect", "/oauth2/authorize", "/oauth2/logout", "/api/users/me"):
+        assert cors_headers(provider_preflight(client, path, APP)) == {}, path
+
+
+def test_a_removed_client_origin_is_refused(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    removed = container.clients.register(SPA_CLIENT, "test")
+    assert provider_preflight(client, "/oauth2/token", SPA).status_code == 204
+    container.clients.remove(removed.client_id, "test")
+    assert cors_headers(provider_preflight(client, "/oauth2/token", SPA)) == {}
+
+    # Removed by another process (the admin CLI): refused once the origins are read again.
+    again = container.clients.register(SPA_CLIENT, "test")
+    assert provider_preflight(client, "/oauth2/token", SPA).status_code == 204
+    Clients(container.log, clock).remove(again.client_id, "cli")
+    clock.advance(seconds=REREAD_AFTER.total_seconds())
+    assert cors_headers(provider_preflight(client, "/oauth2/token", SPA)) == {}
+
+
+def test_a_changed_web_origin_takes_effect_at_once(client: Client, container: Container) -> None:
+    issued = container.clients.register(SPA_CLIENT, "test")
+    assert provider_preflight(client, "/oauth2/token", SPA).status_code == 204
+    container.clients.update(issued.client_id, {"web_origins": (APP,)}, "test")
+    assert cors_headers(provider_preflight(client, "/oauth2/token", SPA)) == {}
+    assert provider_preflight(client, "/oauth2/token", APP).status_code == 204
+
+
+def test_the_first_party_origins_do_not_reach_the_provider_endpoints(
+    cors: tuple[Client, Container],
+) -> None:
+    client, container = cors
+    container.clients.register(SPA_CLIENT, "test")
+    assert cors_headers(provider_preflight(client, "/oauth2/token", APP)) == {}
+    assert cors_headers(client.options("/api/users/me", headers={"Origin": SPA, **PREFLIGHT})) == {}
+
+
+def test_discovery_and_the_jwks_are_public_to_any_origin(client: Client) -> None:
+    for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json"):
+        answer = client.get(path, headers={"Origin": "https://anyone.example"})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in answer.headers
+        preflight = client.options(
+            path,
+            headers={"Origin": "https://anyone.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert preflight.headers["access-control-allow-methods"] == "GET"
+        assert "access-control-allow-credentials" not in preflight.headers
+        # Not a cross-origin call: nothing to answer.
+        assert cors_headers(client.get(path)) == {}
