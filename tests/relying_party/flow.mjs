@@ -43,15 +43,6 @@ const tokens = await client.authorizationCodeGrant(config, new URL(callback), {
 const claims = tokens.claims();
 const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
 
-let codeAgain = null; // a code is single use
-try {
-  await client.authorizationCodeGrant(config, new URL(callback), {
-    pkceCodeVerifier: codeVerifier, expectedState: state, expectedNonce: nonce,
-  });
-} catch (error) {
-  codeAgain = refusal(error);
-}
-
 const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
 const active = await client.tokenIntrospection(config, refreshed.access_token);
 await client.tokenRevocation(config, refreshed.refresh_token);
@@ -67,6 +58,18 @@ const machine = settings.machineScope
   ? await client.clientCredentialsGrant(config, { scope: settings.machineScope })
   : null;
 
+// A code is single use: a second exchange is refused, and ends what the first one issued.
+let codeAgain = null;
+try {
+  await client.authorizationCodeGrant(config, new URL(callback), {
+    pkceCodeVerifier: codeVerifier, expectedState: state, expectedNonce: nonce,
+  });
+} catch (error) {
+  codeAgain = refusal(error);
+}
+
+const afterCodeAgain = await client.tokenIntrospection(config, tokens.access_token);
+
 const endSessionUrl = client.buildEndSessionUrl(config, {
   id_token_hint: tokens.id_token,
   post_logout_redirect_uri: settings.postLogoutRedirectUri,
@@ -78,11 +81,12 @@ console.log(JSON.stringify({
   tokens: { ...tokens },
   claims,
   userinfo,
-  codeAgain,
   refreshed: { ...refreshed },
   active,
   revoked,
   afterRevocation,
   machine: machine && { ...machine },
+  codeAgain,
+  afterCodeAgain,
   endSessionUrl: endSessionUrl.href,
 }));
