@@ -809,6 +809,14 @@ class Account(Aggregate):
         ]
         return sorted(found, key=lambda consent: consent[2])
 
+    def app_session_ids(self) -> list[UUID]:
+        """The app sessions started under the consents still given (some may have ended)."""
+        return [
+            UUID(session_id)
+            for state in self._consents().values()
+            for session_id in state["sessions"]
+        ]
+
     def grant_consent(self, client_id: str, scopes: Collection[str], at: datetime) -> bool:
         """Lets the app have `scopes` besides what it had; False when that adds nothing."""
         held = self.consented_scopes(client_id)

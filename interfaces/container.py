@@ -18,8 +18,10 @@ from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
 from application.clients.authorization_codes import AuthorizationCodes
 from application.clients.consents import Consents
+from application.clients.logout import Logout
 from application.clients.machine_tokens import MachineTokens
 from application.clients.origins import ClientOrigins
+from application.clients.person_tokens import PersonTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -123,6 +125,7 @@ class Container:
     consents: Consents
     authorization_codes: AuthorizationCodes
     machine_tokens: MachineTokens
+    person_tokens: PersonTokens
     erasure: Erasure
     after_restore: AfterRestore
     personal_data: PersonalDataExport
@@ -135,6 +138,7 @@ class Container:
     chains: ChainStore
     throttle: Throttle
     client_origins: ClientOrigins  # whence browser apps may call the provider (CORS)
+    logout: Logout  # what an app's RP-Initiated Logout request proves
     projectors: list[Projector]
     lag_reports: LagReports
     outbox: MailOutbox
@@ -505,6 +509,15 @@ def _build(
             issuer=settings.issuer,
             lifetime_seconds=settings.access_token_ttl,
         ),
+        person_tokens=PersonTokens(
+            account_views,
+            signing_keys,
+            revocations,
+            clock,
+            issuer=settings.issuer,
+            userinfo_audience=settings.public_url.rstrip("/") + "/oauth2/userinfo",
+            lifetime_seconds=settings.access_token_ttl,
+        ),
         erasure=erasure,
         after_restore=AfterRestore(log, erasure),
         personal_data=PersonalDataExport(log, sessions, ledger, clock, seals),
@@ -516,6 +529,7 @@ def _build(
         chains=chains,
         throttle=throttle,
         client_origins=ClientOrigins(clients, clock),
+        logout=Logout(clients, signing_keys, settings.issuer),
         projectors=projectors,
         lag_reports=lag_reports,
         outbox=mail,

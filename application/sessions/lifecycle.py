@@ -336,6 +336,26 @@ class Sessions:
             session_ids.add(self._own_session_id(principal, refresh_token))
         for session_id in session_ids:
             self._end(session_id, "logout")
+        for session_id in self._online_app_sessions(principal.account_id, session_ids):
+            self._end(session_id, "logout")
+
+    def _online_app_sessions(self, account_id: UUID, browser_sessions: set[UUID]) -> list[UUID]:
+        """The live app sessions started from these browser sessions, but those given
+        offline_access: a browser session's sign-out ends the apps' sessions that came with it
+        (as Keycloak ends the online client sessions of an SSO session), while an app the person
+        let act while they are away keeps its session until they withdraw its consent."""
+        account = self._log.find(account_id, Account)
+        if account is None:
+            return []
+        found = (self._log.find(i, Session) for i in account.app_session_ids())
+        return [
+            session.id
+            for session in found
+            if session is not None
+            and session.revoked_at is None
+            and session.browser_session_id in browser_sessions
+            and "offline_access" not in (session.scopes or ())
+        ]
 
     @traced
     def end(self, principal: AccessClaims, session_id: UUID) -> None:

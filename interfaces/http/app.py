@@ -30,8 +30,7 @@ from interfaces.http.auth import AuthController
 from interfaces.http.consents import MyConsentsController
 from interfaces.http.cors import cross_origin, rules
 from interfaces.http.me import MeController
-from interfaces.http.oauth2 import OAuth2Controller
-from interfaces.http.oauth2_server import TesseraAuthorizationServer
+from interfaces.http.oauth2 import OAuth2Controller, provider_edge
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
@@ -155,9 +154,10 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         if run_background:
             container.start_background()
 
+    provider = provider_edge(container)
     # `/` is the pages' (to the sign-in page or the account), else a pointer to the API docs.
     pages = (
-        [pages_router(container, before_request=attribute)]
+        [pages_router(container, provider.server, before_request=attribute)]
         if container.settings.pages_enabled
         else [home]
     )
@@ -198,9 +198,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "consents": provide(container.consents),
             "machine_tokens": provide(container.machine_tokens),
             "claim_signer": provide(container.claim_signer),
-            "oauth2": provide(
-                TesseraAuthorizationServer(container.clients, container.machine_tokens)
-            ),
+            "openid_provider": provide(provider),
             "erasure": provide(container.erasure),
             "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),

@@ -1,12 +1,14 @@
-"""The OpenID Provider's endpoints on Litestar: discovery, and the token, introspection and
-revocation endpoints, each handed whole to Authlib's authorization server
+"""The OpenID Provider's endpoints on Litestar: discovery, userinfo, and the token,
+introspection and revocation endpoints, each handed whole to Authlib's authorization server
 (interfaces/http/oauth2_server.py). This adapter only reads the form, guards the client
-authentication with the throttle, and writes Authlib's answer back."""
+authentication with the throttle, and writes Authlib's answer back. The authorization endpoint
+is a page (interfaces/pages/authorize.py): it needs the person's browser session."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,12 +16,16 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 
 from application.clients.machine_tokens import ALGORITHM, MachineTokens
+from application.clients.person_tokens import CLAIMS_SUPPORTED, PersonTokens
 from application.factors.throttle import Throttle
 from application.ports import ClaimSigner
 from application.views import Client
+from domain.errors import DomainError
 from infrastructure.signing_keys import SigningKeys
+from interfaces.container import Container
 from interfaces.http.oauth2_server import (
     AUTH_METHODS,
+    CODE_CHALLENGE_METHODS,
     GRANT_TYPES,
     Form,
     FormRequest,
@@ -41,14 +47,25 @@ def discovery(settings: Settings, signer: ClaimSigner) -> dict[str, Any]:
     return {
         "issuer": settings.issuer,
         "jwks_uri": f"{base}/.well-known/jwks.json",
+        "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/token",
+        "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "end_session_endpoint": f"{base}/oauth2/logout",
         "introspection_endpoint": f"{base}/oauth2/introspect",
         "revocation_endpoint": f"{base}/oauth2/revoke",
         "grant_types_supported": GRANT_TYPES,
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": CODE_CHALLENGE_METHODS,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(signer.algorithms),
         "access_token_signing_alg_values_supported": [ALGORITHM],
@@ -59,6 +76,62 @@ def discovery(settings: Settings, signer: ClaimSigner) -> dict[str, Any]:
 def _refused(description: str, status: int = 400) -> Answer:
     body = {**_ERROR_BODY, "error_description": description}
     return status, body, [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+@dataclass(frozen=True)
+class ProviderEdge:
+    """What every endpoint of the provider needs: Authlib's server, the throttle on client
+    authentication, the use cases its answers read, and where the provider is."""
+
+    server: TesseraAuthorizationServer
+    throttle: Throttle
+    settings: Settings
+    machine_tokens: MachineTokens
+    person_tokens: PersonTokens
+
+    async def answer(
+        self,
+        request: Request[Any, Any, Any],
+        client: Client,
+        respond: Callable[[FormRequest], Answer],
+        introspected: Callable[[str], dict[str, Any]] | None = None,
+    ) -> Response[Any]:
+        """Reads the form, hands it to Authlib off the event loop (it is synchronous, and
+        authenticating a client reads the event store), and writes its answer back."""
+        self.throttle.check_failures(THROTTLE, client.ip)
+        form = await _form(request)
+        if isinstance(form, tuple):
+            return _response(form)
+        uri = self.settings.public_url.rstrip("/") + request.url.path
+        loop = asyncio.get_running_loop()
+
+        def awaited(coroutine: Coroutine[Any, Any, Any]) -> Any:
+            # An async use case (the revocation store, a chain's turn) on this request's loop.
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        oauth_request = FormRequest(uri, request.headers, form, introspected, awaited, client)
+        answer = await loop.run_in_executor(None, respond, oauth_request)
+        if oauth_request.failed_authentication:
+            self.throttle.failed(THROTTLE, client.ip)
+        return _response(answer)
+
+
+def provider_edge(container: Container) -> ProviderEdge:
+    server = TesseraAuthorizationServer(
+        container.clients,
+        container.machine_tokens,
+        container.person_tokens,
+        container.authorization_codes,
+        container.sessions,
+        container.settings.issuer,
+    )
+    return ProviderEdge(
+        server,
+        container.throttle,
+        container.settings,
+        container.machine_tokens,
+        container.person_tokens,
+    )
 
 
 class OAuth2Controller(Controller):
@@ -76,37 +149,32 @@ class OAuth2Controller(Controller):
     async def token(
         self,
         request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
+        openid_provider: NamedDependency[ProviderEdge],
         client: NamedDependency[Client],
     ) -> Response[Any]:
-        return await _answer(
-            request, settings, throttle, client, oauth2.create_token_response, None
+        return await openid_provider.answer(
+            request, client, openid_provider.server.create_token_response
         )
 
     @post("/oauth2/introspect", opt=_OAUTH_OPT)
     async def introspect(
         self,
         request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        machine_tokens: NamedDependency[MachineTokens],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
+        openid_provider: NamedDependency[ProviderEdge],
         client: NamedDependency[Client],
     ) -> Response[Any]:
         loop = asyncio.get_running_loop()
 
         def introspected(token: str) -> dict[str, Any]:
             # The revocation store is read asynchronously, on this request's own loop.
-            return asyncio.run_coroutine_threadsafe(machine_tokens.introspect(token), loop).result()
+            return asyncio.run_coroutine_threadsafe(
+                openid_provider.machine_tokens.introspect(token), loop
+            ).result()
 
-        return await _answer(
+        return await openid_provider.answer(
             request,
-            settings,
-            throttle,
             client,
-            lambda form: oauth2.create_endpoint_response("introspection", form),
+            lambda form: openid_provider.server.create_endpoint_response("introspection", form),
             introspected,
         )
 
@@ -114,40 +182,62 @@ class OAuth2Controller(Controller):
     async def revoke(
         self,
         request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
+        openid_provider: NamedDependency[ProviderEdge],
         client: NamedDependency[Client],
     ) -> Response[Any]:
-        return await _answer(
+        return await openid_provider.answer(
             request,
-            settings,
-            throttle,
             client,
-            lambda form: oauth2.create_endpoint_response("revocation", form),
-            None,
+            lambda form: openid_provider.server.create_endpoint_response("revocation", form),
         )
 
+    @get("/oauth2/userinfo", cache=False)
+    async def userinfo(
+        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
+    ) -> Response[Any]:
+        return await _userinfo(request, openid_provider, None)
 
-async def _answer(
-    request: Request[Any, Any, Any],
-    settings: Settings,
-    throttle: Throttle,
-    client: Client,
-    respond: Callable[[FormRequest], Answer],
-    introspected: Callable[[str], dict[str, Any]] | None,
+    @post("/oauth2/userinfo", opt=_OAUTH_OPT)
+    async def userinfo_posted(
+        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
+    ) -> Response[Any]:
+        """OIDC Core 5.3.1: POST too, the token in the header or (RFC 6750, 2.2) the form."""
+        media_type, _ = request.content_type
+        form = (await request.form()).multi_items() if media_type == _FORM else []
+        tokens = [str(value) for name, value in form if name == "access_token"]
+        return await _userinfo(request, openid_provider, tokens)
+
+
+async def _userinfo(
+    request: Request[Any, Any, Any], provider: ProviderEdge, posted: list[str] | None
 ) -> Response[Any]:
-    throttle.check_failures(THROTTLE, client.ip)
-    form = await _form(request)
-    if isinstance(form, tuple):
-        return _response(form)
-    uri = settings.public_url.rstrip("/") + request.url.path
-    oauth_request = FormRequest(uri, request.headers, form, introspected)
-    # Authlib is synchronous, and authenticating a client reads the event store.
-    answer = await asyncio.get_running_loop().run_in_executor(None, respond, oauth_request)
-    if oauth_request.failed_authentication:
-        throttle.failed(THROTTLE, client.ip)
-    return _response(answer)
+    """The person's claims for a Bearer token of ours meant for userinfo (RFC 6750 errors)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    presented = ([value.strip()] if header and scheme.lower() == "bearer" else []) + (posted or [])
+    if (header and scheme.lower() != "bearer") or len(presented) > 1:
+        return _bearer_refused(400, "invalid_request", "Send one Bearer access token.")
+    if not presented:
+        return _bearer_refused(401, None, None)
+    try:
+        claims = await provider.person_tokens.userinfo(presented[0])
+    except DomainError:
+        return _bearer_refused(401, "invalid_token", "The access token is invalid or expired.")
+    return Response(claims, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _bearer_refused(status: int, error: str | None, description: str | None) -> Response[Any]:
+    """RFC 6750, 3: a request without a token learns only that one is needed."""
+    challenge = 'Bearer realm="tessera"'
+    if error is not None:
+        challenge += f', error="{error}", error_description="{description}"'
+    body = {"error": error, "error_description": description} if error else {}
+    return Response(
+        body,
+        status_code=status,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+        media_type="application/json",
+    )
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form | Answer:
