@@ -197,7 +197,7 @@ class OAuth2Controller(Controller):
     ) -> Response[Any]:
         return await _userinfo(request, openid_provider, None)
 
-    @post("/oauth2/userinfo", opt=_OAUTH_OPT)
+    @post("/oauth2/userinfo", opt=_OAUTH_OPT, status_code=200)
     async def userinfo_posted(
         self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
     ) -> Response[Any]:
