@@ -88,7 +88,7 @@ def sign_in_and_consent(page: Any, login: str, password: str) -> None:
     page.wait_for_selector("#login")
     page.fill("#login", login)
     page.fill("#password", password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     consent(page)
 
 
