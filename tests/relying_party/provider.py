@@ -6,7 +6,6 @@ to them. The browser steps a person takes on tessera's pages (sign in, consent) 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -28,6 +27,7 @@ class Provider:
     base: str  # http://localhost:PORT: a passkey's RP ID must be a domain name
     env: dict[str, str]
     cwd: Path
+    _admin: tuple[str, str] | None = None
 
     def run(self, *args: str) -> str:
         """`tessera ARGS` against this deployment's stores; what it printed."""
@@ -42,10 +42,25 @@ class Provider:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def client(self, name: str, *options: str) -> dict[str, Any]:
-        """A client registered by an operator: {client_id, client_secret}."""
-        made: dict[str, Any] = json.loads(self.run("admin", "client", "create", name, *options))
-        return made
+    def client(self, name: str, **fields: Any) -> dict[str, Any]:
+        """A client registered by an admin (POST /api/admin/clients: what `tessera admin client
+        create` does, without a process start each): {client_id, client_secret, ...}."""
+        if self._admin is None:
+            login, password = self.person()
+            self.run("admin", "grant-role", login, "admin")
+            self._admin = (login, password)
+        login, password = self._admin
+        with httpx.Client(base_url=self.base, timeout=15) as http:
+            signed_in = http.post("/api/auth/login", json={"login": login, "password": password})
+            assert signed_in.status_code == 200, signed_in.text
+            made = http.post(
+                "/api/admin/clients",
+                json={"name": name, **fields},
+                headers={"Authorization": f"Bearer {signed_in.json()['access_token']}"},
+            )
+            assert made.status_code == 201, made.text
+        registered: dict[str, Any] = made.json()
+        return registered
 
     def person(self) -> tuple[str, str]:
         """A new person with a verified address: (email, password)."""

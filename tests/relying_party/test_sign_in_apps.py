@@ -62,8 +62,8 @@ def wiki(provider: Provider) -> Iterator[Apache]:
     base = f"http://127.0.0.1:{port}"  # a loopback redirect URI: an IP address (RFC 8252 8.3)
     registered = provider.client(
         "Wiki",
-        *("--redirect-uri", f"{base}/protected/redirect_uri"),
-        *("--post-logout-redirect-uri", f"{base}/signed-out.html"),
+        redirect_uris=[f"{base}/protected/redirect_uri"],
+        post_logout_redirect_uris=[f"{base}/signed-out.html"],
     )
     config = site_config(base, provider.base, registered["client_id"], registered["client_secret"])
     with apache_site(base, port, config) as apache:
@@ -76,9 +76,9 @@ def notes(provider: Provider) -> Iterator[SinglePageApp]:
     with single_page_app(provider.base, free_port()) as app:
         registered = provider.client(
             "Notes",
-            "--public",
-            *("--redirect-uri", app.redirect_uri),
-            *("--post-logout-redirect-uri", app.post_logout_redirect_uri),
+            public=True,
+            redirect_uris=[app.redirect_uri],
+            post_logout_redirect_uris=[app.post_logout_redirect_uri],
         )
         app.client_id = registered["client_id"]
         yield app
@@ -96,12 +96,10 @@ def test_openid_client_signs_a_person_in_refreshes_and_signs_out(
     origin = f"http://127.0.0.1:{free_port()}"  # nothing listens: the browser's visits are caught
     registered = provider.client(
         "Web app",
-        *("--redirect-uri", f"{origin}/callback"),
-        *("--post-logout-redirect-uri", f"{origin}/signed-out"),
-        *("--grant", "authorization_code", "--grant", "refresh_token"),
-        *("--grant", "client_credentials"),
-        *("--scope", "openid", "--scope", "profile", "--scope", "email"),
-        *("--scope", "offline_access", "--scope", "notes:read"),
+        redirect_uris=[f"{origin}/callback"],
+        post_logout_redirect_uris=[f"{origin}/signed-out"],
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        scopes=["openid", "profile", "email", "offline_access", "notes:read"],
     )
     login, password = provider.person()
     context = browser.new_context()
@@ -261,10 +259,9 @@ def test_the_docs_api_checks_access_tokens_offline_and_by_introspection(
     provider: Provider,
 ) -> None:
     machine = provider.client(
-        "Notes worker",
-        *("--grant", "client_credentials", "--scope", "notes:read", "--resource", API),
+        "Notes worker", grant_types=["client_credentials"], scopes=["notes:read"], resources=[API]
     )
-    api = provider.client("Notes API", "--grant", "client_credentials")
+    api = provider.client("Notes API", grant_types=["client_credentials"], scopes=[])
 
     def token(**resource: str) -> str:
         answer = httpx.post(
