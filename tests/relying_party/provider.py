@@ -97,19 +97,22 @@ def _cli_environment() -> dict[str, str]:
     return env
 
 
-def sign_in_and_consent(page: Any, login: str, password: str) -> None:
+def sign_in_and_consent(page: Any, login: str, password: str) -> bool:
     """On tessera's sign-in page (where an app sent the browser): the password; then the
-    consent page, if the app is not trusted."""
+    consent page, if the app is not trusted. Whether tessera asked for consent."""
     page.wait_for_selector("#login")
     page.fill("#login", login)
     page.fill("#password", password)
     page.get_by_role("button", name="Sign in", exact=True).click()
-    consent(page)
+    return consent(page)
 
 
-def consent(page: Any) -> None:
-    """Allows the app, if tessera asks."""
+def consent(page: Any) -> bool:
+    """Allows the app, if tessera asks (its consent page); whether it asked."""
     page.wait_for_load_state()
-    allow = page.get_by_role("button", name=re.compile(r"^(Allow|Continue|Consent)", re.I))
-    if allow.count():
-        allow.first.click()
+    allow = page.get_by_role("button", name="Allow", exact=True)
+    if not allow.count():
+        return False
+    assert "asks to" in page.inner_text("main")
+    allow.click()
+    return True

@@ -116,7 +116,7 @@ def test_openid_client_signs_a_person_in_refreshes_and_signs_out(
         asked = parse_qs(urlsplit(authorization_url).query)
         assert asked["code_challenge_method"] == ["S256"] and asked["response_type"] == ["code"]
         page.goto(authorization_url)
-        sign_in_and_consent(page, login, password)
+        assert sign_in_and_consent(page, login, password)  # not trusted: tessera asks
         page.wait_for_url(f"{origin}/callback?**")
         return came_back[-1]
 
@@ -190,7 +190,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
     page = context.new_page()
     page.goto(protected)
     assert page.url.startswith(f"{provider.base}/")  # tessera's sign-in
-    sign_in_and_consent(page, login, password)
+    assert sign_in_and_consent(page, login, password)  # not trusted: tessera asks
     page.wait_for_url(protected)
     assert page.inner_text("#email") == login, wiki.error_log()
     assert page.inner_text("#iss") == provider.base
@@ -239,7 +239,7 @@ def test_a_single_page_app_signs_in_calls_userinfo_across_origins_and_signs_out(
     assert result() == {"ready": True, "user": False}, errors
     page.click("#sign-in")
     page.wait_for_url(f"{provider.base}/**")
-    sign_in_and_consent(page, login, password)
+    assert sign_in_and_consent(page, login, password)
     page.wait_for_url(f"{notes.origin}/")
     shown = result()
     assert shown.get("signedIn"), shown
