@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
+from application.clients.person_tokens import ID_TOKEN_TYPE
 from application.clients.registry import Clients, ClientView
 from application.ports import ClaimSigner
 from domain.errors import ClientNotFound
-
-ID_TOKEN_TYPE = "JWT"  # noqa: S105 - OIDC Core's ID tokens are plain JWTs
 
 
 @dataclass(frozen=True)

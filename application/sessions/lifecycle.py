@@ -336,14 +336,19 @@ class Sessions:
             session_ids.add(self._own_session_id(principal, refresh_token))
         for session_id in session_ids:
             self._end(session_id, "logout")
-        for session_id in self._online_app_sessions(principal.account_id, session_ids):
+
+    @traced
+    def sign_out_browser(self, principal: AccessClaims, refresh_token: str | None) -> None:
+        """Signs a browser's page session out (its sign-out button, an app's RP-Initiated
+        Logout), and with it the apps' sessions started from it, but those given
+        offline_access: as Keycloak ends the online client sessions of an SSO session, while an
+        app the person let act while they are away keeps its session until they withdraw its
+        consent. (A sign-in asked again, prompt=login, is not a sign-out: it uses log_out.)"""
+        self.log_out(principal, refresh_token, all_sessions=False)
+        for session_id in self._online_app_sessions(principal.account_id, principal.session_id):
             self._end(session_id, "logout")
 
-    def _online_app_sessions(self, account_id: UUID, browser_sessions: set[UUID]) -> list[UUID]:
-        """The live app sessions started from these browser sessions, but those given
-        offline_access: a browser session's sign-out ends the apps' sessions that came with it
-        (as Keycloak ends the online client sessions of an SSO session), while an app the person
-        let act while they are away keeps its session until they withdraw its consent."""
+    def _online_app_sessions(self, account_id: UUID, browser_session_id: UUID) -> list[UUID]:
         account = self._log.find(account_id, Account)
         if account is None:
             return []
@@ -353,7 +358,7 @@ class Sessions:
             for session in found
             if session is not None
             and session.revoked_at is None
-            and session.browser_session_id in browser_sessions
+            and session.browser_session_id == browser_session_id
             and "offline_access" not in (session.scopes or ())
         ]
 

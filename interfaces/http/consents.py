@@ -32,7 +32,7 @@ class MyConsentsController(Controller):
         "/{client_id:str}",
         sync_to_thread=True,
         status_code=HTTP_204_NO_CONTENT,
-        responses=problems(*BEARER_ERRORS),
+        responses=problems(400, *BEARER_ERRORS),
     )
     def revoke_consent(
         self,

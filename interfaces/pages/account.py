@@ -21,6 +21,7 @@ from interfaces.http.schemas import (
     PasskeyRemovalRequest,
     ProfileUpdate,
 )
+from interfaces.pages.authorize import ASKS
 from interfaces.pages.public import Notice
 from interfaces.pages.qr import qr_code
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
@@ -78,6 +79,7 @@ async def account_page(
         unlinked_providers=[p for p in providers if p.name not in linked],
         provider_labels={p.name: p.label for p in providers},
         consents=consents,
+        scope_words=ASKS,
         errors=errors or [],
         notice=notice,
         enrollment=enrollment,
@@ -230,9 +232,11 @@ class AccountPages(Controller):
     async def sign_out(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:
         visit, caller, fields = await _signed_in_post(request, site)
         if caller is not None:
-            everywhere = fields.get("everywhere") == "yes"
-            refresh = None if everywhere else visit.refresh_token
-            await in_thread(site.container.sessions.log_out, caller, refresh, everywhere)
+            sessions = site.container.sessions
+            if fields.get("everywhere") == "yes":
+                await in_thread(sessions.log_out, caller, None, True)
+            else:
+                await in_thread(sessions.sign_out_browser, caller, visit.refresh_token)
         site.sign_out(visit)
         return site.redirect(visit, "/login?done=signed-out")
 

@@ -10,7 +10,6 @@ while the person signs in or decides (the sign-in's `next` holds only its id).""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
@@ -223,20 +222,19 @@ class Authorization:
     async def sign_in_first(
         self, visit: Visit, params: list[tuple[str, str]], now: float, hint: str | None
     ) -> Response[Any]:
-        """To the sign-in page, and back here after it. A browser signed in already is
-        signed out first (prompt=login, max_age): the person proves who they are again."""
-        site = self.site
-        if visit.caller is not None:
-            with contextlib.suppress(DomainError):  # ended already
-                await in_thread(
-                    site.container.sessions.log_out, visit.caller, visit.refresh_token, False
-                )
-            site.sign_out(visit)
-        request_id = self.pending.put(params, now)
+        """To the sign-in page, and back here after it. A signed-in browser is shown it too
+        (prompt=login, max_age): the person proves who they are again, and the new sign-in
+        replaces the browser's session. Nothing is ended before that, so a page that sends
+        someone here cannot sign them out."""
+        # Whole seconds: a session's auth_time is (JWT NumericDate), so a sign-in in the same
+        # second as this request counts as made after it.
+        request_id = self.pending.put(params, float(int(now)))
         query = {"next": f"/oauth2/authorize?request={request_id}"}
         if hint and len(hint) <= 254:
             query["login_hint"] = hint
-        return site.redirect(visit, "/login?" + urlencode(query))
+        if visit.caller is not None:
+            query["again"] = "1"
+        return self.site.redirect(visit, "/login?" + urlencode(query))
 
 
 def _signed_in(visit: Visit) -> SignedIn | None:

@@ -80,7 +80,7 @@ class LogoutPages(Controller):
                 _unbound(visit), "logout_confirm.html", app=asked.client, carried=carried
             )
         if caller is not None:
-            await in_thread(site.container.sessions.log_out, caller, visit.refresh_token, False)
+            await in_thread(site.container.sessions.sign_out_browser, caller, visit.refresh_token)
         site.sign_out(visit)
         return site.page(visit, "logout_done.html", app=asked.client, return_to=asked.return_to)
 

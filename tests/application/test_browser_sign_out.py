@@ -45,7 +45,7 @@ def test_a_browser_sign_out_ends_its_online_app_sessions(container: Container) -
     offline = started(browser.session_id, ["openid", "offline_access"])
     elsewhere = started(other_session, ["openid"])
 
-    container.sessions.log_out(browser, None, all_sessions=False)
+    container.sessions.sign_out_browser(browser, None)
     with pytest.raises(InvalidRefreshToken):
         run_async(container.sessions.rotate_app(online, client_id))
     offline = run_async(container.sessions.rotate_app(offline, client_id)).refresh_token

@@ -134,6 +134,7 @@ def test_the_account_page_lists_apps_with_access_and_revokes_one(
     client_id = consenting(container)
     page = client.get("/account").text
     assert "Apps with access" in page and "Team wiki" in page
+    assert "See your username and display name" in page  # the scopes in plain words
     assert f'name="client_id" value="{client_id}"' in page
 
     # Without the page's CSRF token, or from another site: refused, nothing changes.

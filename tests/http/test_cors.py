@@ -136,7 +136,7 @@ SPA_CLIENT = ClientSettings(
     redirect_uris=(f"{SPA}/callback", f"{SPA}/silent-renew", "http://127.0.0.1:5173/cb"),
     grant_types=("authorization_code", "refresh_token"),
 )
-PROVIDER_ENDPOINTS = ("/oauth2/token", "/oauth2/revoke")  # userinfo: with the code flow
+PROVIDER_ENDPOINTS = ("/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke")
 POST_PREFLIGHT = {
     "Access-Control-Request-Method": "POST",
     "Access-Control-Request-Headers": "authorization, content-type",
@@ -171,6 +171,10 @@ def test_a_client_web_origin_may_call_the_token_userinfo_and_revocation_endpoint
     assert "WWW-Authenticate" in refused.headers["access-control-expose-headers"]
     assert "access-control-allow-credentials" not in refused.headers
     assert "origin" in refused.headers["vary"].lower()
+    userinfo = client.get("/oauth2/userinfo", headers={"Origin": SPA, "Authorization": "Bearer x"})
+    assert userinfo.status_code == 401
+    assert userinfo.headers["access-control-allow-origin"] == SPA
+    assert "access-control-allow-credentials" not in userinfo.headers
 
 
 def test_an_origin_no_live_client_registered_gets_no_cors_header(

@@ -507,3 +507,57 @@ def test_a_cross_site_arrival_is_sent_again_from_this_site(
     assert answer.status_code == 200
     assert '<meta http-equiv="refresh" content="0;url=/oauth2/authorize?' in answer.text
     assert "<script>" not in answer.text
+
+
+def test_the_trail_shows_the_consent_and_the_app_session_with_the_client(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    failed = exchange(client, client_id, secret, code, "y" * 43)  # a failure records nothing
+    assert failed.status_code == 400
+    exchange(client, client_id, secret, code_for(client, client_id, challenge), verifier)
+    entries = list(container.history.trail())
+    consents = [e for e in entries if e.type == "ConsentGranted"]
+    assert [(e.details["client_id"], e.details["scopes"]) for e in consents] == [
+        (client_id, ["email", "offline_access", "openid", "profile"])
+    ]
+    apps = [e for e in entries if e.type == "SessionStarted" and e.details.get("client_id")]
+    assert [e.details["client_id"] for e in apps] == [client_id]  # one: the failed one none
+    assert [e.details["client_id"] for e in entries if e.type == "AppSessionStarted"] == [client_id]
+
+
+@pytest.mark.parametrize("asks", [{"prompt": "login"}, {"max_age": "60"}])
+def test_a_fresh_sign_in_is_asked_for_without_signing_anyone_out(
+    client: Client, container: Container, clock: FakeClock, asks: dict[str, str]
+) -> None:
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code_for(client, client_id, challenge)  # consent given
+    clock.advance(minutes=5)
+    start = authorize(
+        client, client_id, code_challenge=challenge, code_challenge_method="S256", **asks
+    )
+    assert start.status_code == 303 and "again=1" in start.headers["location"]
+    assert client.get("/account").status_code == 200  # a link alone signs no one out
+    login_page = client.get(start.headers["location"])
+    assert 'id="password"' in login_page.text  # shown to a signed-in browser
+    next_path = re.search(r'name="next" value="([^"]+)"', login_page.text)
+    assert next_path
+    again = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(login_page.text),
+            "login": "ada",
+            "password": PASSWORD,
+            "next": html.unescape(next_path.group(1)),
+        },
+    )
+    assert again.status_code == 303
+    code = back_to_app(client.get(again.headers["location"]))["code"]
+    tokens = exchange(client, client_id, secret, code, verifier).json()
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["auth_time"] >= int(clock.now().timestamp())  # the new sign-in's

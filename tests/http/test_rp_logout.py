@@ -17,9 +17,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar.testing import TestClient
 
-from application.clients.logout import ID_TOKEN_TYPE
+from application.clients.person_tokens import ID_TOKEN_TYPE
 from application.views import Client as Where
 from domain.client import ClientSettings
+from domain.errors import InvalidRefreshToken
 from domain.session import Session
 from interfaces.container import Container
 from interfaces.http.app import create_app
@@ -325,3 +326,18 @@ def test_the_browser_session_online_app_sessions_end_and_offline_ones_survive(
     assert not refreshes(online)
     assert refreshes(offline)
     assert refreshes(elsewhere)
+
+
+def test_the_sign_out_button_ends_the_online_app_sessions_too(
+    site: tuple[Client, Container],
+) -> None:
+    client, container = site
+    account_id, session_id, client_id = signed_in(client, container)
+    container.consents.grant(account_id, client_id, ["openid"], HERE)
+    app = container.sessions.start_app(
+        account_id, client_id, session_id, HERE, uuid4(), ["openid"], container.settings.issuer
+    )
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/account").text)})
+    assert not still_signed_in(client)
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
