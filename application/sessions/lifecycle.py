@@ -6,7 +6,7 @@ reason, and cut off with the rest of its account's sessions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,10 +99,13 @@ class Sessions:
 
     # Starting
 
-    def start(self, account: Account, client: Client, generation: int) -> TokenPair:
+    def start(
+        self, account: Account, client: Client, generation: int, amr: Sequence[str] = ()
+    ) -> TokenPair:
         """Saves a new session with whatever the account has pending (the sign-in's success,
         a spent code, a passkey's counter), in one atomic write. The session is bound to
-        `generation`, that of the password the sign-in verified."""
+        `generation`, that of the password the sign-in verified; `amr`: how the sign-in
+        proved who it was (RFC 8176)."""
         now = self._clock.now()
         session_id = uuid4()
         refresh_token = issue_refresh_token(session_id, 0, self._key)
@@ -115,6 +118,7 @@ class Sessions:
             ip=client.ip,
             timestamp=now,
             password_generation=generation,
+            amr=list(amr) or None,
         )
         account.succeed_login(now)
         self._log.save(account, session)
@@ -369,6 +373,13 @@ class Sessions:
         if session is None or session.account_id != principal.account_id:
             raise SessionNotFound  # another account's session is none of the caller's business
         self._end(session_id, "ended_by_user")
+
+    def amr_of(self, session_id: UUID, account_id: UUID) -> tuple[str, ...]:
+        """How the account's session `session_id` was signed in (RFC 8176); () when unknown."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != account_id:
+            return ()
+        return tuple(getattr(session, "amr", None) or ())
 
     def end_app_session(self, session_id: UUID, reason: str) -> None:
         """Ends an app's session (its consent withdrawn, its code used twice)."""

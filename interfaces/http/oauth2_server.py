@@ -134,6 +134,7 @@ class SignedIn:
     account_id: UUID
     session_id: UUID
     auth_time: float
+    amr: tuple[str, ...] = ()  # how that sign-in was proven (RFC 8176)
 
 
 class RegisteredClient(ClientMixin):  # type: ignore[misc]
@@ -324,6 +325,7 @@ class PersonCode(AuthorizationCodeGrant):  # type: ignore[misc]
                 account_id=grant_user.account_id,
                 browser_session_id=grant_user.session_id,
                 auth_time=grant_user.auth_time,
+                amr=grant_user.amr,
                 nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 resource=self.request.audience,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -205,6 +206,8 @@ class Authorization:
         sessions show under "Apps with access" and end when it is taken back)."""
         app = self.site.container
         view = grant.client.view
+        amr = await in_thread(app.sessions.amr_of, user.session_id, user.account_id)
+        user = replace(user, amr=amr)
         try:
             await in_thread(
                 app.consents.grant, user.account_id, view.client_id, scopes, grant.request.origin
