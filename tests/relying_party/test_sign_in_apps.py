@@ -133,6 +133,7 @@ def test_openid_client_signs_a_person_in_refreshes_and_signs_out(
     assert claims["iss"] == provider.base and claims["aud"] == registered["client_id"]
     assert claims["email"] == login and claims["email_verified"] is True
     assert {"auth_time", "sid", "at_hash", "nonce"} <= claims.keys()
+    assert claims["amr"] == ["pwd"], claims
     assert got["userinfo"]["sub"] == claims["sub"] and got["userinfo"]["email"] == login
     tokens, refreshed = got["tokens"], got["refreshed"]
     assert set(tokens["scope"].split()) >= {"openid", "offline_access"}
@@ -194,6 +195,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
     page.wait_for_url(protected)
     assert page.inner_text("#email") == login, wiki.error_log()
     assert page.inner_text("#iss") == provider.base
+    assert page.inner_text("#amr") == "pwd"  # mod_auth_openidc joins a list with commas
 
     # A passkey, made on my account by the browser's virtual authenticator.
     virtual_authenticator(context, page)
@@ -218,6 +220,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
         consent(page)  # the consent page, if tessera asks again
     page.wait_for_url(protected)
     assert page.inner_text("#email") == login
+    assert "hwk" in page.inner_text("#amr").split(","), page.inner_text("#amr")
     context.close()
 
 
