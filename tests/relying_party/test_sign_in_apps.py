@@ -240,8 +240,15 @@ def test_a_single_page_app_signs_in_calls_userinfo_across_origins_and_signs_out(
 
     page.goto(f"{notes.origin}/")
     assert result() == {"ready": True, "user": False}, errors
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda sent: asked.append(sent.url) if "/oauth2/authorize?" in sent.url else None,
+    )
     page.click("#sign-in")
     page.wait_for_url(f"{provider.base}/**")
+    request = parse_qs(urlsplit(asked[0]).query)
+    assert request["code_challenge_method"] == ["S256"] and request["response_type"] == ["code"]
     assert sign_in_and_consent(page, login, password)
     page.wait_for_url(f"{notes.origin}/")
     shown = result()
