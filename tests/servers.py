@@ -7,6 +7,7 @@ started as the `postgres` user, in a temporary directory that user owns.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,8 @@ from itertools import count
 from pathlib import Path
 
 import psycopg
+
+from tests.install_lock import installing
 
 
 def free_port() -> int:
@@ -172,3 +175,25 @@ def start_redis(port: int | None = None, directory: Path | None = None) -> Redis
     )
     wait_for_port(port)
     return RedisServer(port=port, process=process)
+
+
+def npm_package(folder: Path, name: str, version: str) -> Path:
+    """NAME@VERSION installed with npm into FOLDER/node_modules (ignored by git) unless that very
+    version is there already; its folder. One package a folder: npm removes from node_modules
+    what it was not asked for this time (--no-save keeps no list). Under the install lock:
+    xdist's workers may all find it missing in a fresh clone, and two npm installs into one
+    folder break each other."""
+    installed = folder / "node_modules" / name / "package.json"
+    with installing("npm"):
+        if not installed.exists() or json.loads(installed.read_text()).get("version") != version:
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RuntimeError("npm is missing: install Debian's nodejs and npm")
+            subprocess.run(
+                [
+                    *(npm, "install", "--no-save", "--no-package-lock", "--silent"),
+                    *("--prefix", str(folder), f"{name}@{version}"),
+                ],
+                check=True,
+            )
+    return installed.parent

@@ -14,7 +14,7 @@ from application.factors.passkeys import Passkeys
 from application.ports import Caller
 from domain.errors import DomainError
 from interfaces.http.schemas import Reauthenticated
-from interfaces.pages.guard import from_this_site
+from interfaces.pages.guard import from_this_site, same_site_path
 from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
 
 AnyRequest = Request[Any, Any, Any]
@@ -93,6 +93,11 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
         except DomainError as error:
             return refused(visit, error)
         site.sign_in(visit, tokens)
-        return answer(visit, {"next": "/account"})
+        # Back where the sign-in was going (an app's authorization request, say), as the
+        # password's form does; never off this site.
+        going = body.get("next")
+        return answer(
+            visit, {"next": same_site_path(going if isinstance(going, str) else None) or "/account"}
+        )
 
     return [add_options, add, sign_in_options, sign_in]

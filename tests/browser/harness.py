@@ -5,11 +5,12 @@ chromium, driven by Playwright (which never downloads a browser here), and axe-c
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.install_lock import installing
+from tests.servers import npm_package
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing the browser would fetch for itself: the tests talk to 127.0.0.1 only.
@@ -48,22 +49,27 @@ def ensure_chromium() -> str:
 
 def ensure_axe() -> Path:
     """axe-core's browser build, installed with npm into this folder (ignored by git)."""
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        if not AXE.exists():
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"axe-core@{AXE_VERSION}",
-                ],
-                check=True,
-            )
+    npm_package(HERE, "axe-core", AXE_VERSION)
     return AXE
+
+
+def virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:
+    """The browser's own virtual authenticator on this page (the DevTools WebAuthn domain): a
+    platform authenticator that keeps discoverable credentials and verifies its user. The
+    DevTools session and the authenticator's id."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )["authenticatorId"]
+    return cdp, str(authenticator)

@@ -24,7 +24,13 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from tests.browser.harness import CHROMIUM_FLAGS, SCREENSHOTS, ensure_axe, ensure_chromium
+from tests.browser.harness import (
+    CHROMIUM_FLAGS,
+    SCREENSHOTS,
+    ensure_axe,
+    ensure_chromium,
+    virtual_authenticator,
+)
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_serve import tessera
 from tests.oidc.harness import OidcProvider
@@ -238,23 +244,8 @@ def test_a_person_goes_the_whole_way_through_the_pages(
     page.reload()
     assert page.input_value("#display_name") == "Ada Lovelace"
 
-    # A passkey, made by the browser's own virtual authenticator (the DevTools WebAuthn domain:
-    # a platform authenticator that keeps discoverable credentials and verifies its user).
-    cdp = context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    authenticator = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )["authenticatorId"]
+    # A passkey, made by the browser's own virtual authenticator.
+    cdp, authenticator = virtual_authenticator(context, page)
     page.fill("#passkey-name", "Ada's laptop")
     page.fill("#passkey-add-password", PASSWORD)  # re-authenticated: a new way in
     page.click("#passkey-add")

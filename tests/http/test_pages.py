@@ -19,6 +19,7 @@ from interfaces.settings import load_settings
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FAST_ARGON2, FakeClock, event_count, run_projections
 from tests.http.test_api import register_and_verify
+from tests.http.test_passkeys_api import ORIGIN, with_passkey
 
 Client = TestClient[Any]
 PAGES = ["/login", "/register", "/forgot-password", "/verify-email?token=x", "/reset-password"]
@@ -220,3 +221,33 @@ def test_pages_disabled_means_no_page_routes(tmp_path: Path, clock: FakeClock) -
             assert client.get("/health/live").status_code == 200
     finally:
         container.close()
+
+
+@pytest.mark.parametrize(
+    ("going", "lands"),
+    [
+        ("/oauth2/authorize?request=abc", "/oauth2/authorize?request=abc"),
+        ("https://evil.example/", "/account"),
+        ("//evil.example/", "/account"),
+        (None, "/account"),
+    ],
+)
+def test_a_passkey_sign_in_goes_where_the_sign_in_was_going_on_this_site_only(
+    site: tuple[Client, Container], going: str | None, lands: str
+) -> None:
+    """An app's authorization request sends the person to sign in; a passkey brings them back
+    to it, as the password does (found by mod_auth_openidc: the passkey led to my account)."""
+    client, container = site
+    _, _, device = with_passkey(client, container)
+    token = csrf_token(client.get("/login", params={"next": going} if going else None).text)
+    headers = {"X-CSRF-Token": token, "Origin": ORIGIN}
+    options = client.post("/login/passkey/options", headers=headers, json={})
+    assert options.status_code == 200, options.text
+    offered = options.json()
+    signed_in = client.post(
+        "/login/passkey",
+        headers=headers,
+        json={"credential": device.get(offered.get("options", offered)), "next": going},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json() == {"next": lands}

@@ -35,13 +35,12 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.install_lock import installing
+from tests.servers import npm_package
 
 # 8.x supports Node.js 18 and later (9.x warns on anything older than Node.js 22).
 OIDC_PROVIDER_VERSION = "8.8.1"
 HERE = Path(__file__).resolve().parent
 PROVIDER_JS = HERE / "provider.mjs"
-INSTALLED = HERE / "node_modules" / "oidc-provider" / "package.json"
 START_TIMEOUT = 15.0
 
 Json = dict[str, Any]
@@ -49,28 +48,7 @@ Json = dict[str, Any]
 
 def ensure_oidc_provider() -> Path:
     """oidc-provider installed with npm into tests/oidc/node_modules (ignored by git)."""
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        installed = INSTALLED.exists() and (
-            json.loads(INSTALLED.read_text()).get("version") == OIDC_PROVIDER_VERSION
-        )
-        if not installed:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's nodejs and npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"oidc-provider@{OIDC_PROVIDER_VERSION}",
-                ],
-                check=True,
-            )
-    return INSTALLED.parent
+    return npm_package(HERE, "oidc-provider", OIDC_PROVIDER_VERSION)
 
 
 def new_signing_key() -> Json:

@@ -6,50 +6,34 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.install_lock import installing
+from tests.servers import npm_package
 
 # 6.x: the current line (ESM, Node.js 20 and later).
 OPENID_CLIENT_VERSION = "6.9.1"
 HERE = Path(__file__).resolve().parent
-INSTALLED = HERE / "node_modules" / "openid-client" / "package.json"
 
 
 def ensure_openid_client() -> Path:
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        installed = INSTALLED.exists() and (
-            json.loads(INSTALLED.read_text()).get("version") == OPENID_CLIENT_VERSION
-        )
-        if not installed:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's nodejs and npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"openid-client@{OPENID_CLIENT_VERSION}",
-                ],
-                check=True,
-            )
-    return INSTALLED.parent
+    return npm_package(HERE, "openid-client", OPENID_CLIENT_VERSION)
 
 
-def run_machine_client(**settings: str) -> dict[str, Any]:
-    """machine.mjs with these settings; what it printed."""
+def node_script(name: str, settings: dict[str, str]) -> list[str]:
+    """The command that runs NAME (a script of this folder) with openid-client installed."""
     ensure_openid_client()
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is missing: install Debian's nodejs")
+    return [node, str(HERE / name), json.dumps(settings)]
+
+
+def run_machine_client(**settings: str) -> dict[str, Any]:
+    """machine.mjs with these settings; what it printed."""
     done = subprocess.run(
-        [node, str(HERE / "machine.mjs"), json.dumps(settings)],
+        node_script("machine.mjs", settings),
         capture_output=True,
         text=True,
         timeout=60,
@@ -58,3 +42,30 @@ def run_machine_client(**settings: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     answer: dict[str, Any] = json.loads(done.stdout)
     return answer
+
+
+def run_web_client(browser_step: Callable[[str], str], **settings: str) -> dict[str, Any]:
+    """flow.mjs with these settings: `browser_step` takes the authorization URL it printed and
+    returns the URL the browser came back to; what it printed at the end."""
+    process = subprocess.Popen(
+        node_script("flow.mjs", settings),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE,
+    )
+    try:
+        assert process.stdin and process.stdout
+        first = process.stdout.readline()
+        if not first:
+            raise AssertionError(process.communicate(timeout=10)[1])
+        callback = browser_step(json.loads(first)["authorizationUrl"])
+        out, err = process.communicate(callback + "\n", timeout=60)
+        assert process.returncode == 0, err
+        answer: dict[str, Any] = json.loads(out)
+        return answer
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -70,7 +70,12 @@
         const json = await send(signIn, "/login/passkey/options", {});
         const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(json.options || json);
         const credential = await navigator.credentials.get({ publicKey });
-        return send(signIn, "/login/passkey", { credential: credential.toJSON() });
+        // Where the sign-in form was going: the server keeps it only if it is on this site.
+        const next = document.querySelector("form input[name=next]");
+        return send(signIn, "/login/passkey", {
+          credential: credential.toJSON(),
+          next: next ? next.value : null,
+        });
       });
     }
   });
