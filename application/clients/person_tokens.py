@@ -38,6 +38,7 @@ CLAIMS_SUPPORTED = [
     "nonce",
     "sid",
     "at_hash",
+    "amr",
     "name",
     "preferred_username",
     "email",

@@ -42,18 +42,25 @@ Answer = tuple[int, Any, list[tuple[str, str]]]
 
 
 def discovery(settings: Settings, signer: ClaimSigner) -> dict[str, Any]:
-    """OpenID Connect Discovery 1.0 metadata: what exists now, and nothing more."""
+    """OpenID Connect Discovery 1.0 metadata: what exists now, and nothing more. A person signs
+    in on the pages, so without them only the machine grant is served and no sign-in or sign-out
+    endpoint is named."""
     base = settings.public_url.rstrip("/")
-    return {
+    people = settings.pages_enabled
+    endpoints = {
         "issuer": settings.issuer,
         "jwks_uri": f"{base}/.well-known/jwks.json",
-        "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/token",
         "userinfo_endpoint": f"{base}/oauth2/userinfo",
-        "end_session_endpoint": f"{base}/oauth2/logout",
         "introspection_endpoint": f"{base}/oauth2/introspect",
         "revocation_endpoint": f"{base}/oauth2/revoke",
-        "grant_types_supported": GRANT_TYPES,
+    }
+    if people:
+        endpoints["authorization_endpoint"] = f"{base}/oauth2/authorize"
+        endpoints["end_session_endpoint"] = f"{base}/oauth2/logout"
+    return {
+        **endpoints,
+        "grant_types_supported": GRANT_TYPES if people else ["client_credentials"],
         "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],

@@ -219,6 +219,14 @@ def test_pages_disabled_means_no_page_routes(tmp_path: Path, clock: FakeClock) -
                 assert client.get(path).status_code == 404, path
             assert client.post("/login", data={"login": "x"}).status_code in (404, 405, 415)
             assert client.get("/health/live").status_code == 200
+            # People sign in on the pages: without them discovery names no sign-in or sign-out
+            # endpoint, and only the machine grant.
+            for path in ("/oauth2/authorize?client_id=x", "/oauth2/logout"):
+                assert client.get(path).status_code == 404, path
+            meta = client.get("/.well-known/openid-configuration").json()
+            assert "authorization_endpoint" not in meta
+            assert "end_session_endpoint" not in meta
+            assert meta["grant_types_supported"] == ["client_credentials"]
     finally:
         container.close()
 
