@@ -223,6 +223,21 @@ class WebhookEndpoint(Aggregate):
             secrets.append(self.previous_sealed_secret)
         return secrets
 
+    def replayed(
+        self, replay_id: UUID, since: int, until: int, operator: str, at: datetime
+    ) -> None:
+        """Records that the events from `since` to `until` (log positions) are sent again."""
+        self._live()
+        self._endpoint_replayed(
+            replay_id=replay_id, since=since, until=until, operator=operator, timestamp=at
+        )
+
+    @event("EndpointReplayed")
+    def _endpoint_replayed(
+        self, replay_id: UUID, since: int, until: int, operator: str, timestamp: datetime
+    ) -> None:
+        pass
+
     def gone(self, at: datetime) -> None:
         """The receiver answered 410 Gone: it wants no more."""
         self.disable("gone", at)

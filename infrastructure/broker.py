@@ -30,6 +30,7 @@ from opentelemetry import propagate, trace
 
 from application.mail.outbox import Postman
 from application.ports import DeliveryBusy, TransientMailError, Unavailable
+from application.webhooks.courier import Courier
 from infrastructure import metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ tracer = trace.get_tracer("tessera.mail")
 
 QUEUE = "mail"
 ACTOR = "deliver_mail"
+# Webhooks ride the same broker on a queue of their own, with worker threads of their own: a
+# slow or dead receiver holds up neither the mail nor a request.
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_ACTOR = "deliver_webhooks"
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ class Keeper:
         self._thread = threading.Thread(target=self._run, name="mail-keeper", daemon=True)
 
     def tend(self) -> None:
-        for queue in (QUEUE, dq_name(QUEUE)):
+        for queue in (QUEUE, dq_name(QUEUE), WEBHOOK_QUEUE, dq_name(WEBHOOK_QUEUE)):
             self._broker.do_qsize(queue)
 
     def _run(self) -> None:
@@ -124,6 +129,17 @@ class Keeper:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+class LaneMessages:
+    """The webhook queue's messages: each wakes a courier for one lane (application.ports.
+    WebhookQueue)."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    def enqueue(self, lane: str) -> None:
+        self._actor.send(lane)
 
 
 class MailBroker:
@@ -181,31 +197,67 @@ class MailBroker:
             max_backoff=policy.max_backoff_ms,
         )(deliver_mail)
         self._worker: dramatiq.Worker | None = None
+        self._webhook_worker: dramatiq.Worker | None = None
+        self._webhook_actor: Any = None
+
+    def carry_webhooks(self, courier: Courier, policy: RetryPolicy) -> LaneMessages:
+        """Declares the webhook actor: a message names a lane, whose due deliveries the
+        courier posts in order. Its retries are the courier's own schedule, kept in the
+        ledger; Dramatiq retries only what the database's absence stopped."""
+
+        def deliver_webhooks(lane: str) -> None:
+            try:
+                courier.deliver(lane)
+            except DeliveryBusy:
+                return  # another courier holds the lane's head: it goes on from there
+
+        self._webhook_actor = dramatiq.actor(
+            broker=self.broker,
+            actor_name=WEBHOOK_ACTOR,
+            queue_name=WEBHOOK_QUEUE,
+            retry_when=_retry_when(policy),
+            min_backoff=policy.min_backoff_ms,
+            max_backoff=policy.max_backoff_ms,
+        )(deliver_webhooks)
+        return LaneMessages(self._webhook_actor)
 
     def enqueue(self, key: str) -> None:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         self.actor.send_with_options(args=(key,), trace=carrier)
 
-    def join(self, timeout_ms: int = 10_000) -> None:
-        """Waits until the mail queue is empty (delayed retries included)."""
+    def join(self, timeout_ms: int = 10_000, queue: str = QUEUE) -> None:
+        """Waits until the mail queue (or another) is empty (delayed retries included)."""
         if isinstance(self.broker, StubBroker):
-            self.broker.join(QUEUE, timeout=timeout_ms, fail_fast=False)
+            self.broker.join(queue, timeout=timeout_ms, fail_fast=False)
         else:
-            self.broker.join(QUEUE, timeout=timeout_ms)
+            self.broker.join(queue, timeout=timeout_ms)
 
-    def start_worker(self, threads: int = 2, poll_ms: int = 1000) -> None:
+    def start_worker(self, threads: int = 2, poll_ms: int = 1000, webhook_threads: int = 4) -> None:
         """`poll_ms` is how long an idle worker waits for a message before looking up: only
         how fast it notices a stop, never how fast it notices a message."""
         self.broker.emit_after("process_boot")
-        self._worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=poll_ms)
+        self._worker = dramatiq.Worker(
+            self.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=poll_ms
+        )
         self._worker.start()
+        if self._webhook_actor is not None:
+            self._webhook_worker = dramatiq.Worker(
+                self.broker,
+                queues={WEBHOOK_QUEUE},
+                worker_threads=webhook_threads,
+                worker_timeout=poll_ms,
+            )
+            self._webhook_worker.start()
         if self._keeper is not None:
             self._keeper.start()
 
     def stop(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
+        if self._webhook_worker is not None:
+            self._webhook_worker.stop(timeout=10_000)
+            self._webhook_worker = None
         if self._worker is not None:
             self._worker.stop(timeout=10_000)
             self._worker = None
