@@ -97,7 +97,9 @@ class Keeper:
     queue and on the delay queue alike.
     """
 
-    def __init__(self, worker_broker: RedisBroker, interval: float) -> None:
+    def __init__(
+        self, worker_broker: RedisBroker, interval: float, queues: tuple[str, ...] = (QUEUE,)
+    ) -> None:
         self._broker = RedisBroker(  # type: ignore[no-untyped-call]
             client=worker_broker.client,
             namespace=worker_broker.namespace,
@@ -106,12 +108,14 @@ class Keeper:
         )
         self._broker.broker_id = worker_broker.broker_id
         self._interval = interval
+        self._queues = queues
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mail-keeper", daemon=True)
 
     def tend(self) -> None:
-        for queue in (QUEUE, dq_name(QUEUE), WEBHOOK_QUEUE, dq_name(WEBHOOK_QUEUE)):
+        for queue in self._queues:
             self._broker.do_qsize(queue)
+            self._broker.do_qsize(dq_name(queue))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -153,18 +157,22 @@ class MailBroker:
         """`dead_worker_after_ms`: how long a worker may go without a heartbeat before the
         messages it took are given to others (every process must use the same value)."""
         self.durable = redis_url is not None
-        self.broker: dramatiq.Broker = (
-            RedisBroker(  # type: ignore[no-untyped-call]
-                url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
-            )
-            if redis_url
-            else StubBroker()
-        )
-        self._keeper = (
-            Keeper(self.broker, interval=dead_worker_after_ms / 3_000)
-            if isinstance(self.broker, RedisBroker)
-            else None
-        )
+
+        def broker() -> dramatiq.Broker:
+            if redis_url:
+                return RedisBroker(  # type: ignore[no-untyped-call]
+                    url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
+                )
+            return StubBroker()
+
+        self.broker = broker()
+        # The webhooks' broker: the same Redis, a connection and a worker of their own.
+        self.webhook_broker = broker()
+        self._keepers = [
+            Keeper(b, interval=dead_worker_after_ms / 3_000, queues=(queue,))
+            for b, queue in ((self.broker, QUEUE), (self.webhook_broker, WEBHOOK_QUEUE))
+            if isinstance(b, RedisBroker)
+        ]
         self.broker.add_middleware(DeadLetters(postman))
         self.broker.add_middleware(CurrentMessage())
 
@@ -212,7 +220,7 @@ class MailBroker:
                 return  # another courier holds the lane's head: it goes on from there
 
         self._webhook_actor = dramatiq.actor(
-            broker=self.broker,
+            broker=self.webhook_broker,
             actor_name=WEBHOOK_ACTOR,
             queue_name=WEBHOOK_QUEUE,
             retry_when=_retry_when(policy),
@@ -227,11 +235,12 @@ class MailBroker:
         self.actor.send_with_options(args=(key,), trace=carrier)
 
     def join(self, timeout_ms: int = 10_000, queue: str = QUEUE) -> None:
-        """Waits until the mail queue (or another) is empty (delayed retries included)."""
-        if isinstance(self.broker, StubBroker):
-            self.broker.join(queue, timeout=timeout_ms, fail_fast=False)
+        """Waits until the mail queue (or the webhooks') is empty (delayed retries included)."""
+        broker = self.webhook_broker if queue == WEBHOOK_QUEUE else self.broker
+        if isinstance(broker, StubBroker):
+            broker.join(queue, timeout=timeout_ms, fail_fast=False)
         else:
-            self.broker.join(queue, timeout=timeout_ms)
+            broker.join(queue, timeout=timeout_ms)
 
     def start_worker(self, threads: int = 2, poll_ms: int = 1000, webhook_threads: int = 4) -> None:
         """`poll_ms` is how long an idle worker waits for a message before looking up: only
@@ -242,19 +251,20 @@ class MailBroker:
         )
         self._worker.start()
         if self._webhook_actor is not None:
+            self.webhook_broker.emit_after("process_boot")
             self._webhook_worker = dramatiq.Worker(
-                self.broker,
+                self.webhook_broker,
                 queues={WEBHOOK_QUEUE},
                 worker_threads=webhook_threads,
                 worker_timeout=poll_ms,
             )
             self._webhook_worker.start()
-        if self._keeper is not None:
-            self._keeper.start()
+        for keeper in self._keepers:
+            keeper.start()
 
     def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.stop()
+        for keeper in self._keepers:
+            keeper.stop()
         if self._webhook_worker is not None:
             self._webhook_worker.stop(timeout=10_000)
             self._webhook_worker = None
@@ -262,3 +272,4 @@ class MailBroker:
             self._worker.stop(timeout=10_000)
             self._worker = None
         self.broker.close()
+        self.webhook_broker.close()

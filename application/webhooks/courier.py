@@ -25,7 +25,14 @@ from application.ports import (
 from application.read_side.read_seals import ReadSeals
 from application.webhooks.endpoints import WebhookEndpoints
 from application.webhooks.feed import PERSONAL_PLACE
-from application.webhooks.records import ClaimedDelivery, WebhookLedger, endpoint_of
+from application.webhooks.records import (
+    DEAD,
+    QUEUED,
+    SENT,
+    ClaimedDelivery,
+    WebhookLedger,
+    endpoint_of,
+)
 from domain.account import ERASED
 from domain.errors import WebhookNotFound
 from domain.webhook import FAILING_FOR, WebhookEndpoint
@@ -87,7 +94,8 @@ class Courier:
 
     def deliver(self, lane: str) -> int:
         """Posts the lane's due deliveries in order, up to a batch; returns how many were
-        sent. Stops at the first failure (the lane waits for its retry)."""
+        sent. Stops at the first failure (the lane waits for its retry); a delivery dead
+        after its last try lets the next one go."""
         try:
             endpoint = self._endpoints.find(endpoint_of(lane))
         except WebhookNotFound:
@@ -101,12 +109,15 @@ class Courier:
             claimed = self._ledger.claim_head(lane, self._clock.now(), self._settings.claim_ttl)
             if claimed is None:
                 break
-            if not self._try(endpoint, claimed):
+            outcome = self._try(endpoint, claimed)
+            if outcome == SENT:
+                sent += 1
+            elif outcome != DEAD or not self._endpoints.find(endpoint.id).enabled:
                 break
-            sent += 1
         return sent
 
-    def _try(self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery) -> bool:
+    def _try(self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery) -> str:
+        """SENT, QUEUED (for a retry) or DEAD."""
         post = self.compose(endpoint, claimed, self._wall())
         status: int | None = None
         try:
@@ -122,14 +133,13 @@ class Courier:
             if 200 <= status < 300:
                 self._ledger.sent(claimed.id, status, self._clock.now())
                 self._ledger.succeeded(claimed.endpoint_id)
-                return True
+                return SENT
             error = f"answered {status}"
-        self._failed(endpoint, claimed, status, error)
-        return False
+        return self._failed(endpoint, claimed, status, error)
 
     def _failed(
         self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery, status: int | None, error: str
-    ) -> None:
+    ) -> str:
         now = self._clock.now()
         attempt = claimed.attempts
         next_try = now + RETRY_SCHEDULE[attempt - 1] if attempt <= len(RETRY_SCHEDULE) else None
@@ -141,6 +151,7 @@ class Courier:
         since = self._ledger.failing_since(claimed.endpoint_id, now)
         if status == 410 or now - since >= FAILING_FOR:
             self._disable(endpoint.id, gone=status == 410)
+        return QUEUED if next_try is not None else DEAD
 
     @retried_on_conflict
     def _disable(self, endpoint_id: UUID, gone: bool) -> None:
