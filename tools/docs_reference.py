@@ -457,7 +457,9 @@ def webhook_events_page() -> str:
         "",
         f"Version {CATALOGUE_VERSION} of the catalogue. Every body is `{{type, timestamp, data}}`;",
         "`data` always holds `account_id`, and the fields below. The personal fields",
-        "(" + ", ".join(f"`{name}`" for name in PERSONAL) + ") are sent only to endpoints made with",
+        "("
+        + ", ".join(f"`{name}`" for name in PERSONAL)
+        + ") are sent only to endpoints made with",
         "`include_personal: true`, and never once the person is erased. See",
         "[Send events to other systems](../integrate/webhooks.md).",
         "",
