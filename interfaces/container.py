@@ -375,7 +375,10 @@ def _build(
         # webhook-timestamp is the real time of each try, whatever clock the schedule keeps:
         # receivers check it against theirs.
         SystemClock().now,
-        CourierSettings(claim_ttl=timedelta(seconds=3 * settings.webhook_timeout)),
+        CourierSettings(
+            claim_ttl=timedelta(seconds=3 * settings.webhook_timeout),
+            lanes_per_endpoint=max(1, settings.webhook_worker_threads // 2),
+        ),
     )
     lanes = mail_broker.carry_webhooks(
         courier,

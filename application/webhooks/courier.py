@@ -5,6 +5,7 @@ Runs in workers; safe to call twice with one lane (a head is claimed once)."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +63,9 @@ class CourierSettings:
     claim_ttl: timedelta = timedelta(seconds=45)
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
+    # How many lanes of one endpoint this process posts to at once: the rest of its threads
+    # stay free for the other endpoints while one hangs (its other lanes wait for the sweep).
+    lanes_per_endpoint: int = 2
 
 
 class Courier:
@@ -91,6 +95,8 @@ class Courier:
         self._wall = wall_clock
         self._settings = settings or CourierSettings()
         self._disabled = disabled
+        self._posting: dict[str, int] = {}  # endpoint id: lanes being posted to now
+        self._lock = threading.Lock()
 
     def deliver(self, lane: str) -> int:
         """Posts the lane's due deliveries in order, up to a batch; returns how many were
@@ -104,6 +110,30 @@ class Courier:
         if not endpoint.enabled:
             self._ledger.pause(str(endpoint.id), True)
             return 0
+        if not self._take_slot(str(endpoint.id)):
+            return 0  # the endpoint's share of this process is busy: the sweep wakes the lane
+        try:
+            return self._deliver(lane, endpoint)
+        finally:
+            self._give_slot(str(endpoint.id))
+
+    def _take_slot(self, endpoint_id: str) -> bool:
+        with self._lock:
+            busy = self._posting.get(endpoint_id, 0)
+            if busy >= self._settings.lanes_per_endpoint:
+                return False
+            self._posting[endpoint_id] = busy + 1
+            return True
+
+    def _give_slot(self, endpoint_id: str) -> None:
+        with self._lock:
+            left = self._posting[endpoint_id] - 1
+            if left:
+                self._posting[endpoint_id] = left
+            else:
+                del self._posting[endpoint_id]
+
+    def _deliver(self, lane: str, endpoint: WebhookEndpoint) -> int:
         sent = 0
         for _ in range(self._settings.batch):
             claimed = self._ledger.claim_head(lane, self._clock.now(), self._settings.claim_ttl)

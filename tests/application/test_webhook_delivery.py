@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,8 @@ class Receiver:
         self.script: deque[int] = deque()
         self.otherwise = 200
         self.answer_body = b"ok"
+        self.hold = threading.Event()  # cleared: every request hangs until it is set
+        self.hold.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,6 +45,7 @@ class Receiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.hold.wait()
                 status = receiver.script.popleft() if receiver.script else receiver.otherwise
                 self.send_response(status)
                 self.send_header("content-length", str(len(receiver.answer_body)))
@@ -63,12 +67,20 @@ class Receiver:
         return [json.loads(body) for _, body in self.received]
 
     def stop(self) -> None:
+        self.hold.set()
         self._server.shutdown()
         self._server.server_close()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
     running.stop()
@@ -194,6 +206,28 @@ def test_a_delivery_dies_after_the_schedule_and_five_days_of_failures_disable_th
     container.webhook_feed.wake_due()
     container.mail_broker.join(queue="webhooks")
     assert len(receiver.received) == tried
+
+
+def test_a_hanging_receiver_holds_up_no_other_endpoint(
+    client: Client, container: Container, receiver: Receiver, other_receiver: Receiver
+) -> None:
+    receiver.hold.clear()  # answers nothing until the end of the test
+    endpoint(container, receiver.url, "account.registered")
+    secret = endpoint(container, other_receiver.url, "account.registered")
+    for who in ("ada", "bob", "cyd", "dan"):
+        client.post(
+            "/api/auth/register",
+            json={"email": f"{who}@example.com", "username": who, "password": "x" * 12},
+        )
+    run_projections(container)  # the feed; the webhook queue is left to the worker
+    deadline = time.monotonic() + 5
+    while len(other_receiver.received) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(other_receiver.received) == 4
+    assert all(verified(secret, r)["type"] == "account.registered" for r in other_receiver.received)
+    # The hanging one holds at most its share of the worker's threads.
+    assert 1 <= len(receiver.received) <= 2
+    receiver.hold.set()
 
 
 def test_a_gone_receiver_disables_its_endpoint_at_once(
