@@ -24,8 +24,10 @@ from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
 from interfaces.settings import Settings, load_settings
+from tests.application.test_notices import mails_by_key, text_of
 from tests.conftest import FAST_ARGON2, FakeClock, run_projections
 from tests.http.test_api import Client, register_and_verify
+from tests.http.test_read_side_api import with_role
 
 
 class Receiver:
@@ -230,9 +232,11 @@ def test_a_hanging_receiver_holds_up_no_other_endpoint(
     receiver.hold.set()
 
 
-def test_a_gone_receiver_disables_its_endpoint_at_once(
+def test_a_gone_receiver_disables_its_endpoint_at_once_and_the_admins_are_told(
     client: Client, container: Container, receiver: Receiver, clock: FakeClock
 ) -> None:
+    with_role(client, container, "root", "admin")
+    register_and_verify(client, container, "eve")  # no admin: not told
     endpoint(container, receiver.url, "account.registered", "account.email_verified")
     receiver.otherwise = 410
     register_and_verify(client, container, "ada")
@@ -242,6 +246,20 @@ def test_a_gone_receiver_disables_its_endpoint_at_once(
     assert not shown.enabled and shown.disabled_reason == "gone"
     retry_due(container, clock, 1)
     assert len(receiver.received) == 1
+    run_projections(container)
+    told = [
+        m
+        for m in mails_by_key(container).values()
+        if "webhook endpoint was turned off" in str(m["Subject"])
+    ]
+    assert [str(m["To"]) for m in told] == ["root@example.com"]
+    assert receiver.url in text_of(told[0]) and "410 Gone" in text_of(told[0])
+    # Turned on again by an admin: its waiting delivery goes on.
+    receiver.otherwise = 200
+    container.webhooks.update(shown.id, {"enabled": True}, "test")
+    container.webhook_feed.wake_due()
+    container.mail_broker.join(queue="webhooks")
+    assert len(receiver.received) == 2
 
 
 def test_an_erasure_in_between_removes_the_personal_fields_still_to_be_sent(
