@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,16 @@ class Receiver:
         self.hold.set()
         receiver = self
 
+        self.connections: set[int] = set()  # the client ports seen: one per connection
+
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open between requests
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.connections.add(self.client_address[1])
                 receiver.hold.wait()
                 status = receiver.script.popleft() if receiver.script else receiver.otherwise
                 self.send_response(status)
@@ -361,6 +367,33 @@ def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
     receiver.otherwise = 302  # a redirect is an answer, never followed
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 302
     assert len(receiver.received) == 2
+
+
+def test_posts_in_turn_share_a_connection_unless_an_answer_is_cut_short(
+    receiver: Receiver,
+) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True))
+    posts = [WebhookPost(url=receiver.url, headers={}, body=b"{}") for _ in range(3)]
+    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
+    assert len(receiver.connections) == 1
+    receiver.answer_body = b"x" * (MAX_ANSWER + 1)  # not read to its end: a new connection each
+    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
+    assert len(receiver.connections) == 4
+
+
+def test_posts_in_turn_stop_at_the_first_without_an_answer() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
+        posts = [WebhookPost(url=url, headers={}, body=b"{}") for _ in range(3)]
+        first, *rest = GuardedPoster(Reach(http_loopback=True), timeout=0.5).post_each(
+            posts, timedelta(seconds=15)
+        )
+        assert isinstance(first, TimeoutError) and rest == [None, None]
+    finally:
+        silent.close()
 
 
 def test_a_receiver_that_hangs_times_out() -> None:
