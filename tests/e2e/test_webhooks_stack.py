@@ -12,9 +12,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.application.test_webhook_delivery import Receiver
-from tests.e2e.test_mail_delivery import Stack, eventually, stack_for  # noqa: F401 - a fixture
+from tests.e2e.test_mail_delivery import Stack, eventually, stack_for
 from tests.e2e.test_serve import tessera
 from tests.smtp import ScriptedHandler
+
+__all__ = ["stack_for"]  # the fixture, shared with the mail delivery tests
 
 
 @pytest.fixture
