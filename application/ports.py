@@ -525,3 +525,49 @@ class OneTimeValues(Protocol):
     def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
 
     def take(self, challenge: bytes, at: datetime) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class WebhookPost:
+    """One delivery as it goes out: where, the Standard Webhooks headers, and the body bytes."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookTargetRefused(Exception):
+    """The receiver's address (as resolved for this connection) is one the service may not
+    reach: private, loopback, link-local or metadata, without the setting that allows it."""
+
+
+class WebhookPoster(Protocol):
+    """Posts deliveries: no redirect followed, a bounded wait, at most a bounded part of each
+    answer read (and never logged)."""
+
+    def post(self, delivery: WebhookPost) -> int:
+        """The status code; raises WebhookTargetRefused, or OSError (TimeoutError among
+        them) when there was no answer."""
+        ...
+
+    def post_each(
+        self, deliveries: Sequence[WebhookPost], budget: timedelta
+    ) -> list[int | Exception | None]:
+        """Posts them in turn (one receiver's), over one connection kept open between them:
+        for each, its status code, the error that left it without an answer, or None when it
+        was not tried (after the first without an answer, or once `budget` has run out)."""
+        ...
+
+
+class WebhookSigner(Protocol):
+    """Standard Webhooks' `webhook-signature` value of one secret (whsec_…) for a message."""
+
+    def sign(self, secret: str, message_id: str, at: datetime, body: bytes) -> str: ...
+
+
+class WebhookQueue(Protocol):
+    """Where the deliveries wait, per endpoint and account, in log order (queued by the feed,
+    claimed by couriers); and the message that wakes a courier for some of one endpoint's
+    lanes."""
+
+    def enqueue(self, lanes: list[str]) -> None: ...

@@ -220,3 +220,28 @@ class AuthorizationCodeReused(InvalidAuthorizationCode):
     def __init__(self, session_id: UUID) -> None:
         super().__init__()
         self.session_id = session_id
+
+
+class WebhookNotFound(DomainError):
+    """No webhook endpoint (or a removed one) has this id."""
+
+
+class WebhookUrlRefused(Invalid):
+    """An endpoint URL that is not absolute, not https (http only on loopback, and only where
+    allowed), or carries a user name, password or fragment."""
+
+
+class PrivateWebhookTarget(Invalid):
+    """An endpoint URL at a private, loopback, link-local or metadata address (SSRF)."""
+
+
+class UnknownEventType(Invalid):
+    """An event type that is not in the public catalogue."""
+
+
+class EmptyEventList(Invalid):
+    """An endpoint that asks for no event type at all."""
+
+
+class ReplayPastEnd(Invalid):
+    """A replay from a log position past the last event."""

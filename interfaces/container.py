@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import redis
 
@@ -47,8 +48,14 @@ from application.read_side.read_models import (
 from application.read_side.read_seals import ReadSeals
 from application.sessions.access import Access
 from application.sessions.lifecycle import SessionRules, Sessions
+from application.webhooks.courier import Courier, CourierSettings
+from application.webhooks.deliveries import Deliveries
+from application.webhooks.endpoints import WebhookEndpoints
+from application.webhooks.feed import Publication, WebhookFeed
+from application.webhooks.replay import Replays
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
+from domain.webhook import Reach
 from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
@@ -83,6 +90,7 @@ from infrastructure.signing import Ed25519Signer
 from infrastructure.signing_keys import SigningKeys
 from infrastructure.totp import Totp
 from infrastructure.webauthn import PyWebAuthn
+from infrastructure.webhook_post import GuardedPoster, StandardSigner
 from interfaces.runtime import Runtime
 from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings, identity_providers
@@ -124,6 +132,11 @@ class Container:
     clients: Clients
     consents: Consents
     authorization_codes: AuthorizationCodes
+    webhooks: WebhookEndpoints
+    replays: Replays
+    webhook_deliveries: Deliveries
+    webhook_feed: WebhookFeed
+    courier: Courier
     machine_tokens: MachineTokens
     person_tokens: PersonTokens
     erasure: Erasure
@@ -352,9 +365,48 @@ def _build(
         ),
         dead_worker_after_ms=settings.mail_redeliver_after * 1000,
     )
-    mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
+    mail = MailOutbox(
+        ledger,
+        mail_broker,
+        clock,
+        notify_sign_ins=settings.notify_new_sign_in,
+        admins=lambda: [UUID(a) for a in accounts.holding("admin")],  # type: ignore[attr-defined]
+    )
     seals = ReadSeals(keys)
+    reach = Reach(
+        http_loopback=settings.webhook_allow_http_loopback,
+        private_targets=settings.webhook_allow_private_targets,
+    )
+    webhook_ledger = stores.webhook_ledger
+    webhooks = WebhookEndpoints(log, box, clock, reach, webhook_ledger)
+    publication = Publication(log, seals)
+    courier = Courier(
+        webhook_ledger,
+        webhooks,
+        GuardedPoster(reach, timeout=settings.webhook_timeout),
+        StandardSigner(),
+        box,
+        seals,
+        clock,
+        # webhook-timestamp is the real time of each try, whatever clock the schedule keeps:
+        # receivers check it against theirs.
+        SystemClock().now,
+        CourierSettings(
+            # New posts start within a third of it, each lasts at most the timeout: 5 s spare.
+            claim_ttl=timedelta(seconds=2 * settings.webhook_timeout + 5),
+            lanes_per_endpoint=max(1, settings.webhook_worker_threads // 2),
+        ),
+    )
+    lanes = mail_broker.carry_webhooks(
+        courier,
+        RetryPolicy(
+            max_retries=settings.mail_max_retries,
+            min_backoff_ms=settings.mail_retry_min_backoff,
+            max_backoff_ms=settings.mail_retry_max_backoff,
+        ),
+    )
+    webhook_feed = WebhookFeed(webhook_ledger, publication, webhooks, lanes, clock)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -407,6 +459,7 @@ def _build(
     )
     projections: list[Projection] = [
         mail,
+        webhook_feed,
         AccountsProjection(accounts, seals),
         SessionsProjection(sessions, seals),
         AuditProjection(audit, seals),
@@ -500,6 +553,11 @@ def _build(
         clients=clients,
         consents=Consents(log, clients, session_life, clock),
         authorization_codes=AuthorizationCodes(challenges, clock),
+        webhooks=webhooks,
+        replays=Replays(log, webhooks, publication, webhook_ledger, lanes, clock),
+        webhook_deliveries=Deliveries(webhooks, webhook_ledger),
+        webhook_feed=webhook_feed,
+        courier=courier,
         machine_tokens=MachineTokens(
             clients,
             log,
@@ -546,6 +604,7 @@ def _build(
             mail,
             mail_broker,
             wakeups,
+            webhook_feed,
             stores.shared.redis,
             key_store=keys if apart is not None else None,
         ),

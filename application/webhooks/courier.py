@@ -1,0 +1,246 @@
+"""The courier: posts the lanes' deliveries, each lane in order, signed as Standard Webhooks
+asks, and decides what a failure means (a retry on the schedule, a dead delivery, a disabled
+endpoint). Runs in workers; safe to call twice with one lane (a head is claimed once)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from application.persistence.event_log import retried_on_conflict
+from application.ports import (
+    Clock,
+    SecretBox,
+    WebhookPost,
+    WebhookPoster,
+    WebhookSigner,
+    WebhookTargetRefused,
+)
+from application.read_side.read_seals import ReadSeals
+from application.webhooks.endpoints import WebhookEndpoints
+from application.webhooks.feed import PERSONAL_PLACE
+from application.webhooks.records import (
+    DEAD,
+    QUEUED,
+    ClaimedDelivery,
+    WebhookLedger,
+    endpoint_of,
+    messages,
+)
+from domain.account import ERASED
+from domain.errors import WebhookNotFound
+from domain.webhook import FAILING_FOR, WebhookEndpoint
+from domain.webhook_events import PERSONAL
+
+log = logging.getLogger(__name__)
+
+# Standard Webhooks' schedule: the waits before the second to the tenth try (about three days);
+# a delivery whose tenth try fails is dead.
+RETRY_SCHEDULE: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+    timedelta(hours=24),
+)
+
+
+@dataclass(frozen=True)
+class CourierSettings:
+    # How long a claim lasts: longer than a round's posts can take (they start within a third
+    # of it, and each lasts at most the poster's timeout), so a live courier never loses it,
+    # and a dead one's deliveries are tried again soon after (by the sweep).
+    claim_ttl: timedelta = timedelta(seconds=35)
+    # How many of a lane's deliveries one message sends, one after the other.
+    batch: int = 100
+    # How many lanes of one endpoint this process posts to at once: the rest of its threads
+    # stay free for the other endpoints while one hangs (its other lanes wait for the sweep).
+    lanes_per_endpoint: int = 2
+
+
+class Courier:
+    def __init__(
+        self,
+        ledger: WebhookLedger,
+        endpoints: WebhookEndpoints,
+        poster: WebhookPoster,
+        signer: WebhookSigner,
+        box: SecretBox,
+        seals: ReadSeals,
+        clock: Clock,
+        wall_clock: Callable[[], datetime],
+        settings: CourierSettings | None = None,
+    ) -> None:
+        """`clock` decides the schedule (retries, the five days of failures); `wall_clock` is
+        the real time each try is stamped with (webhook-timestamp), which receivers check
+        against theirs."""
+        self._ledger = ledger
+        self._endpoints = endpoints
+        self._poster = poster
+        self._signer = signer
+        self._box = box
+        self._seals = seals
+        self._clock = clock
+        self._wall = wall_clock
+        self._settings = settings or CourierSettings()
+        self._posting: dict[str, int] = {}  # endpoint id: lanes being posted to now
+        self._lock = threading.Lock()
+
+    def deliver(self, lanes: Sequence[str]) -> int:
+        """Posts the due deliveries of these lanes, each lane in order; returns how many were
+        sent. A lane stops at its first failure (it waits for its retry); a delivery dead
+        after its last try lets the next one go."""
+        sent = 0
+        for group in messages(lanes):
+            sent += self._deliver_endpoint(endpoint_of(group[0]), group)
+        return sent
+
+    def _deliver_endpoint(self, endpoint_id: str, lanes: list[str]) -> int:
+        try:
+            endpoint = self._endpoints.find(endpoint_id)
+        except WebhookNotFound:
+            self._ledger.discard(endpoint_id)
+            return 0
+        if not endpoint.enabled:
+            self._ledger.pause(endpoint_id, True)
+            return 0
+        if not self._take_slot(endpoint_id):
+            return 0  # the endpoint's share of this process is busy: the sweep wakes the lanes
+        try:
+            return self._rounds(endpoint, lanes)
+        finally:
+            self._give_slot(endpoint_id)
+
+    def _rounds(self, endpoint: WebhookEndpoint, lanes: list[str]) -> int:
+        """Each round claims the heads of the lanes still going, in one transaction, posts
+        them over one connection, and records what came of them."""
+        sent, going = 0, lanes
+        for _ in range(self._settings.batch):
+            if not going:
+                break
+            claimed = self._ledger.claim_heads(going, self._clock.now(), self._settings.claim_ttl)
+            if not claimed:
+                break
+            posts = self.compose_all(endpoint, claimed, self._wall())
+            # New posts start within a third of the claim's life, so none outlives its claim.
+            outcomes = self._poster.post_each(posts, self._settings.claim_ttl / 3)
+            results = list(zip(claimed, outcomes, strict=True))
+            answered = [(d.id, o) for d, o in results if isinstance(o, int) and 200 <= o < 300]
+            now = self._clock.now()
+            self._ledger.sent(answered, now)
+            if answered:
+                self._ledger.succeeded(str(endpoint.id))
+            sent += len(answered)
+            self._ledger.release([d.id for d, o in results if o is None], now)
+            delivered = {delivery_id for delivery_id, _ in answered}
+            going = [d.lane for d, _ in results if d.id in delivered]
+            for delivery, outcome in results:
+                if outcome is None or delivery.id in delivered:
+                    continue
+                # A dead delivery lets its lane go on; one to retry holds it.
+                if self._failed(endpoint, delivery, *_failure(outcome)) == DEAD:
+                    going.append(delivery.lane)
+            if not self._endpoints.find(endpoint.id).enabled:
+                break
+        return sent
+
+    def _take_slot(self, endpoint_id: str) -> bool:
+        with self._lock:
+            busy = self._posting.get(endpoint_id, 0)
+            if busy >= self._settings.lanes_per_endpoint:
+                return False
+            self._posting[endpoint_id] = busy + 1
+            return True
+
+    def _give_slot(self, endpoint_id: str) -> None:
+        with self._lock:
+            left = self._posting[endpoint_id] - 1
+            if left:
+                self._posting[endpoint_id] = left
+            else:
+                del self._posting[endpoint_id]
+
+    def _failed(
+        self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery, status: int | None, error: str
+    ) -> str:
+        now = self._clock.now()
+        attempt = claimed.attempts
+        next_try = now + RETRY_SCHEDULE[attempt - 1] if attempt <= len(RETRY_SCHEDULE) else None
+        self._ledger.failed(claimed.id, status, error, now, next_try)
+        if next_try is None:
+            log.warning("webhook %s is dead after %s tries (%s)", claimed.id, attempt, error)
+        else:
+            log.info("webhook %s not delivered (%s); next try at %s", claimed.id, error, next_try)
+        since = self._ledger.failing_since(claimed.endpoint_id, now)
+        if status == 410 or now - since >= FAILING_FOR:
+            self._disable(endpoint.id, gone=status == 410)
+        return QUEUED if next_try is not None else DEAD
+
+    @retried_on_conflict
+    def _disable(self, endpoint_id: UUID, gone: bool) -> None:
+        endpoint = self._endpoints.find(endpoint_id)
+        if not endpoint.enabled:
+            return  # another courier (or an admin) was first
+        now = self._clock.now()
+        if gone:
+            endpoint.gone(now)
+        else:
+            since = self._ledger.failing_since(str(endpoint_id), now)
+            endpoint.failing_since(since, now)
+        if endpoint.enabled:
+            return
+        self._endpoints.save(endpoint)
+        self._ledger.pause(str(endpoint_id), True)
+        # Its EndpointDisabled event mails the admins (the mail outbox's TO_ADMINS).
+        log.warning("webhook endpoint %s disabled (%s)", endpoint_id, endpoint.disabled_reason)
+
+    def compose_all(
+        self, endpoint: WebhookEndpoint, claimed: Sequence[ClaimedDelivery], at: datetime
+    ) -> list[WebhookPost]:
+        """The posts of deliveries at `at`: each its recorded body with the person's values as
+        they open now (none once erased), signed by every secret that signs at `at`."""
+        secrets = [self._box.open(sealed) for sealed in endpoint.signing_secrets(self._clock.now())]
+        posts = []
+        for delivery in claimed:
+            body = self.body(delivery)
+            signature = " ".join(self._signer.sign(s, delivery.id, at, body) for s in secrets)
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": delivery.id,
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": signature,
+            }
+            posts.append(WebhookPost(url=endpoint.settings.url, headers=headers, body=body))
+        return posts
+
+    def body(self, claimed: ClaimedDelivery) -> bytes:
+        document: dict[str, Any] = msgspec.json.decode(claimed.body)
+        if claimed.sealed_personal:
+            personal = self._seals.open(claimed.account_id, PERSONAL_PLACE, claimed.sealed_personal)
+            if isinstance(personal, dict):
+                data = document["data"]
+                for name in PERSONAL:
+                    value = personal.get(name)
+                    if isinstance(value, str) and value != ERASED:
+                        data[name] = value
+        return msgspec.json.encode(document)
+
+
+def _failure(outcome: int | Exception) -> tuple[int | None, str]:
+    """The status code and the reason a try failed, as a delivery keeps them (never a body)."""
+    if isinstance(outcome, int):
+        return outcome, f"answered {outcome}"
+    if isinstance(outcome, WebhookTargetRefused):
+        return None, "refused: the address is not one the service may reach"
+    return None, f"no answer: {type(outcome).__name__}"
