@@ -112,8 +112,16 @@ _TYPES = (
         "An identity at another provider was unlinked from the account.",
         {"identity_id": _TEXT, "provider": _TEXT},
     ),
-    # consent.granted and consent.revoked come with the OpenID Provider's consents (#22): a row
-    # here, and its mapping in _MAPPINGS below.
+    EventType(
+        "consent.granted",
+        "The person let an app (an OpenID Provider client) have these scopes, all it now holds.",
+        {"client_id": _TEXT, "scopes": {"type": "array", "items": _TEXT}},
+    ),
+    EventType(
+        "consent.revoked",
+        "The person took an app's access back: its consent and the sessions started under it.",
+        {"client_id": _TEXT},
+    ),
 )
 CATALOGUE: dict[str, EventType] = {kind.name: kind for kind in _TYPES}
 
@@ -168,6 +176,14 @@ def _ended(event: Any) -> dict[str, Any]:
     return {"session_id": str(event.originator_id), "reason": event.reason}
 
 
+def _consent(event: Any) -> dict[str, Any]:
+    return {"client_id": event.client_id, "scopes": list(event.scopes)}
+
+
+def _consent_revoked(event: Any) -> dict[str, Any]:
+    return {"client_id": event.client_id}
+
+
 def _identity(event: Any) -> dict[str, Any]:
     return {"identity_id": str(event.identity_id), "provider": event.provider}
 
@@ -190,6 +206,8 @@ _MAPPINGS: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
     Account.PasskeyRemoved: ("passkey.removed", _nothing),
     Account.IdentityLinked: ("identity.linked", _identity),
     Account.IdentityUnlinked: ("identity.unlinked", _identity),
+    Account.ConsentGranted: ("consent.granted", _consent),  # type: ignore[attr-defined]
+    Account.ConsentRevoked: ("consent.revoked", _consent_revoked),  # type: ignore[attr-defined]
 }
 PUBLISHED: tuple[type[Any], ...] = tuple(_MAPPINGS)
 

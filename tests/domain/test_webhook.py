@@ -255,3 +255,25 @@ def test_a_lock_says_until_when_and_a_failed_login_makes_nothing() -> None:
         "until": "2026-01-01T00:05:00Z",
         "by_admin": False,
     }
+
+
+def test_consents_to_apps_are_public_events_with_the_client_and_scopes() -> None:
+    account = Account(email="ada@example.com", username="ada", password_hash="h", timestamp=T0)
+    account.collect_events()
+    account.grant_consent("app-1", ["openid", "email"], T0)
+    account.revoke_consent("app-1", T0 + timedelta(minutes=1))
+    granted, revoked = account.collect_events()
+    bodies = [public_event(e, account.id) for e in (granted, revoked)]
+    assert bodies[0] is not None and bodies[0].body(None) == {
+        "type": "consent.granted",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "data": {
+            "account_id": str(account.id),
+            "client_id": "app-1",
+            "scopes": ["email", "openid"],
+        },
+    }
+    assert bodies[1] is not None and bodies[1].body(None)["data"] == {
+        "account_id": str(account.id),
+        "client_id": "app-1",
+    }
