@@ -72,6 +72,11 @@ class PersonalDataExport:
             **json_ready(AccountView.of(account)),
             "roles": list(account.roles),
             "mfa_enabled": account.mfa_enabled,
+            # The apps the person let in (OpenID Provider clients), and what each may have.
+            "consents": [
+                {"client_id": client_id, "scopes": list(scopes), "granted_at": at.isoformat()}
+                for client_id, scopes, at in account.consent_list()
+            ],
         }
         yield (
             f'{{"format":"{FORMAT}","exported_at":{_json(self._clock.now())},'

@@ -166,3 +166,15 @@ def test_the_account_page_lists_apps_with_access_and_revokes_one(
     )
     assert again.status_code == 404
     assert "no access to this app" in again.text
+
+
+def test_my_data_export_names_the_apps_i_let_in(client: Client, container: Container) -> None:
+    register_and_verify(client, container)
+    me = bearer(log_in(client))
+    client_id = consenting(container, scopes=("openid", "email"))
+    exported = client.get("/api/users/me/export", headers=me)
+    assert exported.status_code == 200, exported.text
+    [consent] = exported.json()["account"]["consents"]
+    assert (consent["client_id"], consent["scopes"]) == (client_id, ["email", "openid"])
+    assert consent["granted_at"]
+    assert "ConsentGranted" in {event["type"] for event in exported.json()["events"]}
