@@ -137,17 +137,21 @@ async def _answer(
     respond: Callable[[FormRequest], Answer],
     introspected: Callable[[str], dict[str, Any]] | None,
 ) -> Response[Any]:
-    throttle.check_failures(THROTTLE, client.ip)
     form = await _form(request)
     if isinstance(form, tuple):
         return _response(form)
     uri = settings.public_url.rstrip("/") + request.url.path
     oauth_request = FormRequest(uri, request.headers, form, introspected)
+
+    def attempted() -> Answer:
+        # Only a failed authentication keeps the request it took from the allowance.
+        with throttle.failures_only(THROTTLE, client.ip) as attempt:
+            answer = respond(oauth_request)
+            attempt.failed = oauth_request.failed_authentication
+        return answer
+
     # Authlib is synchronous, and authenticating a client reads the event store.
-    answer = await asyncio.get_running_loop().run_in_executor(None, respond, oauth_request)
-    if oauth_request.failed_authentication:
-        throttle.failed(THROTTLE, client.ip)
-    return _response(answer)
+    return _response(await asyncio.get_running_loop().run_in_executor(None, attempted))
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form | Answer:
