@@ -120,7 +120,7 @@ class MachineTokens:
             if not (float(claims["iat"]) <= now + 60 and now < float(claims["exp"])):
                 return None
             UUID(str(claims["jti"]))
-            self._clients.client(str(claims["client_id"]))  # a removed client's tokens end
+            self._clients.known(str(claims["client_id"]))  # a removed client's tokens end
         except (KeyError, TypeError, ValueError, ClientNotFound):
             return None
         return claims
