@@ -33,11 +33,12 @@ def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-def machine_figures(
-    bench: Bench, server: Server, settings: Settings, tokens: Path, backend: str
-) -> None:
-    """Registers a client in the running service's store, then measures both calls; `tokens`
-    are the people's access tokens /me is measured with."""
+GRANT = "grant_type=client_credentials"
+
+
+def bench_client(server: Server, settings: Settings) -> tuple[str, str]:
+    """A client registered in the running service's store: its Authorization header, and an
+    access token it was issued (to introspect)."""
     container = build(settings)
     try:
         issued = container.clients.register(
@@ -52,17 +53,25 @@ def machine_figures(
         container.close()
     assert issued.client_secret is not None
     authorization = _basic(issued.client_id, issued.client_secret)
-    grant = "grant_type=client_credentials"
     answer = httpx.post(
         f"{server.url}/oauth2/token",
-        content=grant,
+        content=GRANT,
         headers={
             "Authorization": authorization,
             "Content-Type": "application/x-www-form-urlencoded",
         },
     )
     answer.raise_for_status()
-    token = answer.json()["access_token"]
+    return authorization, answer.json()["access_token"]
+
+
+def machine_figures(
+    bench: Bench, server: Server, settings: Settings, tokens: Path, backend: str
+) -> None:
+    """Registers a client in the running service's store, then measures both calls; `tokens`
+    are the people's access tokens /me is measured with."""
+    authorization, token = bench_client(server, settings)
+    grant = GRANT
 
     def form(path: str, body: str) -> LoadResult:
         return short(

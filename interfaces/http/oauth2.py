@@ -6,7 +6,7 @@ authentication with the throttle, and writes Authlib's answer back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -95,11 +95,13 @@ class OAuth2Controller(Controller):
         settings: NamedDependency[Settings],
         client: NamedDependency[Client],
     ) -> Response[Any]:
-        loop = asyncio.get_running_loop()
 
-        def introspected(token: str) -> dict[str, Any]:
-            # The revocation store is read asynchronously, on this request's own loop.
-            return asyncio.run_coroutine_threadsafe(machine_tokens.introspect(token), loop).result()
+        async def unless_revoked(answer: Answer) -> Answer:
+            # The revocation store is asked here, on the loop, once the thread has answered.
+            status, body, headers = answer
+            if status == 200:
+                body = await machine_tokens.unless_revoked(body)
+            return status, body, headers
 
         return await _answer(
             request,
@@ -107,7 +109,8 @@ class OAuth2Controller(Controller):
             throttle,
             client,
             lambda form: oauth2.create_endpoint_response("introspection", form),
-            introspected,
+            machine_tokens.inspect,
+            unless_revoked,
         )
 
     @post("/oauth2/revoke", opt=_OAUTH_OPT)
@@ -136,6 +139,7 @@ async def _answer(
     client: Client,
     respond: Callable[[FormRequest], Answer],
     introspected: Callable[[str], dict[str, Any]] | None,
+    settle: Callable[[Answer], Awaitable[Answer]] | None = None,
 ) -> Response[Any]:
     form = await _form(request)
     if isinstance(form, tuple):
@@ -150,8 +154,9 @@ async def _answer(
             attempt.failed = oauth_request.failed_authentication
         return answer
 
-    # Authlib is synchronous, and authenticating a client reads the event store.
-    return _response(await asyncio.get_running_loop().run_in_executor(None, attempted))
+    # Authlib is synchronous, and authenticating a client may read the event store.
+    answer = await asyncio.get_running_loop().run_in_executor(None, attempted)
+    return _response(answer if settle is None else await settle(answer))
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form | Answer:
