@@ -29,7 +29,7 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
-from interfaces.http.oauth2 import OAuth2Controller
+from interfaces.http.oauth2 import OAuth2Controller, OpenIDProvider
 from interfaces.http.oauth2_server import TesseraAuthorizationServer
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
@@ -129,6 +129,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     client_address = ClientAddress(container.settings.trusted_proxies)
+    oauth2 = TesseraAuthorizationServer(container.clients, container.machine_tokens)
 
     def attribute(request: Request[Any, Any, Any]) -> None:
         # The events this request records will name the client it came from (audit trail).
@@ -195,9 +196,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "clients": provide(container.clients),
             "machine_tokens": provide(container.machine_tokens),
             "claim_signer": provide(container.claim_signer),
-            "oauth2": provide(
-                TesseraAuthorizationServer(container.clients, container.machine_tokens)
-            ),
+            "oauth2": provide(oauth2),
             "erasure": provide(container.erasure),
             "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),
@@ -241,7 +240,20 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             StrictStructSchemaPlugin(),
         ],
         request_max_body_size=MAX_BODY_BYTES,
-        state=State({"profile": container.profile}),
+        # What the hottest handlers read from the app's state rather than as dependencies: two
+        # dependencies at one depth cost Litestar a task group per request (interfaces/http/me.py).
+        state=State(
+            {
+                "profile": container.profile,
+                "oauth2": OpenIDProvider(
+                    oauth2,
+                    container.machine_tokens,
+                    container.throttle,
+                    container.settings,
+                    client_address,
+                ),
+            }
+        ),
         on_startup=[start],
         on_shutdown=[container.close],
         openapi_config=OpenAPIConfig(

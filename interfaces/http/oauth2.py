@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -16,7 +17,6 @@ from litestar.enums import RequestEncodingType
 from application.clients.machine_tokens import ALGORITHM, MachineTokens
 from application.factors.throttle import Throttle
 from application.ports import ClaimSigner
-from application.views import Client
 from infrastructure.signing_keys import SigningKeys
 from interfaces.http.oauth2_server import (
     AUTH_METHODS,
@@ -25,6 +25,7 @@ from interfaces.http.oauth2_server import (
     FormRequest,
     TesseraAuthorizationServer,
 )
+from interfaces.http.security import ClientAddress
 from interfaces.settings import Settings
 
 THROTTLE = "client_auth"  # failed client authentications, per client address
@@ -61,6 +62,19 @@ def _refused(description: str, status: int = 400) -> Answer:
     return status, body, [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
+@dataclass(frozen=True)
+class OpenIDProvider:
+    """What these endpoints use, read from the app's state (`oauth2`) rather than resolved as
+    dependencies: several at one depth cost Litestar a task group per request, the largest
+    share of an introspection's CPU in a profile (see interfaces/http/me.py)."""
+
+    server: TesseraAuthorizationServer
+    machine_tokens: MachineTokens
+    throttle: Throttle
+    settings: Settings
+    client_address: ClientAddress
+
+
 class OAuth2Controller(Controller):
     path = "/"
     tags = ["openid provider"]
@@ -73,83 +87,55 @@ class OAuth2Controller(Controller):
         return discovery(settings, claim_signer)
 
     @post("/oauth2/token", opt=_OAUTH_OPT)
-    async def token(
-        self,
-        request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
-        client: NamedDependency[Client],
-    ) -> Response[Any]:
-        return await _answer(
-            request, settings, throttle, client, oauth2.create_token_response, None
-        )
+    async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        provider: OpenIDProvider = request.app.state.oauth2
+        return await _answer(request, provider.server.create_token_response, None)
 
     @post("/oauth2/introspect", opt=_OAUTH_OPT)
-    async def introspect(
-        self,
-        request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        machine_tokens: NamedDependency[MachineTokens],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
-        client: NamedDependency[Client],
-    ) -> Response[Any]:
+    async def introspect(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        provider: OpenIDProvider = request.app.state.oauth2
 
         async def unless_revoked(answer: Answer) -> Answer:
             # The revocation store is asked here, on the loop, once the thread has answered.
             status, body, headers = answer
             if status == 200:
-                body = await machine_tokens.unless_revoked(body)
+                body = await provider.machine_tokens.unless_revoked(body)
             return status, body, headers
 
         return await _answer(
             request,
-            settings,
-            throttle,
-            client,
-            lambda form: oauth2.create_endpoint_response("introspection", form),
-            machine_tokens.inspect,
+            lambda form: provider.server.create_endpoint_response("introspection", form),
+            provider.machine_tokens.inspect,
             unless_revoked,
         )
 
     @post("/oauth2/revoke", opt=_OAUTH_OPT)
-    async def revoke(
-        self,
-        request: Request[Any, Any, Any],
-        oauth2: NamedDependency[TesseraAuthorizationServer],
-        throttle: NamedDependency[Throttle],
-        settings: NamedDependency[Settings],
-        client: NamedDependency[Client],
-    ) -> Response[Any]:
+    async def revoke(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        provider: OpenIDProvider = request.app.state.oauth2
         return await _answer(
             request,
-            settings,
-            throttle,
-            client,
-            lambda form: oauth2.create_endpoint_response("revocation", form),
+            lambda form: provider.server.create_endpoint_response("revocation", form),
             None,
         )
 
 
 async def _answer(
     request: Request[Any, Any, Any],
-    settings: Settings,
-    throttle: Throttle,
-    client: Client,
     respond: Callable[[FormRequest], Answer],
     introspected: Callable[[str], dict[str, Any]] | None,
     settle: Callable[[Answer], Awaitable[Answer]] | None = None,
 ) -> Response[Any]:
+    provider: OpenIDProvider = request.app.state.oauth2
     form = await _form(request)
     if isinstance(form, tuple):
         return _response(form)
-    uri = settings.public_url.rstrip("/") + request.url.path
+    uri = provider.settings.public_url.rstrip("/") + request.url.path
     oauth_request = FormRequest(uri, request.headers, form, introspected)
+    ip = provider.client_address.of(request).ip
 
     def attempted() -> Answer:
         # Only a failed authentication keeps the request it took from the allowance.
-        with throttle.failures_only(THROTTLE, client.ip) as attempt:
+        with provider.throttle.failures_only(THROTTLE, ip) as attempt:
             answer = respond(oauth_request)
             attempt.failed = oauth_request.failed_authentication
         return answer
