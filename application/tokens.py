@@ -49,6 +49,27 @@ class OneVersion:
         return self._key if number == 1 else None
 
 
+class Purposed:
+    """Every version of a key turned into a key for one purpose alone (HMAC of the purpose):
+    a token tagged for one purpose (an app's refresh tokens) reads as forged for any other
+    (tessera's own refresh, another app's)."""
+
+    def __init__(self, key: bytes | VersionedKey, purpose: str) -> None:
+        self._keys = versioned(key)
+        self._purpose = purpose.encode("utf-8")
+
+    def current(self) -> tuple[int, bytes]:
+        number, key = self._keys.current()
+        return number, self._derived(key)
+
+    def version(self, number: int) -> bytes | None:
+        key = self._keys.version(number)
+        return None if key is None else self._derived(key)
+
+    def _derived(self, key: bytes) -> bytes:
+        return hmac.new(key, b"purpose|" + self._purpose, hashlib.sha256).digest()
+
+
 def versioned(key: bytes | VersionedKey) -> VersionedKey:
     return OneVersion(key) if isinstance(key, bytes) else key
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 from uuid import UUID, uuid5
@@ -11,6 +12,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
     AccountLocked,
+    ConsentNotFound,
     EmailNotVerified,
     FieldError,
     IdentityNotFound,
@@ -209,6 +211,9 @@ class Account(Aggregate):
         # Identities at other providers by our identity id; JSON values only (see
         # domain/external_identity.py). Accounts from before them have none (_identities).
         self.identities: dict[str, dict[str, Any]] = {}
+        # What the person let each app (OpenID Provider client, by client id) have: scopes,
+        # when, and the app sessions started under it; JSON values only (_consents).
+        self.consents: dict[str, dict[str, Any]] = {}
         self.erased = False
 
     # Email verification
@@ -788,6 +793,81 @@ class Account(Aggregate):
             roles=tuple(self.roles),
         )
 
+    # Consents to other apps
+
+    def _consents(self) -> dict[str, dict[str, Any]]:
+        return getattr(self, "consents", {})  # snapshots older than consents lack it
+
+    def consented_scopes(self, client_id: str) -> frozenset[str]:
+        return frozenset(self._consents().get(client_id, {}).get("scopes", ()))
+
+    def consent_list(self) -> list[tuple[str, tuple[str, ...], datetime]]:
+        """(client id, scopes, first granted at) of every consent, oldest first."""
+        found = [
+            (client_id, tuple(state["scopes"]), datetime.fromisoformat(state["granted_at"]))
+            for client_id, state in self._consents().items()
+        ]
+        return sorted(found, key=lambda consent: consent[2])
+
+    def grant_consent(self, client_id: str, scopes: Collection[str], at: datetime) -> bool:
+        """Lets the app have `scopes` besides what it had; False when that adds nothing."""
+        held = self.consented_scopes(client_id)
+        if client_id in self._consents() and held.issuperset(scopes):
+            return False
+        self._consent_granted(client_id=client_id, scopes=sorted(held | set(scopes)), timestamp=at)
+        return True
+
+    @event("ConsentGranted")
+    def _consent_granted(self, client_id: str, scopes: list[str], timestamp: datetime) -> None:
+        previous = self._consents().get(client_id)
+        self.consents = {
+            **self._consents(),
+            client_id: {
+                "scopes": scopes,
+                "granted_at": previous["granted_at"] if previous else timestamp.isoformat(),
+                "sessions": previous["sessions"] if previous else {},
+            },
+        }
+
+    def app_session_started(
+        self, client_id: str, session_id: UUID, at: datetime, forget_before: datetime
+    ) -> None:
+        """An app session (a code exchanged) under the app's consent, so that revoking the
+        consent can end it; sessions started before `forget_before` have expired anyway."""
+        if client_id not in self._consents():
+            raise ConsentNotFound
+        self._app_session_started(
+            client_id=client_id,
+            session_id=session_id,
+            forget_before=forget_before,
+            timestamp=at,
+        )
+
+    @event("AppSessionStarted")
+    def _app_session_started(
+        self, client_id: str, session_id: UUID, forget_before: datetime, timestamp: datetime
+    ) -> None:
+        state = self._consents().get(client_id)
+        if state is None:
+            return  # replayed after erasure: the collection reads empty
+        cut = forget_before.isoformat()
+        sessions = {k: v for k, v in state["sessions"].items() if v >= cut}
+        sessions[str(session_id)] = timestamp.isoformat()
+        self.consents = {**self._consents(), client_id: {**state, "sessions": sessions}}
+
+    def revoke_consent(self, client_id: str, at: datetime) -> list[UUID]:
+        """Withdraws the app's consent: the app sessions started under it, for the caller
+        to end. ConsentNotFound when the app has none."""
+        state = self._consents().get(client_id)
+        if state is None:
+            raise ConsentNotFound
+        self._consent_revoked(client_id=client_id, timestamp=at)
+        return [UUID(session_id) for session_id in state["sessions"]]
+
+    @event("ConsentRevoked")
+    def _consent_revoked(self, client_id: str, timestamp: datetime) -> None:
+        self.consents = {k: v for k, v in self._consents().items() if k != client_id}
+
     # Profile
 
     def update_profile(self, display_name: str, at: datetime) -> None:
@@ -821,5 +901,6 @@ class Account(Aggregate):
         self.recovery_code_hashes = []
         self.passkeys = {}
         self.identities = {}
+        self.consents = {}
         self.verification_token_hash = self.reset_token_hash = None
         self.disabled = True

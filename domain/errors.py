@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 
 class DomainError(Exception):
@@ -201,3 +202,21 @@ class ResourceNotAllowed(DomainError):
 
 class NotYourToken(DomainError):
     """A client asked to revoke a token issued to another client."""
+
+
+class ConsentNotFound(DomainError):
+    """The account has given this app no consent (or withdrew it)."""
+
+
+class InvalidAuthorizationCode(DomainError):
+    """An authorization code that is unknown, expired, spent, or not this client's: RFC 6749's
+    invalid_grant (deliberately one answer for all)."""
+
+
+class AuthorizationCodeReused(InvalidAuthorizationCode):
+    """A spent authorization code came back: the app session its first use started is ended
+    (RFC 6749, 4.1.2), and the code refused like any other invalid one."""
+
+    def __init__(self, session_id: UUID) -> None:
+        super().__init__()
+        self.session_id = session_id

@@ -54,8 +54,19 @@ class Session(Aggregate):
         ip: str,
         timestamp: datetime,
         password_generation: int = 0,  # of the password the login verified
+        # An app's session (OpenID Provider): the client it was started for, by exchanging a
+        # code, and the browser session that code came from. None for tessera's own sessions
+        # (and every session from before apps).
+        client_id: str | None = None,
+        browser_session_id: UUID | None = None,
+        scopes: list[str] | None = None,  # what the app's tokens carry, refreshed ones too
+        audience: str | None = None,  # the API its access tokens are for (RFC 8707)
     ) -> None:
         self.account_id = account_id
+        self.client_id = client_id
+        self.browser_session_id = browser_session_id
+        self.scopes = scopes
+        self.audience = audience
         self.password_generation = password_generation
         self.refresh_token_hash = refresh_token_hash
         self.spent_token_hashes: list[str] = []

@@ -16,7 +16,10 @@ from application.accounts.administration import Administration
 from application.accounts.profile import Profile
 from application.accounts.registration import Registration, RegistrationRules
 from application.audit.history import History
+from application.clients.authorization_codes import AuthorizationCodes
+from application.clients.consents import Consents
 from application.clients.machine_tokens import MachineTokens
+from application.clients.person_tokens import PersonTokens
 from application.clients.registry import Clients
 from application.factors.external_sign_in import ExternalSignIn, ExternalSignInRules
 from application.factors.login import Login
@@ -117,7 +120,10 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    consents: Consents
+    authorization_codes: AuthorizationCodes
     machine_tokens: MachineTokens
+    person_tokens: PersonTokens
     erasure: Erasure
     after_restore: AfterRestore
     personal_data: PersonalDataExport
@@ -488,6 +494,8 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         clients=clients,
+        consents=Consents(log, clients, session_life, clock),
+        authorization_codes=AuthorizationCodes(challenges, clock),
         machine_tokens=MachineTokens(
             clients,
             log,
@@ -495,6 +503,15 @@ def _build(
             revocations,
             clock,
             issuer=settings.issuer,
+            lifetime_seconds=settings.access_token_ttl,
+        ),
+        person_tokens=PersonTokens(
+            account_views,
+            signing_keys,
+            revocations,
+            clock,
+            issuer=settings.issuer,
+            userinfo_audience=settings.public_url.rstrip("/") + "/oauth2/userinfo",
             lifetime_seconds=settings.access_token_ttl,
         ),
         erasure=erasure,

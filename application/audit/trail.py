@@ -21,6 +21,7 @@ from domain.session import Session
 SHOWN_FIELDS = frozenset(
     {
         "account_id",
+        "client_id",  # an OpenID Provider client's id: a consent, an app session
         "count",  # machine tokens a client was issued since the last record (ClientTokensIssued)
         "command",  # what a failed guess was for (our own names: "login", "disable_mfa", ...)
         "display_name",
@@ -32,6 +33,7 @@ SHOWN_FIELDS = frozenset(
         "provider",  # an identity provider's name from settings ("google"), never the person's
         "reason",
         "role",
+        "scopes",  # what a person let an app have (ConsentGranted)
         # An OpenID Provider client's registered settings (name, redirect URIs, grants): no
         # secret among them; its secret's digest is a field of its own, never shown.
         "settings",

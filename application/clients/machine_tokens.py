@@ -137,10 +137,13 @@ class MachineTokens:
         return claims
 
     async def _revoked(self, claims: dict[str, Any]) -> bool:
+        """A person's token (it names its app session, `sid`) stands with its session and its
+        account; a machine token by its own id."""
+        person = "sid" in claims
         standing = await self._revocations.standing(
             AccessClaims(
-                account_id=UUID(str(claims["client_id"])),
-                session_id=UUID(str(claims["jti"])),
+                account_id=UUID(str(claims["sub" if person else "client_id"])),
+                session_id=UUID(str(claims["sid" if person else "jti"])),
                 roles=(),
                 issued_at=float(claims["iat"]),
             )

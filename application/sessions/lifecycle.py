@@ -6,7 +6,7 @@ reason, and cut off with the rest of its account's sessions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +24,8 @@ from application.ports import (
     VersionedKey,
 )
 from application.tokens import (
+    Purposed,
+    RefreshToken,
     digest,
     issue_refresh_token,
     owner_of,
@@ -41,12 +43,26 @@ from domain.errors import (
     SessionNotFound,
 )
 from domain.lockout import LockoutPolicy
-from domain.session import Session
+from domain.session import Session, SessionTerms
 
 # How often the event log hears of a session's rotations: the trail keeps each session's first
 # rotation, then at most one an hour (when it was last used and until when it lives, to within
 # this, and how many tokens it has spent).
 RECORD_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class AppSession:
+    """An app's session as its token answers need it: whose, since when, and its refresh
+    token (tagged for that app alone)."""
+
+    session_id: UUID
+    account_id: UUID
+    client_id: str
+    started_at: datetime
+    refresh_token: str
+    scopes: tuple[str, ...]
+    audience: str
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,57 @@ class Sessions:
             self._end(session.id, "password_changed")
             raise InvalidCredentials
 
+    @retried_on_conflict
+    def start_app(
+        self,
+        account_id: UUID,
+        client_id: str,
+        browser_session_id: UUID,
+        client: Client,
+        session_id: UUID,
+        scopes: Collection[str],
+        audience: str,
+    ) -> AppSession:
+        """An app's session, started by exchanging a code the person's browser session
+        (`browser_session_id`) got it: a Session like any other, so that whatever ends the
+        account's sessions ends it too, and recorded under the app's consent, so that
+        withdrawing it ends it. `session_id`: chosen by the caller, who remembers it with the
+        spent code (a second use of the code ends this session)."""
+        now = self._clock.now()
+        account = self._account(account_id)
+        if account.disabled or account.erased:
+            raise InvalidCredentials
+        generation = account.password_generation
+        refresh_token = issue_refresh_token(session_id, 0, self._app_key(client_id))
+        session = Session(
+            id=session_id,
+            account_id=account.id,
+            refresh_token_hash=digest(refresh_token),
+            expires_at=now + min(self._rules.refresh_idle_ttl, self._rules.session_max_age),
+            user_agent=client.user_agent,
+            ip=client.ip,
+            timestamp=now,
+            password_generation=generation,
+            client_id=client_id,
+            browser_session_id=browser_session_id,
+            scopes=list(scopes),
+            audience=audience,
+        )
+        account.app_session_started(
+            client_id, session_id, now, forget_before=now - self._rules.session_max_age
+        )
+        self._log.save(account, session)
+        self._chains.begin(
+            session.id, chain_of(session, self._rules, 0, now), digest(refresh_token)
+        )
+        self._ensure_still_valid(account.id, generation, session)
+        return AppSession(
+            session.id, account.id, client_id, now, refresh_token, tuple(scopes), audience
+        )
+
+    def _app_key(self, client_id: str) -> Purposed:
+        return Purposed(self._key, f"app-refresh|{client_id}")
+
     # Rotating
 
     @traced
@@ -128,11 +195,55 @@ class Sessions:
         if presented is None:
             # A token from before chains (its session's rotations are in the log), or none.
             return await asyncio.to_thread(self._rotate_in_log, refresh_token)
+        session_id, chain, new_token, terms, now = await self._turn(
+            refresh_token, presented, self._key
+        )
+        return token_pair(
+            self._signer,
+            chain.account_id,
+            session_id,
+            terms.roles,
+            new_token,
+            now,
+            chain.started_at,
+        )
+
+    @traced
+    async def rotate_app(self, refresh_token: str, client_id: str) -> AppSession:
+        """One turn of an app session's chain, by the same rule as tessera's own sessions
+        (reuse ends the session). A token of another app, or of tessera's own sessions, reads
+        as forged here: InvalidRefreshToken."""
+        key = self._app_key(client_id)
+        presented = read_refresh_token(refresh_token, key)
+        if presented is None:
+            raise InvalidRefreshToken
+        session = await asyncio.to_thread(self._log.find, presented.session_id, Session)
+        if session is None or session.client_id != client_id:
+            raise InvalidRefreshToken
+        session_id, chain, new_token, _, _ = await self._turn(refresh_token, presented, key)
+        return AppSession(
+            session_id,
+            chain.account_id,
+            client_id,
+            chain.started_at,
+            new_token,
+            tuple(session.scopes or ()),
+            session.audience or "",
+        )
+
+    def app_session_of(self, refresh_token: str, client_id: str) -> UUID | None:
+        """The app session a refresh token of this client's names; None for any other token."""
+        presented = read_refresh_token(refresh_token, self._app_key(client_id))
+        return None if presented is None else presented.session_id
+
+    async def _turn(
+        self, refresh_token: str, presented: RefreshToken, key: bytes | VersionedKey | Purposed
+    ) -> tuple[UUID, Chain, str, SessionTerms, datetime]:
         session_id = presented.session_id
         now = self._clock.now()
         # Derived, not random: the same token is turned into the same successor, so it can be
         # given again within the reuse interval while only its digest is kept.
-        new_token = successor_of(refresh_token, presented, self._key)
+        new_token = successor_of(refresh_token, presented, key)
         new_digest = digest(new_token)
         step = await self._chains.turn(
             session_id,
@@ -164,15 +275,7 @@ class Sessions:
             raise RefreshTokenReused
         if step.record:
             await asyncio.to_thread(self._record, session_id, chain, new_digest)
-        return token_pair(
-            self._signer,
-            chain.account_id,
-            session_id,
-            terms.roles,
-            new_token,
-            now,
-            chain.started_at,
-        )
+        return session_id, chain, new_token, terms, now
 
     @retried_on_conflict
     def _record(self, session_id: UUID, chain: Chain, token_hash: str) -> None:
@@ -241,6 +344,10 @@ class Sessions:
         if session is None or session.account_id != principal.account_id:
             raise SessionNotFound  # another account's session is none of the caller's business
         self._end(session_id, "ended_by_user")
+
+    def end_app_session(self, session_id: UUID, reason: str) -> None:
+        """Ends an app's session (its consent withdrawn, its code used twice)."""
+        self._end(session_id, reason)
 
     @retried_on_conflict
     def _end(self, session_id: UUID, reason: str) -> None:

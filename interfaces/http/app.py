@@ -29,8 +29,7 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.cors import cross_origin
 from interfaces.http.me import MeController
-from interfaces.http.oauth2 import OAuth2Controller, OpenIDProvider
-from interfaces.http.oauth2_server import TesseraAuthorizationServer
+from interfaces.http.oauth2 import OAuth2Controller, provider_edge
 from interfaces.http.oidc import MyIdentitiesController, OidcController
 from interfaces.http.openapi import StrictStructSchemaPlugin
 from interfaces.http.openapi_viewer import PATH as SCHEMA_PATH
@@ -129,7 +128,6 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     client_address = ClientAddress(container.settings.trusted_proxies)
-    oauth2 = TesseraAuthorizationServer(container.clients, container.machine_tokens)
 
     def attribute(request: Request[Any, Any, Any]) -> None:
         # The events this request records will name the client it came from (audit trail).
@@ -155,9 +153,10 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         if run_background:
             container.start_background()
 
+    provider = provider_edge(container)
     # `/` is the pages' (to the sign-in page or the account), else a pointer to the API docs.
     pages = (
-        [pages_router(container, before_request=attribute)]
+        [pages_router(container, provider.server, before_request=attribute)]
         if container.settings.pages_enabled
         else [home]
     )
@@ -196,7 +195,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "clients": provide(container.clients),
             "machine_tokens": provide(container.machine_tokens),
             "claim_signer": provide(container.claim_signer),
-            "oauth2": provide(oauth2),
+            "openid_provider": provide(provider),
             "erasure": provide(container.erasure),
             "personal_data": provide(container.personal_data),
             "read_side": provide(container.read_side),
@@ -245,13 +244,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
         state=State(
             {
                 "profile": container.profile,
-                "oauth2": OpenIDProvider(
-                    oauth2,
-                    container.machine_tokens,
-                    container.throttle,
-                    container.settings,
-                    client_address,
-                ),
+                "openid_provider": provider,
             }
         ),
         on_startup=[start],

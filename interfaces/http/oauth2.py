@@ -1,12 +1,13 @@
-"""The OpenID Provider's endpoints on Litestar: discovery, and the token, introspection and
-revocation endpoints, each handed whole to Authlib's authorization server
+"""The OpenID Provider's endpoints on Litestar: discovery, userinfo, and the token,
+introspection and revocation endpoints, each handed whole to Authlib's authorization server
 (interfaces/http/oauth2_server.py). This adapter only reads the form, guards the client
-authentication with the throttle, and writes Authlib's answer back."""
+authentication with the throttle, and writes Authlib's answer back. The authorization endpoint
+is a page (interfaces/pages/authorize.py): it needs the person's browser session."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,15 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 
 from application.clients.machine_tokens import ALGORITHM, MachineTokens
+from application.clients.person_tokens import CLAIMS_SUPPORTED, PersonTokens
 from application.factors.throttle import Throttle
 from application.ports import ClaimSigner
+from domain.errors import DomainError
 from infrastructure.signing_keys import SigningKeys
+from interfaces.container import Container
 from interfaces.http.oauth2_server import (
     AUTH_METHODS,
+    CODE_CHALLENGE_METHODS,
     GRANT_TYPES,
     Form,
     FormRequest,
@@ -42,14 +47,25 @@ def discovery(settings: Settings, signer: ClaimSigner) -> dict[str, Any]:
     return {
         "issuer": settings.issuer,
         "jwks_uri": f"{base}/.well-known/jwks.json",
+        "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/token",
+        "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "end_session_endpoint": f"{base}/oauth2/logout",
         "introspection_endpoint": f"{base}/oauth2/introspect",
         "revocation_endpoint": f"{base}/oauth2/revoke",
         "grant_types_supported": GRANT_TYPES,
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": CODE_CHALLENGE_METHODS,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(signer.algorithms),
         "access_token_signing_alg_values_supported": [ALGORITHM],
@@ -63,16 +79,71 @@ def _refused(description: str, status: int = 400) -> Answer:
 
 
 @dataclass(frozen=True)
-class OpenIDProvider:
-    """What these endpoints use, read from the app's state (`oauth2`) rather than resolved as
-    dependencies: several at one depth cost Litestar a task group per request, the largest
-    share of an introspection's CPU in a profile (see interfaces/http/me.py)."""
+class ProviderEdge:
+    """What every endpoint of the provider needs: Authlib's server, the throttle on client
+    authentication, the use cases its answers read, and where the provider is. The hot
+    endpoints read it from the app's state (`openid_provider`) rather than as a dependency
+    beside another: two dependencies at one depth cost Litestar a task group per request, a
+    sixth of an introspection's CPU in a profile (see interfaces/http/me.py)."""
 
     server: TesseraAuthorizationServer
-    machine_tokens: MachineTokens
     throttle: Throttle
     settings: Settings
+    machine_tokens: MachineTokens
+    person_tokens: PersonTokens
     client_address: ClientAddress
+
+    async def answer(
+        self,
+        request: Request[Any, Any, Any],
+        respond: Callable[[FormRequest], Answer],
+        introspected: Callable[[str], dict[str, Any]] | None = None,
+        settle: Callable[[Answer], Awaitable[Answer]] | None = None,
+    ) -> Response[Any]:
+        """Reads the form, hands it to Authlib off the event loop (it is synchronous, and
+        authenticating a client may read the event store), and writes its answer back, once
+        `settle` (on the loop) has had its say."""
+        form = await _form(request)
+        if isinstance(form, tuple):
+            return _response(form)
+        client = self.client_address.of(request)
+        uri = self.settings.public_url.rstrip("/") + request.url.path
+        loop = asyncio.get_running_loop()
+
+        def awaited(coroutine: Coroutine[Any, Any, Any]) -> Any:
+            # An async use case (the revocation store, a chain's turn) on this request's loop.
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        oauth_request = FormRequest(uri, request.headers, form, introspected, awaited, client)
+
+        def attempted() -> Answer:
+            # Only a failed authentication keeps the request it took from the allowance.
+            with self.throttle.failures_only(THROTTLE, client.ip) as attempt:
+                answer = respond(oauth_request)
+                attempt.failed = oauth_request.failed_authentication
+            return answer
+
+        answer = await loop.run_in_executor(None, attempted)
+        return _response(answer if settle is None else await settle(answer))
+
+
+def provider_edge(container: Container) -> ProviderEdge:
+    server = TesseraAuthorizationServer(
+        container.clients,
+        container.machine_tokens,
+        container.person_tokens,
+        container.authorization_codes,
+        container.sessions,
+        container.settings.issuer,
+    )
+    return ProviderEdge(
+        server,
+        container.throttle,
+        container.settings,
+        container.machine_tokens,
+        container.person_tokens,
+        ClientAddress(container.settings.trusted_proxies),
+    )
 
 
 class OAuth2Controller(Controller):
@@ -88,21 +159,22 @@ class OAuth2Controller(Controller):
 
     @post("/oauth2/token", opt=_OAUTH_OPT)
     async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        provider: OpenIDProvider = request.app.state.oauth2
-        return await _answer(request, provider.server.create_token_response, None)
+        provider: ProviderEdge = request.app.state.openid_provider
+        return await provider.answer(request, provider.server.create_token_response)
 
     @post("/oauth2/introspect", opt=_OAUTH_OPT)
     async def introspect(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        provider: OpenIDProvider = request.app.state.oauth2
+        provider: ProviderEdge = request.app.state.openid_provider
 
         async def unless_revoked(answer: Answer) -> Answer:
-            # The revocation store is asked here, on the loop, once the thread has answered.
+            # The revocation store is asked here, on the loop, once the thread has answered:
+            # one hand-off between threads per request, not three.
             status, body, headers = answer
             if status == 200:
                 body = await provider.machine_tokens.unless_revoked(body)
             return status, body, headers
 
-        return await _answer(
+        return await provider.answer(
             request,
             lambda form: provider.server.create_endpoint_response("introspection", form),
             provider.machine_tokens.inspect,
@@ -111,38 +183,58 @@ class OAuth2Controller(Controller):
 
     @post("/oauth2/revoke", opt=_OAUTH_OPT)
     async def revoke(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        provider: OpenIDProvider = request.app.state.oauth2
-        return await _answer(
-            request,
-            lambda form: provider.server.create_endpoint_response("revocation", form),
-            None,
+        provider: ProviderEdge = request.app.state.openid_provider
+        return await provider.answer(
+            request, lambda form: provider.server.create_endpoint_response("revocation", form)
         )
 
+    @get("/oauth2/userinfo", cache=False)
+    async def userinfo(
+        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
+    ) -> Response[Any]:
+        return await _userinfo(request, openid_provider, None)
 
-async def _answer(
-    request: Request[Any, Any, Any],
-    respond: Callable[[FormRequest], Answer],
-    introspected: Callable[[str], dict[str, Any]] | None,
-    settle: Callable[[Answer], Awaitable[Answer]] | None = None,
+    @post("/oauth2/userinfo", opt=_OAUTH_OPT, status_code=200)
+    async def userinfo_posted(
+        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
+    ) -> Response[Any]:
+        """OIDC Core 5.3.1: POST too, the token in the header or (RFC 6750, 2.2) the form."""
+        media_type, _ = request.content_type
+        form = (await request.form()).multi_items() if media_type == _FORM else []
+        tokens = [str(value) for name, value in form if name == "access_token"]
+        return await _userinfo(request, openid_provider, tokens)
+
+
+async def _userinfo(
+    request: Request[Any, Any, Any], provider: ProviderEdge, posted: list[str] | None
 ) -> Response[Any]:
-    provider: OpenIDProvider = request.app.state.oauth2
-    form = await _form(request)
-    if isinstance(form, tuple):
-        return _response(form)
-    uri = provider.settings.public_url.rstrip("/") + request.url.path
-    oauth_request = FormRequest(uri, request.headers, form, introspected)
-    ip = provider.client_address.of(request).ip
+    """The person's claims for a Bearer token of ours meant for userinfo (RFC 6750 errors)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    presented = ([value.strip()] if header and scheme.lower() == "bearer" else []) + (posted or [])
+    if (header and scheme.lower() != "bearer") or len(presented) > 1:
+        return _bearer_refused(400, "invalid_request", "Send one Bearer access token.")
+    if not presented:
+        return _bearer_refused(401, None, None)
+    try:
+        claims = await provider.person_tokens.userinfo(presented[0])
+    except DomainError:
+        return _bearer_refused(401, "invalid_token", "The access token is invalid or expired.")
+    return Response(claims, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    def attempted() -> Answer:
-        # Only a failed authentication keeps the request it took from the allowance.
-        with provider.throttle.failures_only(THROTTLE, ip) as attempt:
-            answer = respond(oauth_request)
-            attempt.failed = oauth_request.failed_authentication
-        return answer
 
-    # Authlib is synchronous, and authenticating a client may read the event store.
-    answer = await asyncio.get_running_loop().run_in_executor(None, attempted)
-    return _response(answer if settle is None else await settle(answer))
+def _bearer_refused(status: int, error: str | None, description: str | None) -> Response[Any]:
+    """RFC 6750, 3: a request without a token learns only that one is needed."""
+    challenge = 'Bearer realm="tessera"'
+    if error is not None:
+        challenge += f', error="{error}", error_description="{description}"'
+    body = {"error": error, "error_description": description} if error else {}
+    return Response(
+        body,
+        status_code=status,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+        media_type="application/json",
+    )
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form | Answer:

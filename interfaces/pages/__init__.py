@@ -13,7 +13,9 @@ from litestar.static_files import create_static_files_router
 from litestar.types import BeforeRequestHookHandler
 
 from interfaces.container import Container
+from interfaces.http.oauth2_server import TesseraAuthorizationServer
 from interfaces.pages.account import AccountPages
+from interfaces.pages.authorize import Authorization, AuthorizationPages
 from interfaces.pages.guard import security_headers
 from interfaces.pages.oidc import ProviderPages
 from interfaces.pages.passkeys import passkey_pages
@@ -31,10 +33,16 @@ def favicon() -> Response[bytes]:
     return Response(ICON.read_bytes(), media_type="image/svg+xml")
 
 
-def pages_router(container: Container, before_request: BeforeRequestHookHandler) -> Router:
+def pages_router(
+    container: Container,
+    server: TesseraAuthorizationServer,
+    before_request: BeforeRequestHookHandler,
+) -> Router:
     """`before_request`: the app's attribution of requests (client, caller), without its JSON
-    rules: these routes take HTML forms."""
+    rules: these routes take HTML forms. `server`: the OpenID Provider's, whose authorization
+    endpoint is a page."""
     site = Site(container)
+    authorization = Authorization(site, server)
 
     def error_page(_: Request[Any, Any, Any], error: HTTPException) -> Response[str]:
         return site.error_page(error.status_code, str(error.detail))
@@ -45,11 +53,15 @@ def pages_router(container: Container, before_request: BeforeRequestHookHandler)
             PublicPages,
             AccountPages,
             ProviderPages,
+            AuthorizationPages,
             *passkey_pages(site),
             favicon,
             create_static_files_router(path="/static", directories=[STATIC], name="static"),
         ],
-        dependencies={"site": Provide(lambda: site, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "site": Provide(lambda: site, use_cache=True, sync_to_thread=False),
+            "authorization": Provide(lambda: authorization, use_cache=True, sync_to_thread=False),
+        },
         before_request=before_request,
         exception_handlers={HTTPException: error_page},
         middleware=[security_headers(site.https)],

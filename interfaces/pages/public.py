@@ -42,7 +42,11 @@ Notice = Annotated[str | None, QueryParameter(max_length=32)]
 Next = Annotated[str | None, QueryParameter(max_length=512)]
 # Why the sign-in page is shown, by where it goes next: a person sent here from a page they
 # asked for is told so.
-REASONS = {"/account": "Sign in to see your account."}
+REASONS = {
+    "/account": "Sign in to see your account.",
+    "/oauth2/authorize": "Sign in to continue to the app.",
+}
+LoginHint = Annotated[str | None, QueryParameter(max_length=254)]
 LinkToken = Annotated[str, QueryParameter(max_length=256)]
 
 
@@ -109,13 +113,21 @@ class PublicPages(Controller):
         site: NamedDependency[Site],
         done: Notice = None,
         next: Next = None,
+        login_hint: LoginHint = None,
     ) -> Page:
         visit = await site.visit(request)
         target = same_site_path(next)
         if visit.caller is not None:
             return site.redirect(visit, target or "/account")
         notice = NOTICES.get(done or "") or _reason(target)
-        return site.page(visit, "login.html", notice=notice, next=target, **sign_in_buttons(site))
+        return site.page(
+            visit,
+            "login.html",
+            notice=notice,
+            next=target,
+            login=login_hint,  # an app's OpenID Connect login_hint: who it expects
+            **sign_in_buttons(site),
+        )
 
     @post("/login")
     async def login(self, request: AnyRequest, site: NamedDependency[Site]) -> Page:

@@ -319,10 +319,28 @@ def test_discovery_lists_what_exists(client: Client, container: Container) -> No
     assert meta["token_endpoint"] == f"{base}/oauth2/token"
     assert meta["introspection_endpoint"] == f"{base}/oauth2/introspect"
     assert meta["revocation_endpoint"] == f"{base}/oauth2/revoke"
-    assert meta["grant_types_supported"] == ["client_credentials"]
+    assert meta["grant_types_supported"] == [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+    ]
     assert meta["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+        "none",  # a public client: PKCE is its proof
+    ]
+    assert meta["introspection_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
     ]
     assert "RS256" in meta["id_token_signing_alg_values_supported"]
-    assert "authorization_endpoint" not in meta  # not yet
+    assert meta["authorization_endpoint"] == f"{base}/oauth2/authorize"
+    assert meta["userinfo_endpoint"] == f"{base}/oauth2/userinfo"
+    assert meta["end_session_endpoint"] == f"{base}/oauth2/logout"
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["prompt_values_supported"] == ["none", "login", "consent"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert {"sub", "email", "email_verified", "preferred_username", "name", "sid"} <= set(
+        meta["claims_supported"]
+    )

@@ -1,0 +1,172 @@
+"""The tokens an app gets for a person (OpenID Connect): access tokens in the RFC 9068 profile,
+ID tokens (OIDC Core 2), and the claims userinfo answers (5.3). Every access token names the
+app session it belongs to (`sid`), so whatever ends that session, or cuts off its account,
+stops the token at the next standing check (userinfo, introspection); an API that verifies it
+offline accepts it until it expires (ACCESS_TOKEN_TTL).
+
+Nothing here parses the protocol: the authorization server (Authlib, in interfaces) has read
+the request, authenticated the client and checked the code or the refresh token."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+from application.clients.machine_tokens import ALGORITHM, TOKEN_TYPE
+from application.clients.registry import ClientView
+from application.persistence.account_views import AccountViews
+from application.ports import AccessClaims, ClaimSigner, Clock, RevocationList
+from application.sessions.lifecycle import AppSession
+from domain.errors import InvalidAccessToken, ResourceNotAllowed
+
+ID_TOKEN_TYPE = "JWT"  # noqa: S105 - OIDC Core's ID tokens are plain JWTs
+# Standard claims by the scope that releases them (OIDC Core 5.4), of those tessera holds.
+CLAIMS_OF_SCOPE = {
+    "profile": ("name", "preferred_username"),
+    "email": ("email", "email_verified"),
+}
+CLAIMS_SUPPORTED = [
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "sid",
+    "at_hash",
+    "name",
+    "preferred_username",
+    "email",
+    "email_verified",
+]
+
+
+@dataclass(frozen=True)
+class PersonToken:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+class PersonTokens:
+    def __init__(
+        self,
+        views: AccountViews,
+        signer: ClaimSigner,
+        revocations: RevocationList,
+        clock: Clock,
+        issuer: str,
+        userinfo_audience: str,
+        lifetime_seconds: int,
+    ) -> None:
+        self._views = views
+        self._signer = signer
+        self._revocations = revocations
+        self._clock = clock
+        self._issuer = issuer
+        self.userinfo_audience = userinfo_audience
+        self._lifetime = lifetime_seconds
+
+    def audience_for(self, client: ClientView, resources: Collection[str]) -> str:
+        """The API the token is for: the one RFC 8707 resource asked for, if registered for
+        the client; else userinfo (never JWT_AUDIENCE: the token is no first-party session)."""
+        if not resources:
+            return self.userinfo_audience
+        if len(resources) > 1 or next(iter(resources)) not in client.resources:
+            raise ResourceNotAllowed(" ".join(resources))
+        return next(iter(resources))
+
+    def access_token(self, app: AppSession) -> PersonToken:
+        issued_at = int(self._clock.now().timestamp())
+        scope = " ".join(app.scopes)
+        claims = {
+            "iss": self._issuer,
+            "sub": str(app.account_id),
+            "client_id": app.client_id,
+            "aud": app.audience,
+            "scope": scope,
+            "sid": str(app.session_id),
+            "jti": str(uuid4()),
+            "iat": issued_at,
+            "exp": issued_at + self._lifetime,
+        }
+        return PersonToken(self._signer.sign(claims, ALGORITHM, TOKEN_TYPE), self._lifetime, scope)
+
+    def id_token(
+        self,
+        client: ClientView,
+        app: AppSession,
+        claims: Mapping[str, Any],
+        half_hash: Callable[[str, str], str | None],
+        access_token: str,
+    ) -> str:
+        """`claims`: the sign-in's (auth_time, nonce, sid of the browser session...) and the
+        person's released by scope; `half_hash`: at_hash's, the protocol library's (OIDC Core
+        3.1.3.6, by the ID token's algorithm)."""
+        algorithm = client.id_token_signed_response_alg
+        issued_at = int(self._clock.now().timestamp())
+        token = {
+            **claims,
+            "iss": self._issuer,
+            "sub": str(app.account_id),
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "iat": issued_at,
+            "exp": issued_at + self._lifetime,
+        }
+        at_hash = half_hash(access_token, algorithm)
+        if at_hash is not None:
+            token["at_hash"] = at_hash
+        return self._signer.sign(token, algorithm, ID_TOKEN_TYPE)
+
+    async def person_claims(self, account_id: UUID, scopes: Collection[str]) -> dict[str, Any]:
+        """The person's claims the scopes release, as the account stands now."""
+        copy = await asyncio.to_thread(self._views.load, account_id, None)
+        view = copy.view
+        claims: dict[str, Any] = {"sub": str(account_id)}
+        if "profile" in scopes:
+            claims["preferred_username"] = view.username
+            if view.display_name:
+                claims["name"] = view.display_name
+        if "email" in scopes:
+            claims["email"] = view.email
+            claims["email_verified"] = view.email_verified
+        return claims
+
+    async def verified(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The claims of one of our person access tokens, still standing (its app session not
+        ended, its account not cut off), for `audience` when given; InvalidAccessToken for
+        anything else: a first-party token, a machine token, another API's, an expired one."""
+        claims = self._signer.verify(token, ALGORITHM, TOKEN_TYPE)
+        if claims is None or claims.get("iss") != self._issuer or "sid" not in claims:
+            raise InvalidAccessToken
+        if audience is not None and claims.get("aud") != audience:
+            raise InvalidAccessToken
+        try:
+            now = self._clock.now().timestamp()
+            if not (float(claims["iat"]) <= now + 60 and now < float(claims["exp"])):
+                raise InvalidAccessToken
+            standing = await self._revocations.standing(
+                AccessClaims(
+                    account_id=UUID(str(claims["sub"])),
+                    session_id=UUID(str(claims["sid"])),
+                    roles=(),
+                    issued_at=float(claims["iat"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            raise InvalidAccessToken from None
+        if standing.revoked:
+            raise InvalidAccessToken
+        return claims
+
+    async def userinfo(self, token: str) -> dict[str, Any]:
+        claims = await self.verified(token, self.userinfo_audience)
+        scopes = str(claims.get("scope", "")).split()
+        if "openid" not in scopes:
+            raise InvalidAccessToken  # OIDC Core 5.3: userinfo is for OpenID Connect requests
+        return await self.person_claims(UUID(str(claims["sub"])), scopes)

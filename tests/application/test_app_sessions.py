@@ -1,0 +1,160 @@
+"""Apps' sessions (OpenID Provider) on both stores: a code is single use, short-lived and its
+client's own; a second use ends the session the first started; an app session's refresh tokens
+ride chains like tessera's own, but no other app (nor tessera's own refresh) takes them; and
+whatever ends the account's sessions, or withdraws the app's consent, ends the app's too."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import pytest
+
+from application.clients.authorization_codes import CodeGrant
+from application.sessions.lifecycle import AppSession
+from domain.client import ClientSettings
+from domain.errors import (
+    AuthorizationCodeReused,
+    InvalidAuthorizationCode,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+)
+from domain.session import Session
+from interfaces.container import Container
+from tests.application.test_use_cases import CLIENT, PASSWORD, verified
+from tests.conftest import FakeClock, authenticated, refreshed, run_async
+
+WIKI = ClientSettings(
+    name="Wiki",
+    redirect_uris=("https://wiki.example/callback",),
+    grant_types=("authorization_code", "refresh_token"),
+    scopes=("openid", "profile", "email", "offline_access"),
+)
+
+
+def _signed_in(container: Container) -> tuple[UUID, UUID, str]:
+    """The account, its browser session and an app it consented to."""
+    verified(container)
+    tokens = container.login.log_in("ada", PASSWORD, CLIENT)
+    caller = authenticated(container, tokens.access_token)
+    client_id = container.clients.register(WIKI, "account:admin").client_id
+    container.consents.grant(caller.account_id, client_id, ["openid", "email"], CLIENT)
+    return caller.account_id, caller.session_id, client_id
+
+
+def _grant(account_id: UUID, browser: UUID, client_id: str) -> CodeGrant:
+    return CodeGrant(
+        client_id=client_id,
+        redirect_uri="https://wiki.example/callback",
+        scopes=("openid", "email"),
+        account_id=account_id,
+        browser_session_id=browser,
+        auth_time=1.0,
+        amr=("pwd",),
+        nonce="n-0S6_WzA2Mj",
+        code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    )
+
+
+def _exchanged(container: Container, code: str, client_id: str) -> AppSession:
+    session_id = uuid4()
+    grant = container.authorization_codes.take(code, client_id, session_id)
+    return container.sessions.start_app(
+        grant.account_id,
+        client_id,
+        grant.browser_session_id,
+        CLIENT,
+        session_id,
+        grant.scopes,
+        "https://tessera.example/oauth2/userinfo",
+    )
+
+
+def test_a_code_starts_one_app_session_and_its_second_use_ends_it(container: Container) -> None:
+    account_id, browser, client_id = _signed_in(container)
+    grant = _grant(account_id, browser, client_id)
+    code = container.authorization_codes.issue(grant)
+    session_id = uuid4()
+    assert container.authorization_codes.take(code, client_id, session_id) == grant
+    app = container.sessions.start_app(
+        account_id, client_id, browser, CLIENT, session_id, grant.scopes, "https://api.example"
+    )
+    stored = container.log.find(app.session_id, Session)
+    assert stored is not None
+    assert (stored.client_id, stored.browser_session_id) == (client_id, browser)
+
+    with pytest.raises(AuthorizationCodeReused) as reused:
+        container.authorization_codes.take(code, client_id, uuid4())
+    assert reused.value.session_id == app.session_id
+    container.sessions.end_app_session(reused.value.session_id, "code_reused")
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+
+
+def test_a_code_expires_after_a_minute_and_belongs_to_its_client(
+    container: Container, clock: FakeClock
+) -> None:
+    account_id, browser, client_id = _signed_in(container)
+    codes = container.authorization_codes
+    late = codes.issue(_grant(account_id, browser, client_id))
+    clock.advance(seconds=61)
+    with pytest.raises(InvalidAuthorizationCode):
+        codes.take(late, client_id, uuid4())
+
+    other = container.clients.register(WIKI, "account:admin").client_id
+    stolen = codes.issue(_grant(account_id, browser, client_id))
+    with pytest.raises(InvalidAuthorizationCode):
+        codes.take(stolen, other, uuid4())
+    for forged in ("", "x" * 43, "y" * 500):
+        with pytest.raises(InvalidAuthorizationCode):
+            codes.take(forged, client_id, uuid4())
+
+
+def test_an_app_refresh_token_rotates_for_its_app_only(container: Container) -> None:
+    account_id, browser, client_id = _signed_in(container)
+    app = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    other = container.clients.register(WIKI, "account:admin").client_id
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, other))
+    with pytest.raises(InvalidRefreshToken):  # never a first-party session's token
+        refreshed(container, app.refresh_token)
+
+    turned = run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+    assert turned.session_id == app.session_id and turned.account_id == account_id
+    assert turned.refresh_token != app.refresh_token
+    assert turned.scopes == ("openid", "email")
+    run_async(container.sessions.rotate_app(turned.refresh_token, client_id))
+    with pytest.raises(RefreshTokenReused):  # the same reuse rule as tessera's own sessions
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+
+
+def test_a_first_party_refresh_token_is_no_app_token(container: Container) -> None:
+    _, _, client_id = _signed_in(container)
+    tokens = container.login.log_in("ada", PASSWORD, CLIENT)
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(tokens.refresh_token, client_id))
+
+
+@pytest.mark.parametrize("ending", ["everywhere", "disabled", "consent"])
+def test_what_ends_the_account_sessions_or_the_consent_ends_the_app_session(
+    container: Container, ending: str
+) -> None:
+    account_id, browser, client_id = _signed_in(container)
+    app = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    if ending == "everywhere":
+        tokens = container.login.log_in("ada", PASSWORD, CLIENT)
+        caller = authenticated(container, tokens.access_token)
+        container.sessions.log_out(caller, None, all_sessions=True)
+    elif ending == "disabled":
+        container.administration.disable("ada", "account:admin")
+    else:
+        container.consents.revoke(account_id, client_id, CLIENT)
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
