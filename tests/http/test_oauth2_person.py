@@ -20,7 +20,7 @@ import jwt
 import pytest
 
 from domain.client import SECRET_OVERLAP, ClientSettings
-from interfaces.container import Container
+from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock
 from tests.http.test_api import Client, bearer, log_in, register_and_verify
@@ -507,3 +507,24 @@ def test_a_cross_site_arrival_is_sent_again_from_this_site(
     assert answer.status_code == 200
     assert '<meta http-equiv="refresh" content="0;url=/oauth2/authorize?' in answer.text
     assert "<script>" not in answer.text
+
+
+def test_userinfo_shows_a_change_another_process_made_at_once(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    """userinfo answers from the process's copy of the account while its change mark holds,
+    as /me does: a change saved by another process is shown on the very next request."""
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    access = exchange(client, client_id, secret, code, verifier).json()["access_token"]
+    info = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert info.status_code == 200 and "name" not in info.json()  # a copy is kept now
+    other = build(container.settings, clock=clock)  # a second server process
+    try:
+        other.profile.update(UUID(info.json()["sub"]), "Ada Lovelace")
+    finally:
+        other.close()
+    again = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert again.json()["name"] == "Ada Lovelace"
