@@ -29,7 +29,7 @@ CLIENT_CREDENTIALS_TARGET = 0.25  # of the bare endpoint
 INTROSPECTION_TARGET = 0.80  # of /me
 
 
-def _basic(client_id: str, secret: str) -> str:
+def basic_authorization(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
@@ -52,7 +52,7 @@ def bench_client(server: Server, settings: Settings) -> tuple[str, str]:
     finally:
         container.close()
     assert issued.client_secret is not None
-    authorization = _basic(issued.client_id, issued.client_secret)
+    authorization = basic_authorization(issued.client_id, issued.client_secret)
     answer = httpx.post(
         f"{server.url}/oauth2/token",
         content=GRANT,
@@ -81,7 +81,7 @@ def machine_figures(
     issued_run, bare, around = bench.bracketed(
         lambda: bare_rate(bench, server), lambda: form("/oauth2/token", grant)
     )
-    _add(
+    add_figure(
         bench,
         "POST /oauth2/token (client_credentials)",
         issued_run,
@@ -97,7 +97,7 @@ def machine_figures(
         ),
         lambda: form("/oauth2/introspect", f"token={token}"),
     )
-    _add(
+    add_figure(
         bench,
         "POST /oauth2/introspect",
         looked,
@@ -129,7 +129,7 @@ def bare_rate(bench: Bench, server: Server) -> float:
     return result.rate(200)
 
 
-def _add(
+def add_figure(
     bench: Bench,
     scenario: str,
     result: LoadResult,
@@ -138,6 +138,7 @@ def _add(
     limit_name: str,
     target: float,
     backend: str,
+    extra: str = "",
 ) -> None:
     rate = result.rate(200)
     ratio = rate / limit
@@ -161,6 +162,7 @@ def _add(
                     f"limit {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
                     f"{rate / bench.config.cores:,.0f} req/s per core",
                     f"other answers {odd}" if odd else "",
+                    extra,
                 )
                 if part
             ),
