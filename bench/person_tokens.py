@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import re
 import secrets
 import time
@@ -37,7 +38,11 @@ USERINFO_TARGET = 0.80  # of /me
 EXCHANGE_TARGET = 0.15  # of the bare endpoint
 CALLBACK = "https://app.bench.test/callback"
 CODE_LIFETIME = 60.0  # seconds (application/clients/authorization_codes.py)
-PEOPLE = 8  # people signed in on the pages, one thread of authorizations each
+# People signed in on the pages, whose browsers get the codes: as many as the app's sessions
+# that start at once need, or the exchanges contend for a few accounts' streams (each one
+# records the app's session on its account).
+PEOPLE = 128
+AUTHORIZING_THREADS = 8
 
 
 def _register_app(settings: Settings) -> tuple[str, str]:
@@ -65,9 +70,13 @@ def _signed_in(server: Server, n: int) -> httpx.Client:
     page = browser.get("/login").text
     found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
     assert found, page
-    answer = browser.post(
-        "/login", data={"csrf_token": found[1], "login": username(n), "password": PASSWORD}
-    )
+    for _ in range(20):  # the hash gate turns away what it cannot take at once
+        answer = browser.post(
+            "/login", data={"csrf_token": found[1], "login": username(n), "password": PASSWORD}
+        )
+        if answer.status_code != 503:
+            break
+        time.sleep(0.5)
     if answer.status_code != 303:
         raise RuntimeError(f"page sign-in of {username(n)}: {answer.status_code} {answer.text}")
     return browser
@@ -103,8 +112,10 @@ class People:
         self.bench = bench
         self.client_id, secret = _register_app(settings)
         self.authorization = basic_authorization(self.client_id, secret)
-        people = min(PEOPLE, accounts)
-        self.browsers = [_signed_in(server, n) for n in range(people)]
+        with ThreadPoolExecutor(AUTHORIZING_THREADS) as pool:
+            self.browsers = list(
+                pool.map(lambda n: _signed_in(server, n), range(min(PEOPLE, accounts)))
+            )
 
     def codes(self, count: int, path: Path) -> float:
         """`count` fresh codes in `path`; the seconds they took."""
@@ -116,12 +127,16 @@ class People:
             browser, share = browser_share
             return [_code(browser, self.client_id) for _ in range(share)]
 
-        with ThreadPoolExecutor(len(self.browsers)) as pool:
+        with ThreadPoolExecutor(AUTHORIZING_THREADS) as pool:
             lines = [
                 line
                 for part in pool.map(made, zip(self.browsers, shares, strict=True))
                 for line in part
             ]
+        # Shuffled: a real exchange load is of many people's sign-ins at once, not one person's
+        # in a row (each exchange records the app's session on the person's account, and two
+        # at once for one account conflict and are rerun).
+        random.shuffle(lines)
         path.write_text("".join(line + "\n" for line in lines))
         return time.monotonic() - started
 
