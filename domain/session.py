@@ -61,12 +61,16 @@ class Session(Aggregate):
         browser_session_id: UUID | None = None,
         scopes: list[str] | None = None,  # what the app's tokens carry, refreshed ones too
         audience: str | None = None,  # the API its access tokens are for (RFC 8707)
+        # How the sign-in proved who it was (RFC 8176: pwd, otp, mfa, hwk), for the ID tokens of
+        # the apps signed in from it. None for sessions from before it was recorded.
+        amr: list[str] | None = None,
     ) -> None:
         self.account_id = account_id
         self.client_id = client_id
         self.browser_session_id = browser_session_id
         self.scopes = scopes
         self.audience = audience
+        self.amr = amr
         self.password_generation = password_generation
         self.refresh_token_hash = refresh_token_hash
         self.spent_token_hashes: list[str] = []

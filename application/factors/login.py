@@ -19,6 +19,9 @@ from domain.account import Account
 from domain.errors import InvalidCredentials, InvalidMfaCode, InvalidMfaToken
 from domain.password_policy import normalise_password
 
+# RFC 8176's names for how a sign-in was proven (the ID tokens of apps signed in from it).
+PASSWORD_AMR = ("pwd",)
+
 
 class Login:
     def __init__(
@@ -72,7 +75,7 @@ class Login:
             # The account this login verified, not a second load of it: anything recorded on
             # it since makes the save a conflict, and the re-check after the save catches a
             # change that commits meanwhile when this login records nothing on the account.
-            return self._sessions.start(account, client, generation)
+            return self._sessions.start(account, client, generation, PASSWORD_AMR)
         except IntegrityError:
             return self._start_fresh_session(account.id, client, generation)
 
@@ -100,14 +103,17 @@ class Login:
             None if sealed is None else self._otp.accepted_step(self._box.open(sealed), code, now)
         )
         try:
+            amr: tuple[str, ...]
             if step is not None:
                 account.use_totp(step, now)
+                amr = ("pwd", "otp", "mfa")
             else:
                 account.use_recovery_code(recovery_code_digest(code), now)
+                amr = ("pwd", "mfa")
         except InvalidMfaCode:
             self._record_failure(account_id, factor="mfa")
             raise
-        return self._sessions.start(account, client, account.password_generation)
+        return self._sessions.start(account, client, account.password_generation, amr)
 
     def fail(self, account_id: UUID, factor: str) -> None:
         """A failed sign-in by another factor (a passkey): counts towards the lock."""
@@ -117,7 +123,7 @@ class Login:
     def _start_fresh_session(self, account_id: UUID, client: Client, generation: int) -> TokenPair:
         """A session for an account loaded afresh on each try: a failed login recorded
         meanwhile (the success resets the count) is a conflict to retry, never an error."""
-        return self._sessions.start(self._account(account_id), client, generation)
+        return self._sessions.start(self._account(account_id), client, generation, PASSWORD_AMR)
 
     @retried_on_conflict
     def _record_failure(self, account_id: UUID, factor: str) -> None:

@@ -236,7 +236,8 @@ class Passkeys:
         if not account.use_passkey(credential_id, sign_count, now, self._rules.lockout):
             self._log.save(account)
             raise InvalidPasskey
-        return self._sessions.start(account, client, account.password_generation)
+        # RFC 8176's "hwk": a key the authenticator holds (a synced passkey is one too).
+        return self._sessions.start(account, client, account.password_generation, ("hwk",))
 
     def _fail(self, account_id: UUID) -> NoReturn:
         self._login.fail(account_id, factor="passkey")

@@ -6,7 +6,7 @@ reason, and cut off with the rest of its account's sessions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ from domain.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     RefreshTokenReused,
+    ScopeNotAllowed,
     SessionNotFound,
 )
 from domain.lockout import LockoutPolicy
@@ -99,10 +100,13 @@ class Sessions:
 
     # Starting
 
-    def start(self, account: Account, client: Client, generation: int) -> TokenPair:
+    def start(
+        self, account: Account, client: Client, generation: int, amr: Sequence[str] = ()
+    ) -> TokenPair:
         """Saves a new session with whatever the account has pending (the sign-in's success,
         a spent code, a passkey's counter), in one atomic write. The session is bound to
-        `generation`, that of the password the sign-in verified."""
+        `generation`, that of the password the sign-in verified; `amr`: how the sign-in
+        proved who it was (RFC 8176)."""
         now = self._clock.now()
         session_id = uuid4()
         refresh_token = issue_refresh_token(session_id, 0, self._key)
@@ -115,6 +119,7 @@ class Sessions:
             ip=client.ip,
             timestamp=now,
             password_generation=generation,
+            amr=list(amr) or None,
         )
         account.succeed_login(now)
         self._log.save(account, session)
@@ -209,17 +214,26 @@ class Sessions:
         )
 
     @traced
-    async def rotate_app(self, refresh_token: str, client_id: str) -> AppSession:
+    async def rotate_app(
+        self, refresh_token: str, client_id: str, scopes: Collection[str] = ()
+    ) -> AppSession:
         """One turn of an app session's chain, by the same rule as tessera's own sessions
         (reuse ends the session). A token of another app, or of tessera's own sessions, reads
-        as forged here: InvalidRefreshToken."""
+        as forged here: InvalidRefreshToken. `scopes`: narrower than the session's, for this
+        turn's tokens (none: the session's own); a scope the session was not granted is
+        ScopeNotAllowed, before the turn, so the token presented stays good."""
         key = self._app_key(client_id)
         presented = read_refresh_token(refresh_token, key)
         if presented is None:
             raise InvalidRefreshToken
         session = await asyncio.to_thread(self._log.find, presented.session_id, Session)
-        if session is None or session.client_id != client_id:
+        # getattr: a snapshot of a session from before apps lacks these
+        if session is None or getattr(session, "client_id", None) != client_id:
             raise InvalidRefreshToken
+        granted = tuple(session.scopes or ())
+        wider = [scope for scope in scopes if scope not in granted]
+        if wider:
+            raise ScopeNotAllowed(" ".join(wider))
         session_id, chain, new_token, _, _ = await self._turn(refresh_token, presented, key)
         return AppSession(
             session_id,
@@ -227,7 +241,7 @@ class Sessions:
             client_id,
             chain.started_at,
             new_token,
-            tuple(session.scopes or ()),
+            tuple(s for s in granted if s in scopes) if scopes else granted,
             session.audience or "",
         )
 
@@ -344,6 +358,13 @@ class Sessions:
         if session is None or session.account_id != principal.account_id:
             raise SessionNotFound  # another account's session is none of the caller's business
         self._end(session_id, "ended_by_user")
+
+    def amr_of(self, session_id: UUID, account_id: UUID) -> tuple[str, ...]:
+        """How the account's session `session_id` was signed in (RFC 8176); () when unknown."""
+        session = self._log.find(session_id, Session)
+        if session is None or session.account_id != account_id:
+            return ()
+        return tuple(getattr(session, "amr", None) or ())
 
     def end_app_session(self, session_id: UUID, reason: str) -> None:
         """Ends an app's session (its consent withdrawn, its code used twice)."""

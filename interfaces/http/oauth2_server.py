@@ -134,6 +134,7 @@ class SignedIn:
     account_id: UUID
     session_id: UUID
     auth_time: float
+    amr: tuple[str, ...] = ()  # how that sign-in was proven (RFC 8176)
 
 
 class RegisteredClient(ClientMixin):  # type: ignore[misc]
@@ -324,6 +325,7 @@ class PersonCode(AuthorizationCodeGrant):  # type: ignore[misc]
                 account_id=grant_user.account_id,
                 browser_session_id=grant_user.session_id,
                 auth_time=grant_user.auth_time,
+                amr=grant_user.amr,
                 nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 resource=self.request.audience,
@@ -411,18 +413,19 @@ class PersonRefresh(ClientCredentialsGrant):  # type: ignore[misc]
         refresh_token = self.request.form.get("refresh_token")
         if not refresh_token or len(refresh_token) > 200:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
-        asked = scope_to_list(self.request.payload.scope)
+        asked = scope_to_list(self.request.payload.scope) or []
         server: TesseraAuthorizationServer = self.server
         try:
             app = self.request.awaited(
-                server.sessions.rotate_app(refresh_token, client.view.client_id)
+                server.sessions.rotate_app(refresh_token, client.view.client_id, asked)
             )
+        except ScopeNotAllowed:
+            # RFC 6749, 6: never wider than the original grant.
+            raise InvalidScopeError(
+                description="Ask for the scopes first granted, or fewer."
+            ) from None
         except DomainError:
             raise InvalidGrantError("The refresh token is invalid, expired or spent.") from None
-        if asked and not set(asked) <= set(app.scopes):
-            # RFC 6749, 6: never wider than the original grant. The turn is taken all the
-            # same: the client holds the new token from its next successful refresh only.
-            raise InvalidScopeError(description="Ask for the scopes first granted, or fewer.")
         self.request.app_session = app
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -10,10 +10,10 @@ while the person signs in or decides (the sign-in's `next` holds only its id).""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -206,6 +206,8 @@ class Authorization:
         sessions show under "Apps with access" and end when it is taken back)."""
         app = self.site.container
         view = grant.client.view
+        amr = await in_thread(app.sessions.amr_of, user.session_id, user.account_id)
+        user = replace(user, amr=amr)
         try:
             await in_thread(
                 app.consents.grant, user.account_id, view.client_id, scopes, grant.request.origin
@@ -223,20 +225,19 @@ class Authorization:
     async def sign_in_first(
         self, visit: Visit, params: list[tuple[str, str]], now: float, hint: str | None
     ) -> Response[Any]:
-        """To the sign-in page, and back here after it. A browser signed in already is
-        signed out first (prompt=login, max_age): the person proves who they are again."""
-        site = self.site
-        if visit.caller is not None:
-            with contextlib.suppress(DomainError):  # ended already
-                await in_thread(
-                    site.container.sessions.log_out, visit.caller, visit.refresh_token, False
-                )
-            site.sign_out(visit)
-        request_id = self.pending.put(params, now)
+        """To the sign-in page, and back here after it. A signed-in browser is shown it too
+        (prompt=login, max_age): the person proves who they are again, and the new sign-in
+        replaces the browser's session. Nothing is ended before that, so a page that sends
+        someone here cannot sign them out."""
+        # Whole seconds: a session's auth_time is (JWT NumericDate), so a sign-in in the same
+        # second as this request counts as made after it.
+        request_id = self.pending.put(params, float(int(now)))
         query = {"next": f"/oauth2/authorize?request={request_id}"}
         if hint and len(hint) <= 254:
             query["login_hint"] = hint
-        return site.redirect(visit, "/login?" + urlencode(query))
+        if visit.caller is not None:
+            query["again"] = "1"
+        return self.site.redirect(visit, "/login?" + urlencode(query))
 
 
 def _signed_in(visit: Visit) -> SignedIn | None:
@@ -263,6 +264,18 @@ def _plain(error: OAuth2Error) -> str:
     return f"The app sent a request that cannot be answered: {error.description or error.error}"
 
 
+def _again_from_here(site: Site, query: str) -> Response[str]:
+    """A page of this site that asks for the authorization again, by GET: that navigation is
+    same-site, so it carries the page session's (SameSite=Strict) cookies."""
+    return site.page(
+        Visit(nonce=""),
+        "authorize_continue.html",
+        title="Signing in",
+        text="Taking you to sign in.",
+        url=f"/oauth2/authorize?{query}",
+    )
+
+
 class AuthorizationPages(Controller):
     include_in_schema = False
 
@@ -278,14 +291,7 @@ class AuthorizationPages(Controller):
             # Arrived from the app's page, without the Strict cookies: go again, same-site.
             if len(query) > MAX_QUERY:
                 return site.error_page(400, "The request is too long.")
-            visit = Visit(nonce="")
-            return site.page(
-                visit,
-                "authorize_continue.html",
-                title="Signing in",
-                text="Taking you to sign in.",
-                url=f"/oauth2/authorize?{query}",
-            )
+            return _again_from_here(site, query)
         visit = await site.visit(request)
         params = [(k, str(v)) for k, v in request.query_params.multi_items()]
         if len(params) > MAX_PARAMETERS or len(query) > MAX_QUERY:
@@ -307,6 +313,15 @@ class AuthorizationPages(Controller):
         site: NamedDependency[Site],
         authorization: NamedDependency[Authorization],
     ) -> Response[Any]:
+        posted = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        names = {name for name, _ in posted}
+        if "response_type" in names and not names & {"csrf_token", "request"}:
+            # An authorization request sent by POST (OIDC Core 3.1.2.1), from the app's page:
+            # asked again by GET, from this site, so the session's cookies come with it.
+            query = urlencode(posted)
+            if len(posted) > MAX_PARAMETERS or len(query) > MAX_QUERY:
+                return site.error_page(400, "The request has too many parameters.")
+            return _again_from_here(site, query)
         visit = await site.visit(request)
         fields = await site.form(request, visit)
         pending = authorization.pending.take(fields.get("request", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -10,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from application.views import MfaChallenge
+from application.views import MfaChallenge, TokenPair
 from domain.errors import DomainError
 from domain.identity import normalise_email
 from infrastructure import metrics
@@ -47,6 +48,9 @@ REASONS = {
     "/oauth2/authorize": "Sign in to continue to the app.",
 }
 LoginHint = Annotated[str | None, QueryParameter(max_length=254)]
+# An app asked that the person prove who they are again (prompt=login, max_age): the sign-in
+# page is shown to a signed-in browser too, whose session the new sign-in replaces.
+Again = Annotated[str | None, QueryParameter(max_length=1)]
 LinkToken = Annotated[str, QueryParameter(max_length=256)]
 
 
@@ -114,12 +118,15 @@ class PublicPages(Controller):
         done: Notice = None,
         next: Next = None,
         login_hint: LoginHint = None,
+        again: Again = None,
     ) -> Page:
         visit = await site.visit(request)
         target = same_site_path(next)
-        if visit.caller is not None:
+        if visit.caller is not None and not again:
             return site.redirect(visit, target or "/account")
         notice = NOTICES.get(done or "") or _reason(target)
+        if again and visit.caller is not None:
+            notice = "The app asks you to sign in again."
         return site.page(
             visit,
             "login.html",
@@ -157,7 +164,7 @@ class PublicPages(Controller):
             # The MFA token goes in the form's hidden field, never in a URL.
             return site.page(visit, "login_mfa.html", mfa_token=result.mfa_token, next=target)
         metrics.LOGINS.labels(outcome="success").inc()
-        site.sign_in(visit, result)
+        await replace_session(site, visit, result)
         return site.redirect(visit, target or "/account")
 
     @post("/login/mfa")
@@ -188,7 +195,7 @@ class PublicPages(Controller):
                 next=target,
             )
         metrics.LOGINS.labels(outcome="success").inc()
-        site.sign_in(visit, tokens)
+        await replace_session(site, visit, tokens)
         return site.redirect(visit, target or "/account")
 
     @get("/forgot-password")
@@ -243,6 +250,17 @@ class PublicPages(Controller):
         # Every session of the account ended, this browser's too if it had one.
         site.sign_out(visit)
         return site.redirect(visit, "/login?done=password-reset")
+
+
+async def replace_session(site: Site, visit: Visit, tokens: TokenPair) -> None:
+    """Signs the browser in with `tokens`, ending the session it had (a person asked to sign
+    in again by an app): one browser, one session."""
+    if visit.caller is not None:
+        with contextlib.suppress(DomainError):  # ended meanwhile
+            await in_thread(
+                site.container.sessions.log_out, visit.caller, visit.refresh_token, False
+            )
+    site.sign_in(visit, tokens)
 
 
 def _reason(target: str | None) -> str | None:

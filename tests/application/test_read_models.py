@@ -434,6 +434,7 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
     """The accounts rows are folded from the events alone; after every event of a long life
     (every Account event there is) the row is what account_row makes of the aggregate."""
     from datetime import timedelta
+    from uuid import uuid4
 
     from application.read_side.read_models import AccountsProjection, account_row
     from domain.account import Account
@@ -481,6 +482,9 @@ def test_each_folded_account_row_equals_the_aggregate_at_that_version(
         lambda at: account.link_identity("i1", "corp", "subject-1", "eve@corp.example", at),
         lambda at: account.use_identity("i1", at),
         lambda at: account.unlink_identity("i1", at),
+        lambda at: account.grant_consent("client-1", ["openid", "email"], at),
+        lambda at: account.app_session_started("client-1", uuid4(), at, at - timedelta(days=90)),
+        lambda at: account.revoke_consent("client-1", at),
         lambda at: account.erase(at, operator="cli:root"),
     ]
     container.log.save(account)

@@ -12,6 +12,7 @@ import hashlib
 import html
 import re
 import secrets
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -173,6 +174,7 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     assert id_token["email"] == "ada@example.com" and id_token["email_verified"] is True
     assert id_token["preferred_username"] == "ada"
     assert id_token["auth_time"] <= id_token["iat"] and id_token["sid"] and id_token["at_hash"]
+    assert id_token["amr"] == ["pwd"]  # RFC 8176: signed in with a password
 
     info = client.get(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
@@ -194,6 +196,26 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     )
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
+    wider = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.json()["refresh_token"],
+            "scope": "openid orders:write",
+        },
+        auth=(client_id, secret),
+    )
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    narrower = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.json()["refresh_token"],  # still good: nothing was turned
+            "scope": "openid",
+        },
+        auth=(client_id, secret),
+    )
+    assert narrower.status_code == 200 and narrower.json()["scope"] == "openid"
     active = client.post(
         "/oauth2/introspect",
         data={"token": refreshed.json()["access_token"]},
@@ -328,6 +350,35 @@ def test_a_public_client_must_use_s256_pkce(client: Client, container: Container
         },
     )
     assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    # A public client refreshes and revokes with its id alone; it may not introspect.
+    turned = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert turned.status_code == 200, turned.text
+    looked = client.post(
+        "/oauth2/introspect", data={"token": tokens["access_token"], "client_id": client_id}
+    )
+    assert looked.status_code == 401
+    revoked = client.post(
+        "/oauth2/revoke",
+        data={"token": turned.json()["refresh_token"], "client_id": client_id},
+    )
+    assert revoked.status_code == 200, revoked.text
+    after = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": turned.json()["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
 
 
 def test_requests_that_cannot_go_back_to_the_app_get_an_error_page(
@@ -507,6 +558,109 @@ def test_a_cross_site_arrival_is_sent_again_from_this_site(
     assert answer.status_code == 200
     assert '<meta http-equiv="refresh" content="0;url=/oauth2/authorize?' in answer.text
     assert "<script>" not in answer.text
+
+
+def test_the_trail_shows_the_consent_and_the_app_session_with_the_client(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    failed = exchange(client, client_id, secret, code, "y" * 43)  # a failure records nothing
+    assert failed.status_code == 400
+    exchange(client, client_id, secret, code_for(client, client_id, challenge), verifier)
+    entries = list(container.history.trail())
+    consents = [e for e in entries if e.type == "ConsentGranted"]
+    assert [(e.details["client_id"], e.details["scopes"]) for e in consents] == [
+        (client_id, ["email", "offline_access", "openid", "profile"])
+    ]
+    apps = [e for e in entries if e.type == "SessionStarted" and e.details.get("client_id")]
+    assert [e.details["client_id"] for e in apps] == [client_id]  # one: the failed one none
+    assert [e.details["client_id"] for e in entries if e.type == "AppSessionStarted"] == [client_id]
+
+
+@pytest.mark.parametrize("asks", [{"prompt": "login"}, {"max_age": "60"}])
+def test_a_fresh_sign_in_is_asked_for_without_signing_anyone_out(
+    client: Client, container: Container, clock: FakeClock, asks: dict[str, str]
+) -> None:
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code_for(client, client_id, challenge)  # consent given
+    clock.advance(minutes=5)
+    start = authorize(
+        client, client_id, code_challenge=challenge, code_challenge_method="S256", **asks
+    )
+    assert start.status_code == 303 and "again=1" in start.headers["location"]
+    assert client.get("/account").status_code == 200  # a link alone signs no one out
+    login_page = client.get(start.headers["location"])
+    assert 'id="password"' in login_page.text  # shown to a signed-in browser
+    next_path = re.search(r'name="next" value="([^"]+)"', login_page.text)
+    assert next_path
+    again = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(login_page.text),
+            "login": "ada",
+            "password": PASSWORD,
+            "next": html.unescape(next_path.group(1)),
+        },
+    )
+    assert again.status_code == 303
+    code = back_to_app(client.get(again.headers["location"]))["code"]
+    tokens = exchange(client, client_id, secret, code, verifier).json()
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["auth_time"] >= int(clock.now().timestamp())  # the new sign-in's
+
+
+def test_an_access_token_for_a_registered_resource_only(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    api = "https://orders.example/"
+    client_id, secret = register(container, replace(WIKI, resources=(api,)))
+    verifier, challenge = pkce()
+    other = back_to_app(
+        authorize(
+            client,
+            client_id,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+            resource="https://billing.example/",
+        )
+    )
+    assert other["error"] == "invalid_target" and other["state"] == "s-123"
+    code = code_for(client, client_id, challenge, resource=api)
+    tokens = exchange(client, client_id, secret, code, verifier).json()
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == api
+    # A token for another API is no userinfo token.
+    assert client.get("/oauth2/userinfo", headers=bearer(tokens)).status_code == 401
+
+
+def test_an_authorization_request_by_post_is_asked_again_by_get(
+    client: Client, container: Container
+) -> None:
+    sign_in(client, container)
+    client_id, _ = register(container)
+    _, challenge = pkce()
+    posted = client.post(
+        "/oauth2/authorize",
+        data={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": CALLBACK,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://wiki.example"},
+    )
+    assert posted.status_code == 200
+    again = destination(posted)
+    assert again.startswith("/oauth2/authorize?") and "response_type=code" in again
+    assert "asks to" in client.get(again).text  # the consent page: signed in, by GET
 
 
 def test_userinfo_shows_a_change_another_process_made_at_once(
