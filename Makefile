@@ -59,7 +59,8 @@ bench: install system-deps
 	$(BIN)/python -m pip install --quiet granian  # only to compare it with uvicorn
 	$(BIN)/python -m bench
 
-# Where the server's time goes under one scenario (me, refresh or login), sampled by py-spy.
+# Where the server's time goes under one scenario (me, refresh, login, client_credentials or
+# introspection), sampled by py-spy.
 SCENARIO ?= me
 bench-profile: install system-deps
 	@sh bench/install-wrk.sh

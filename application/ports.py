@@ -161,6 +161,16 @@ class DataKeys(Protocol):
         (so a restored event store that predates one can be told, and the erasure re-applied)."""
         ...
 
+    def last_erasure(self) -> Erased | None:
+        """The ledger's entry with the greatest position: the furthest AccountErased in the log
+        the ledger knows of (None when none knows its position)."""
+        ...
+
+    def unplaced_erasures(self) -> list[Erased]:
+        """The ledger's entries that do not know their AccountErased's position (written before
+        the ledger kept it)."""
+        ...
+
     def missing(self, owners: Collection[UUID]) -> set[UUID]:
         """Those of `owners` the key store holds nothing for: neither a key nor its tombstone."""
         ...

@@ -1,6 +1,11 @@
 """The OpenID Provider's machine-to-machine calls, which APIs make most (issue #22): the
 client_credentials grant as a ratio to the bare endpoint (goal >= 0.25), introspection as a
-ratio to /me (goal >= 0.8), each measured between two runs of its limit, and also per core."""
+ratio to /me (goal >= 0.8), each measured between two runs of its limit, and also per core.
+
+Each run of these figures lasts BENCH_OP_DURATION seconds (6 by default, so a figure and its
+two limits take under 20 s). `python -m bench.machine_tokens` runs them alone, on PostgreSQL
+(durable) + Redis with `tessera serve --workers N`, after the same seeding and sign-ins as
+`make bench`."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from bench.load import LoadResult
+from bench.load import LoadResult, Wrk
 from bench.report import Figure
 from bench.service import Server
 from domain.client import ClientSettings
@@ -24,15 +29,16 @@ CLIENT_CREDENTIALS_TARGET = 0.25  # of the bare endpoint
 INTROSPECTION_TARGET = 0.80  # of /me
 
 
-def _basic(client_id: str, secret: str) -> str:
+def basic_authorization(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-def machine_figures(
-    bench: Bench, server: Server, settings: Settings, tokens: Path, backend: str
-) -> None:
-    """Registers a client in the running service's store, then measures both calls; `tokens`
-    are the people's access tokens /me is measured with."""
+GRANT = "grant_type=client_credentials"
+
+
+def bench_client(server: Server, settings: Settings) -> tuple[str, str]:
+    """A client registered in the running service's store: its Authorization header, and an
+    access token it was issued (to introspect)."""
     container = build(settings)
     try:
         issued = container.clients.register(
@@ -46,33 +52,36 @@ def machine_figures(
     finally:
         container.close()
     assert issued.client_secret is not None
-    authorization = _basic(issued.client_id, issued.client_secret)
-    grant = "grant_type=client_credentials"
+    authorization = basic_authorization(issued.client_id, issued.client_secret)
     answer = httpx.post(
         f"{server.url}/oauth2/token",
-        content=grant,
+        content=GRANT,
         headers={
             "Authorization": authorization,
             "Content-Type": "application/x-www-form-urlencoded",
         },
     )
     answer.raise_for_status()
-    token = answer.json()["access_token"]
+    return authorization, answer.json()["access_token"]
+
+
+def machine_figures(
+    bench: Bench, server: Server, settings: Settings, tokens: Path, backend: str
+) -> None:
+    """Registers a client in the running service's store, then measures both calls; `tokens`
+    are the people's access tokens /me is measured with."""
+    authorization, token = bench_client(server, settings)
+    grant = GRANT
 
     def form(path: str, body: str) -> LoadResult:
-        return bench.wrk(
-            "form.lua",
-            server.url,
-            bench.config.connections,
-            path=path,
-            body=body,
-            authorization=authorization,
-        ).run()
+        return short(
+            bench, "form.lua", server.url, path=path, body=body, authorization=authorization
+        )
 
     issued_run, bare, around = bench.bracketed(
-        lambda: bench.bare(server), lambda: form("/oauth2/token", grant)
+        lambda: bare_rate(bench, server), lambda: form("/oauth2/token", grant)
     )
-    _add(
+    add_figure(
         bench,
         "POST /oauth2/token (client_credentials)",
         issued_run,
@@ -83,10 +92,12 @@ def machine_figures(
         backend,
     )
     looked, me_rate, me_around = bench.bracketed(
-        lambda: bench.me(server, tokens).rate(200),
+        lambda: short(bench, "me.lua", server.url, tokens=str(tokens), path="/api/users/me").rate(
+            200
+        ),
         lambda: form("/oauth2/introspect", f"token={token}"),
     )
-    _add(
+    add_figure(
         bench,
         "POST /oauth2/introspect",
         looked,
@@ -98,7 +109,27 @@ def machine_figures(
     )
 
 
-def _add(
+def short(bench: Bench, script: str, url: str, **options: str) -> LoadResult:
+    """One run of BENCH_OP_DURATION seconds, with the throughput scenarios' connections."""
+    c = bench.config
+    return Wrk(
+        script=script,
+        url=url,
+        duration=c.op_duration,
+        connections=c.connections,
+        threads=c.threads,
+        options=options,
+    ).run()
+
+
+def bare_rate(bench: Bench, server: Server) -> float:
+    result = short(bench, "get.lua", f"{server.url}/health/live")
+    if result.rate(200) < result.rate():
+        raise RuntimeError(f"the bare endpoint failed: {result.statuses} {result.errors}")
+    return result.rate(200)
+
+
+def add_figure(
     bench: Bench,
     scenario: str,
     result: LoadResult,
@@ -107,6 +138,7 @@ def _add(
     limit_name: str,
     target: float,
     backend: str,
+    extra: str = "",
 ) -> None:
     rate = result.rate(200)
     ratio = rate / limit
@@ -130,9 +162,50 @@ def _add(
                     f"limit {around[0]:,.0f} req/s before, {around[1]:,.0f} after",
                     f"{rate / bench.config.cores:,.0f} req/s per core",
                     f"other answers {odd}" if odd else "",
+                    extra,
                 )
                 if part
             ),
             load=result.as_json(),
         )
     )
+
+
+def main() -> int:
+    """`python -m bench.machine_tokens`: these figures alone (see the module)."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from bench.config import load_config
+    from bench.run import RESULTS, Bench
+    from bench.service import serve, service_env
+    from interfaces.settings import load_settings
+    from tests.servers import postgres_cluster, start_redis
+
+    config = load_config()
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-op-"))
+    bench = Bench(config, work)
+    backend = f"PG+Redis, {config.server_workers} workers"
+    with postgres_cluster(durable=True) as cluster:
+        redis = start_redis()
+        try:
+            env = service_env(work / "pg", cluster.new_database(), redis.url)
+            (work / "pg").mkdir()
+            settings = load_settings(env)
+            bench.seed(settings, 0, config.accounts_small, backend)
+            with serve(env, config.server_workers, work / "pg-server.log") as server:
+                bench.warm(server)
+                access, _ = bench.sign_in(server, config.accounts_small, "pg-small")
+                machine_figures(bench, server, settings, access, backend)
+        finally:
+            redis.stop()
+    path = RESULTS / f"op-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    bench.report.write(path)
+    print()
+    print(bench.report.table())
+    print(f"\nwritten to {path} (server log in {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

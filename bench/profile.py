@@ -1,4 +1,4 @@
-"""`make bench-profile SCENARIO=me|refresh|login`: where the server's time goes under one
+"""`make bench-profile SCENARIO=me|refresh|login|client_credentials|introspection`: where the server's time goes under one
 scenario's load. py-spy samples every server process (on PostgreSQL + Redis, as `make bench`)
 while wrk runs, in two views: `gil` (the thread holding the interpreter: Python's CPU time)
 and `active` (every thread not idle: waits on PostgreSQL and Redis included). Functions are
@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.config import load_config
+from bench.machine_tokens import GRANT, bench_client
 from bench.run import RESULTS, Bench
 from bench.seed import PASSWORD
 from bench.service import serve, service_env
 from interfaces.settings import load_settings
 from tests.servers import postgres_cluster, start_redis
 
+SCENARIOS = ("me", "refresh", "login", "client_credentials", "introspection")
 VIEWS = {"gil": ["--gil"], "active": []}
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 _SITE = re.compile(r"^.*/site-packages/")
@@ -49,10 +51,12 @@ def record(scenario: str) -> list[Path]:
         try:
             env = service_env(work / "pg", cluster.new_database(), redis.url)
             (work / "pg").mkdir()
-            bench.seed(load_settings(env), 0, config.accounts_small, "PG+Redis")
+            settings = load_settings(env)
+            bench.seed(settings, 0, config.accounts_small, "PG+Redis")
             with serve(env, config.server_workers, work / "server.log") as server:
                 bench.warm(server)
                 access, refresh = bench.sign_in(server, config.accounts_small, "profile")
+                authorization, token = bench_client(server, settings)
                 load = {
                     "me": bench.wrk("me.lua", server.url, config.connections, tokens=str(access)),
                     "refresh": bench.wrk(
@@ -64,6 +68,22 @@ def record(scenario: str) -> list[Path]:
                         config.login_connections,
                         accounts=str(config.accounts_small),
                         password=PASSWORD,
+                    ),
+                    "client_credentials": bench.wrk(
+                        "form.lua",
+                        server.url,
+                        config.connections,
+                        path="/oauth2/token",
+                        body=GRANT,
+                        authorization=authorization,
+                    ),
+                    "introspection": bench.wrk(
+                        "form.lua",
+                        server.url,
+                        config.connections,
+                        path="/oauth2/introspect",
+                        body=f"token={token}",
+                        authorization=authorization,
                     ),
                 }[scenario].start()
                 # Two views of each process: threads holding the GIL (Python's CPU), and
@@ -168,8 +188,8 @@ def summarise(path: Path, top: int = 30) -> str:
 
 def main() -> int:
     scenario = sys.argv[1] if len(sys.argv) > 1 else "me"
-    if scenario not in {"me", "refresh", "login"}:
-        raise SystemExit("usage: python -m bench.profile me|refresh|login")
+    if scenario not in SCENARIOS:
+        raise SystemExit(f"usage: python -m bench.profile {'|'.join(SCENARIOS)}")
     for path in record(scenario):
         print(f"\n{summarise(path)}")
         print(f"\nraw samples (collapsed stacks) in {path}")

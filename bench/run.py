@@ -5,7 +5,8 @@ PostgreSQL + Redis (`tessera serve --workers N`, N = cores by default):
   login, /me (with the bare /health/live of the same server beside it), refresh, register,
   a login flood at a multiple of the hash bound with /me probed meanwhile, and login and /me
   again after growing the accounts from BENCH_ACCOUNTS_SMALL to BENCH_ACCOUNTS_LARGE; the
-  OpenID Provider's client_credentials and introspection (bench/machine_tokens.py).
+  OpenID Provider's client_credentials and introspection (bench/machine_tokens.py), userinfo
+  and the authorization code exchange (bench/person_tokens.py).
 The peer (bench/peer.py): a conventional CRUD auth service (fastapi-users) on the same
 PostgreSQL with as many workers, its "who am I" and bare endpoint, beside tessera's /me.
 The embedded default (SQLite, one process): login and /me.
@@ -46,6 +47,7 @@ from bench.hash_fairness import HashFairnessBench
 from bench.load import LoadResult, Wrk
 from bench.machine_tokens import machine_figures
 from bench.own_writes import OwnWritesBench
+from bench.person_tokens import person_figures
 from bench.read_side import ReadSideBench
 from bench.report import Figure, Report
 from bench.saves import saves_figures
@@ -394,6 +396,7 @@ class Bench:
                     me_small = self.me_figure(server, c.accounts_small, access, backend)
                     compared = (me_small, self.last_bare, c.accounts_small)
                     machine_figures(self, server, settings, access, backend)
+                    person_figures(self, server, settings, access, c.accounts_small, backend)
                     self.refresh_figure(server, refresh, backend)
                     self.register_figure(server, backend)
                     self.flood_figures(server, c.accounts_small, access, backend)

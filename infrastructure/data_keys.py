@@ -124,6 +124,15 @@ class DataKeyTable:
     def erasures(self) -> list[Erased]:
         raise NotImplementedError
 
+    def last_erasure(self) -> Erased | None:
+        """The ledger's entry of the furthest AccountErased in the log (the greatest position)."""
+        raise NotImplementedError
+
+    def unplaced_erasures(self) -> list[Erased]:
+        """The ledger's entries that do not know their AccountErased's position (written before
+        the ledger kept it)."""
+        raise NotImplementedError
+
     def is_empty(self) -> bool:
         """Holds no row at all: no key, no tombstone, not even the service's own keys."""
         raise NotImplementedError
@@ -173,6 +182,10 @@ class SqliteDataKeyTable(DataKeyTable):
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS erasures (account TEXT PRIMARY KEY,"
                 " erased_at REAL NOT NULL, position INTEGER, claims TEXT NOT NULL DEFAULT '')"
+            )
+            # A start looks up the furthest entry only (application/privacy/restore.py).
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS erasures_by_position ON erasures (position)"
             )
             if new:  # tombstones written before the ledger existed are its first entries
                 tombstones = self._conn.execute(
@@ -235,9 +248,19 @@ class SqliteDataKeyTable(DataKeyTable):
             self._conn.execute("COMMIT")
 
     def erasures(self) -> list[Erased]:
+        return self._ledger("ORDER BY erased_at")
+
+    def last_erasure(self) -> Erased | None:
+        found = self._ledger("WHERE position IS NOT NULL ORDER BY position DESC LIMIT 1")
+        return found[0] if found else None
+
+    def unplaced_erasures(self) -> list[Erased]:
+        return self._ledger("WHERE position IS NULL ORDER BY erased_at")
+
+    def _ledger(self, clauses: str) -> list[Erased]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT account, erased_at, position, claims FROM erasures ORDER BY erased_at"
+                f"SELECT account, erased_at, position, claims FROM erasures {clauses}"  # noqa: S608
             ).fetchall()
         return [
             Erased(
@@ -357,6 +380,10 @@ class PostgresDataKeyTable(DataKeyTable):
                 " erased_at DOUBLE PRECISION NOT NULL, position BIGINT,"
                 " claims UUID[] NOT NULL DEFAULT '{}')"
             )
+            # A start looks up the furthest entry only (application/privacy/restore.py).
+            c.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.ledger}_by_position ON {self.ledger} (position)"
+            )
             if new:  # tombstones written before the ledger existed are its first entries
                 c.execute(
                     f"SELECT owner, forgotten_at FROM {self.table}"  # noqa: S608
@@ -425,10 +452,19 @@ class PostgresDataKeyTable(DataKeyTable):
             )
 
     def erasures(self) -> list[Erased]:
+        return self._ledger("ORDER BY erased_at")
+
+    def last_erasure(self) -> Erased | None:
+        found = self._ledger("WHERE position IS NOT NULL ORDER BY position DESC LIMIT 1")
+        return found[0] if found else None
+
+    def unplaced_erasures(self) -> list[Erased]:
+        return self._ledger("WHERE position IS NULL ORDER BY erased_at")
+
+    def _ledger(self, clauses: str) -> list[Erased]:
         with self._datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT account, erased_at, position, claims FROM {self.ledger}"  # noqa: S608
-                " ORDER BY erased_at"
+                f"SELECT account, erased_at, position, claims FROM {self.ledger} {clauses}"  # noqa: S608
             )
             rows = c.fetchall()
         return [
@@ -692,6 +728,12 @@ class WrappedDataKeys:
 
     def erasures(self) -> list[Erased]:
         return self._table.erasures()
+
+    def last_erasure(self) -> Erased | None:
+        return self._table.last_erasure()
+
+    def unplaced_erasures(self) -> list[Erased]:
+        return self._table.unplaced_erasures()
 
     def missing(self, owners: Collection[UUID]) -> set[UUID]:
         return set(owners) - set(self._table.get_many(owners))

@@ -38,11 +38,16 @@ class LocalRateLimiter:
             self._tats[key] = tat + limit.interval
             return 0.0
 
-    def wait(self, key: str, limit: Limit, now: datetime) -> float:
+    def release(self, key: str, limit: Limit, now: datetime) -> None:
         t = now.timestamp()
         with self._lock:
-            tat = max(self._tats.get(key, t), t)
-        return max(0.0, tat + limit.interval - limit.per.total_seconds() - t)
+            tat = self._tats.get(key)
+            if tat is None:
+                return
+            if tat - limit.interval <= t:
+                del self._tats[key]  # the allowance is full again
+            else:
+                self._tats[key] = tat - limit.interval
 
 
 # Atomic in Redis: read, decide and write the TAT in one script, shared by every API process.
@@ -58,6 +63,19 @@ local new_tat = tat + interval
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
 return '0'
 """
+# Gives one request back: the TAT moves back one interval, and a full allowance is no key.
+_RELEASE = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return end
+local new_tat = tat - interval
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
+end
+"""
 
 
 class RedisRateLimiter:
@@ -67,6 +85,7 @@ class RedisRateLimiter:
     def __init__(self, client: redis.Redis, prefix: str = "tessera:rate:") -> None:
         self._client = client
         self._script = client.register_script(_GCRA)
+        self._release = client.register_script(_RELEASE)
         self._prefix = prefix
         self._fallback = LocalRateLimiter()
 
@@ -81,12 +100,9 @@ class RedisRateLimiter:
             return self._fallback.acquire(key, limit, now)
         return float(answer)
 
-    def wait(self, key: str, limit: Limit, now: datetime) -> float:
+    def release(self, key: str, limit: Limit, now: datetime) -> None:
         try:
-            stored = self._client.get(self._prefix + key)
+            self._release(keys=[self._prefix + key], args=[now.timestamp(), limit.interval])
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
-            return self._fallback.wait(key, limit, now)
-        t = now.timestamp()
-        tat = max(float(stored), t) if stored is not None else t
-        return max(0.0, tat + limit.interval - limit.per.total_seconds() - t)
+            self._fallback.release(key, limit, now)

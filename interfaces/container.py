@@ -413,7 +413,7 @@ def _build(
         ceiling=timedelta(seconds=settings.lockout_max_duration),
     )
     throttle = Throttle(stores.shared.limiter, rate_limits(settings), clock, keys.fingerprint)
-    clients = Clients(log, clock)
+    clients = Clients(log, clock, settings.client_cache_seconds)
     webauthn = PyWebAuthn(settings.rp_id, settings.rp_name, settings.rp_origins)
     session_rules = SessionRules(
         require_verified_email=settings.require_verified_email,

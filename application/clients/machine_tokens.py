@@ -105,11 +105,22 @@ class MachineTokens:
     async def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662's answer: the token's claims while it is ours, unexpired, unrevoked and its
         client still registered; else only `active: false`, whatever the reason."""
-        # The client is read from the event store: off the event loop, which serves the rest.
-        claims = await asyncio.to_thread(self._valid, token)
-        if claims is None or await self._revoked(claims):
+        # The client may be read from the event store: off the event loop, which serves the rest.
+        return await self.unless_revoked(await asyncio.to_thread(self.inspect, token))
+
+    def inspect(self, token: str) -> dict[str, Any]:
+        """introspect()'s answer but for the revocation store, which unless_revoked() asks:
+        synchronous, for a caller already off the event loop (it may read the event store)."""
+        claims = self._valid(token)
+        if claims is None:
             return {"active": False}
         return {"active": True, "token_type": "Bearer", **claims}
+
+    async def unless_revoked(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """inspect()'s answer, or `active: false` when the token has been revoked since."""
+        if not answer.get("active") or await self._revoked(answer):
+            return {"active": False}
+        return answer
 
     def _valid(self, token: str) -> dict[str, Any] | None:
         claims = self._signer.verify(token, ALGORITHM, TOKEN_TYPE)
@@ -120,7 +131,7 @@ class MachineTokens:
             if not (float(claims["iat"]) <= now + 60 and now < float(claims["exp"])):
                 return None
             UUID(str(claims["jti"]))
-            self._clients.client(str(claims["client_id"]))  # a removed client's tokens end
+            self._clients.known(str(claims["client_id"]))  # a removed client's tokens end
         except (KeyError, TypeError, ValueError, ClientNotFound):
             return None
         return claims

@@ -124,9 +124,15 @@ class PersonTokens:
             token["at_hash"] = at_hash
         return self._signer.sign(token, algorithm, ID_TOKEN_TYPE)
 
-    async def person_claims(self, account_id: UUID, scopes: Collection[str]) -> dict[str, Any]:
-        """The person's claims the scopes release, as the account stands now."""
-        copy = await asyncio.to_thread(self._views.load, account_id, None)
+    async def person_claims(
+        self, account_id: UUID, scopes: Collection[str], mark: str | None = None
+    ) -> dict[str, Any]:
+        """The person's claims the scopes release, as the account stands now: from this
+        process's copy while the account's change mark (`mark`, read with the revocation check)
+        is the one it was made under, as /me reads it; else from the event store."""
+        copy = self._views.cached(account_id, mark)
+        if copy is None:
+            copy = await asyncio.to_thread(self._views.load, account_id, mark)
         view = copy.view
         claims: dict[str, Any] = {"sub": str(account_id)}
         if "profile" in scopes:
@@ -142,6 +148,13 @@ class PersonTokens:
         """The claims of one of our person access tokens, still standing (its app session not
         ended, its account not cut off), for `audience` when given; InvalidAccessToken for
         anything else: a first-party token, a machine token, another API's, an expired one."""
+        claims, _ = await self._standing(token, audience)
+        return claims
+
+    async def _standing(
+        self, token: str, audience: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """verified()'s claims, and the account's change mark read with the revocation check."""
         claims = self._signer.verify(token, ALGORITHM, TOKEN_TYPE)
         if claims is None or claims.get("iss") != self._issuer or "sid" not in claims:
             raise InvalidAccessToken
@@ -163,11 +176,11 @@ class PersonTokens:
             raise InvalidAccessToken from None
         if standing.revoked:
             raise InvalidAccessToken
-        return claims
+        return claims, standing.mark
 
     async def userinfo(self, token: str) -> dict[str, Any]:
-        claims = await self.verified(token, self.userinfo_audience)
+        claims, mark = await self._standing(token, self.userinfo_audience)
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
             raise InvalidAccessToken  # OIDC Core 5.3: userinfo is for OpenID Connect requests
-        return await self.person_claims(UUID(str(claims["sub"])), scopes)
+        return await self.person_claims(UUID(str(claims["sub"])), scopes, mark)

@@ -3,10 +3,11 @@ names its operator; a secret is shown once, when made, and only its digest is ke
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -70,13 +71,21 @@ class IssuedSecret:
 
 
 class Clients:
-    def __init__(self, log: EventLog, clock: Clock) -> None:
+    """`cache_seconds`: how long this process authenticates a client, and answers for its
+    tokens, from what it read of it before (the secret's digest and the client's settings):
+    the calls APIs make most then read nothing from the event store. A client removed or a
+    secret rotated out by another process stops working here within that long; in this
+    process, at once."""
+
+    def __init__(self, log: EventLog, clock: Clock, cache_seconds: float = 10.0) -> None:
         self._log = log
         self._clock = clock
         self._changes = itertools.count(1)
         # Counts this process's changes to its clients, so what is cached of them (their web
         # origins) is read again at the next use.
         self.revision = 0
+        self._cache_for = timedelta(seconds=cache_seconds)
+        self._known: dict[str, tuple[OAuthClient, datetime]] = {}  # by id: the client, read at
 
     @retried_on_conflict
     def register(self, settings: ClientSettings, operator: str) -> IssuedSecret:
@@ -113,6 +122,7 @@ class Clients:
         if client.update(changes, operator, now):
             self._log.save(client)
             self._changed()
+            self._known.pop(client_id, None)
         return ClientView.of(client, now)
 
     @retried_on_conflict
@@ -122,6 +132,7 @@ class Clients:
         secret = secrets.token_urlsafe(_SECRET_BYTES)
         client.rotate_secret(digest(secret), operator, now)
         self._log.save(client)
+        self._known.pop(client_id, None)
         return IssuedSecret(str(client.id), secret)
 
     @retried_on_conflict
@@ -133,17 +144,49 @@ class Clients:
         directory.unlist(client.id, now)
         self._log.save(directory, client)
         self._changed()
+        self._known.pop(client_id, None)
 
     def authenticate(self, client_id: str, secret: str | None) -> ClientView:
         """The client whose id and secret these are (None for a public client, which has
-        none), or InvalidClient: unknown, removed, or the wrong secret all look alike."""
+        none), or InvalidClient: unknown, removed, or the wrong secret all look alike. A
+        secret this process does not know the client by (a rotation since it read it) is
+        checked against the event store, so a new secret works at once."""
+        presented = None if secret is None else digest(secret)
+        now = self._clock.now()
+        cached = self._cached(client_id, now)
+        if cached is not None:
+            with contextlib.suppress(InvalidClient):
+                cached.authenticate(presented, now)
+                return ClientView.of(cached, now)
+        try:
+            client = self._read(client_id, now)
+        except ClientNotFound:
+            raise InvalidClient from None
+        client.authenticate(presented, now)
+        return ClientView.of(client, now)
+
+    def known(self, client_id: str) -> ClientView:
+        """client(), as this process read it at most `cache_seconds` ago: for the calls made
+        on every request (whether a token's client is still registered)."""
+        now = self._clock.now()
+        client = self._cached(client_id, now) or self._read(client_id, now)
+        return ClientView.of(client, now)
+
+    def _cached(self, client_id: str, now: datetime) -> OAuthClient | None:
+        found = self._known.get(client_id)
+        if found is None:
+            return None
+        client, read_at = found
+        return client if read_at <= now < read_at + self._cache_for else None
+
+    def _read(self, client_id: str, now: datetime) -> OAuthClient:
         try:
             client = self._find(client_id)
         except ClientNotFound:
-            raise InvalidClient from None
-        now = self._clock.now()
-        client.authenticate(None if secret is None else digest(secret), now)
-        return ClientView.of(client, now)
+            self._known.pop(client_id, None)
+            raise
+        self._known[client_id] = (client, now)
+        return client
 
     def _changed(self) -> None:
         self.revision = next(self._changes)  # one step, even from threads at once

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -27,8 +27,8 @@ class RateLimiter(Protocol):
         """Takes one request from the key's allowance: 0.0 if allowed, else seconds to wait."""
         ...
 
-    def wait(self, key: str, limit: Limit, now: datetime) -> float:
-        """What acquire would answer now, taking nothing: seconds to wait, 0.0 if allowed."""
+    def release(self, key: str, limit: Limit, now: datetime) -> None:
+        """Gives back one request acquire took (never more than a full allowance)."""
         ...
 
 
@@ -67,30 +67,30 @@ class Throttle:
         if max(waits) > 0:
             raise RateLimited(max(waits))
 
-    def check_failures(self, action: str, ip: str, identifier: str | None = None) -> None:
-        """Raises RateLimited while the client or the target has used up its allowance of
-        failures (counted by failed()); takes nothing, so what succeeds is never limited."""
-        self._failures(action, ip, identifier, self._limiter.wait)
-
-    def failed(self, action: str, ip: str, identifier: str | None = None) -> None:
-        """Counts one failure against the client and the target (never raises: the failure's
-        own answer is given; the next attempt meets check_failures)."""
-        with contextlib.suppress(RateLimited):
-            self._failures(action, ip, identifier, self._limiter.acquire)
-
-    def _failures(
-        self,
-        action: str,
-        ip: str,
-        identifier: str | None,
-        take: Callable[[str, Limit, datetime], float],
-    ) -> None:
+    @contextmanager
+    def failures_only(self, action: str, ip: str) -> Iterator[Attempt]:
+        """An attempt that counts against the client's allowance only if it fails: one request
+        is taken before it (RateLimited when none is left), and given back unless the attempt
+        was marked failed. Taking before deciding is what makes parallel failures wait their
+        turn: a check before and a count after let a burst of them all pass the check."""
         limits = self._limits.get(action)
+        attempt = Attempt()
         if limits is None:
+            yield attempt
             return
-        now = self._clock.now()
-        waits = [take(f"{action}:ip:{ip}", limits.per_ip, now)]
-        if identifier is not None and limits.per_identifier is not None:
-            waits.append(take(f"{action}:id:{identifier}", limits.per_identifier, now))
-        if max(waits) > 0:
-            raise RateLimited(max(waits))
+        key = f"{action}:ip:{ip}"
+        wait = self._limiter.acquire(key, limits.per_ip, self._clock.now())
+        if wait > 0:
+            raise RateLimited(wait)
+        try:
+            yield attempt
+        finally:
+            if not attempt.failed:
+                self._limiter.release(key, limits.per_ip, self._clock.now())
+
+
+class Attempt:
+    """What failures_only yields: mark it failed to keep the request it took."""
+
+    def __init__(self) -> None:
+        self.failed = False

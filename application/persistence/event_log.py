@@ -339,6 +339,18 @@ class EventLog(Application[UUID]):
             return None
         return any(event.topic == _ERASED_TOPIC for event in stored)
 
+    def erased_at(self, position: int, account_id: UUID) -> bool:
+        """Whether the log's event at `position` is the account's AccountErased: one indexed
+        read. A log restored from a backup older than that event has another one there, or
+        none."""
+        found = self._guarded(lambda: self.recorder.select_notifications(position, 1))
+        return bool(
+            found
+            and found[0].id == position
+            and UUID(str(found[0].originator_id)) == account_id
+            and found[0].topic == _ERASED_TOPIC
+        )
+
     def exists(self, aggregate_id: UUID) -> bool:
         return self._guarded(lambda: aggregate_id in self.repository)
 

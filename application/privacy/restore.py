@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from application.persistence.event_log import EventLog
+from application.ports import Erased
 from application.privacy.erasure import Erasure
 from domain.account import Account
 
@@ -42,11 +43,26 @@ class AfterRestore:
         self._log = log
         self._erasure = erasure
 
-    def reapply_erasures(self) -> list[UUID]:
+    def reapply_erasures(self, every_entry: bool = False) -> list[UUID]:
         """The ledger's accounts the event store holds but does not record as erased, erased
-        again. One read of the ledger and one indexed read of the log per entry."""
+        again. A start reads two rows: the ledger's furthest entry, and the log's event at its
+        position. When that is still the account's AccountErased, the log was not restored
+        from before it, nor from before any erasure the ledger placed earlier (a restore brings
+        back a prefix of the log: every position up to its end, none after), so only entries
+        that know no position are checked; otherwise, or with `every_entry`, every entry is,
+        with one indexed read of the log each."""
+        last = None if every_entry else self._log.keys.last_erasure()
+        if (
+            last is not None
+            and last.position is not None
+            and self._log.erased_at(last.position, last.account_id)
+        ):
+            return self._reapplied(self._log.keys.unplaced_erasures())
+        return self._reapplied(self._log.keys.erasures())
+
+    def _reapplied(self, entries: list[Erased]) -> list[UUID]:
         reapplied = []
-        for erased in self._log.keys.erasures():
+        for erased in entries:
             if self._log.erasure_recorded(erased.account_id) is not False:
                 continue  # erased in the log too, or not in it at all (a backup older still)
             if self._erasure.reapply(erased):
@@ -61,7 +77,7 @@ class AfterRestore:
 
     def check_keys(self) -> KeyCheck:
         """reapply_erasures, then the whole log against the key store (see the module)."""
-        check = KeyCheck(reapplied=self.reapply_erasures())
+        check = KeyCheck(reapplied=self.reapply_erasures(every_entry=True))
         registered: set[UUID] = set()
         erased: set[UUID] = set()
         erased_topic = get_topic(Account.AccountErased)

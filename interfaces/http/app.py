@@ -247,7 +247,14 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             StrictStructSchemaPlugin(),
         ],
         request_max_body_size=MAX_BODY_BYTES,
-        state=State({"profile": container.profile}),
+        # What the hottest handlers read from the app's state rather than as dependencies: two
+        # dependencies at one depth cost Litestar a task group per request (interfaces/http/me.py).
+        state=State(
+            {
+                "profile": container.profile,
+                "openid_provider": provider,
+            }
+        ),
         on_startup=[start],
         on_shutdown=[container.close],
         openapi_config=OpenAPIConfig(

@@ -3,15 +3,25 @@ rotated and checked, removed; each change in the trail with its operator, no sec
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from application.read_side.queries import AuditFilter
 from domain.client import SECRET_OVERLAP, ClientSettings
 from domain.errors import ClientNotFound, Invalid, InvalidClient
-from interfaces.container import Container
+from interfaces.container import Container, build
 from tests.conftest import FakeClock, run_projections
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
 
 WEB = ClientSettings(
     name="Wiki",
@@ -183,3 +193,80 @@ def test_the_directory_of_clients_loads_from_a_snapshot(container: Container) ->
     assert container.log.snapshots is not None
     assert list(container.log.snapshots.get(DIRECTORY_ID))
     assert sorted(v.client_id for v in container.clients.list()) == sorted(issued[1:])
+
+
+@pytest.fixture
+def other_process(container: Container, clock: FakeClock) -> Iterator[Container]:
+    """A second container on the same stores, as a second server process would be."""
+    other = build(container.settings, clock=clock)
+    yield other
+    other.close()
+
+
+MACHINE = ClientSettings(name="Billing", grant_types=("client_credentials",), scopes=("a:read",))
+
+
+def test_a_client_removed_by_another_process_stops_working_within_the_cache_time(
+    container: Container, other_process: Container, clock: FakeClock
+) -> None:
+    issued = other_process.clients.register(MACHINE, "account:admin")
+    assert issued.client_secret is not None
+    clients = container.clients
+    clients.authenticate(issued.client_id, issued.client_secret)  # now known here
+    token = container.machine_tokens.issue(clients.known(issued.client_id), ["a:read"], "x")
+    assert run(container.machine_tokens.introspect(token.access_token))["active"]
+
+    other_process.clients.remove(issued.client_id, "account:admin")
+    # Known here: neither call reads the event store until the cache time is over ...
+    clients.authenticate(issued.client_id, issued.client_secret)
+    assert run(container.machine_tokens.introspect(token.access_token))["active"]
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    # ... and then both read it, and the client is gone.
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, issued.client_secret)
+    assert run(container.machine_tokens.introspect(token.access_token)) == {"active": False}
+    with pytest.raises(ClientNotFound):
+        clients.known(issued.client_id)
+
+
+def test_a_secret_rotated_out_by_another_process_stops_working_within_the_cache_time(
+    container: Container, other_process: Container, clock: FakeClock
+) -> None:
+    clients = container.clients
+    issued = other_process.clients.register(MACHINE, "account:admin")
+    old = issued.client_secret
+    assert old is not None
+    clients.authenticate(issued.client_id, old)  # known here with its first secret
+    new = other_process.clients.rotate_secret(issued.client_id, "account:admin").client_secret
+    assert new is not None
+    clients.authenticate(issued.client_id, new)  # not known here by it: read, works at once
+    # A second rotation ends the first secret's overlap at once (the new one has its own) ...
+    newer = other_process.clients.rotate_secret(issued.client_id, "account:admin").client_secret
+    assert newer is not None
+    clients.authenticate(issued.client_id, old)  # ... but here it is known, and not read
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, old)
+    clients.authenticate(issued.client_id, new)
+    clients.authenticate(issued.client_id, newer)
+    clock.advance(seconds=SECRET_OVERLAP.total_seconds())
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, new)
+    clients.authenticate(issued.client_id, newer)
+
+
+def test_a_change_made_in_this_process_applies_here_at_once(container: Container) -> None:
+    clients = container.clients
+    issued = clients.register(MACHINE, "account:admin")
+    assert issued.client_secret is not None
+    clients.authenticate(issued.client_id, issued.client_secret)
+    rotated = clients.rotate_secret(issued.client_id, "account:admin").client_secret
+    assert rotated is not None
+    clients.update(issued.client_id, {"name": "Invoices"}, "account:admin")
+    assert clients.authenticate(issued.client_id, rotated).name == "Invoices"
+    clients.remove(issued.client_id, "account:admin")
+    for secret in (issued.client_secret, rotated):
+        with pytest.raises(InvalidClient):
+            clients.authenticate(issued.client_id, secret)
+    with pytest.raises(ClientNotFound):
+        clients.known(issued.client_id)

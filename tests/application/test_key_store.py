@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -427,6 +428,71 @@ def test_a_retired_version_of_a_service_key_is_no_erasure(environ: dict[str, str
         keys.destroy_service_version(CSRF, version.number)
         assert keys.forgotten([service_owner(CSRF, version.number)])
         assert keys.erasures() == []
+        assert container.after_restore.reapply_erasures() == []
+    finally:
+        container.close()
+
+
+def test_a_start_reads_two_rows_whatever_the_ledger_holds(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start asks the log about no ledger entry while the log still holds the furthest
+    erasure the ledger knows: none could be missing before it."""
+    container = started(environ)
+    try:
+        for n in range(3):
+            container.registration.register(f"p{n}@example.com", f"person{n}", PASSWORD)
+            container.erasure.erase(f"p{n}@example.com", "cli:root")
+        container.registration.register("q@example.com", "quinn", PASSWORD)  # events after them
+        asked: list[UUID] = []
+        recorded = container.log.erasure_recorded
+
+        def counted(account_id: UUID) -> bool | None:
+            asked.append(account_id)
+            return recorded(account_id)
+
+        monkeypatch.setattr(container.log, "erasure_recorded", counted)
+        assert container.after_restore.reapply_erasures() == []
+        assert asked == []
+        # The command (and a start after a restore) still reads every entry.
+        assert container.after_restore.check_keys().reapplied == []
+        assert len(asked) == 3
+    finally:
+        container.close()
+
+
+def test_an_erasure_lost_to_a_restore_is_found_though_new_events_took_its_position(
+    environ: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Restored from before the erasure, and written to since (so the log reaches past the
+    erasure's position again, with other events there): still found at the next start."""
+    clock = FakeClock()
+    container = started(environ, clock)
+    try:
+        ada, _ = two_people(container)
+    finally:
+        container.close()
+    backup = back_up(environ, tmp_path / "backup")
+    container = started(environ, clock)
+    try:
+        for n in range(3):  # events between the backup and the erasure: a later position
+            container.registration.register(f"p{n}@example.com", f"person{n}", PASSWORD)
+        container.erasure.erase(ADA, "cli:root")
+        (entry,) = container.log.keys.erasures()
+    finally:
+        container.close()
+
+    postgres = request.getfixturevalue("postgres") if "DATABASE_URL" in environ else None
+    after = restored(environ, backup, postgres)
+    container = started(after, clock)
+    try:
+        assert entry.position is not None
+        while container.log.last_recorded() < entry.position + 2:
+            name = secrets.token_hex(4)
+            container.registration.register(f"{name}@example.com", f"u{name}", PASSWORD)
+        assert container.log.erasure_recorded(ada) is False
+        assert container.after_restore.reapply_erasures() == [ada]
+        assert container.log.erasure_recorded(ada) is True
         assert container.after_restore.reapply_erasures() == []
     finally:
         container.close()

@@ -4,6 +4,8 @@ that records nothing; a resource server verifies the token offline with PyJWT.""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +13,7 @@ import jwt
 import pytest
 
 from application.audit.trail import trail_entry
+from application.clients.registry import ClientView
 from domain.client import ClientSettings, OAuthClient
 from interfaces.container import Container
 from tests.conftest import FakeClock, event_count
@@ -279,6 +282,25 @@ def test_failed_client_authentication_is_throttled_per_address(
     limited = token(client, client_id, secret)  # even the right secret waits now
     assert limited.status_code == 429, limited.text
     assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_parallel_wrong_secrets_do_not_burst_past_the_limit(
+    client: Client, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt takes its place in the allowance before the secret is checked: a check
+    before and a count after let every one of a parallel burst through the check."""
+    client_id, _ = register(container)
+    authenticate = container.clients.authenticate
+
+    def slowly(given_id: str, secret: str | None) -> ClientView:
+        time.sleep(0.2)  # an event store that answers slowly: the attempts overlap
+        return authenticate(given_id, secret)
+
+    monkeypatch.setattr(container.clients, "authenticate", slowly)
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda _: token(client, client_id, "wrong"), range(30)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * 20 + [429] * 10, statuses
 
 
 def test_a_busy_client_is_never_throttled(client: Client, container: Container) -> None:

@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from domain.client import SECRET_OVERLAP, ClientSettings
-from interfaces.container import Container
+from interfaces.container import Container, build
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock
 from tests.http.test_api import Client, bearer, log_in, register_and_verify
@@ -661,3 +661,24 @@ def test_an_authorization_request_by_post_is_asked_again_by_get(
     again = destination(posted)
     assert again.startswith("/oauth2/authorize?") and "response_type=code" in again
     assert "asks to" in client.get(again).text  # the consent page: signed in, by GET
+
+
+def test_userinfo_shows_a_change_another_process_made_at_once(
+    client: Client, container: Container, clock: FakeClock
+) -> None:
+    """userinfo answers from the process's copy of the account while its change mark holds,
+    as /me does: a change saved by another process is shown on the very next request."""
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    access = exchange(client, client_id, secret, code, verifier).json()["access_token"]
+    info = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert info.status_code == 200 and "name" not in info.json()  # a copy is kept now
+    other = build(container.settings, clock=clock)  # a second server process
+    try:
+        other.profile.update(UUID(info.json()["sub"]), "Ada Lovelace")
+    finally:
+        other.close()
+    again = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert again.json()["name"] == "Ada Lovelace"
