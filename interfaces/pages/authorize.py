@@ -59,16 +59,20 @@ class PendingRequests:
         self._store = store
         self._clock = site.container.clock
 
-    def put(self, params: list[tuple[str, str]], since: float | None) -> str:
+    # The store is a database or Redis: read and written off the event loop, which serves the
+    # rest of the process's requests meanwhile.
+
+    async def put(self, params: list[tuple[str, str]], since: float | None) -> str:
         request_id = secrets.token_urlsafe(24)
         value = json.dumps({"params": params, "since": since}, separators=(",", ":"))
-        self._store.put(_key(request_id), f"{_PENDING} {value}", self._clock.now() + PENDING_FOR)
+        expires_at = self._clock.now() + PENDING_FOR
+        await in_thread(self._store.put, _key(request_id), f"{_PENDING} {value}", expires_at)
         return request_id
 
-    def take(self, request_id: str) -> tuple[list[tuple[str, str]], float | None] | None:
+    async def take(self, request_id: str) -> tuple[list[tuple[str, str]], float | None] | None:
         if not 20 <= len(request_id) <= 64:
             return None
-        taken = self._store.take(_key(request_id), self._clock.now())
+        taken = await in_thread(self._store.take, _key(request_id), self._clock.now())
         if taken is None or not taken.startswith(f"{_PENDING} "):
             return None
         state = json.loads(taken.removeprefix(f"{_PENDING} "))
@@ -187,7 +191,7 @@ class Authorization:
         if asks_consent:
             if "none" in prompts:
                 return self.refused(ConsentRequiredError(redirect_uri=redirect_uri), oauth_request)
-            request_id = self.pending.put(params, since)
+            request_id = await self.pending.put(params, since)
             asks = [ASKS.get(s, f"Use “{s}” on your behalf") for s in scopes]
             return site.page(
                 visit, "consent.html", app_name=view.name, asks=asks, request_id=request_id
@@ -231,7 +235,7 @@ class Authorization:
         someone here cannot sign them out."""
         # Whole seconds: a session's auth_time is (JWT NumericDate), so a sign-in in the same
         # second as this request counts as made after it.
-        request_id = self.pending.put(params, float(int(now)))
+        request_id = await self.pending.put(params, float(int(now)))
         query = {"next": f"/oauth2/authorize?request={request_id}"}
         if hint and len(hint) <= 254:
             query["login_hint"] = hint
@@ -297,7 +301,7 @@ class AuthorizationPages(Controller):
         if len(params) > MAX_PARAMETERS or len(query) > MAX_QUERY:
             return site.error_page(400, "The request has too many parameters.")
         if [k for k, _ in params] == ["request"]:
-            pending = authorization.pending.take(params[0][1])
+            pending = await authorization.pending.take(params[0][1])
             if pending is None:
                 return site.error_page(
                     400, "This sign-in request has expired: go back to the app and start again."
@@ -324,7 +328,7 @@ class AuthorizationPages(Controller):
             return _again_from_here(site, query)
         visit = await site.visit(request)
         fields = await site.form(request, visit)
-        pending = authorization.pending.take(fields.get("request", ""))
+        pending = await authorization.pending.take(fields.get("request", ""))
         if pending is None:
             return site.error_page(
                 400, "This sign-in request has expired: go back to the app and start again."

@@ -15,7 +15,7 @@ from application.ports import Caller
 from domain.errors import DomainError
 from interfaces.http.schemas import Reauthenticated
 from interfaces.pages.guard import from_this_site, same_site_path
-from interfaces.pages.site import Site, Visit, in_thread, parse, refusal
+from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, replace_session
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -92,7 +92,7 @@ def passkey_pages(site: Site) -> list[HTTPRouteHandler]:
             tokens = await in_thread(passkeys.sign_in, body.get("credential") or {}, client)
         except DomainError as error:
             return refused(visit, error)
-        site.sign_in(visit, tokens)
+        await replace_session(site, visit, tokens)
         # Back where the sign-in was going (an app's authorization request, say), as the
         # password's form does; never off this site.
         going = body.get("next")

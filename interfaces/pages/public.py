@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -11,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from application.views import MfaChallenge, TokenPair
+from application.views import MfaChallenge
 from domain.errors import DomainError
 from domain.identity import normalise_email
 from infrastructure import metrics
@@ -26,7 +25,15 @@ from interfaces.http.schemas import (
     VerifyEmailRequest,
 )
 from interfaces.pages.guard import same_site_path
-from interfaces.pages.site import Site, Visit, in_thread, parse, refusal, sign_in_buttons
+from interfaces.pages.site import (
+    Site,
+    Visit,
+    in_thread,
+    parse,
+    refusal,
+    replace_session,
+    sign_in_buttons,
+)
 
 AnyRequest = Request[Any, Any, Any]
 Page = Response[str] | Redirect
@@ -250,17 +257,6 @@ class PublicPages(Controller):
         # Every session of the account ended, this browser's too if it had one.
         site.sign_out(visit)
         return site.redirect(visit, "/login?done=password-reset")
-
-
-async def replace_session(site: Site, visit: Visit, tokens: TokenPair) -> None:
-    """Signs the browser in with `tokens`, ending the session it had (a person asked to sign
-    in again by an app): one browser, one session."""
-    if visit.caller is not None:
-        with contextlib.suppress(DomainError):  # ended meanwhile
-            await in_thread(
-                site.container.sessions.log_out, visit.caller, visit.refresh_token, False
-            )
-    site.sign_in(visit, tokens)
 
 
 def _reason(target: str | None) -> str | None:

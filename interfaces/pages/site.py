@@ -4,6 +4,7 @@ the API), its CSRF nonce, and the rendering of a page for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,3 +210,14 @@ async def in_thread(command: Callable[..., T], *args: Any) -> T:
     """Use cases block (argon2, the store): off the event loop, in the app's request threads,
     with this request's context (the client its events name)."""
     return await asyncio.to_thread(command, *args)
+
+
+async def replace_session(site: Site, visit: Visit, tokens: TokenPair) -> None:
+    """Signs the browser in with `tokens`, ending the session it had (a person asked to sign
+    in again by an app): one browser, one session."""
+    if visit.caller is not None:
+        with contextlib.suppress(DomainError):  # ended meanwhile
+            await in_thread(
+                site.container.sessions.log_out, visit.caller, visit.refresh_token, False
+            )
+    site.sign_in(visit, tokens)

@@ -259,3 +259,27 @@ def test_a_passkey_sign_in_goes_where_the_sign_in_was_going_on_this_site_only(
     )
     assert signed_in.status_code == 200, signed_in.text
     assert signed_in.json() == {"next": lands}
+
+
+def test_a_passkey_sign_in_ends_the_session_this_browser_had(
+    site: tuple[Client, Container],
+) -> None:
+    """Asked to sign in again (an app's prompt=login), a person who uses a passkey replaces the
+    browser's session as the password does: one browser, one session."""
+    client, container = site
+    _, _, device = with_passkey(client, container)
+    sign_in(client)
+    had = client.cookies.get("tessera-refresh")
+    assert had
+    token = csrf_token(client.get("/login", params={"again": "1"}).text)
+    headers = {"X-CSRF-Token": token, "Origin": ORIGIN}
+    offered = client.post("/login/passkey/options", headers=headers, json={}).json()
+    signed_in = client.post(
+        "/login/passkey",
+        headers=headers,
+        json={"credential": device.get(offered.get("options", offered))},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert client.cookies.get("tessera-refresh") not in (None, had)
+    old = client.post("/api/auth/refresh", json={"refresh_token": had})
+    assert old.status_code == 401, old.text
