@@ -20,6 +20,7 @@ class ClientOrigins:
         self._clients = clients
         self._clock = clock
         self._origins: frozenset[str] = frozenset()
+        self._by_client: dict[str, frozenset[str]] = {}
         self._read_at: datetime | None = None
         self._revision = -1
 
@@ -38,5 +39,13 @@ class ClientOrigins:
             self._read_at, self._revision = now, revision
         return origin in self._origins
 
+    async def allows_for(self, client_id: str, origin: str) -> bool:
+        """Whether `origin` is a web origin of this live client: an answer for one client is
+        read only by its own pages."""
+        await self.allows(origin)  # rereads the clients when stale
+        return origin in self._by_client.get(client_id, frozenset())
+
     def _read(self) -> frozenset[str]:
-        return frozenset(origin for view in self._clients.list() for origin in view.web_origins)
+        views = self._clients.list()
+        self._by_client = {view.client_id: frozenset(view.web_origins) for view in views}
+        return frozenset(origin for view in views for origin in view.web_origins)

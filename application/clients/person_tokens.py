@@ -178,9 +178,11 @@ class PersonTokens:
             raise InvalidAccessToken
         return claims, standing.mark
 
-    async def userinfo(self, token: str) -> dict[str, Any]:
+    async def userinfo(self, token: str) -> tuple[str, dict[str, Any]]:
+        """The app the token was issued to, and the person's claims its scope lets it have."""
         claims, mark = await self._standing(token, self.userinfo_audience)
         scopes = str(claims.get("scope", "")).split()
         if "openid" not in scopes:
             raise InvalidAccessToken  # OIDC Core 5.3: userinfo is for OpenID Connect requests
-        return await self.person_claims(UUID(str(claims["sub"])), scopes, mark)
+        person = await self.person_claims(UUID(str(claims["sub"])), scopes, mark)
+        return str(claims.get("client_id", "")), person

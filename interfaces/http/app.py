@@ -229,7 +229,13 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             Exception: unexpected_problem,
         },
         middleware=[
-            cross_origin(rules(container.settings.cors_origins, container.client_origins.allows)),
+            cross_origin(
+                rules(
+                    container.settings.cors_origins,
+                    container.client_origins.allows,
+                    container.client_origins.allows_for,
+                )
+            ),
             docs_policy,
             request_log,
             prometheus.middleware,

@@ -3,7 +3,10 @@ which paths may be called from which origins.
 
 - `/api/*`: the origins of CORS_ALLOWED_ORIGINS, first-party apps with a Bearer token.
 - The OpenID Provider's token, userinfo and revocation endpoints: the web origins of the live
-  clients (a single-page app, such as an oidc-client-ts client, signs in through them).
+  clients (a single-page app, such as an oidc-client-ts client, signs in through them). A
+  preflight names no client, so any live client's origin passes it; the answer itself is
+  readable only from the origins of the client it is for (the one that authenticated, or the
+  one the access token was issued to), which the endpoint names with `for_client`.
 - Discovery and the JWKS: any origin (`*`), as they are public documents.
 
 Nothing else: the pages are this site's own (their forms are refused from any other origin), and
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -38,6 +42,13 @@ ANY_ORIGIN = "*"
 MAX_AGE = "600"  # seconds a browser may keep a preflight's answer
 
 Allows = Callable[[str], Awaitable[bool]]
+AllowsFor = Callable[[str, str], Awaitable[bool]]  # (client_id, origin)
+_CLIENT = "cors_client_id"  # the scope's state: which client an answer is for
+
+
+def for_client(request: Any, client_id: str) -> None:
+    """Says which client the answer is for: only that client's web origins may read it."""
+    request.scope.setdefault("state", {})[_CLIENT] = client_id
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class CorsRule:
     methods: str
     request_headers: str
     exposed_headers: str
+    # Whether an Origin may read an answer for this client (named by the endpoint); None: the
+    # rule's `allows` is the whole answer.
+    allows_for: AllowsFor | None = None
 
 
 def _listed(origins: Collection[str]) -> Allows:
@@ -61,7 +75,9 @@ def _listed(origins: Collection[str]) -> Allows:
     return allows
 
 
-def rules(api_origins: Collection[str], client_origins: Allows) -> list[CorsRule]:
+def rules(
+    api_origins: Collection[str], client_origins: Allows, one_client_origins: AllowsFor
+) -> list[CorsRule]:
     """The table: the first rule that covers a path is its rule. No API origins listed: the
     API answers no CORS header at all."""
     api = [
@@ -89,6 +105,7 @@ def rules(api_origins: Collection[str], client_origins: Allows) -> list[CorsRule
             request_headers="Authorization, Content-Type",
             # Why a token is refused (RFC 6750, 3), why to wait.
             exposed_headers="Retry-After, WWW-Authenticate, X-Request-Id",
+            allows_for=one_client_origins,
         ),
         CorsRule(
             covers=PROVIDER_DOCUMENTS.__contains__,
@@ -124,12 +141,16 @@ def cross_origin(table: Sequence[CorsRule]) -> Callable[[ASGIApp], ASGIApp]:
                 return
 
             async def send_with_headers(message: Message) -> None:
+                nonlocal allowed
                 if message["type"] == "http.response.start":
                     response = MutableScopeHeaders.from_message(message)
                     if rule.allows is not None:
                         # The answer differs by Origin: a shared cache must not hand one to
                         # another.
                         response.add("vary", "Origin")
+                    client_id = scope.get("state", {}).get(_CLIENT)
+                    if allowed is not None and rule.allows_for is not None and client_id:
+                        allowed = allowed if await rule.allows_for(client_id, allowed) else None
                     if allowed is not None:
                         response["access-control-allow-origin"] = allowed
                         if rule.exposed_headers:

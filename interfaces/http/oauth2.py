@@ -22,6 +22,7 @@ from application.ports import ClaimSigner
 from domain.errors import DomainError
 from infrastructure.signing_keys import SigningKeys
 from interfaces.container import Container
+from interfaces.http.cors import for_client
 from interfaces.http.oauth2_server import (
     AUTH_METHODS,
     CODE_CHALLENGE_METHODS,
@@ -131,6 +132,9 @@ class ProviderEdge:
             return answer
 
         answer = await loop.run_in_executor(None, attempted)
+        authenticated = getattr(oauth_request, "client", None)
+        if authenticated is not None:
+            for_client(request, authenticated.view.client_id)
         return _response(answer if settle is None else await settle(answer))
 
 
@@ -224,9 +228,10 @@ async def _userinfo(
     if not presented:
         return _bearer_refused(401, None, None)
     try:
-        claims = await provider.person_tokens.userinfo(presented[0])
+        client_id, claims = await provider.person_tokens.userinfo(presented[0])
     except DomainError:
         return _bearer_refused(401, "invalid_token", "The access token is invalid or expired.")
+    for_client(request, client_id)
     return Response(claims, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 

@@ -682,3 +682,44 @@ def test_userinfo_shows_a_change_another_process_made_at_once(
         other.close()
     again = client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
     assert again.json()["name"] == "Ada Lovelace"
+
+
+def test_an_answer_for_one_app_is_readable_from_that_apps_origins_only(
+    client: Client, container: Container
+) -> None:
+    """A preflight names no client, so any live client's origin passes it; the answer itself
+    (tokens, claims) is readable only by the pages of the app it is for (issue #22: allowed
+    origins per client)."""
+    sign_in(client, container)
+    client_id, secret = register(container)
+    register(
+        container, ClientSettings(name="Dashboard", redirect_uris=("https://dash.example/cb",))
+    )
+    wiki, dash = "https://wiki.example", "https://dash.example"
+    assert CALLBACK.startswith(wiki + "/")
+    verifier, challenge = pkce()
+    form = {
+        "grant_type": "authorization_code",
+        "code": code_for(client, client_id, challenge),
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+    }
+    exchanged = client.post(
+        "/oauth2/token", data=form, auth=(client_id, secret or ""), headers={"Origin": dash}
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    assert "access-control-allow-origin" not in exchanged.headers
+    tokens = exchanged.json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    refreshed = client.post(
+        "/oauth2/token", data=refresh, auth=(client_id, secret or ""), headers={"Origin": wiki}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.headers["access-control-allow-origin"] == wiki
+    access = refreshed.json()["access_token"]
+    for origin, readable in ((dash, False), (wiki, True)):
+        answer = client.get(
+            "/oauth2/userinfo", headers={"Origin": origin, "Authorization": f"Bearer {access}"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert ("access-control-allow-origin" in answer.headers) is readable, origin
