@@ -1,0 +1,250 @@
+"""Webhooks end to end, through real server processes, on the embedded default (one `tessera
+serve` on SQLite) and on production's shape (`serve`, `projector` and `worker` on PostgreSQL and
+Redis): real receivers on 127.0.0.1 (tests/webhooks/receiver.py) get the events, and every
+delivery is verified with npm's reference Standard Webhooks verifier and the Python one, before
+anything else is looked at (their timestamps are checked against the real clock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.webhooks.deployment import (
+    PASSWORD,
+    Deployment,
+    Person,
+    deployed,
+    eventually,
+    of,
+    types,
+)
+from tests.webhooks.receiver import Delivery, Receiver, closed_port, failing_first, hanging
+from tests.webhooks.verifiers import assert_not_signed_by, assert_signed
+
+NEW_PASSWORD = "a wholly different passphrase 2026"
+PERSONAL = ("email", "username", "display_name")
+FIRST_RETRY = 5.0  # seconds: the first step of the Standard Webhooks schedule
+TIMEOUT = 15.0  # seconds the service waits on a receiver's answer
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres+redis"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    postgres = request.getfixturevalue("postgres") if request.param != "sqlite" else None
+    directory = tmp_path_factory.mktemp(f"webhooks-{request.param.replace('+', '-')}")
+    with deployed(request.param, directory, postgres) as made:
+        yield made
+
+
+def delivered(
+    receiver: Receiver,
+    person: Person,
+    last: str,
+    timeout: float = 30.0,
+    skip: frozenset[str] = frozenset(),
+) -> list[Delivery]:
+    """The person's accepted deliveries once one of type `last` is in (ids in `skip` left out),
+    and half a second more: a late or doubled delivery, were one coming, would be in by then."""
+
+    def arrived() -> list[Delivery]:
+        got = [d for d in of(person, receiver.accepted) if d.webhook_id not in skip]
+        return got if last in types(got) else []
+
+    eventually(arrived, timeout=timeout, what=f"{last} at {receiver.url}")
+    time.sleep(0.5)
+    return arrived()
+
+
+def test_a_life_from_registration_to_erasure_is_delivered_in_order(
+    deployment: Deployment,
+) -> None:
+    with Receiver() as personal, Receiver() as plain:
+        personal_id, personal_secret = deployment.endpoint(personal.url, include_personal=True)
+        _, plain_secret = deployment.endpoint(plain.url)
+
+        person = deployment.register("ada")
+        with deployment.http as http:
+            named = http.put(
+                "/api/users/me", json={"display_name": "Ada Lovelace"}, headers=person.auth
+            )
+            assert named.status_code == 200, named.text
+            changed = http.put(
+                "/api/users/me/password",
+                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                headers=person.auth,
+            )
+            assert changed.status_code == 204, changed.text
+            auth = deployment.sign_in(person.username, NEW_PASSWORD)
+            assert http.post("/api/auth/logout", headers=auth).status_code == 204
+            auth = deployment.sign_in(person.username, NEW_PASSWORD)
+            erased = http.request(
+                "DELETE", "/api/users/me", json={"password": NEW_PASSWORD}, headers=auth
+            )
+            assert erased.status_code == 204, erased.text
+
+        mine = delivered(personal, person, "account.erased")
+        theirs = delivered(plain, person, "account.erased")
+        assert_signed(mine, personal_secret)
+        assert_signed(theirs, plain_secret)
+        assert_not_signed_by(theirs, personal_secret)
+
+        # After the erasure no delivery names the person, not even a replay of their life.
+        replayed = deployment.admin_call("POST", f"/{personal_id}/replay", json={"since": 1})
+        assert replayed.status_code in (200, 202), replayed.text
+        again = delivered(
+            personal, person, "account.erased", skip=frozenset(d.webhook_id for d in mine)
+        )
+        assert_signed(again, personal_secret)
+
+    # Both endpoints got the same events, in the log's order, each once.
+    got = types(mine)
+    assert got == types(theirs)
+    assert got[:3] == ["account.registered", "account.email_verified", "session.started"]
+    assert got[-1] == "account.erased"
+    assert got.count("account.erased") == 1
+    for kind in ("account.profile_updated", "account.password_changed", "session.ended"):
+        assert kind in got, got
+    assert got.index("account.profile_updated") < got.index("account.password_changed")
+    assert len({d.webhook_id for d in mine}) == len(mine)
+    stamps = [d.payload["timestamp"] for d in mine]
+    assert stamps == sorted(stamps)
+    # Ids, kinds and times for everyone; personal fields only for the endpoint that asked.
+    registered = mine[0].payload["data"]
+    assert (registered["email"], registered["username"]) == (person.email, person.username)
+    assert mine[got.index("account.profile_updated")].payload["data"]["display_name"] == (
+        "Ada Lovelace"
+    )
+    assert not any(name in d.payload["data"] for d in theirs for name in PERSONAL)
+    assert {d.payload["data"]["account_id"] for d in theirs} == {person.id}
+    # The replay: the same events in the same order, under new ids, without the person.
+    assert types(again) == got
+    assert not any(name in d.payload["data"] for d in again for name in PERSONAL)
+
+
+def test_a_new_endpoint_replays_history_from_the_first_event(deployment: Deployment) -> None:
+    with Receiver() as early, Receiver() as late:
+        _, early_secret = deployment.endpoint(early.url)
+        person = deployment.register("grace")
+        first = delivered(early, person, "session.started")
+        assert_signed(first, early_secret)
+
+        late_id, late_secret = deployment.endpoint(late.url)
+        time.sleep(1.0)
+        assert of(person, late.arrivals) == []  # a new endpoint starts at the end of the log
+        replayed = deployment.admin_call("POST", f"/{late_id}/replay", json={"since": 1})
+        assert replayed.status_code in (200, 202), replayed.text
+        again = delivered(late, person, "session.started")
+        assert_signed(again, late_secret)
+    assert types(again) == types(first)
+    assert [d.payload for d in again] == [d.payload for d in first]
+    # New ids, so a receiver that drops the ids it has seen takes the replay.
+    assert not {d.webhook_id for d in again} & {d.webhook_id for d in first}
+
+
+def test_during_a_rotation_each_delivery_verifies_with_the_old_and_the_new_secret(
+    deployment: Deployment,
+) -> None:
+    with Receiver() as receiver:
+        endpoint_id, old = deployment.endpoint(receiver.url)
+        rotated = deployment.admin_call("POST", f"/{endpoint_id}/secret")
+        assert rotated.status_code in (200, 201), rotated.text
+        new = str(rotated.json()["secret"])
+        assert new.startswith("whsec_") and new != old
+        person = deployment.register("rotating", verify=False, sign_in=False)
+        got = delivered(receiver, person, "account.registered")
+        assert_signed(got, old, new)
+
+
+def test_a_receiver_that_fails_once_gets_each_event_again_and_in_order(
+    deployment: Deployment,
+) -> None:
+    with Receiver(failing_first(1)) as flaky:
+        endpoint_id, secret = deployment.endpoint(flaky.url)
+        person = deployment.register("flaky", sign_in=False)
+        got = delivered(flaky, person, "account.email_verified", timeout=60)
+        arrivals = of(person, flaky.arrivals)
+        assert_signed(arrivals, secret)
+    assert types(got) == ["account.registered", "account.email_verified"]
+    # Refused, retried after the first step of the schedule, taken; and only then the next.
+    assert [(d.type, d.status) for d in arrivals] == [
+        ("account.registered", 500),
+        ("account.registered", 200),
+        ("account.email_verified", 500),
+        ("account.email_verified", 200),
+    ]
+    for refused, taken in (arrivals[0:2], arrivals[2:4]):
+        assert (taken.webhook_id, taken.body) == (refused.webhook_id, refused.body)
+        assert taken.arrived - refused.arrived >= FIRST_RETRY - 0.5
+    listed = deployment.deliveries(endpoint_id)
+    assert listed, "the deliveries of the endpoint"
+    print(listed)
+
+
+def test_a_hanging_or_dead_receiver_holds_up_no_other_endpoint_and_no_mail(
+    deployment: Deployment,
+) -> None:
+    with Receiver(hanging(first=1)) as stuck, Receiver() as fine:
+        stuck_id, stuck_secret = deployment.endpoint(stuck.url)
+        down_id, _ = deployment.endpoint(closed_port())
+        _, fine_secret = deployment.endpoint(fine.url)
+        started = time.monotonic()
+        # The verification mail arrives, the person verifies and signs in (register waits).
+        person = deployment.register("patient")
+        quick = delivered(fine, person, "session.started", timeout=10)
+        assert time.monotonic() - started < 10
+        assert_signed(quick, fine_secret)
+        assert types(quick) == ["account.registered", "account.email_verified", "session.started"]
+        # The hung delivery is given up after the timeout and retried, then the rest follow.
+        late = delivered(stuck, person, "session.started", timeout=TIMEOUT + FIRST_RETRY + 30)
+        arrivals = of(person, stuck.arrivals)
+        assert_signed(arrivals, stuck_secret)
+    assert types(late) == types(quick)
+    hung, retried = arrivals[0], arrivals[1]
+    assert hung.status == 0 and retried.status == 200
+    assert (retried.webhook_id, retried.body) == (hung.webhook_id, hung.body)
+    assert retried.arrived - hung.arrived >= TIMEOUT + FIRST_RETRY - 1
+    stuck_log = deployment.deliveries(stuck_id)
+    down_log = deployment.deliveries(down_id)
+    print(stuck_log, down_log)
+    assert down_log, "the dead receiver's failed deliveries are visible"
+
+
+def test_killing_the_worker_and_the_projector_mid_delivery_loses_nothing(
+    deployment: Deployment,
+) -> None:
+    """kill -9 at the default settings: the worker while a delivery is on the wire, the
+    projector while it fills the endpoint's queue. Every event arrives; a retry sends the
+    first attempt's body under the same id."""
+    if deployment.kind == "sqlite":
+        pytest.skip("one process does everything on the embedded default")
+    with Receiver(hanging(first=1)) as receiver:
+        _, secret = deployment.endpoint(receiver.url)
+        person = deployment.register("killed", verify=False, sign_in=False)
+        receiver.wait_for(1, accepted=False)  # on the wire, and the receiver holds it
+        deployment.kill("worker")
+        deployment.start("worker", "worker")
+        first = delivered(receiver, person, "account.registered", timeout=120)
+
+        # Many people at once; the projector dies while their events are being queued.
+        people = [deployment.register(f"crowd{n}", verify=False, sign_in=False) for n in range(20)]
+        eventually(lambda: any(of(p, receiver.accepted) for p in people), what="a first one")
+        deployment.kill("projector")
+        deployment.kill("worker")
+        deployment.start("projector", "projector")
+        deployment.start("worker", "worker")
+        for someone in people:
+            delivered(receiver, someone, "account.registered", timeout=120)
+        arrivals = [d for d in receiver.arrivals if d.status]
+        assert_signed(arrivals, secret)
+
+    hung, retried = of(person, receiver.arrivals)[:2]
+    assert first == [retried]
+    assert (retried.webhook_id, retried.body) == (hung.webhook_id, hung.body)
+    # At least once: a copy may come again, always under its id with the first body.
+    bodies: dict[str, bytes] = {}
+    for delivery in arrivals:
+        assert bodies.setdefault(delivery.webhook_id, delivery.body) == delivery.body
+    assert all(types(of(p, receiver.accepted))[:1] == ["account.registered"] for p in people)
