@@ -39,6 +39,12 @@ def deployment(
         yield made
 
 
+@pytest.fixture(autouse=True)
+def endpoints_removed(deployment: Deployment) -> Iterator[None]:
+    yield
+    deployment.remove_endpoints()
+
+
 def delivered(
     receiver: Receiver,
     person: Person,

@@ -64,6 +64,7 @@ class Deployment:
     mail_to: Callable[[str], list[str]]  # plain-text bodies of the mails sent to an address
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin: dict[str, str] = field(default_factory=dict)  # an admin's Authorization header
+    endpoints: list[str] = field(default_factory=list)  # made by the running test
     _used_tokens: set[str] = field(default_factory=set)
 
     @property
@@ -170,7 +171,15 @@ class Deployment:
         assert made.status_code == 201, made.text
         body = made.json()
         assert str(body["secret"]).startswith("whsec_"), body
+        self.endpoints.append(str(body["id"]))
         return str(body["id"]), str(body["secret"])
+
+    def remove_endpoints(self) -> None:
+        """Those the test made: their receivers are closed, and the next test's people are
+        none of their business."""
+        while self.endpoints:
+            removed = self.admin_call("DELETE", f"/{self.endpoints.pop()}")
+            assert removed.status_code in (200, 204, 404), removed.text
 
     def admin_call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with self.http as http:

@@ -88,14 +88,16 @@ def closed_port() -> str:
 class Receiver:
     """The server and what it has received. `url` is where to deliver."""
 
-    def __init__(self, behaviour: Behaviour | None = None, path: str = "/hooks") -> None:
+    def __init__(
+        self, behaviour: Behaviour | None = None, path: str = "/hooks", port: int = 0
+    ) -> None:
         self.behaviour = behaviour or answering(200)
         self.path = path
         self._deliveries: list[Delivery] = []
         self._attempts: list[Delivery] = []  # every arrival, hung ones included
         self._lock = threading.Condition()
         self._closing = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}{path}"
         self._thread = threading.Thread(
@@ -167,6 +169,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A sender that gave up (its timeout, wrk's end, a killed worker) resets the connection:
+        # what the receiver is there to see, not an error of its own.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def server_bind(self) -> None:
         # Nagle's delay on small answers would be measured as the receiver's, not the sender's.
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -190,6 +200,24 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def do_GET(self) -> None:
+            """What arrived, from the `since`th arrival on, for a receiver in another process
+            (bench/webhooks.py): [arrived, status, webhook-id, the body's timestamp] each."""
+            since = int(self.path.partition("since=")[2] or 0)
+            rows = []
+            for d in receiver.arrivals[since:]:
+                try:
+                    stamp = d.payload.get("timestamp")
+                except ValueError:
+                    stamp = None
+                rows.append([d.arrived, d.status, d.headers.get("webhook-id"), stamp])
+            answer = json.dumps(rows).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the test reads what arrived from the receiver, not from stderr
 
@@ -210,3 +238,19 @@ class Receivers:
     def close(self) -> None:
         for receiver in self.opened:
             receiver.close()
+
+
+def main() -> None:
+    """`python -m tests.webhooks.receiver PORT`: a receiver answering 200, in a process of its
+    own (the benchmark's), until terminated."""
+    import signal
+    import sys
+
+    receiver = Receiver(port=int(sys.argv[1]))
+    signal.signal(signal.SIGTERM, lambda *_: receiver._closing.set())
+    with receiver:
+        receiver._closing.wait()
+
+
+if __name__ == "__main__":
+    main()
