@@ -301,7 +301,7 @@ def wait_for(receiver: ReceiverProcess, count: int, timeout: float) -> list[list
 
 
 def per_second(rows: list[list[Any]]) -> float:
-    arrived = sorted(r[0] for r in rows)
+    arrived = sorted(float(r[0]) for r in rows)
     return (len(arrived) - 1) / (arrived[-1] - arrived[0])
 
 
