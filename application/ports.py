@@ -525,3 +525,38 @@ class OneTimeValues(Protocol):
     def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
 
     def take(self, challenge: bytes, at: datetime) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class WebhookPost:
+    """One delivery as it goes out: where, the Standard Webhooks headers, and the body bytes."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookTargetRefused(Exception):
+    """The receiver's address (as resolved for this connection) is one the service may not
+    reach: private, loopback, link-local or metadata, without the setting that allows it."""
+
+
+class WebhookPoster(Protocol):
+    """Posts one delivery: no redirect followed, a bounded wait, at most a bounded part of the
+    answer read (and never logged). Returns the status code; raises WebhookTargetRefused, or
+    OSError (TimeoutError among them) when there was no answer."""
+
+    def post(self, delivery: WebhookPost) -> int: ...
+
+
+class WebhookSigner(Protocol):
+    """Standard Webhooks' `webhook-signature` value of one secret (whsec_…) for a message."""
+
+    def sign(self, secret: str, message_id: str, at: datetime, body: bytes) -> str: ...
+
+
+class WebhookQueue(Protocol):
+    """Where the deliveries wait, per endpoint and account, in log order (queued by the feed,
+    claimed by couriers); and the message that wakes a courier for one lane."""
+
+    def enqueue(self, lane: str) -> None: ...

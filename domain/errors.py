@@ -201,3 +201,28 @@ class ResourceNotAllowed(DomainError):
 
 class NotYourToken(DomainError):
     """A client asked to revoke a token issued to another client."""
+
+
+class WebhookNotFound(DomainError):
+    """No webhook endpoint (or a removed one) has this id."""
+
+
+class WebhookUrlRefused(Invalid):
+    """An endpoint URL that is not absolute, not https (http only on loopback, and only where
+    allowed), or carries a user name, password or fragment."""
+
+
+class PrivateWebhookTarget(Invalid):
+    """An endpoint URL at a private, loopback, link-local or metadata address (SSRF)."""
+
+
+class UnknownEventType(Invalid):
+    """An event type that is not in the public catalogue."""
+
+
+class EmptyEventList(Invalid):
+    """An endpoint that asks for no event type at all."""
+
+
+class ReplayPastEnd(Invalid):
+    """A replay from a log position past the last event."""

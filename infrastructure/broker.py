@@ -30,6 +30,7 @@ from opentelemetry import propagate, trace
 
 from application.mail.outbox import Postman
 from application.ports import DeliveryBusy, TransientMailError, Unavailable
+from application.webhooks.courier import Courier
 from infrastructure import metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ tracer = trace.get_tracer("tessera.mail")
 
 QUEUE = "mail"
 ACTOR = "deliver_mail"
+# Webhooks ride the same broker on a queue of their own, with worker threads of their own: a
+# slow or dead receiver holds up neither the mail nor a request.
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_ACTOR = "deliver_webhooks"
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class Keeper:
     queue and on the delay queue alike.
     """
 
-    def __init__(self, worker_broker: RedisBroker, interval: float) -> None:
+    def __init__(
+        self, worker_broker: RedisBroker, interval: float, queues: tuple[str, ...] = (QUEUE,)
+    ) -> None:
         self._broker = RedisBroker(  # type: ignore[no-untyped-call]
             client=worker_broker.client,
             namespace=worker_broker.namespace,
@@ -101,12 +108,14 @@ class Keeper:
         )
         self._broker.broker_id = worker_broker.broker_id
         self._interval = interval
+        self._queues = queues
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mail-keeper", daemon=True)
 
     def tend(self) -> None:
-        for queue in (QUEUE, dq_name(QUEUE)):
+        for queue in self._queues:
             self._broker.do_qsize(queue)
+            self._broker.do_qsize(dq_name(queue))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -126,6 +135,17 @@ class Keeper:
             self._thread.join(timeout=5)
 
 
+class LaneMessages:
+    """The webhook queue's messages: each wakes a courier for one lane (application.ports.
+    WebhookQueue)."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    def enqueue(self, lane: str) -> None:
+        self._actor.send(lane)
+
+
 class MailBroker:
     def __init__(
         self,
@@ -137,18 +157,22 @@ class MailBroker:
         """`dead_worker_after_ms`: how long a worker may go without a heartbeat before the
         messages it took are given to others (every process must use the same value)."""
         self.durable = redis_url is not None
-        self.broker: dramatiq.Broker = (
-            RedisBroker(  # type: ignore[no-untyped-call]
-                url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
-            )
-            if redis_url
-            else StubBroker()
-        )
-        self._keeper = (
-            Keeper(self.broker, interval=dead_worker_after_ms / 3_000)
-            if isinstance(self.broker, RedisBroker)
-            else None
-        )
+
+        def broker() -> dramatiq.Broker:
+            if redis_url:
+                return RedisBroker(  # type: ignore[no-untyped-call]
+                    url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
+                )
+            return StubBroker()
+
+        self.broker = broker()
+        # The webhooks' broker: the same Redis, a connection and a worker of their own.
+        self.webhook_broker = broker()
+        self._keepers = [
+            Keeper(b, interval=dead_worker_after_ms / 3_000, queues=(queue,))
+            for b, queue in ((self.broker, QUEUE), (self.webhook_broker, WEBHOOK_QUEUE))
+            if isinstance(b, RedisBroker)
+        ]
         self.broker.add_middleware(DeadLetters(postman))
         self.broker.add_middleware(CurrentMessage())
 
@@ -181,32 +205,71 @@ class MailBroker:
             max_backoff=policy.max_backoff_ms,
         )(deliver_mail)
         self._worker: dramatiq.Worker | None = None
+        self._webhook_worker: dramatiq.Worker | None = None
+        self._webhook_actor: Any = None
+
+    def carry_webhooks(self, courier: Courier, policy: RetryPolicy) -> LaneMessages:
+        """Declares the webhook actor: a message names a lane, whose due deliveries the
+        courier posts in order. Its retries are the courier's own schedule, kept in the
+        ledger; Dramatiq retries only what the database's absence stopped."""
+
+        def deliver_webhooks(lane: str) -> None:
+            try:
+                courier.deliver(lane)
+            except DeliveryBusy:
+                return  # another courier holds the lane's head: it goes on from there
+
+        self._webhook_actor = dramatiq.actor(
+            broker=self.webhook_broker,
+            actor_name=WEBHOOK_ACTOR,
+            queue_name=WEBHOOK_QUEUE,
+            retry_when=_retry_when(policy),
+            min_backoff=policy.min_backoff_ms,
+            max_backoff=policy.max_backoff_ms,
+        )(deliver_webhooks)
+        return LaneMessages(self._webhook_actor)
 
     def enqueue(self, key: str) -> None:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         self.actor.send_with_options(args=(key,), trace=carrier)
 
-    def join(self, timeout_ms: int = 10_000) -> None:
-        """Waits until the mail queue is empty (delayed retries included)."""
-        if isinstance(self.broker, StubBroker):
-            self.broker.join(QUEUE, timeout=timeout_ms, fail_fast=False)
+    def join(self, timeout_ms: int = 10_000, queue: str = QUEUE) -> None:
+        """Waits until the mail queue (or the webhooks') is empty (delayed retries included)."""
+        broker = self.webhook_broker if queue == WEBHOOK_QUEUE else self.broker
+        if isinstance(broker, StubBroker):
+            broker.join(queue, timeout=timeout_ms, fail_fast=False)
         else:
-            self.broker.join(QUEUE, timeout=timeout_ms)
+            broker.join(queue, timeout=timeout_ms)
 
-    def start_worker(self, threads: int = 2, poll_ms: int = 1000) -> None:
+    def start_worker(self, threads: int = 2, poll_ms: int = 1000, webhook_threads: int = 4) -> None:
         """`poll_ms` is how long an idle worker waits for a message before looking up: only
         how fast it notices a stop, never how fast it notices a message."""
         self.broker.emit_after("process_boot")
-        self._worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=poll_ms)
+        self._worker = dramatiq.Worker(
+            self.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=poll_ms
+        )
         self._worker.start()
-        if self._keeper is not None:
-            self._keeper.start()
+        if self._webhook_actor is not None:
+            self.webhook_broker.emit_after("process_boot")
+            self._webhook_worker = dramatiq.Worker(
+                self.webhook_broker,
+                queues={WEBHOOK_QUEUE},
+                worker_threads=webhook_threads,
+                worker_timeout=poll_ms,
+            )
+            self._webhook_worker.start()
+        for keeper in self._keepers:
+            keeper.start()
 
     def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.stop()
+        for keeper in self._keepers:
+            keeper.stop()
+        if self._webhook_worker is not None:
+            self._webhook_worker.stop(timeout=10_000)
+            self._webhook_worker = None
         if self._worker is not None:
             self._worker.stop(timeout=10_000)
             self._worker = None
         self.broker.close()
+        self.webhook_broker.close()

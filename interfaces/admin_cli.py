@@ -23,6 +23,7 @@ from interfaces.client_cli import add_client_commands, run_client_command
 from interfaces.container import Container, build
 from interfaces.progress import progress
 from interfaces.settings import Settings, load_settings
+from interfaces.webhook_cli import add_webhook_commands, run_webhook_command
 
 REBUILDABLE = ("accounts", "sessions", "audit_log")  # the mail outbox would send every mail again
 
@@ -91,6 +92,7 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
     add_client_commands(actions)
+    add_webhook_commands(actions)
     admin.set_defaults(run=administer)
 
 
@@ -117,6 +119,8 @@ def _administer(container: Container, args: argparse.Namespace) -> int:
         return _list(container, args)
     if args.action == "client":
         return run_client_command(container, args)
+    if args.action == "webhook":
+        return run_webhook_command(container, args)
     if args.action == "erase":
         return _erase(container, args.login, operator, args.yes)
     if args.action == "export":

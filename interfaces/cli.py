@@ -154,7 +154,9 @@ def worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
-    container.mail_broker.start_worker(settings.worker_threads)
+    container.mail_broker.start_worker(
+        settings.worker_threads, webhook_threads=settings.webhook_worker_threads
+    )
     log.info("delivering mail with %s threads", settings.worker_threads)
     say_where_mail_goes(settings)
     stopped.wait()

@@ -42,8 +42,14 @@ from application.read_side.read_models import (
 from application.read_side.read_seals import ReadSeals
 from application.sessions.access import Access
 from application.sessions.lifecycle import SessionRules, Sessions
+from application.webhooks.courier import Courier, CourierSettings
+from application.webhooks.deliveries import Deliveries
+from application.webhooks.endpoints import WebhookEndpoints
+from application.webhooks.feed import Publication, WebhookFeed
+from application.webhooks.replay import Replays
 from domain.lockout import LockoutPolicy
 from domain.password_policy import PasswordPolicy
+from domain.webhook import Reach
 from infrastructure import metrics
 from infrastructure.broker import MailBroker, RetryPolicy
 from infrastructure.clock import SystemClock
@@ -78,6 +84,7 @@ from infrastructure.signing import Ed25519Signer
 from infrastructure.signing_keys import SigningKeys
 from infrastructure.totp import Totp
 from infrastructure.webauthn import PyWebAuthn
+from infrastructure.webhook_post import GuardedPoster, StandardSigner
 from interfaces.runtime import Runtime
 from interfaces.security_log import SecurityLog
 from interfaces.settings import Settings, identity_providers
@@ -117,6 +124,11 @@ class Container:
     access: Access
     administration: Administration
     clients: Clients
+    webhooks: WebhookEndpoints
+    replays: Replays
+    webhook_deliveries: Deliveries
+    webhook_feed: WebhookFeed
+    courier: Courier
     machine_tokens: MachineTokens
     erasure: Erasure
     after_restore: AfterRestore
@@ -345,6 +357,35 @@ def _build(
     mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
     seals = ReadSeals(keys)
+    reach = Reach(
+        http_loopback=settings.webhook_allow_http_loopback,
+        private_targets=settings.webhook_allow_private_targets,
+    )
+    webhook_ledger = stores.webhook_ledger
+    webhooks = WebhookEndpoints(log, box, clock, reach, webhook_ledger)
+    publication = Publication(log, seals)
+    courier = Courier(
+        webhook_ledger,
+        webhooks,
+        GuardedPoster(reach, timeout=settings.webhook_timeout),
+        StandardSigner(),
+        box,
+        seals,
+        clock,
+        # webhook-timestamp is the real time of each try, whatever clock the schedule keeps:
+        # receivers check it against theirs.
+        SystemClock().now,
+        CourierSettings(claim_ttl=timedelta(seconds=3 * settings.webhook_timeout)),
+    )
+    lanes = mail_broker.carry_webhooks(
+        courier,
+        RetryPolicy(
+            max_retries=settings.mail_max_retries,
+            min_backoff_ms=settings.mail_retry_min_backoff,
+            max_backoff_ms=settings.mail_retry_max_backoff,
+        ),
+    )
+    webhook_feed = WebhookFeed(webhook_ledger, publication, webhooks, lanes, clock)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -397,6 +438,7 @@ def _build(
     )
     projections: list[Projection] = [
         mail,
+        webhook_feed,
         AccountsProjection(accounts, seals),
         SessionsProjection(sessions, seals),
         AuditProjection(audit, seals),
@@ -488,6 +530,11 @@ def _build(
         access=Access(signer, revocations, clock),
         administration=Administration(log, session_life, clock),
         clients=clients,
+        webhooks=webhooks,
+        replays=Replays(log, webhooks, publication, webhook_ledger, lanes, clock),
+        webhook_deliveries=Deliveries(webhooks, webhook_ledger),
+        webhook_feed=webhook_feed,
+        courier=courier,
         machine_tokens=MachineTokens(
             clients,
             log,
@@ -523,6 +570,7 @@ def _build(
             mail,
             mail_broker,
             wakeups,
+            webhook_feed,
             stores.shared.redis,
             key_store=keys if apart is not None else None,
         ),

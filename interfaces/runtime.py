@@ -12,6 +12,7 @@ import redis
 
 from application.mail.outbox import MailOutbox
 from application.persistence.event_log import EventLog
+from application.webhooks.feed import WebhookFeed
 from infrastructure.broker import MailBroker
 from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.lag_reports import LagReports
@@ -32,6 +33,7 @@ class Runtime:
         outbox: MailOutbox,
         mail_broker: MailBroker,
         wakeups: Wakeups | None,
+        webhook_feed: WebhookFeed,
         redis: redis.Redis | None,
         key_store: WrappedDataKeys | None = None,
     ) -> None:
@@ -42,6 +44,7 @@ class Runtime:
         self._outbox = outbox
         self._mail_broker = mail_broker
         self._wakeups = wakeups
+        self._webhook_feed = webhook_feed
         self._redis = redis
         self._key_store = key_store  # a key store of its own (KEY_STORE_URL): one more dependency
         self._stop = threading.Event()
@@ -96,8 +99,11 @@ class Runtime:
         self._start_lag_reports()
         if not self.runs_in_one_process:
             return
-        self._mail_broker.start_worker(self._settings.worker_threads)
+        self._mail_broker.start_worker(
+            self._settings.worker_threads, webhook_threads=self._settings.webhook_worker_threads
+        )
         self._start_redelivery(first_sweep_older_than=timedelta(0))
+        self._start_webhook_sweep()
         for projector in self._projectors:
             projector.start(self._stop)
 
@@ -105,6 +111,7 @@ class Runtime:
         """Runs the projections in this process until stop() (the `tessera projector` command)."""
         self._start_lag_reports()
         self._start_redelivery(first_sweep_older_than=self._lost_after)
+        self._start_webhook_sweep()
         if self._wakeups is not None:
             self._wakeups.listen(self._projectors, self._stop)
         threads = [projector.start(self._stop) for projector in self._projectors]
@@ -126,6 +133,21 @@ class Runtime:
 
     def _start_lag_reports(self) -> None:
         self._lag_reports.start(self._stop)
+
+    def _start_webhook_sweep(self, interval: float = 1.0) -> None:
+        """Wakes a courier for each lane whose head is due: each retry at its time (the
+        schedule is kept in the ledger, not in the broker), and what a crash or a lost message
+        left behind. Every second, so the first retry comes 5 to 6 seconds after its failure."""
+
+        def sweep() -> None:
+            while not self._stop.is_set():
+                try:
+                    self._webhook_feed.wake_due()
+                except Exception:
+                    log.exception("webhook sweep failed; trying again")
+                self._stop.wait(interval)
+
+        threading.Thread(target=sweep, name="webhook-sweep", daemon=True).start()
 
     def _start_redelivery(self, first_sweep_older_than: timedelta) -> None:
         interval = 30.0

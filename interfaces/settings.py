@@ -58,6 +58,13 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     notify_new_sign_in: bool = True
     worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # Webhooks: threads of their own in each worker (a hanging receiver holds one for at most
+    # WEBHOOK_TIMEOUT seconds); http:// to loopback addresses (tests, local development); and
+    # receivers at private, loopback or link-local addresses (a receiver inside the network).
+    webhook_worker_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    webhook_timeout: Annotated[int, msgspec.Meta(ge=1, le=60)] = 15
+    webhook_allow_http_loopback: bool = False
+    webhook_allow_private_targets: bool = False
     # /health/ready answers 503 while a projection is further behind the event store than this.
     projection_lag_threshold: Seconds = 30
     # How long a read of a caller's own views may wait for the projection to show the caller's

@@ -25,6 +25,7 @@ from infrastructure.tracing import SECRET_HEADERS, redact_request_span
 from interfaces.container import Container
 from interfaces.http.admin import AdminController
 from interfaces.http.admin_clients import ClientsController
+from interfaces.http.admin_webhooks import WebhooksController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import AuthController
 from interfaces.http.cors import cross_origin
@@ -173,6 +174,7 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             AuditController,
             AdminController,
             ClientsController,
+            WebhooksController,
             OAuth2Controller,
             jwks,
             live,
@@ -193,6 +195,9 @@ def create_app(container: Container, run_background: bool = True) -> Litestar:
             "access": provide(container.access),
             "administration": provide(container.administration),
             "clients": provide(container.clients),
+            "webhooks": provide(container.webhooks),
+            "replays": provide(container.replays),
+            "webhook_deliveries": provide(container.webhook_deliveries),
             "machine_tokens": provide(container.machine_tokens),
             "claim_signer": provide(container.claim_signer),
             "oauth2": provide(

@@ -269,3 +269,42 @@ class ClientSecret(msgspec.Struct):
 
     client_id: str
     client_secret: str | None  # None for a public client
+
+
+# A webhook endpoint's registration. The URL's and the events' rules (https, no private address,
+# known types, at least one) are the domain's (domain/webhook.py), each with its problem code.
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2000, pattern=_PRINTABLE)]
+EventTypeName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$(?!\n)")]
+EventTypeNames = Annotated[tuple[EventTypeName, ...], Meta(max_length=32)]
+WebhookDescription = Annotated[str, Meta(max_length=200, pattern=_PRINTABLE)]
+
+
+class WebhookRequest(Request):
+    url: WebhookUrl
+    events: EventTypeNames
+    description: WebhookDescription = ""
+    include_personal: bool = False  # email, username and display name in the bodies
+
+
+class WebhookChanges(Request):
+    """Only the fields given change; `enabled: true` turns a disabled endpoint on again."""
+
+    url: WebhookUrl | msgspec.UnsetType = msgspec.UNSET
+    events: EventTypeNames | msgspec.UnsetType = msgspec.UNSET
+    description: WebhookDescription | msgspec.UnsetType = msgspec.UNSET
+    include_personal: bool | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class WebhookSecret(msgspec.Struct):
+    """The only answer that holds an endpoint's secret (whsec_…): shown once, never again."""
+
+    id: str
+    secret: str
+
+
+class ReplayRequest(Request):
+    """`since`: a log position (0: from the first event), or an instant (RFC 3339, with its
+    offset): every matching event since then is sent again, in order."""
+
+    since: Annotated[int, Meta(ge=0, le=MAX_CURSOR)] | Annotated[datetime, Meta(tz=True)]

@@ -7,6 +7,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from application.mail.outbox import MailOutbox
 from application.persistence.event_log import EventLog
 from application.privacy.erasure import ErasureFinisher
+from application.webhooks.feed import WebhookFeed
 from infrastructure.data_keys import DataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.lease import FileLease
 from infrastructure.mail_ledger import SqliteMailLedger
@@ -17,6 +18,7 @@ from infrastructure.rate_limit import LocalRateLimiter
 from infrastructure.read_store import SqliteAccounts, SqliteAuditLog, SqliteSessions
 from infrastructure.refresh_chains import SqliteRefreshChains
 from infrastructure.revocation import SqliteRevocationList
+from infrastructure.webhook_ledger import SqliteWebhookLedger
 from interfaces.stores.roles import SharedState, Stores
 
 
@@ -46,6 +48,7 @@ def embedded_stores(
             limiter=LocalRateLimiter(),
         ),
         mail_ledger=database.sqlite_tracking_recorder(MailOutbox.name, SqliteMailLedger),
+        webhook_ledger=database.sqlite_tracking_recorder(WebhookFeed.name, SqliteWebhookLedger),
         accounts=database.sqlite_tracking_recorder("accounts", SqliteAccounts),
         sessions=database.sqlite_tracking_recorder("sessions", SqliteSessions),
         audit=database.sqlite_tracking_recorder("audit_log", SqliteAuditLog),

@@ -8,6 +8,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from application.mail.outbox import MailOutbox
 from application.persistence.event_log import EventLog
 from application.privacy.erasure import ErasureFinisher
+from application.webhooks.feed import WebhookFeed
 from infrastructure.data_keys import DataKeyTable, PostgresDataKeyTable, WrappedDataKeys
 from infrastructure.lease import PostgresLease
 from infrastructure.mail_ledger import PostgresMailLedger
@@ -19,6 +20,7 @@ from infrastructure.read_store import PostgresAccounts, PostgresAuditLog, Postgr
 from infrastructure.refresh_chains import PostgresRefreshChains
 from infrastructure.revocation import PostgresRevocationList, revocation_pool
 from infrastructure.wakeups import PostgresWakeups
+from infrastructure.webhook_ledger import PostgresWebhookLedger
 from interfaces.stores.roles import SharedState, Stores
 
 
@@ -54,6 +56,9 @@ def postgres_stores(
         shared=shared or in_tables(),
         mail_ledger=database.postgres_tracking_recorder(
             MailOutbox.name, PostgresMailLedger, log.recorder
+        ),
+        webhook_ledger=database.postgres_tracking_recorder(
+            WebhookFeed.name, PostgresWebhookLedger, log.recorder
         ),
         accounts=database.postgres_tracking_recorder("accounts", PostgresAccounts, log.recorder),
         sessions=database.postgres_tracking_recorder("sessions", PostgresSessions, log.recorder),

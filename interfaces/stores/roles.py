@@ -16,6 +16,7 @@ from application.mail.outbox import MailLedger
 from application.ports import ChangeMarks, PasskeyChallenges, RefreshChains, RevocationList
 from application.privacy.personal_data import Deliveries, SessionHistory
 from application.read_side.read_batch import ReadStore
+from application.webhooks.records import WebhookLedger
 from infrastructure.projector import Lease, Projector
 
 
@@ -37,6 +38,11 @@ class ChallengeStore(PasskeyChallenges, Protocol):
 
 class MailRecords(MailLedger, Deliveries, Protocol):
     """The mail outbox's ledger: the projection's view, the postman's claims, the export's rows."""
+
+
+class WebhookRecords(WebhookLedger, Protocol):
+    """The webhook feed's deliveries: the projection's view (a TrackingRecorder too), the
+    couriers' claims."""
 
 
 class SessionRecords(ReadStore, SessionHistory, Protocol):
@@ -72,6 +78,7 @@ class Stores:
 
     shared: SharedState
     mail_ledger: MailRecords
+    webhook_ledger: WebhookRecords
     accounts: ReadStore
     sessions: SessionRecords
     audit: ReadStore

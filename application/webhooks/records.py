@@ -1,0 +1,108 @@
+"""The deliveries of events to endpoints, as the feed records them and couriers take them.
+
+A delivery waits in its lane: one endpoint and one account. A lane is sent strictly in the order
+its deliveries were recorded (log order), one at a time: its head is claimed, posted, and closed
+(sent, or dead after the last retry) before the next is tried, so a failing delivery holds the
+account's later events for that endpoint, and no other lane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Tracking
+
+QUEUED, SENDING, SENT, DEAD = "queued", "sending", "sent", "dead"
+
+
+@dataclass(frozen=True)
+class QueuedDelivery:
+    """A delivery as the feed (or a replay) records it. `body` is the JSON body without the
+    person's values; `sealed_personal` holds those, sealed under the person's data key (or "")."""
+
+    id: str  # the webhook-id: stable per event and endpoint (or replay)
+    endpoint_id: str
+    account_id: str
+    position: int
+    type: str
+    body: str
+    sealed_personal: str
+    replay_id: str | None = None
+
+    @property
+    def lane(self) -> str:
+        return lane_of(self.endpoint_id, self.account_id)
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A lane's head, now one courier's to post."""
+
+    id: str
+    endpoint_id: str
+    account_id: str
+    type: str
+    body: str
+    sealed_personal: str
+    attempts: int  # this one included
+
+
+def lane_of(endpoint_id: str, account_id: str) -> str:
+    return f"{endpoint_id}:{account_id}"
+
+
+def endpoint_of(lane: str) -> str:
+    return lane.split(":", 1)[0]
+
+
+class WebhookLedger(Protocol):
+    def record(
+        self, deliveries: list[QueuedDelivery], at: datetime, tracking: Tracking | None
+    ) -> None:
+        """Records the deliveries (each once: a second record of one id changes nothing), and
+        the projection's position with them in one transaction when `tracking` is given."""
+        ...
+
+    def claim_head(self, lane: str, at: datetime, ttl: timedelta) -> ClaimedDelivery | None:
+        """The lane's head, claimed; None when the lane is empty or its head not yet due.
+        DeliveryBusy while another courier holds the head."""
+        ...
+
+    def sent(self, delivery_id: str, status: int, at: datetime) -> None: ...
+
+    def failed(
+        self,
+        delivery_id: str,
+        status: int | None,
+        error: str,
+        at: datetime,
+        next_try_at: datetime | None,
+    ) -> None:
+        """A failed try: queued again for `next_try_at`, or dead (None) after the last one."""
+        ...
+
+    def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+        """Lanes whose head is due (a retry's time come, a message lost, a claim run out), of
+        endpoints not paused."""
+        ...
+
+    def failing_since(self, endpoint_id: str, at: datetime) -> datetime:
+        """Notes a failure of the endpoint; returns when its failures began (since the last
+        success)."""
+        ...
+
+    def succeeded(self, endpoint_id: str) -> None: ...
+
+    def pause(self, endpoint_id: str, paused: bool) -> None:
+        """A disabled endpoint's lanes wait (their deliveries kept) until it is enabled."""
+        ...
+
+    def discard(self, endpoint_id: str) -> None:
+        """A removed endpoint's deliveries that were still to be sent."""
+        ...
+
+    def of_endpoint(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
+        """The endpoint's latest deliveries, newest first."""
+        ...

@@ -1,0 +1,292 @@
+"""The webhook deliveries' table, in the event store's database (a file of its own on the
+embedded default, as the mail ledger), written with the feed's tracking record in one
+transaction; and each endpoint's health (failing since when, paused or not).
+
+Each lane (endpoint and account) is sent in `seq` order, the order the feed recorded it in;
+only a lane's head is ever claimed, so a failing delivery holds the lane behind it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from application.ports import DeliveryBusy
+from application.webhooks.records import (
+    DEAD,
+    QUEUED,
+    SENDING,
+    SENT,
+    ClaimedDelivery,
+    QueuedDelivery,
+)
+
+# How much of a failure's reason a row keeps: the error's kind, never a response body.
+_MAX_ERROR = 200
+
+
+def _schema(table: str, health: str, seq: str, real: str) -> list[str]:
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table} ({seq}, id text NOT NULL UNIQUE,"
+        " endpoint_id text NOT NULL, account_id text NOT NULL, lane text NOT NULL,"
+        " position bigint NOT NULL, type text NOT NULL, body text NOT NULL,"
+        " sealed_personal text NOT NULL, replay_id text, status text NOT NULL,"
+        f" attempts integer NOT NULL DEFAULT 0, next_try_at {real} NOT NULL,"
+        f" claimed_until {real}, last_status integer, last_error text,"
+        f" created_at {real} NOT NULL, updated_at {real} NOT NULL)",
+        # The heads of the lanes: only deliveries still to be sent are in it.
+        f"CREATE INDEX IF NOT EXISTS {table}_lanes ON {table} (lane, seq)"
+        f" WHERE status IN ('{QUEUED}', '{SENDING}')",
+        f"CREATE INDEX IF NOT EXISTS {table}_endpoint ON {table} (endpoint_id, seq)",
+        f"CREATE TABLE IF NOT EXISTS {health} (endpoint_id text PRIMARY KEY,"
+        f" failing_since {real}, paused integer NOT NULL DEFAULT 0)",
+    ]
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class WebhookQueries:
+    """The statements, written once; each store's class names its tables and marker."""
+
+    table: str
+    health: str
+    marker: str
+    datastore: Any
+    _insert_tracking: Any
+
+    def _sql(self, statement: str) -> str:
+        return (
+            statement.replace("{table}", self.table)
+            .replace("{health}", self.health)
+            .replace("?", self.marker)
+        )
+
+    def record(
+        self, deliveries: list[QueuedDelivery], at: datetime, tracking: Tracking | None
+    ) -> None:
+        now = at.timestamp()
+        statement = self._sql(
+            "INSERT INTO {table} (id, endpoint_id, account_id, lane, position, type, body,"
+            " sealed_personal, replay_id, status, next_try_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+        )
+        with self.datastore.transaction(commit=True) as c:
+            for d in deliveries:
+                c.execute(
+                    statement,
+                    (
+                        d.id,
+                        d.endpoint_id,
+                        d.account_id,
+                        d.lane,
+                        d.position,
+                        d.type,
+                        d.body,
+                        d.sealed_personal,
+                        d.replay_id,
+                        QUEUED,
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+            if tracking is not None:
+                self._insert_tracking(c, tracking)
+
+    def claim_head(self, lane: str, at: datetime, ttl: timedelta) -> ClaimedDelivery | None:
+        now = at.timestamp()
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"
+                    " updated_at = ? WHERE seq = (SELECT min(seq) FROM {table} WHERE lane = ?"
+                    " AND status IN (?, ?)) AND ((status = ? AND next_try_at <= ?)"
+                    " OR (status = ? AND claimed_until < ?))"
+                    " RETURNING id, endpoint_id, account_id, type, body, sealed_personal, attempts"
+                ),
+                (
+                    SENDING,
+                    now + ttl.total_seconds(),
+                    now,
+                    lane,
+                    QUEUED,
+                    SENDING,
+                    QUEUED,
+                    now,
+                    SENDING,
+                    now,
+                ),
+            )
+            row = c.fetchone()
+            if row is not None:
+                return ClaimedDelivery(
+                    id=str(row["id"]),
+                    endpoint_id=str(row["endpoint_id"]),
+                    account_id=str(row["account_id"]),
+                    type=str(row["type"]),
+                    body=str(row["body"]),
+                    sealed_personal=str(row["sealed_personal"]),
+                    attempts=int(row["attempts"]),
+                )
+            c.execute(
+                self._sql(
+                    "SELECT status FROM {table} WHERE lane = ? AND status IN (?, ?)"
+                    " ORDER BY seq LIMIT 1"
+                ),
+                (lane, QUEUED, SENDING),
+            )
+            head = c.fetchone()
+        if head is not None and head["status"] == SENDING:
+            raise DeliveryBusy(lane)
+        return None
+
+    def sent(self, delivery_id: str, status: int, at: datetime) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+                    " last_error = NULL, updated_at = ? WHERE id = ?"
+                ),
+                (SENT, status, at.timestamp(), delivery_id),
+            )
+
+    def failed(
+        self,
+        delivery_id: str,
+        status: int | None,
+        error: str,
+        at: datetime,
+        next_try_at: datetime | None,
+    ) -> None:
+        """Sent is final: a late failure from a courier that lost its claim changes nothing."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+                    " last_error = ?, next_try_at = ?, updated_at = ? WHERE id = ?"
+                    " AND status <> ?"
+                ),
+                (
+                    QUEUED if next_try_at is not None else DEAD,
+                    status,
+                    error[:_MAX_ERROR],
+                    (next_try_at or at).timestamp(),
+                    at.timestamp(),
+                    delivery_id,
+                    SENT,
+                ),
+            )
+
+    def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+        now = at.timestamp()
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT lane FROM {table} WHERE seq IN (SELECT min(seq) FROM {table}"
+                    " WHERE status IN (?, ?) GROUP BY lane) AND ((status = ? AND next_try_at <= ?)"
+                    " OR (status = ? AND claimed_until < ?)) AND endpoint_id NOT IN"
+                    " (SELECT endpoint_id FROM {health} WHERE paused = 1) ORDER BY seq LIMIT ?"
+                ),
+                (QUEUED, SENDING, QUEUED, now, SENDING, now, limit),
+            )
+            return [str(row["lane"]) for row in c.fetchall()]
+
+    def failing_since(self, endpoint_id: str, at: datetime) -> datetime:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "INSERT INTO {health} (endpoint_id, failing_since) VALUES (?, ?)"
+                    " ON CONFLICT (endpoint_id) DO UPDATE SET failing_since ="
+                    " COALESCE({health}.failing_since, excluded.failing_since)"
+                    " RETURNING failing_since"
+                ),
+                (endpoint_id, at.timestamp()),
+            )
+            row = c.fetchone()
+        since = _time(float(row["failing_since"]))
+        assert since is not None
+        return since
+
+    def succeeded(self, endpoint_id: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "UPDATE {health} SET failing_since = NULL WHERE endpoint_id = ?"
+                    " AND failing_since IS NOT NULL"
+                ),
+                (endpoint_id,),
+            )
+
+    def pause(self, endpoint_id: str, paused: bool) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "INSERT INTO {health} (endpoint_id, paused) VALUES (?, ?)"
+                    " ON CONFLICT (endpoint_id) DO UPDATE SET paused = excluded.paused,"
+                    " failing_since = NULL"
+                ),
+                (endpoint_id, 1 if paused else 0),
+            )
+
+    def discard(self, endpoint_id: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql("DELETE FROM {table} WHERE endpoint_id = ? AND status IN (?, ?)"),
+                (endpoint_id, QUEUED, SENDING),
+            )
+            c.execute(self._sql("DELETE FROM {health} WHERE endpoint_id = ?"), (endpoint_id,))
+
+    def of_endpoint(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    "SELECT id, account_id, position, type, replay_id, status, attempts,"
+                    " next_try_at, last_status, last_error, created_at, updated_at"
+                    " FROM {table} WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?"
+                ),
+                (endpoint_id, limit),
+            )
+            rows = [dict(row) for row in c.fetchall()]
+        for row in rows:
+            waiting = row["status"] == QUEUED
+            row["next_try_at"] = _time(row["next_try_at"]) if waiting else None
+            row["created_at"] = _time(row["created_at"])
+            row["updated_at"] = _time(row["updated_at"])
+        return rows
+
+
+class SqliteWebhookLedger(WebhookQueries, SQLiteTrackingRecorder):
+    table = "webhook_deliveries"
+    health = "webhook_endpoint_health"
+    marker = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            *_schema(self.table, self.health, "seq INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
+        ]
+
+
+class PostgresWebhookLedger(WebhookQueries, PostgresTrackingRecorder):
+    table = "tessera_webhook_deliveries"
+    health = "tessera_webhook_endpoint_health"
+    marker = "%s"
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.extend(
+            SQL("{}").format(SQL(statement))  # type: ignore[arg-type, unused-ignore]
+            for statement in _schema(
+                self.table,
+                self.health,
+                "seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "double precision",
+            )
+        )

@@ -1,0 +1,324 @@
+"""Webhook delivery against a real HTTP receiver on 127.0.0.1, with the service's clock moved by
+hand through the retry schedule: signatures the Standard Webhooks library verifies, log order
+per account held by a failing delivery, retries, dead deliveries, disabling (410, five days),
+erasure in between, replay, secret rotation, and the addresses the poster refuses."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from application.ports import WebhookPost, WebhookTargetRefused
+from application.webhooks.courier import RETRY_SCHEDULE
+from domain.webhook import FAILING_FOR, EndpointSettings, Reach
+from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
+from interfaces.container import Container
+from interfaces.settings import Settings, load_settings
+from tests.conftest import FAST_ARGON2, FakeClock, run_projections
+from tests.http.test_api import Client, register_and_verify
+
+
+class Receiver:
+    """A receiver that records every request and answers from a script (then `otherwise`)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.script: deque[int] = deque()
+        self.otherwise = 200
+        self.answer_body = b"ok"
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.script.popleft() if receiver.script else receiver.otherwise
+                self.send_response(status)
+                self.send_header("content-length", str(len(receiver.answer_body)))
+                self.end_headers()
+                self.wfile.write(receiver.answer_body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.received]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    environ = {
+        "DATA_DIR": str(tmp_path / "var"),
+        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
+        **FAST_ARGON2,
+    }
+    if request.param == "postgres+redis":
+        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
+    return load_settings(environ)
+
+
+def endpoint(container: Container, url: str, *events: str, personal: bool = False) -> str:
+    made = container.webhooks.create(
+        EndpointSettings(url=url, events=events, include_personal=personal), "test"
+    )
+    return made.secret
+
+
+def settle(container: Container) -> None:
+    """The feed to the end of the log, and every lane message taken by the worker."""
+    run_projections(container)
+    container.mail_broker.join(queue="webhooks")
+
+
+def retry_due(container: Container, clock: FakeClock, attempt: int) -> None:
+    """Moves the clock past the wait after try `attempt`, then wakes what is due."""
+    clock.advance(seconds=RETRY_SCHEDULE[attempt - 1].total_seconds())
+    container.webhook_feed.wake_due()
+    container.mail_broker.join(queue="webhooks")
+
+
+def verified(secret: str, received: tuple[dict[str, str], bytes]) -> dict[str, Any]:
+    headers, body = received
+    document: dict[str, Any] = Webhook(secret).verify(body, headers)
+    return document
+
+
+def test_events_are_delivered_signed_and_in_order(
+    client: Client, container: Container, receiver: Receiver
+) -> None:
+    secret = endpoint(
+        container, receiver.url, "account.registered", "account.email_verified", "session.started"
+    )
+    register_and_verify(client, container, "ada")
+    client.post("/api/auth/login", json={"login": "ada", "password": "correct horse battery"})
+    settle(container)
+    documents = [verified(secret, r) for r in receiver.received]
+    assert [d["type"] for d in documents][:2] == ["account.registered", "account.email_verified"]
+    account_id = documents[0]["data"]["account_id"]
+    assert all(d["data"]["account_id"] == account_id for d in documents)
+    assert documents[0]["data"] == {"account_id": account_id}  # no personal fields asked for
+    headers = receiver.received[0][0]
+    assert headers["webhook-id"].startswith("msg_")
+    assert headers["content-type"] == "application/json"
+    # Another secret's signature does not verify.
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 43 + "=").verify(receiver.received[0][1], headers)
+
+
+def test_a_failing_delivery_holds_the_accounts_later_events_until_its_retry(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    assert len(receiver.received) == 1  # the registration, refused; its successor waits
+    first_id = receiver.received[0][0]["webhook-id"]
+    (row_held, row_failed) = container.webhook_deliveries.of(container.webhooks.list()[0].id)
+    assert row_failed.status == "queued" and row_failed.attempts == 1
+    assert row_failed.last_status == 500 and row_failed.next_try_at is not None
+    assert row_held.attempts == 0
+
+    clock.advance(seconds=4)
+    container.webhook_feed.wake_due()
+    container.mail_broker.join(queue="webhooks")
+    assert len(receiver.received) == 1  # not yet: the first retry waits 5 s
+
+    retry_due(container, clock, 1)
+    types = [verified(secret, r)["type"] for r in receiver.received]
+    assert types == ["account.registered", "account.registered", "account.email_verified"]
+    # The retry is the same delivery: the same id and the same body.
+    assert receiver.received[1][0]["webhook-id"] == first_id
+    assert receiver.received[1][1] == receiver.received[0][1]
+
+
+def test_a_delivery_dies_after_the_schedule_and_five_days_of_failures_disable_the_endpoint(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    receiver.otherwise = 503
+    register_and_verify(client, container, "ada")
+    settle(container)
+    for attempt in range(1, len(RETRY_SCHEDULE) + 1):
+        retry_due(container, clock, attempt)
+    # Ten tries of the registration, then the verification (the lane moved on) tried once.
+    assert len(receiver.received) == len(RETRY_SCHEDULE) + 2
+    webhook_id = container.webhooks.list()[0].id
+    later, dead = container.webhook_deliveries.of(webhook_id)
+    assert dead.status == "dead" and dead.attempts == len(RETRY_SCHEDULE) + 1
+    assert dead.type == "account.registered" and dead.next_try_at is None
+    assert later.status == "queued" and later.attempts == 1
+    assert container.webhooks.endpoint(webhook_id).enabled
+
+    attempt = 1
+    while container.webhooks.endpoint(webhook_id).enabled:
+        retry_due(container, clock, attempt)
+        attempt += 1
+        assert attempt <= len(RETRY_SCHEDULE) + 1
+    shown = container.webhooks.endpoint(webhook_id)
+    assert shown.disabled_reason == "failing"
+    assert sum(step.total_seconds() for step in RETRY_SCHEDULE) < FAILING_FOR.total_seconds()
+    # Disabled: nothing more is tried, however long one waits.
+    tried = len(receiver.received)
+    clock.advance(days=2)
+    container.webhook_feed.wake_due()
+    container.mail_broker.join(queue="webhooks")
+    assert len(receiver.received) == tried
+
+
+def test_a_gone_receiver_disables_its_endpoint_at_once(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    receiver.otherwise = 410
+    register_and_verify(client, container, "ada")
+    settle(container)
+    assert len(receiver.received) == 1
+    (shown,) = container.webhooks.list()
+    assert not shown.enabled and shown.disabled_reason == "gone"
+    retry_due(container, clock, 1)
+    assert len(receiver.received) == 1
+
+
+def test_an_erasure_in_between_removes_the_personal_fields_still_to_be_sent(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(
+        container, receiver.url, "account.registered", "account.erased", personal=True
+    )
+    register_and_verify(client, container, "bob")
+    settle(container)
+    first = verified(secret, receiver.received[0])
+    assert first["data"]["email"] == "bob@example.com" and first["data"]["username"] == "bob"
+
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    refused = verified(secret, receiver.received[1])
+    assert refused["data"]["email"] == "ada@example.com"
+    container.erasure.erase("ada", "test")
+    settle(container)
+    retry_due(container, clock, 1)
+    documents = [verified(secret, r) for r in receiver.received[2:]]
+    assert [d["type"] for d in documents] == ["account.registered", "account.erased"]
+    assert documents[0]["data"] == {"account_id": refused["data"]["account_id"]}
+    assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[2:])
+
+
+def test_a_replay_sends_the_history_again_under_new_ids(
+    client: Client, container: Container, receiver: Receiver
+) -> None:
+    register_and_verify(client, container, "ada")
+    register_and_verify(client, container, "bob")
+    settle(container)
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    settle(container)
+    assert receiver.received == []  # made after the events: fed only what comes next
+    webhook_id = container.webhooks.list()[0].id
+    container.replays.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    documents = [verified(secret, r) for r in receiver.received]
+    by_account: dict[str, list[str]] = {}
+    for d in documents:
+        by_account.setdefault(d["data"]["account_id"], []).append(d["type"])
+    assert list(by_account.values()) == [["account.registered", "account.email_verified"]] * 2
+    ids = [r[0]["webhook-id"] for r in receiver.received]
+    container.replays.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    again = [r[0]["webhook-id"] for r in receiver.received[len(ids) :]]
+    assert len(again) == len(ids) and not set(again) & set(ids)
+
+
+def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    old = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    webhook_id = container.webhooks.list()[0].id
+    new = container.webhooks.rotate_secret(webhook_id, "test").secret
+    register_and_verify(client, container, "ada")
+    settle(container)
+    for received in receiver.received:
+        assert len(received[0]["webhook-signature"].split(" ")) == 2
+        verified(old, received)
+        verified(new, received)
+    clock.advance(hours=24)
+    register_and_verify(client, container, "bob")
+    settle(container)
+    last = receiver.received[-1]
+    assert len(last[0]["webhook-signature"].split(" ")) == 1
+    verified(new, last)
+    with pytest.raises(WebhookVerificationError):
+        verified(old, last)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.1/hooks",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]:9/hooks",
+        "http://localhost:9/hooks",  # a name that resolves to 127.0.0.1
+        "https://[::ffff:127.0.0.1]:9/hooks",
+    ],
+)
+def test_the_poster_refuses_private_addresses_where_it_connects(url: str) -> None:
+    post = WebhookPost(url=url, headers={}, body=b"{}")
+    with pytest.raises(WebhookTargetRefused):
+        GuardedPoster(Reach()).post(post)
+
+
+def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
+    receiver: Receiver,
+) -> None:
+    post = WebhookPost(url=receiver.url.replace("127.0.0.1", "localhost"), headers={}, body=b"{}")
+    with pytest.raises(WebhookTargetRefused):
+        GuardedPoster(Reach()).post(post)
+    assert receiver.received == []
+    receiver.answer_body = b"x" * (4 * MAX_ANSWER)
+    assert GuardedPoster(Reach(http_loopback=True)).post(post) == 200
+    receiver.otherwise = 302  # a redirect is an answer, never followed
+    assert GuardedPoster(Reach(http_loopback=True)).post(post) == 302
+    assert len(receiver.received) == 2
+
+
+def test_a_receiver_that_hangs_times_out() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
+        post = WebhookPost(url=url, headers={}, body=b"{}")
+        with pytest.raises(OSError):
+            GuardedPoster(Reach(http_loopback=True), timeout=0.5).post(post)
+    finally:
+        silent.close()
