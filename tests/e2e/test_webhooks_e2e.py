@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,8 @@ NEW_PASSWORD = "a wholly different passphrase 2026"
 PERSONAL = ("email", "username", "display_name")
 FIRST_RETRY = 5.0  # seconds: the first step of the Standard Webhooks schedule
 TIMEOUT = 15.0  # seconds the service waits on a receiver's answer
+
+Json = dict[str, Any]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres+redis"])
@@ -62,6 +65,12 @@ def delivered(
     eventually(arrived, timeout=timeout, what=f"{last} at {receiver.url}")
     time.sleep(0.5)
     return arrived()
+
+
+def deliveries_of(deployment: Deployment, endpoint_id: str, person: Person) -> list[Json]:
+    """The person's deliveries as the admin API lists them, in the log's order."""
+    listed = [d for d in deployment.deliveries(endpoint_id) if d["account_id"] == person.id]
+    return sorted(listed, key=lambda d: int(d["position"]))
 
 
 def test_a_life_from_registration_to_erasure_is_delivered_in_order(
@@ -184,9 +193,13 @@ def test_a_receiver_that_fails_once_gets_each_event_again_and_in_order(
     for refused, taken in (arrivals[0:2], arrivals[2:4]):
         assert (taken.webhook_id, taken.body) == (refused.webhook_id, refused.body)
         assert taken.arrived - refused.arrived >= FIRST_RETRY - 0.5
-    listed = deployment.deliveries(endpoint_id)
-    assert listed, "the deliveries of the endpoint"
-    print(listed)
+    # What admins see: each delivery sent at its second try, after a 500.
+    listed = deliveries_of(deployment, endpoint_id, person)
+    assert [(d["type"], d["status"], d["attempts"], d["last_status"]) for d in listed] == [
+        ("account.registered", "sent", 2, 200),
+        ("account.email_verified", "sent", 2, 200),
+    ]
+    assert [d["id"] for d in listed] == [d.webhook_id for d in got]
 
 
 def test_a_hanging_or_dead_receiver_holds_up_no_other_endpoint_and_no_mail(
@@ -212,10 +225,23 @@ def test_a_hanging_or_dead_receiver_holds_up_no_other_endpoint_and_no_mail(
     assert hung.status == 0 and retried.status == 200
     assert (retried.webhook_id, retried.body) == (hung.webhook_id, hung.body)
     assert retried.arrived - hung.arrived >= TIMEOUT + FIRST_RETRY - 1
-    stuck_log = deployment.deliveries(stuck_id)
-    down_log = deployment.deliveries(down_id)
-    print(stuck_log, down_log)
-    assert down_log, "the dead receiver's failed deliveries are visible"
+    # What admins see: the timed-out try, and the receiver that never answered, whose first
+    # event waits for its next try and holds the person's later ones back.
+    stuck_log = deliveries_of(deployment, stuck_id, person)
+    assert [(d["status"], d["attempts"]) for d in stuck_log] == [
+        ("sent", 2),
+        ("sent", 1),
+        ("sent", 1),
+    ]
+    first, *held = deliveries_of(deployment, down_id, person)
+    assert (first["type"], first["status"], first["last_status"]) == (
+        "account.registered",
+        "queued",
+        None,
+    )
+    assert first["attempts"] >= 1 and "ConnectionRefused" in first["last_error"]
+    assert first["next_try_at"] > first["updated_at"]
+    assert [(d["status"], d["attempts"]) for d in held] == [("queued", 0), ("queued", 0)]
 
 
 def test_killing_the_worker_and_the_projector_mid_delivery_loses_nothing(
