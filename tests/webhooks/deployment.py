@@ -27,7 +27,7 @@ import httpx
 
 from tests.conftest import FAST_ARGON2
 from tests.e2e.test_serve import tessera
-from tests.servers import PostgresCluster, free_port, start_redis, wait_for_port
+from tests.servers import PostgresCluster, RedisServer, free_port, start_redis, wait_for_port
 from tests.smtp import ScriptedHandler, SmtpServer
 from tests.webhooks.receiver import Delivery
 
@@ -64,6 +64,7 @@ class Deployment:
     mail_to: Callable[[str], list[str]]  # plain-text bodies of the mails sent to an address
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin: dict[str, str] = field(default_factory=dict)  # an admin's Authorization header
+    redis: RedisServer | None = None  # production's shape only
     endpoints: list[str] = field(default_factory=list)  # made by the running test
     _used_tokens: set[str] = field(default_factory=set)
 
@@ -107,6 +108,17 @@ class Deployment:
             [tessera(), *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
             timeout=60,
         )  # fmt: skip
+
+    def recorded(self, endpoint_id: str) -> int:
+        """Deliveries to the endpoint in the ledger (PostgreSQL), sent or not."""
+        import psycopg
+
+        with psycopg.connect(self.env["DATABASE_URL"]) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM tessera_webhook_deliveries WHERE endpoint_id = %s",
+                (endpoint_id,),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     # People.
 
@@ -253,7 +265,9 @@ def deployed(kind: str, directory: Path, postgres: PostgresCluster | None) -> It
                     for m in smtp.handler.to(address)
                 ]
 
-            made = Deployment(kind, env, directory, f"http://127.0.0.1:{port}", smtp_mail)
+            made = Deployment(
+                kind, env, directory, f"http://127.0.0.1:{port}", smtp_mail, redis=redis_server
+            )
             stack.callback(made.stop_all)
             for name in ("serve", "projector", "worker"):
                 made.start(name, name)
