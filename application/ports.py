@@ -542,11 +542,21 @@ class WebhookTargetRefused(Exception):
 
 
 class WebhookPoster(Protocol):
-    """Posts one delivery: no redirect followed, a bounded wait, at most a bounded part of the
-    answer read (and never logged). Returns the status code; raises WebhookTargetRefused, or
-    OSError (TimeoutError among them) when there was no answer."""
+    """Posts deliveries: no redirect followed, a bounded wait, at most a bounded part of each
+    answer read (and never logged)."""
 
-    def post(self, delivery: WebhookPost) -> int: ...
+    def post(self, delivery: WebhookPost) -> int:
+        """The status code; raises WebhookTargetRefused, or OSError (TimeoutError among
+        them) when there was no answer."""
+        ...
+
+    def post_each(
+        self, deliveries: Sequence[WebhookPost], budget: timedelta
+    ) -> list[int | Exception | None]:
+        """Posts them in turn (one receiver's), over one connection kept open between them:
+        for each, its status code, the error that left it without an answer, or None when it
+        was not tried (after the first without an answer, or once `budget` has run out)."""
+        ...
 
 
 class WebhookSigner(Protocol):
@@ -557,6 +567,7 @@ class WebhookSigner(Protocol):
 
 class WebhookQueue(Protocol):
     """Where the deliveries wait, per endpoint and account, in log order (queued by the feed,
-    claimed by couriers); and the message that wakes a courier for one lane."""
+    claimed by couriers); and the message that wakes a courier for some of one endpoint's
+    lanes."""
 
-    def enqueue(self, lane: str) -> None: ...
+    def enqueue(self, lanes: list[str]) -> None: ...

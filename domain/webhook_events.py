@@ -60,7 +60,7 @@ class EventType:
 _TYPES = (
     EventType(
         "account.registered",
-        "An account was made (by registration, a provider sign-in or an admin).",
+        "An account was made (by registration, or a first sign-in with a provider).",
         personal=("email", "username"),
     ),
     EventType(

@@ -142,8 +142,8 @@ class LaneMessages:
     def __init__(self, actor: Any) -> None:
         self._actor = actor
 
-    def enqueue(self, lane: str) -> None:
-        self._actor.send(lane)
+    def enqueue(self, lanes: list[str]) -> None:
+        self._actor.send(lanes)
 
 
 class MailBroker:
@@ -209,15 +209,12 @@ class MailBroker:
         self._webhook_actor: Any = None
 
     def carry_webhooks(self, courier: Courier, policy: RetryPolicy) -> LaneMessages:
-        """Declares the webhook actor: a message names a lane, whose due deliveries the
-        courier posts in order. Its retries are the courier's own schedule, kept in the
+        """Declares the webhook actor: a message names some of one endpoint's lanes, whose
+        due deliveries the courier posts, each lane in order. Its retries are the courier's own schedule, kept in the
         ledger; Dramatiq retries only what the database's absence stopped."""
 
-        def deliver_webhooks(lane: str) -> None:
-            try:
-                courier.deliver(lane)
-            except DeliveryBusy:
-                return  # another courier holds the lane's head: it goes on from there
+        def deliver_webhooks(lanes: list[str]) -> None:
+            courier.deliver(lanes)
 
         self._webhook_actor = dramatiq.actor(
             broker=self.webhook_broker,

@@ -50,7 +50,7 @@ class LedgerQueries:
     def _sql(self, statement: str) -> str:
         return statement.replace("{table}", self.table).replace("?", self.marker)
 
-    def record(self, mail: PendingMail, at: datetime, tracking: Tracking) -> None:
+    def record(self, mail: PendingMail, at: datetime, tracking: Tracking | None) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 self._sql(
@@ -66,7 +66,8 @@ class LedgerQueries:
                     at.timestamp(),
                 ),
             )
-            self._insert_tracking(c, tracking)
+            if tracking is not None:
+                self._insert_tracking(c, tracking)
 
     def claim(self, key: str, at: datetime, ttl: timedelta) -> PendingMail | None:
         """The mail, now this worker's to send; None if it was sent or given up already."""

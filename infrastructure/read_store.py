@@ -486,6 +486,13 @@ class AccountQueries(ReadStoreStatements):
             [*params, limit],
         )
 
+    def holding(self, role: str) -> list[str]:
+        """The ids of the accounts that hold `role` (a rare question: the admins to tell)."""
+        rows = self.select(
+            "SELECT id FROM {accounts} WHERE ',' || roles || ',' LIKE ?", [f"%,{role},%"]
+        )
+        return [str(row["id"]) for row in rows]
+
 
 class SessionQueries(ReadStoreStatements):
     tables = ("sessions",)

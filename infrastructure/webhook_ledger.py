@@ -8,6 +8,7 @@ only a lane's head is ever claimed, so a failing delivery holds the lane behind 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,6 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.ports import DeliveryBusy
 from application.webhooks.records import (
     DEAD,
     QUEUED,
@@ -100,22 +100,30 @@ class WebhookQueries:
             if tracking is not None:
                 self._insert_tracking(c, tracking)
 
-    def claim_head(self, lane: str, at: datetime, ttl: timedelta) -> ClaimedDelivery | None:
+    def claim_heads(
+        self, lanes: Sequence[str], at: datetime, ttl: timedelta
+    ) -> list[ClaimedDelivery]:
+        if not lanes:
+            return []
         now = at.timestamp()
+        marks = ", ".join("?" * len(lanes))
+        # Only a lane's head: under concurrent claims, a head another courier took (or sent)
+        # since this statement's snapshot fails the status check, and its lane gives nothing.
+        statement = self._sql(
+            "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"  # noqa: S608 - markers only
+            " updated_at = ? WHERE seq IN (SELECT min(seq) FROM {table} WHERE lane IN"
+            f" ({marks}) AND status IN (?, ?) GROUP BY lane) AND ((status = ? AND"
+            " next_try_at <= ?) OR (status = ? AND claimed_until < ?))"
+            " RETURNING id, lane, endpoint_id, account_id, type, body, sealed_personal, attempts"
+        )
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                self._sql(
-                    "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"
-                    " updated_at = ? WHERE seq = (SELECT min(seq) FROM {table} WHERE lane = ?"
-                    " AND status IN (?, ?)) AND ((status = ? AND next_try_at <= ?)"
-                    " OR (status = ? AND claimed_until < ?))"
-                    " RETURNING id, endpoint_id, account_id, type, body, sealed_personal, attempts"
-                ),
+                statement,
                 (
                     SENDING,
                     now + ttl.total_seconds(),
                     now,
-                    lane,
+                    *lanes,
                     QUEUED,
                     SENDING,
                     QUEUED,
@@ -124,37 +132,48 @@ class WebhookQueries:
                     now,
                 ),
             )
-            row = c.fetchone()
-            if row is not None:
-                return ClaimedDelivery(
-                    id=str(row["id"]),
-                    endpoint_id=str(row["endpoint_id"]),
-                    account_id=str(row["account_id"]),
-                    type=str(row["type"]),
-                    body=str(row["body"]),
-                    sealed_personal=str(row["sealed_personal"]),
-                    attempts=int(row["attempts"]),
-                )
-            c.execute(
-                self._sql(
-                    "SELECT status FROM {table} WHERE lane = ? AND status IN (?, ?)"
-                    " ORDER BY seq LIMIT 1"
-                ),
-                (lane, QUEUED, SENDING),
+            rows = c.fetchall()
+        order = {lane: i for i, lane in enumerate(lanes)}
+        claimed = [
+            ClaimedDelivery(
+                id=str(row["id"]),
+                lane=str(row["lane"]),
+                endpoint_id=str(row["endpoint_id"]),
+                account_id=str(row["account_id"]),
+                type=str(row["type"]),
+                body=str(row["body"]),
+                sealed_personal=str(row["sealed_personal"]),
+                attempts=int(row["attempts"]),
             )
-            head = c.fetchone()
-        if head is not None and head["status"] == SENDING:
-            raise DeliveryBusy(lane)
-        return None
+            for row in rows
+        ]
+        return sorted(claimed, key=lambda d: order.get(d.lane, 0))
 
-    def sent(self, delivery_id: str, status: int, at: datetime) -> None:
+    def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
+        if not answered:
+            return
+        with self.datastore.transaction(commit=True) as c:
+            for delivery_id, status in answered:
+                c.execute(
+                    self._sql(
+                        "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+                        " last_error = NULL, updated_at = ? WHERE id = ?"
+                    ),
+                    (SENT, status, at.timestamp(), delivery_id),
+                )
+
+    def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        if not delivery_ids:
+            return
+        marks = ", ".join("?" * len(delivery_ids))
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 self._sql(
-                    "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
-                    " last_error = NULL, updated_at = ? WHERE id = ?"
+                    "UPDATE {table} SET status = ?, claimed_until = NULL,"  # noqa: S608 - markers only
+                    f" attempts = attempts - 1, updated_at = ? WHERE id IN ({marks})"
+                    " AND status = ?"
                 ),
-                (SENT, status, at.timestamp(), delivery_id),
+                (QUEUED, at.timestamp(), *delivery_ids, SENDING),
             )
 
     def failed(

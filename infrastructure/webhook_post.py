@@ -15,7 +15,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
@@ -92,44 +93,88 @@ class GuardedPoster:
         self._context = ssl.create_default_context()
 
     def post(self, delivery: WebhookPost) -> int:
-        parts = urlsplit(delivery.url)
+        (outcome,) = self.post_each([delivery], timedelta(seconds=self._timeout))
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    def post_each(
+        self, deliveries: Sequence[WebhookPost], budget: timedelta
+    ) -> list[int | Exception | None]:
+        """In turn over one connection (opened again, and checked again, whenever the receiver
+        closed it); the first without an answer ends the turn."""
+        outcomes: list[int | Exception | None] = [None] * len(deliveries)
+        until = time.monotonic() + budget.total_seconds()
+        connection: http.client.HTTPConnection | None = None
+        try:
+            for i, delivery in enumerate(deliveries):
+                if i and time.monotonic() > until:
+                    break
+                if connection is None:
+                    connection = self._connection(delivery.url)
+                try:
+                    status, complete = self._exchange(connection, delivery)
+                except WebhookTargetRefused as refused:
+                    outcomes[i] = refused
+                    break
+                except (OSError, http.client.HTTPException) as error:
+                    outcomes[i] = (
+                        error
+                        if isinstance(error, OSError)
+                        else ConnectionError(f"not an HTTP answer: {type(error).__name__}")
+                    )
+                    break
+                outcomes[i] = status
+                if not complete:  # an answer longer than is read: the connection cannot go on
+                    connection.close()
+                    connection = None
+        finally:
+            if connection is not None:
+                connection.close()
+        return outcomes
+
+    def _connection(self, url: str) -> http.client.HTTPConnection:
+        parts = urlsplit(url)
         host = parts.hostname or ""
-        deadline = time.monotonic() + self._timeout
-        connection: http.client.HTTPConnection
         if parts.scheme == "https":
             https = _Https(host, parts.port, timeout=self._timeout, context=self._context)
             https.reach, https.context = self._reach, self._context
-            connection = https
-        else:
-            plain = _Http(host, parts.port, timeout=self._timeout)
-            plain.reach = self._reach
-            connection = plain
+            return https
+        plain = _Http(host, parts.port, timeout=self._timeout)
+        plain.reach = self._reach
+        return plain
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, delivery: WebhookPost
+    ) -> tuple[int, bool]:
+        """The status code, and whether the whole answer was read (so the connection can
+        carry the next post)."""
+        parts = urlsplit(delivery.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            connection.request(
-                "POST",
-                path,
-                body=delivery.body,
-                headers={
-                    **delivery.headers,
-                    "user-agent": self._user_agent,
-                    "content-length": str(len(delivery.body)),
-                },
-            )
+        deadline = time.monotonic() + self._timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(self._timeout)
+        connection.request(
+            "POST",
+            path,
+            body=delivery.body,
+            headers={
+                **delivery.headers,
+                "user-agent": self._user_agent,
+                "content-length": str(len(delivery.body)),
+            },
+        )
+        self._left(connection, deadline)
+        answer = connection.getresponse()
+        remaining = MAX_ANSWER
+        while remaining > 0:
             self._left(connection, deadline)
-            answer = connection.getresponse()
-            remaining = MAX_ANSWER
-            while remaining > 0:
-                self._left(connection, deadline)
-                chunk = answer.read(min(remaining, 16 * 1024))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            return int(answer.status)
-        except http.client.HTTPException as error:
-            raise ConnectionError(f"not an HTTP answer: {type(error).__name__}") from None
-        finally:
-            connection.close()
+            chunk = answer.read(min(remaining, 16 * 1024))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        return int(answer.status), answer.isclosed()
 
     @staticmethod
     def _left(connection: http.client.HTTPConnection, deadline: float) -> None:

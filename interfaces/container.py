@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import redis
 
@@ -354,8 +355,14 @@ def _build(
         ),
         dead_worker_after_ms=settings.mail_redeliver_after * 1000,
     )
-    mail = MailOutbox(ledger, mail_broker, clock, notify_sign_ins=settings.notify_new_sign_in)
     accounts, sessions, audit = stores.accounts, stores.sessions, stores.audit
+    mail = MailOutbox(
+        ledger,
+        mail_broker,
+        clock,
+        notify_sign_ins=settings.notify_new_sign_in,
+        admins=lambda: [UUID(a) for a in accounts.holding("admin")],  # type: ignore[attr-defined]
+    )
     seals = ReadSeals(keys)
     reach = Reach(
         http_loopback=settings.webhook_allow_http_loopback,
@@ -375,7 +382,10 @@ def _build(
         # webhook-timestamp is the real time of each try, whatever clock the schedule keeps:
         # receivers check it against theirs.
         SystemClock().now,
-        CourierSettings(claim_ttl=timedelta(seconds=3 * settings.webhook_timeout)),
+        CourierSettings(
+            claim_ttl=timedelta(seconds=3 * settings.webhook_timeout),
+            lanes_per_endpoint=max(1, settings.webhook_worker_threads // 2),
+        ),
     )
     lanes = mail_broker.carry_webhooks(
         courier,

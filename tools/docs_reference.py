@@ -445,11 +445,44 @@ def problems_page() -> str:
     return "\n".join(out) + "\n"
 
 
+def webhook_events_page() -> str:
+    from domain.webhook_events import CATALOGUE, CATALOGUE_VERSION, PERSONAL
+
+    out = [
+        "# Webhook event types",
+        "",
+        HEADER.format(
+            command=COMMAND, source="the public catalogue of `domain/webhook_events.py`"
+        ).rstrip(),
+        "",
+        f"Version {CATALOGUE_VERSION} of the catalogue. Every body is `{{type, timestamp, data}}`;",
+        "`data` always holds `account_id`, and the fields below. The personal fields",
+        "("
+        + ", ".join(f"`{name}`" for name in PERSONAL)
+        + ") are sent only to endpoints made with",
+        "`include_personal: true`, and never once the person is erased. See",
+        "[Send events to other systems](../integrate/webhooks.md).",
+        "",
+        "| type | what happened | data (besides `account_id`) | personal |",
+        "|---|---|---|---|",
+    ]
+    for kind in CATALOGUE.values():
+        fields = ", ".join(f"`{name}`" for name in kind.fields) or "none"
+        personal = ", ".join(f"`{name}`" for name in kind.personal) or "none"
+        out.append(f"| `{kind.name}` | {_cell(kind.summary)} | {fields} | {personal} |")
+    out.append("")
+    out.append("## JSON Schema of each type")
+    for kind in CATALOGUE.values():
+        out += ["", f"### {kind.name}", "", "```json", json.dumps(kind.schema(), indent=2), "```"]
+    return "\n".join(out) + "\n"
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "settings.md": settings_page,
     "api.md": api_page,
     "events.md": events_page,
     "problems.md": problems_page,
+    "webhook-events.md": webhook_events_page,
 }
 
 

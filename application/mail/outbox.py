@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +34,7 @@ from application.ports import (
 )
 from domain.account import Account
 from domain.session import Session
+from domain.webhook import WebhookEndpoint
 
 tracer = trace.get_tracer("tessera.mail")
 log = logging.getLogger(__name__)
@@ -59,12 +60,15 @@ MAIL_KINDS: dict[type[Any], str] = {
     **NOTICES,
 }
 MAIL_WORTHY = tuple(MAIL_KINDS)
+# A webhook endpoint the service itself turned off (410 Gone, five days of failures): every
+# admin is told, since the system behind it no longer hears of anything.
+TO_ADMINS: dict[type[Any], str] = {WebhookEndpoint.EndpointDisabled: "webhook_disabled"}
 
 
 class MailLedger(Protocol):
     """Where deliveries are recorded (with the projection's position) and claimed."""
 
-    def record(self, mail: PendingMail, at: datetime, tracking: Tracking) -> None: ...
+    def record(self, mail: PendingMail, at: datetime, tracking: Tracking | None) -> None: ...
 
     def claim(self, key: str, at: datetime, ttl: timedelta) -> PendingMail | None: ...
 
@@ -98,7 +102,7 @@ def account_of(event: DomainEventProtocol[Any]) -> UUID:
 
 class MailOutbox:
     name = "mail_outbox"
-    topics: tuple[str, ...] = tuple(get_topic(kind) for kind in MAIL_WORTHY)
+    topics: tuple[str, ...] = tuple(get_topic(kind) for kind in (*MAIL_WORTHY, *TO_ADMINS))
 
     def __init__(
         self,
@@ -106,7 +110,10 @@ class MailOutbox:
         queue: MailQueue,
         clock: Clock,
         notify_sign_ins: bool = True,
+        admins: Callable[[], Iterable[UUID]] = list,
     ) -> None:
+        """`admins`: the accounts that hold the admin role now."""
+        self._admins = admins
         self._ledger: MailLedger = view
         self._view: TrackingRecorder = view
         self._queue = queue
@@ -133,6 +140,9 @@ class MailOutbox:
         if isinstance(domain_event, Session.SessionStarted) and not self._notify_sign_ins:
             self._view.insert_tracking(tracking)
             return
+        if type(domain_event) in TO_ADMINS:
+            self._to_admins(domain_event, tracking)
+            return
         pending = PendingMail(
             delivery_key(domain_event),
             domain_event.originator_id,
@@ -140,6 +150,27 @@ class MailOutbox:
             account_of(domain_event),
         )
         self._ledger.record(pending, self._clock.now(), tracking)
+        self._enqueue(domain_event, pending)
+
+    def _to_admins(self, domain_event: DomainEventProtocol[Any], tracking: Tracking) -> None:
+        """One mail per admin, each with its own key; the event's position is tracked with the
+        last (an operator's own change tells nobody: they know)."""
+        admins = [] if getattr(domain_event, "operator", None) else list(self._admins())
+        if not admins:
+            self._view.insert_tracking(tracking)
+            return
+        for admin_id in admins:
+            pending = PendingMail(
+                f"{delivery_key(domain_event)}-{admin_id}",
+                domain_event.originator_id,
+                domain_event.originator_version,
+                admin_id,
+            )
+            last = admin_id == admins[-1]
+            self._ledger.record(pending, self._clock.now(), tracking if last else None)
+            self._enqueue(domain_event, pending)
+
+    def _enqueue(self, domain_event: DomainEventProtocol[Any], pending: PendingMail) -> None:
         # The mail continues the trace of the request that recorded the event.
         parent = propagate.extract(getattr(domain_event, "trace_context", None) or {})
         with tracer.start_as_current_span(
@@ -277,10 +308,12 @@ class Postman:
             gt=pending.originator_version - 1,
             lte=pending.originator_version,
         )
-        account_id = account_of(event)
+        to_admin = type(event) in TO_ADMINS and pending.account_id is not None
+        account_id = pending.account_id if to_admin else account_of(event)
+        assert account_id is not None
         if self._log.find(account_id, Account) is None:
             return None
-        content = self._content(event)
+        content = self._to_admin(event, account_id) if to_admin else self._content(event)
         if content is None:
             return None
         kind, to, context = content
@@ -342,6 +375,22 @@ class Postman:
         elif isinstance(event, Account.IdentityLinked | Account.IdentityUnlinked):
             context["provider"] = event.provider
         return NOTICES[type(event)], account.email, context
+
+    def _to_admin(self, event: Any, admin_id: UUID) -> tuple[str, str, dict[str, Any]] | None:
+        admin = self._account(admin_id, None)
+        if "admin" not in admin.roles or admin.disabled:
+            return None  # no longer an admin: no longer told
+        endpoint: Any = self._log.repository.get(
+            event.originator_id, version=event.originator_version
+        )
+        context = {
+            "at": event.timestamp,
+            "url": endpoint.settings.url,
+            "endpoint_id": str(event.originator_id),
+            "gone": event.reason == "gone",
+            "admin_link": f"{self._settings.public_url.rstrip('/')}/api/admin/webhooks/{event.originator_id}",
+        }
+        return TO_ADMINS[type(event)], admin.email, context
 
     def _made_with(self, linked: Any) -> bool:
         """Whether the account was made with this identity: before it, it had no way in."""

@@ -44,6 +44,10 @@ class AccountRows(Protocol):
         order the accounts registered (created_at, then id), after the one `after` names."""
         ...
 
+    def holding(self, role: str) -> list[str]:
+        """The ids of the accounts that hold `role`."""
+        ...
+
 
 class SessionRows(Protocol):
     def live_of(self, account_id: str, at: float) -> list[Row]: ...
@@ -176,6 +180,10 @@ class ReadSide:
         compares them: case-insensitively, the email NFKC-normalised); none for a part of one.
         Without: every account, in the order they registered, after the cursor `after`."""
         return self.account_list(text, after, limit).accounts
+
+    def holding(self, role: str) -> list[UUID]:
+        """The accounts that hold `role`, as the read model last saw them."""
+        return [UUID(account_id) for account_id in self._accounts.holding(role)]
 
     def account_list(self, text: str = "", after: str = "", limit: int = 100) -> AccountList:
         """A page of `accounts(text, after)`, and where the next page starts."""

@@ -5,7 +5,8 @@ Runs in workers; safe to call twice with one lane (a head is claimed once)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,10 +29,10 @@ from application.webhooks.feed import PERSONAL_PLACE
 from application.webhooks.records import (
     DEAD,
     QUEUED,
-    SENT,
     ClaimedDelivery,
     WebhookLedger,
     endpoint_of,
+    messages,
 )
 from domain.account import ERASED
 from domain.errors import WebhookNotFound
@@ -62,6 +63,9 @@ class CourierSettings:
     claim_ttl: timedelta = timedelta(seconds=45)
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
+    # How many lanes of one endpoint this process posts to at once: the rest of its threads
+    # stay free for the other endpoints while one hangs (its other lanes wait for the sweep).
+    lanes_per_endpoint: int = 2
 
 
 class Courier:
@@ -91,51 +95,82 @@ class Courier:
         self._wall = wall_clock
         self._settings = settings or CourierSettings()
         self._disabled = disabled
+        self._posting: dict[str, int] = {}  # endpoint id: lanes being posted to now
+        self._lock = threading.Lock()
 
-    def deliver(self, lane: str) -> int:
-        """Posts the lane's due deliveries in order, up to a batch; returns how many were
-        sent. Stops at the first failure (the lane waits for its retry); a delivery dead
+    def deliver(self, lanes: Sequence[str]) -> int:
+        """Posts the due deliveries of these lanes, each lane in order; returns how many were
+        sent. A lane stops at its first failure (it waits for its retry); a delivery dead
         after its last try lets the next one go."""
+        sent = 0
+        for group in messages(lanes):
+            sent += self._deliver_endpoint(endpoint_of(group[0]), group)
+        return sent
+
+    def _deliver_endpoint(self, endpoint_id: str, lanes: list[str]) -> int:
         try:
-            endpoint = self._endpoints.find(endpoint_of(lane))
+            endpoint = self._endpoints.find(endpoint_id)
         except WebhookNotFound:
-            self._ledger.discard(endpoint_of(lane))
+            self._ledger.discard(endpoint_id)
             return 0
         if not endpoint.enabled:
-            self._ledger.pause(str(endpoint.id), True)
+            self._ledger.pause(endpoint_id, True)
             return 0
-        sent = 0
+        if not self._take_slot(endpoint_id):
+            return 0  # the endpoint's share of this process is busy: the sweep wakes the lanes
+        try:
+            return self._rounds(endpoint, lanes)
+        finally:
+            self._give_slot(endpoint_id)
+
+    def _rounds(self, endpoint: WebhookEndpoint, lanes: list[str]) -> int:
+        """Each round claims the heads of the lanes still going, in one transaction, posts
+        them over one connection, and records what came of them."""
+        sent, going = 0, lanes
         for _ in range(self._settings.batch):
-            claimed = self._ledger.claim_head(lane, self._clock.now(), self._settings.claim_ttl)
-            if claimed is None:
+            if not going:
                 break
-            outcome = self._try(endpoint, claimed)
-            if outcome == SENT:
-                sent += 1
-            elif outcome != DEAD or not self._endpoints.find(endpoint.id).enabled:
+            claimed = self._ledger.claim_heads(going, self._clock.now(), self._settings.claim_ttl)
+            if not claimed:
+                break
+            posts = self.compose_all(endpoint, claimed, self._wall())
+            # New posts start within a third of the claim's life, so none outlives its claim.
+            outcomes = self._poster.post_each(posts, self._settings.claim_ttl / 3)
+            results = list(zip(claimed, outcomes, strict=True))
+            answered = [(d.id, o) for d, o in results if isinstance(o, int) and 200 <= o < 300]
+            now = self._clock.now()
+            self._ledger.sent(answered, now)
+            if answered:
+                self._ledger.succeeded(str(endpoint.id))
+            sent += len(answered)
+            self._ledger.release([d.id for d, o in results if o is None], now)
+            delivered = {delivery_id for delivery_id, _ in answered}
+            going = [d.lane for d, _ in results if d.id in delivered]
+            for delivery, outcome in results:
+                if outcome is None or delivery.id in delivered:
+                    continue
+                # A dead delivery lets its lane go on; one to retry holds it.
+                if self._failed(endpoint, delivery, *_failure(outcome)) == DEAD:
+                    going.append(delivery.lane)
+            if not self._endpoints.find(endpoint.id).enabled:
                 break
         return sent
 
-    def _try(self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery) -> str:
-        """SENT, QUEUED (for a retry) or DEAD."""
-        post = self.compose(endpoint, claimed, self._wall())
-        status: int | None = None
-        try:
-            status = self._poster.post(post)
-        except WebhookTargetRefused:
-            error = "refused: the address is not one the service may reach"
-        except OSError as failure:
-            error = f"no answer: {type(failure).__name__}"
-        except Exception as failure:  # a bug here must not lose the delivery's claim for long
-            log.exception("webhook %s could not be posted", claimed.id)
-            error = f"not posted: {type(failure).__name__}"
-        else:
-            if 200 <= status < 300:
-                self._ledger.sent(claimed.id, status, self._clock.now())
-                self._ledger.succeeded(claimed.endpoint_id)
-                return SENT
-            error = f"answered {status}"
-        return self._failed(endpoint, claimed, status, error)
+    def _take_slot(self, endpoint_id: str) -> bool:
+        with self._lock:
+            busy = self._posting.get(endpoint_id, 0)
+            if busy >= self._settings.lanes_per_endpoint:
+                return False
+            self._posting[endpoint_id] = busy + 1
+            return True
+
+    def _give_slot(self, endpoint_id: str) -> None:
+        with self._lock:
+            left = self._posting[endpoint_id] - 1
+            if left:
+                self._posting[endpoint_id] = left
+            else:
+                del self._posting[endpoint_id]
 
     def _failed(
         self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery, status: int | None, error: str
@@ -170,24 +205,24 @@ class Courier:
         if self._disabled is not None:
             self._disabled(endpoint)
 
-    def compose(
-        self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery, at: datetime
-    ) -> WebhookPost:
-        """The post of a delivery at `at`: its recorded body with the person's values as they
-        open now (none once erased), signed by every secret that signs at `at`."""
-        body = self.body(claimed)
+    def compose_all(
+        self, endpoint: WebhookEndpoint, claimed: Sequence[ClaimedDelivery], at: datetime
+    ) -> list[WebhookPost]:
+        """The posts of deliveries at `at`: each its recorded body with the person's values as
+        they open now (none once erased), signed by every secret that signs at `at`."""
         secrets = [self._box.open(sealed) for sealed in endpoint.signing_secrets(self._clock.now())]
-        signature = " ".join(self._signer.sign(s, claimed.id, at, body) for s in secrets)
-        return WebhookPost(
-            url=endpoint.settings.url,
-            headers={
+        posts = []
+        for delivery in claimed:
+            body = self.body(delivery)
+            signature = " ".join(self._signer.sign(s, delivery.id, at, body) for s in secrets)
+            headers = {
                 "content-type": "application/json",
-                "webhook-id": claimed.id,
+                "webhook-id": delivery.id,
                 "webhook-timestamp": str(int(at.timestamp())),
                 "webhook-signature": signature,
-            },
-            body=body,
-        )
+            }
+            posts.append(WebhookPost(url=endpoint.settings.url, headers=headers, body=body))
+        return posts
 
     def body(self, claimed: ClaimedDelivery) -> bytes:
         document: dict[str, Any] = msgspec.json.decode(claimed.body)
@@ -200,3 +235,12 @@ class Courier:
                     if isinstance(value, str) and value != ERASED:
                         data[name] = value
         return msgspec.json.encode(document)
+
+
+def _failure(outcome: int | Exception) -> tuple[int | None, str]:
+    """The status code and the reason a try failed, as a delivery keeps them (never a body)."""
+    if isinstance(outcome, int):
+        return outcome, f"answered {outcome}"
+    if isinstance(outcome, WebhookTargetRefused):
+        return None, "refused: the address is not one the service may reach"
+    return None, f"no answer: {type(outcome).__name__}"

@@ -24,7 +24,7 @@ from eventsourcing.utils import get_topic
 from application.persistence.event_log import EventLog
 from application.ports import Clock, WebhookQueue
 from application.read_side.read_seals import ReadSeals
-from application.webhooks.records import QueuedDelivery, WebhookLedger
+from application.webhooks.records import QueuedDelivery, WebhookLedger, messages
 from domain.session import Session
 from domain.webhook import WebhookEndpoint
 from domain.webhook_events import PUBLISHED, PublicEvent, account_of, public_event
@@ -140,8 +140,8 @@ class WebhookFeed:
         self._ledger.record(made, self._clock.now(), tracking)
         # After the commit: a message without its row can never exist. One lost between the
         # two (a crash, a broker that refused) is sent again by resume() or the sweep.
-        for lane in dict.fromkeys(d.lane for d in made):
-            self._queue.enqueue(lane)
+        for lanes in messages(d.lane for d in made):
+            self._queue.enqueue(lanes)
 
     def resume(self) -> None:
         """Called by the projector each time it takes this projection: the last rows recorded
@@ -152,6 +152,6 @@ class WebhookFeed:
         """Wakes a courier for each lane whose head is due: a retry's time come, a message
         lost, a claim run out. Duplicates are harmless: a head is claimed once."""
         lanes = self._ledger.due_lanes(at or self._clock.now())
-        for lane in lanes:
-            self._queue.enqueue(lane)
+        for group in messages(lanes):
+            self._queue.enqueue(group)
         return len(lanes)

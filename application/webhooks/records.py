@@ -8,6 +8,7 @@ account's later events for that endpoint, and no other lane.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ class ClaimedDelivery:
     """A lane's head, now one courier's to post."""
 
     id: str
+    lane: str
     endpoint_id: str
     account_id: str
     type: str
@@ -57,6 +59,22 @@ def endpoint_of(lane: str) -> str:
     return lane.split(":", 1)[0]
 
 
+# Lanes a message carries: one endpoint's, so one courier posts them over one connection.
+LANES_A_MESSAGE = 100
+
+
+def messages(lanes: Iterable[str]) -> list[list[str]]:
+    """The lanes, each once, grouped by endpoint into messages of at most LANES_A_MESSAGE."""
+    by_endpoint: dict[str, list[str]] = {}
+    for lane in dict.fromkeys(lanes):
+        by_endpoint.setdefault(endpoint_of(lane), []).append(lane)
+    return [
+        group[start : start + LANES_A_MESSAGE]
+        for group in by_endpoint.values()
+        for start in range(0, len(group), LANES_A_MESSAGE)
+    ]
+
+
 class WebhookLedger(Protocol):
     def record(
         self, deliveries: list[QueuedDelivery], at: datetime, tracking: Tracking | None
@@ -65,12 +83,21 @@ class WebhookLedger(Protocol):
         the projection's position with them in one transaction when `tracking` is given."""
         ...
 
-    def claim_head(self, lane: str, at: datetime, ttl: timedelta) -> ClaimedDelivery | None:
-        """The lane's head, claimed; None when the lane is empty or its head not yet due.
-        DeliveryBusy while another courier holds the head."""
+    def claim_heads(
+        self, lanes: Sequence[str], at: datetime, ttl: timedelta
+    ) -> list[ClaimedDelivery]:
+        """The heads of these lanes that are due, claimed in one transaction (a lane that is
+        empty, not yet due, or whose head another courier holds gives none)."""
         ...
 
-    def sent(self, delivery_id: str, status: int, at: datetime) -> None: ...
+    def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
+        """These deliveries (id, status code) are delivered, in one transaction."""
+        ...
+
+    def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        """Claimed but not tried (the batch ran out of time, the receiver stopped answering):
+        back in their lanes, the claim's count of tries undone."""
+        ...
 
     def failed(
         self,

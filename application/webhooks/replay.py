@@ -19,7 +19,7 @@ from application.persistence.sealing import SealingMapper
 from application.ports import Clock, WebhookQueue
 from application.webhooks.endpoints import WebhookEndpoints
 from application.webhooks.feed import Publication, WebhookFeed
-from application.webhooks.records import WebhookLedger
+from application.webhooks.records import WebhookLedger, messages
 from domain.errors import FieldError, ReplayPastEnd
 
 _BATCH = 500
@@ -70,8 +70,8 @@ class Replays:
             events = zip(self._decode(notifications), [n.id for n in notifications], strict=True)
             made = self._publication.deliveries(events, [endpoint], replay_id)
             self._ledger.record(made, self._clock.now(), None)
-            for lane in dict.fromkeys(d.lane for d in made):
-                self._queue.enqueue(lane)
+            for lanes in messages(d.lane for d in made):
+                self._queue.enqueue(lanes)
             queued += len(made)
             position = notifications[-1].id + 1
         return ReplayView(str(replay_id), start, end, queued)

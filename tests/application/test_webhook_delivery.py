@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,10 @@ from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
 from interfaces.settings import Settings, load_settings
+from tests.application.test_notices import mails_by_key, text_of
 from tests.conftest import FAST_ARGON2, FakeClock, run_projections
 from tests.http.test_api import Client, register_and_verify
+from tests.http.test_read_side_api import with_role
 
 
 class Receiver:
@@ -35,13 +39,21 @@ class Receiver:
         self.script: deque[int] = deque()
         self.otherwise = 200
         self.answer_body = b"ok"
+        self.hold = threading.Event()  # cleared: every request hangs until it is set
+        self.hold.set()
         receiver = self
 
+        self.connections: set[int] = set()  # the client ports seen: one per connection
+
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open between requests
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.connections.add(self.client_address[1])
+                receiver.hold.wait()
                 status = receiver.script.popleft() if receiver.script else receiver.otherwise
                 self.send_response(status)
                 self.send_header("content-length", str(len(receiver.answer_body)))
@@ -63,12 +75,20 @@ class Receiver:
         return [json.loads(body) for _, body in self.received]
 
     def stop(self) -> None:
+        self.hold.set()
         self._server.shutdown()
         self._server.server_close()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
     running.stop()
@@ -196,9 +216,33 @@ def test_a_delivery_dies_after_the_schedule_and_five_days_of_failures_disable_th
     assert len(receiver.received) == tried
 
 
-def test_a_gone_receiver_disables_its_endpoint_at_once(
+def test_a_hanging_receiver_holds_up_no_other_endpoint(
+    client: Client, container: Container, receiver: Receiver, other_receiver: Receiver
+) -> None:
+    receiver.hold.clear()  # answers nothing until the end of the test
+    endpoint(container, receiver.url, "account.registered")
+    secret = endpoint(container, other_receiver.url, "account.registered")
+    for who in ("ada", "bob", "cyd", "dan"):
+        client.post(
+            "/api/auth/register",
+            json={"email": f"{who}@example.com", "username": who, "password": "x" * 12},
+        )
+    run_projections(container)  # the feed; the webhook queue is left to the worker
+    deadline = time.monotonic() + 5
+    while len(other_receiver.received) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(other_receiver.received) == 4
+    assert all(verified(secret, r)["type"] == "account.registered" for r in other_receiver.received)
+    # The hanging one holds at most its share of the worker's threads.
+    assert 1 <= len(receiver.received) <= 2
+    receiver.hold.set()
+
+
+def test_a_gone_receiver_disables_its_endpoint_at_once_and_the_admins_are_told(
     client: Client, container: Container, receiver: Receiver, clock: FakeClock
 ) -> None:
+    with_role(client, container, "root", "admin")
+    register_and_verify(client, container, "eve")  # no admin: not told
     endpoint(container, receiver.url, "account.registered", "account.email_verified")
     receiver.otherwise = 410
     register_and_verify(client, container, "ada")
@@ -208,6 +252,20 @@ def test_a_gone_receiver_disables_its_endpoint_at_once(
     assert not shown.enabled and shown.disabled_reason == "gone"
     retry_due(container, clock, 1)
     assert len(receiver.received) == 1
+    run_projections(container)
+    told = [
+        m
+        for m in mails_by_key(container).values()
+        if "webhook endpoint was turned off" in str(m["Subject"])
+    ]
+    assert [str(m["To"]) for m in told] == ["root@example.com"]
+    assert receiver.url in text_of(told[0]) and "410 Gone" in text_of(told[0])
+    # Turned on again by an admin: its waiting delivery goes on.
+    receiver.otherwise = 200
+    container.webhooks.update(shown.id, {"enabled": True}, "test")
+    container.webhook_feed.wake_due()
+    container.mail_broker.join(queue="webhooks")
+    assert len(receiver.received) == 2
 
 
 def test_an_erasure_in_between_removes_the_personal_fields_still_to_be_sent(
@@ -309,6 +367,33 @@ def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
     receiver.otherwise = 302  # a redirect is an answer, never followed
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 302
     assert len(receiver.received) == 2
+
+
+def test_posts_in_turn_share_a_connection_unless_an_answer_is_cut_short(
+    receiver: Receiver,
+) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True))
+    posts = [WebhookPost(url=receiver.url, headers={}, body=b"{}") for _ in range(3)]
+    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
+    assert len(receiver.connections) == 1
+    receiver.answer_body = b"x" * (MAX_ANSWER + 1)  # not read to its end: a new connection each
+    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
+    assert len(receiver.connections) == 4
+
+
+def test_posts_in_turn_stop_at_the_first_without_an_answer() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
+        posts = [WebhookPost(url=url, headers={}, body=b"{}") for _ in range(3)]
+        first, *rest = GuardedPoster(Reach(http_loopback=True), timeout=0.5).post_each(
+            posts, timedelta(seconds=15)
+        )
+        assert isinstance(first, TimeoutError) and rest == [None, None]
+    finally:
+        silent.close()
 
 
 def test_a_receiver_that_hangs_times_out() -> None:
