@@ -52,6 +52,9 @@ def _guarded_socket(host: str, port: int, timeout: float, reach: Reach) -> socke
     for family, kind, proto, _, address in allowed:
         sock = socket.socket(family, kind, proto)
         sock.settimeout(timeout)
+        # http.client writes the headers and the body apart: with Nagle's algorithm the body
+        # would wait for the receiver's delayed ACK of the headers (40 ms a post).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.connect(address)
             return sock

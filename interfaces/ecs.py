@@ -71,6 +71,14 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "ClientRemoved": (["iam"], ["deletion"]),
     # Tokens a client got for itself (client_credentials): a count, recorded at most a minute.
     "ClientTokensIssued": (["authentication"], ["info"]),
+    # Webhook endpoints: where events go, as an admin set them (or the service turned one off).
+    "EndpointCreated": (["configuration"], ["creation"]),
+    "EndpointUpdated": (["configuration"], ["change"]),
+    "EndpointSecretRotated": (["configuration"], ["change"]),
+    "EndpointReplayed": (["configuration"], ["info"]),
+    "EndpointDisabled": (["configuration"], ["change"]),
+    "EndpointEnabled": (["configuration"], ["change"]),
+    "EndpointRemoved": (["configuration"], ["deletion"]),
 }
 # The trail's own outcomes (trail.py) said as ECS's success/failure.
 _FAILURES = frozenset({"failure", "reuse_detected"})

@@ -33,4 +33,6 @@ class SecurityLog:
                 fields["tessera"] = {"session": {"id": str(entry.session_id)}}
             if entry.aggregate == "OAuthClient":
                 fields["tessera"] = {"client": {"id": str(entry.aggregate_id)}}
+            if entry.aggregate == "WebhookEndpoint":
+                fields["tessera"] = {"webhook": {"id": str(entry.aggregate_id)}}
             log.info(entry.type, extra=fields)

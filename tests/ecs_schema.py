@@ -65,6 +65,7 @@ EVENT_OUTCOMES = frozenset({"failure", "success", "unknown"})
 # event.category -> the event.type values ECS expects with it (the ones this service may use).
 EXPECTED_TYPES: dict[str, frozenset[str]] = {
     "authentication": frozenset({"start", "end", "info"}),
+    "configuration": frozenset({"access", "change", "creation", "deletion", "info"}),
     "iam": frozenset({"admin", "change", "creation", "deletion", "group", "info", "user"}),
     "session": frozenset({"start", "end", "info"}),
     "web": frozenset({"access", "error", "info"}),

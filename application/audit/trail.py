@@ -15,6 +15,7 @@ from application.persistence.sealing import SEALS, Opened
 from domain.account import ERASED, Account
 from domain.client import OAuthClient
 from domain.session import Session
+from domain.webhook import WebhookEndpoint
 
 # The only event fields the trail shows. A whitelist, so a field added later (a new hash, a
 # sealed secret) stays out of the trail until someone decides it is safe to show.
@@ -32,8 +33,10 @@ SHOWN_FIELDS = frozenset(
         "provider",  # an identity provider's name from settings ("google"), never the person's
         "reason",
         "role",
-        # An OpenID Provider client's registered settings (name, redirect URIs, grants): no
-        # secret among them; its secret's digest is a field of its own, never shown.
+        # An OpenID Provider client's registered settings (name, redirect URIs, grants), or a
+        # webhook endpoint's (URL, event types, description, include_personal): no secret
+        # among them; a client's secret's digest and an endpoint's sealed secret are fields of
+        # their own, never shown.
         "settings",
         "since",
         "until",
@@ -56,7 +59,7 @@ class TrailEntry:
     position: int | None
     time: datetime
     type: str  # the domain event's class name: Registered, LoginFailed, ...
-    aggregate: str  # "Account", "Session" or "OAuthClient"
+    aggregate: str  # "Account", "Session", "OAuthClient" or "WebhookEndpoint"
     aggregate_id: UUID
     version: int
     account_id: UUID | None
@@ -92,15 +95,16 @@ def is_trail_topic(topic: str) -> bool:
     return topic.startswith(_TRAIL_TOPIC_PREFIXES)
 
 
-# Accounts and sessions, and the OpenID Provider's clients: each change to a client names the
-# admin who made it.
-_TRAIL_KINDS = (Account, Session, OAuthClient)
+# Accounts and sessions, the OpenID Provider's clients and the webhook endpoints (where events,
+# personal ones among them, are sent): each change to a client or an endpoint names the admin
+# who made it, or none when the service made it (an endpoint turned off).
+_TRAIL_KINDS = (Account, Session, OAuthClient, WebhookEndpoint)
 _TRAIL_TOPIC_PREFIXES = tuple(f"{get_topic(kind)}." for kind in _TRAIL_KINDS)
 
 
 def is_trail_event(event: DomainEventProtocol[Any]) -> bool:
-    """Account, Session and OAuthClient events; the uniqueness claims and the directory of
-    clients are bookkeeping, not history."""
+    """Account, Session, OAuthClient and WebhookEndpoint events; the uniqueness claims and the
+    directories of clients and endpoints are bookkeeping, not history."""
     return _aggregate_of(event) is not None
 
 
@@ -148,7 +152,7 @@ def entry_of(
     client = state.get("client") or {}
     if aggregate == "Account":
         account_id, session_id = aggregate_id, None
-    elif aggregate == "OAuthClient":
+    elif aggregate in ("OAuthClient", "WebhookEndpoint"):
         account_id, session_id = None, None  # its operator is in the details
     else:
         account_id = state.get("account_id", account_id)

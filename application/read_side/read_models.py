@@ -29,6 +29,7 @@ from application.read_side.read_seals import ReadSeals
 from domain.account import ERASED, Account
 from domain.client import OAuthClient
 from domain.session import Session
+from domain.webhook import WebhookEndpoint
 
 
 def _topics(*kinds: type[Any]) -> tuple[str, ...]:
@@ -295,7 +296,7 @@ class AuditProjection(_Projection):
     """The audit log: one row per security event, in store order, without secrets."""
 
     name = "audit_log"
-    topics = _topics(Account, Session, OAuthClient)
+    topics = _topics(Account, Session, OAuthClient, WebhookEndpoint)
     fields = READ_FIELDS  # what trail_entry reads
 
     def prefetch(self, events: Sequence[Positioned], batch: Batch) -> None:

@@ -47,6 +47,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # connections kept open between requests
+            disable_nagle_algorithm = True  # headers and body written apart: no 40 ms stall
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))

@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from interfaces.container import Container
 from interfaces.ecs_logs import EcsFormatter
 from interfaces.logs import JsonFormatter
+from tests.conftest import run_projections
 from tests.ecs_schema import flatten, problems
 from tests.http.test_api import bearer, log_in, register_and_verify
 
@@ -124,6 +125,33 @@ def test_a_client_registration_is_logged_with_the_client_id_and_never_its_secret
     assert rotated["client_secret"] not in everything
 
 
+def test_a_webhook_endpoint_is_logged_and_in_the_trail_and_never_its_secret(
+    client: Client, container: Container, ecs_lines: io.StringIO
+) -> None:
+    register_and_verify(client, container, who="root")
+    container.administration.grant_role("root", "admin", operator="test")
+    container.administration.grant_role("root", "auditor", operator="test")
+    admin = bearer(log_in(client, "root"))
+    body = {"url": "https://crm.example/h", "events": ["account.erased"], "include_personal": True}
+    made = client.post("/api/admin/webhooks", headers=admin, json=body).json()
+    rotated = client.post(f"/api/admin/webhooks/{made['id']}/secret", headers=admin).json()
+
+    lines = read(ecs_lines)
+    (created,) = [line for line in lines if line.get("event.action") == "EndpointCreated"]
+    assert created["tessera.webhook.id"] == made["id"]
+    assert created["event.category"] == ["configuration"]
+    assert [line for line in lines if line.get("event.action") == "EndpointSecretRotated"]
+    everything = ecs_lines.getvalue()
+    assert made["secret"] not in everything and rotated["secret"] not in everything
+    run_projections(container)
+    trail = client.get("/api/audit/events?type=EndpointCreated", headers=admin)
+    assert trail.status_code == 200, trail.text
+    (entry,) = trail.json()["entries"]
+    assert entry["details"]["settings"]["include_personal"] is True
+    assert entry["details"]["operator"].startswith("account:")
+    assert "whsec_" not in trail.text and "sealed" not in trail.text
+
+
 @sqlite_only
 def test_log_format_json_keeps_the_older_shape(
     client: Client, container: Container, json_lines: io.StringIO
@@ -155,17 +183,18 @@ def test_the_ecs_check_refuses_wrong_types_and_unknown_fields() -> None:
     assert problems({**line, "@timestamp": "2026-01-31T12:00:00.000Z"}) != found
 
 
-def test_every_account_session_and_client_event_has_its_ecs_categories() -> None:
+def test_every_account_session_client_and_endpoint_event_has_its_ecs_categories() -> None:
     from eventsourcing.domain import DomainEvent
 
     from domain.account import Account
     from domain.client import OAuthClient
     from domain.session import Session
+    from domain.webhook import WebhookEndpoint
     from interfaces.ecs import CATEGORIES, event_fields
 
     recorded = {
         name
-        for aggregate in (Account, Session, OAuthClient)
+        for aggregate in (Account, Session, OAuthClient, WebhookEndpoint)
         for name, value in vars(aggregate).items()
         if isinstance(value, type) and issubclass(value, DomainEvent)
     } - {"Created", "Event"}  # the library's base classes, never recorded as such
