@@ -383,7 +383,8 @@ def _build(
         # receivers check it against theirs.
         SystemClock().now,
         CourierSettings(
-            claim_ttl=timedelta(seconds=3 * settings.webhook_timeout),
+            # New posts start within a third of it, each lasts at most the timeout: 5 s spare.
+            claim_ttl=timedelta(seconds=2 * settings.webhook_timeout + 5),
             lanes_per_endpoint=max(1, settings.webhook_worker_threads // 2),
         ),
     )

@@ -58,9 +58,10 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 
 @dataclass(frozen=True)
 class CourierSettings:
-    # How long a claim lasts: longer than one post can take (the poster's whole deadline), so
-    # a live courier never loses it, and a dead one's delivery is tried again soon after.
-    claim_ttl: timedelta = timedelta(seconds=45)
+    # How long a claim lasts: longer than a round's posts can take (they start within a third
+    # of it, and each lasts at most the poster's timeout), so a live courier never loses it,
+    # and a dead one's deliveries are tried again soon after (by the sweep).
+    claim_ttl: timedelta = timedelta(seconds=35)
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
     # How many lanes of one endpoint this process posts to at once: the rest of its threads

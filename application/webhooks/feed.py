@@ -136,7 +136,7 @@ class WebhookFeed:
     ) -> None:
         # A disabled endpoint is fed nothing new; a replay fills its gap once it is mended.
         endpoints = [e for e in self._endpoints.live() if e.enabled] if events else []
-        made = self._publication.deliveries(events, endpoints)
+        made = self._publication.deliveries(events, endpoints) if endpoints else []
         self._ledger.record(made, self._clock.now(), tracking)
         # After the commit: a message without its row can never exist. One lost between the
         # two (a crash, a broker that refused) is sent again by resume() or the sweep.
