@@ -22,7 +22,14 @@ from tests.webhooks.deployment import (
     of,
     types,
 )
-from tests.webhooks.receiver import Delivery, Receiver, closed_port, failing_first, hanging
+from tests.webhooks.receiver import (
+    Delivery,
+    Receiver,
+    answering,
+    closed_port,
+    failing_first,
+    hanging,
+)
 from tests.webhooks.verifiers import assert_not_signed_by, assert_signed
 
 NEW_PASSWORD = "a wholly different passphrase 2026"
@@ -178,14 +185,17 @@ def test_failing_receivers_are_retried_in_order_and_hold_up_no_other_endpoint_no
     deployment: Deployment,
 ) -> None:
     """One receiver answers each event 500 once, one hangs past the timeout on the first, one
-    is down for the whole run; another, fine, gets everything at once, and so does the mail."""
+    is down for the whole run, one answers 410 Gone; another, fine, gets everything at once, and
+    so does the mail."""
     with (
         Receiver(failing_first(1)) as flaky,
         Receiver(hanging(first=1)) as stuck,
+        Receiver(answering(410)) as gone,
         Receiver() as fine,
     ):
         flaky_id, flaky_secret = deployment.endpoint(flaky.url)
         stuck_id, stuck_secret = deployment.endpoint(stuck.url)
+        gone_id, gone_secret = deployment.endpoint(gone.url)
         down_id, _ = deployment.endpoint(closed_port())
         _, fine_secret = deployment.endpoint(fine.url)
         started = time.monotonic()
@@ -205,7 +215,18 @@ def test_failing_receivers_are_retried_in_order_and_hold_up_no_other_endpoint_no
         stuck_arrivals = of(person, stuck.arrivals)
         assert_signed(flaky_arrivals, flaky_secret)
         assert_signed(stuck_arrivals, stuck_secret)
+        # 410 Gone turns the endpoint off at once: nothing more is sent to it, admins are told.
+        told = eventually(
+            lambda: [m for m in deployment.mail_to(deployment.admin_email) if gone.url in m],
+            what="the admins' mail about the endpoint turned off",
+        )
+        gone_arrivals = of(person, gone.arrivals)
+        assert_signed(gone_arrivals, gone_secret)
     assert types(retried) == types(late) == expected
+    assert [(d.type, d.status) for d in gone_arrivals] == [("account.registered", 410)]
+    assert "410 Gone" in told[0]
+    shown = deployment.admin_call("GET", f"/{gone_id}").json()
+    assert (shown["enabled"], shown["disabled_reason"]) == (False, "gone")
 
     # Refused, retried, taken; and only then the next event of the person.
     assert [(d.type, d.status) for d in flaky_arrivals] == [

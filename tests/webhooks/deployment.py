@@ -64,6 +64,7 @@ class Deployment:
     mail_to: Callable[[str], list[str]]  # plain-text bodies of the mails sent to an address
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin: dict[str, str] = field(default_factory=dict)  # an admin's Authorization header
+    admin_email: str = ""
     redis: RedisServer | None = None  # production's shape only
     endpoints: list[str] = field(default_factory=list)  # made by the running test
     _used_tokens: set[str] = field(default_factory=set)
@@ -276,4 +277,5 @@ def deployed(kind: str, directory: Path, postgres: PostgresCluster | None) -> It
         granted = made.run("admin", "grant-role", operator.username, "admin")
         assert granted.returncode == 0, granted.stdout + granted.stderr
         made.admin = made.sign_in(operator.username)
+        made.admin_email = operator.email
         yield made
