@@ -410,4 +410,11 @@ def test_every_metric_the_ops_files_name_is_in_a_live_metrics_exposition(
         for sample in family.samples
         if sample.name == "tessera_projection_lag_seconds"
     }
-    assert lagging == {"mail_outbox", "accounts", "sessions", "audit_log", "erasures"}
+    assert lagging == {
+        "mail_outbox",
+        "webhook_outbox",
+        "accounts",
+        "sessions",
+        "audit_log",
+        "erasures",
+    }

@@ -1,6 +1,6 @@
-"""The courier: posts a lane's deliveries in order, signed as Standard Webhooks asks, and
-decides what a failure means (a retry on the schedule, a dead delivery, a disabled endpoint).
-Runs in workers; safe to call twice with one lane (a head is claimed once)."""
+"""The courier: posts the lanes' deliveries, each lane in order, signed as Standard Webhooks
+asks, and decides what a failure means (a retry on the schedule, a dead delivery, a disabled
+endpoint). Runs in workers; safe to call twice with one lane (a head is claimed once)."""
 
 from __future__ import annotations
 
@@ -81,11 +81,10 @@ class Courier:
         clock: Clock,
         wall_clock: Callable[[], datetime],
         settings: CourierSettings | None = None,
-        disabled: Callable[[WebhookEndpoint], None] | None = None,
     ) -> None:
         """`clock` decides the schedule (retries, the five days of failures); `wall_clock` is
         the real time each try is stamped with (webhook-timestamp), which receivers check
-        against theirs. `disabled`: told when an endpoint is disabled (the admins' mail)."""
+        against theirs."""
         self._ledger = ledger
         self._endpoints = endpoints
         self._poster = poster
@@ -95,7 +94,6 @@ class Courier:
         self._clock = clock
         self._wall = wall_clock
         self._settings = settings or CourierSettings()
-        self._disabled = disabled
         self._posting: dict[str, int] = {}  # endpoint id: lanes being posted to now
         self._lock = threading.Lock()
 
@@ -192,6 +190,8 @@ class Courier:
     @retried_on_conflict
     def _disable(self, endpoint_id: UUID, gone: bool) -> None:
         endpoint = self._endpoints.find(endpoint_id)
+        if not endpoint.enabled:
+            return  # another courier (or an admin) was first
         now = self._clock.now()
         if gone:
             endpoint.gone(now)
@@ -202,9 +202,8 @@ class Courier:
             return
         self._endpoints.save(endpoint)
         self._ledger.pause(str(endpoint_id), True)
+        # Its EndpointDisabled event mails the admins (the mail outbox's TO_ADMINS).
         log.warning("webhook endpoint %s disabled (%s)", endpoint_id, endpoint.disabled_reason)
-        if self._disabled is not None:
-            self._disabled(endpoint)
 
     def compose_all(
         self, endpoint: WebhookEndpoint, claimed: Sequence[ClaimedDelivery], at: datetime
