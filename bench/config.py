@@ -41,6 +41,8 @@ class BenchConfig:
     op_codes: int = 1_500  # authorization codes made ahead for the code exchange (each once)
     hash_fairness: bool = True  # also time a login while another account floods the hash gate
     fairness_loops: int = 16  # the flooding account's login loops (bench/hash_fairness.py)
+    webhooks: bool = True  # also measure webhook deliveries and their lag (bench/webhooks.py)
+    webhook_events: int = 10_000  # the backlog whose delivery rate is measured
 
     @property
     def export_event_counts(self) -> list[int]:

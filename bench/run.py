@@ -18,7 +18,8 @@ Sealing (bench/sealing.py): login and /me beside the same service with sealing o
 and on PostgreSQL + Redis. Erasure (bench/erasure.py): erasing accounts of 1,000 events, the
 command and the read models, on SQLite and PostgreSQL. The hash gate's fairness
 (bench/hash_fairness.py): a login while another account loops wrong passwords, against the
-same login on a quiet server.
+same login on a quiet server. Webhooks (bench/webhooks.py): deliveries per second to a local
+receiver against its own rate under wrk, and the lag from commit to delivery at half that rate.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from bench.sealing import SealingBench
 from bench.seed import PASSWORD, drain_mail, seed_accounts, username
 from bench.seed import password_hash as seed_password_hash
 from bench.service import Server, serve, service_env
+from bench.webhooks import WebhookBench
 from interfaces.container import build
 from interfaces.settings import Settings, load_settings
 from tests.servers import PostgresCluster, postgres_cluster, start_redis
@@ -645,6 +647,8 @@ def main() -> int:
         runs.append(ErasureBench(bench).run)
     if config.hash_fairness:
         runs.append(HashFairnessBench(bench).run)
+    if config.webhooks:
+        runs.append(WebhookBench(bench).run)
     failed = True
     try:
         for run in runs:

@@ -91,6 +91,12 @@ class ReadSeals:
         opened = self._keys.open(person, _context(person, place), base64.b64decode(stored))
         return ERASED if opened is None else _decode(opened)
 
+    def forgotten(self, owners: Iterable[UUID | str | None]) -> set[UUID]:
+        """Those of `owners` erased, asked of the key store itself: another process's erasure
+        is seen at once, where open() may still use a key this process cached before it."""
+        people = {person for owner in owners if (person := _owner(owner)) is not None}
+        return self._keys.forgotten(people) if people else set()
+
     def fingerprint(self, kind: str, value: str) -> str:
         """What a row keeps of a value it is looked up by (`value` normalised as registration
         normalises it): its fingerprint under the newest version of the key."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -211,9 +211,12 @@ class Courier:
         """The posts of deliveries at `at`: each its recorded body with the person's values as
         they open now (none once erased), signed by every secret that signs at `at`."""
         secrets = [self._box.open(sealed) for sealed in endpoint.signing_secrets(self._clock.now())]
+        # Asked of the key store, not of this process's key cache: an erasure the API made a
+        # moment ago removes the person's values from every post from now on.
+        erased = self._seals.forgotten(d.account_id for d in claimed if d.sealed_personal)
         posts = []
         for delivery in claimed:
-            body = self.body(delivery)
+            body = self.body(delivery, erased)
             signature = " ".join(self._signer.sign(s, delivery.id, at, body) for s in secrets)
             headers = {
                 "content-type": "application/json",
@@ -224,9 +227,10 @@ class Courier:
             posts.append(WebhookPost(url=endpoint.settings.url, headers=headers, body=body))
         return posts
 
-    def body(self, claimed: ClaimedDelivery) -> bytes:
+    def body(self, claimed: ClaimedDelivery, erased: Collection[UUID] = ()) -> bytes:
+        """The recorded body, with the person's values unless they are among `erased`."""
         document: dict[str, Any] = msgspec.json.decode(claimed.body)
-        if claimed.sealed_personal:
+        if claimed.sealed_personal and UUID(claimed.account_id) not in erased:
             personal = self._seals.open(claimed.account_id, PERSONAL_PLACE, claimed.sealed_personal)
             if isinstance(personal, dict):
                 data = document["data"]
