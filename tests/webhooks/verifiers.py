@@ -14,41 +14,18 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.install_lock import installing
+from tests.servers import npm_package
 from tests.webhooks.receiver import Delivery
 
 STANDARDWEBHOOKS_VERSION = "1.3.0"
 HERE = Path(__file__).resolve().parent
-INSTALLED = HERE / "node_modules" / "standardwebhooks" / "package.json"
 
 Verdicts = list[dict[str, str]]  # per delivery: secret → "ok" or why it was refused
 
 
 def ensure_node_verifier() -> Path:
     """standardwebhooks installed with npm into tests/webhooks/node_modules (ignored by git)."""
-    with installing("npm"):  # xdist's workers may all find it missing in a fresh clone
-        installed = INSTALLED.exists() and (
-            json.loads(INSTALLED.read_text()).get("version") == STANDARDWEBHOOKS_VERSION
-        )
-        if not installed:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is missing: install Debian's nodejs and npm")
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-save",
-                    "--no-package-lock",
-                    "--silent",
-                    "--prefix",
-                    str(HERE),
-                    f"standardwebhooks@{STANDARDWEBHOOKS_VERSION}",
-                ],
-                check=True,
-                timeout=300,
-            )
-    return INSTALLED.parent
+    return npm_package(HERE, "standardwebhooks", STANDARDWEBHOOKS_VERSION)
 
 
 def node_verdicts(deliveries: Sequence[Delivery], secrets: Sequence[str]) -> Verdicts:
