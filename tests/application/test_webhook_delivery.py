@@ -5,18 +5,24 @@ erasure in between, replay, secret rotation, and the addresses the poster refuse
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from application.ports import WebhookPost, WebhookTargetRefused
@@ -408,3 +414,97 @@ def test_a_receiver_that_hangs_times_out() -> None:
             GuardedPoster(Reach(http_loopback=True), timeout=0.5).post(post)
     finally:
         silent.close()
+
+
+class Dribbler:
+    """A raw receiver that reads the request, then writes its answer one byte every `pause`
+    seconds: the headers (`headers_too`) or only the body."""
+
+    def __init__(
+        self, headers_too: bool, tls: ssl.SSLContext | None = None, pause: float = 0.1
+    ) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.tls = tls
+        self.headers_too, self.pause = headers_too, pause
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True)
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"
+            if not self.headers_too:
+                conn.sendall(head)
+                head = b""
+            for byte in head + b"x" * 1000:
+                if self.stopped.wait(self.pause):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A receiver's TLS context with a certificate for 127.0.0.1, and a client's that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("headers_too", [True, False], ids=["headers", "body"])
+def test_a_receiver_that_dribbles_its_answer_is_cut_off_at_the_deadline(
+    headers_too: bool, tls: bool, tmp_path: Path
+) -> None:
+    # The timeout is what this test is about: a short one, and bytes far more often than it.
+    server, trust = tls_pair(tmp_path) if tls else (None, None)
+    dribbler = Dribbler(headers_too, server)
+    try:
+        post = WebhookPost(url=dribbler.url, headers={}, body=b"{}")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            GuardedPoster(Reach(http_loopback=True), timeout=1.0, trust=trust).post(post)
+        assert time.monotonic() - started < 2.0
+    finally:
+        dribbler.stop()
