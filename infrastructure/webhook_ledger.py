@@ -19,6 +19,7 @@ from psycopg.sql import SQL
 
 from application.webhooks.records import (
     DEAD,
+    DROPPED,
     QUEUED,
     SENDING,
     SENT,
@@ -163,6 +164,13 @@ class WebhookQueries:
                 )
 
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        self._unclaim(delivery_ids, QUEUED, at)
+
+    def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        self._unclaim(delivery_ids, DROPPED, at)
+
+    def _unclaim(self, delivery_ids: Sequence[str], status: str, at: datetime) -> None:
+        """Claimed heads closed untried: the claim's count of tries undone."""
         if not delivery_ids:
             return
         marks = ", ".join("?" * len(delivery_ids))
@@ -173,7 +181,7 @@ class WebhookQueries:
                     f" attempts = attempts - 1, updated_at = ? WHERE id IN ({marks})"
                     " AND status = ?"
                 ),
-                (QUEUED, at.timestamp(), *delivery_ids, SENDING),
+                (status, at.timestamp(), *delivery_ids, SENDING),
             )
 
     def failed(

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Tracking
 
 QUEUED, SENDING, SENT, DEAD = "queued", "sending", "sent", "dead"
+# Never sent: its event's type is no longer one its endpoint asks for.
+DROPPED = "dropped"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ class WebhookLedger(Protocol):
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         """Claimed but not tried (the batch ran out of time, the receiver stopped answering):
         back in their lanes, the claim's count of tries undone."""
+        ...
+
+    def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        """Claimed, but of a type the endpoint no longer wants: closed unsent (kept, to be seen
+        among its deliveries), the claim's count of tries undone."""
         ...
 
     def failed(

@@ -300,6 +300,45 @@ def test_an_erasure_in_between_removes_the_personal_fields_still_to_be_sent(
     assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[2:])
 
 
+def test_personal_values_stop_once_the_endpoint_no_longer_includes_them(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(
+        container, receiver.url, "account.registered", "account.email_verified", personal=True
+    )
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    assert verified(secret, receiver.received[0])["data"]["email"] == "ada@example.com"
+    webhook_id = container.webhooks.list()[0].id
+    container.webhooks.update(webhook_id, {"include_personal": False}, "test")
+    retry_due(container, clock, 1)  # the retry, and the delivery queued behind it
+    documents = [verified(secret, r) for r in receiver.received[1:]]
+    assert [d["type"] for d in documents] == ["account.registered", "account.email_verified"]
+    assert all(set(d["data"]).isdisjoint({"email", "username"}) for d in documents)
+    assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[1:])
+    container.replays.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[1:])
+
+
+def test_queued_events_of_a_type_the_endpoint_dropped_are_not_sent(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    webhook_id = container.webhooks.list()[0].id
+    container.webhooks.update(webhook_id, {"events": ["account.registered"]}, "test")
+    retry_due(container, clock, 1)
+    assert [verified(secret, r)["type"] for r in receiver.received] == ["account.registered"] * 2
+    dropped, sent = container.webhook_deliveries.of(webhook_id)
+    assert sent.status == "sent" and sent.type == "account.registered"
+    assert dropped.status == "dropped" and dropped.type == "account.email_verified"
+    assert dropped.attempts == 0 and dropped.next_try_at is None
+
+
 def test_a_replay_sends_the_history_again_under_new_ids(
     client: Client, container: Container, receiver: Receiver
 ) -> None:
