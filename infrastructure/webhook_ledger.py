@@ -20,12 +20,17 @@ from psycopg.sql import SQL
 from application.webhooks.records import (
     DEAD,
     DROPPED,
+    LANES_A_MESSAGE,
     QUEUED,
     SENDING,
     SENT,
     ClaimedDelivery,
     QueuedDelivery,
 )
+
+# Lanes of one endpoint a sweep wakes at most: two messages' worth, what one process posts to
+# at once (CourierSettings.lanes_per_endpoint); the rest are woken as these are sent.
+DUE_LANES_PER_ENDPOINT = 2 * LANES_A_MESSAGE
 
 # How much of a failure's reason a row keeps: the error's kind, never a response body.
 _MAX_ERROR = 200
@@ -212,16 +217,22 @@ class WebhookQueries:
             )
 
     def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+        """A hanging endpoint's lanes stay due (no courier can take them), so they must not
+        fill the `limit` ahead of other endpoints': each endpoint gives at most
+        DUE_LANES_PER_ENDPOINT, taken in turns (every endpoint's first lane, then its second,
+        ...), each endpoint's in log order."""
         now = at.timestamp()
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 self._sql(
-                    "SELECT lane FROM {table} WHERE seq IN (SELECT min(seq) FROM {table}"
-                    " WHERE status IN (?, ?) GROUP BY lane) AND ((status = ? AND next_try_at <= ?)"
-                    " OR (status = ? AND claimed_until < ?)) AND endpoint_id NOT IN"
-                    " (SELECT endpoint_id FROM {health} WHERE paused = 1) ORDER BY seq LIMIT ?"
+                    "SELECT lane FROM (SELECT lane, seq, row_number() OVER (PARTITION BY"
+                    " endpoint_id ORDER BY seq) AS turn FROM {table} WHERE seq IN (SELECT"
+                    " min(seq) FROM {table} WHERE status IN (?, ?) GROUP BY lane) AND ((status = ?"
+                    " AND next_try_at <= ?) OR (status = ? AND claimed_until < ?)) AND"
+                    " endpoint_id NOT IN (SELECT endpoint_id FROM {health} WHERE paused = 1))"
+                    " AS due WHERE turn <= ? ORDER BY turn, seq LIMIT ?"
                 ),
-                (QUEUED, SENDING, QUEUED, now, SENDING, now, limit),
+                (QUEUED, SENDING, QUEUED, now, SENDING, now, DUE_LANES_PER_ENDPOINT, limit),
             )
             return [str(row["lane"]) for row in c.fetchall()]
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import uuid4
 
 import pytest
 from cryptography import x509
@@ -27,6 +28,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from application.ports import WebhookPost, WebhookTargetRefused
 from application.webhooks.courier import RETRY_SCHEDULE
+from application.webhooks.records import QueuedDelivery, WebhookLedger
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
@@ -243,6 +245,34 @@ def test_a_hanging_receiver_holds_up_no_other_endpoint(
     # The hanging one holds at most its share of the worker's threads.
     assert 1 <= len(receiver.received) <= 2
     receiver.hold.set()
+
+
+def test_a_hanging_endpoints_many_due_lanes_starve_no_other_endpoints_retry(
+    container: Container, clock: FakeClock
+) -> None:
+    # A hanging endpoint's due lanes stay due (every courier slot of it is busy), and they
+    # were recorded first: the sweep still wakes the other endpoint's retry.
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    hanging, other = str(uuid4()), str(uuid4())
+
+    def delivery(endpoint_id: str, position: int) -> QueuedDelivery:
+        return QueuedDelivery(
+            id=f"msg_{uuid4().hex}",
+            endpoint_id=endpoint_id,
+            account_id=str(uuid4()),
+            position=position,
+            type="account.registered",
+            body="{}",
+            sealed_personal="",
+        )
+
+    held = [delivery(hanging, i) for i in range(1500)]
+    ledger.record(held, clock.now(), None)
+    waiting = delivery(other, 1500)
+    ledger.record([waiting], clock.now(), None)
+    due = ledger.due_lanes(clock.now())
+    assert waiting.lane in due
+    assert len(due) <= 1000 and set(due) & {d.lane for d in held}
 
 
 def test_a_gone_receiver_disables_its_endpoint_at_once_and_the_admins_are_told(
