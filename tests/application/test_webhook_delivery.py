@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import queue
 import socket
 import ssl
 import threading
@@ -52,6 +53,8 @@ class Receiver:
         receiver = self
 
         self.connections: set[int] = set()  # the client ports seen: one per connection
+        # Per answer, whether it was written whole (False: the client closed the connection).
+        self.answered: queue.Queue[bool] = queue.Queue()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # connections kept open between requests
@@ -67,7 +70,14 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("content-length", str(len(receiver.answer_body)))
                 self.end_headers()
-                self.wfile.write(receiver.answer_body)
+                try:
+                    self.wfile.write(receiver.answer_body)
+                    self.wfile.flush()
+                except OSError:
+                    receiver.answered.put(False)
+                    self.close_connection = True
+                    return
+                receiver.answered.put(True)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -438,8 +448,11 @@ def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
     with pytest.raises(WebhookTargetRefused):
         GuardedPoster(Reach()).post(post)
     assert receiver.received == []
-    receiver.answer_body = b"x" * (4 * MAX_ANSWER)
+    # Far more than the sockets' buffers hold: written whole only if the poster read it all.
+    receiver.answer_body = b"x" * (32 * 1024 * 1024)
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 200
+    assert receiver.answered.get(timeout=10) is False  # the poster hung up after MAX_ANSWER
+    receiver.answer_body = b"ok"
     receiver.otherwise = 302  # a redirect is an answer, never followed
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 302
     assert len(receiver.received) == 2
