@@ -53,6 +53,17 @@ class ClaimedDelivery:
     attempts: int  # this one included
 
 
+@dataclass(frozen=True)
+class ReplayCursor:
+    """How far a replay has recorded its deliveries: it goes on from `next_position` to
+    `until_position` (both log positions), whichever process takes it up."""
+
+    replay_id: str
+    endpoint_id: str
+    next_position: int
+    until_position: int
+
+
 def lane_of(endpoint_id: str, account_id: str) -> str:
     return f"{endpoint_id}:{account_id}"
 
@@ -83,6 +94,27 @@ class WebhookLedger(Protocol):
     ) -> None:
         """Records the deliveries (each once: a second record of one id changes nothing), and
         the projection's position with them in one transaction when `tracking` is given."""
+        ...
+
+    def start_replay(self, cursor: ReplayCursor, at: datetime, ttl: timedelta) -> None:
+        """Keeps a new replay's cursor, held by its caller for `ttl`."""
+        ...
+
+    def record_replayed(
+        self,
+        deliveries: list[QueuedDelivery],
+        replay_id: str,
+        next_position: int,
+        at: datetime,
+        ttl: timedelta,
+    ) -> None:
+        """Records a batch of a replay's deliveries and moves its cursor past them, in one
+        transaction (its hold renewed for `ttl`); a cursor past its end is closed."""
+        ...
+
+    def claim_replays(self, at: datetime, ttl: timedelta) -> list[ReplayCursor]:
+        """The unfinished replays no process holds (their process died, or their broker
+        refused), now held by the caller for `ttl`."""
         ...
 
     def claim_heads(
@@ -134,7 +166,7 @@ class WebhookLedger(Protocol):
         ...
 
     def discard(self, endpoint_id: str) -> None:
-        """A removed endpoint's deliveries that were still to be sent."""
+        """A removed endpoint's deliveries that were still to be sent, and its replays."""
         ...
 
     def of_endpoint(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:

@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from application.ports import WebhookPost, WebhookTargetRefused
+from application.ports import WebhookPost, WebhookQueue, WebhookTargetRefused
 from application.webhooks.courier import RETRY_SCHEDULE
 from application.webhooks.records import QueuedDelivery, WebhookLedger
+from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
@@ -401,6 +402,55 @@ def test_a_replay_sends_the_history_again_under_new_ids(
     container.mail_broker.join(queue="webhooks")
     again = [r[0]["webhook-id"] for r in receiver.received[len(ids) :]]
     assert len(again) == len(ids) and not set(again) & set(ids)
+
+
+class DyingBroker:
+    """Takes one message, then fails: the process recording a replay dies partway."""
+
+    def __init__(self, queue: WebhookQueue) -> None:
+        self.queue, self.taken = queue, 0
+
+    def enqueue(self, lanes: list[str]) -> None:
+        if self.taken:
+            raise ConnectionError("the broker is gone")
+        self.taken += 1
+        self.queue.enqueue(lanes)
+
+
+def test_a_replay_cut_short_is_finished_by_the_sweep_from_its_cursor(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    for name in ("ada", "bob", "cyd"):
+        register_and_verify(client, container, name)
+    settle(container)
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    webhook_id = container.webhooks.list()[0].id
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    dying = Replays(
+        container.log,
+        container.webhooks,
+        container.replays._publication,
+        ledger,
+        DyingBroker(container.replays._queue),
+        clock,
+        batch=2,
+    )
+    with pytest.raises(ConnectionError):
+        dying.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    assert 0 < len(receiver.received) < 6
+    assert container.replays.resume() == 0  # still held by the process that died
+    clock.advance(seconds=REPLAY_HOLD.total_seconds() + 1)
+    assert container.replays.resume() > 0
+    container.webhook_feed.wake_due()  # the rows whose message the broker refused
+    container.mail_broker.join(queue="webhooks")
+    by_account: dict[str, list[str]] = {}
+    for d in (verified(secret, r) for r in receiver.received):
+        by_account.setdefault(d["data"]["account_id"], []).append(d["type"])
+    assert list(by_account.values()) == [["account.registered", "account.email_verified"]] * 3
+    assert len({r[0]["webhook-id"] for r in receiver.received}) == 6
+    clock.advance(seconds=REPLAY_HOLD.total_seconds() + 1)
+    assert container.replays.resume() == 0  # finished: its cursor is gone
 
 
 def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(
