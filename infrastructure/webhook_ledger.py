@@ -77,26 +77,28 @@ class WebhookQueries:
             " sealed_personal, replay_id, status, next_try_at, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
         )
+        rows = [
+            (
+                d.id,
+                d.endpoint_id,
+                d.account_id,
+                d.lane,
+                d.position,
+                d.type,
+                d.body,
+                d.sealed_personal,
+                d.replay_id,
+                QUEUED,
+                now,
+                now,
+                now,
+            )
+            for d in deliveries
+        ]
         with self.datastore.transaction(commit=True) as c:
-            for d in deliveries:
-                c.execute(
-                    statement,
-                    (
-                        d.id,
-                        d.endpoint_id,
-                        d.account_id,
-                        d.lane,
-                        d.position,
-                        d.type,
-                        d.body,
-                        d.sealed_personal,
-                        d.replay_id,
-                        QUEUED,
-                        now,
-                        now,
-                        now,
-                    ),
-                )
+            # One statement for the batch (psycopg pipelines it): not a round trip a row.
+            if rows:
+                c.executemany(statement, rows)
             if tracking is not None:
                 self._insert_tracking(c, tracking)
 
@@ -152,15 +154,13 @@ class WebhookQueries:
     def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
         if not answered:
             return
+        statement = self._sql(
+            "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+            " last_error = NULL, updated_at = ? WHERE id = ?"
+        )
+        rows = [(SENT, status, at.timestamp(), delivery_id) for delivery_id, status in answered]
         with self.datastore.transaction(commit=True) as c:
-            for delivery_id, status in answered:
-                c.execute(
-                    self._sql(
-                        "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
-                        " last_error = NULL, updated_at = ? WHERE id = ?"
-                    ),
-                    (SENT, status, at.timestamp(), delivery_id),
-                )
+            c.executemany(statement, rows)
 
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         if not delivery_ids:
