@@ -58,6 +58,9 @@ class WebhookQueries:
     table: str
     health: str
     marker: str
+    # A head another courier is claiming or marking right now is passed over, not waited for
+    # (its commit, an fsync): that courier has the lane. SQLite has one writer anyway.
+    skip_locked: str = ""
     datastore: Any
     _insert_tracking: Any
 
@@ -110,12 +113,14 @@ class WebhookQueries:
         now = at.timestamp()
         marks = ", ".join("?" * len(lanes))
         # Only a lane's head: under concurrent claims, a head another courier took (or sent)
-        # since this statement's snapshot fails the status check, and its lane gives nothing.
+        # since this statement's snapshot fails the status check (checked again on the row
+        # as locked), and its lane gives nothing.
         statement = self._sql(
             "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"  # noqa: S608 - markers only
-            " updated_at = ? WHERE seq IN (SELECT min(seq) FROM {table} WHERE lane IN"
-            f" ({marks}) AND status IN (?, ?) GROUP BY lane) AND ((status = ? AND"
-            " next_try_at <= ?) OR (status = ? AND claimed_until < ?))"
+            " updated_at = ? WHERE seq IN (SELECT seq FROM {table} WHERE seq IN"
+            f" (SELECT min(seq) FROM {{table}} WHERE lane IN ({marks}) AND status IN (?, ?)"
+            " GROUP BY lane) AND ((status = ? AND next_try_at <= ?) OR (status = ? AND"
+            f" claimed_until < ?)){self.skip_locked})"
             " RETURNING id, lane, endpoint_id, account_id, type, body, sealed_personal, attempts"
         )
         with self.datastore.transaction(commit=True) as c:
@@ -297,6 +302,7 @@ class PostgresWebhookLedger(WebhookQueries, PostgresTrackingRecorder):
     table = "tessera_webhook_deliveries"
     health = "tessera_webhook_endpoint_health"
     marker = "%s"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
