@@ -328,8 +328,12 @@ def url_problem_of(url: str, allow_http_loopback: bool) -> str | None:
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether a receiver may be at this address: none of the private, loopback, link-local
     (cloud metadata at 169.254.169.254 and fd00:ec2::254 among them), shared, reserved or
-    multicast ranges; an IPv4 address inside IPv6 (mapped, 6to4, NAT64) is judged as itself."""
+    multicast ranges; an IPv4 address inside IPv6 (mapped, 6to4, NAT64) is judged as itself.
+    The IPv6 ranges that only wrap IPv4 for a local stack or network (IPv4-compatible,
+    SIIT-translated, local-use NAT64) are refused outright: Python counts them global."""
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in wrapped for wrapped in _LOCAL_IPV4_WRAPPERS):
+            return False
         inner = address.ipv4_mapped or address.sixtofour
         if inner is None and address in _NAT64:
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
@@ -339,6 +343,11 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_IPV4_WRAPPERS = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (RFC 4291, deprecated)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # SIIT IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+)
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

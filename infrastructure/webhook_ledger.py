@@ -19,18 +19,25 @@ from psycopg.sql import SQL
 
 from application.webhooks.records import (
     DEAD,
+    DROPPED,
+    LANES_A_MESSAGE,
     QUEUED,
     SENDING,
     SENT,
     ClaimedDelivery,
     QueuedDelivery,
+    ReplayCursor,
 )
+
+# Lanes of one endpoint a sweep wakes at most: two messages' worth, what one process posts to
+# at once (CourierSettings.lanes_per_endpoint); the rest are woken as these are sent.
+DUE_LANES_PER_ENDPOINT = 2 * LANES_A_MESSAGE
 
 # How much of a failure's reason a row keeps: the error's kind, never a response body.
 _MAX_ERROR = 200
 
 
-def _schema(table: str, health: str, seq: str, real: str) -> list[str]:
+def _schema(table: str, health: str, replays: str, seq: str, real: str) -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS {table} ({seq}, id text NOT NULL UNIQUE,"
         " endpoint_id text NOT NULL, account_id text NOT NULL, lane text NOT NULL,"
@@ -45,6 +52,10 @@ def _schema(table: str, health: str, seq: str, real: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_endpoint ON {table} (endpoint_id, seq)",
         f"CREATE TABLE IF NOT EXISTS {health} (endpoint_id text PRIMARY KEY,"
         f" failing_since {real}, paused integer NOT NULL DEFAULT 0)",
+        # The replays still being recorded: a row goes once its cursor passes its end.
+        f"CREATE TABLE IF NOT EXISTS {replays} (replay_id text PRIMARY KEY,"
+        " endpoint_id text NOT NULL, next_position bigint NOT NULL,"
+        f" until_position bigint NOT NULL, held_until {real} NOT NULL)",
     ]
 
 
@@ -57,6 +68,7 @@ class WebhookQueries:
 
     table: str
     health: str
+    replays: str
     marker: str
     # A head another courier is claiming or marking right now is passed over, not waited for
     # (its commit, an fsync): that courier has the lane. SQLite has one writer anyway.
@@ -68,12 +80,81 @@ class WebhookQueries:
         return (
             statement.replace("{table}", self.table)
             .replace("{health}", self.health)
+            .replace("{replays}", self.replays)
             .replace("?", self.marker)
         )
 
     def record(
         self, deliveries: list[QueuedDelivery], at: datetime, tracking: Tracking | None
     ) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert(c, deliveries, at)
+            if tracking is not None:
+                self._insert_tracking(c, tracking)
+
+    def start_replay(self, cursor: ReplayCursor, at: datetime, ttl: timedelta) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "INSERT INTO {replays} (replay_id, endpoint_id, next_position,"
+                    " until_position, held_until) VALUES (?, ?, ?, ?, ?)"
+                ),
+                (
+                    cursor.replay_id,
+                    cursor.endpoint_id,
+                    cursor.next_position,
+                    cursor.until_position,
+                    (at + ttl).timestamp(),
+                ),
+            )
+
+    def record_replayed(
+        self,
+        deliveries: list[QueuedDelivery],
+        replay_id: str,
+        next_position: int,
+        at: datetime,
+        ttl: timedelta,
+    ) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert(c, deliveries, at)
+            # Never backwards: a second process on the same cursor records the same ids
+            # (nothing new) and leaves it where the first one got to.
+            c.execute(
+                self._sql(
+                    "UPDATE {replays} SET next_position = CASE WHEN next_position < ? THEN ?"
+                    " ELSE next_position END, held_until = ? WHERE replay_id = ?"
+                ),
+                (next_position, next_position, (at + ttl).timestamp(), replay_id),
+            )
+            c.execute(
+                self._sql(
+                    "DELETE FROM {replays} WHERE replay_id = ? AND next_position > until_position"
+                ),
+                (replay_id,),
+            )
+
+    def claim_replays(self, at: datetime, ttl: timedelta) -> list[ReplayCursor]:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(
+                    "UPDATE {replays} SET held_until = ? WHERE held_until < ? RETURNING"
+                    " replay_id, endpoint_id, next_position, until_position"
+                ),
+                ((at + ttl).timestamp(), at.timestamp()),
+            )
+            rows = c.fetchall()
+        return [
+            ReplayCursor(
+                replay_id=str(row["replay_id"]),
+                endpoint_id=str(row["endpoint_id"]),
+                next_position=int(row["next_position"]),
+                until_position=int(row["until_position"]),
+            )
+            for row in rows
+        ]
+
+    def _insert(self, c: Any, deliveries: list[QueuedDelivery], at: datetime) -> None:
         now = at.timestamp()
         statement = self._sql(
             "INSERT INTO {table} (id, endpoint_id, account_id, lane, position, type, body,"
@@ -98,12 +179,9 @@ class WebhookQueries:
             )
             for d in deliveries
         ]
-        with self.datastore.transaction(commit=True) as c:
-            # One statement for the batch (psycopg pipelines it): not a round trip a row.
-            if rows:
-                c.executemany(statement, rows)
-            if tracking is not None:
-                self._insert_tracking(c, tracking)
+        # One statement for the batch (psycopg pipelines it): not a round trip a row.
+        if rows:
+            c.executemany(statement, rows)
 
     def claim_heads(
         self, lanes: Sequence[str], at: datetime, ttl: timedelta
@@ -168,6 +246,13 @@ class WebhookQueries:
             c.executemany(statement, rows)
 
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        self._unclaim(delivery_ids, QUEUED, at)
+
+    def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        self._unclaim(delivery_ids, DROPPED, at)
+
+    def _unclaim(self, delivery_ids: Sequence[str], status: str, at: datetime) -> None:
+        """Claimed heads closed untried: the claim's count of tries undone."""
         if not delivery_ids:
             return
         marks = ", ".join("?" * len(delivery_ids))
@@ -178,7 +263,7 @@ class WebhookQueries:
                     f" attempts = attempts - 1, updated_at = ? WHERE id IN ({marks})"
                     " AND status = ?"
                 ),
-                (QUEUED, at.timestamp(), *delivery_ids, SENDING),
+                (status, at.timestamp(), *delivery_ids, SENDING),
             )
 
     def failed(
@@ -209,16 +294,22 @@ class WebhookQueries:
             )
 
     def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+        """A hanging endpoint's lanes stay due (no courier can take them), so they must not
+        fill the `limit` ahead of other endpoints': each endpoint gives at most
+        DUE_LANES_PER_ENDPOINT, taken in turns (every endpoint's first lane, then its second,
+        ...), each endpoint's in log order."""
         now = at.timestamp()
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 self._sql(
-                    "SELECT lane FROM {table} WHERE seq IN (SELECT min(seq) FROM {table}"
-                    " WHERE status IN (?, ?) GROUP BY lane) AND ((status = ? AND next_try_at <= ?)"
-                    " OR (status = ? AND claimed_until < ?)) AND endpoint_id NOT IN"
-                    " (SELECT endpoint_id FROM {health} WHERE paused = 1) ORDER BY seq LIMIT ?"
+                    "SELECT lane FROM (SELECT lane, seq, row_number() OVER (PARTITION BY"
+                    " endpoint_id ORDER BY seq) AS turn FROM {table} WHERE seq IN (SELECT"
+                    " min(seq) FROM {table} WHERE status IN (?, ?) GROUP BY lane) AND ((status = ?"
+                    " AND next_try_at <= ?) OR (status = ? AND claimed_until < ?)) AND"
+                    " endpoint_id NOT IN (SELECT endpoint_id FROM {health} WHERE paused = 1))"
+                    " AS due WHERE turn <= ? ORDER BY turn, seq LIMIT ?"
                 ),
-                (QUEUED, SENDING, QUEUED, now, SENDING, now, limit),
+                (QUEUED, SENDING, QUEUED, now, SENDING, now, DUE_LANES_PER_ENDPOINT, limit),
             )
             return [str(row["lane"]) for row in c.fetchall()]
 
@@ -266,6 +357,7 @@ class WebhookQueries:
                 (endpoint_id, QUEUED, SENDING),
             )
             c.execute(self._sql("DELETE FROM {health} WHERE endpoint_id = ?"), (endpoint_id,))
+            c.execute(self._sql("DELETE FROM {replays} WHERE endpoint_id = ?"), (endpoint_id,))
 
     def of_endpoint(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:
@@ -289,18 +381,26 @@ class WebhookQueries:
 class SqliteWebhookLedger(WebhookQueries, SQLiteTrackingRecorder):
     table = "webhook_deliveries"
     health = "webhook_endpoint_health"
+    replays = "webhook_replays"
     marker = "?"
 
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
-            *_schema(self.table, self.health, "seq INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
+            *_schema(
+                self.table,
+                self.health,
+                self.replays,
+                "seq INTEGER PRIMARY KEY AUTOINCREMENT",
+                "REAL",
+            ),
         ]
 
 
 class PostgresWebhookLedger(WebhookQueries, PostgresTrackingRecorder):
     table = "tessera_webhook_deliveries"
     health = "tessera_webhook_endpoint_health"
+    replays = "tessera_webhook_replays"
     marker = "%s"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
@@ -311,6 +411,7 @@ class PostgresWebhookLedger(WebhookQueries, PostgresTrackingRecorder):
             for statement in _schema(
                 self.table,
                 self.health,
+                self.replays,
                 "seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
                 "double precision",
             )

@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
@@ -34,7 +35,61 @@ class StandardSigner:
         return Webhook(secret).sign(message_id, at, body)
 
 
-def _guarded_socket(host: str, port: int, timeout: float, reach: Reach) -> socket.socket:
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the receiver outlasted the deadline")
+    return left
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket's own timeout restarts at every byte, so a receiver that answers a byte at a
+    time could hold a post for ever: each wait here is given only what is left of the
+    exchange's one deadline."""
+
+    deadline = float("inf")
+
+    def _wait(self) -> None:
+        if self.deadline != float("inf"):
+            self.settimeout(_left(self.deadline))
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._wait()
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._wait()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._wait()
+        super().sendall(data, flags)
+
+
+class _DeadlineTls(ssl.SSLSocket):
+    """The same over TLS (whose reads do not go through the plain socket's methods)."""
+
+    deadline = float("inf")
+
+    def _wait(self) -> None:
+        if self.deadline != float("inf"):
+            self.settimeout(_left(self.deadline))
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._wait()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self._wait()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        # sendall sends piece by piece through here, each with a timeout of its own.
+        self._wait()
+        return super().send(data, flags)
+
+
+def _guarded_socket(host: str, port: int, deadline: float, reach: Reach) -> _DeadlineSocket:
     """A connection to the first address of `host` the service may reach; WebhookTargetRefused
     when it resolves to none such."""
     try:
@@ -50,13 +105,14 @@ def _guarded_socket(host: str, port: int, timeout: float, reach: Reach) -> socke
         raise WebhookTargetRefused(host)
     last: OSError | None = None
     for family, kind, proto, _, address in allowed:
-        sock = socket.socket(family, kind, proto)
-        sock.settimeout(timeout)
+        sock = _DeadlineSocket(family, kind, proto)
+        sock.settimeout(_left(deadline))
         # http.client writes the headers and the body apart: with Nagle's algorithm the body
         # would wait for the receiver's delayed ACK of the headers (40 ms a post).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.connect(address)
+            sock.deadline = deadline
             return sock
         except OSError as error:
             sock.close()
@@ -67,33 +123,42 @@ def _guarded_socket(host: str, port: int, timeout: float, reach: Reach) -> socke
 
 class _Http(http.client.HTTPConnection):
     reach: Reach
+    deadline: float  # the current exchange's, set before each
 
     def connect(self) -> None:
-        self.sock = _guarded_socket(self.host, self.port, self._timeout(), self.reach)
-
-    def _timeout(self) -> float:
-        return float(self.timeout) if isinstance(self.timeout, int | float) else 15.0
+        self.sock = _guarded_socket(self.host, self.port, self.deadline, self.reach)
 
 
 class _Https(http.client.HTTPSConnection):
     reach: Reach
+    deadline: float
     context: ssl.SSLContext
 
     def connect(self) -> None:
-        timeout = float(self.timeout) if isinstance(self.timeout, int | float) else 15.0
-        plain = _guarded_socket(self.host, self.port, timeout, self.reach)
-        self.sock = self.context.wrap_socket(plain, server_hostname=self.host)
+        plain = _guarded_socket(self.host, self.port, self.deadline, self.reach)
+        tls = self.context.wrap_socket(plain, server_hostname=self.host)
+        assert isinstance(tls, _DeadlineTls)
+        tls.deadline = self.deadline
+        self.sock = tls
 
 
 class GuardedPoster:
     """Posts over http.client, each connection checked by `reach`. `timeout`: seconds for the
     whole exchange (connect, send, answer)."""
 
-    def __init__(self, reach: Reach, timeout: float = 15.0, user_agent: str = "Tessera") -> None:
+    def __init__(
+        self,
+        reach: Reach,
+        timeout: float = 15.0,
+        user_agent: str = "Tessera",
+        trust: ssl.SSLContext | None = None,
+    ) -> None:
+        """`trust`: the certificates receivers are checked against (the system's by default)."""
         self._reach = reach
         self._timeout = timeout
         self._user_agent = user_agent
-        self._context = ssl.create_default_context()
+        self._context = trust or ssl.create_default_context()
+        self._context.sslsocket_class = _DeadlineTls
 
     def post(self, delivery: WebhookPost) -> int:
         (outcome,) = self.post_each([delivery], timedelta(seconds=self._timeout))
@@ -156,8 +221,10 @@ class GuardedPoster:
         parts = urlsplit(delivery.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         deadline = time.monotonic() + self._timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(self._timeout)
+        assert isinstance(connection, _Http | _Https)
+        connection.deadline = deadline
+        if isinstance(connection.sock, _DeadlineSocket | _DeadlineTls):
+            connection.sock.deadline = deadline  # a kept connection: this exchange's deadline
         connection.request(
             "POST",
             path,
@@ -168,23 +235,11 @@ class GuardedPoster:
                 "content-length": str(len(delivery.body)),
             },
         )
-        self._left(connection, deadline)
         answer = connection.getresponse()
         remaining = MAX_ANSWER
         while remaining > 0:
-            self._left(connection, deadline)
             chunk = answer.read(min(remaining, 16 * 1024))
             if not chunk:
                 break
             remaining -= len(chunk)
         return int(answer.status), answer.isclosed()
-
-    @staticmethod
-    def _left(connection: http.client.HTTPConnection, deadline: float) -> None:
-        """Each wait gets what is left of the exchange's deadline, so a receiver that answers
-        a byte at a time cannot stretch it."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the receiver outlasted the deadline")
-        if connection.sock is not None:
-            connection.sock.settimeout(left)

@@ -407,6 +407,7 @@ def _build(
         ),
     )
     webhook_feed = WebhookFeed(webhook_ledger, publication, webhooks, lanes, clock)
+    replays = Replays(log, webhooks, publication, webhook_ledger, lanes, clock)
     lockout = LockoutPolicy(
         threshold=settings.lockout_threshold,
         base=timedelta(seconds=settings.lockout_duration),
@@ -554,7 +555,7 @@ def _build(
         consents=Consents(log, clients, session_life, clock),
         authorization_codes=AuthorizationCodes(challenges, clock),
         webhooks=webhooks,
-        replays=Replays(log, webhooks, publication, webhook_ledger, lanes, clock),
+        replays=replays,
         webhook_deliveries=Deliveries(webhooks, webhook_ledger),
         webhook_feed=webhook_feed,
         courier=courier,
@@ -607,6 +608,7 @@ def _build(
             webhook_feed,
             stores.shared.redis,
             key_store=keys if apart is not None else None,
+            replays=replays,
         ),
         csrf_key=keys.service_keys(CSRF, clock.now),
         service_keys=ServiceKeyRotation(

@@ -13,6 +13,7 @@ import redis
 from application.mail.outbox import MailOutbox
 from application.persistence.event_log import EventLog
 from application.webhooks.feed import WebhookFeed
+from application.webhooks.replay import Replays
 from infrastructure.broker import MailBroker
 from infrastructure.data_keys import WrappedDataKeys
 from infrastructure.lag_reports import LagReports
@@ -36,6 +37,7 @@ class Runtime:
         webhook_feed: WebhookFeed,
         redis: redis.Redis | None,
         key_store: WrappedDataKeys | None = None,
+        replays: Replays | None = None,
     ) -> None:
         self._settings = settings
         self._log = log
@@ -45,6 +47,7 @@ class Runtime:
         self._mail_broker = mail_broker
         self._wakeups = wakeups
         self._webhook_feed = webhook_feed
+        self._replays = replays
         self._redis = redis
         self._key_store = key_store  # a key store of its own (KEY_STORE_URL): one more dependency
         self._stop = threading.Event()
@@ -142,6 +145,8 @@ class Runtime:
         def sweep() -> None:
             while not self._stop.is_set():
                 try:
+                    if self._replays is not None:
+                        self._replays.resume()  # a dead process's replays, from their cursor
                     self._webhook_feed.wake_due()
                 except Exception:
                     log.exception("webhook sweep failed; trying again")

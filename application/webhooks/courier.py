@@ -160,9 +160,13 @@ class Courier:
             claimed = self._ledger.claim_heads(going, self._clock.now(), self._settings.claim_ttl)
             if not claimed:
                 break
+            # Queued before the endpoint stopped asking for their type: never sent.
+            unwanted = [d for d in claimed if not endpoint.settings.wants(d.type)]
+            self._ledger.drop([d.id for d in unwanted], self._clock.now())
+            claimed = [d for d in claimed if endpoint.settings.wants(d.type)]
             posts = self.compose_all(endpoint, claimed, self._wall())
             # New posts start within a third of the claim's life, so none outlives its claim.
-            outcomes = self._poster.post_each(posts, self._settings.claim_ttl / 3)
+            outcomes = self._poster.post_each(posts, self._settings.claim_ttl / 3) if posts else []
             results = list(zip(claimed, outcomes, strict=True))
             answered = [(d.id, o) for d, o in results if isinstance(o, int) and 200 <= o < 300]
             now = self._clock.now()
@@ -172,14 +176,18 @@ class Courier:
             sent += len(answered)
             self._ledger.release([d.id for d, o in results if o is None], now)
             delivered = {delivery_id for delivery_id, _ in answered}
-            going = [d.lane for d, _ in results if d.id in delivered]
+            going = [d.lane for d in unwanted]
+            going += [d.lane for d, _ in results if d.id in delivered]
             for delivery, outcome in results:
                 if outcome is None or delivery.id in delivered:
                     continue
                 # A dead delivery lets its lane go on; one to retry holds it.
                 if self._failed(endpoint, delivery, *_failure(outcome)) == DEAD:
                     going.append(delivery.lane)
-            if not self._endpoints.find(endpoint.id).enabled:
+            # Read again: an admin's changes (disabled, fewer events, no personal values) apply
+            # from the next round.
+            endpoint = self._endpoints.find(endpoint.id)
+            if not endpoint.enabled:
                 break
         return sent
 
@@ -258,14 +266,15 @@ class Courier:
         self, endpoint: WebhookEndpoint, claimed: Sequence[ClaimedDelivery], at: datetime
     ) -> list[WebhookPost]:
         """The posts of deliveries at `at`: each its recorded body with the person's values as
-        they open now (none once erased), signed by every secret that signs at `at`."""
+        they open now (none once erased, none once the endpoint no longer includes them),
+        signed by every secret that signs at `at`."""
         secrets = [self._box.open(sealed) for sealed in endpoint.signing_secrets(self._clock.now())]
         # Asked of the key store, not of this process's key cache: an erasure the API made a
         # moment ago removes the person's values from every post from now on.
         erased = self._seals.forgotten(d.account_id for d in claimed if d.sealed_personal)
         posts = []
         for delivery in claimed:
-            body = self.body(delivery, erased)
+            body = self.body(delivery, endpoint.settings.include_personal, erased)
             signature = " ".join(self._signer.sign(s, delivery.id, at, body) for s in secrets)
             headers = {
                 "content-type": "application/json",
@@ -276,10 +285,13 @@ class Courier:
             posts.append(WebhookPost(url=endpoint.settings.url, headers=headers, body=body))
         return posts
 
-    def body(self, claimed: ClaimedDelivery, erased: Collection[UUID] = ()) -> bytes:
-        """The recorded body, with the person's values unless they are among `erased`."""
+    def body(
+        self, claimed: ClaimedDelivery, include_personal: bool, erased: Collection[UUID] = ()
+    ) -> bytes:
+        """The recorded body, with the person's values where the endpoint includes them,
+        unless they are among `erased`."""
         document: dict[str, Any] = msgspec.json.decode(claimed.body)
-        if claimed.sealed_personal and UUID(claimed.account_id) not in erased:
+        if include_personal and claimed.sealed_personal and UUID(claimed.account_id) not in erased:
             personal = self._seals.open(claimed.account_id, PERSONAL_PLACE, claimed.sealed_personal)
             if isinstance(personal, dict):
                 data = document["data"]

@@ -19,7 +19,7 @@ class DeliveryView:
     account_id: str
     position: int  # of its event in the log
     replay_id: str | None
-    status: str  # queued, sending, sent, dead
+    status: str  # queued, sending, sent, dead, dropped
     attempts: int
     last_status: int | None  # the receiver's last answer's status code; None: no answer
     last_error: str | None

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Tracking
 
 QUEUED, SENDING, SENT, DEAD = "queued", "sending", "sent", "dead"
+# Never sent: its event's type is no longer one its endpoint asks for.
+DROPPED = "dropped"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,17 @@ class ClaimedDelivery:
     attempts: int  # this one included
 
 
+@dataclass(frozen=True)
+class ReplayCursor:
+    """How far a replay has recorded its deliveries: it goes on from `next_position` to
+    `until_position` (both log positions), whichever process takes it up."""
+
+    replay_id: str
+    endpoint_id: str
+    next_position: int
+    until_position: int
+
+
 def lane_of(endpoint_id: str, account_id: str) -> str:
     return f"{endpoint_id}:{account_id}"
 
@@ -83,6 +96,27 @@ class WebhookLedger(Protocol):
         the projection's position with them in one transaction when `tracking` is given."""
         ...
 
+    def start_replay(self, cursor: ReplayCursor, at: datetime, ttl: timedelta) -> None:
+        """Keeps a new replay's cursor, held by its caller for `ttl`."""
+        ...
+
+    def record_replayed(
+        self,
+        deliveries: list[QueuedDelivery],
+        replay_id: str,
+        next_position: int,
+        at: datetime,
+        ttl: timedelta,
+    ) -> None:
+        """Records a batch of a replay's deliveries and moves its cursor past them, in one
+        transaction (its hold renewed for `ttl`); a cursor past its end is closed."""
+        ...
+
+    def claim_replays(self, at: datetime, ttl: timedelta) -> list[ReplayCursor]:
+        """The unfinished replays no process holds (their process died, or their broker
+        refused), now held by the caller for `ttl`."""
+        ...
+
     def claim_heads(
         self, lanes: Sequence[str], at: datetime, ttl: timedelta
     ) -> list[ClaimedDelivery]:
@@ -97,6 +131,11 @@ class WebhookLedger(Protocol):
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         """Claimed but not tried (the batch ran out of time, the receiver stopped answering):
         back in their lanes, the claim's count of tries undone."""
+        ...
+
+    def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        """Claimed, but of a type the endpoint no longer wants: closed unsent (kept, to be seen
+        among its deliveries), the claim's count of tries undone."""
         ...
 
     def failed(
@@ -127,7 +166,7 @@ class WebhookLedger(Protocol):
         ...
 
     def discard(self, endpoint_id: str) -> None:
-        """A removed endpoint's deliveries that were still to be sent."""
+        """A removed endpoint's deliveries that were still to be sent, and its replays."""
         ...
 
     def of_endpoint(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:

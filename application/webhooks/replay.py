@@ -1,15 +1,19 @@
 """Replay: every event an endpoint wants since a point in the log, in order, sent again under
 new webhook-ids (derived from the replay and the event), so a receiver that drops ids it has
 seen takes them. What only an event-sourced service can do: a new endpoint can be given the
-whole history."""
+whole history.
+
+A replay is recorded in batches behind a cursor kept in the ledger, each batch and the cursor's
+move in one transaction: one whose process dies partway (or whose broker refused a message) is
+taken up by the webhook sweep once its hold runs out, from where it stopped."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
@@ -19,10 +23,12 @@ from application.persistence.sealing import SealingMapper
 from application.ports import Clock, WebhookQueue
 from application.webhooks.endpoints import WebhookEndpoints
 from application.webhooks.feed import Publication, WebhookFeed
-from application.webhooks.records import WebhookLedger, messages
-from domain.errors import FieldError, ReplayPastEnd
+from application.webhooks.records import ReplayCursor, WebhookLedger, messages
+from domain.errors import FieldError, ReplayPastEnd, WebhookNotFound
 
-_BATCH = 500
+# How long a process holds a replay it records: far more than a batch takes, so only a dead
+# process's replay is taken up by another.
+REPLAY_HOLD = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,10 @@ class Replays:
         ledger: WebhookLedger,
         queue: WebhookQueue,
         clock: Clock,
+        batch: int = 500,
     ) -> None:
+        """`batch`: the log positions read (and recorded in one transaction) at a time."""
+        self._batch = batch
         self._log = log
         self._endpoints = endpoints
         self._publication = publication
@@ -60,21 +69,44 @@ class Replays:
         now = self._clock.now()
         endpoint.replayed(replay_id, start, end, operator, now)
         self._endpoints.save(endpoint)
-        queued, position = 0, start
+        queued = 0
+        if start <= end:  # else an empty log: nothing to record
+            cursor = ReplayCursor(str(replay_id), str(endpoint.id), start, end)
+            self._ledger.start_replay(cursor, now, REPLAY_HOLD)
+            queued = self._record(cursor)
+        return ReplayView(str(replay_id), start, end, queued)
+
+    def resume(self) -> int:
+        """Records the rest of every replay a process left unfinished (the webhook sweep
+        calls it); returns the deliveries recorded."""
+        queued = 0
+        for cursor in self._ledger.claim_replays(self._clock.now(), REPLAY_HOLD):
+            try:
+                self._endpoints.find(cursor.endpoint_id)
+            except WebhookNotFound:
+                self._ledger.discard(cursor.endpoint_id)
+                continue
+            queued += self._record(cursor)
+        return queued
+
+    def _record(self, cursor: ReplayCursor) -> int:
+        endpoint = self._endpoints.find(cursor.endpoint_id)
+        queued, position, end = 0, cursor.next_position, cursor.until_position
         while position <= end:
             notifications = self._log.recorder.select_notifications(
-                start=position, limit=_BATCH, stop=end, topics=WebhookFeed.topics
+                start=position, limit=self._batch, stop=end, topics=WebhookFeed.topics
             )
-            if not notifications:
-                break
             events = zip(self._decode(notifications), [n.id for n in notifications], strict=True)
-            made = self._publication.deliveries(events, [endpoint], replay_id)
-            self._ledger.record(made, self._clock.now(), None)
+            made = self._publication.deliveries(events, [endpoint], UUID(cursor.replay_id))
+            position = notifications[-1].id + 1 if notifications else end + 1
+            self._ledger.record_replayed(
+                made, cursor.replay_id, position, self._clock.now(), REPLAY_HOLD
+            )
+            # After the commit; a message lost here is sent by the sweep (its rows are due).
             for lanes in messages(d.lane for d in made):
                 self._queue.enqueue(lanes)
             queued += len(made)
-            position = notifications[-1].id + 1
-        return ReplayView(str(replay_id), start, end, queued)
+        return queued
 
     def _start(self, since: int | datetime, end: int) -> int:
         if isinstance(since, datetime):

@@ -5,22 +5,32 @@ erasure in between, replay, secret rotation, and the addresses the poster refuse
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import queue
 import socket
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import uuid4
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from application.ports import WebhookPost, WebhookTargetRefused
+from application.ports import WebhookPost, WebhookQueue, WebhookTargetRefused
 from application.webhooks.courier import RETRY_SCHEDULE
+from application.webhooks.records import QueuedDelivery, WebhookLedger
+from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
@@ -44,6 +54,8 @@ class Receiver:
         receiver = self
 
         self.connections: set[int] = set()  # the client ports seen: one per connection
+        # Per answer, whether it was written whole (False: the client closed the connection).
+        self.answered: queue.Queue[bool] = queue.Queue()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # connections kept open between requests
@@ -59,7 +71,14 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("content-length", str(len(receiver.answer_body)))
                 self.end_headers()
-                self.wfile.write(receiver.answer_body)
+                try:
+                    self.wfile.write(receiver.answer_body)
+                    self.wfile.flush()
+                except OSError:
+                    receiver.answered.put(False)
+                    self.close_connection = True
+                    return
+                receiver.answered.put(True)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -274,6 +293,34 @@ def test_lanes_that_find_their_endpoint_busy_are_posted_by_its_courier_without_a
     assert len(set(accounts)) == 4
 
 
+def test_a_hanging_endpoints_many_due_lanes_starve_no_other_endpoints_retry(
+    container: Container, clock: FakeClock
+) -> None:
+    # A hanging endpoint's due lanes stay due (every courier slot of it is busy), and they
+    # were recorded first: the sweep still wakes the other endpoint's retry.
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    hanging, other = str(uuid4()), str(uuid4())
+
+    def delivery(endpoint_id: str, position: int) -> QueuedDelivery:
+        return QueuedDelivery(
+            id=f"msg_{uuid4().hex}",
+            endpoint_id=endpoint_id,
+            account_id=str(uuid4()),
+            position=position,
+            type="account.registered",
+            body="{}",
+            sealed_personal="",
+        )
+
+    held = [delivery(hanging, i) for i in range(1500)]
+    ledger.record(held, clock.now(), None)
+    waiting = delivery(other, 1500)
+    ledger.record([waiting], clock.now(), None)
+    due = ledger.due_lanes(clock.now())
+    assert waiting.lane in due
+    assert len(due) <= 1000 and set(due) & {d.lane for d in held}
+
+
 def test_a_gone_receiver_disables_its_endpoint_at_once_and_the_admins_are_told(
     client: Client, container: Container, receiver: Receiver, clock: FakeClock
 ) -> None:
@@ -329,6 +376,45 @@ def test_an_erasure_in_between_removes_the_personal_fields_still_to_be_sent(
     assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[2:])
 
 
+def test_personal_values_stop_once_the_endpoint_no_longer_includes_them(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(
+        container, receiver.url, "account.registered", "account.email_verified", personal=True
+    )
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    assert verified(secret, receiver.received[0])["data"]["email"] == "ada@example.com"
+    webhook_id = container.webhooks.list()[0].id
+    container.webhooks.update(webhook_id, {"include_personal": False}, "test")
+    retry_due(container, clock, 1)  # the retry, and the delivery queued behind it
+    documents = [verified(secret, r) for r in receiver.received[1:]]
+    assert [d["type"] for d in documents] == ["account.registered", "account.email_verified"]
+    assert all(set(d["data"]).isdisjoint({"email", "username"}) for d in documents)
+    assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[1:])
+    container.replays.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    assert b"ada@example.com" not in b"".join(body for _, body in receiver.received[1:])
+
+
+def test_queued_events_of_a_type_the_endpoint_dropped_are_not_sent(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    receiver.script.extend([500])
+    register_and_verify(client, container, "ada")
+    settle(container)
+    webhook_id = container.webhooks.list()[0].id
+    container.webhooks.update(webhook_id, {"events": ["account.registered"]}, "test")
+    retry_due(container, clock, 1)
+    assert [verified(secret, r)["type"] for r in receiver.received] == ["account.registered"] * 2
+    dropped, sent = container.webhook_deliveries.of(webhook_id)
+    assert sent.status == "sent" and sent.type == "account.registered"
+    assert dropped.status == "dropped" and dropped.type == "account.email_verified"
+    assert dropped.attempts == 0 and dropped.next_try_at is None
+
+
 def test_a_replay_sends_the_history_again_under_new_ids(
     client: Client, container: Container, receiver: Receiver
 ) -> None:
@@ -351,6 +437,55 @@ def test_a_replay_sends_the_history_again_under_new_ids(
     container.mail_broker.join(queue="webhooks")
     again = [r[0]["webhook-id"] for r in receiver.received[len(ids) :]]
     assert len(again) == len(ids) and not set(again) & set(ids)
+
+
+class DyingBroker:
+    """Takes one message, then fails: the process recording a replay dies partway."""
+
+    def __init__(self, queue: WebhookQueue) -> None:
+        self.queue, self.taken = queue, 0
+
+    def enqueue(self, lanes: list[str]) -> None:
+        if self.taken:
+            raise ConnectionError("the broker is gone")
+        self.taken += 1
+        self.queue.enqueue(lanes)
+
+
+def test_a_replay_cut_short_is_finished_by_the_sweep_from_its_cursor(
+    client: Client, container: Container, receiver: Receiver, clock: FakeClock
+) -> None:
+    for name in ("ada", "bob", "cyd"):
+        register_and_verify(client, container, name)
+    settle(container)
+    secret = endpoint(container, receiver.url, "account.registered", "account.email_verified")
+    webhook_id = container.webhooks.list()[0].id
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    dying = Replays(
+        container.log,
+        container.webhooks,
+        container.replays._publication,
+        ledger,
+        DyingBroker(container.replays._queue),
+        clock,
+        batch=2,
+    )
+    with pytest.raises(ConnectionError):
+        dying.replay(webhook_id, 0, "test")
+    container.mail_broker.join(queue="webhooks")
+    assert 0 < len(receiver.received) < 6
+    assert container.replays.resume() == 0  # still held by the process that died
+    clock.advance(seconds=REPLAY_HOLD.total_seconds() + 1)
+    assert container.replays.resume() > 0
+    container.webhook_feed.wake_due()  # the rows whose message the broker refused
+    container.mail_broker.join(queue="webhooks")
+    by_account: dict[str, list[str]] = {}
+    for d in (verified(secret, r) for r in receiver.received):
+        by_account.setdefault(d["data"]["account_id"], []).append(d["type"])
+    assert list(by_account.values()) == [["account.registered", "account.email_verified"]] * 3
+    assert len({r[0]["webhook-id"] for r in receiver.received}) == 6
+    clock.advance(seconds=REPLAY_HOLD.total_seconds() + 1)
+    assert container.replays.resume() == 0  # finished: its cursor is gone
 
 
 def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(
@@ -398,8 +533,11 @@ def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
     with pytest.raises(WebhookTargetRefused):
         GuardedPoster(Reach()).post(post)
     assert receiver.received == []
-    receiver.answer_body = b"x" * (4 * MAX_ANSWER)
+    # Far more than the sockets' buffers hold: written whole only if the poster read it all.
+    receiver.answer_body = b"x" * (32 * 1024 * 1024)
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 200
+    assert receiver.answered.get(timeout=10) is False  # the poster hung up after MAX_ANSWER
+    receiver.answer_body = b"ok"
     receiver.otherwise = 302  # a redirect is an answer, never followed
     assert GuardedPoster(Reach(http_loopback=True)).post(post) == 302
     assert len(receiver.received) == 2
@@ -443,3 +581,97 @@ def test_a_receiver_that_hangs_times_out() -> None:
             GuardedPoster(Reach(http_loopback=True), timeout=0.5).post(post)
     finally:
         silent.close()
+
+
+class Dribbler:
+    """A raw receiver that reads the request, then writes its answer one byte every `pause`
+    seconds: the headers (`headers_too`) or only the body."""
+
+    def __init__(
+        self, headers_too: bool, tls: ssl.SSLContext | None = None, pause: float = 0.1
+    ) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.tls = tls
+        self.headers_too, self.pause = headers_too, pause
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True)
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"
+            if not self.headers_too:
+                conn.sendall(head)
+                head = b""
+            for byte in head + b"x" * 1000:
+                if self.stopped.wait(self.pause):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A receiver's TLS context with a certificate for 127.0.0.1, and a client's that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("headers_too", [True, False], ids=["headers", "body"])
+def test_a_receiver_that_dribbles_its_answer_is_cut_off_at_the_deadline(
+    headers_too: bool, tls: bool, tmp_path: Path
+) -> None:
+    # The timeout is what this test is about: a short one, and bytes far more often than it.
+    server, trust = tls_pair(tmp_path) if tls else (None, None)
+    dribbler = Dribbler(headers_too, server)
+    try:
+        post = WebhookPost(url=dribbler.url, headers={}, body=b"{}")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            GuardedPoster(Reach(http_loopback=True), timeout=1.0, trust=trust).post(post)
+        assert time.monotonic() - started < 2.0
+    finally:
+        dribbler.stop()

@@ -103,6 +103,14 @@ def test_a_literal_private_address_is_refused(url: str) -> None:
         ("::ffff:169.254.169.254", False),
         ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
         ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("64:ff9b::5db8:d70e", True),  # NAT64 of 93.184.215.14
+        # IPv4-compatible (deprecated), SIIT-translated and local-use NAT64 (RFC 8215): no
+        # public receiver has such an address, and a stack may reach the IPv4 inside.
+        ("::a9fe:a9fe", False),
+        ("::5db8:d70e", False),
+        ("::ffff:0:a9fe:a9fe", False),
+        ("64:ff9b:1::a9fe:a9fe", False),
+        ("64:ff9b:1:a9:fe:a9fe::", False),
         ("0.0.0.0", False),  # noqa: S104 - an address judged, not bound
         ("224.0.0.1", False),
     ],
