@@ -1,6 +1,7 @@
 """The webhook scenario's parts run (`make bench` runs the whole, bench/webhooks.py): the
 receiver as a process lists what arrived, with the body's time for the lag; the backlog and the
-paced writes make one profile update each, through the application layer; the figures' arithmetic, the lag's stages."""
+paced writes make one profile update each, through the application layer; the figures'
+arithmetic; the lag's stages."""
 
 from __future__ import annotations
 
