@@ -158,7 +158,7 @@ class WebhookBench:
                     container, [a for a in accounts if a is not None], half, self.config.duration
                 )
                 rows = wait_for(receiver, sent, timeout=60.0)
-                self.lag_figure(rows, half, sent / took, backend)
+                self.lag_figure(rows, half, sent / took, backend, stages(container, rows))
         finally:
             for name in list(processes):
                 stop(name)
@@ -205,7 +205,7 @@ class WebhookBench:
         )
 
     def lag_figure(
-        self, rows: list[list[Any]], offered: float, written: float, backend: str
+        self, rows: list[list[Any]], offered: float, written: float, backend: str, stages: str
     ) -> None:
         lags = [
             (arrived - datetime.fromisoformat(stamp).timestamp()) * 1000
@@ -229,7 +229,7 @@ class WebhookBench:
                 note=(
                     f"{len(rows):,} profile updates offered at {offered:,.0f}/s (half the "
                     f"delivery rate), written at {written:,.0f}/s, each its own commit; "
-                    f"max {max(lags):,.0f} ms"
+                    f"max {max(lags):,.0f} ms; {stages}"
                 ),
             )
         )
@@ -291,6 +291,29 @@ def write_paced(
     if failures:
         raise failures[0]
     return total, time.monotonic() - started
+
+
+def stages(container: Container, rows: list[list[Any]]) -> str:
+    """Where the lag goes, p50/p99 of each stage: commit to the feed's record of the delivery
+    (the projector), and that record to the arrival (the broker, the courier, the post)."""
+    recorded: dict[str, float] = {}
+    ledger: Any = container.webhook_feed.view
+    statement = f"SELECT id, created_at FROM {ledger.table}"  # noqa: S608 - our table's name
+    with ledger.datastore.transaction(commit=False) as c:
+        c.execute(statement)
+        for row in c.fetchall():
+            recorded[str(row["id"])] = float(row["created_at"])
+    fed, carried = [], []
+    for arrived, status, webhook_id, stamp in rows:
+        if status != 200 or not stamp or webhook_id not in recorded:
+            continue
+        fed.append((recorded[webhook_id] - datetime.fromisoformat(stamp).timestamp()) * 1000)
+        carried.append((arrived - recorded[webhook_id]) * 1000)
+    (fed50, fed99), (carried50, carried99) = percentiles(fed), percentiles(carried)
+    return (
+        f"commit to recorded {fed50:,.0f}/{fed99:,.0f} ms, "
+        f"recorded to arrival {carried50:,.0f}/{carried99:,.0f} ms (p50/p99)"
+    )
 
 
 def wait_for(receiver: ReceiverProcess, count: int, timeout: float) -> list[list[Any]]:

@@ -70,6 +70,9 @@ class WebhookQueries:
     health: str
     replays: str
     marker: str
+    # A head another courier is claiming or marking right now is passed over, not waited for
+    # (its commit, an fsync): that courier has the lane. SQLite has one writer anyway.
+    skip_locked: str = ""
     datastore: Any
     _insert_tracking: Any
 
@@ -158,25 +161,27 @@ class WebhookQueries:
             " sealed_personal, replay_id, status, next_try_at, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
         )
-        for d in deliveries:
-            c.execute(
-                statement,
-                (
-                    d.id,
-                    d.endpoint_id,
-                    d.account_id,
-                    d.lane,
-                    d.position,
-                    d.type,
-                    d.body,
-                    d.sealed_personal,
-                    d.replay_id,
-                    QUEUED,
-                    now,
-                    now,
-                    now,
-                ),
+        rows = [
+            (
+                d.id,
+                d.endpoint_id,
+                d.account_id,
+                d.lane,
+                d.position,
+                d.type,
+                d.body,
+                d.sealed_personal,
+                d.replay_id,
+                QUEUED,
+                now,
+                now,
+                now,
             )
+            for d in deliveries
+        ]
+        # One statement for the batch (psycopg pipelines it): not a round trip a row.
+        if rows:
+            c.executemany(statement, rows)
 
     def claim_heads(
         self, lanes: Sequence[str], at: datetime, ttl: timedelta
@@ -186,12 +191,14 @@ class WebhookQueries:
         now = at.timestamp()
         marks = ", ".join("?" * len(lanes))
         # Only a lane's head: under concurrent claims, a head another courier took (or sent)
-        # since this statement's snapshot fails the status check, and its lane gives nothing.
+        # since this statement's snapshot fails the status check (checked again on the row
+        # as locked), and its lane gives nothing.
         statement = self._sql(
             "UPDATE {table} SET status = ?, claimed_until = ?, attempts = attempts + 1,"  # noqa: S608 - markers only
-            " updated_at = ? WHERE seq IN (SELECT min(seq) FROM {table} WHERE lane IN"
-            f" ({marks}) AND status IN (?, ?) GROUP BY lane) AND ((status = ? AND"
-            " next_try_at <= ?) OR (status = ? AND claimed_until < ?))"
+            " updated_at = ? WHERE seq IN (SELECT seq FROM {table} WHERE seq IN"
+            f" (SELECT min(seq) FROM {{table}} WHERE lane IN ({marks}) AND status IN (?, ?)"
+            " GROUP BY lane) AND ((status = ? AND next_try_at <= ?) OR (status = ? AND"
+            f" claimed_until < ?)){self.skip_locked})"
             " RETURNING id, lane, endpoint_id, account_id, type, body, sealed_personal, attempts"
         )
         with self.datastore.transaction(commit=True) as c:
@@ -230,15 +237,13 @@ class WebhookQueries:
     def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
         if not answered:
             return
+        statement = self._sql(
+            "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+            " last_error = NULL, updated_at = ? WHERE id = ?"
+        )
+        rows = [(SENT, status, at.timestamp(), delivery_id) for delivery_id, status in answered]
         with self.datastore.transaction(commit=True) as c:
-            for delivery_id, status in answered:
-                c.execute(
-                    self._sql(
-                        "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
-                        " last_error = NULL, updated_at = ? WHERE id = ?"
-                    ),
-                    (SENT, status, at.timestamp(), delivery_id),
-                )
+            c.executemany(statement, rows)
 
     def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         self._unclaim(delivery_ids, QUEUED, at)
@@ -397,6 +402,7 @@ class PostgresWebhookLedger(WebhookQueries, PostgresTrackingRecorder):
     health = "tessera_webhook_endpoint_health"
     replays = "tessera_webhook_replays"
     marker = "%s"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)

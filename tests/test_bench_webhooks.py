@@ -1,6 +1,7 @@
 """The webhook scenario's parts run (`make bench` runs the whole, bench/webhooks.py): the
 receiver as a process lists what arrived, with the body's time for the lag; the backlog and the
-paced writes make one profile update each, through the application layer; the figures' arithmetic."""
+paced writes make one profile update each, through the application layer; the figures'
+arithmetic; the lag's stages."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from application.webhooks.records import QueuedDelivery
 from bench.config import load_config
 from bench.seed import password_hash, seed_accounts, username
 from bench.service import service_env
-from bench.webhooks import ReceiverProcess, per_second, percentiles, write_backlog, write_paced
+from bench.webhooks import (
+    ReceiverProcess,
+    per_second,
+    percentiles,
+    stages,
+    write_backlog,
+    write_paced,
+)
 from domain.account import Account
 from interfaces.container import build
 from interfaces.settings import load_settings
@@ -60,3 +69,27 @@ def test_the_figures_arithmetic() -> None:
     assert p50 == pytest.approx(50.5) and 98 < p99 <= 100
     assert load_config({}).webhooks and load_config({}).webhook_events == 10_000
     assert not load_config({"BENCH_WEBHOOKS": "0"}).webhooks
+
+
+def test_the_lags_stages_are_read_from_the_ledgers_rows(tmp_path: Path) -> None:
+    container = build(load_settings(service_env(tmp_path, None, None)))
+    try:
+        recorded = datetime(2026, 12, 7, 3, 0, 0, tzinfo=UTC)
+        delivery = QueuedDelivery(
+            id="msg_1",
+            endpoint_id="e",
+            account_id="a",
+            position=1,
+            type="account.profile_updated",
+            body="{}",
+            sealed_personal="",
+        )
+        container.webhook_feed.view.record([delivery], recorded, None)  # type: ignore[attr-defined]
+        committed = "2026-12-07T02:59:59.800000+00:00"  # 200 ms before it was recorded
+        arrived = recorded.timestamp() + 0.3  # 300 ms after
+        rows = [[arrived, 200, "msg_1", committed], [arrived, 200, "msg_unknown", committed]]
+        assert stages(container, rows) == (
+            "commit to recorded 200/200 ms, recorded to arrival 300/300 ms (p50/p99)"
+        )
+    finally:
+        container.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,7 +66,8 @@ class CourierSettings:
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
     # How many lanes of one endpoint this process posts to at once: the rest of its threads
-    # stay free for the other endpoints while one hangs (its other lanes wait for the sweep).
+    # stay free for the other endpoints while one hangs (its other lanes are handed to the
+    # couriers holding the slots).
     lanes_per_endpoint: int = 2
 
 
@@ -95,6 +97,8 @@ class Courier:
         self._wall = wall_clock
         self._settings = settings or CourierSettings()
         self._posting: dict[str, int] = {}  # endpoint id: lanes being posted to now
+        # endpoint id: lanes handed to its couriers of this process, in the order they came
+        self._handed: dict[str, dict[str, None]] = {}
         self._lock = threading.Lock()
 
     def deliver(self, lanes: Sequence[str]) -> int:
@@ -107,26 +111,50 @@ class Courier:
         return sent
 
     def _deliver_endpoint(self, endpoint_id: str, lanes: list[str]) -> int:
+        endpoint = self._live(endpoint_id)
+        if endpoint is None or not self._take_slot(endpoint_id, lanes):
+            # Without a slot the lanes are handed to a courier of this process that posts to
+            # the endpoint now: it takes them at its next round, not a sweep later.
+            return 0
+        sent, holding = 0, True
+        # A courier that keeps being handed lanes lets its thread go in time (Dramatiq's time
+        # limit): what it leaves is taken by the endpoint's next message, or the sweep.
+        until = time.monotonic() + self._settings.claim_ttl.total_seconds()
+        try:
+            while True:
+                sent += self._rounds(endpoint, lanes)
+                if time.monotonic() > until:
+                    break
+                lanes = self._handed_or_free(endpoint_id)
+                if not lanes:
+                    holding = False
+                    break
+                endpoint = self._live(endpoint_id)
+                if endpoint is None:
+                    break
+        finally:
+            if holding:
+                self._give_slot(endpoint_id)
+        return sent
+
+    def _live(self, endpoint_id: str) -> WebhookEndpoint | None:
+        """The endpoint, if its deliveries are to be posted now."""
         try:
             endpoint = self._endpoints.find(endpoint_id)
         except WebhookNotFound:
             self._ledger.discard(endpoint_id)
-            return 0
+            return None
         if not endpoint.enabled:
             self._ledger.pause(endpoint_id, True)
-            return 0
-        if not self._take_slot(endpoint_id):
-            return 0  # the endpoint's share of this process is busy: the sweep wakes the lanes
-        try:
-            return self._rounds(endpoint, lanes)
-        finally:
-            self._give_slot(endpoint_id)
+            return None
+        return endpoint
 
     def _rounds(self, endpoint: WebhookEndpoint, lanes: list[str]) -> int:
         """Each round claims the heads of the lanes still going, in one transaction, posts
         them over one connection, and records what came of them."""
         sent, going = 0, lanes
         for _ in range(self._settings.batch):
+            going = self._with_handed(str(endpoint.id), going)
             if not going:
                 break
             claimed = self._ledger.claim_heads(going, self._clock.now(), self._settings.claim_ttl)
@@ -163,21 +191,42 @@ class Courier:
                 break
         return sent
 
-    def _take_slot(self, endpoint_id: str) -> bool:
+    def _take_slot(self, endpoint_id: str, lanes: list[str]) -> bool:
+        """A slot of the endpoint's share of this process; with none free, the lanes are
+        handed to the couriers holding them."""
         with self._lock:
             busy = self._posting.get(endpoint_id, 0)
             if busy >= self._settings.lanes_per_endpoint:
+                self._handed.setdefault(endpoint_id, {}).update(dict.fromkeys(lanes))
                 return False
             self._posting[endpoint_id] = busy + 1
             return True
 
+    def _with_handed(self, endpoint_id: str, going: list[str]) -> list[str]:
+        with self._lock:
+            handed = self._handed.pop(endpoint_id, None)
+        return list(dict.fromkeys([*going, *handed])) if handed else going
+
+    def _handed_or_free(self, endpoint_id: str) -> list[str]:
+        """The lanes handed over since the last round, the slot kept for them; none, the slot
+        given up, in one step, so no lane is handed to a courier that has just left."""
+        with self._lock:
+            handed = self._handed.pop(endpoint_id, None)
+            if handed:
+                return list(handed)
+            self._release(endpoint_id)
+            return []
+
     def _give_slot(self, endpoint_id: str) -> None:
         with self._lock:
-            left = self._posting[endpoint_id] - 1
-            if left:
-                self._posting[endpoint_id] = left
-            else:
-                del self._posting[endpoint_id]
+            self._release(endpoint_id)
+
+    def _release(self, endpoint_id: str) -> None:
+        left = self._posting[endpoint_id] - 1
+        if left:
+            self._posting[endpoint_id] = left
+        else:
+            del self._posting[endpoint_id]
 
     def _failed(
         self, endpoint: WebhookEndpoint, claimed: ClaimedDelivery, status: int | None, error: str

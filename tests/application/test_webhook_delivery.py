@@ -258,6 +258,41 @@ def test_a_hanging_receiver_holds_up_no_other_endpoint(
     receiver.hold.set()
 
 
+def test_lanes_that_find_their_endpoint_busy_are_posted_by_its_courier_without_a_sweep(
+    client: Client, container: Container, receiver: Receiver
+) -> None:
+    receiver.hold.clear()
+    secret = endpoint(container, receiver.url, "account.registered")
+
+    def register(*who: str) -> None:
+        for name in who:
+            client.post(
+                "/api/auth/register",
+                json={"email": f"{name}@example.com", "username": name, "password": "x" * 12},
+            )
+        run_projections(container)  # one message for the lanes of this call
+
+    def received(count: int) -> int:
+        deadline = time.monotonic() + 5
+        while len(receiver.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(receiver.received)
+
+    # Both of the endpoint's slots in this worker hang on a post...
+    register("ada")
+    assert received(1) == 1
+    register("bob")
+    assert received(2) == 2
+    # ...so this message's lanes are handed to them (no sweep runs here to wake them later).
+    register("cyd", "dan")
+    time.sleep(0.5)  # the message taken (join would wait for the hanging two as well)
+    assert len(receiver.received) == 2
+    receiver.hold.set()
+    assert received(4) == 4
+    accounts = [verified(secret, r)["data"]["account_id"] for r in receiver.received]
+    assert len(set(accounts)) == 4
+
+
 def test_a_hanging_endpoints_many_due_lanes_starve_no_other_endpoints_retry(
     container: Container, clock: FakeClock
 ) -> None:
