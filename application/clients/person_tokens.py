@@ -82,7 +82,9 @@ class PersonTokens:
         return next(iter(resources))
 
     def access_token(self, app: AppSession) -> PersonToken:
-        issued_at = int(self._clock.now().timestamp())
+        # The step's own time, taken before its checks: a consent cutoff written after them is
+        # later than the token (AppSession.issued_at).
+        issued_at = int(app.issued_at.timestamp())
         scope = " ".join(app.scopes)
         claims = {
             "iss": self._issuer,
@@ -170,6 +172,7 @@ class PersonTokens:
                     session_id=UUID(str(claims["sid"])),
                     roles=(),
                     issued_at=float(claims["iat"]),
+                    client_id=str(claims["client_id"]),
                 )
             )
         except (KeyError, TypeError, ValueError):

@@ -5,12 +5,14 @@ whatever ends the account's sessions, or withdraws the app's consent, ends the a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID, uuid4
 
 import pytest
 
 from application.clients.authorization_codes import CodeGrant
 from application.sessions.lifecycle import AppSession
+from domain.account import Account
 from domain.client import ClientSettings
 from domain.errors import (
     AuthorizationCodeReused,
@@ -29,6 +31,10 @@ WIKI = ClientSettings(
     grant_types=("authorization_code", "refresh_token"),
     scopes=("openid", "profile", "email", "offline_access"),
 )
+
+# Exchanges at once, as many as a busy person's apps and tabs make, and more than the event
+# log's conflict retries absorb when each one writes the same stream.
+PARALLEL = 48
 
 
 def _signed_in(container: Container) -> tuple[UUID, UUID, str]:
@@ -158,3 +164,25 @@ def test_what_ends_the_account_sessions_or_the_consent_ends_the_app_session(
         container.consents.revoke(account_id, client_id, CLIENT)
     with pytest.raises(InvalidRefreshToken):
         run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+
+
+@pytest.mark.parametrize("settings", ["postgres+redis"], indirect=True)
+def test_many_app_sessions_of_one_person_start_at_once(container: Container) -> None:
+    """Issue #22: one person's codes exchanged at once (an app opened in many tabs, many apps
+    signing in) all start their sessions: none runs out of conflict retries."""
+    account_id, browser, client_id = _signed_in(container)
+    grant = _grant(account_id, browser, client_id)
+    codes = [container.authorization_codes.issue(grant) for _ in range(PARALLEL)]
+    before = _account_version(container, account_id)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        started = list(pool.map(lambda code: _exchanged(container, code, client_id), codes))
+    assert len({app.session_id for app in started}) == PARALLEL
+    # The cause of the contention, pinned: an app's sign-in writes the app's Session alone,
+    # so one person's exchanges never race each other for the account's stream.
+    assert _account_version(container, account_id) == before
+
+
+def _account_version(container: Container, account_id: UUID) -> int:
+    account = container.log.find(account_id, Account)
+    assert account is not None
+    return int(account.version)
