@@ -33,7 +33,7 @@ from application.tokens import (
     successor_of,
 )
 from application.tracing import traced
-from application.views import Client, TokenPair
+from application.views import AccountView, Client, TokenPair
 from domain.account import Account
 from domain.errors import (
     AccountNotFound,
@@ -68,6 +68,9 @@ class AppSession:
     # When this step (the exchange, a refresh) began: its access token's issue time, so that
     # a consent cutoff written after the step's checks is later than the token.
     issued_at: datetime
+    # The person as the exchange's last read of the account found them, for the ID token's
+    # claims without reading the account a third time; None after a refresh.
+    person: AccountView | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class Sessions:
 
     def _ensure_still_valid(
         self, account_id: UUID, generation: int, session: Session, consent_of: str | None = None
-    ) -> None:
+    ) -> Account:
         """A password change (or a disabling) that committed while this sign-in was verifying
         the old password wins: the new session is ended before any token leaves; so does the
         withdrawal of the consent of the app `consent_of` (an app's session). (One that
@@ -150,6 +153,7 @@ class Sessions:
         if consent_of is not None and consent_of not in current.consented_clients():
             self._end(session.id, "consent_revoked")
             raise ConsentNotFound
+        return current
 
     def start_app(
         self,
@@ -200,9 +204,17 @@ class Sessions:
         online = None if "offline_access" in scopes else browser_session_id
         chain = replace(chain_of(session, self._rules, 0, now), browser_session_id=online)
         self._chains.begin(session.id, chain, digest(refresh_token))
-        self._ensure_still_valid(account.id, generation, session, consent_of=client_id)
+        current = self._ensure_still_valid(account.id, generation, session, consent_of=client_id)
         return AppSession(
-            session.id, account.id, client_id, now, refresh_token, tuple(scopes), audience, now
+            session.id,
+            account.id,
+            client_id,
+            now,
+            refresh_token,
+            tuple(scopes),
+            audience,
+            now,
+            AccountView.of(current),
         )
 
     def _app_key(self, client_id: str) -> Purposed:
