@@ -49,6 +49,9 @@ class AccessClaims:
     # When the person last proved who they are for this session (OIDC Core's auth_time): the
     # session's sign-in, kept by every refresh. None for a token from before it was carried.
     auth_time: float | None = None
+    # The app a person's token was issued to (an OpenID Provider client): its standing also
+    # answers to that app's consent cutoff. None: one of tessera's own sessions.
+    client_id: str | None = None
 
 
 class TokenSigner(Protocol):
@@ -241,6 +244,14 @@ class RevocationList(Protocol):
         """Refuse the account's access tokens issued up to `cutoff`, but those of session `keep`."""
         ...
 
+    def revoke_app_sessions_before(
+        self, account_id: UUID, client_id: str, cutoff: datetime, ttl: timedelta
+    ) -> None:
+        """Refuse what the account's sessions with the app `client_id` had up to `cutoff` (its
+        consent withdrawn): access tokens issued, and refresh chains started, up to then. `ttl`
+        outlives the longest session, since refresh chains ask too."""
+        ...
+
     async def standing(self, claims: AccessClaims) -> Standing:
         """Whether the token's session is revoked, and what the account's marks say now: the
         one look-up an authenticated request makes of shared state."""
@@ -305,6 +316,9 @@ class Chain:
     expires_at: datetime  # idle expiry, never past the session's maximum age
     ends_at: datetime  # the session's maximum age
     recorded_at: datetime  # when the event log last recorded this session's rotations
+    # An app's session that ends when the browser session it came from signs out (not one
+    # given offline_access): that browser session. None for every other chain.
+    browser_session_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +367,10 @@ class RefreshChains(Protocol):
 
     def end(self, session_ids: Sequence[UUID]) -> None:
         """The sessions' chains are over: none of their tokens will turn again."""
+        ...
+
+    def online_of(self, browser_session_id: UUID) -> list[UUID]:
+        """The app sessions begun with `browser_session_id` whose chains may still turn."""
         ...
 
 

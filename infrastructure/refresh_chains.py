@@ -137,6 +137,7 @@ def _begin_row(session_id: UUID, chain: Chain, digest: str) -> tuple[Any, ...]:
         _us(chain.ends_at),
         _us(chain.recorded_at),
         _us(chain.recorded_at),  # turned_us: its token was made when it was last recorded
+        chain.browser_session_id and str(chain.browser_session_id),
     )
 
 
@@ -174,7 +175,7 @@ class SqliteRefreshChains(_ChainsInTables):
             " started_us INTEGER NOT NULL, generation INTEGER NOT NULL,"
             " turn INTEGER NOT NULL, digest TEXT NOT NULL, expires_us INTEGER NOT NULL,"
             " ends_us INTEGER NOT NULL, recorded_us INTEGER NOT NULL,"
-            " turned_us INTEGER NOT NULL DEFAULT 0);"
+            " turned_us INTEGER NOT NULL DEFAULT 0, browser_session TEXT);"
             "CREATE INDEX IF NOT EXISTS refresh_chains_expiry ON refresh_chains (expires_us);"
             # A turn reads the marks: the table is there whichever of the two starts first.
             + ACCOUNT_MARKS,
@@ -185,13 +186,19 @@ class SqliteRefreshChains(_ChainsInTables):
                 db.execute(
                     "ALTER TABLE refresh_chains ADD COLUMN turned_us INTEGER NOT NULL DEFAULT 0"
                 )
+            if "browser_session" not in columns:  # a file from before apps' online sessions
+                db.execute("ALTER TABLE refresh_chains ADD COLUMN browser_session TEXT")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS refresh_chains_browser"
+                " ON refresh_chains (browser_session) WHERE browser_session IS NOT NULL"
+            )
 
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
         with self._file.transaction() as db:
             # Chains that ran out are swept as new ones begin (an index range, a few rows).
             db.execute("DELETE FROM refresh_chains WHERE expires_us < ?", (_us(chain.started_at),))
             db.execute(
-                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO refresh_chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _begin_row(session_id, chain, digest),
             )
 
@@ -225,6 +232,14 @@ class SqliteRefreshChains(_ChainsInTables):
                 "DELETE FROM refresh_chains WHERE session_id = ?", [(str(s),) for s in session_ids]
             )
 
+    def online_of(self, browser_session_id: UUID) -> list[UUID]:
+        with self._file.connection() as db:
+            rows = db.execute(
+                "SELECT session_id FROM refresh_chains WHERE browser_session = ?",
+                (str(browser_session_id),),
+            ).fetchall()
+        return [UUID(row[0]) for row in rows]
+
     def close(self) -> None:
         self._file.close()
 
@@ -242,7 +257,8 @@ class PostgresRefreshChains(_ChainsInTables):
                 " session_id uuid PRIMARY KEY, account_id uuid NOT NULL,"
                 " started_us bigint NOT NULL, generation integer NOT NULL, turn integer NOT NULL,"
                 " digest text NOT NULL, expires_us bigint NOT NULL, ends_us bigint NOT NULL,"
-                " recorded_us bigint NOT NULL, turned_us bigint NOT NULL DEFAULT 0)"
+                " recorded_us bigint NOT NULL, turned_us bigint NOT NULL DEFAULT 0,"
+                " browser_session uuid)"
             )
             # Only when missing (a table from before the reuse interval): ALTER TABLE waits
             # for every query on the table.
@@ -256,9 +272,24 @@ class PostgresRefreshChains(_ChainsInTables):
                     "ALTER TABLE tessera_refresh_chains"
                     " ADD COLUMN IF NOT EXISTS turned_us bigint NOT NULL DEFAULT 0"
                 )
+            # Likewise a table from before apps' online sessions.
+            missing = conn.execute(
+                "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns"
+                " WHERE table_name = 'tessera_refresh_chains' AND column_name = 'browser_session'"
+                " AND table_schema = current_schema())"
+            ).fetchone()
+            if missing:
+                conn.execute(
+                    "ALTER TABLE tessera_refresh_chains"
+                    " ADD COLUMN IF NOT EXISTS browser_session uuid"
+                )
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS tessera_refresh_chains_expiry"
                 " ON tessera_refresh_chains (expires_us)"
+            )
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS tessera_refresh_chains_browser"
+                " ON tessera_refresh_chains (browser_session) WHERE browser_session IS NOT NULL"
             )
 
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
@@ -267,7 +298,8 @@ class PostgresRefreshChains(_ChainsInTables):
                 "DELETE FROM tessera_refresh_chains WHERE expires_us < %s", (_us(chain.started_at),)
             )
             conn.execute(
-                "INSERT INTO tessera_refresh_chains VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO tessera_refresh_chains"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _begin_row(session_id, chain, digest),
             )
 
@@ -299,6 +331,14 @@ class PostgresRefreshChains(_ChainsInTables):
                 "DELETE FROM tessera_refresh_chains WHERE session_id = ANY(%s)",
                 (list(session_ids),),
             )
+
+    def online_of(self, browser_session_id: UUID) -> list[UUID]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT session_id FROM tessera_refresh_chains WHERE browser_session = %s",
+                (browser_session_id,),
+            ).fetchall()
+        return [UUID(str(row[0])) for row in rows]
 
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return guarded_connection(self._pool, self._outage)
@@ -356,6 +396,9 @@ class RedisRefreshChains:
     def _key(self, session_id: UUID) -> str:
         return f"{self._prefix}chain:{session_id}"
 
+    def _online_key(self, browser_session_id: UUID) -> str:
+        return f"{self._prefix}online:{browser_session_id}"
+
     def begin(self, session_id: UUID, chain: Chain, digest: str) -> None:
         row = _begin_row(session_id, chain, digest)
         names = (
@@ -369,12 +412,20 @@ class RedisRefreshChains:
             "recorded",
             "turned",
         )
-        fields: dict[Any, Any] = dict(zip(names, row[1:], strict=True))
+        fields: dict[Any, Any] = dict(zip(names, row[1:-1], strict=True))
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.hset(self._key(session_id), mapping=fields)
                 life = chain.expires_at - chain.recorded_at  # both on the service's clock
                 pipe.pexpire(self._key(session_id), max(1, life // timedelta(milliseconds=1)))
+                if chain.browser_session_id is not None:
+                    # In the same round trip; the set lives as long as its longest session
+                    # may, its members whose chains have gone being skipped when read.
+                    online = self._online_key(chain.browser_session_id)
+                    pipe.sadd(online, str(session_id))
+                    longest = chain.ends_at - chain.recorded_at
+                    pipe.pexpire(online, max(1, longest // timedelta(milliseconds=1)), gt=True)
+                    pipe.pexpire(online, max(1, longest // timedelta(milliseconds=1)), nx=True)
                 pipe.execute()
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -434,6 +485,14 @@ class RedisRefreshChains:
             self._client.delete(*(self._key(s) for s in session_ids))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
+
+    def online_of(self, browser_session_id: UUID) -> list[UUID]:
+        try:
+            members = self._client.smembers(self._online_key(browser_session_id))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        # Some may have ended since: the caller skips the sessions already over.
+        return [UUID(_text(member)) for member in members]
 
     def close(self) -> None:
         """The client is the revocation list's, closed with it."""

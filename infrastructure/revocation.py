@@ -61,6 +61,9 @@ class SqliteRevocationList:
             "CREATE TABLE IF NOT EXISTS revoked_accounts ("
             " account_id TEXT PRIMARY KEY, cutoff REAL NOT NULL, kept_session TEXT,"
             " until REAL NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS revoked_apps ("
+            " account_id TEXT NOT NULL, client_id TEXT NOT NULL, cutoff REAL NOT NULL,"
+            " until REAL NOT NULL, PRIMARY KEY (account_id, client_id));"
             + ACCOUNT_MARKS
             + "CREATE TABLE IF NOT EXISTS written_positions ("
             " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);",
@@ -85,6 +88,18 @@ class SqliteRevocationList:
                 " SET cutoff = excluded.cutoff, kept_session = excluded.kept_session,"
                 " until = max(until, excluded.until)",
                 (str(account_id), cutoff.timestamp(), keep and str(keep), until.timestamp()),
+            )
+
+    def revoke_app_sessions_before(
+        self, account_id: UUID, client_id: str, cutoff: datetime, ttl: timedelta
+    ) -> None:
+        until = datetime.now(UTC) + ttl
+        with self._file.connection() as db:
+            db.execute(
+                "INSERT INTO revoked_apps VALUES (?, ?, ?, ?) ON CONFLICT (account_id, client_id)"
+                " DO UPDATE SET cutoff = max(cutoff, excluded.cutoff),"
+                " until = max(until, excluded.until)",
+                (str(account_id), client_id, cutoff.timestamp(), until.timestamp()),
             )
 
     def changing(self, account_ids: Sequence[UUID]) -> str:
@@ -134,7 +149,9 @@ class SqliteRevocationList:
             row = db.execute(
                 "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
                 " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
-                "  AND kept_session IS NOT ?),"
+                "  AND kept_session IS NOT ?)"
+                " OR EXISTS (SELECT 1 FROM revoked_apps WHERE account_id = ? AND client_id = ?"
+                "  AND cutoff >= ?),"
                 " (SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?),"
                 " (SELECT position FROM written_positions WHERE principal = ?)",
                 (
@@ -142,6 +159,9 @@ class SqliteRevocationList:
                     str(claims.account_id),
                     claims.issued_at,
                     str(claims.session_id),
+                    str(claims.account_id),
+                    claims.client_id,
+                    claims.issued_at,
                     str(claims.account_id),
                     now,
                     str(claims.account_id),
@@ -151,7 +171,7 @@ class SqliteRevocationList:
 
     def forget_expired(self, now: datetime) -> None:
         with self._file.connection() as db:
-            for table in ("revoked_sessions", "revoked_accounts", "account_marks"):
+            for table in ("revoked_sessions", "revoked_accounts", "revoked_apps", "account_marks"):
                 db.execute(f"DELETE FROM {table} WHERE until < ?", (now.timestamp(),))  # noqa: S608
             db.execute("DELETE FROM written_positions WHERE until < ?", (now.timestamp(),))
 
@@ -176,6 +196,12 @@ class PostgresRevocationList:
                 "CREATE TABLE IF NOT EXISTS tessera_revoked_accounts ("
                 " account_id uuid PRIMARY KEY, cutoff double precision NOT NULL,"
                 " kept_session uuid, until double precision NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tessera_revoked_apps ("
+                " account_id uuid NOT NULL, client_id text NOT NULL,"
+                " cutoff double precision NOT NULL, until double precision NOT NULL,"
+                " PRIMARY KEY (account_id, client_id))"
             )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tessera_account_marks ("
@@ -208,6 +234,19 @@ class PostgresRevocationList:
                 "cutoff = excluded.cutoff, kept_session = excluded.kept_session, "
                 "until = greatest(tessera_revoked_accounts.until, excluded.until)",
                 (account_id, cutoff.timestamp(), keep, until.timestamp()),
+            )
+
+    def revoke_app_sessions_before(
+        self, account_id: UUID, client_id: str, cutoff: datetime, ttl: timedelta
+    ) -> None:
+        until = datetime.now(UTC) + ttl
+        with self._connection() as conn:
+            conn.execute(
+                "INSERT INTO tessera_revoked_apps AS r VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (account_id, client_id) DO UPDATE SET"
+                " cutoff = greatest(r.cutoff, excluded.cutoff),"
+                " until = greatest(r.until, excluded.until)",
+                (account_id, client_id, cutoff.timestamp(), until.timestamp()),
             )
 
     def changing(self, account_ids: Sequence[UUID]) -> str:
@@ -257,7 +296,9 @@ class PostgresRevocationList:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
-                "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s),"
+                "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s)"
+                " OR EXISTS (SELECT 1 FROM tessera_revoked_apps"
+                "  WHERE account_id = %s AND client_id = %s AND cutoff >= %s),"
                 " (SELECT mark FROM tessera_account_marks WHERE account_id = %s AND until >= %s),"
                 " (SELECT position FROM tessera_written_positions WHERE principal = %s)",
                 (
@@ -265,6 +306,9 @@ class PostgresRevocationList:
                     claims.account_id,
                     claims.issued_at,
                     claims.session_id,
+                    claims.account_id,
+                    claims.client_id,
+                    claims.issued_at,
                     claims.account_id,
                     _now(),
                     claims.account_id,
@@ -278,6 +322,7 @@ class PostgresRevocationList:
             for table in (
                 "tessera_revoked_sessions",
                 "tessera_revoked_accounts",
+                "tessera_revoked_apps",
                 "tessera_account_marks",
                 "tessera_written_positions",
             ):
@@ -346,6 +391,17 @@ end
 """
 
 
+# Sets an app's consent cutoff unless a later one is there; the key lives at least `ttl`.
+# KEYS[1]: the cutoff's key. ARGV: the cutoff (seconds), ttl ms.
+_LATER_CUTOFF = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+"""
+
+
 class AsyncRedis:
     """The request path's Redis client. An async client is bound to the event loop that first
     uses it: one per loop (a server process has one)."""
@@ -380,12 +436,18 @@ class RedisRevocationList:
         return max(1, int(ttl.total_seconds() * 1000))
 
     def _keys(self, claims: AccessClaims) -> list[str]:
-        return [
+        keys = [
             f"{self._prefix}revoked:session:{claims.session_id}",
             f"{self._prefix}revoked:account:{claims.account_id}",
             f"{self._prefix}mark:{claims.account_id}",
             f"{self._prefix}written:{claims.account_id}",
         ]
+        if claims.client_id is not None:
+            keys.append(self._app_key(claims.account_id, claims.client_id))
+        return keys
+
+    def _app_key(self, account_id: UUID, client_id: str) -> str:
+        return f"{self._prefix}revoked:app:{account_id}:{client_id}"
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
@@ -402,6 +464,21 @@ class RedisRevocationList:
         try:
             self._client.set(
                 f"{self._prefix}revoked:account:{account_id}", value, px=self._ttl_ms(ttl)
+            )
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def revoke_app_sessions_before(
+        self, account_id: UUID, client_id: str, cutoff: datetime, ttl: timedelta
+    ) -> None:
+        # A cutoff only moves later (GT needs Redis 7; a plain SET could undo a later one).
+        try:
+            self._client.eval(
+                _LATER_CUTOFF,
+                1,
+                self._app_key(account_id, client_id),
+                repr(cutoff.timestamp()),
+                self._ttl_ms(ttl),
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -438,10 +515,14 @@ class RedisRevocationList:
 
     async def standing(self, claims: AccessClaims) -> Standing:
         try:
-            session, account, mark, written = await self._async.client().mget(self._keys(claims))
+            session, account, mark, written, *app = await self._async.client().mget(
+                self._keys(claims)
+            )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        revoked = session is not None
+        revoked = session is not None or (
+            bool(app) and app[0] is not None and float(_text(app[0])) >= claims.issued_at
+        )
         if not revoked and account is not None:
             cutoff, _, kept = _text(account).partition("|")
             revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)

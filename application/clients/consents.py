@@ -19,7 +19,7 @@ from application.ports import Clock
 from application.sessions.lifecycle import Sessions
 from application.views import Client
 from domain.account import Account
-from domain.errors import AccountNotFound, ClientNotFound
+from domain.errors import AccountNotFound, ClientNotFound, ConsentNotFound
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,22 @@ class Consents:
         if account.grant_consent(client_id, scopes, self._clock.now()):
             self._log.save(account)
 
-    def revoke(self, account_id: UUID, client_id: str, client: Client) -> None:
-        """Withdraws the consent and ends the app's sessions of this account (their refresh
-        tokens stop at once, their access tokens at the next standing check); the app must
-        ask again. ConsentNotFound when there is none."""
-        for session_id in self._withdraw(account_id, client_id):
-            self._sessions.end_app_session(session_id, "consent_revoked")
-
     @retried_on_conflict
-    def _withdraw(self, account_id: UUID, client_id: str) -> list[UUID]:
+    def revoke(self, account_id: UUID, client_id: str, client: Client) -> None:
+        """Withdraws the consent and cuts off the app's sessions of this account: their refresh
+        tokens stop at once, their access tokens at the next standing check; the app must ask
+        again. ConsentNotFound when there is none.
+
+        The sessions are not listed anywhere to be ended one by one (that list on the account
+        made every exchange of one person contend for its stream): a cutoff for (account, app)
+        in the shared store refuses all that they had up to the withdrawal, and an exchange
+        racing it reads the consent again after its save (Sessions.start_app)."""
         account = self._account(account_id)
-        session_ids = account.revoke_consent(client_id, self._clock.now())
-        self._log.save(account)
-        return session_ids
+        if client_id not in account.consented_clients():
+            raise ConsentNotFound
+        with self._sessions.cutting_off_app(account_id, client_id) as now:
+            account.revoke_consent(client_id, now)
+            self._log.save(account)
 
     def of(self, account_id: UUID) -> list[ConsentView]:
         """Oldest first; an app removed since is left out (it can use nothing any more)."""

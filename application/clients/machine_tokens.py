@@ -137,8 +137,8 @@ class MachineTokens:
         return claims
 
     async def _revoked(self, claims: dict[str, Any]) -> bool:
-        """A person's token (it names its app session, `sid`) stands with its session and its
-        account; a machine token by its own id."""
+        """A person's token (it names its app session, `sid`) stands with its session, its
+        account and the person's consent to the app; a machine token by its own id."""
         person = "sid" in claims
         standing = await self._revocations.standing(
             AccessClaims(
@@ -146,6 +146,7 @@ class MachineTokens:
                 session_id=UUID(str(claims["sid" if person else "jti"])),
                 roles=(),
                 issued_at=float(claims["iat"]),
+                client_id=str(claims["client_id"]) if person else None,
             )
         )
         return standing.revoked

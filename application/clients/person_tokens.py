@@ -20,6 +20,7 @@ from application.clients.registry import ClientView
 from application.persistence.account_views import AccountViews
 from application.ports import AccessClaims, ClaimSigner, Clock, RevocationList
 from application.sessions.lifecycle import AppSession
+from application.views import AccountView
 from domain.errors import InvalidAccessToken, ResourceNotAllowed
 
 ID_TOKEN_TYPE = "JWT"  # noqa: S105 - OIDC Core's ID tokens are plain JWTs
@@ -82,7 +83,9 @@ class PersonTokens:
         return next(iter(resources))
 
     def access_token(self, app: AppSession) -> PersonToken:
-        issued_at = int(self._clock.now().timestamp())
+        # The step's own time, taken before its checks: a consent cutoff written after them is
+        # later than the token (AppSession.issued_at).
+        issued_at = int(app.issued_at.timestamp())
         scope = " ".join(app.scopes)
         claims = {
             "iss": self._issuer,
@@ -125,15 +128,21 @@ class PersonTokens:
         return self._signer.sign(token, algorithm, ID_TOKEN_TYPE)
 
     async def person_claims(
-        self, account_id: UUID, scopes: Collection[str], mark: str | None = None
+        self,
+        account_id: UUID,
+        scopes: Collection[str],
+        mark: str | None = None,
+        view: AccountView | None = None,
     ) -> dict[str, Any]:
-        """The person's claims the scopes release, as the account stands now: from this
-        process's copy while the account's change mark (`mark`, read with the revocation check)
-        is the one it was made under, as /me reads it; else from the event store."""
-        copy = self._views.cached(account_id, mark)
-        if copy is None:
-            copy = await asyncio.to_thread(self._views.load, account_id, mark)
-        view = copy.view
+        """The person's claims the scopes release, as the account stands now: `view` when the
+        caller has just read the account (a code exchange); else from this process's copy
+        while the account's change mark (`mark`, read with the revocation check) is the one it
+        was made under, as /me reads it; else from the event store."""
+        if view is None:
+            copy = self._views.cached(account_id, mark)
+            if copy is None:
+                copy = await asyncio.to_thread(self._views.load, account_id, mark)
+            view = copy.view
         claims: dict[str, Any] = {"sub": str(account_id)}
         if "profile" in scopes:
             claims["preferred_username"] = view.username
@@ -170,6 +179,7 @@ class PersonTokens:
                     session_id=UUID(str(claims["sid"])),
                     roles=(),
                     issued_at=float(claims["iat"]),
+                    client_id=str(claims["client_id"]),
                 )
             )
         except (KeyError, TypeError, ValueError):

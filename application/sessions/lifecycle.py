@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -33,10 +33,11 @@ from application.tokens import (
     successor_of,
 )
 from application.tracing import traced
-from application.views import Client, TokenPair
+from application.views import AccountView, Client, TokenPair
 from domain.account import Account
 from domain.errors import (
     AccountNotFound,
+    ConsentNotFound,
     InvalidCredentials,
     InvalidRefreshToken,
     RefreshTokenReused,
@@ -64,6 +65,12 @@ class AppSession:
     refresh_token: str
     scopes: tuple[str, ...]
     audience: str
+    # When this step (the exchange, a refresh) began: its access token's issue time, so that
+    # a consent cutoff written after the step's checks is later than the token.
+    issued_at: datetime
+    # The person as the exchange's last read of the account found them, for the ID token's
+    # claims without reading the account a third time; None after a refresh.
+    person: AccountView | None = None
 
 
 @dataclass(frozen=True)
@@ -132,16 +139,22 @@ class Sessions:
         self._ensure_still_valid(account.id, generation, session)
         return tokens
 
-    def _ensure_still_valid(self, account_id: UUID, generation: int, session: Session) -> None:
+    def _ensure_still_valid(
+        self, account_id: UUID, generation: int, session: Session, consent_of: str | None = None
+    ) -> Account:
         """A password change (or a disabling) that committed while this sign-in was verifying
-        the old password wins: the new session is ended before any token leaves. (One that
+        the old password wins: the new session is ended before any token leaves; so does the
+        withdrawal of the consent of the app `consent_of` (an app's session). (One that
         commits later is covered by the cutoff it writes after its own save.)"""
         current = self._account(account_id)
         if current.password_generation != generation or current.disabled:
             self._end(session.id, "password_changed")
             raise InvalidCredentials
+        if consent_of is not None and consent_of not in current.consented_clients():
+            self._end(session.id, "consent_revoked")
+            raise ConsentNotFound
+        return current
 
-    @retried_on_conflict
     def start_app(
         self,
         account_id: UUID,
@@ -154,13 +167,22 @@ class Sessions:
     ) -> AppSession:
         """An app's session, started by exchanging a code the person's browser session
         (`browser_session_id`) got it: a Session like any other, so that whatever ends the
-        account's sessions ends it too, and recorded under the app's consent, so that
-        withdrawing it ends it. `session_id`: chosen by the caller, who remembers it with the
-        spent code (a second use of the code ends this session)."""
+        account's sessions ends it too. `session_id`: chosen by the caller, who remembers it
+        with the spent code (a second use of the code ends this session).
+
+        Only the new Session's stream is written, never the Account's: one person's exchanges
+        never race each other (issue #22). The app's consent reaches its sessions another
+        way: withdrawing it writes a cutoff for (account, app) in the shared store, which the
+        app's access tokens and refresh chains answer to (see `cutting_off_app`); and the
+        consent is read again after the save, so a withdrawal that committed meanwhile ends
+        this session before any token leaves (one that commits later writes its cutoff after
+        its save, later than this session's start and its first token)."""
         now = self._clock.now()
         account = self._account(account_id)
         if account.disabled or account.erased:
             raise InvalidCredentials
+        if client_id not in account.consented_clients():
+            raise ConsentNotFound
         generation = account.password_generation
         refresh_token = issue_refresh_token(session_id, 0, self._app_key(client_id))
         session = Session(
@@ -177,16 +199,22 @@ class Sessions:
             scopes=list(scopes),
             audience=audience,
         )
-        account.app_session_started(
-            client_id, session_id, now, forget_before=now - self._rules.session_max_age
-        )
-        self._log.save(account, session)
-        self._chains.begin(
-            session.id, chain_of(session, self._rules, 0, now), digest(refresh_token)
-        )
-        self._ensure_still_valid(account.id, generation, session)
+        self._log.save(session)
+        # An online session (not offline_access) ends when its browser session signs out.
+        online = None if "offline_access" in scopes else browser_session_id
+        chain = replace(chain_of(session, self._rules, 0, now), browser_session_id=online)
+        self._chains.begin(session.id, chain, digest(refresh_token))
+        current = self._ensure_still_valid(account.id, generation, session, consent_of=client_id)
         return AppSession(
-            session.id, account.id, client_id, now, refresh_token, tuple(scopes), audience
+            session.id,
+            account.id,
+            client_id,
+            now,
+            refresh_token,
+            tuple(scopes),
+            audience,
+            now,
+            AccountView.of(current),
         )
 
     def _app_key(self, client_id: str) -> Purposed:
@@ -234,7 +262,20 @@ class Sessions:
         wider = [scope for scope in scopes if scope not in granted]
         if wider:
             raise ScopeNotAllowed(" ".join(wider))
-        session_id, chain, new_token, _, _ = await self._turn(refresh_token, presented, key)
+        session_id, chain, new_token, _, now = await self._turn(refresh_token, presented, key)
+        # The app's consent withdrawn since the session started (its cutoff in the shared
+        # store): the turn taken is never used.
+        standing = await self._revocations.standing(
+            AccessClaims(
+                account_id=chain.account_id,
+                session_id=session_id,
+                roles=(),
+                issued_at=chain.started_at.timestamp(),
+                client_id=client_id,
+            )
+        )
+        if standing.revoked:
+            raise InvalidRefreshToken
         return AppSession(
             session_id,
             chain.account_id,
@@ -243,6 +284,7 @@ class Sessions:
             new_token,
             tuple(s for s in granted if s in scopes) if scopes else granted,
             session.audience or "",
+            now,
         )
 
     def app_session_of(self, refresh_token: str, client_id: str) -> UUID | None:
@@ -363,14 +405,14 @@ class Sessions:
             self._end(session_id, "logout")
 
     def _online_app_sessions(self, account_id: UUID, browser_session_id: UUID) -> list[UUID]:
-        account = self._log.find(account_id, Account)
-        if account is None:
-            return []
-        found = (self._log.find(i, Session) for i in account.app_session_ids())
+        """Found by their chains (begun with the browser session's id when online), not by the
+        account, whose stream an app's sign-in does not write."""
+        found = (self._log.find(i, Session) for i in self._chains.online_of(browser_session_id))
         return [
             session.id
             for session in found
             if session is not None
+            and session.account_id == account_id
             and session.revoked_at is None
             and session.browser_session_id == browser_session_id
             and "offline_access" not in (session.scopes or ())
@@ -443,6 +485,19 @@ class Sessions:
         self._revocations.revoke_sessions_before(
             account_id, cutoff=self._clock.now(), ttl=self._access_ttl, keep=keep
         )
+
+    @contextmanager
+    def cutting_off_app(self, account_id: UUID, client_id: str) -> Iterator[datetime]:
+        """Around the save of a consent's withdrawal: every session of the account with the app
+        started, and every access token issued to it, up to the cutoff is refused (the shared
+        store's entry lasts as long as a session may). Written before the save (should the
+        save fail, the sessions are over all the same) and again after it: an exchange or a
+        refresh that raced the withdrawal (its consent read before the save) is cut off too."""
+        ttl = max(self._rules.session_max_age, self._access_ttl)
+        at = self._clock.now()
+        self._revocations.revoke_app_sessions_before(account_id, client_id, at, ttl)
+        yield at
+        self._revocations.revoke_app_sessions_before(account_id, client_id, self._clock.now(), ttl)
 
     def _pair(
         self,

@@ -279,7 +279,11 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         app: AppSession = request.app_session
         claims: dict[str, Any] = {**self.get_authorization_code_claims(code)}
         claims["sid"] = str(code.grant.browser_session_id)
-        claims.update(request.awaited(server.person.person_claims(app.account_id, app.scopes)))
+        claims.update(
+            request.awaited(
+                server.person.person_claims(app.account_id, app.scopes, view=app.person)
+            )
+        )
         token["id_token"] = server.person.id_token(
             request.client.view, app, claims, _half_hash, token["access_token"]
         )

@@ -5,15 +5,20 @@ whatever ends the account's sessions, or withdraws the app's consent, ends the a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
 from application.clients.authorization_codes import CodeGrant
 from application.sessions.lifecycle import AppSession
+from domain.account import Account
 from domain.client import ClientSettings
 from domain.errors import (
     AuthorizationCodeReused,
+    ConsentNotFound,
+    InvalidAccessToken,
     InvalidAuthorizationCode,
     InvalidRefreshToken,
     RefreshTokenReused,
@@ -29,6 +34,10 @@ WIKI = ClientSettings(
     grant_types=("authorization_code", "refresh_token"),
     scopes=("openid", "profile", "email", "offline_access"),
 )
+
+# Exchanges at once, as many as a busy person's apps and tabs make, and more than the event
+# log's conflict retries absorb when each one writes the same stream.
+PARALLEL = 48
 
 
 def _signed_in(container: Container) -> tuple[UUID, UUID, str]:
@@ -158,3 +167,133 @@ def test_what_ends_the_account_sessions_or_the_consent_ends_the_app_session(
         container.consents.revoke(account_id, client_id, CLIENT)
     with pytest.raises(InvalidRefreshToken):
         run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+
+
+@pytest.mark.parametrize("settings", ["postgres+redis"], indirect=True)
+def test_many_app_sessions_of_one_person_start_at_once(container: Container) -> None:
+    """Issue #22: one person's codes exchanged at once (an app opened in many tabs, many apps
+    signing in) all start their sessions: none runs out of conflict retries."""
+    account_id, browser, client_id = _signed_in(container)
+    grant = _grant(account_id, browser, client_id)
+    codes = [container.authorization_codes.issue(grant) for _ in range(PARALLEL)]
+    before = _account_version(container, account_id)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        started = list(pool.map(lambda code: _exchanged(container, code, client_id), codes))
+    assert len({app.session_id for app in started}) == PARALLEL
+    # The cause of the contention, pinned: an app's sign-in writes the app's Session alone,
+    # so one person's exchanges never race each other for the account's stream.
+    assert _account_version(container, account_id) == before
+
+
+def _account_version(container: Container, account_id: UUID) -> int:
+    account = container.log.find(account_id, Account)
+    assert account is not None
+    return int(account.version)
+
+
+def _cut_off(container: Container, app: AppSession) -> None:
+    """Neither the app session's refresh token nor its access token stands any more."""
+    token = container.person_tokens.access_token(app).access_token
+    with pytest.raises(InvalidAccessToken):
+        run_async(container.person_tokens.verified(token))
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, app.client_id))
+
+
+def test_a_consent_withdrawn_while_the_code_is_exchanged_ends_that_session_too(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The withdrawal commits after the exchange read the consent and saved its Session, before
+    the exchange reads the consent again: the exchange ends its own session, no token leaves."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    chains = container.sessions._chains
+    begin = chains.begin
+
+    def withdrawn_meanwhile(*args: Any) -> None:
+        begin(*args)
+        clock.advance(seconds=1)
+        container.consents.revoke(account_id, client_id, CLIENT)
+
+    monkeypatch.setattr(chains, "begin", withdrawn_meanwhile)
+    session_id = uuid4()
+    grant = container.authorization_codes.take(code, client_id, session_id)
+    with pytest.raises(ConsentNotFound):
+        container.sessions.start_app(
+            account_id, client_id, browser, CLIENT, session_id, grant.scopes, "https://api"
+        )
+    session = container.log.find(session_id, Session)
+    assert session is not None and session.revoked_at is not None
+
+
+def test_a_consent_withdrawn_just_after_the_exchange_cuts_its_tokens_off(
+    container: Container, clock: FakeClock
+) -> None:
+    """The withdrawal commits after the exchange's last read of the consent: its cutoff, written
+    after its save, is later than the session's start and its first access token."""
+    account_id, browser, client_id = _signed_in(container)
+    app = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    token = container.person_tokens.access_token(app).access_token
+    assert run_async(container.person_tokens.verified(token))["sid"] == str(app.session_id)
+    clock.advance(seconds=1)
+    container.consents.revoke(account_id, client_id, CLIENT)
+    _cut_off(container, app)
+    # Asked again and given again, the app's new sessions stand; the old one stays cut off.
+    clock.advance(seconds=2)
+    container.consents.grant(account_id, client_id, ["openid", "email"], CLIENT)
+    again = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    fresh = container.person_tokens.access_token(again).access_token
+    assert run_async(container.person_tokens.verified(fresh))["sid"] == str(again.session_id)
+    assert run_async(container.sessions.rotate_app(again.refresh_token, client_id))
+    _cut_off(container, app)
+
+
+def test_a_consent_withdrawn_cuts_off_only_that_apps_sessions(container: Container) -> None:
+    account_id, browser, client_id = _signed_in(container)
+    other = container.clients.register(WIKI, "account:admin").client_id
+    container.consents.grant(account_id, other, ["openid"], CLIENT)
+    kept = _exchanged(
+        container, container.authorization_codes.issue(_grant(account_id, browser, other)), other
+    )
+    cut = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    container.consents.revoke(account_id, client_id, CLIENT)
+    _cut_off(container, cut)
+    token = container.person_tokens.access_token(kept).access_token
+    assert run_async(container.person_tokens.verified(token))["client_id"] == other
+    assert run_async(container.sessions.rotate_app(kept.refresh_token, other))
+
+
+def test_an_exchange_inside_the_withdrawal_is_cut_off_by_the_cutoff_after_its_save(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exchange runs whole between the withdrawal's first cutoff and its save (it reads the
+    consent still given, and starts later than that cutoff): the cutoff written again after the
+    save is what ends it."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    revocations = container.sessions._revocations
+    cut = revocations.revoke_app_sessions_before
+    raced: list[AppSession] = []
+
+    def exchanged_meanwhile(*args: Any) -> None:
+        cut(*args)
+        if not raced:
+            clock.advance(seconds=1)
+            raced.append(_exchanged(container, code, client_id))
+            clock.advance(seconds=1)
+
+    monkeypatch.setattr(revocations, "revoke_app_sessions_before", exchanged_meanwhile)
+    container.consents.revoke(account_id, client_id, CLIENT)
+    _cut_off(container, raced[0])

@@ -577,7 +577,8 @@ def test_the_trail_shows_the_consent_and_the_app_session_with_the_client(
     ]
     apps = [e for e in entries if e.type == "SessionStarted" and e.details.get("client_id")]
     assert [e.details["client_id"] for e in apps] == [client_id]  # one: the failed one none
-    assert [e.details["client_id"] for e in entries if e.type == "AppSessionStarted"] == [client_id]
+    # Issue #22: the app's session is on its Session alone, the account's stream untouched.
+    assert not [e for e in entries if e.type == "AppSessionStarted"]
 
 
 @pytest.mark.parametrize("asks", [{"prompt": "login"}, {"max_age": "60"}])

@@ -330,3 +330,21 @@ def test_a_chain_from_before_the_interval_turns_and_is_strict(
     chains.close()
     if store == "postgres":
         pool.close()
+
+
+def test_an_online_app_chain_is_found_by_its_browser_session(stores: tuple[Any, Any]) -> None:
+    chains, _ = stores
+    browser, other = uuid4(), uuid4()
+
+    def app_chain(of: UUID | None) -> UUID:
+        session = uuid4()
+        chain = Chain(uuid4(), T0, 2, 0, T0 + IDLE, T0 + timedelta(days=90), T0, of)
+        chains.begin(session, chain, "d0")
+        return session
+
+    online = {app_chain(browser), app_chain(browser)}
+    app_chain(other)
+    app_chain(None)  # offline_access, or one of tessera's own: found by no browser session
+    assert set(chains.online_of(browser)) == online
+    assert chains.online_of(uuid4()) == []
+    assert turn(chains, next(iter(online)), 0).turned  # the column changes nothing of a turn

@@ -155,3 +155,22 @@ def test_redis_limits_fall_back_to_local_limits_when_redis_is_down() -> None:
     limit = Limit(count=2, per=timedelta(seconds=60))
     assert [limiter.acquire("k", limit, T0) for _ in range(2)] == [0.0, 0.0]
     assert limiter.acquire("k", limit, T0) > 0
+
+
+def test_an_app_cutoff_refuses_that_apps_tokens_of_that_account_up_to_it(denylist: Any) -> None:
+    account = uuid4()
+
+    def app(client_id: str | None, issued: datetime, of: Any = account) -> AccessClaims:
+        return AccessClaims(of, uuid4(), (), issued.timestamp(), client_id=client_id)
+
+    denylist.revoke_app_sessions_before(account, "wiki", T0, TTL)
+    assert revoked(denylist, app("wiki", T0 - timedelta(seconds=1)))
+    assert revoked(denylist, app("wiki", T0))
+    assert not revoked(denylist, app("wiki", T0 + timedelta(microseconds=10)))
+    assert not revoked(denylist, app("blog", T0 - timedelta(seconds=1)))  # another app
+    assert not revoked(denylist, app(None, T0 - timedelta(seconds=1)))  # tessera's own
+    assert not revoked(denylist, app("wiki", T0 - timedelta(seconds=1), uuid4()))
+    # A cutoff only moves later: an earlier one written late undoes nothing.
+    denylist.revoke_app_sessions_before(account, "wiki", T0 + timedelta(seconds=5), TTL)
+    denylist.revoke_app_sessions_before(account, "wiki", T0, TTL)
+    assert revoked(denylist, app("wiki", T0 + timedelta(seconds=4)))
