@@ -64,6 +64,11 @@ CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     "SessionRevoked": (["session"], ["end"]),
     "AllSessionsRevoked": (["session"], ["end"]),
     "RefreshTokenReuseDetected": (["authentication", "session"], ["end"]),
+    # What a person let an app have (OpenID Provider consents), and taking it back.
+    "ConsentGranted": _USER_CHANGE,
+    "ConsentRevoked": _USER_CHANGE,
+    # An app session under a consent; recorded by releases before app sessions stood alone.
+    "AppSessionStarted": (["authentication", "session"], ["info"]),
     # The OpenID Provider's clients: apps whose credentials an admin manages.
     "ClientRegistered": (["iam"], ["creation"]),
     "ClientUpdated": (["iam"], ["change"]),
