@@ -40,11 +40,25 @@ CLAIMS_SUPPORTED = [
     "sid",
     "at_hash",
     "amr",
+    "acr",
     "name",
     "preferred_username",
     "email",
     "email_verified",
 ]
+
+# How sure the sign-in behind a token is (OIDC Core 2, `acr`), from how it was proven (`amr`):
+# a password alone, or a second factor or a passkey (possession, and a PIN or biometric the
+# authenticator checked). A sign-in with another provider says neither: no `acr` then.
+ACR_PASSWORD = "urn:tessera:acr:password"  # noqa: S105 - a level's name
+ACR_MFA = "urn:tessera:acr:mfa"
+ACR_VALUES = [ACR_PASSWORD, ACR_MFA]
+
+
+def acr_for(amr: Collection[str]) -> str | None:
+    if "mfa" in amr or "hwk" in amr:
+        return ACR_MFA
+    return ACR_PASSWORD if "pwd" in amr else None
 
 
 @dataclass(frozen=True)

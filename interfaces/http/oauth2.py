@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 
 from application.clients.machine_tokens import ALGORITHM, MachineTokens
-from application.clients.person_tokens import CLAIMS_SUPPORTED, PersonTokens
+from application.clients.person_tokens import ACR_VALUES, CLAIMS_SUPPORTED, PersonTokens
 from application.factors.throttle import Throttle
 from application.ports import ClaimSigner
 from domain.errors import DomainError
@@ -70,6 +70,7 @@ def discovery(settings: Settings, signer: ClaimSigner) -> dict[str, Any]:
         "code_challenge_methods_supported": CODE_CHALLENGE_METHODS,
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_supported": CLAIMS_SUPPORTED,
+        "acr_values_supported": ACR_VALUES,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

@@ -41,7 +41,7 @@ from authlib.oidc.core.util import create_half_hash
 
 from application.clients.authorization_codes import AuthorizationCodes, CodeGrant
 from application.clients.machine_tokens import MachineTokens
-from application.clients.person_tokens import PersonTokens
+from application.clients.person_tokens import PersonTokens, acr_for
 from application.clients.registry import Clients, ClientView
 from application.sessions.lifecycle import AppSession, Sessions
 from application.views import Client
@@ -241,7 +241,7 @@ class IssuedCode:
         return int(self.grant.auth_time)
 
     def get_acr(self) -> str | None:
-        return self.grant.acr
+        return self.grant.acr or acr_for(self.grant.amr)
 
     def get_amr(self) -> list[str] | None:
         return list(self.grant.amr) or None

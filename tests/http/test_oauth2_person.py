@@ -175,6 +175,7 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     assert id_token["preferred_username"] == "ada"
     assert id_token["auth_time"] <= id_token["iat"] and id_token["sid"] and id_token["at_hash"]
     assert id_token["amr"] == ["pwd"]  # RFC 8176: signed in with a password
+    assert id_token["acr"] == "urn:tessera:acr:password"  # one factor
 
     info = client.get(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}

@@ -32,6 +32,7 @@ CLAIMS_PAGE = """<!DOCTYPE html>
 <dt>preferred_username</dt>
 <dd id="preferred_username"><!--#echo var="OIDC_CLAIM_preferred_username" --></dd>
 <dt>amr</dt><dd id="amr"><!--#echo var="OIDC_CLAIM_amr" --></dd>
+<dt>acr</dt><dd id="acr"><!--#echo var="OIDC_CLAIM_acr" --></dd>
 <dt>iss</dt><dd id="iss"><!--#echo var="OIDC_CLAIM_iss" --></dd>
 </dl></body></html>
 """

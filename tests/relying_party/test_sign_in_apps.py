@@ -196,6 +196,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
     assert page.inner_text("#email") == login, wiki.error_log()
     assert page.inner_text("#iss") == provider.base
     assert page.inner_text("#amr") == "pwd"  # mod_auth_openidc joins a list with commas
+    assert page.inner_text("#acr") == "urn:tessera:acr:password"
 
     # A passkey, made on my account by the browser's virtual authenticator.
     virtual_authenticator(context, page)
@@ -221,6 +222,7 @@ def test_apache_signs_in_with_a_password_then_a_passkey_and_out_through_tessera(
     page.wait_for_url(protected)
     assert page.inner_text("#email") == login
     assert "hwk" in page.inner_text("#amr").split(","), page.inner_text("#amr")
+    assert page.inner_text("#acr") == "urn:tessera:acr:mfa"  # a passkey: possession and a PIN
     context.close()
 
 
