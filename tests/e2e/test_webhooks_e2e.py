@@ -94,6 +94,9 @@ def test_a_life_from_registration_to_erasure_is_delivered_in_order(
                 "/api/users/me", json={"display_name": "Ada Lovelace"}, headers=person.auth
             )
             assert named.status_code == 200, named.text
+            # The person's values are added when a delivery is sent, and never after the
+            # erasure: wait for this one to be sent, so that it is sent with the name.
+            delivered(personal, person, "account.profile_updated")
             changed = http.put(
                 "/api/users/me/password",
                 json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
