@@ -262,11 +262,17 @@ class MailBroker:
     def stop(self) -> None:
         for keeper in self._keepers:
             keeper.stop()
-        if self._webhook_worker is not None:
-            self._webhook_worker.stop(timeout=10_000)
-            self._webhook_worker = None
-        if self._worker is not None:
-            self._worker.stop(timeout=10_000)
-            self._worker = None
+        # A worker's threads notice a stop only at their next poll (two polls: its workers, then
+        # its consumers); stopped side by side, the two workers cost those polls once, not twice.
+        stopping = [
+            threading.Thread(target=worker.stop, kwargs={"timeout": 10_000}, daemon=True)
+            for worker in (self._webhook_worker, self._worker)
+            if worker is not None
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        self._webhook_worker = self._worker = None
         self.broker.close()
         self.webhook_broker.close()

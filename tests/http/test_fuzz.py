@@ -12,6 +12,7 @@ FUZZ_CASES=2000`); the summary table is printed with `-s`.
 from __future__ import annotations
 
 import os
+import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ def test_no_input_makes_a_5xx_and_every_answer_is_what_the_schema_says(fuzzed: F
         # schemathesis reports through FailureGroup, a BaseExceptionGroup: caught too, so that
         # every operation is fuzzed and all failures are reported together below.
         except (Exception, BaseExceptionGroup) as failure:
-            fuzzed.failures[label] = f"{type(failure).__name__}: {failure}"[:2000]
+            # The whole chain: a FlakyFailure's own message names none of its causes.
+            fuzzed.failures[label] = "".join(traceback.format_exception(failure))[-6000:]
     print(f"\nfuzzed {len(operations)} operations, {sum(fuzzed.tried.values())} cases")
     for label, count in sorted(fuzzed.tried.items()):
         verdict = "FAIL" if label in fuzzed.failures else "ok"
