@@ -52,6 +52,7 @@ class Runtime:
         self._redis = redis
         self._key_store = key_store  # a key store of its own (KEY_STORE_URL): one more dependency
         self._stop = threading.Event()
+        self._started = False
 
     def readiness(self) -> dict[str, str]:
         """What /health/ready reports: each dependency "ok" or "unreachable", each asked one
@@ -99,7 +100,11 @@ class Runtime:
     def start_background(self) -> None:
         """Inside `tessera serve`: the lag metrics; on the embedded default also the
         projections, the mail worker, and redelivery of what the in-memory broker lost with
-        the last process."""
+        the last process. Once: a second lifespan of the same app (an ASGI test client's, or a
+        server that starts the app twice) must not run every projection twice."""
+        if self._started:
+            return
+        self._started = True
         self._start_lag_reports()
         if not self.runs_in_one_process:
             return

@@ -5,6 +5,7 @@ then changes nothing; every page carries the strict CSP; PAGES_ENABLED=false rem
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,25 @@ def site(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Client, Container]]
     with TestClient(create_app(container)) as client:
         client.follow_redirects = False
         yield client, container
+    container.close()
+
+
+def test_a_second_lifespan_of_the_app_runs_no_projection_twice(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two ASGI clients of one app (schemathesis' and a test's, or a server starting it twice)
+    each run its startup: the projections and the mail worker must still run once."""
+
+    def projecting() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("projector-"))
+
+    container = pages_container(tmp_path, clock)
+    app = create_app(container)
+    with TestClient(app):
+        once = projecting()
+        assert len(once) == len(container.projectors) > 0
+        with TestClient(app):
+            assert projecting() == once
     container.close()
 
 
