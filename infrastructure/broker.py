@@ -24,7 +24,7 @@ import psycopg
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
-from dramatiq.middleware import CurrentMessage, Middleware
+from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit, default_middleware
 from eventsourcing.persistence import InterfaceError, OperationalError
 from opentelemetry import propagate, trace
 
@@ -159,11 +159,18 @@ class MailBroker:
         self.durable = redis_url is not None
 
         def broker() -> dramatiq.Broker:
+            # Without Dramatiq's TimeLimit: every send has a deadline of its own (MAIL_TIMEOUT,
+            # WEBHOOK_TIMEOUT) and a claim that lapses, and TimeLimit's watchdog thread never
+            # ends: one more for every broker a process boots (a test run made 1,300).
+            middleware = [m() for m in default_middleware if m is not TimeLimit]
             if redis_url:
                 return RedisBroker(  # type: ignore[no-untyped-call]
-                    url=redis_url, namespace="tessera", heartbeat_timeout=dead_worker_after_ms
+                    url=redis_url,
+                    namespace="tessera",
+                    heartbeat_timeout=dead_worker_after_ms,
+                    middleware=middleware,
                 )
-            return StubBroker()
+            return StubBroker(middleware=middleware)
 
         self.broker = broker()
         # The webhooks' broker: the same Redis, a connection and a worker of their own.
