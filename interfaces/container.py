@@ -222,8 +222,6 @@ class Container:
         self.log.close()
         if self.keys is not None:
             self.keys.close()
-        if self.keys is not None:
-            self.keys.close()
 
 
 def build(
