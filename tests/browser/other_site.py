@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ import pytest
 
 from tests.browser.harness import CHROMIUM_FLAGS, ensure_chromium
 from tests.browser.test_pages_in_browser import EMAIL, PASSWORD, Person
-from tests.e2e.test_serve import tessera
+from tests.e2e.test_serve import run_tessera
 from tests.servers import free_port
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -68,22 +66,14 @@ class App:
         """Registers the app with the served tessera (`tessera admin client create`) as the
         public client "Wiki" with its callback and the scopes openid and email, and `options`;
         its client id."""
-        env = {**os.environ, "DATA_DIR": str(data_dir), "PUBLIC_URL": base}
-        for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
-            env.pop(name, None)
-        made = subprocess.run(
-            [
-                *(tessera(), "admin", "client", "create", "Wiki", "--public"),
-                *("--redirect-uri", self.callback, "--scope", "openid", "--scope", "email"),
-                *options,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        made = run_tessera(
+            data_dir,
+            *("admin", "client", "create", "Wiki", "--public"),
+            *("--redirect-uri", self.callback, "--scope", "openid", "--scope", "email"),
+            *options,
+            PUBLIC_URL=base,
         )
-        assert made.returncode == 0, made.stderr
-        return str(json.loads(made.stdout)["client_id"])
+        return str(json.loads(made)["client_id"])
 
     def authorize_link(self, base: str, client_id: str, state: str) -> str:
         """A link to tessera's authorization endpoint, for openid and email, with PKCE S256."""
