@@ -1,5 +1,5 @@
-"""The challenge stores' contract, on SQLite, PostgreSQL and Redis: a challenge is taken once
-(even by racing takers), only before its time, and tells which ceremony it was issued for."""
+"""The one-time value stores' contract, on SQLite, PostgreSQL and Redis: a value (here a
+passkey challenge's ceremony) is taken once (even by racing takers), only before its time."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 import redis
 from psycopg_pool import ConnectionPool
 
-from infrastructure.passkey_challenges import (
-    PostgresPasskeyChallenges,
-    RedisPasskeyChallenges,
-    SqlitePasskeyChallenges,
+from infrastructure.one_time_values import (
+    PostgresOneTimeValues,
+    RedisOneTimeValues,
+    SqliteOneTimeValues,
 )
 from tests.servers import PostgresCluster
 
@@ -27,12 +27,12 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def challenges(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "sqlite":
-        made: Any = SqlitePasskeyChallenges(tmp_path / "challenges.sqlite")
+        made: Any = SqliteOneTimeValues(tmp_path / "challenges.sqlite")
     elif request.param == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres")
-        made = PostgresPasskeyChallenges(ConnectionPool(cluster.new_database(), open=True))
+        made = PostgresOneTimeValues(ConnectionPool(cluster.new_database(), open=True))
     else:
-        made = RedisPasskeyChallenges(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+        made = RedisOneTimeValues(redis.Redis.from_url(request.getfixturevalue("redis_url")))
     yield made
     made.close()
 
