@@ -3,16 +3,20 @@ passkey challenge's ceremony) is taken once (even by racing takers), only before
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from psycopg_pool import ConnectionPool
+from webauthn.helpers import bytes_to_base64url
 
 from infrastructure.one_time_values import (
     PostgresOneTimeValues,
@@ -68,3 +72,47 @@ def test_racing_takers_get_one_challenge_once(challenges: Any) -> None:
     for thread in threads:
         thread.join()
     assert sorted(won, key=str) == [None] * 7 + ["sign_in"]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
+def test_a_value_stored_under_the_names_of_before_the_rename_is_still_found(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str
+) -> None:
+    """The stores were PasskeyChallenges once; their table, file and key names stayed, so a
+    value put by a process of before an upgrade is taken by one of after it."""
+    key = os.urandom(32)
+    stored_key = bytes_to_base64url(key)
+    expires_at = (T0 + timedelta(minutes=5)).timestamp()
+    made: Any
+    if store == "sqlite":
+        path = tmp_path / "passkey_challenges.sqlite"
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute(
+                "CREATE TABLE passkey_challenges (challenge TEXT PRIMARY KEY,"
+                " ceremony TEXT NOT NULL, expires_at REAL NOT NULL)"
+            )
+            db.execute(
+                "INSERT INTO passkey_challenges VALUES (?, ?, ?)", (stored_key, "v", expires_at)
+            )
+        made = SqliteOneTimeValues(path)
+    elif store == "postgres":
+        url = request.getfixturevalue("postgres").new_database()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE tessera_passkey_challenges (challenge text PRIMARY KEY,"
+                " ceremony text NOT NULL, expires_at double precision NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)",
+                (stored_key, "v", expires_at),
+            )
+        made = PostgresOneTimeValues(ConnectionPool(url, open=True))
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        client.set(f"tessera:passkey-challenge:{stored_key}", f"{expires_at} v", ex=60)
+        made = RedisOneTimeValues(client)
+    try:
+        assert made.take(key, T0) == "v"
+        assert made.take(key, T0) is None
+    finally:
+        made.close()
