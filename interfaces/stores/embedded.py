@@ -11,7 +11,7 @@ from application.webhooks.feed import WebhookFeed
 from infrastructure.data_keys import DataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.lease import FileLease
 from infrastructure.mail_ledger import SqliteMailLedger
-from infrastructure.passkey_challenges import SqlitePasskeyChallenges
+from infrastructure.one_time_values import SqliteOneTimeValues
 from infrastructure.persistence import Database
 from infrastructure.projector import Lease
 from infrastructure.rate_limit import LocalRateLimiter
@@ -44,7 +44,7 @@ def embedded_stores(
         or SharedState(
             revocations=SqliteRevocationList(data / "revocations.sqlite"),
             chains=SqliteRefreshChains(data / "revocations.sqlite"),
-            challenges=SqlitePasskeyChallenges(data / "passkey_challenges.sqlite"),
+            one_time_values=SqliteOneTimeValues(data / "passkey_challenges.sqlite"),
             limiter=LocalRateLimiter(),
         ),
         mail_ledger=database.sqlite_tracking_recorder(MailOutbox.name, SqliteMailLedger),
