@@ -62,6 +62,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.data_keys import KeyStoreEmpty, WrappedDataKeys
 from infrastructure.devices import device_name
+from infrastructure.expired_state import ExpiredState
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
@@ -470,6 +471,8 @@ def _build(
     ]
     wakeups = stores.wakeups
     lag_reports = LagReports(projectors, clock)
+    expiring = stores.shared.expiring
+    expired_state = ExpiredState(expiring, stores.lease("expired-state")) if expiring else None
     waits = ProjectionWaits(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
@@ -605,6 +608,7 @@ def _build(
             stores.shared.redis,
             key_store=keys if apart is not None else None,
             replays=replays,
+            expired_state=expired_state,
         ),
         csrf_key=keys.service_keys(CSRF, clock.now),
         service_keys=ServiceKeyRotation(

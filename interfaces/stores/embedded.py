@@ -39,14 +39,18 @@ def embedded_stores(
         # Released by the operating system when its holder exits, however it exits.
         return FileLease(database.sqlite_path.with_name(f"{name}.lease"))
 
-    return Stores(
-        shared=shared
-        or SharedState(
-            revocations=SqliteRevocationList(data / "revocations.sqlite"),
+    def in_files() -> SharedState:
+        revocations = SqliteRevocationList(data / "revocations.sqlite")
+        return SharedState(
+            revocations=revocations,
             chains=SqliteRefreshChains(data / "revocations.sqlite"),
             one_time_values=SqliteOneTimeValues(data / "passkey_challenges.sqlite"),
             limiter=LocalRateLimiter(),
-        ),
+            expiring=(revocations,),
+        )
+
+    return Stores(
+        shared=shared or in_files(),
         mail_ledger=database.sqlite_tracking_recorder(MailOutbox.name, SqliteMailLedger),
         webhook_ledger=database.sqlite_tracking_recorder(WebhookFeed.name, SqliteWebhookLedger),
         accounts=database.sqlite_tracking_recorder("accounts", SqliteAccounts),

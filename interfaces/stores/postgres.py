@@ -42,11 +42,13 @@ def postgres_stores(
 
     def in_tables() -> SharedState:
         pool = revocation_pool(conninfo)
+        revocations = PostgresRevocationList(pool, outage=log.outage)
         return SharedState(
-            revocations=PostgresRevocationList(pool, outage=log.outage),
+            revocations=revocations,
             chains=PostgresRefreshChains(pool, outage=log.outage),
             one_time_values=PostgresOneTimeValues(revocation_pool(conninfo), outage=log.outage),
             limiter=LocalRateLimiter(),
+            expiring=(revocations,),
         )
 
     def lease(name: str) -> Lease:

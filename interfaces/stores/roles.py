@@ -17,6 +17,7 @@ from application.ports import ChangeMarks, OneTimeValues, RefreshChains, Revocat
 from application.privacy.personal_data import Deliveries, SessionHistory
 from application.read_side.read_batch import ReadStore
 from application.webhooks.records import WebhookLedger
+from infrastructure.expired_state import Expiring
 from infrastructure.projector import Lease, Projector
 
 
@@ -71,6 +72,8 @@ class SharedState:
     limiter: RateLimiter
     # The Redis client, when Redis holds them: /health/ready asks it a question of its own.
     redis: redis.Redis | None = None
+    # The stores whose expired rows must be deleted (tables; Redis expires its keys itself).
+    expiring: tuple[Expiring, ...] = ()
 
 
 @dataclass(frozen=True)
