@@ -47,7 +47,7 @@ class SqliteOneTimeValues:
 
     def put(self, key: bytes, value: str, expires_at: datetime) -> None:
         with self._file.connection() as db:
-            # Expired ones go as new ones come: the table holds only the last few minutes.
+            # Expired ones go as new ones come: the table holds only about the last day's.
             db.execute(
                 "DELETE FROM passkey_challenges WHERE expires_at < ?",
                 (expires_at.timestamp() - 86400,),

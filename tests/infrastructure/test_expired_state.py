@@ -92,6 +92,10 @@ def claims(account: Any = None, session: Any = None, issued: float | None = None
     return AccessClaims(account or uuid4(), session or uuid4(), (), issued or time.time() - 1)
 
 
+def running(name: str) -> bool:
+    return name in {thread.name for thread in threading.enumerate()}
+
+
 def revoked(store: Any, of: AccessClaims) -> bool:
     return bool(asyncio.run(store.standing(of)).revoked)
 
@@ -218,12 +222,14 @@ def test_every_key_of_the_revocation_list_in_redis_expires_by_itself(redis_url: 
     client.close()
 
 
-@pytest.mark.parametrize("deployment", ["sqlite", "postgres"])
-def test_serve_purges_expired_revocations_in_the_background(
-    deployment: str, request: pytest.FixtureRequest, tmp_path: Path
+@pytest.mark.parametrize(
+    ("deployment", "role"), [("sqlite", "serve"), ("postgres", "serve"), ("postgres", "projector")]
+)
+def test_the_background_work_purges_expired_revocations(
+    deployment: str, role: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """What `tessera serve` starts where the revocation list is in tables (no Redis): a pass
-    at once, on a thread of its own."""
+    """What `tessera serve` (and `tessera projector`, if one runs) starts where the revocation
+    list is in tables (no Redis): a pass at once, on a thread of its own."""
     environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2}
     if deployment == "postgres":
         environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
@@ -235,10 +241,15 @@ def test_serve_purges_expired_revocations_in_the_background(
         time.sleep(0.01)
         assert revoked(container.revocations, expired)  # no pass yet
 
-        container.start_background()
+        if role == "serve":
+            container.start_background()
+        else:
+            threading.Thread(target=container.run_projectors, daemon=True).start()
 
-        assert "expired-state" in {thread.name for thread in threading.enumerate()}
         deadline = time.monotonic() + 10
+        while not running("expired-state") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running("expired-state")
         while revoked(container.revocations, expired) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not revoked(container.revocations, expired)
@@ -262,8 +273,11 @@ def test_nothing_is_purged_by_hand_where_redis_holds_the_revocation_list(
     try:
         runner = threading.Thread(target=container.run_projectors, daemon=True)
         runner.start()  # `tessera projector`
-        time.sleep(0.5)
-        assert "expired-state" not in {thread.name for thread in threading.enumerate()}
+        deadline = time.monotonic() + 10
+        while not running("projector-accounts") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running("projector-accounts")  # started after the purge would be
+        assert not running("expired-state")
     finally:
         container.close()
         runner.join(timeout=10)
