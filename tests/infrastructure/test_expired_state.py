@@ -281,3 +281,27 @@ def test_nothing_is_purged_by_hand_where_redis_holds_the_revocation_list(
     finally:
         container.close()
         runner.join(timeout=10)
+
+
+def test_a_real_tessera_serve_purges_its_revocations_file(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from tests.e2e.test_serve import serving
+
+    path = tmp_path / "var" / "revocations.sqlite"
+    path.parent.mkdir()
+    before = SqliteRevocationList(path)  # as the last run left it
+    expired, alive = claims(), claims()
+    before.revoke_session(expired.session_id, timedelta(milliseconds=1))
+    before.revoke_session(alive.session_id, TTL)
+    before.close()
+
+    def sessions() -> set[str]:
+        with sqlite3.connect(path) as db:
+            return {row[0] for row in db.execute("SELECT session_id FROM revoked_sessions")}
+
+    with serving("sqlite", request, tmp_path):
+        deadline = time.monotonic() + 20
+        while str(expired.session_id) in sessions() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sessions() == {str(alive.session_id)}
