@@ -33,7 +33,7 @@ from application.webhooks.records import QueuedDelivery, Settlement, WebhookLedg
 from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
-from interfaces.container import Container
+from interfaces.container import Container, build
 from interfaces.settings import Settings, load_settings
 from tests.application.test_notices import mails_by_key, text_of
 from tests.conftest import FAST_ARGON2, FakeClock, run_projections
@@ -262,6 +262,34 @@ def test_a_hanging_receiver_holds_up_no_other_endpoint(
     # flight at once, each over a connection of its own).
     assert 1 <= len(receiver.received) <= 4
     receiver.hold.set()
+
+
+@pytest.mark.parametrize("settings", ["postgres+redis"], indirect=True)
+def test_a_webhook_worker_idle_for_a_while_takes_a_message_at_once(
+    settings: Settings, clock: FakeClock, receiver: Receiver
+) -> None:
+    # Dramatiq's Redis consumer sleeps longer after each empty look, up to the worker's poll
+    # (1 s by default, as `tessera worker` runs, half to all of it): a message sent after a
+    # lull waited 0.4 s on average. The webhook worker's is capped.
+    built = build(settings, clock=clock)
+    try:
+        built.mail_broker.start_worker(threads=1)
+        endpoint(built, receiver.url, "account.registered")
+        ledger = cast(WebhookLedger, built.webhook_feed.view)
+        endpoint_id = str(built.webhooks.list()[0].id)
+        waits = []
+        for n in range(4):
+            ledger.record([queued(endpoint_id, str(uuid4()), n)], clock.now(), None)
+            time.sleep(3)  # idle: the consumer's sleeps have grown to their longest
+            started = time.monotonic()
+            assert built.webhook_feed.wake_due() == 1  # its message sent
+            while len(receiver.received) <= n and time.monotonic() - started < 5:
+                time.sleep(0.005)
+            waits.append(time.monotonic() - started)
+        assert len(receiver.received) == 4
+        assert sum(waits) / len(waits) < 0.15  # about 0.04 s here; about 0.4 s uncapped
+    finally:
+        built.close()
 
 
 def test_lanes_that_find_their_endpoint_busy_are_posted_by_its_courier_without_a_sweep(
