@@ -206,11 +206,12 @@ class GuardedPoster:
                 try:
                     connection, status = self._answer(connection, delivery)
                 except WebhookTargetRefused as refused:
+                    connection = None  # closed by _answer
                     outcomes[i] = refused
                     turn.end()
                     return
                 except (OSError, http.client.HTTPException) as error:
-                    connection = None  # closed by _answer
+                    connection = None
                     outcomes[i] = (
                         error
                         if isinstance(error, OSError)
@@ -349,19 +350,22 @@ class _IdleConnections:
         self._lock = threading.Lock()
 
     def take(self, origin: _Origin) -> http.client.HTTPConnection | None:
+        """The receiver's most recently used connection, if one is kept; those idle too long
+        (of every receiver, so none is left open for ever) are closed."""
         now = time.monotonic()
         stale = []
         found = None
         with self._lock:
-            kept = self._kept.get(origin, [])
-            while kept:
-                connection, since = kept.pop()
-                if now - since <= IDLE_LIMIT:
-                    found = connection
-                    break
-                stale.append(connection)
-            if not kept:
-                self._kept.pop(origin, None)
+            for each in list(self._kept):
+                kept = self._kept[each]
+                fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
+                stale += [c for c, since in kept if now - since > IDLE_LIMIT]
+                if each == origin and fresh:
+                    found = fresh.pop()[0]
+                if fresh:
+                    self._kept[each] = fresh
+                else:
+                    del self._kept[each]
         for connection in stale:
             connection.close()
         return found

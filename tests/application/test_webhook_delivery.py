@@ -32,7 +32,7 @@ from application.webhooks.courier import RETRY_SCHEDULE
 from application.webhooks.records import QueuedDelivery, Settlement, WebhookLedger
 from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
-from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
+from infrastructure.webhook_post import IDLE_LIMIT, MAX_ANSWER, GuardedPoster
 from interfaces.container import Container, build
 from interfaces.settings import Settings, load_settings
 from tests.application.test_notices import mails_by_key, text_of
@@ -644,6 +644,15 @@ def test_posts_share_kept_connections_unless_an_answer_is_cut_short(
     for _ in range(3):
         assert poster.post_each([post], timedelta(seconds=15)) == [200]
     assert len(receiver.connections) == 3  # the kept one, then a new one for each of the others
+
+
+def test_a_connection_idle_past_its_limit_is_not_used_again(receiver: Receiver) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True))
+    post = WebhookPost(url=receiver.url, headers={}, body=b"{}")
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    time.sleep(IDLE_LIMIT + 0.2)  # receivers close idle connections: the poster does first
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    assert len(receiver.connections) == 2
 
 
 def test_a_calls_posts_are_in_flight_at_once_each_over_a_connection_of_its_own(
