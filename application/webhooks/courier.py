@@ -66,9 +66,9 @@ class CourierSettings:
     claim_ttl: timedelta = timedelta(seconds=35)
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
-    # How many lanes of one endpoint this process posts to at once: the rest of its threads
-    # stay free for the other endpoints while one hangs (its other lanes are handed to the
-    # couriers holding the slots).
+    # How many couriers of this process post to one endpoint at once (each over the poster's
+    # few connections): the rest of its threads stay free for the other endpoints while one
+    # hangs (its other lanes are handed to the couriers holding the slots).
     lanes_per_endpoint: int = 2
 
 

@@ -86,7 +86,7 @@ def endpoint_of(lane: str) -> str:
     return lane.split(":", 1)[0]
 
 
-# Lanes a message carries: one endpoint's, so one courier posts them over one connection.
+# Lanes a message carries: one endpoint's, so one courier posts them over its connections.
 LANES_A_MESSAGE = 100
 
 
