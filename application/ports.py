@@ -574,9 +574,10 @@ class WebhookPoster(Protocol):
     def post_each(
         self, deliveries: Sequence[WebhookPost], budget: timedelta
     ) -> list[int | Exception | None]:
-        """Posts them in turn (one receiver's), over one connection kept open between them:
-        for each, its status code, the error that left it without an answer, or None when it
-        was not tried (after the first without an answer, or once `budget` has run out)."""
+        """Posts them (one receiver's, independent of each other: a few at once, over
+        connections kept open between them): for each, its status code, the error that left it
+        without an answer, or None when it was not tried (none starts after the first without
+        an answer, or once `budget` has run out)."""
         ...
 
 

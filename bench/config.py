@@ -43,6 +43,9 @@ class BenchConfig:
     fairness_loops: int = 16  # the flooding account's login loops (bench/hash_fairness.py)
     webhooks: bool = True  # also measure webhook deliveries and their lag (bench/webhooks.py)
     webhook_events: int = 10_000  # the backlog whose delivery rate is measured
+    # The lag's offered rate, updates/s; 0: half the delivery rate just measured. Fixed, it
+    # compares code whose delivery rates differ at one load.
+    webhook_lag_rate: int = 0
 
     @property
     def export_event_counts(self) -> list[int]:

@@ -153,7 +153,7 @@ class WebhookBench:
                 limit = (limit_before + limit_after) / 2
                 self.throughput_figure(rows, rate, limit, (limit_before, limit_after), backend)
 
-                half = rate / 2
+                half = self.config.webhook_lag_rate or rate / 2
                 sent, took = write_paced(
                     container, [a for a in accounts if a is not None], half, self.config.duration
                 )
@@ -207,6 +207,7 @@ class WebhookBench:
     def lag_figure(
         self, rows: list[list[Any]], offered: float, written: float, backend: str, stages: str
     ) -> None:
+        pace = "fixed" if self.config.webhook_lag_rate else "half the delivery rate"
         lags = [
             (arrived - datetime.fromisoformat(stamp).timestamp()) * 1000
             for arrived, status, _, stamp in rows
@@ -227,8 +228,8 @@ class WebhookBench:
                 target=f"p99 < {LAG_P99_TARGET_MS:.0f} ms",
                 met=p99 < LAG_P99_TARGET_MS,
                 note=(
-                    f"{len(rows):,} profile updates offered at {offered:,.0f}/s (half the "
-                    f"delivery rate), written at {written:,.0f}/s, each its own commit; "
+                    f"{len(rows):,} profile updates offered at {offered:,.0f}/s ({pace}), "
+                    f"written at {written:,.0f}/s, each its own commit; "
                     f"max {max(lags):,.0f} ms; {stages}"
                 ),
             )

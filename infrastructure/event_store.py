@@ -269,9 +269,12 @@ class ConcurrentRecorder(_FunctionRecorder):
 
         Notification ids follow transaction ids, so the settled events (those of transactions
         older than the oldest still running) are a prefix. When the read can see events past
-        that prefix (committed, but behind a transaction still running), it waits up to
-        HELD_BACK_WAIT for that transaction: saves take milliseconds, and a caller that reads
-        until nothing is left (`Projector.catch_up`) should not stop at a save in flight.
+        that prefix (committed, but behind a transaction still running) and none in it, it
+        waits up to HELD_BACK_WAIT for that transaction: saves take milliseconds, and a caller
+        that reads until nothing is left (`Projector.catch_up`) should not stop at a save in
+        flight. A settled prefix is returned at once (its caller reads the rest next): under a
+        steady stream of saves one is nearly always in flight, and waiting for each would hold
+        every reader (the webhook feed's deliveries among them) behind it.
         """
         statement, params = self._select(start, limit, stop, topics, inclusive_of_start)
         deadline = time.monotonic() + HELD_BACK_WAIT
@@ -279,8 +282,7 @@ class ConcurrentRecorder(_FunctionRecorder):
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
                 curs.execute(statement, params, prepare=True)
                 rows = curs.fetchall()
-            settled = [row for row in rows if row["settled"]]
-            if len(settled) == len(rows) or time.monotonic() >= deadline:
+            if not rows or rows[0]["settled"] or time.monotonic() >= deadline:
                 break
             time.sleep(_HELD_BACK_POLL)
         notifications = []

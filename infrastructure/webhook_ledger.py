@@ -27,6 +27,7 @@ from application.webhooks.records import (
     ClaimedDelivery,
     QueuedDelivery,
     ReplayCursor,
+    Settlement,
 )
 
 # Lanes of one endpoint a sweep wakes at most: two messages' worth, what one process posts to
@@ -184,9 +185,15 @@ class WebhookQueries:
             c.executemany(statement, rows)
 
     def claim_heads(
-        self, lanes: Sequence[str], at: datetime, ttl: timedelta
+        self,
+        lanes: Sequence[str],
+        at: datetime,
+        ttl: timedelta,
+        settling: Settlement | None = None,
     ) -> list[ClaimedDelivery]:
         if not lanes:
+            if settling:
+                self.settle(settling, at)
             return []
         now = at.timestamp()
         marks = ", ".join("?" * len(lanes))
@@ -202,6 +209,8 @@ class WebhookQueries:
             " RETURNING id, lane, endpoint_id, account_id, type, body, sealed_personal, attempts"
         )
         with self.datastore.transaction(commit=True) as c:
+            if settling:
+                self._settle(c, settling, at)
             c.execute(
                 statement,
                 (
@@ -234,37 +243,50 @@ class WebhookQueries:
         ]
         return sorted(claimed, key=lambda d: order.get(d.lane, 0))
 
-    def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
-        if not answered:
-            return
-        statement = self._sql(
-            "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
-            " last_error = NULL, updated_at = ? WHERE id = ?"
-        )
-        rows = [(SENT, status, at.timestamp(), delivery_id) for delivery_id, status in answered]
-        with self.datastore.transaction(commit=True) as c:
-            c.executemany(statement, rows)
+    def settle(self, settling: Settlement, at: datetime) -> None:
+        if settling:
+            with self.datastore.transaction(commit=True) as c:
+                self._settle(c, settling, at)
 
-    def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
-        self._unclaim(delivery_ids, QUEUED, at)
+    def _settle(self, c: Any, settling: Settlement, at: datetime) -> None:
+        if settling.sent:
+            c.executemany(
+                self._sql(
+                    "UPDATE {table} SET status = ?, claimed_until = NULL, last_status = ?,"
+                    " last_error = NULL, updated_at = ? WHERE id = ?"
+                ),
+                [
+                    (SENT, status, at.timestamp(), delivery_id)
+                    for delivery_id, status in settling.sent
+                ],
+            )
+            c.execute(
+                self._sql(
+                    "UPDATE {health} SET failing_since = NULL WHERE endpoint_id = ?"
+                    " AND failing_since IS NOT NULL"
+                ),
+                (settling.endpoint_id,),
+            )
+        self._unclaim(c, settling.released, QUEUED, at)
 
     def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
-        self._unclaim(delivery_ids, DROPPED, at)
+        if delivery_ids:
+            with self.datastore.transaction(commit=True) as c:
+                self._unclaim(c, delivery_ids, DROPPED, at)
 
-    def _unclaim(self, delivery_ids: Sequence[str], status: str, at: datetime) -> None:
+    def _unclaim(self, c: Any, delivery_ids: Sequence[str], status: str, at: datetime) -> None:
         """Claimed heads closed untried: the claim's count of tries undone."""
         if not delivery_ids:
             return
         marks = ", ".join("?" * len(delivery_ids))
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._sql(
-                    "UPDATE {table} SET status = ?, claimed_until = NULL,"  # noqa: S608 - markers only
-                    f" attempts = attempts - 1, updated_at = ? WHERE id IN ({marks})"
-                    " AND status = ?"
-                ),
-                (status, at.timestamp(), *delivery_ids, SENDING),
-            )
+        c.execute(
+            self._sql(
+                "UPDATE {table} SET status = ?, claimed_until = NULL,"  # noqa: S608 - markers only
+                f" attempts = attempts - 1, updated_at = ? WHERE id IN ({marks})"
+                " AND status = ?"
+            ),
+            (status, at.timestamp(), *delivery_ids, SENDING),
+        )
 
     def failed(
         self,
@@ -293,7 +315,9 @@ class WebhookQueries:
                 ),
             )
 
-    def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+    def due_lanes(
+        self, at: datetime, limit: int = 1000, quiet_for: timedelta = timedelta(0)
+    ) -> list[str]:
         """A hanging endpoint's lanes stay due (no courier can take them), so they must not
         fill the `limit` ahead of other endpoints': each endpoint gives at most
         DUE_LANES_PER_ENDPOINT, taken in turns (every endpoint's first lane, then its second,
@@ -305,11 +329,22 @@ class WebhookQueries:
                     "SELECT lane FROM (SELECT lane, seq, row_number() OVER (PARTITION BY"
                     " endpoint_id ORDER BY seq) AS turn FROM {table} WHERE seq IN (SELECT"
                     " min(seq) FROM {table} WHERE status IN (?, ?) GROUP BY lane) AND ((status = ?"
-                    " AND next_try_at <= ?) OR (status = ? AND claimed_until < ?)) AND"
-                    " endpoint_id NOT IN (SELECT endpoint_id FROM {health} WHERE paused = 1))"
-                    " AS due WHERE turn <= ? ORDER BY turn, seq LIMIT ?"
+                    " AND next_try_at <= ? AND updated_at <= ?) OR (status = ? AND"
+                    " claimed_until < ?)) AND endpoint_id NOT IN (SELECT endpoint_id FROM"
+                    " {health} WHERE paused = 1)) AS due WHERE turn <= ? ORDER BY turn, seq"
+                    " LIMIT ?"
                 ),
-                (QUEUED, SENDING, QUEUED, now, SENDING, now, DUE_LANES_PER_ENDPOINT, limit),
+                (
+                    QUEUED,
+                    SENDING,
+                    QUEUED,
+                    now,
+                    now - quiet_for.total_seconds(),
+                    SENDING,
+                    now,
+                    DUE_LANES_PER_ENDPOINT,
+                    limit,
+                ),
             )
             return [str(row["lane"]) for row in c.fetchall()]
 
@@ -328,16 +363,6 @@ class WebhookQueries:
         since = _time(float(row["failing_since"]))
         assert since is not None
         return since
-
-    def succeeded(self, endpoint_id: str) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._sql(
-                    "UPDATE {health} SET failing_since = NULL WHERE endpoint_id = ?"
-                    " AND failing_since IS NOT NULL"
-                ),
-                (endpoint_id,),
-            )
 
     def pause(self, endpoint_id: str, paused: bool) -> None:
         with self.datastore.transaction(commit=True) as c:

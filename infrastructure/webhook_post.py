@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -143,8 +144,10 @@ class _Https(http.client.HTTPSConnection):
 
 
 class GuardedPoster:
-    """Posts over http.client, each connection checked by `reach`. `timeout`: seconds for the
-    whole exchange (connect, send, answer)."""
+    """Posts over http.client, each connection checked by `reach` where it is made. `timeout`:
+    seconds for the whole exchange (connect, send, answer). `connections`: how many posts of one
+    call (one receiver's) are in flight at once, each over a connection of its own, kept open
+    between calls for IDLE_LIMIT seconds."""
 
     def __init__(
         self,
@@ -152,6 +155,7 @@ class GuardedPoster:
         timeout: float = 15.0,
         user_agent: str = "Tessera",
         trust: ssl.SSLContext | None = None,
+        connections: int = 4,
     ) -> None:
         """`trust`: the certificates receivers are checked against (the system's by default)."""
         self._reach = reach
@@ -159,6 +163,8 @@ class GuardedPoster:
         self._user_agent = user_agent
         self._context = trust or ssl.create_default_context()
         self._context.sslsocket_class = _DeadlineTls
+        self._connections = max(1, connections)
+        self._idle = _IdleConnections(limit=2 * self._connections)
 
     def post(self, delivery: WebhookPost) -> int:
         (outcome,) = self.post_each([delivery], timedelta(seconds=self._timeout))
@@ -170,37 +176,85 @@ class GuardedPoster:
     def post_each(
         self, deliveries: Sequence[WebhookPost], budget: timedelta
     ) -> list[int | Exception | None]:
-        """In turn over one connection (opened again, and checked again, whenever the receiver
-        closed it); the first without an answer ends the turn."""
+        """Up to `connections` at once, each over a kept connection (opened again, and checked
+        again, whenever the receiver closed it); once one is left without an answer, or
+        `budget` has run out, no other starts (those in flight finish)."""
         outcomes: list[int | Exception | None] = [None] * len(deliveries)
-        until = time.monotonic() + budget.total_seconds()
+        turn = _Turn(len(deliveries), time.monotonic() + budget.total_seconds())
+        helpers = [
+            threading.Thread(target=self._post_turns, args=(deliveries, outcomes, turn))
+            for _ in range(min(self._connections, len(deliveries)) - 1)
+        ]
+        for helper in helpers:
+            helper.start()
+        self._post_turns(deliveries, outcomes, turn)
+        for helper in helpers:
+            helper.join()
+        return outcomes
+
+    def _post_turns(
+        self,
+        deliveries: Sequence[WebhookPost],
+        outcomes: list[int | Exception | None],
+        turn: _Turn,
+    ) -> None:
+        """Takes the next post not yet taken, until none is left or the turn ends."""
         connection: http.client.HTTPConnection | None = None
         try:
-            for i, delivery in enumerate(deliveries):
-                if i and time.monotonic() > until:
-                    break
-                if connection is None:
-                    connection = self._connection(delivery.url)
+            while (i := turn.next()) is not None:
+                delivery = deliveries[i]
                 try:
-                    status, complete = self._exchange(connection, delivery)
+                    connection, status = self._answer(connection, delivery)
                 except WebhookTargetRefused as refused:
+                    connection = None  # closed by _answer
                     outcomes[i] = refused
-                    break
+                    turn.end()
+                    return
                 except (OSError, http.client.HTTPException) as error:
+                    connection = None
                     outcomes[i] = (
                         error
                         if isinstance(error, OSError)
                         else ConnectionError(f"not an HTTP answer: {type(error).__name__}")
                     )
-                    break
+                    turn.end()
+                    return
                 outcomes[i] = status
-                if not complete:  # an answer longer than is read: the connection cannot go on
-                    connection.close()
-                    connection = None
         finally:
             if connection is not None:
-                connection.close()
-        return outcomes
+                self._idle.put(_origin(connection), connection)
+
+    def _answer(
+        self, connection: http.client.HTTPConnection | None, delivery: WebhookPost
+    ) -> tuple[http.client.HTTPConnection | None, int]:
+        """The connection to keep (None: closed) and the status code of one exchange, with one
+        deadline. A kept connection the receiver closed while idle fails before any answer:
+        the post is made once more on a new connection, within the same deadline (the receiver
+        may then see it twice, which at least once allows)."""
+        deadline = time.monotonic() + self._timeout
+        origin = _origin_of(delivery.url)
+        if connection is not None and _origin(connection) != origin:
+            self._idle.put(_origin(connection), connection)
+            connection = None
+        kept = connection or self._idle.take(origin)
+        tries = [kept, None] if kept is not None else [None]
+        for n, reused in enumerate(tries):
+            current = reused or self._connection(delivery.url)
+            try:
+                status, complete = self._exchange(current, delivery, deadline)
+            except ConnectionError:  # RemoteDisconnected, a reset, a broken pipe
+                current.close()
+                if reused is None or n + 1 == len(tries):
+                    raise
+                continue
+            except BaseException:
+                current.close()
+                raise
+            if not complete:  # an answer longer than is read: the connection cannot go on
+                current.close()
+                return None, status
+            return current, status
+        raise AssertionError("unreachable")
 
     def _connection(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
@@ -214,13 +268,12 @@ class GuardedPoster:
         return plain
 
     def _exchange(
-        self, connection: http.client.HTTPConnection, delivery: WebhookPost
+        self, connection: http.client.HTTPConnection, delivery: WebhookPost, deadline: float
     ) -> tuple[int, bool]:
         """The status code, and whether the whole answer was read (so the connection can
         carry the next post)."""
         parts = urlsplit(delivery.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        deadline = time.monotonic() + self._timeout
         assert isinstance(connection, _Http | _Https)
         connection.deadline = deadline
         if isinstance(connection.sock, _DeadlineSocket | _DeadlineTls):
@@ -243,3 +296,84 @@ class GuardedPoster:
                 break
             remaining -= len(chunk)
         return int(answer.status), answer.isclosed()
+
+
+class _Turn:
+    """The posts of one call, handed out one at a time to its connections."""
+
+    def __init__(self, count: int, until: float) -> None:
+        self._count, self._until = count, until
+        self._taken = 0
+        self._ended = False
+        self._lock = threading.Lock()
+
+    def next(self) -> int | None:
+        with self._lock:
+            if self._ended or self._taken == self._count:
+                return None
+            if self._taken and time.monotonic() > self._until:
+                return None
+            self._taken += 1
+            return self._taken - 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+
+
+# Seconds a kept connection may wait for its next post: receivers close idle ones (5 s is a
+# common default); one closed sooner costs a post sent again on a new connection.
+IDLE_LIMIT = 2.0
+
+_Origin = tuple[str, str, int | None]
+
+
+def _origin_of(url: str) -> _Origin:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname or "", parts.port or default
+
+
+def _origin(connection: http.client.HTTPConnection) -> _Origin:
+    scheme = "https" if isinstance(connection, _Https) else "http"
+    return scheme, connection.host, connection.port
+
+
+class _IdleConnections:
+    """Connections kept open between calls, a bounded number per receiver (scheme, host, port),
+    each checked by `reach` when it was made (so a name that now resolves elsewhere changes
+    nothing: nothing else is connected to)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: dict[_Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, origin: _Origin) -> http.client.HTTPConnection | None:
+        """The receiver's most recently used connection, if one is kept; those idle too long
+        (of every receiver, so none is left open for ever) are closed."""
+        now = time.monotonic()
+        stale = []
+        found = None
+        with self._lock:
+            for each in list(self._kept):
+                kept = self._kept[each]
+                fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
+                stale += [c for c, since in kept if now - since > IDLE_LIMIT]
+                if each == origin and fresh:
+                    found = fresh.pop()[0]
+                if fresh:
+                    self._kept[each] = fresh
+                else:
+                    del self._kept[each]
+        for connection in stale:
+            connection.close()
+        return found
+
+    def put(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            kept = self._kept.setdefault(origin, [])
+            if len(kept) < self._limit:
+                kept.append((connection, time.monotonic()))
+                return
+        connection.close()

@@ -26,6 +26,11 @@ from interfaces.stores.roles import Wakeups
 log = logging.getLogger(__name__)
 IN_PROCESS_POLL_MS = 200
 
+# How long a queued head is left to its own message before the webhook sweep wakes it too: a
+# lost message (a crash between the commit and the send, a broker that refused) costs this
+# much more; a retry's head (failed at least 5 s before it is due) is never held by it.
+SWEEP_QUIET = timedelta(seconds=3)
+
 
 class Runtime:
     def __init__(
@@ -163,7 +168,9 @@ class Runtime:
                 try:
                     if self._replays is not None:
                         self._replays.resume()  # a dead process's replays, from their cursor
-                    self._webhook_feed.wake_due()
+                    # Heads recorded (or released) this very moment have a message on its
+                    # way: waking them again would only add claims that find nothing.
+                    self._webhook_feed.wake_due(quiet_for=SWEEP_QUIET)
                 except Exception:
                     log.exception("webhook sweep failed; trying again")
                 self._stop.wait(interval)

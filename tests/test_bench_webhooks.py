@@ -69,6 +69,8 @@ def test_the_figures_arithmetic() -> None:
     assert p50 == pytest.approx(50.5) and 98 < p99 <= 100
     assert load_config({}).webhooks and load_config({}).webhook_events == 10_000
     assert not load_config({"BENCH_WEBHOOKS": "0"}).webhooks
+    assert load_config({}).webhook_lag_rate == 0  # half the delivery rate
+    assert load_config({"BENCH_WEBHOOK_LAG_RATE": "150"}).webhook_lag_rate == 150
 
 
 def test_the_lags_stages_are_read_from_the_ledgers_rows(tmp_path: Path) -> None:

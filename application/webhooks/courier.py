@@ -31,6 +31,7 @@ from application.webhooks.records import (
     DEAD,
     QUEUED,
     ClaimedDelivery,
+    Settlement,
     WebhookLedger,
     endpoint_of,
     messages,
@@ -65,9 +66,9 @@ class CourierSettings:
     claim_ttl: timedelta = timedelta(seconds=35)
     # How many of a lane's deliveries one message sends, one after the other.
     batch: int = 100
-    # How many lanes of one endpoint this process posts to at once: the rest of its threads
-    # stay free for the other endpoints while one hangs (its other lanes are handed to the
-    # couriers holding the slots).
+    # How many couriers of this process post to one endpoint at once (each over the poster's
+    # few connections): the rest of its threads stay free for the other endpoints while one
+    # hangs (its other lanes are handed to the couriers holding the slots).
     lanes_per_endpoint: int = 2
 
 
@@ -150,45 +151,58 @@ class Courier:
         return endpoint
 
     def _rounds(self, endpoint: WebhookEndpoint, lanes: list[str]) -> int:
-        """Each round claims the heads of the lanes still going, in one transaction, posts
-        them over one connection, and records what came of them."""
+        """Each round claims the heads of the lanes still going, in one transaction that also
+        records what came of the round before, posts them (several at once: heads of different
+        lanes), and decides what their failures mean."""
         sent, going = 0, lanes
-        for _ in range(self._settings.batch):
-            going = self._with_handed(str(endpoint.id), going)
-            if not going:
-                break
-            claimed = self._ledger.claim_heads(going, self._clock.now(), self._settings.claim_ttl)
-            if not claimed:
-                break
-            # Queued before the endpoint stopped asking for their type: never sent.
-            unwanted = [d for d in claimed if not endpoint.settings.wants(d.type)]
-            self._ledger.drop([d.id for d in unwanted], self._clock.now())
-            claimed = [d for d in claimed if endpoint.settings.wants(d.type)]
-            posts = self.compose_all(endpoint, claimed, self._wall())
-            # New posts start within a third of the claim's life, so none outlives its claim.
-            outcomes = self._poster.post_each(posts, self._settings.claim_ttl / 3) if posts else []
-            results = list(zip(claimed, outcomes, strict=True))
-            answered = [(d.id, o) for d, o in results if isinstance(o, int) and 200 <= o < 300]
-            now = self._clock.now()
-            self._ledger.sent(answered, now)
-            if answered:
-                self._ledger.succeeded(str(endpoint.id))
-            sent += len(answered)
-            self._ledger.release([d.id for d, o in results if o is None], now)
-            delivered = {delivery_id for delivery_id, _ in answered}
-            going = [d.lane for d in unwanted]
-            going += [d.lane for d, _ in results if d.id in delivered]
-            for delivery, outcome in results:
-                if outcome is None or delivery.id in delivered:
-                    continue
-                # A dead delivery lets its lane go on; one to retry holds it.
-                if self._failed(endpoint, delivery, *_failure(outcome)) == DEAD:
-                    going.append(delivery.lane)
-            # Read again: an admin's changes (disabled, fewer events, no personal values) apply
-            # from the next round.
-            endpoint = self._endpoints.find(endpoint.id)
-            if not endpoint.enabled:
-                break
+        endpoint_id = str(endpoint.id)
+        settling = Settlement(endpoint_id)
+        try:
+            for _ in range(self._settings.batch):
+                going = self._with_handed(endpoint_id, going)
+                if not going:
+                    break
+                claimed = self._ledger.claim_heads(
+                    going, self._clock.now(), self._settings.claim_ttl, settling
+                )
+                settling = Settlement(endpoint_id)  # recorded with the claim
+                if not claimed:
+                    break
+                # Queued before the endpoint stopped asking for their type: never sent.
+                unwanted = [d for d in claimed if not endpoint.settings.wants(d.type)]
+                self._ledger.drop([d.id for d in unwanted], self._clock.now())
+                claimed = [d for d in claimed if endpoint.settings.wants(d.type)]
+                posts = self.compose_all(endpoint, claimed, self._wall())
+                # New posts start within a third of the claim's life, so none outlives its claim.
+                budget = self._settings.claim_ttl / 3
+                outcomes = self._poster.post_each(posts, budget) if posts else []
+                results = list(zip(claimed, outcomes, strict=True))
+                answered = [(d.id, o) for d, o in results if isinstance(o, int) and 200 <= o < 300]
+                delivered = {delivery_id for delivery_id, _ in answered}
+                settling = Settlement(
+                    endpoint_id, answered, [d.id for d, o in results if o is None]
+                )
+                sent += len(answered)
+                going = [d.lane for d in unwanted]
+                going += [d.lane for d, _ in results if d.id in delivered]
+                failures = [(d, o) for d, o in results if o is not None and d.id not in delivered]
+                if failures:
+                    # The round's successes first: a failure after them starts the endpoint's
+                    # failing time again.
+                    self._ledger.settle(settling, self._clock.now())
+                    settling = Settlement(endpoint_id)
+                for delivery, outcome in failures:
+                    # A dead delivery lets its lane go on; one to retry holds it.
+                    if self._failed(endpoint, delivery, *_failure(outcome)) == DEAD:
+                        going.append(delivery.lane)
+                # Read again (the repository's cache, brought up to date with one query): an
+                # admin's changes (disabled, fewer events, no personal values) apply from the
+                # next round.
+                endpoint = self._endpoints.find(endpoint.id)
+                if not endpoint.enabled:
+                    break
+        finally:
+            self._ledger.settle(settling, self._clock.now())
         return sent
 
     def _take_slot(self, endpoint_id: str, lanes: list[str]) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -148,10 +148,12 @@ class WebhookFeed:
         may have missed their message."""
         self.wake_due()
 
-    def wake_due(self, at: datetime | None = None) -> int:
+    def wake_due(self, at: datetime | None = None, quiet_for: timedelta = timedelta(0)) -> int:
         """Wakes a courier for each lane whose head is due: a retry's time come, a message
-        lost, a claim run out. Duplicates are harmless: a head is claimed once."""
-        lanes = self._ledger.due_lanes(at or self._clock.now())
+        lost, a claim run out. Duplicates are harmless (a head is claimed once), but not free:
+        a periodic sweep passes `quiet_for` to leave the lanes their own message has just
+        woken (a head recorded, failed or released less than that ago)."""
+        lanes = self._ledger.due_lanes(at or self._clock.now(), quiet_for=quiet_for)
         for group in messages(lanes):
             self._queue.enqueue(group)
         return len(lanes)

@@ -54,6 +54,20 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """What came of a round's posts to one endpoint: the answered deliveries (id, status code),
+    and the claimed ones never tried (back in their lanes, the claim's count of tries undone).
+    Recorded with the next round's claim, in one commit."""
+
+    endpoint_id: str
+    sent: Sequence[tuple[str, int]] = ()
+    released: Sequence[str] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.released)
+
+
+@dataclass(frozen=True)
 class ReplayCursor:
     """How far a replay has recorded its deliveries: it goes on from `next_position` to
     `until_position` (both log positions), whichever process takes it up."""
@@ -72,7 +86,7 @@ def endpoint_of(lane: str) -> str:
     return lane.split(":", 1)[0]
 
 
-# Lanes a message carries: one endpoint's, so one courier posts them over one connection.
+# Lanes a message carries: one endpoint's, so one courier posts them over its connections.
 LANES_A_MESSAGE = 100
 
 
@@ -118,19 +132,20 @@ class WebhookLedger(Protocol):
         ...
 
     def claim_heads(
-        self, lanes: Sequence[str], at: datetime, ttl: timedelta
+        self,
+        lanes: Sequence[str],
+        at: datetime,
+        ttl: timedelta,
+        settling: Settlement | None = None,
     ) -> list[ClaimedDelivery]:
         """The heads of these lanes that are due, claimed in one transaction (a lane that is
-        empty, not yet due, or whose head another courier holds gives none)."""
+        empty, not yet due, or whose head another courier holds gives none), after recording
+        `settling` in the same one: a lane whose head was just sent gives its next."""
         ...
 
-    def sent(self, answered: Sequence[tuple[str, int]], at: datetime) -> None:
-        """These deliveries (id, status code) are delivered, in one transaction."""
-        ...
-
-    def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
-        """Claimed but not tried (the batch ran out of time, the receiver stopped answering):
-        back in their lanes, the claim's count of tries undone."""
+    def settle(self, settling: Settlement, at: datetime) -> None:
+        """Records what came of a round (sent ones closed, and the endpoint's failures with
+        them; untried ones back in their lanes), in one transaction."""
         ...
 
     def drop(self, delivery_ids: Sequence[str], at: datetime) -> None:
@@ -149,17 +164,18 @@ class WebhookLedger(Protocol):
         """A failed try: queued again for `next_try_at`, or dead (None) after the last one."""
         ...
 
-    def due_lanes(self, at: datetime, limit: int = 1000) -> list[str]:
+    def due_lanes(
+        self, at: datetime, limit: int = 1000, quiet_for: timedelta = timedelta(0)
+    ) -> list[str]:
         """Lanes whose head is due (a retry's time come, a message lost, a claim run out), of
-        endpoints not paused."""
+        endpoints not paused; a queued head only once untouched for `quiet_for` (recorded,
+        failed or released that long ago)."""
         ...
 
     def failing_since(self, endpoint_id: str, at: datetime) -> datetime:
         """Notes a failure of the endpoint; returns when its failures began (since the last
         success)."""
         ...
-
-    def succeeded(self, endpoint_id: str) -> None: ...
 
     def pause(self, endpoint_id: str, paused: bool) -> None:
         """A disabled endpoint's lanes wait (their deliveries kept) until it is enabled."""

@@ -29,11 +29,12 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from application.ports import WebhookPost, WebhookQueue, WebhookTargetRefused
 from application.webhooks.courier import RETRY_SCHEDULE
-from application.webhooks.records import QueuedDelivery, WebhookLedger
+from application.webhooks.records import QueuedDelivery, Settlement, WebhookLedger
 from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
-from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
-from interfaces.container import Container
+from infrastructure.webhook_post import IDLE_LIMIT, MAX_ANSWER, GuardedPoster
+from interfaces.container import Container, build
+from interfaces.settings import Settings
 from tests.application.test_notices import mails_by_key, text_of
 from tests.conftest import FakeClock, run_projections
 from tests.http.test_api import Client, register_and_verify
@@ -50,6 +51,9 @@ class Receiver:
         self.answer_body = b"ok"
         self.hold = threading.Event()  # cleared: every request hangs until it is set
         self.hold.set()
+        # Closes each connection after its answer without saying so (no `connection: close`),
+        # as a receiver whose idle timeout ran out does.
+        self.close_quietly = False
         receiver = self
 
         self.connections: set[int] = set()  # the client ports seen: one per connection
@@ -78,6 +82,8 @@ class Receiver:
                     self.close_connection = True
                     return
                 receiver.answered.put(True)
+                if receiver.close_quietly:
+                    self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -244,9 +250,38 @@ def test_a_hanging_receiver_holds_up_no_other_endpoint(
         time.sleep(0.05)
     assert len(other_receiver.received) == 4
     assert all(verified(secret, r)["type"] == "account.registered" for r in other_receiver.received)
-    # The hanging one holds at most its share of the worker's threads.
-    assert 1 <= len(receiver.received) <= 2
+    # The hanging one holds at most its share of the worker's threads (its lanes' posts in
+    # flight at once, each over a connection of its own).
+    assert 1 <= len(receiver.received) <= 4
     receiver.hold.set()
+
+
+@pytest.mark.parametrize("settings", ["postgres+redis"], indirect=True)
+def test_a_webhook_worker_idle_for_a_while_takes_a_message_at_once(
+    settings: Settings, clock: FakeClock, receiver: Receiver
+) -> None:
+    # Dramatiq's Redis consumer sleeps longer after each empty look, up to the worker's poll
+    # (1 s by default, as `tessera worker` runs, half to all of it): a message sent after a
+    # lull waited 0.4 s on average. The webhook worker's is capped.
+    built = build(settings, clock=clock)
+    try:
+        built.mail_broker.start_worker(threads=1)
+        endpoint(built, receiver.url, "account.registered")
+        ledger = cast(WebhookLedger, built.webhook_feed.view)
+        endpoint_id = str(built.webhooks.list()[0].id)
+        waits = []
+        for n in range(4):
+            ledger.record([queued(endpoint_id, str(uuid4()), n)], clock.now(), None)
+            time.sleep(3)  # idle: the consumer's sleeps have grown to their longest
+            started = time.monotonic()
+            assert built.webhook_feed.wake_due() == 1  # its message sent
+            while len(receiver.received) <= n and time.monotonic() - started < 5:
+                time.sleep(0.005)
+            waits.append(time.monotonic() - started)
+        assert len(receiver.received) == 4
+        assert sum(waits) / len(waits) < 0.15  # about 0.04 s here; about 0.4 s uncapped
+    finally:
+        built.close()
 
 
 def test_lanes_that_find_their_endpoint_busy_are_posted_by_its_courier_without_a_sweep(
@@ -310,6 +345,61 @@ def test_a_hanging_endpoints_many_due_lanes_starve_no_other_endpoints_retry(
     due = ledger.due_lanes(clock.now())
     assert waiting.lane in due
     assert len(due) <= 1000 and set(due) & {d.lane for d in held}
+
+
+def queued(endpoint_id: str, account_id: str, position: int) -> QueuedDelivery:
+    return QueuedDelivery(
+        id=f"msg_{uuid4().hex}",
+        endpoint_id=endpoint_id,
+        account_id=account_id,
+        position=position,
+        type="account.registered",
+        body="{}",
+        sealed_personal="",
+    )
+
+
+def test_a_claim_records_the_round_before_and_takes_the_lanes_next_heads_in_one_step(
+    container: Container, clock: FakeClock
+) -> None:
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    endpoint_id, account_id = str(uuid4()), str(uuid4())
+    first, second, third = (queued(endpoint_id, account_id, n) for n in range(3))
+    ledger.record([first, second, third], clock.now(), None)
+    ttl = timedelta(seconds=35)
+    (head,) = ledger.claim_heads([first.lane], clock.now(), ttl)
+    assert head.id == first.id
+    # The first answered: the same claim closes it and takes the second.
+    answered = Settlement(endpoint_id, sent=[(first.id, 200)])
+    (head,) = ledger.claim_heads([first.lane], clock.now(), ttl, answered)
+    assert head.id == second.id
+    # The second never tried: back in its lane, and the next claim takes it again.
+    untried = Settlement(endpoint_id, released=[second.id])
+    (head,) = ledger.claim_heads([first.lane], clock.now(), ttl, untried)
+    assert head.id == second.id and head.attempts == 1
+    ledger.settle(Settlement(endpoint_id, sent=[(second.id, 204)]), clock.now())
+    rows = {row["id"]: row for row in ledger.of_endpoint(endpoint_id, 10)}
+    assert (rows[first.id]["status"], rows[first.id]["last_status"]) == ("sent", 200)
+    assert (rows[second.id]["status"], rows[second.id]["last_status"]) == ("sent", 204)
+    assert rows[third.id]["status"] == "queued"
+
+
+def test_the_sweep_leaves_a_just_recorded_head_to_its_own_message_but_never_a_retry(
+    container: Container, clock: FakeClock
+) -> None:
+    ledger = cast(WebhookLedger, container.webhook_feed.view)
+    endpoint_id = str(uuid4())
+    fresh, failing = queued(endpoint_id, str(uuid4()), 1), queued(endpoint_id, str(uuid4()), 2)
+    ledger.record([failing], clock.now(), None)
+    ledger.claim_heads([failing.lane], clock.now(), timedelta(seconds=35))
+    ledger.failed(failing.id, 500, "answered 500", clock.now(), clock.now() + RETRY_SCHEDULE[0])
+    clock.advance(seconds=RETRY_SCHEDULE[0].total_seconds())
+    ledger.record([fresh], clock.now(), None)
+    quiet = timedelta(seconds=3)
+    assert ledger.due_lanes(clock.now(), quiet_for=quiet) == [failing.lane]  # the retry, on time
+    assert set(ledger.due_lanes(clock.now())) == {failing.lane, fresh.lane}  # resume(): all
+    clock.advance(seconds=3)  # its message lost, say: the sweep wakes it now
+    assert set(ledger.due_lanes(clock.now(), quiet_for=quiet)) == {failing.lane, fresh.lane}
 
 
 def test_a_gone_receiver_disables_its_endpoint_at_once_and_the_admins_are_told(
@@ -534,29 +624,78 @@ def test_loopback_is_reached_only_where_allowed_and_the_answer_is_read_bounded(
     assert len(receiver.received) == 2
 
 
-def test_posts_in_turn_share_a_connection_unless_an_answer_is_cut_short(
+def test_posts_share_kept_connections_unless_an_answer_is_cut_short(
     receiver: Receiver,
 ) -> None:
     poster = GuardedPoster(Reach(http_loopback=True))
-    posts = [WebhookPost(url=receiver.url, headers={}, body=b"{}") for _ in range(3)]
-    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
+    post = WebhookPost(url=receiver.url, headers={}, body=b"{}")
+    for _ in range(3):  # one call after the other: the connection is kept between them
+        assert poster.post_each([post], timedelta(seconds=15)) == [200]
     assert len(receiver.connections) == 1
-    receiver.answer_body = b"x" * (MAX_ANSWER + 1)  # not read to its end: a new connection each
-    assert poster.post_each(posts, timedelta(seconds=15)) == [200, 200, 200]
-    assert len(receiver.connections) == 4
+    receiver.answer_body = b"x" * (MAX_ANSWER + 1)  # not read to its end: not kept
+    for _ in range(3):
+        assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    assert len(receiver.connections) == 3  # the kept one, then a new one for each of the others
 
 
-def test_posts_in_turn_stop_at_the_first_without_an_answer() -> None:
+def test_a_connection_idle_past_its_limit_is_not_used_again(receiver: Receiver) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True))
+    post = WebhookPost(url=receiver.url, headers={}, body=b"{}")
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    time.sleep(IDLE_LIMIT + 0.2)  # receivers close idle connections: the poster does first
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    assert len(receiver.connections) == 2
+
+
+def test_a_calls_posts_are_in_flight_at_once_each_over_a_connection_of_its_own(
+    receiver: Receiver,
+) -> None:
+    receiver.hold.clear()
+    poster = GuardedPoster(Reach(http_loopback=True), connections=3)
+    posts = [WebhookPost(url=receiver.url, headers={}, body=b"{}") for _ in range(5)]
+    outcomes: list[Any] = []
+    posting = threading.Thread(
+        target=lambda: outcomes.extend(poster.post_each(posts, timedelta(seconds=15)))
+    )
+    posting.start()
+    deadline = time.monotonic() + 5
+    while len(receiver.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert len(receiver.received) == 3  # three held at once, never more
+    receiver.hold.set()
+    posting.join(timeout=10)
+    assert outcomes == [200] * 5
+    assert len(receiver.connections) == 3
+
+
+def test_a_kept_connection_the_receiver_closed_carries_the_post_again_on_a_new_one(
+    receiver: Receiver,
+) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True))
+    post = WebhookPost(url=receiver.url, headers={}, body=b"{}")
+    receiver.close_quietly = True
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    time.sleep(0.1)  # the receiver has closed it by now; the poster still keeps it
+    assert poster.post_each([post], timedelta(seconds=15)) == [200]
+    assert len(receiver.connections) == 2
+
+
+def test_posts_stop_starting_at_the_first_without_an_answer() -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
-    silent.listen(1)
+    silent.listen(8)
     try:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
-        posts = [WebhookPost(url=url, headers={}, body=b"{}") for _ in range(3)]
-        first, *rest = GuardedPoster(Reach(http_loopback=True), timeout=0.5).post_each(
-            posts, timedelta(seconds=15)
-        )
-        assert isinstance(first, TimeoutError) and rest == [None, None]
+        posts = [WebhookPost(url=url, headers={}, body=b"{}") for _ in range(5)]
+        one_at_a_time = GuardedPoster(Reach(http_loopback=True), timeout=0.5, connections=1)
+        first, *rest = one_at_a_time.post_each(posts, timedelta(seconds=15))
+        assert isinstance(first, TimeoutError) and rest == [None] * 4
+        # Two at once: both in flight time out, and no third one starts.
+        two = GuardedPoster(Reach(http_loopback=True), timeout=0.5, connections=2)
+        outcomes = two.post_each(posts, timedelta(seconds=15))
+        assert all(isinstance(o, TimeoutError) for o in outcomes[:2])
+        assert outcomes[2:] == [None] * 3
     finally:
         silent.close()
 

@@ -21,7 +21,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.persistence.event_log import EventLog
 from domain.account import EmailClaim
-from infrastructure.event_store import ConcurrentRecorder
+from infrastructure.event_store import HELD_BACK_WAIT, ConcurrentRecorder
 from infrastructure.persistence import Database
 from tests.conftest import data_keys
 from tests.servers import PostgresCluster
@@ -82,6 +82,20 @@ def test_a_reader_waits_for_an_earlier_position_committed_after_a_later_one(
     # A has committed.
     assert read_all(pg_log, before + 1) == [first, later]
     assert recorder.max_notification_id() == later
+
+
+def test_a_reader_takes_the_settled_events_at_once_not_waiting_for_one_held_back(
+    pg_log: EventLog,
+) -> None:
+    recorder = pg_log.recorder
+    assert isinstance(recorder, ConcurrentRecorder)
+    (settled,) = [r.notification.id for r in pg_log.save(claim())]
+    with open_save(recorder, stored(pg_log, claim())) as (held,):  # not committed yet
+        (later,) = [r.notification.id for r in pg_log.save(claim())]
+        started = time.monotonic()
+        assert read_all(pg_log) == [settled]  # the prefix, without the wait for `held`
+        assert time.monotonic() - started < HELD_BACK_WAIT / 2
+    assert read_all(pg_log, settled + 1) == [held, later]
 
 
 def test_a_rolled_back_save_leaves_a_gap_the_reader_passes_once_settled(pg_log: EventLog) -> None:
