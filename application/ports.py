@@ -235,7 +235,12 @@ class RevocationList(Protocol):
     """Access tokens are self-contained; this is how a revoked session's tokens stop at once."""
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
-        """Refuse the session's access tokens for `ttl` (until the last of them has expired)."""
+        """Refuse the session's access tokens for `ttl` (until the last of them has expired);
+        an entry already there for longer keeps its own end."""
+        ...
+
+    def ended(self, session_id: UUID) -> bool:
+        """Whether the session's end is on record (revoke_session's entry, while it lasts)."""
         ...
 
     def revoke_sessions_before(
@@ -433,6 +438,11 @@ class PasskeyChallenges(Protocol):
 
     def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
 
+    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+        """Puts it unless the key is held already (expired or not): False then, and nothing
+        changes; of two callers racing with one key, exactly one gets True."""
+        ...
+
     def take(self, challenge: bytes, at: datetime) -> str | None:
         """The ceremony the challenge was issued for, removed in the same step so that no two
         callers ever take one challenge; None when unknown, already taken or expired at `at`."""
@@ -551,6 +561,11 @@ class OneTimeValues(Protocol):
     same put/take, keyed by random bytes)."""
 
     def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
+
+    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+        """Puts it unless the key is held already (expired or not): False then, and nothing
+        changes; of two callers racing with one key, exactly one gets True."""
+        ...
 
     def take(self, challenge: bytes, at: datetime) -> str | None: ...
 

@@ -52,6 +52,15 @@ class SqlitePasskeyChallenges:
                 (_key(challenge), ceremony, expires_at.timestamp()),
             )
 
+    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+        with self._file.connection() as db:
+            row = db.execute(
+                "INSERT INTO passkey_challenges VALUES (?, ?, ?)"
+                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                (_key(challenge), ceremony, expires_at.timestamp()),
+            ).fetchone()
+        return row is not None
+
     def take(self, challenge: bytes, at: datetime) -> str | None:
         with self._file.connection() as db:
             row = db.execute(
@@ -88,6 +97,15 @@ class PostgresPasskeyChallenges:
                 (_key(challenge), ceremony, expires_at.timestamp()),
             )
 
+    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+        with self._connection() as conn:
+            row = conn.execute(
+                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)"
+                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                (_key(challenge), ceremony, expires_at.timestamp()),
+            ).fetchone()
+        return row is not None
+
     def take(self, challenge: bytes, at: datetime) -> str | None:
         with self._connection() as conn:
             row = conn.execute(
@@ -121,6 +139,14 @@ class RedisPasskeyChallenges:
             # after the challenge's time by its own clock.
             ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
             self._client.set(self._prefix + _key(challenge), value, ex=ttl)
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+        value = f"{expires_at.timestamp()} {ceremony}"
+        try:
+            ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
+            return bool(self._client.set(self._prefix + _key(challenge), value, ex=ttl, nx=True))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 

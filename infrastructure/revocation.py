@@ -78,6 +78,14 @@ class SqliteRevocationList:
                 (str(session_id), until.timestamp()),
             )
 
+    def ended(self, session_id: UUID) -> bool:
+        with self._file.connection() as db:
+            row = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)",
+                (str(session_id),),
+            ).fetchone()
+        return bool(row[0])
+
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
@@ -222,6 +230,14 @@ class PostgresRevocationList:
                 "DO UPDATE SET until = greatest(tessera_revoked_sessions.until, excluded.until)",
                 (session_id, until.timestamp()),
             )
+
+    def ended(self, session_id: UUID) -> bool:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)",
+                (session_id,),
+            ).fetchone()
+        return row is not None and bool(row[0])
 
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
@@ -402,6 +418,16 @@ end
 """
 
 
+# Sets a session's end unless one lasting longer is there (a code's second use keeps its end
+# for as long as the session could have lived; a later, shorter end must not cut that short).
+# KEYS[1]: the session's key. ARGV: ttl ms.
+_LONGER = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+"""
+
+
 class AsyncRedis:
     """The request path's Redis client. An async client is bound to the event loop that first
     uses it: one per loop (a server process has one)."""
@@ -430,6 +456,7 @@ class RedisRevocationList:
         self._client = client
         self._prefix = prefix
         self._changed = client.register_script(_CHANGED)
+        self._longer = client.register_script(_LONGER)
         self._async = AsyncRedis(url)
 
     def _ttl_ms(self, ttl: timedelta) -> int:
@@ -451,9 +478,15 @@ class RedisRevocationList:
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
-            self._client.set(
-                f"{self._prefix}revoked:session:{session_id}", "1", px=self._ttl_ms(ttl)
+            self._longer(
+                keys=[f"{self._prefix}revoked:session:{session_id}"], args=[self._ttl_ms(ttl)]
             )
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def ended(self, session_id: UUID) -> bool:
+        try:
+            return bool(self._client.exists(f"{self._prefix}revoked:session:{session_id}"))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 

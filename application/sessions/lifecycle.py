@@ -37,6 +37,7 @@ from application.views import AccountView, Client, TokenPair
 from domain.account import Account
 from domain.errors import (
     AccountNotFound,
+    AuthorizationCodeReused,
     ConsentNotFound,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -204,6 +205,12 @@ class Sessions:
         online = None if "offline_access" in scopes else browser_session_id
         chain = replace(chain_of(session, self._rules, 0, now), browser_session_id=online)
         self._chains.begin(session.id, chain, digest(refresh_token))
+        # Looked for once the chain has begun: a second use of the code that ended this session
+        # before it was saved (so found nothing to end) is caught here; one that comes after
+        # this look finds the session and its chain, and ends them itself.
+        if self._revocations.ended(session.id):
+            self._end(session.id, "code_reused")
+            raise AuthorizationCodeReused(session.id)
         current = self._ensure_still_valid(account.id, generation, session, consent_of=client_id)
         return AppSession(
             session.id,
@@ -434,8 +441,16 @@ class Sessions:
         return tuple(getattr(session, "amr", None) or ())
 
     def end_app_session(self, session_id: UUID, reason: str) -> None:
-        """Ends an app's session (its consent withdrawn, its code used twice)."""
+        """Ends an app's session (its consent withdrawn, revoked by its app)."""
         self._end(session_id, reason)
+
+    def end_spent_code_session(self, session_id: UUID) -> None:
+        """Ends the app session a code's first use started, on the code's second use (RFC
+        6749, 4.1.2). The first use may still be on its way (its session not saved, its chain
+        not begun), so the end is kept as long as the session could have lived, and
+        start_app looks for it once its chain has begun: in either order the session ends."""
+        self._revocations.revoke_session(session_id, ttl=self._lasting)
+        self._end(session_id, "code_reused")
 
     @retried_on_conflict
     def _end(self, session_id: UUID, reason: str) -> None:
@@ -516,6 +531,11 @@ class Sessions:
             self._clock.now(),
             session.started_at,
         )
+
+    @property
+    def _lasting(self) -> timedelta:
+        """Longer than any session lives, or any of its access tokens."""
+        return max(self._rules.session_max_age, self._access_ttl)
 
     @property
     def _access_ttl(self) -> timedelta:

@@ -352,7 +352,7 @@ class PersonCode(AuthorizationCodeGrant):  # type: ignore[misc]
             grant = server.codes.take(code, client.view.client_id, self.request.app_session_id)
         except AuthorizationCodeReused as reused:
             log.warning("an authorization code was used twice: its app session is ended")
-            server.sessions.end_app_session(reused.session_id, "code_reused")
+            server.sessions.end_spent_code_session(reused.session_id)
             return None
         except InvalidAuthorizationCode:
             return None
