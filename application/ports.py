@@ -239,10 +239,6 @@ class RevocationList(Protocol):
         an entry already there for longer keeps its own end."""
         ...
 
-    def ended(self, session_id: UUID) -> bool:
-        """Whether the session's end is on record (revoke_session's entry, while it lasts)."""
-        ...
-
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
@@ -260,6 +256,10 @@ class RevocationList(Protocol):
     async def standing(self, claims: AccessClaims) -> Standing:
         """Whether the token's session is revoked, and what the account's marks say now: the
         one look-up an authenticated request makes of shared state."""
+        ...
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
+        """standing(), for a caller in a thread of its own (a code exchange in Authlib's)."""
         ...
 
 
@@ -283,6 +283,9 @@ class Standing:
     # The last position in the event log that this account's own commands (or commands about
     # it) recorded; its reads of read models wait for the projections to pass it. 0: none known.
     written: int
+    # The session's own end is on record (revoke_session), not only a cutoff of its account's
+    # or its app's: a code's second use leaves one for the session its first use is starting.
+    ended: bool = False
 
 
 class ChangeMarks(Protocol):

@@ -78,14 +78,6 @@ class SqliteRevocationList:
                 (str(session_id), until.timestamp()),
             )
 
-    def ended(self, session_id: UUID) -> bool:
-        with self._file.connection() as db:
-            row = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)",
-                (str(session_id),),
-            ).fetchone()
-        return bool(row[0])
-
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
@@ -152,18 +144,20 @@ class SqliteRevocationList:
     async def standing(self, claims: AccessClaims) -> Standing:
         # A local file read in WAL mode: microseconds, never blocked by a writer, so it runs on
         # the event loop rather than paying a thread hop.
+        return self.standing_now(claims)
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
         now = _now()
         with self._file.connection() as db:
             row = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
-                " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
+                "SELECT EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
                 "  AND kept_session IS NOT ?)"
                 " OR EXISTS (SELECT 1 FROM revoked_apps WHERE account_id = ? AND client_id = ?"
                 "  AND cutoff >= ?),"
                 " (SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?),"
-                " (SELECT position FROM written_positions WHERE principal = ?)",
+                " (SELECT position FROM written_positions WHERE principal = ?),"
+                " EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)",
                 (
-                    str(claims.session_id),
                     str(claims.account_id),
                     claims.issued_at,
                     str(claims.session_id),
@@ -173,9 +167,13 @@ class SqliteRevocationList:
                     str(claims.account_id),
                     now,
                     str(claims.account_id),
+                    str(claims.session_id),
                 ),
             ).fetchone()
-        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
+        ended = bool(row[3])
+        return Standing(
+            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
+        )
 
     def forget_expired(self, now: datetime) -> None:
         with self._file.connection() as db:
@@ -230,14 +228,6 @@ class PostgresRevocationList:
                 "DO UPDATE SET until = greatest(tessera_revoked_sessions.until, excluded.until)",
                 (session_id, until.timestamp()),
             )
-
-    def ended(self, session_id: UUID) -> bool:
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)",
-                (session_id,),
-            ).fetchone()
-        return row is not None and bool(row[0])
 
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
@@ -305,20 +295,19 @@ class PostgresRevocationList:
             )
 
     async def standing(self, claims: AccessClaims) -> Standing:
-        return await asyncio.to_thread(self._standing, claims)
+        return await asyncio.to_thread(self.standing_now, claims)
 
-    def _standing(self, claims: AccessClaims) -> Standing:
+    def standing_now(self, claims: AccessClaims) -> Standing:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
-                " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
+                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_accounts"
                 "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_apps"
                 "  WHERE account_id = %s AND client_id = %s AND cutoff >= %s),"
                 " (SELECT mark FROM tessera_account_marks WHERE account_id = %s AND until >= %s),"
-                " (SELECT position FROM tessera_written_positions WHERE principal = %s)",
+                " (SELECT position FROM tessera_written_positions WHERE principal = %s),"
+                " EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)",
                 (
-                    claims.session_id,
                     claims.account_id,
                     claims.issued_at,
                     claims.session_id,
@@ -328,10 +317,14 @@ class PostgresRevocationList:
                     claims.account_id,
                     _now(),
                     claims.account_id,
+                    claims.session_id,
                 ),
             ).fetchone()
         assert row is not None
-        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
+        ended = bool(row[3])
+        return Standing(
+            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
+        )
 
     def forget_expired(self, now: datetime) -> None:
         with self._connection() as conn:
@@ -484,12 +477,6 @@ class RedisRevocationList:
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 
-    def ended(self, session_id: UUID) -> bool:
-        try:
-            return bool(self._client.exists(f"{self._prefix}revoked:session:{session_id}"))
-        except redis.RedisError as error:
-            raise Unavailable("redis") from error
-
     def revoke_sessions_before(
         self, account_id: UUID, cutoff: datetime, ttl: timedelta, keep: UUID | None = None
     ) -> None:
@@ -548,22 +535,34 @@ class RedisRevocationList:
 
     async def standing(self, claims: AccessClaims) -> Standing:
         try:
-            session, account, mark, written, *app = await self._async.client().mget(
-                self._keys(claims)
-            )
+            values = await self._async.client().mget(self._keys(claims))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        revoked = session is not None or (
-            bool(app) and app[0] is not None and float(_text(app[0])) >= claims.issued_at
-        )
-        if not revoked and account is not None:
-            cutoff, _, kept = _text(account).partition("|")
-            revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
-        return Standing(
-            revoked=revoked,
-            mark=None if mark is None else _text(mark),
-            written=int(written or 0),
-        )
+        return _standing(claims, values)
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
+        try:
+            values = self._client.mget(self._keys(claims))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        return _standing(claims, values)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _standing(claims: AccessClaims, values: list[Any]) -> Standing:
+    """What RedisRevocationList's keys (_keys) say of the token's session and account."""
+    session, account, mark, written, *app = values
+    revoked = session is not None or (
+        bool(app) and app[0] is not None and float(_text(app[0])) >= claims.issued_at
+    )
+    if not revoked and account is not None:
+        cutoff, _, kept = _text(account).partition("|")
+        revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
+    return Standing(
+        revoked=revoked,
+        mark=None if mark is None else _text(mark),
+        written=int(written or 0),
+        ended=session is not None,
+    )

@@ -77,15 +77,17 @@ def test_a_second_use_answered_after_the_first_looked_kills_the_first_uses_token
     verifier, challenge = pkce()
     code = code_for(client, client_id, challenge)
     second: list[Any] = []
-    ended = container.revocations.ended
+    looks: list[Any] = []
+    standing_now = container.revocations.standing_now
 
-    def second_use_after(session_id: UUID) -> bool:
-        found = ended(session_id)
-        if not second:
+    def second_use_after(claims: Any) -> Any:
+        found = standing_now(claims)
+        looks.append(claims)
+        if len(looks) == 2:  # the first use's look once its chain has begun
             second.append(exchange(client, client_id, secret, code, verifier))
         return found
 
-    monkeypatch.setattr(container.revocations, "ended", second_use_after)
+    monkeypatch.setattr(container.revocations, "standing_now", second_use_after)
     first = exchange(client, client_id, secret, code, verifier)
     assert second, "the second use ran inside the first"
     _refused(second[0])
