@@ -3,8 +3,10 @@ person's browser asked for and proved. Kept in the store of one-time challenges 
 in with other providers), so a code is taken atomically on either deployment (SQL's DELETE ...
 RETURNING, Redis's GETDEL), and stored only as a digest.
 
-A taken code is remembered as spent for a while with the app session it started: a second use
-ends that session (4.1.2: "SHOULD revoke all tokens previously issued based on that code")."""
+A code is claimed as spent, naming the app session it is about to start, before it is taken:
+a second use, even one racing the first, finds the claim and ends that session (4.1.2: "SHOULD
+revoke all tokens previously issued based on that code"); see Sessions.end_spent_code_session
+for a second use that comes before the session is saved."""
 
 from __future__ import annotations
 
