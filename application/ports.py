@@ -435,20 +435,22 @@ class DeliveryBusy(Exception):
     """Another worker holds this delivery; try again after its claim expires."""
 
 
-class PasskeyChallenges(Protocol):
-    """WebAuthn challenges between their options and their answer: each bound to one ceremony
-    ("register:<account id>", "sign_in", "second_factor:<account id>"), each taken once."""
+class OneTimeValues(Protocol):
+    """Short-lived values, keyed by random bytes, each taken at most once: WebAuthn challenges
+    between their options and their answer (the value: the ceremony, "register:<account id>",
+    "sign_in", "second_factor:<account id>"), OpenID Connect sign-in states and codes,
+    authorization codes and pending authorization requests."""
 
-    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
+    def put(self, key: bytes, value: str, expires_at: datetime) -> None: ...
 
-    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
         """Puts it unless the key is held already (expired or not): False then, and nothing
         changes; of two callers racing with one key, exactly one gets True."""
         ...
 
-    def take(self, challenge: bytes, at: datetime) -> str | None:
-        """The ceremony the challenge was issued for, removed in the same step so that no two
-        callers ever take one challenge; None when unknown, already taken or expired at `at`."""
+    def take(self, key: bytes, at: datetime) -> str | None:
+        """The value put under `key`, removed in the same step so that no two callers ever take
+        one; None when unknown, already taken or expired at `at`."""
         ...
 
 
@@ -557,20 +559,6 @@ class IdentityProviders(Protocol):
     ) -> ProviderIdentity:
         """Redeems the code and verifies what comes back; ProviderRefused or ProviderDown."""
         ...
-
-
-class OneTimeValues(Protocol):
-    """Short-lived values each taken at most once (the passkey challenge store serves: the
-    same put/take, keyed by random bytes)."""
-
-    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None: ...
-
-    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
-        """Puts it unless the key is held already (expired or not): False then, and nothing
-        changes; of two callers racing with one key, exactly one gets True."""
-        ...
-
-    def take(self, challenge: bytes, at: datetime) -> str | None: ...
 
 
 @dataclass(frozen=True)

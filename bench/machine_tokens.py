@@ -173,38 +173,9 @@ def add_figure(
 
 def main() -> int:
     """`python -m bench.machine_tokens`: these figures alone (see the module)."""
-    import tempfile
-    from datetime import UTC, datetime
+    from bench.run import signed_in_alone  # bench.run imports this module
 
-    from bench.config import load_config
-    from bench.run import RESULTS, Bench
-    from bench.service import serve, service_env
-    from interfaces.settings import load_settings
-    from tests.servers import postgres_cluster, start_redis
-
-    config = load_config()
-    work = Path(tempfile.mkdtemp(prefix="tessera-bench-op-"))
-    bench = Bench(config, work)
-    backend = f"PG+Redis, {config.server_workers} workers"
-    with postgres_cluster(durable=True) as cluster:
-        redis = start_redis()
-        try:
-            env = service_env(work / "pg", cluster.new_database(), redis.url)
-            (work / "pg").mkdir()
-            settings = load_settings(env)
-            bench.seed(settings, 0, config.accounts_small, backend)
-            with serve(env, config.server_workers, work / "pg-server.log") as server:
-                bench.warm(server)
-                access, _ = bench.sign_in(server, config.accounts_small, "pg-small")
-                machine_figures(bench, server, settings, access, backend)
-        finally:
-            redis.stop()
-    path = RESULTS / f"op-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    bench.report.write(path)
-    print()
-    print(bench.report.table())
-    print(f"\nwritten to {path} (server log in {work})")
-    return 0
+    return signed_in_alone(machine_figures, "op")
 
 
 if __name__ == "__main__":

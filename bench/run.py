@@ -592,6 +592,38 @@ class Bench:
         Wrk(script="get.lua", url=f"{server.url}{path}", duration=2, connections=4, threads=2).run()
 
 
+def signed_in_alone(
+    figures: Callable[[Bench, Server, Settings, Path, str], None], name: str
+) -> int:
+    """`python -m bench.<module>` for a module's figures alone: the small population seeded on
+    PostgreSQL (durable) + Redis, `tessera serve --workers N` warmed and signed in to as by
+    `make bench`, then `figures` given the access tokens; the report is written to
+    bench/results/<name>-<time>.json and the work folder (server log) is kept."""
+    config = load_config()
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-op-"))
+    bench = Bench(config, work)
+    backend = f"PG+Redis, {config.server_workers} workers"
+    with postgres_cluster(durable=True) as cluster:
+        redis = start_redis()
+        try:
+            env = service_env(work / "pg", cluster.new_database(), redis.url)
+            (work / "pg").mkdir()
+            settings = load_settings(env)
+            bench.seed(settings, 0, config.accounts_small, backend)
+            with serve(env, config.server_workers, work / "pg-server.log") as server:
+                bench.warm(server)
+                access, _ = bench.sign_in(server, config.accounts_small, "pg-small")
+                figures(bench, server, settings, access, backend)
+        finally:
+            redis.stop()
+    path = RESULTS / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    bench.report.write(path)
+    print()
+    print(bench.report.table())
+    print(f"\nwritten to {path} (server log in {work})")
+    return 0
+
+
 def check_durability(cluster: PostgresCluster) -> dict[str, str]:
     """The cluster's flush settings, as the server reports them: the published figures are of a
     PostgreSQL that flushes every commit, as a real deployment does (the tests' is not)."""

@@ -833,22 +833,10 @@ class Account(Aggregate):
             },
         }
 
-    def app_session_started(
-        self, client_id: str, session_id: UUID, at: datetime, forget_before: datetime
-    ) -> None:
-        """An app session (a code exchanged) under the app's consent. No longer recorded (issue
-        #22: every exchange of one person contended for this stream); an app's consent reaches
-        its sessions through a cutoff in the shared store instead. Kept so that the streams
-        that have these events still load (and their replay stays tested)."""
-        if client_id not in self._consents():
-            raise ConsentNotFound
-        self._app_session_started(
-            client_id=client_id,
-            session_id=session_id,
-            forget_before=forget_before,
-            timestamp=at,
-        )
-
+    # An app session (a code exchanged) under the app's consent was once recorded here. No
+    # longer (issue #22: every exchange of one person contended for this stream); an app's
+    # consent reaches its sessions through a cutoff in the shared store instead. No command
+    # records it now: the event stays so that the streams that have it still load.
     @event("AppSessionStarted")
     def _app_session_started(
         self, client_id: str, session_id: UUID, forget_before: datetime, timestamp: datetime

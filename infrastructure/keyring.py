@@ -70,10 +70,6 @@ class Keyring:
     def current(self) -> bytes:
         return self._current.secret
 
-    @property
-    def has_fallbacks(self) -> bool:
-        return len(self._all) > 1
-
     def wrap(self, owner: UUID, key: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
         sealed = self._current.aead.encrypt(nonce, key, owner.bytes)

@@ -1,5 +1,5 @@
 """A SQLite file of the embedded default's shared state (denylist, marks, refresh-token chains,
-passkey challenges), which other processes (`tessera admin`) write too."""
+one-time values), which other processes (`tessera admin`) write too."""
 
 from __future__ import annotations
 

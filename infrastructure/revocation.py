@@ -30,6 +30,29 @@ CHANGING_TTL = timedelta(seconds=60)
 MARK_TTL = timedelta(days=1)
 
 
+# Every table of the revocation list, each row deciding nothing once its `until` has passed:
+# a revoked session's or cutoff's tokens have all expired, a mark past it is read as no mark,
+# and a written position past it was passed by the projections long ago.
+_TABLES = (
+    "revoked_sessions",
+    "revoked_accounts",
+    "revoked_apps",
+    "account_marks",
+    "written_positions",
+)
+
+# The purge finds the expired rows of the tables that grow with every logout and revocation
+# by index; the marks and positions are one row per account, rewritten by every save (an
+# index on `until` would cost each save a write), so a pass reads them whole.
+_EXPIRY_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS {prefix}revoked_sessions_until"
+    " ON {prefix}revoked_sessions (until);"
+    "CREATE INDEX IF NOT EXISTS {prefix}revoked_accounts_until"
+    " ON {prefix}revoked_accounts (until);"
+    "CREATE INDEX IF NOT EXISTS {prefix}revoked_apps_until ON {prefix}revoked_apps (until);"
+)
+
+
 # The embedded default's marks table; the refresh-token chains read it in the same file.
 ACCOUNT_MARKS = (
     "CREATE TABLE IF NOT EXISTS account_marks ("
@@ -66,7 +89,8 @@ class SqliteRevocationList:
             " until REAL NOT NULL, PRIMARY KEY (account_id, client_id));"
             + ACCOUNT_MARKS
             + "CREATE TABLE IF NOT EXISTS written_positions ("
-            " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);",
+            " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
+            + _EXPIRY_INDEXES.format(prefix=""),
         )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -175,11 +199,19 @@ class SqliteRevocationList:
             revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
         )
 
-    def forget_expired(self, now: datetime) -> None:
-        with self._file.connection() as db:
-            for table in ("revoked_sessions", "revoked_accounts", "revoked_apps", "account_marks"):
-                db.execute(f"DELETE FROM {table} WHERE until < ?", (now.timestamp(),))  # noqa: S608
-            db.execute("DELETE FROM written_positions WHERE until < ?", (now.timestamp(),))
+    def forget_expired(self, now: datetime, limit: int) -> int:
+        """Deletes up to `limit` rows of each table whose `until` has passed (each decides
+        nothing any more: see ExpiredState); returns the most deleted from one table."""
+        most = 0
+        for table in _TABLES:
+            with self._file.connection() as db:  # a short write each, so requests wait little
+                deleted = db.execute(
+                    f"DELETE FROM {table} WHERE until < ? AND rowid IN"  # noqa: S608
+                    f" (SELECT rowid FROM {table} WHERE until < ? LIMIT ?)",
+                    (now.timestamp(), now.timestamp(), limit),
+                ).rowcount
+            most = max(most, deleted)
+        return most
 
     def close(self) -> None:
         self._file.close()
@@ -219,6 +251,8 @@ class PostgresRevocationList:
                 " principal uuid PRIMARY KEY, position bigint NOT NULL,"
                 " until double precision NOT NULL)"
             )
+            for index in _EXPIRY_INDEXES.format(prefix="tessera_").split(";")[:-1]:
+                conn.execute(index)
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl
@@ -326,16 +360,20 @@ class PostgresRevocationList:
             revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
         )
 
-    def forget_expired(self, now: datetime) -> None:
-        with self._connection() as conn:
-            for table in (
-                "tessera_revoked_sessions",
-                "tessera_revoked_accounts",
-                "tessera_revoked_apps",
-                "tessera_account_marks",
-                "tessera_written_positions",
-            ):
-                conn.execute(f"DELETE FROM {table} WHERE until < %s", (now.timestamp(),))  # noqa: S608
+    def forget_expired(self, now: datetime, limit: int) -> int:
+        """As SqliteRevocationList.forget_expired. By row version (ctid), and `until` checked
+        again: a row another process extends meanwhile (a session revoked once more) is a new
+        version, which this delete neither matches nor removes."""
+        most = 0
+        for table in _TABLES:
+            with self._connection() as conn:
+                deleted = conn.execute(
+                    f"DELETE FROM tessera_{table} WHERE until < %s AND ctid = ANY(ARRAY("  # noqa: S608
+                    f"SELECT ctid FROM tessera_{table} WHERE until < %s LIMIT %s))",
+                    (now.timestamp(), now.timestamp(), limit),
+                ).rowcount
+            most = max(most, deleted)
+        return most
 
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return guarded_connection(self._pool, self._outage)

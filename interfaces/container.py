@@ -62,6 +62,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.common_passwords import load_common_passwords
 from infrastructure.data_keys import KeyStoreEmpty, WrappedDataKeys
 from infrastructure.devices import device_name
+from infrastructure.expired_state import ExpiredState
 from infrastructure.freshness import ProjectionWaits
 from infrastructure.hash_gate import HashGate
 from infrastructure.key_rotation import KeyLifetimes, ServiceKeyRotation
@@ -97,7 +98,7 @@ from interfaces.settings import Settings, identity_providers
 from interfaces.stores.embedded import embedded_stores
 from interfaces.stores.postgres import postgres_stores
 from interfaces.stores.redis_state import redis_state
-from interfaces.stores.roles import ChainStore, ChallengeStore, RevocationStore, Wakeups
+from interfaces.stores.roles import ChainStore, OneTimeValueStore, RevocationStore, Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Container:
     mfa: Mfa
     reauthentication: Reauthentication
     passkeys: Passkeys
-    passkey_challenges: ChallengeStore
+    one_time_values: OneTimeValueStore
     external_sign_in: ExternalSignIn
     access: Access
     administration: Administration
@@ -216,12 +217,10 @@ class Container:
         self.mail_broker.stop()
         self.revocations.close()
         self.chains.close()
-        self.passkey_challenges.close()
+        self.one_time_values.close()
         for projector in self.projectors:
             projector.close()
         self.log.close()
-        if self.keys is not None:
-            self.keys.close()
         if self.keys is not None:
             self.keys.close()
 
@@ -285,7 +284,7 @@ def _build(
         log.close()
         raise
     revocations, chains = stores.shared.revocations, stores.shared.chains
-    challenges = stores.shared.challenges
+    one_time_values = stores.shared.one_time_values
     log.announce_to(revocations)
 
     slots, queue = hash_admission(settings)
@@ -440,7 +439,7 @@ def _build(
         otp,
         box,
         webauthn,
-        challenges,
+        one_time_values,
         throttle,
         clock,
         ReauthenticationRules(
@@ -472,6 +471,8 @@ def _build(
     ]
     wakeups = stores.wakeups
     lag_reports = LagReports(projectors, clock)
+    expiring = stores.shared.expiring
+    expired_state = ExpiredState(expiring, stores.lease("expired-state")) if expiring else None
     waits = ProjectionWaits(
         projectors, settings.read_your_writes_wait, wakeups.notify if wakeups else None
     )
@@ -512,7 +513,7 @@ def _build(
         passkeys=Passkeys(
             log,
             webauthn,
-            challenges,
+            one_time_values,
             login,
             session_life,
             signer,
@@ -524,13 +525,11 @@ def _build(
                 lockout=session_rules.lockout,
             ),
         ),
-        passkey_challenges=challenges,
-        # The passkey challenges' store keeps OIDC states and sign-in codes too: the same
-        # short-lived values, each taken once.
+        one_time_values=one_time_values,
         external_sign_in=ExternalSignIn(
             log,
             OidcClients(identity_providers(settings), timeout=settings.oidc_timeout),
-            challenges,
+            one_time_values,
             session_life,
             signer,
             box,
@@ -553,7 +552,7 @@ def _build(
         administration=Administration(log, session_life, clock),
         clients=clients,
         consents=Consents(log, clients, session_life, clock),
-        authorization_codes=AuthorizationCodes(challenges, clock),
+        authorization_codes=AuthorizationCodes(one_time_values, clock),
         webhooks=webhooks,
         replays=replays,
         webhook_deliveries=Deliveries(webhooks, webhook_ledger),
@@ -609,6 +608,7 @@ def _build(
             stores.shared.redis,
             key_store=keys if apart is not None else None,
             replays=replays,
+            expired_state=expired_state,
         ),
         csrf_key=keys.service_keys(CSRF, clock.now),
         service_keys=ServiceKeyRotation(

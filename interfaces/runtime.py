@@ -1,5 +1,6 @@
 """What runs once the object graph is built: the answers of /health/ready, and the background
-threads (lag reports, the mail redelivery sweep, the projectors, the in-process mail worker).
+threads (lag reports, the mail redelivery sweep, the webhook sweep, the purge of expired
+revocations, the projectors, the in-process mail worker).
 The composition root (interfaces/container.py) hands it the parts; it builds none."""
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from application.webhooks.feed import WebhookFeed
 from application.webhooks.replay import Replays
 from infrastructure.broker import MailBroker
 from infrastructure.data_keys import WrappedDataKeys
+from infrastructure.expired_state import ExpiredState
 from infrastructure.lag_reports import LagReports
 from infrastructure.projector import Lag, Projector
 from interfaces.settings import Settings
 from interfaces.stores.roles import Wakeups
 
 log = logging.getLogger(__name__)
+IN_PROCESS_POLL_MS = 200
 
 
 class Runtime:
@@ -38,6 +41,7 @@ class Runtime:
         redis: redis.Redis | None,
         key_store: WrappedDataKeys | None = None,
         replays: Replays | None = None,
+        expired_state: ExpiredState | None = None,
     ) -> None:
         self._settings = settings
         self._log = log
@@ -50,7 +54,9 @@ class Runtime:
         self._replays = replays
         self._redis = redis
         self._key_store = key_store  # a key store of its own (KEY_STORE_URL): one more dependency
+        self._expired_state = expired_state  # None where Redis holds the shared state
         self._stop = threading.Event()
+        self._started = False
 
     def readiness(self) -> dict[str, str]:
         """What /health/ready reports: each dependency "ok" or "unreachable", each asked one
@@ -97,16 +103,25 @@ class Runtime:
 
     def start_background(self) -> None:
         """Inside `tessera serve`: the lag metrics; on the embedded default also the
-        projections, the mail worker, and redelivery of what the in-memory broker lost with
-        the last process."""
+        projections, the mail worker, redelivery of what the in-memory broker lost with
+        the last process, and the purge of expired revocations. Once: a second lifespan of the same app (an ASGI test client's, or a
+        server that starts the app twice) must not run every projection twice."""
+        if self._started:
+            return
+        self._started = True
         self._start_lag_reports()
         if not self.runs_in_one_process:
             return
+        # In-memory queues cost nothing to poll: a short poll lets the process stop in a fifth
+        # of a second instead of two (a worker notices a stop only at its threads' next poll).
         self._mail_broker.start_worker(
-            self._settings.worker_threads, webhook_threads=self._settings.webhook_worker_threads
+            self._settings.worker_threads,
+            poll_ms=IN_PROCESS_POLL_MS,
+            webhook_threads=self._settings.webhook_worker_threads,
         )
         self._start_redelivery(first_sweep_older_than=timedelta(0))
         self._start_webhook_sweep()
+        self._start_forgetting()
         for projector in self._projectors:
             projector.start(self._stop)
 
@@ -115,6 +130,7 @@ class Runtime:
         self._start_lag_reports()
         self._start_redelivery(first_sweep_older_than=self._lost_after)
         self._start_webhook_sweep()
+        self._start_forgetting()
         if self._wakeups is not None:
             self._wakeups.listen(self._projectors, self._stop)
         threads = [projector.start(self._stop) for projector in self._projectors]
@@ -168,3 +184,26 @@ class Runtime:
                 self._stop.wait(interval)
 
         threading.Thread(target=sweep, name="mail-redelivery", daemon=True).start()
+
+    def _start_forgetting(self) -> None:
+        """Deletes the revocation list's expired rows where they sit in tables (no Redis), in
+        the one process of those running this that holds the lease: a first pass at start,
+        then one every ten minutes (sooner while a backlog remains)."""
+        expired = self._expired_state
+        if expired is None:
+            return
+
+        def sweep() -> None:
+            try:
+                while not self._stop.is_set():
+                    more = False
+                    try:
+                        more = expired.forget_some()
+                    except Exception:
+                        if not self._stop.is_set():  # not the stores closing under it
+                            log.exception("purge of expired revocations failed; trying again")
+                    self._stop.wait(expired.next_pass_after(more).total_seconds())
+            finally:
+                expired.release()
+
+        threading.Thread(target=sweep, name="expired-state", daemon=True).start()

@@ -97,10 +97,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture
+def settings_environ() -> dict[str, str]:
+    """Settings a module's tests need beside the defaults: a module overrides this fixture."""
+    return {}
+
+
 @pytest.fixture(params=["sqlite", "postgres+redis"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """A fresh service on the embedded default, and on PostgreSQL with Redis (production)."""
-    environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2}
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, settings_environ: dict[str, str]
+) -> Settings:
+    """A fresh service on the embedded default, and on PostgreSQL with Redis (production),
+    with the module's `settings_environ`."""
+    environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2, **settings_environ}
     if request.param == "postgres+redis":
         environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
         environ["REDIS_URL"] = request.getfixturevalue("redis_url")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from application.ports import Clock, PasskeyChallenges
+from application.ports import Clock, OneTimeValues
 from domain.errors import AuthorizationCodeReused, InvalidAuthorizationCode
 
 LIFETIME = timedelta(seconds=60)
@@ -62,7 +62,7 @@ class CodeGrant:
 
 
 class AuthorizationCodes:
-    def __init__(self, store: PasskeyChallenges, clock: Clock) -> None:
+    def __init__(self, store: OneTimeValues, clock: Clock) -> None:
         self._store = store
         self._clock = clock
 

@@ -2,7 +2,7 @@
 signing in with one, alone (a discoverable credential, user verification required) or as the
 second factor after a password.
 
-Each ceremony's challenge is kept (PasskeyChallenges) bound to what it was issued for, and is
+Each ceremony's challenge is kept (OneTimeValues) bound to what it was issued for, and is
 taken, once, by the answer that carries it: so an answer is good for its own ceremony only,
 once, and within PASSKEY_CHALLENGE_TTL. The challenge is read from the answer's clientDataJSON
 before anything is verified, and the signature over that clientDataJSON is then checked
@@ -25,7 +25,7 @@ from application.ports import (
     Clock,
     CredentialRefused,
     NewCredential,
-    PasskeyChallenges,
+    OneTimeValues,
     TokenSigner,
     WebAuthn,
 )
@@ -83,7 +83,7 @@ class Passkeys:
         self,
         log: EventLog,
         webauthn: WebAuthn,
-        challenges: PasskeyChallenges,
+        challenges: OneTimeValues,
         login: Login,
         sessions: Sessions,
         signer: TokenSigner,

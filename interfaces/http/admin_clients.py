@@ -16,7 +16,7 @@ from application.ports import Caller
 from domain.client import ClientSettings
 from interfaces.http.admin import admin, operator
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
-from interfaces.http.schemas import ClientChanges, ClientRequest, ClientSecret
+from interfaces.http.schemas import ClientChanges, ClientRequest, ClientSecret, given
 from interfaces.http.security import BEARER
 
 # The answers that show a secret are kept by no cache, shared or the browser's.
@@ -81,12 +81,7 @@ class ClientsController(Controller):
         data: JSONBody[ClientChanges],
     ) -> ClientView:
         """Changes the fields given; the others stay."""
-        changes = {
-            name: value
-            for name, value in msgspec.structs.asdict(data).items()
-            if value is not msgspec.UNSET
-        }
-        return clients.update(str(client_id), changes, operator(admin))
+        return clients.update(str(client_id), given(data), operator(admin))
 
     @post(
         "/{client_id:uuid}/secret",

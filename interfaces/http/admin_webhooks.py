@@ -25,7 +25,13 @@ from application.webhooks.replay import Replays, ReplayView
 from domain.webhook import EndpointSettings
 from interfaces.http.admin import admin, operator
 from interfaces.http.openapi import BEARER_ERRORS, BODY, problems
-from interfaces.http.schemas import ReplayRequest, WebhookChanges, WebhookRequest, WebhookSecret
+from interfaces.http.schemas import (
+    ReplayRequest,
+    WebhookChanges,
+    WebhookRequest,
+    WebhookSecret,
+    given,
+)
 from interfaces.http.security import BEARER
 
 # The answers that show a secret are kept by no cache, shared or the browser's.
@@ -90,12 +96,7 @@ class WebhooksController(Controller):
         data: JSONBody[WebhookChanges],
     ) -> EndpointView:
         """Changes the fields given; the others stay."""
-        changes = {
-            name: value
-            for name, value in msgspec.structs.asdict(data).items()
-            if value is not msgspec.UNSET
-        }
-        return webhooks.update(str(webhook_id), changes, operator(admin))
+        return webhooks.update(str(webhook_id), given(data), operator(admin))
 
     @delete(
         "/{webhook_id:uuid}",

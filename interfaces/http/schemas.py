@@ -40,6 +40,15 @@ class Request(msgspec.Struct, forbid_unknown_fields=True):
     """Unknown fields are refused: a typo must not be silently ignored."""
 
 
+def given(changes: Request) -> dict[str, Any]:
+    """The fields a body of changes names (the others are msgspec.UNSET): only they change."""
+    return {
+        name: value
+        for name, value in msgspec.structs.asdict(changes).items()
+        if value is not msgspec.UNSET
+    }
+
+
 class RegisterRequest(Request):
     email: Email
     username: Username

@@ -26,7 +26,7 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 
-from application.ports import PasskeyChallenges
+from application.ports import OneTimeValues
 from domain.errors import DomainError
 from interfaces.http.oauth2_server import (
     Form,
@@ -53,9 +53,9 @@ ASKS = {
 
 class PendingRequests:
     """Authorization requests waiting for the person (a sign-in, a decision): kept in the
-    store of one-time challenges, each taken once by the request that resumes it."""
+    store of one-time values, each taken once by the request that resumes it."""
 
-    def __init__(self, store: PasskeyChallenges, site: Site) -> None:
+    def __init__(self, store: OneTimeValues, site: Site) -> None:
         self._store = store
         self._clock = site.container.clock
 
@@ -89,7 +89,7 @@ class Authorization:
     def __init__(self, site: Site, server: TesseraAuthorizationServer) -> None:
         self.site = site
         self.server = server
-        self.pending = PendingRequests(site.container.passkey_challenges, site)
+        self.pending = PendingRequests(site.container.one_time_values, site)
 
     def oauth_request(self, request: AnyRequest, params: list[tuple[str, str]]) -> FormRequest:
         uri = self.site.container.settings.public_url.rstrip("/") + "/oauth2/authorize"

@@ -11,7 +11,7 @@ from application.webhooks.feed import WebhookFeed
 from infrastructure.data_keys import DataKeyTable, SqliteDataKeyTable, WrappedDataKeys
 from infrastructure.lease import FileLease
 from infrastructure.mail_ledger import SqliteMailLedger
-from infrastructure.passkey_challenges import SqlitePasskeyChallenges
+from infrastructure.one_time_values import SqliteOneTimeValues
 from infrastructure.persistence import Database
 from infrastructure.projector import Lease
 from infrastructure.rate_limit import LocalRateLimiter
@@ -39,14 +39,18 @@ def embedded_stores(
         # Released by the operating system when its holder exits, however it exits.
         return FileLease(database.sqlite_path.with_name(f"{name}.lease"))
 
-    return Stores(
-        shared=shared
-        or SharedState(
-            revocations=SqliteRevocationList(data / "revocations.sqlite"),
+    def in_files() -> SharedState:
+        revocations = SqliteRevocationList(data / "revocations.sqlite")
+        return SharedState(
+            revocations=revocations,
             chains=SqliteRefreshChains(data / "revocations.sqlite"),
-            challenges=SqlitePasskeyChallenges(data / "passkey_challenges.sqlite"),
+            one_time_values=SqliteOneTimeValues(data / "passkey_challenges.sqlite"),
             limiter=LocalRateLimiter(),
-        ),
+            expiring=(revocations,),
+        )
+
+    return Stores(
+        shared=shared or in_files(),
         mail_ledger=database.sqlite_tracking_recorder(MailOutbox.name, SqliteMailLedger),
         webhook_ledger=database.sqlite_tracking_recorder(WebhookFeed.name, SqliteWebhookLedger),
         accounts=database.sqlite_tracking_recorder("accounts", SqliteAccounts),

@@ -12,7 +12,7 @@ from application.webhooks.feed import WebhookFeed
 from infrastructure.data_keys import DataKeyTable, PostgresDataKeyTable, WrappedDataKeys
 from infrastructure.lease import PostgresLease
 from infrastructure.mail_ledger import PostgresMailLedger
-from infrastructure.passkey_challenges import PostgresPasskeyChallenges
+from infrastructure.one_time_values import PostgresOneTimeValues
 from infrastructure.persistence import Database, fail_fast
 from infrastructure.projector import Lease
 from infrastructure.rate_limit import LocalRateLimiter
@@ -42,11 +42,13 @@ def postgres_stores(
 
     def in_tables() -> SharedState:
         pool = revocation_pool(conninfo)
+        revocations = PostgresRevocationList(pool, outage=log.outage)
         return SharedState(
-            revocations=PostgresRevocationList(pool, outage=log.outage),
+            revocations=revocations,
             chains=PostgresRefreshChains(pool, outage=log.outage),
-            challenges=PostgresPasskeyChallenges(revocation_pool(conninfo), outage=log.outage),
+            one_time_values=PostgresOneTimeValues(revocation_pool(conninfo), outage=log.outage),
             limiter=LocalRateLimiter(),
+            expiring=(revocations,),
         )
 
     def lease(name: str) -> Lease:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis
 
-from infrastructure.passkey_challenges import RedisPasskeyChallenges
+from infrastructure.one_time_values import RedisOneTimeValues
 from infrastructure.rate_limit import RedisRateLimiter
 from infrastructure.refresh_chains import RedisRefreshChains
 from infrastructure.revocation import RedisRevocationList
@@ -18,7 +18,7 @@ def redis_state(url: str) -> SharedState:
     return SharedState(
         revocations=RedisRevocationList(client, url),
         chains=RedisRefreshChains(client, url),
-        challenges=RedisPasskeyChallenges(client),
+        one_time_values=RedisOneTimeValues(client),
         limiter=RedisRateLimiter(client),
         redis=client,
     )

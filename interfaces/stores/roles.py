@@ -13,10 +13,11 @@ from eventsourcing.persistence import TrackingRecorder
 
 from application.factors.throttle import RateLimiter
 from application.mail.outbox import MailLedger
-from application.ports import ChangeMarks, PasskeyChallenges, RefreshChains, RevocationList
+from application.ports import ChangeMarks, OneTimeValues, RefreshChains, RevocationList
 from application.privacy.personal_data import Deliveries, SessionHistory
 from application.read_side.read_batch import ReadStore
 from application.webhooks.records import WebhookLedger
+from infrastructure.expired_state import Expiring
 from infrastructure.projector import Lease, Projector
 
 
@@ -30,8 +31,9 @@ class ChainStore(RefreshChains, Protocol):
     def close(self) -> None: ...
 
 
-class ChallengeStore(PasskeyChallenges, Protocol):
-    """Passkey challenges, and the OIDC states and sign-in codes kept the same way."""
+class OneTimeValueStore(OneTimeValues, Protocol):
+    """Passkey challenges, OIDC states and sign-in codes, authorization codes and pending
+    authorization requests: short-lived values, each taken once."""
 
     def close(self) -> None: ...
 
@@ -62,14 +64,16 @@ class Wakeups(Protocol):
 @dataclass(frozen=True)
 class SharedState:
     """What every API process must agree on at once: revocations, refresh chains, one-time
-    challenges and rate limits, all in one store."""
+    values and rate limits, all in one store."""
 
     revocations: RevocationStore
     chains: ChainStore
-    challenges: ChallengeStore
+    one_time_values: OneTimeValueStore
     limiter: RateLimiter
     # The Redis client, when Redis holds them: /health/ready asks it a question of its own.
     redis: redis.Redis | None = None
+    # The stores whose expired rows must be deleted (tables; Redis expires its keys itself).
+    expiring: tuple[Expiring, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -414,7 +414,7 @@ def test_a_second_use_of_a_code_between_the_first_uses_claim_and_take_ends_it(
     begun: list[Any] = []
     begin = container.chains.begin
     monkeypatch.setattr(container.chains, "begin", lambda *args: (begun.append(args), begin(*args)))
-    store = container.passkey_challenges
+    store = container.one_time_values
     take = store.take
     second: list[UUID] = []
 

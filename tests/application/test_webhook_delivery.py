@@ -34,9 +34,8 @@ from application.webhooks.replay import REPLAY_HOLD, Replays
 from domain.webhook import FAILING_FOR, EndpointSettings, Reach
 from infrastructure.webhook_post import MAX_ANSWER, GuardedPoster
 from interfaces.container import Container
-from interfaces.settings import Settings, load_settings
 from tests.application.test_notices import mails_by_key, text_of
-from tests.conftest import FAST_ARGON2, FakeClock, run_projections
+from tests.conftest import FakeClock, run_projections
 from tests.http.test_api import Client, register_and_verify
 from tests.http.test_read_side_api import with_role
 
@@ -114,17 +113,9 @@ def other_receiver() -> Iterator[Receiver]:
     running.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres+redis"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {
-        "DATA_DIR": str(tmp_path / "var"),
-        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
-        **FAST_ARGON2,
-    }
-    if request.param == "postgres+redis":
-        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
-        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
-    return load_settings(environ)
+@pytest.fixture
+def settings_environ() -> dict[str, str]:
+    return {"WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}  # the receivers are local
 
 
 def endpoint(container: Container, url: str, *events: str, personal: bool = False) -> str:

@@ -6,33 +6,14 @@ a question; without a hint they are asked first, and stay signed in until they c
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import pytest
 
-from tests.browser.harness import CHROMIUM_FLAGS, ensure_chromium
-from tests.browser.test_authorize_in_browser import App, app  # noqa: F401 - the fixture
-from tests.browser.test_pages_in_browser import EMAIL, PASSWORD, Person, serve
-from tests.e2e.test_serve import tessera
-
-playwright = pytest.importorskip("playwright.sync_api")
-# RFC 7636, appendix B: this verifier's S256 challenge.
-VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-
-
-def sign_in(me: Person) -> None:
-    me.page.goto(f"{me.base}/login")
-    me.page.fill("#login", "ada")
-    me.page.fill("#password", PASSWORD)
-    me.press("Sign in")
-    assert me.heading() == "My account"
+from tests.browser.other_site import VERIFIER, App, sign_in, signed_in_person
+from tests.browser.test_pages_in_browser import serve
 
 
 def signed_in(context: Any, base: str) -> bool:
@@ -44,52 +25,13 @@ def signed_in(context: Any, base: str) -> bool:
     return bool(heading == "My account")
 
 
-def test_an_app_on_another_site_signs_the_person_out(tmp_path: Path, app: App) -> None:  # noqa: F811
-    executable = ensure_chromium()
+def test_an_app_on_another_site_signs_the_person_out(tmp_path: Path, app: App) -> None:
     for base, data_dir in serve(tmp_path):
-        env = {**os.environ, "DATA_DIR": str(data_dir), "PUBLIC_URL": base}
-        for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
-            env.pop(name, None)
-        callback = f"{app.origin}/cb"
-        made = subprocess.run(
-            [
-                *(tessera(), "admin", "client", "create", "Wiki", "--public"),
-                *("--redirect-uri", callback, "--post-logout-redirect-uri", callback),
-                *("--scope", "openid", "--scope", "email"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert made.returncode == 0, made.stderr
-        client_id = json.loads(made.stdout)["client_id"]
-        app.link = f"{base}/oauth2/authorize?" + urlencode(
-            {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": callback,
-                "scope": "openid email",
-                "state": "sign-in",
-                "code_challenge": CHALLENGE,
-                "code_challenge_method": "S256",
-            }
-        )
-        registered = httpx.post(
-            f"{base}/api/auth/register",
-            json={"email": EMAIL, "username": "ada", "password": PASSWORD},
-        )
-        assert registered.status_code == 201, registered.text
-
-        with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-            context = browser.new_context(viewport={"width": 1100, "height": 800})
-            page = context.new_page()
-            me = Person(page, base, data_dir / "mail")
-            page.goto(me.link_from_mail("verify-email", set()))
-            me.press("Confirm my email address")
-
-            sign_in(me)
+        callback = app.callback
+        client_id = app.register(base, data_dir, "--post-logout-redirect-uri", callback)
+        app.link = app.authorize_link(base, client_id, "sign-in")
+        with signed_in_person(base, data_dir) as (context, me):
+            page = me.page
             page.goto(app.origin)
             page.click("#sign-in")
             page.wait_for_selector("text=asks to")
@@ -135,5 +77,4 @@ def test_an_app_on_another_site_signs_the_person_out(tmp_path: Path, app: App) -
             me.press("Sign out")
             page.wait_for_url(f"{callback}?state=two")
             assert not signed_in(context, base)
-            browser.close()
         assert me.csp_violations == []

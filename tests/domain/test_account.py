@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -257,6 +258,27 @@ def test_a_login_failure_recorded_before_commands_were_named_replays_as_a_sign_i
     del failed.__dict__["command"]  # as an event stored before the field existed
     replayed = failed.mutate(created.mutate(None))
     assert replayed is not None and replayed.failed_logins == 1
+
+
+def test_a_stream_with_an_app_session_started_event_still_loads() -> None:
+    """No command records AppSessionStarted any longer (issue #22); streams that hold it load,
+    and the session counts under the app's consent as it did."""
+    account = registered()
+    account.grant_consent("client-1", ["openid"], T0)
+    session_id = uuid4()
+    account._app_session_started(
+        client_id="client-1", session_id=session_id, forget_before=T0, timestamp=T0
+    )
+    account.revoke_consent("client-1", T0 + timedelta(days=1))
+    events = account.collect_events()
+    assert [type(e).__name__ for e in events][-2:] == ["AppSessionStarted", "ConsentRevoked"]
+    replayed = None
+    for e in events[:-1]:
+        replayed = e.mutate(replayed)
+    assert replayed is not None
+    assert replayed.consents["client-1"]["sessions"] == {str(session_id): T0.isoformat()}
+    replayed = events[-1].mutate(replayed)
+    assert vars(replayed) == vars(account) and "client-1" not in account.consented_clients()
 
 
 def test_renewed_recovery_codes_replace_the_old_ones() -> None:

@@ -29,6 +29,17 @@ def tessera() -> str:
     return found
 
 
+def run_tessera(data_dir: Path, *args: str, **settings: str) -> str:
+    """`tessera ARGS` on the embedded default's DATA_DIR, as an operator runs it beside
+    `tessera serve`, with `settings`: what it printed."""
+    env = {**os.environ, "DATA_DIR": str(data_dir), **settings}
+    for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
+        env.pop(name, None)
+    done = subprocess.run([tessera(), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @contextlib.contextmanager
 def serving(
     deployment: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: str

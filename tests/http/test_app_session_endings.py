@@ -15,7 +15,7 @@ from interfaces.container import Container
 from tests.application.test_account_security import NEW, reset_link, token_of
 from tests.application.test_use_cases import PASSWORD
 from tests.http.test_api import Client, bearer, log_in, register_and_verify
-from tests.http.test_oauth2_person import code_for, exchange, pkce, register, sign_in
+from tests.http.test_oauth2_person import app_tokens
 from tests.http.test_pages import csrf_token
 
 
@@ -102,12 +102,7 @@ def app_standing(
 def test_what_ends_the_persons_sessions_ends_the_apps(
     client: Client, container: Container, ending: str
 ) -> None:
-    sign_in(client, container)
-    client_id, secret = register(container)
-    verifier, challenge = pkce()
-    tokens = exchange(
-        client, client_id, secret, code_for(client, client_id, challenge), verifier
-    ).json()
+    client_id, secret, tokens = app_tokens(client, container)
     before, turned = app_standing(client, client_id, secret, tokens)
     assert before == {
         "refresh": 200,

@@ -106,10 +106,16 @@ def allow(client: Client, consent_page: Any, decision: str = "allow") -> Any:
     )
 
 
-def code_for(client: Client, client_id: str, challenge: str, **params: str) -> str:
-    first = authorize(
+def authorize_s256(client: Client, client_id: str, challenge: str, **params: str) -> Any:
+    """An authorization request with its PKCE S256 challenge."""
+    return authorize(
         client, client_id, code_challenge=challenge, code_challenge_method="S256", **params
     )
+
+
+def code_for(client: Client, client_id: str, challenge: str, **params: str) -> str:
+    """A code sent back to the app, the consent page allowed if it is shown."""
+    first = authorize_s256(client, client_id, challenge, **params)
     answer = allow(client, first) if first.status_code == 200 and "asks to" in first.text else first
     got = back_to_app(answer)
     assert "code" in got, got
@@ -127,6 +133,33 @@ def exchange(
     return client.post("/oauth2/token", data=data, auth=(client_id, secret))
 
 
+def app_tokens(client: Client, container: Container) -> tuple[str, str | None, dict[str, Any]]:
+    """A person signed in, the app registered, and the tokens its code brought: the app's id,
+    its secret and the token answer."""
+    sign_in(client, container)
+    client_id, secret = register(container)
+    verifier, challenge = pkce()
+    code = code_for(client, client_id, challenge)
+    tokens = exchange(client, client_id, secret, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    return client_id, secret, tokens.json()
+
+
+def sign_in_to_continue(client: Client, login_page: Any) -> Any:
+    """Ada's password posted on the sign-in page, with where it says to go next."""
+    next_path = re.search(r'name="next" value="([^"]+)"', login_page.text)
+    assert next_path
+    return client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(login_page.text),
+            "login": "ada",
+            "password": PASSWORD,
+            "next": html.unescape(next_path.group(1)),
+        },
+    )
+
+
 def verified_jwt(client: Client, token: str, algorithms: list[str], **checks: Any) -> Any:
     keys = jwt.PyJWKSet.from_dict(client.get("/.well-known/jwks.json").json())
     kid = jwt.get_unverified_header(token)["kid"]
@@ -141,7 +174,7 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     client_id, secret = register(container)
     verifier, challenge = pkce()
 
-    first = authorize(client, client_id, code_challenge=challenge, code_challenge_method="S256")
+    first = authorize_s256(client, client_id, challenge)
     assert "Wiki" in first.text and "See your email address" in first.text
     got = back_to_app(allow(client, first))
     assert got["state"] == "s-123" and got["iss"] == container.settings.issuer  # RFC 9207
@@ -225,7 +258,7 @@ def test_the_code_flow_from_consent_to_userinfo_and_refresh(
     assert active["active"] is True and active["sub"] == me["id"]
 
     # Consent given: the next authorization goes straight back with a code.
-    again = authorize(client, client_id, code_challenge=challenge, code_challenge_method="S256")
+    again = authorize_s256(client, client_id, challenge)
     assert again.status_code == 302 and "code" in back_to_app(again)
 
 
@@ -336,10 +369,7 @@ def test_a_public_client_must_use_s256_pkce(client: Client, container: Container
     unnamed = back_to_app(authorize(client, client_id, code_challenge=challenge, **spa))
     assert unnamed["error"] == "invalid_request"
 
-    first = authorize(
-        client, client_id, code_challenge=challenge, code_challenge_method="S256", **spa
-    )
-    code = back_to_app(allow(client, first))["code"]
+    code = back_to_app(allow(client, authorize_s256(client, client_id, challenge, **spa)))["code"]
     answer = client.post(
         "/oauth2/token",
         data={
@@ -440,19 +470,8 @@ def test_signing_in_first_comes_back_to_the_authorization(
     register_and_verify(client, container)
     client_id, secret = register(container)
     verifier, challenge = pkce()
-    start = authorize(client, client_id, code_challenge=challenge, code_challenge_method="S256")
-    login_page = client.get(start.headers["location"])
-    next_path = re.search(r'name="next" value="([^"]+)"', login_page.text)
-    assert next_path
-    signed_in = client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_token(login_page.text),
-            "login": "ada",
-            "password": PASSWORD,
-            "next": html.unescape(next_path.group(1)),
-        },
-    )
+    start = authorize_s256(client, client_id, challenge)
+    signed_in = sign_in_to_continue(client, client.get(start.headers["location"]))
     assert signed_in.status_code == 303
     consent = client.get(signed_in.headers["location"])
     code = back_to_app(allow(client, consent))["code"]
@@ -463,7 +482,7 @@ def test_a_hostile_page_cannot_post_the_consent_form(client: Client, container: 
     sign_in(client, container)
     client_id, _ = register(container)
     _, challenge = pkce()
-    page = authorize(client, client_id, code_challenge=challenge, code_challenge_method="S256")
+    page = authorize_s256(client, client_id, challenge)
     request_id = re.search(r'name="request" value="([^"]+)"', page.text)
     assert request_id
     forged = client.post(
@@ -489,19 +508,14 @@ def test_deny_goes_back_with_access_denied(client: Client, container: Container)
     sign_in(client, container)
     client_id, _ = register(container)
     _, challenge = pkce()
-    page = authorize(client, client_id, code_challenge=challenge, code_challenge_method="S256")
+    page = authorize_s256(client, client_id, challenge)
     got = back_to_app(allow(client, page, decision="deny"))
     assert got["error"] == "access_denied" and got["state"] == "s-123"
     assert got["iss"] == container.settings.issuer and "code" not in got
 
 
 def test_tokens_do_not_cross_between_tessera_and_apps(client: Client, container: Container) -> None:
-    sign_in(client, container)
-    client_id, secret = register(container)
-    verifier, challenge = pkce()
-    tokens = exchange(
-        client, client_id, secret, code_for(client, client_id, challenge), verifier
-    ).json()
+    _, _, tokens = app_tokens(client, container)
     first_party = log_in(client)
 
     app_at_api = client.get("/api/users/me", headers=bearer(tokens))
@@ -521,12 +535,7 @@ def test_tokens_do_not_cross_between_tessera_and_apps(client: Client, container:
 def test_ending_the_sessions_or_revoking_stops_the_app_tokens(
     client: Client, container: Container, ending: str
 ) -> None:
-    sign_in(client, container)
-    client_id, secret = register(container)
-    verifier, challenge = pkce()
-    tokens = exchange(
-        client, client_id, secret, code_for(client, client_id, challenge), verifier
-    ).json()
+    client_id, secret, tokens = app_tokens(client, container)
     if ending == "everywhere":
         first_party = log_in(client)
         out = client.post(
@@ -591,24 +600,12 @@ def test_a_fresh_sign_in_is_asked_for_without_signing_anyone_out(
     verifier, challenge = pkce()
     code_for(client, client_id, challenge)  # consent given
     clock.advance(minutes=5)
-    start = authorize(
-        client, client_id, code_challenge=challenge, code_challenge_method="S256", **asks
-    )
+    start = authorize_s256(client, client_id, challenge, **asks)
     assert start.status_code == 303 and "again=1" in start.headers["location"]
     assert client.get("/account").status_code == 200  # a link alone signs no one out
     login_page = client.get(start.headers["location"])
     assert 'id="password"' in login_page.text  # shown to a signed-in browser
-    next_path = re.search(r'name="next" value="([^"]+)"', login_page.text)
-    assert next_path
-    again = client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_token(login_page.text),
-            "login": "ada",
-            "password": PASSWORD,
-            "next": html.unescape(next_path.group(1)),
-        },
-    )
+    again = sign_in_to_continue(client, login_page)
     assert again.status_code == 303
     code = back_to_app(client.get(again.headers["location"]))["code"]
     tokens = exchange(client, client_id, secret, code, verifier).json()
@@ -624,13 +621,7 @@ def test_an_access_token_for_a_registered_resource_only(
     client_id, secret = register(container, replace(WIKI, resources=(api,)))
     verifier, challenge = pkce()
     other = back_to_app(
-        authorize(
-            client,
-            client_id,
-            code_challenge=challenge,
-            code_challenge_method="S256",
-            resource="https://billing.example/",
-        )
+        authorize_s256(client, client_id, challenge, resource="https://billing.example/")
     )
     assert other["error"] == "invalid_target" and other["state"] == "s-123"
     code = code_for(client, client_id, challenge, resource=api)

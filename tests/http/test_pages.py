@@ -5,6 +5,7 @@ then changes nothing; every page carries the strict CSP; PAGES_ENABLED=false rem
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,31 @@ def pages_container(tmp_path: Path, clock: FakeClock, **environ: str) -> Contain
 @pytest.fixture
 def site(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Client, Container]]:
     container = pages_container(tmp_path, clock)
-    container.mail_broker.start_worker(threads=1, poll_ms=20)
-    with TestClient(create_app(container, run_background=False)) as client:
+    # As `tessera serve` runs on the embedded default: the projections and the mail worker in
+    # this process, so a page that waits for its reader's own writes (the account page) is
+    # answered when they are applied, not at the end of the wait's bound.
+    with TestClient(create_app(container)) as client:
         client.follow_redirects = False
         yield client, container
+    container.close()
+
+
+def test_a_second_lifespan_of_the_app_runs_no_projection_twice(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two ASGI clients of one app (schemathesis' and a test's, or a server starting it twice)
+    each run its startup: the projections and the mail worker must still run once."""
+
+    def projecting() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("projector-"))
+
+    container = pages_container(tmp_path, clock)
+    app = create_app(container)
+    with TestClient(app):
+        once = projecting()
+        assert len(once) == len(container.projectors) > 0
+        with TestClient(app):
+            assert projecting() == once
     container.close()
 
 

@@ -29,7 +29,7 @@ ORIGIN = "http://127.0.0.1:8000"  # PUBLIC_URL's origin, the default WEBAUTHN_OR
 PROOF = {"password": PASSWORD}  # re-authentication: a new passkey is a new way in
 
 
-# Rules that do not depend on the store run on the embedded default only; what does (the flows, single use of challenges, sealing, erasure) runs on both, and the challenge stores' own contract on all three in tests/infrastructure/test_passkey_challenges.py.
+# Rules that do not depend on the store run on the embedded default only; what does (the flows, single use of challenges, sealing, erasure) runs on both, and the challenge stores' own contract on all three in tests/infrastructure/test_one_time_values.py.
 sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 

@@ -7,7 +7,6 @@ last way in), and the refusals of the flow itself (state, browser, redirect URI,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -18,9 +17,8 @@ from litestar.testing import TestClient
 
 from domain.account import Account
 from interfaces.container import Container
-from interfaces.settings import Settings, load_settings
 from tests.application.test_use_cases import PASSWORD
-from tests.conftest import FAST_ARGON2, event_count, run_projections
+from tests.conftest import event_count, run_projections
 from tests.http.test_api import bearer, log_in, register_and_verify
 from tests.http.test_passkeys_api import new_events
 from tests.oidc.harness import OidcProvider, sign_in
@@ -72,13 +70,9 @@ def oidc_environ(idp: OidcProvider, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["sqlite", "postgres+redis"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, idp: OidcProvider) -> Settings:
-    environ = {"DATA_DIR": str(tmp_path / "var"), **FAST_ARGON2, **oidc_environ(idp)}
-    if request.param == "postgres+redis":
-        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
-        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
-    return load_settings(environ)
+@pytest.fixture
+def settings_environ(idp: OidcProvider) -> dict[str, str]:
+    return oidc_environ(idp)
 
 
 def start(

@@ -6,15 +6,13 @@ as the docs tell it to: PyJWT, the JWKS, RS256, its own audience."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 
-from tests.e2e.test_serve import serving, tessera
+from tests.e2e.test_serve import run_tessera, serving
 from tests.relying_party.harness import run_machine_client
 from tests.servers import free_port
 
@@ -27,21 +25,12 @@ def test_openid_client_gets_introspects_and_revokes_a_machine_token(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with serving("sqlite", request, tmp_path, PORT=str(port), PUBLIC_URL=base) as (url, data):
-        env = {**os.environ, "DATA_DIR": str(data)}
-        for name in ("DATABASE_URL", "REDIS_URL", "LOG_FILE"):
-            env.pop(name, None)
-        made = subprocess.run(
-            [
-                *(tessera(), "admin", "client", "create", "Orders worker"),
-                *("--grant", "client_credentials", "--scope", "orders:read", "--resource", API),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        made = run_tessera(
+            data,
+            *("admin", "client", "create", "Orders worker"),
+            *("--grant", "client_credentials", "--scope", "orders:read", "--resource", API),
         )
-        assert made.returncode == 0, made.stderr
-        issued = json.loads(made.stdout)
+        issued = json.loads(made)
 
         got = run_machine_client(
             issuer=url,

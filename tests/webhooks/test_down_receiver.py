@@ -7,17 +7,14 @@ tests' one fake, the clock, and a real worker.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from application.webhooks.courier import RETRY_SCHEDULE
 from domain.webhook import FAILING_FOR, EndpointSettings
 from interfaces.container import Container
-from interfaces.settings import Settings, load_settings
 from tests.application.test_notices import mails_by_key, text_of
 from tests.application.test_webhook_delivery import retry_due, settle
-from tests.conftest import FAST_ARGON2, FakeClock, run_projections
+from tests.conftest import FakeClock, run_projections
 from tests.http.test_api import Client, register_and_verify
 from tests.http.test_read_side_api import with_role
 from tests.webhooks.receiver import Receiver, closed_port
@@ -26,17 +23,9 @@ from tests.webhooks.verifiers import assert_signed
 EVENTS = ("account.registered", "account.email_verified")
 
 
-@pytest.fixture(params=["sqlite", "postgres+redis"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {
-        "DATA_DIR": str(tmp_path / "var"),
-        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
-        **FAST_ARGON2,
-    }
-    if request.param == "postgres+redis":
-        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
-        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
-    return load_settings(environ)
+@pytest.fixture
+def settings_environ() -> dict[str, str]:
+    return {"WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}  # the receivers are local
 
 
 def test_a_receiver_down_for_days_has_dead_deliveries_and_is_turned_off_others_unaffected(

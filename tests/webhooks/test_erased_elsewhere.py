@@ -4,31 +4,21 @@ before and its process still holds their key in its cache (keys are cached for 3
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from domain.webhook import EndpointSettings
 from interfaces.container import Container, build
-from interfaces.settings import Settings, load_settings
+from interfaces.settings import Settings
 from tests.application.test_webhook_delivery import retry_due, settle
-from tests.conftest import FAST_ARGON2, FakeClock
+from tests.conftest import FakeClock
 from tests.http.test_api import Client, register_and_verify
 from tests.webhooks.receiver import Receiver, failing_first
 from tests.webhooks.verifiers import assert_signed
 
 
-@pytest.fixture(params=["sqlite", "postgres+redis"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {
-        "DATA_DIR": str(tmp_path / "var"),
-        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
-        **FAST_ARGON2,
-    }
-    if request.param == "postgres+redis":
-        environ["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
-        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
-    return load_settings(environ)
+@pytest.fixture
+def settings_environ() -> dict[str, str]:
+    return {"WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}  # the receivers are local
 
 
 def test_a_retry_after_an_erasure_in_another_process_carries_no_personal_value(

@@ -1,6 +1,11 @@
-"""Where WebAuthn challenges wait for their answer: Redis when configured (shared by every API
-process), else a table in the service's database. Each is taken at most once: GETDEL in Redis,
-DELETE ... RETURNING in SQL, so two answers racing with one challenge never both get it."""
+"""Where one-time values wait to be taken (WebAuthn challenges, sign-in states and codes,
+authorization codes, pending authorization requests): Redis when configured (shared by every
+API process), else a table in the service's database. Each is taken at most once: GETDEL in
+Redis, DELETE ... RETURNING in SQL, so two callers racing for one value never both get it.
+
+The stored names (the passkey_challenges table and file, the tessera:passkey-challenge: key
+prefix) are those of when the store held passkey challenges alone: kept, so that a value put
+before an upgrade is still found after it."""
 
 from __future__ import annotations
 
@@ -21,18 +26,18 @@ from infrastructure.local_file import LocalFile
 from infrastructure.revocation import guarded_connection
 
 
-def _key(challenge: bytes) -> str:
-    return bytes_to_base64url(challenge)
+def _key(key: bytes) -> str:
+    return bytes_to_base64url(key)
 
 
 def _split(value: str, at: datetime) -> str | None:
-    """A stored "<expires at, unix seconds> <ceremony>", judged by the service's clock (not
-    the store's), so that expiry is the same rule in every store."""
-    expires_at, _, ceremony = value.partition(" ")
-    return ceremony if at.timestamp() < float(expires_at) else None
+    """A stored "<expires at, unix seconds> <value>", judged by the service's clock (not the
+    store's), so that expiry is the same rule in every store."""
+    expires_at, _, taken = value.partition(" ")
+    return taken if at.timestamp() < float(expires_at) else None
 
 
-class SqlitePasskeyChallenges:
+class SqliteOneTimeValues:
     def __init__(self, path: Path) -> None:
         self._file = LocalFile(
             path,
@@ -40,32 +45,32 @@ class SqlitePasskeyChallenges:
             " challenge TEXT PRIMARY KEY, ceremony TEXT NOT NULL, expires_at REAL NOT NULL);",
         )
 
-    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
+    def put(self, key: bytes, value: str, expires_at: datetime) -> None:
         with self._file.connection() as db:
-            # Expired ones go as new ones come: the table holds only the last few minutes.
+            # Expired ones go as new ones come: the table holds only about the last day's.
             db.execute(
                 "DELETE FROM passkey_challenges WHERE expires_at < ?",
                 (expires_at.timestamp() - 86400,),
             )
             db.execute(
                 "INSERT INTO passkey_challenges VALUES (?, ?, ?)",
-                (_key(challenge), ceremony, expires_at.timestamp()),
+                (_key(key), value, expires_at.timestamp()),
             )
 
-    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
         with self._file.connection() as db:
             row = db.execute(
                 "INSERT INTO passkey_challenges VALUES (?, ?, ?)"
                 " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
-                (_key(challenge), ceremony, expires_at.timestamp()),
+                (_key(key), value, expires_at.timestamp()),
             ).fetchone()
         return row is not None
 
-    def take(self, challenge: bytes, at: datetime) -> str | None:
+    def take(self, key: bytes, at: datetime) -> str | None:
         with self._file.connection() as db:
             row = db.execute(
                 "DELETE FROM passkey_challenges WHERE challenge = ? RETURNING ceremony, expires_at",
-                (_key(challenge),),
+                (_key(key),),
             ).fetchone()
         if row is None:
             return None
@@ -75,7 +80,7 @@ class SqlitePasskeyChallenges:
         self._file.close()
 
 
-class PostgresPasskeyChallenges:
+class PostgresOneTimeValues:
     def __init__(self, pool: ConnectionPool, outage: Outage | None = None) -> None:
         self._pool = pool
         self._outage = outage
@@ -86,7 +91,7 @@ class PostgresPasskeyChallenges:
                 " expires_at double precision NOT NULL)"
             )
 
-    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
+    def put(self, key: bytes, value: str, expires_at: datetime) -> None:
         with self._connection() as conn:
             conn.execute(
                 "DELETE FROM tessera_passkey_challenges WHERE expires_at < %s",
@@ -94,24 +99,24 @@ class PostgresPasskeyChallenges:
             )
             conn.execute(
                 "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)",
-                (_key(challenge), ceremony, expires_at.timestamp()),
+                (_key(key), value, expires_at.timestamp()),
             )
 
-    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
         with self._connection() as conn:
             row = conn.execute(
                 "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)"
                 " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
-                (_key(challenge), ceremony, expires_at.timestamp()),
+                (_key(key), value, expires_at.timestamp()),
             ).fetchone()
         return row is not None
 
-    def take(self, challenge: bytes, at: datetime) -> str | None:
+    def take(self, key: bytes, at: datetime) -> str | None:
         with self._connection() as conn:
             row = conn.execute(
                 "DELETE FROM tessera_passkey_challenges WHERE challenge = %s"
                 " RETURNING ceremony, expires_at",
-                (_key(challenge),),
+                (_key(key),),
             ).fetchone()
         if row is None:
             return None
@@ -124,40 +129,40 @@ class PostgresPasskeyChallenges:
         self._pool.close()
 
 
-class RedisPasskeyChallenges:
-    """Keys expire in Redis a little after the challenge does (the clock that judges expiry is
-    the service's); a Redis that does not answer is a 503, never a challenge let through."""
+class RedisOneTimeValues:
+    """Keys expire in Redis a little after the value does (the clock that judges expiry is the
+    service's); a Redis that does not answer is a 503, never a value let through."""
 
     def __init__(self, client: redis.Redis, prefix: str = "tessera:passkey-challenge:") -> None:
         self._client = client
         self._prefix = prefix
 
-    def put(self, challenge: bytes, ceremony: str, expires_at: datetime) -> None:
-        value = f"{expires_at.timestamp()} {ceremony}"
+    def put(self, key: bytes, value: str, expires_at: datetime) -> None:
+        stored = f"{expires_at.timestamp()} {value}"
         try:
             # The service's clock decides expiry (see _split); Redis only cleans up, a minute
-            # after the challenge's time by its own clock.
+            # after the value's time by its own clock.
             ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
-            self._client.set(self._prefix + _key(challenge), value, ex=ttl)
+            self._client.set(self._prefix + _key(key), stored, ex=ttl)
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 
-    def put_new(self, challenge: bytes, ceremony: str, expires_at: datetime) -> bool:
-        value = f"{expires_at.timestamp()} {ceremony}"
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+        stored = f"{expires_at.timestamp()} {value}"
         try:
             ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
-            return bool(self._client.set(self._prefix + _key(challenge), value, ex=ttl, nx=True))
+            return bool(self._client.set(self._prefix + _key(key), stored, ex=ttl, nx=True))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 
-    def take(self, challenge: bytes, at: datetime) -> str | None:
+    def take(self, key: bytes, at: datetime) -> str | None:
         try:
-            value = self._client.getdel(self._prefix + _key(challenge))
+            stored = self._client.getdel(self._prefix + _key(key))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        if value is None:
+        if stored is None:
             return None
-        return _split(value.decode() if isinstance(value, bytes) else str(value), at)
+        return _split(stored.decode() if isinstance(stored, bytes) else str(stored), at)
 
     def close(self) -> None:
         pass  # the client is the container's

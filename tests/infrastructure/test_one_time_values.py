@@ -1,23 +1,27 @@
-"""The challenge stores' contract, on SQLite, PostgreSQL and Redis: a challenge is taken once
-(even by racing takers), only before its time, and tells which ceremony it was issued for."""
+"""The one-time value stores' contract, on SQLite, PostgreSQL and Redis: a value (here a
+passkey challenge's ceremony) is taken once (even by racing takers), only before its time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from psycopg_pool import ConnectionPool
+from webauthn.helpers import bytes_to_base64url
 
-from infrastructure.passkey_challenges import (
-    PostgresPasskeyChallenges,
-    RedisPasskeyChallenges,
-    SqlitePasskeyChallenges,
+from infrastructure.one_time_values import (
+    PostgresOneTimeValues,
+    RedisOneTimeValues,
+    SqliteOneTimeValues,
 )
 from tests.servers import PostgresCluster
 
@@ -27,12 +31,12 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def challenges(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "sqlite":
-        made: Any = SqlitePasskeyChallenges(tmp_path / "challenges.sqlite")
+        made: Any = SqliteOneTimeValues(tmp_path / "challenges.sqlite")
     elif request.param == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres")
-        made = PostgresPasskeyChallenges(ConnectionPool(cluster.new_database(), open=True))
+        made = PostgresOneTimeValues(ConnectionPool(cluster.new_database(), open=True))
     else:
-        made = RedisPasskeyChallenges(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+        made = RedisOneTimeValues(redis.Redis.from_url(request.getfixturevalue("redis_url")))
     yield made
     made.close()
 
@@ -68,6 +72,50 @@ def test_racing_takers_get_one_challenge_once(challenges: Any) -> None:
     for thread in threads:
         thread.join()
     assert sorted(won, key=str) == [None] * 7 + ["sign_in"]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
+def test_a_value_stored_under_the_names_of_before_the_rename_is_still_found(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str
+) -> None:
+    """The stores were PasskeyChallenges once; their table, file and key names stayed, so a
+    value put by a process of before an upgrade is taken by one of after it."""
+    key = os.urandom(32)
+    stored_key = bytes_to_base64url(key)
+    expires_at = (T0 + timedelta(minutes=5)).timestamp()
+    made: Any
+    if store == "sqlite":
+        path = tmp_path / "passkey_challenges.sqlite"
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute(
+                "CREATE TABLE passkey_challenges (challenge TEXT PRIMARY KEY,"
+                " ceremony TEXT NOT NULL, expires_at REAL NOT NULL)"
+            )
+            db.execute(
+                "INSERT INTO passkey_challenges VALUES (?, ?, ?)", (stored_key, "v", expires_at)
+            )
+        made = SqliteOneTimeValues(path)
+    elif store == "postgres":
+        url = request.getfixturevalue("postgres").new_database()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE tessera_passkey_challenges (challenge text PRIMARY KEY,"
+                " ceremony text NOT NULL, expires_at double precision NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)",
+                (stored_key, "v", expires_at),
+            )
+        made = PostgresOneTimeValues(ConnectionPool(url, open=True))
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        client.set(f"tessera:passkey-challenge:{stored_key}", f"{expires_at} v", ex=60)
+        made = RedisOneTimeValues(client)
+    try:
+        assert made.take(key, T0) == "v"
+        assert made.take(key, T0) is None
+    finally:
+        made.close()
 
 
 def test_racing_claims_of_one_key_leave_one_winner_and_its_value(challenges: Any) -> None:
