@@ -71,7 +71,7 @@ def test_a_sessions_end_lasts_as_long_as_its_longest_entry(denylist: Any) -> Non
     denylist.revoke_session(brief, timedelta(milliseconds=1))
     time.sleep(0.05)  # the brief entry's life, in the store's own time
     if hasattr(denylist, "forget_expired"):
-        denylist.forget_expired(datetime.now(UTC))
+        denylist.forget_expired(datetime.now(UTC), 1000)
     assert standing(denylist, claims(session=lasting)).ended
     assert revoked(denylist, claims(session=lasting))
     assert not standing(denylist, claims(session=brief)).ended
