@@ -235,7 +235,8 @@ class RevocationList(Protocol):
     """Access tokens are self-contained; this is how a revoked session's tokens stop at once."""
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
-        """Refuse the session's access tokens for `ttl` (until the last of them has expired)."""
+        """Refuse the session's access tokens for `ttl` (until the last of them has expired);
+        an entry already there for longer keeps its own end."""
         ...
 
     def revoke_sessions_before(
@@ -255,6 +256,10 @@ class RevocationList(Protocol):
     async def standing(self, claims: AccessClaims) -> Standing:
         """Whether the token's session is revoked, and what the account's marks say now: the
         one look-up an authenticated request makes of shared state."""
+        ...
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
+        """standing(), for a caller in a thread of its own (a code exchange in Authlib's)."""
         ...
 
 
@@ -278,6 +283,9 @@ class Standing:
     # The last position in the event log that this account's own commands (or commands about
     # it) recorded; its reads of read models wait for the projections to pass it. 0: none known.
     written: int
+    # The session's own end is on record (revoke_session), not only a cutoff of its account's
+    # or its app's: a code's second use leaves one for the session its first use is starting.
+    ended: bool = False
 
 
 class ChangeMarks(Protocol):
@@ -434,6 +442,11 @@ class OneTimeValues(Protocol):
     authorization codes and pending authorization requests."""
 
     def put(self, key: bytes, value: str, expires_at: datetime) -> None: ...
+
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+        """Puts it unless the key is held already (expired or not): False then, and nothing
+        changes; of two callers racing with one key, exactly one gets True."""
+        ...
 
     def take(self, key: bytes, at: datetime) -> str | None:
         """The value put under `key`, removed in the same step so that no two callers ever take

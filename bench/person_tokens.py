@@ -86,19 +86,22 @@ def _code(browser: httpx.Client, client_id: str) -> str:
     """One code through /oauth2/authorize, and its PKCE verifier: `code verifier`."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    answer = browser.get(
-        "/oauth2/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": CALLBACK,
-            "scope": "openid profile email",
-            "state": secrets.token_urlsafe(8),
-            "nonce": secrets.token_urlsafe(8),
-            "code_challenge": challenge.rstrip(b"=").decode(),
-            "code_challenge_method": "S256",
-        },
-    )
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": CALLBACK,
+        "scope": "openid profile email",
+        "state": secrets.token_urlsafe(8),
+        "nonce": secrets.token_urlsafe(8),
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+    try:
+        answer = browser.get("/oauth2/authorize", params=params)
+    except httpx.RemoteProtocolError:
+        # A kept-alive connection the server closed while it sat idle (other browsers were
+        # signing in): asked again on a new one.
+        answer = browser.get("/oauth2/authorize", params=params)
     location = answer.headers.get("location", "")
     if answer.status_code != 302 or not location.startswith(CALLBACK):
         raise RuntimeError(f"authorize: {answer.status_code} {location or answer.text[:300]}")

@@ -1,5 +1,5 @@
-"""`make bench-profile SCENARIO=me|refresh|login|client_credentials|introspection`: where the server's time goes under one
-scenario's load. py-spy samples every server process (on PostgreSQL + Redis, as `make bench`)
+"""`make bench-profile SCENARIO=me|refresh|login|client_credentials|introspection|userinfo|exchange`:
+where the server's time goes under one scenario's load. py-spy samples every server process (on PostgreSQL + Redis, as `make bench`)
 while wrk runs, in two views: `gil` (the thread holding the interpreter: Python's CPU time)
 and `active` (every thread not idle: waits on PostgreSQL and Redis included). Functions are
 ranked by the share of samples they were on the stack for (inclusive) and at its top (self).
@@ -18,16 +18,27 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from bench.config import load_config
+from bench.load import Wrk
 from bench.machine_tokens import GRANT, bench_client
+from bench.person_tokens import CALLBACK, People
 from bench.run import RESULTS, Bench
 from bench.seed import PASSWORD
-from bench.service import serve, service_env
-from interfaces.settings import load_settings
+from bench.service import Server, serve, service_env
+from interfaces.settings import Settings, load_settings
 from tests.servers import postgres_cluster, start_redis
 
-SCENARIOS = ("me", "refresh", "login", "client_credentials", "introspection")
+SCENARIOS = (
+    "me",
+    "refresh",
+    "login",
+    "client_credentials",
+    "introspection",
+    "userinfo",
+    "exchange",
+)
 VIEWS = {"gil": ["--gil"], "active": []}
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 _SITE = re.compile(r"^.*/site-packages/")
@@ -57,35 +68,45 @@ def record(scenario: str) -> list[Path]:
                 bench.warm(server)
                 access, refresh = bench.sign_in(server, config.accounts_small, "profile")
                 authorization, token = bench_client(server, settings)
-                load = {
-                    "me": bench.wrk("me.lua", server.url, config.connections, tokens=str(access)),
-                    "refresh": bench.wrk(
-                        "refresh.lua", server.url, config.connections, tokens=str(refresh)
-                    ),
-                    "login": bench.wrk(
-                        "login.lua",
-                        server.url,
-                        config.login_connections,
-                        accounts=str(config.accounts_small),
-                        password=PASSWORD,
-                    ),
-                    "client_credentials": bench.wrk(
-                        "form.lua",
-                        server.url,
-                        config.connections,
-                        path="/oauth2/token",
-                        body=GRANT,
-                        authorization=authorization,
-                    ),
-                    "introspection": bench.wrk(
-                        "form.lua",
-                        server.url,
-                        config.connections,
-                        path="/oauth2/introspect",
-                        body=f"token={token}",
-                        authorization=authorization,
-                    ),
-                }[scenario].start()
+                person: dict[str, Wrk] = {}
+                if scenario in ("userinfo", "exchange"):
+                    person[scenario] = _person_load(
+                        scenario, bench, server, settings, config.accounts_small
+                    )
+                load = (
+                    person.get(scenario)
+                    or {
+                        "me": bench.wrk(
+                            "me.lua", server.url, config.connections, tokens=str(access)
+                        ),
+                        "refresh": bench.wrk(
+                            "refresh.lua", server.url, config.connections, tokens=str(refresh)
+                        ),
+                        "login": bench.wrk(
+                            "login.lua",
+                            server.url,
+                            config.login_connections,
+                            accounts=str(config.accounts_small),
+                            password=PASSWORD,
+                        ),
+                        "client_credentials": bench.wrk(
+                            "form.lua",
+                            server.url,
+                            config.connections,
+                            path="/oauth2/token",
+                            body=GRANT,
+                            authorization=authorization,
+                        ),
+                        "introspection": bench.wrk(
+                            "form.lua",
+                            server.url,
+                            config.connections,
+                            path="/oauth2/introspect",
+                            body=f"token={token}",
+                            authorization=authorization,
+                        ),
+                    }[scenario]
+                ).start()
                 # Two views of each process: threads holding the GIL (Python's CPU), and
                 # every thread not idle (waits on PostgreSQL and Redis included).
                 samplers = [
@@ -131,6 +152,36 @@ def record(scenario: str) -> list[Path]:
         print(f"  {100 * seconds / available:5.1f}%  {name} ({seconds:.1f} s)")
     shutil.rmtree(work, ignore_errors=True)
     return outputs
+
+
+def _person_load(
+    scenario: str, bench: Bench, server: Server, settings: Settings, accounts: int
+) -> Wrk:
+    """userinfo with 64 app access tokens, or the exchange of codes made just before (a code
+    lives 60 s: the run's duration is the samplers', so make BENCH_OP_CODES last that long)."""
+    people = People(bench, server, settings, accounts)
+    try:
+        if scenario == "userinfo":
+            tokens = people.access_tokens(server, 64, bench.work / "userinfo-tokens.txt")
+            return bench.wrk(
+                "me.lua",
+                server.url,
+                bench.config.connections,
+                tokens=str(tokens),
+                path="/oauth2/userinfo",
+            )
+        codes = bench.work / "codes.txt"
+        people.codes(bench.config.op_codes, codes)
+        return bench.wrk(
+            "exchange.lua",
+            server.url,
+            bench.config.connections,
+            codes=str(codes),
+            authorization=people.authorization,
+            redirect_uri=quote(CALLBACK, safe=""),
+        )
+    finally:
+        people.close()
 
 
 def _cpu_seconds(server: set[int]) -> dict[str, float]:

@@ -57,6 +57,15 @@ class SqliteOneTimeValues:
                 (_key(key), value, expires_at.timestamp()),
             )
 
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+        with self._file.connection() as db:
+            row = db.execute(
+                "INSERT INTO passkey_challenges VALUES (?, ?, ?)"
+                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                (_key(key), value, expires_at.timestamp()),
+            ).fetchone()
+        return row is not None
+
     def take(self, key: bytes, at: datetime) -> str | None:
         with self._file.connection() as db:
             row = db.execute(
@@ -93,6 +102,15 @@ class PostgresOneTimeValues:
                 (_key(key), value, expires_at.timestamp()),
             )
 
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+        with self._connection() as conn:
+            row = conn.execute(
+                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)"
+                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                (_key(key), value, expires_at.timestamp()),
+            ).fetchone()
+        return row is not None
+
     def take(self, key: bytes, at: datetime) -> str | None:
         with self._connection() as conn:
             row = conn.execute(
@@ -126,6 +144,14 @@ class RedisOneTimeValues:
             # after the value's time by its own clock.
             ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
             self._client.set(self._prefix + _key(key), stored, ex=ttl)
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+
+    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+        stored = f"{expires_at.timestamp()} {value}"
+        try:
+            ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
+            return bool(self._client.set(self._prefix + _key(key), stored, ex=ttl, nx=True))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 

@@ -168,18 +168,20 @@ class SqliteRevocationList:
     async def standing(self, claims: AccessClaims) -> Standing:
         # A local file read in WAL mode: microseconds, never blocked by a writer, so it runs on
         # the event loop rather than paying a thread hop.
+        return self.standing_now(claims)
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
         now = _now()
         with self._file.connection() as db:
             row = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)"
-                " OR EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
+                "SELECT EXISTS (SELECT 1 FROM revoked_accounts WHERE account_id = ? AND cutoff >= ?"
                 "  AND kept_session IS NOT ?)"
                 " OR EXISTS (SELECT 1 FROM revoked_apps WHERE account_id = ? AND client_id = ?"
                 "  AND cutoff >= ?),"
                 " (SELECT mark FROM account_marks WHERE account_id = ? AND until >= ?),"
-                " (SELECT position FROM written_positions WHERE principal = ?)",
+                " (SELECT position FROM written_positions WHERE principal = ?),"
+                " EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?)",
                 (
-                    str(claims.session_id),
                     str(claims.account_id),
                     claims.issued_at,
                     str(claims.session_id),
@@ -189,9 +191,13 @@ class SqliteRevocationList:
                     str(claims.account_id),
                     now,
                     str(claims.account_id),
+                    str(claims.session_id),
                 ),
             ).fetchone()
-        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
+        ended = bool(row[3])
+        return Standing(
+            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
+        )
 
     def forget_expired(self, now: datetime, limit: int) -> int:
         """Deletes up to `limit` rows of each table whose `until` has passed (each decides
@@ -323,20 +329,19 @@ class PostgresRevocationList:
             )
 
     async def standing(self, claims: AccessClaims) -> Standing:
-        return await asyncio.to_thread(self._standing, claims)
+        return await asyncio.to_thread(self.standing_now, claims)
 
-    def _standing(self, claims: AccessClaims) -> Standing:
+    def standing_now(self, claims: AccessClaims) -> Standing:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)"
-                " OR EXISTS (SELECT 1 FROM tessera_revoked_accounts"
+                "SELECT EXISTS (SELECT 1 FROM tessera_revoked_accounts"
                 "  WHERE account_id = %s AND cutoff >= %s AND kept_session IS DISTINCT FROM %s)"
                 " OR EXISTS (SELECT 1 FROM tessera_revoked_apps"
                 "  WHERE account_id = %s AND client_id = %s AND cutoff >= %s),"
                 " (SELECT mark FROM tessera_account_marks WHERE account_id = %s AND until >= %s),"
-                " (SELECT position FROM tessera_written_positions WHERE principal = %s)",
+                " (SELECT position FROM tessera_written_positions WHERE principal = %s),"
+                " EXISTS (SELECT 1 FROM tessera_revoked_sessions WHERE session_id = %s)",
                 (
-                    claims.session_id,
                     claims.account_id,
                     claims.issued_at,
                     claims.session_id,
@@ -346,10 +351,14 @@ class PostgresRevocationList:
                     claims.account_id,
                     _now(),
                     claims.account_id,
+                    claims.session_id,
                 ),
             ).fetchone()
         assert row is not None
-        return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
+        ended = bool(row[3])
+        return Standing(
+            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
+        )
 
     def forget_expired(self, now: datetime, limit: int) -> int:
         """As SqliteRevocationList.forget_expired. By row version (ctid), and `until` checked
@@ -440,6 +449,16 @@ end
 """
 
 
+# Sets a session's end unless one lasting longer is there (a code's second use keeps its end
+# for as long as the session could have lived; a later, shorter end must not cut that short).
+# KEYS[1]: the session's key. ARGV: ttl ms.
+_LONGER = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+"""
+
+
 class AsyncRedis:
     """The request path's Redis client. An async client is bound to the event loop that first
     uses it: one per loop (a server process has one)."""
@@ -468,6 +487,7 @@ class RedisRevocationList:
         self._client = client
         self._prefix = prefix
         self._changed = client.register_script(_CHANGED)
+        self._longer = client.register_script(_LONGER)
         self._async = AsyncRedis(url)
 
     def _ttl_ms(self, ttl: timedelta) -> int:
@@ -489,8 +509,8 @@ class RedisRevocationList:
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
-            self._client.set(
-                f"{self._prefix}revoked:session:{session_id}", "1", px=self._ttl_ms(ttl)
+            self._longer(
+                keys=[f"{self._prefix}revoked:session:{session_id}"], args=[self._ttl_ms(ttl)]
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -553,22 +573,34 @@ class RedisRevocationList:
 
     async def standing(self, claims: AccessClaims) -> Standing:
         try:
-            session, account, mark, written, *app = await self._async.client().mget(
-                self._keys(claims)
-            )
+            values = await self._async.client().mget(self._keys(claims))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        revoked = session is not None or (
-            bool(app) and app[0] is not None and float(_text(app[0])) >= claims.issued_at
-        )
-        if not revoked and account is not None:
-            cutoff, _, kept = _text(account).partition("|")
-            revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
-        return Standing(
-            revoked=revoked,
-            mark=None if mark is None else _text(mark),
-            written=int(written or 0),
-        )
+        return _standing(claims, values)
+
+    def standing_now(self, claims: AccessClaims) -> Standing:
+        try:
+            values = self._client.mget(self._keys(claims))
+        except redis.RedisError as error:
+            raise Unavailable("redis") from error
+        return _standing(claims, values)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _standing(claims: AccessClaims, values: list[Any]) -> Standing:
+    """What RedisRevocationList's keys (_keys) say of the token's session and account."""
+    session, account, mark, written, *app = values
+    revoked = session is not None or (
+        bool(app) and app[0] is not None and float(_text(app[0])) >= claims.issued_at
+    )
+    if not revoked and account is not None:
+        cutoff, _, kept = _text(account).partition("|")
+        revoked = float(cutoff) >= claims.issued_at and kept != str(claims.session_id)
+    return Standing(
+        revoked=revoked,
+        mark=None if mark is None else _text(mark),
+        written=int(written or 0),
+        ended=session is not None,
+    )

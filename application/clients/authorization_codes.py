@@ -3,8 +3,10 @@ person's browser asked for and proved. Kept in the store of one-time challenges 
 in with other providers), so a code is taken atomically on either deployment (SQL's DELETE ...
 RETURNING, Redis's GETDEL), and stored only as a digest.
 
-A taken code is remembered as spent for a while with the app session it started: a second use
-ends that session (4.1.2: "SHOULD revoke all tokens previously issued based on that code")."""
+A code is claimed as spent, naming the app session it is about to start, before it is taken:
+a second use, even one racing the first, finds the claim and ends that session (4.1.2: "SHOULD
+revoke all tokens previously issued based on that code"); see Sessions.end_spent_code_session
+for a second use that comes before the session is saved."""
 
 from __future__ import annotations
 
@@ -82,13 +84,16 @@ class AuthorizationCodes:
         now = self._clock.now()
         if not 20 <= len(code) <= 100:
             raise InvalidAuthorizationCode
-        taken = self._store.take(_key(_CODE, code), now)
-        if taken is None or not taken.startswith(f"{_CODE} "):
+        # The code is claimed as spent before it is taken, in one atomic step: a use that
+        # comes between the take and a later mark would find neither, and end nothing.
+        if not self._store.put_new(_key(_SPENT, code), f"{_SPENT} {session_id}", now + REMEMBERED):
             spent = self._store.take(_key(_SPENT, code), now)
             if spent is not None and spent.startswith(f"{_SPENT} "):
                 raise AuthorizationCodeReused(UUID(spent.removeprefix(f"{_SPENT} ")))
             raise InvalidAuthorizationCode
-        self._store.put(_key(_SPENT, code), f"{_SPENT} {session_id}", now + REMEMBERED)
+        taken = self._store.take(_key(_CODE, code), now)
+        if taken is None or not taken.startswith(f"{_CODE} "):
+            raise InvalidAuthorizationCode  # unknown or expired: its claim names no session
         grant = CodeGrant.decoded(taken.removeprefix(f"{_CODE} "))
         if grant.client_id != client_id:
             raise InvalidAuthorizationCode

@@ -61,6 +61,20 @@ def acr_for(amr: Collection[str]) -> str | None:
     return ACR_PASSWORD if "pwd" in amr else None
 
 
+def released(account_id: UUID, view: AccountView, scopes: Collection[str]) -> dict[str, Any]:
+    """The person's claims the scopes release (OIDC Core 5.4), from the account as `view`
+    shows it: a code exchange has just read it, userinfo has its copy."""
+    claims: dict[str, Any] = {"sub": str(account_id)}
+    if "profile" in scopes:
+        claims["preferred_username"] = view.username
+        if view.display_name:
+            claims["name"] = view.display_name
+    if "email" in scopes:
+        claims["email"] = view.email
+        claims["email_verified"] = view.email_verified
+    return claims
+
+
 @dataclass(frozen=True)
 class PersonToken:
     access_token: str
@@ -142,30 +156,15 @@ class PersonTokens:
         return self._signer.sign(token, algorithm, ID_TOKEN_TYPE)
 
     async def person_claims(
-        self,
-        account_id: UUID,
-        scopes: Collection[str],
-        mark: str | None = None,
-        view: AccountView | None = None,
+        self, account_id: UUID, scopes: Collection[str], mark: str | None = None
     ) -> dict[str, Any]:
-        """The person's claims the scopes release, as the account stands now: `view` when the
-        caller has just read the account (a code exchange); else from this process's copy
-        while the account's change mark (`mark`, read with the revocation check) is the one it
-        was made under, as /me reads it; else from the event store."""
-        if view is None:
-            copy = self._views.cached(account_id, mark)
-            if copy is None:
-                copy = await asyncio.to_thread(self._views.load, account_id, mark)
-            view = copy.view
-        claims: dict[str, Any] = {"sub": str(account_id)}
-        if "profile" in scopes:
-            claims["preferred_username"] = view.username
-            if view.display_name:
-                claims["name"] = view.display_name
-        if "email" in scopes:
-            claims["email"] = view.email
-            claims["email_verified"] = view.email_verified
-        return claims
+        """The person's claims the scopes release, as the account stands now: from this
+        process's copy while the account's change mark (`mark`, read with the revocation
+        check) is the one it was made under, as /me reads it; else from the event store."""
+        copy = self._views.cached(account_id, mark)
+        if copy is None:
+            copy = await asyncio.to_thread(self._views.load, account_id, mark)
+        return released(account_id, copy.view, scopes)
 
     async def verified(self, token: str, audience: str | None = None) -> dict[str, Any]:
         """The claims of one of our person access tokens, still standing (its app session not

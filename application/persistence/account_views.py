@@ -17,11 +17,12 @@ from domain.session import SessionTerms
 
 @dataclass(frozen=True)
 class AccountCopy:
-    """What the hot paths need of an account: the view `/me` shows, and the terms a refresh
-    judges its session by."""
+    """What the hot paths need of an account: the view `/me` shows, the terms a refresh
+    judges its session by, and the apps a code exchange checks the consent of."""
 
     view: AccountView
     terms: SessionTerms
+    consented_clients: frozenset[str] = frozenset()  # the apps a code exchange may start for
 
 
 def trusted(mark: str | None) -> bool:
@@ -58,7 +59,9 @@ class AccountViews:
         account = self._log.find(account_id, Account)
         if account is None:
             raise AccountNotFound
-        copy = AccountCopy(AccountView.of(account), account.session_terms())
+        copy = AccountCopy(
+            AccountView.of(account), account.session_terms(), account.consented_clients()
+        )
         if mark is None:
             # Give the account a mark again, so the next request can use the copy.
             self._marks.settle(account_id, account.version)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from application.persistence.account_views import AccountViews
+from application.persistence.account_views import AccountViews, trusted
 from application.persistence.event_log import EventLog, retried_on_conflict
 from application.ports import (
     AccessClaims,
@@ -37,6 +37,7 @@ from application.views import AccountView, Client, TokenPair
 from domain.account import Account
 from domain.errors import (
     AccountNotFound,
+    AuthorizationCodeReused,
     ConsentNotFound,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -178,16 +179,30 @@ class Sessions:
         this session before any token leaves (one that commits later writes its cutoff after
         its save, later than this session's start and its first token)."""
         now = self._clock.now()
-        account = self._account(account_id)
-        if account.disabled or account.erased:
+        # The shared store is asked before the account is read and again once the chain has
+        # begun, in one round trip each: the second answer says whether this session was ended
+        # meanwhile, and whether the account changed since it was read (its change mark).
+        claims = AccessClaims(
+            account_id, session_id, (), issued_at=now.timestamp(), client_id=client_id
+        )
+        before = self._revocations.standing_now(claims)
+        if before.ended:
+            raise AuthorizationCodeReused(session_id)  # nothing saved: nothing to end
+        try:
+            read = self._views.cached(account_id, before.mark) or self._views.load(
+                account_id, before.mark
+            )
+        except AccountNotFound:
+            raise InvalidCredentials from None
+        if not read.terms.open:
             raise InvalidCredentials
-        if client_id not in account.consented_clients():
+        if client_id not in read.consented_clients:
             raise ConsentNotFound
-        generation = account.password_generation
+        generation = read.terms.password_generation
         refresh_token = issue_refresh_token(session_id, 0, self._app_key(client_id))
         session = Session(
             id=session_id,
-            account_id=account.id,
+            account_id=account_id,
             refresh_token_hash=digest(refresh_token),
             expires_at=now + min(self._rules.refresh_idle_ttl, self._rules.session_max_age),
             user_agent=client.user_agent,
@@ -204,17 +219,31 @@ class Sessions:
         online = None if "offline_access" in scopes else browser_session_id
         chain = replace(chain_of(session, self._rules, 0, now), browser_session_id=online)
         self._chains.begin(session.id, chain, digest(refresh_token))
-        current = self._ensure_still_valid(account.id, generation, session, consent_of=client_id)
+        # Looked at once the chain has begun. A second use of the code that ended this session
+        # before it was saved (so found nothing to end) is caught here; one that comes after
+        # this look finds the session and its chain, and ends them itself.
+        after = self._revocations.standing_now(claims)
+        if after.ended:
+            self._end(session.id, "code_reused")
+            raise AuthorizationCodeReused(session.id)
+        person = read.view
+        if after.revoked or after.mark != before.mark or not trusted(before.mark):
+            # The account changed (or may have) since it was read: read again, and a password
+            # change, a disabling or a withdrawn consent that committed meanwhile ends this
+            # session before any token leaves. With the mark unchanged no save of the account
+            # has begun since the read (each marks it changing first), so the read stands.
+            current = self._ensure_still_valid(account_id, generation, session, client_id)
+            person = AccountView.of(current)
         return AppSession(
             session.id,
-            account.id,
+            account_id,
             client_id,
             now,
             refresh_token,
             tuple(scopes),
             audience,
             now,
-            AccountView.of(current),
+            person,
         )
 
     def _app_key(self, client_id: str) -> Purposed:
@@ -434,8 +463,16 @@ class Sessions:
         return tuple(getattr(session, "amr", None) or ())
 
     def end_app_session(self, session_id: UUID, reason: str) -> None:
-        """Ends an app's session (its consent withdrawn, its code used twice)."""
+        """Ends an app's session (its consent withdrawn, revoked by its app)."""
         self._end(session_id, reason)
+
+    def end_spent_code_session(self, session_id: UUID) -> None:
+        """Ends the app session a code's first use started, on the code's second use (RFC
+        6749, 4.1.2). The first use may still be on its way (its session not saved, its chain
+        not begun), so the end is kept as long as the session could have lived, and
+        start_app looks for it once its chain has begun: in either order the session ends."""
+        self._revocations.revoke_session(session_id, ttl=self._lasting)
+        self._end(session_id, "code_reused")
 
     @retried_on_conflict
     def _end(self, session_id: UUID, reason: str) -> None:
@@ -516,6 +553,11 @@ class Sessions:
             self._clock.now(),
             session.started_at,
         )
+
+    @property
+    def _lasting(self) -> timedelta:
+        """Longer than any session lives, or any of its access tokens."""
+        return max(self._rules.session_max_age, self._access_ttl)
 
     @property
     def _access_ttl(self) -> timedelta:

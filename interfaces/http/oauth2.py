@@ -201,20 +201,17 @@ class OAuth2Controller(Controller):
         )
 
     @get("/oauth2/userinfo", cache=False)
-    async def userinfo(
-        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
-    ) -> Response[Any]:
-        return await _userinfo(request, openid_provider, None)
+    async def userinfo(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        # From the app's state, as the other hot endpoints: no dependency to resolve.
+        return await _userinfo(request, request.app.state.openid_provider, None)
 
     @post("/oauth2/userinfo", opt=_OAUTH_OPT, status_code=200)
-    async def userinfo_posted(
-        self, request: Request[Any, Any, Any], openid_provider: NamedDependency[ProviderEdge]
-    ) -> Response[Any]:
+    async def userinfo_posted(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """OIDC Core 5.3.1: POST too, the token in the header or (RFC 6750, 2.2) the form."""
         media_type, _ = request.content_type
         form = (await request.form()).multi_items() if media_type == _FORM else []
         tokens = [str(value) for name, value in form if name == "access_token"]
-        return await _userinfo(request, openid_provider, tokens)
+        return await _userinfo(request, request.app.state.openid_provider, tokens)
 
 
 async def _userinfo(

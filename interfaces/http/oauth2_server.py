@@ -41,7 +41,7 @@ from authlib.oidc.core.util import create_half_hash
 
 from application.clients.authorization_codes import AuthorizationCodes, CodeGrant
 from application.clients.machine_tokens import MachineTokens
-from application.clients.person_tokens import PersonTokens, acr_for
+from application.clients.person_tokens import PersonTokens, acr_for, released
 from application.clients.registry import Clients, ClientView
 from application.sessions.lifecycle import AppSession, Sessions
 from application.views import Client
@@ -279,11 +279,12 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         app: AppSession = request.app_session
         claims: dict[str, Any] = {**self.get_authorization_code_claims(code)}
         claims["sid"] = str(code.grant.browser_session_id)
-        claims.update(
-            request.awaited(
-                server.person.person_claims(app.account_id, app.scopes, view=app.person)
-            )
-        )
+        # From the exchange's own read of the account, in this thread: no hand-off to the
+        # event loop and back (it waits its turn behind every request the loop is serving).
+        if app.person is not None:
+            claims.update(released(app.account_id, app.person, app.scopes))
+        else:
+            claims.update(request.awaited(server.person.person_claims(app.account_id, app.scopes)))
         token["id_token"] = server.person.id_token(
             request.client.view, app, claims, _half_hash, token["access_token"]
         )
@@ -352,7 +353,7 @@ class PersonCode(AuthorizationCodeGrant):  # type: ignore[misc]
             grant = server.codes.take(code, client.view.client_id, self.request.app_session_id)
         except AuthorizationCodeReused as reused:
             log.warning("an authorization code was used twice: its app session is ended")
-            server.sessions.end_app_session(reused.session_id, "code_reused")
+            server.sessions.end_spent_code_session(reused.session_id)
             return None
         except InvalidAuthorizationCode:
             return None

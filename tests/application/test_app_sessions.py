@@ -6,6 +6,7 @@ whatever ends the account's sessions, or withdraws the app's consent, ends the a
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -297,3 +298,138 @@ def test_an_exchange_inside_the_withdrawal_is_cut_off_by_the_cutoff_after_its_sa
     monkeypatch.setattr(revocations, "revoke_app_sessions_before", exchanged_meanwhile)
     container.consents.revoke(account_id, client_id, CLIENT)
     _cut_off(container, raced[0])
+
+
+def _second_use(container: Container, code: str, client_id: str) -> UUID:
+    """A code's second use, as the token endpoint answers it: refused, and the session its
+    first use named is ended."""
+    with pytest.raises(AuthorizationCodeReused) as reused:
+        container.authorization_codes.take(code, client_id, uuid4())
+    container.sessions.end_spent_code_session(reused.value.session_id)
+    return reused.value.session_id
+
+
+def _ended_for_good(container: Container, clock: FakeClock, session_id: UUID, begun: Any) -> None:
+    """The session is ended in the log, and its chain will never turn (its turn-0 token, as
+    the chain was begun with it, is refused)."""
+    session = container.log.find(session_id, Session)
+    assert session is not None and session.revoked_at is not None
+    assert session.revocation_reason == "code_reused"
+    _, _, digest = begun
+    step = run_async(
+        container.chains.turn(
+            session_id,
+            0,
+            digest,
+            "next",
+            clock.now(),
+            timedelta(days=14),
+            timedelta(hours=1),
+            timedelta(0),
+        )
+    )
+    assert step.chain is None
+
+
+def test_a_second_use_of_a_code_before_its_first_use_saved_anything_ends_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second use comes once the first has taken the code, before its session is saved: it
+    finds nothing to end but leaves its lasting mark, which the first use finds before it saves
+    anything; no session starts, no chain begins, no token leaves."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    begun: list[Any] = []
+    begin = container.chains.begin
+    monkeypatch.setattr(container.chains, "begin", lambda *args: (begun.append(args), begin(*args)))
+    session_id = uuid4()
+    grant = container.authorization_codes.take(code, client_id, session_id)
+    assert _second_use(container, code, client_id) == session_id
+    assert container.log.find(session_id, Session) is None  # nothing to end yet
+    with pytest.raises(AuthorizationCodeReused):
+        container.sessions.start_app(
+            account_id, client_id, browser, CLIENT, session_id, grant.scopes, "https://api"
+        )
+    assert container.log.find(session_id, Session) is None and begun == []
+
+
+def test_a_second_use_of_a_code_between_the_first_uses_save_and_chain_ends_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second use comes after the first saved its session, just before its chain begins:
+    it ends the session but finds no chain; the chain begun after is ended by the first use."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    begun: list[Any] = []
+    begin = container.chains.begin
+
+    def second_use_first(*args: Any) -> None:
+        begun.append(args)
+        _second_use(container, code, client_id)
+        begin(*args)
+
+    monkeypatch.setattr(container.chains, "begin", second_use_first)
+    with pytest.raises(AuthorizationCodeReused):
+        _exchanged(container, code, client_id)
+    _ended_for_good(container, clock, begun[0][0], begun[0])
+
+
+def test_a_second_use_of_a_code_just_after_the_first_use_looked_ends_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second use comes once the first use has begun its chain and looked for an end: it
+    finds the session and its chain and ends them; the tokens the first use got are dead."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    begun: list[Any] = []
+    begin = container.chains.begin
+    monkeypatch.setattr(container.chains, "begin", lambda *args: (begun.append(args), begin(*args)))
+    standing_now = container.revocations.standing_now
+    second: list[UUID] = []
+
+    def second_use_after(claims: Any) -> Any:
+        found = standing_now(claims)
+        if begun and not second:  # the look after the chain began
+            second.append(_second_use(container, code, client_id))
+        return found
+
+    monkeypatch.setattr(container.revocations, "standing_now", second_use_after)
+    app = _exchanged(container, code, client_id)
+    _ended_for_good(container, clock, app.session_id, begun[0])
+    token = container.person_tokens.access_token(app).access_token
+    with pytest.raises(InvalidAccessToken):
+        run_async(container.person_tokens.verified(token))
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
+
+
+def test_a_second_use_of_a_code_between_the_first_uses_claim_and_take_ends_it(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second use comes after the first has claimed the code as spent, before it takes the
+    code: it is told of the first use's session (not merely "unknown code") and ends it, so
+    the first use starts nothing."""
+    account_id, browser, client_id = _signed_in(container)
+    code = container.authorization_codes.issue(_grant(account_id, browser, client_id))
+    begun: list[Any] = []
+    begin = container.chains.begin
+    monkeypatch.setattr(container.chains, "begin", lambda *args: (begun.append(args), begin(*args)))
+    store = container.one_time_values
+    take = store.take
+    second: list[UUID] = []
+
+    def second_use_between(key: bytes, at: Any) -> str | None:
+        if not second:
+            monkeypatch.setattr(store, "take", take)  # the second use's own takes run plain
+            second.append(_second_use(container, code, client_id))
+        return take(key, at)
+
+    monkeypatch.setattr(store, "take", second_use_between)
+    session_id = uuid4()
+    grant = container.authorization_codes.take(code, client_id, session_id)
+    assert second == [session_id]
+    with pytest.raises(AuthorizationCodeReused):
+        container.sessions.start_app(
+            account_id, client_id, browser, CLIENT, session_id, grant.scopes, "https://api"
+        )
+    assert container.log.find(session_id, Session) is None and begun == []

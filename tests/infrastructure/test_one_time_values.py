@@ -116,3 +116,23 @@ def test_a_value_stored_under_the_names_of_before_the_rename_is_still_found(
         assert made.take(key, T0) is None
     finally:
         made.close()
+
+
+def test_racing_claims_of_one_key_leave_one_winner_and_its_value(challenges: Any) -> None:
+    """What a code's uses claim it with: exactly one claim wins, the others change nothing."""
+    key = os.urandom(32)
+    won: list[bool] = []
+    start = threading.Barrier(8)
+
+    def claim(n: int) -> None:
+        start.wait()
+        won.append(challenges.put_new(key, f"spent {n}", T0 + timedelta(minutes=5)))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won) == [False] * 7 + [True]
+    assert challenges.take(key, T0) in {f"spent {n}" for n in range(8)}
+    assert challenges.put_new(key, "spent again", T0 + timedelta(minutes=5))  # taken: free again

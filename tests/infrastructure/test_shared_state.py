@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +59,23 @@ def test_a_revoked_session_is_refused_and_others_are_not(denylist: Any) -> None:
     denylist.revoke_session(mine.session_id, TTL)
     assert revoked(denylist, mine)
     assert not revoked(denylist, other)
+
+
+def test_a_sessions_end_lasts_as_long_as_its_longest_entry(denylist: Any) -> None:
+    """A code's second use keeps its session's end for as long as the session could live; an
+    end written later with the access tokens' shorter life must not cut that short."""
+    lasting, brief = uuid4(), uuid4()
+    assert not standing(denylist, claims(session=lasting)).ended
+    denylist.revoke_session(lasting, timedelta(days=90))
+    denylist.revoke_session(lasting, timedelta(milliseconds=1))
+    denylist.revoke_session(brief, timedelta(milliseconds=1))
+    time.sleep(0.05)  # the brief entry's life, in the store's own time
+    if hasattr(denylist, "forget_expired"):
+        denylist.forget_expired(datetime.now(UTC), 1000)
+    assert standing(denylist, claims(session=lasting)).ended
+    assert revoked(denylist, claims(session=lasting))
+    assert not standing(denylist, claims(session=brief)).ended
+    assert denylist.standing_now(claims(session=lasting)).ended
 
 
 def test_an_account_cutoff_refuses_tokens_issued_up_to_it_but_the_kept_session(
