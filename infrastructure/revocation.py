@@ -28,6 +28,11 @@ CHANGING_TTL = timedelta(seconds=60)
 # A version mark or written position unused this long is forgotten: a missing mark only costs
 # one load from the event store, and positions matter only until the projections pass them.
 MARK_TTL = timedelta(days=1)
+# The purge keeps a row this long past its `until`: a token its row refuses can outlive it by
+# the clock skew the verifier allows between processes (infrastructure/signing.py), and one
+# minted by a refresh that raced the revocation (read its chain before the chain ended) expires
+# a request's duration after the row. Minutes of margin cost only rows kept a little longer.
+EXPIRY_GRACE = timedelta(minutes=5)
 
 
 # Every table of the revocation list, each row deciding nothing once its `until` has passed:
@@ -194,15 +199,17 @@ class SqliteRevocationList:
         return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
     def forget_expired(self, now: datetime, limit: int) -> int:
-        """Deletes up to `limit` rows of each table whose `until` has passed (each decides
-        nothing any more: see ExpiredState); returns the most deleted from one table."""
+        """Deletes up to `limit` rows of each table whose `until` passed more than EXPIRY_GRACE
+        before `now` (each decides nothing any more: see ExpiredState); returns the most
+        deleted from one table."""
+        before = (now - EXPIRY_GRACE).timestamp()
         most = 0
         for table in _TABLES:
             with self._file.connection() as db:  # a short write each, so requests wait little
                 deleted = db.execute(
                     f"DELETE FROM {table} WHERE until < ? AND rowid IN"  # noqa: S608
                     f" (SELECT rowid FROM {table} WHERE until < ? LIMIT ?)",
-                    (now.timestamp(), now.timestamp(), limit),
+                    (before, before, limit),
                 ).rowcount
             most = max(most, deleted)
         return most
@@ -355,13 +362,14 @@ class PostgresRevocationList:
         """As SqliteRevocationList.forget_expired. By row version (ctid), and `until` checked
         again: a row another process extends meanwhile (a session revoked once more) is a new
         version, which this delete neither matches nor removes."""
+        before = (now - EXPIRY_GRACE).timestamp()
         most = 0
         for table in _TABLES:
             with self._connection() as conn:
                 deleted = conn.execute(
                     f"DELETE FROM tessera_{table} WHERE until < %s AND ctid = ANY(ARRAY("  # noqa: S608
                     f"SELECT ctid FROM tessera_{table} WHERE until < %s LIMIT %s))",
-                    (now.timestamp(), now.timestamp(), limit),
+                    (before, before, limit),
                 ).rowcount
             most = max(most, deleted)
         return most

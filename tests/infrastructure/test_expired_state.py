@@ -28,6 +28,7 @@ from infrastructure.one_time_values import RedisOneTimeValues
 from infrastructure.projector import Lease
 from infrastructure.revocation import (
     CHANGING_TTL,
+    EXPIRY_GRACE,
     MARK_TTL,
     PostgresRevocationList,
     RedisRevocationList,
@@ -39,6 +40,8 @@ from tests.conftest import FAST_ARGON2, FakeClock
 from tests.servers import PostgresCluster
 
 TTL = timedelta(minutes=15)  # ACCESS_TOKEN_TTL's default: how long a revocation must last
+# A row written with this ttl is already past its `until` and its grace: the next pass takes it.
+GONE = -(EXPIRY_GRACE + timedelta(seconds=1))
 TABLES = (
     "revoked_sessions",
     "revoked_accounts",
@@ -121,7 +124,9 @@ def test_rows_past_their_time_are_gone_after_a_pass_and_later_ones_stay(tables: 
     assert all(tables.count(table) >= 1 for table in TABLES)
 
     # Past the revocations' time, before the marks' and the long revocations'.
-    forgotten = store.forget_expired(datetime.now(UTC) + TTL + timedelta(seconds=5), 1000)
+    forgotten = store.forget_expired(
+        datetime.now(UTC) + TTL + EXPIRY_GRACE + timedelta(seconds=5), 1000
+    )
 
     assert forgotten == 1
     assert [tables.count(t) for t in TABLES] == [1, 1, 1, 2, 2]
@@ -131,7 +136,7 @@ def test_rows_past_their_time_are_gone_after_a_pass_and_later_ones_stay(tables: 
     assert revoked(store, long_app)
 
     # Past the marks' and the written positions' time too.
-    store.forget_expired(datetime.now(UTC) + MARK_TTL + timedelta(seconds=5), 1000)
+    store.forget_expired(datetime.now(UTC) + MARK_TTL + EXPIRY_GRACE + timedelta(seconds=5), 1000)
     assert [tables.count(t) for t in TABLES] == [1, 1, 1, 0, 0]
     assert revoked(store, long_session)
 
@@ -154,11 +159,32 @@ def test_a_revoked_session_stays_revoked_while_its_tokens_may_still_be_alive(
     assert [tables.count(t) for t in TABLES[:3]] == [1, 2, 1]
 
 
+def test_a_revocation_outlives_its_time_by_the_grace_that_clock_skew_and_races_need(
+    tables: Tables,
+) -> None:
+    """A token a peer minted up to 30 s "in the future", or a refresh that raced the revocation,
+    outlives `until` a little: the row stays for EXPIRY_GRACE (at least a minute) after it."""
+    store = tables.store
+    assert timedelta(minutes=1) <= EXPIRY_GRACE
+    session, app = fill(store, TTL)
+    cut_off = claims(account=uuid4())
+    store.revoke_sessions_before(cut_off.account_id, datetime.now(UTC), TTL)
+
+    store.forget_expired(datetime.now(UTC) + TTL + timedelta(seconds=5), 1000)
+    assert [tables.count(t) for t in TABLES[:3]] == [1, 2, 1]
+    assert revoked(store, session)
+    assert revoked(store, app)
+    assert revoked(store, cut_off)
+
+    store.forget_expired(datetime.now(UTC) + TTL + EXPIRY_GRACE + timedelta(seconds=1), 1000)
+    assert [tables.count(t) for t in TABLES[:3]] == [0, 0, 0]
+
+
 def test_a_pass_deletes_at_most_its_batch_of_each_table(tables: Tables) -> None:
     store = tables.store
     for _ in range(5):
         store.revoke_session(uuid4(), timedelta(milliseconds=1))
-    later = datetime.now(UTC) + timedelta(seconds=1)
+    later = datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1)
 
     assert store.forget_expired(later, 2) == 2
     assert tables.count("revoked_sessions") == 3
@@ -173,7 +199,7 @@ def test_the_lease_holder_purges_and_passes_again_soon_while_a_backlog_remains(
     store = tables.store
     for _ in range(3):
         store.revoke_session(uuid4(), timedelta(milliseconds=1))
-    later = datetime.now(UTC) + timedelta(seconds=1)
+    later = datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1)
     holder = ExpiredState([store], tables.lease(), now=lambda: later, batch=2)
     standby = ExpiredState([store], tables.lease(), now=lambda: later, batch=2)
     try:
@@ -197,7 +223,7 @@ def test_a_session_revoked_again_is_not_lost_to_a_pass(tables: Tables) -> None:
     time.sleep(0.01)
     store.revoke_session(again.session_id, TTL)
 
-    store.forget_expired(datetime.now(UTC) + timedelta(seconds=1), 1000)
+    store.forget_expired(datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1), 1000)
 
     assert revoked(store, again)
 
@@ -236,7 +262,7 @@ def test_the_background_work_purges_expired_revocations(
     container = build(load_settings(environ), clock=FakeClock())
     try:
         expired, alive = claims(), claims()
-        container.revocations.revoke_session(expired.session_id, timedelta(milliseconds=1))
+        container.revocations.revoke_session(expired.session_id, GONE)
         container.revocations.revoke_session(alive.session_id, TTL)
         time.sleep(0.01)
         assert revoked(container.revocations, expired)  # no pass yet
@@ -292,7 +318,7 @@ def test_a_real_tessera_serve_purges_its_revocations_file(
     path.parent.mkdir()
     before = SqliteRevocationList(path)  # as the last run left it
     expired, alive = claims(), claims()
-    before.revoke_session(expired.session_id, timedelta(milliseconds=1))
+    before.revoke_session(expired.session_id, GONE)
     before.revoke_session(alive.session_id, TTL)
     before.close()
 
