@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -198,21 +198,22 @@ class SqliteRevocationList:
             ).fetchone()
         return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
-    def forget_expired(self, now: datetime, limit: int) -> int:
-        """Deletes up to `limit` rows of each table whose `until` passed more than EXPIRY_GRACE
-        before `now` (each decides nothing any more: see ExpiredState); returns the most
-        deleted from one table."""
+    def forget_expired(
+        self, now: datetime, limit: int, tables: Collection[str] | None = None
+    ) -> dict[str, int]:
+        """Deletes up to `limit` rows of each table (of `tables`, when given) whose `until`
+        passed more than EXPIRY_GRACE before `now` (each decides nothing any more: see
+        ExpiredState); returns how many it deleted from each table it passed."""
         before = (now - EXPIRY_GRACE).timestamp()
-        most = 0
-        for table in _TABLES:
+        deleted: dict[str, int] = {}
+        for table in _TABLES if tables is None else [t for t in _TABLES if t in tables]:
             with self._file.connection() as db:  # a short write each, so requests wait little
-                deleted = db.execute(
+                deleted[table] = db.execute(
                     f"DELETE FROM {table} WHERE until < ? AND rowid IN"  # noqa: S608
                     f" (SELECT rowid FROM {table} WHERE until < ? LIMIT ?)",
                     (before, before, limit),
                 ).rowcount
-            most = max(most, deleted)
-        return most
+        return deleted
 
     def close(self) -> None:
         self._file.close()
@@ -358,21 +359,22 @@ class PostgresRevocationList:
         assert row is not None
         return Standing(revoked=bool(row[0]), mark=row[1], written=int(row[2] or 0))
 
-    def forget_expired(self, now: datetime, limit: int) -> int:
+    def forget_expired(
+        self, now: datetime, limit: int, tables: Collection[str] | None = None
+    ) -> dict[str, int]:
         """As SqliteRevocationList.forget_expired. By row version (ctid), and `until` checked
         again: a row another process extends meanwhile (a session revoked once more) is a new
         version, which this delete neither matches nor removes."""
         before = (now - EXPIRY_GRACE).timestamp()
-        most = 0
-        for table in _TABLES:
+        deleted: dict[str, int] = {}
+        for table in _TABLES if tables is None else [t for t in _TABLES if t in tables]:
             with self._connection() as conn:
-                deleted = conn.execute(
+                deleted[table] = conn.execute(
                     f"DELETE FROM tessera_{table} WHERE until < %s AND ctid = ANY(ARRAY("  # noqa: S608
                     f"SELECT ctid FROM tessera_{table} WHERE until < %s LIMIT %s))",
                     (before, before, limit),
                 ).rowcount
-            most = max(most, deleted)
-        return most
+        return deleted
 
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return guarded_connection(self._pool, self._outage)
