@@ -48,13 +48,15 @@ _TABLES = (
 
 # The purge finds the expired rows of the tables that grow with every logout and revocation
 # by index; the marks and positions are one row per account, rewritten by every save (an
-# index on `until` would cost each save a write), so a pass reads them whole.
+# index on `until` would cost each save a write), so a pass reads them whole. PostgreSQL builds
+# them CONCURRENTLY: a plain build would hold off every logout while it read a large table.
 _EXPIRY_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_sessions_until"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_sessions_until"
     " ON {prefix}revoked_sessions (until);"
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_accounts_until"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_accounts_until"
     " ON {prefix}revoked_accounts (until);"
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_apps_until ON {prefix}revoked_apps (until);"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_apps_until"
+    " ON {prefix}revoked_apps (until);"
 )
 
 
@@ -95,7 +97,7 @@ class SqliteRevocationList:
             + ACCOUNT_MARKS
             + "CREATE TABLE IF NOT EXISTS written_positions ("
             " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
-            + _EXPIRY_INDEXES.format(prefix=""),
+            + _EXPIRY_INDEXES.format(prefix="", concurrently=""),
         )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -253,8 +255,14 @@ class PostgresRevocationList:
                 " principal uuid PRIMARY KEY, position bigint NOT NULL,"
                 " until double precision NOT NULL)"
             )
-            for index in _EXPIRY_INDEXES.format(prefix="tessera_").split(";")[:-1]:
-                conn.execute(index)
+        with self._connection() as conn:
+            conn.autocommit = True  # CONCURRENTLY runs outside a transaction
+            try:
+                indexes = _EXPIRY_INDEXES.format(prefix="tessera_", concurrently="CONCURRENTLY ")
+                for index in indexes.split(";")[:-1]:
+                    conn.execute(index)
+            finally:
+                conn.autocommit = False
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl

@@ -355,3 +355,50 @@ def test_a_real_tessera_serve_purges_its_revocations_file(
         while str(expired.session_id) in sessions() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sessions() == {str(alive.session_id)}
+
+
+def test_building_the_expiry_indexes_does_not_hold_off_logouts(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A first start on a database an older version left without the `until` indexes builds
+    them while logouts go on: a plain CREATE INDEX would queue every logout behind its build
+    (and behind any logout in flight when it started)."""
+    url = request.getfixturevalue("postgres").new_database()
+    PostgresRevocationList(ConnectionPool(url, open=True)).close()
+    with psycopg.connect(url, autocommit=True) as admin:
+        for table in TABLES[:3]:
+            admin.execute(f"DROP INDEX tessera_{table}_until")
+    with psycopg.connect(url) as in_flight:  # a logout whose transaction is still open
+        in_flight.execute("INSERT INTO tessera_revoked_sessions VALUES (%s, 1)", (uuid4(),))
+        built: list[PostgresRevocationList] = []
+        starting = threading.Thread(
+            target=lambda: built.append(PostgresRevocationList(ConnectionPool(url, open=True)))
+        )
+        starting.start()
+        try:
+            with psycopg.connect(url, autocommit=True) as watcher:
+                deadline = time.monotonic() + 10
+                waiting = False
+                while not waiting and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    row = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE query LIKE 'CREATE INDEX%%' AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                    waiting = row is not None and row[0] > 0
+                assert waiting  # the build waits for the logout in flight
+
+                # Meanwhile another logout goes through at once.
+                watcher.execute("SET statement_timeout = '2s'")
+                watcher.execute("INSERT INTO tessera_revoked_sessions VALUES (%s, 1)", (uuid4(),))
+        finally:
+            in_flight.commit()
+            starting.join(timeout=20)
+    assert built
+    built[0].close()
+    with psycopg.connect(url) as check:
+        valid = check.execute(
+            "SELECT count(*) FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid"
+            " WHERE relname LIKE 'tessera_revoked_%%_until' AND indisvalid"
+        ).fetchone()
+    assert valid == (3,)
