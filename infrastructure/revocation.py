@@ -491,6 +491,11 @@ class RedisRevocationList:
     def _ttl_ms(self, ttl: timedelta) -> int:
         return max(1, int(ttl.total_seconds() * 1000))
 
+    def _revocation_ms(self, ttl: timedelta) -> int:
+        # Kept EXPIRY_GRACE longer, as the tables' purge keeps their rows: clock skew and a
+        # refresh racing the revocation let a refused token outlive `ttl` a little.
+        return self._ttl_ms(ttl + EXPIRY_GRACE)
+
     def _keys(self, claims: AccessClaims) -> list[str]:
         keys = [
             f"{self._prefix}revoked:session:{claims.session_id}",
@@ -508,7 +513,7 @@ class RedisRevocationList:
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
             self._client.set(
-                f"{self._prefix}revoked:session:{session_id}", "1", px=self._ttl_ms(ttl)
+                f"{self._prefix}revoked:session:{session_id}", "1", px=self._revocation_ms(ttl)
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -519,7 +524,7 @@ class RedisRevocationList:
         value = f"{cutoff.timestamp()!r}|{keep or ''}"
         try:
             self._client.set(
-                f"{self._prefix}revoked:account:{account_id}", value, px=self._ttl_ms(ttl)
+                f"{self._prefix}revoked:account:{account_id}", value, px=self._revocation_ms(ttl)
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -534,7 +539,7 @@ class RedisRevocationList:
                 1,
                 self._app_key(account_id, client_id),
                 repr(cutoff.timestamp()),
-                self._ttl_ms(ttl),
+                self._revocation_ms(ttl),
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error

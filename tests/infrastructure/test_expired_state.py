@@ -272,6 +272,21 @@ def test_every_key_of_the_revocation_list_in_redis_expires_by_itself(redis_url: 
     client.close()
 
 
+def test_a_revocation_in_redis_outlives_its_time_by_the_same_grace(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"test-{uuid4().hex}:"
+    store = RedisRevocationList(client, redis_url, prefix=prefix)
+    fill(store, TTL)
+
+    keys = client.keys(prefix + "revoked:*")
+    assert len(keys) == 3  # a session, an account's cutoff, an app's
+    for key in keys:
+        assert client.pttl(key) > (TTL + EXPIRY_GRACE - timedelta(seconds=5)) // timedelta(
+            milliseconds=1
+        ), key
+    client.close()
+
+
 @pytest.mark.parametrize(
     ("deployment", "role"), [("sqlite", "serve"), ("postgres", "serve"), ("postgres", "projector")]
 )
