@@ -791,6 +791,10 @@ class Account(Aggregate):
             kept_session_id=self.kept_session_id,
             password_generation=self.password_generation,
             roles=tuple(self.roles),
+            consents=tuple(
+                (client_id, datetime.fromisoformat(state["granted_at"]))
+                for client_id, state in self._consents().items()
+            ),
         )
 
     # Consents to other apps

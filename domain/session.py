@@ -23,6 +23,9 @@ class SessionTerms:
     kept_session_id: UUID | None  # the one session a revocation spared
     password_generation: int
     roles: tuple[str, ...]
+    # Each app the account consents to, and when that consent was granted (a consent withdrawn
+    # and granted again is a new one).
+    consents: tuple[tuple[str, datetime], ...] = ()
 
     def admit(self, session_id: UUID, started_at: datetime, bound_to: int) -> bool:
         """Whether a session started at `started_at`, bound to password generation `bound_to`,
@@ -35,6 +38,12 @@ class SessionTerms:
         return (self.cutoff is None or started_at > self.cutoff) and (
             bound_to == self.password_generation
         )
+
+    def consented(self, client_id: str, started_at: datetime) -> bool:
+        """Whether an app's session started at `started_at` began under the consent the app
+        holds now: one withdrawn since (granted again or not) has ended it for good."""
+        granted = dict(self.consents).get(client_id)
+        return granted is not None and granted <= started_at
 
 
 class Session(Aggregate):

@@ -10,7 +10,7 @@ new ones are written (infrastructure/refresh_chains.py, infrastructure/one_time_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -24,9 +24,11 @@ MORE_AFTER = timedelta(seconds=1)
 
 
 class Expiring(Protocol):
-    def forget_expired(self, now: datetime, limit: int) -> int:
-        """Deletes up to `limit` rows of each table whose time has passed at `now`; returns
-        the most deleted from one table."""
+    def forget_expired(
+        self, now: datetime, limit: int, tables: Collection[str] | None = None
+    ) -> dict[str, int]:
+        """Deletes up to `limit` rows of each table (of `tables`, when given) whose time has
+        passed at `now`; returns how many it deleted from each table it passed."""
         ...
 
 
@@ -49,15 +51,27 @@ class ExpiredState:
         self._lease = lease
         self._now = now
         self._batch = batch
+        # Per store, the tables the next pass reads: None for all of them. After a pass that
+        # found a full batch, only the tables that had one, so that a backlog in one table
+        # does not have every pass a second later read the others (some unindexed) whole.
+        self._backlog: list[frozenset[str] | None] = [None] * len(stores)
 
     def forget_some(self) -> bool:
         """One pass, if this process holds the lease: True when some table had a full batch
-        (there may be more: pass again soon)."""
+        (there may be more: pass again soon, then only over the tables that had one)."""
         if not self._lease.held():
             return False
         now = self._now()
-        deleted = [store.forget_expired(now, self._batch) for store in self._stores]
-        return max(deleted, default=0) >= self._batch
+        full: list[frozenset[str]] = []
+        for store, tables in zip(self._stores, self._backlog, strict=True):
+            if tables is not None and not tables:  # another store's backlog is being worked off
+                full.append(frozenset())
+                continue
+            deleted = store.forget_expired(now, self._batch, tables)
+            full.append(frozenset(t for t, n in deleted.items() if n >= self._batch))
+        more = any(full)
+        self._backlog = list(full) if more else [None] * len(self._stores)
+        return more
 
     def next_pass_after(self, more: bool) -> timedelta:
         return MORE_AFTER if more else INTERVAL

@@ -217,20 +217,24 @@ class ServiceKeyRotation:
         return self._accounts(get_topic(Account.MfaEnrollmentStarted))  # type: ignore[attr-defined]
 
     def _accounts(self, topic: str) -> Iterator[UUID]:
-        """Each account with an event of the topic, once."""
+        """Each account with an event of the topic, once, up to the log's end when the read
+        began. Read until a page comes back empty: while a save is in flight a page is only the
+        settled prefix (infrastructure/event_store.py), short though more follows; end() waits
+        for such saves, so every page up to it is whole."""
         seen: set[UUID] = set()
+        last = self._log.end()
         start: int | None = None
         while True:
             batch = self._log.recorder.select_notifications(
-                start, _BATCH, topics=[topic], inclusive_of_start=start is None
+                start, _BATCH, stop=last, topics=[topic], inclusive_of_start=start is None
             )
+            if not batch:
+                return
             for notification in batch:
                 account_id = UUID(str(notification.originator_id))
                 if account_id not in seen:
                     seen.add(account_id)
                     yield account_id
-            if len(batch) < _BATCH:
-                return
             start = batch[-1].id
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,11 @@ CHANGING_TTL = timedelta(seconds=60)
 # A version mark or written position unused this long is forgotten: a missing mark only costs
 # one load from the event store, and positions matter only until the projections pass them.
 MARK_TTL = timedelta(days=1)
+# The purge keeps a row this long past its `until`: a token its row refuses can outlive it by
+# the clock skew the verifier allows between processes (infrastructure/signing.py), and one
+# minted by a refresh that raced the revocation (read its chain before the chain ended) expires
+# a request's duration after the row. Minutes of margin cost only rows kept a little longer.
+EXPIRY_GRACE = timedelta(minutes=5)
 
 
 # Every table of the revocation list, each row deciding nothing once its `until` has passed:
@@ -43,13 +48,15 @@ _TABLES = (
 
 # The purge finds the expired rows of the tables that grow with every logout and revocation
 # by index; the marks and positions are one row per account, rewritten by every save (an
-# index on `until` would cost each save a write), so a pass reads them whole.
+# index on `until` would cost each save a write), so a pass reads them whole. PostgreSQL builds
+# them CONCURRENTLY: a plain build would hold off every logout while it read a large table.
 _EXPIRY_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_sessions_until"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_sessions_until"
     " ON {prefix}revoked_sessions (until);"
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_accounts_until"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_accounts_until"
     " ON {prefix}revoked_accounts (until);"
-    "CREATE INDEX IF NOT EXISTS {prefix}revoked_apps_until ON {prefix}revoked_apps (until);"
+    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_apps_until"
+    " ON {prefix}revoked_apps (until);"
 )
 
 
@@ -90,7 +97,7 @@ class SqliteRevocationList:
             + ACCOUNT_MARKS
             + "CREATE TABLE IF NOT EXISTS written_positions ("
             " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
-            + _EXPIRY_INDEXES.format(prefix=""),
+            + _EXPIRY_INDEXES.format(prefix="", concurrently=""),
         )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -199,19 +206,22 @@ class SqliteRevocationList:
             revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
         )
 
-    def forget_expired(self, now: datetime, limit: int) -> int:
-        """Deletes up to `limit` rows of each table whose `until` has passed (each decides
-        nothing any more: see ExpiredState); returns the most deleted from one table."""
-        most = 0
-        for table in _TABLES:
+    def forget_expired(
+        self, now: datetime, limit: int, tables: Collection[str] | None = None
+    ) -> dict[str, int]:
+        """Deletes up to `limit` rows of each table (of `tables`, when given) whose `until`
+        passed more than EXPIRY_GRACE before `now` (each decides nothing any more: see
+        ExpiredState); returns how many it deleted from each table it passed."""
+        before = (now - EXPIRY_GRACE).timestamp()
+        deleted: dict[str, int] = {}
+        for table in _TABLES if tables is None else [t for t in _TABLES if t in tables]:
             with self._file.connection() as db:  # a short write each, so requests wait little
-                deleted = db.execute(
+                deleted[table] = db.execute(
                     f"DELETE FROM {table} WHERE until < ? AND rowid IN"  # noqa: S608
                     f" (SELECT rowid FROM {table} WHERE until < ? LIMIT ?)",
-                    (now.timestamp(), now.timestamp(), limit),
+                    (before, before, limit),
                 ).rowcount
-            most = max(most, deleted)
-        return most
+        return deleted
 
     def close(self) -> None:
         self._file.close()
@@ -251,8 +261,14 @@ class PostgresRevocationList:
                 " principal uuid PRIMARY KEY, position bigint NOT NULL,"
                 " until double precision NOT NULL)"
             )
-            for index in _EXPIRY_INDEXES.format(prefix="tessera_").split(";")[:-1]:
-                conn.execute(index)
+        with self._connection() as conn:
+            conn.autocommit = True  # CONCURRENTLY runs outside a transaction
+            try:
+                indexes = _EXPIRY_INDEXES.format(prefix="tessera_", concurrently="CONCURRENTLY ")
+                for index in indexes.split(";")[:-1]:
+                    conn.execute(index)
+            finally:
+                conn.autocommit = False
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl
@@ -360,20 +376,22 @@ class PostgresRevocationList:
             revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
         )
 
-    def forget_expired(self, now: datetime, limit: int) -> int:
+    def forget_expired(
+        self, now: datetime, limit: int, tables: Collection[str] | None = None
+    ) -> dict[str, int]:
         """As SqliteRevocationList.forget_expired. By row version (ctid), and `until` checked
         again: a row another process extends meanwhile (a session revoked once more) is a new
         version, which this delete neither matches nor removes."""
-        most = 0
-        for table in _TABLES:
+        before = (now - EXPIRY_GRACE).timestamp()
+        deleted: dict[str, int] = {}
+        for table in _TABLES if tables is None else [t for t in _TABLES if t in tables]:
             with self._connection() as conn:
-                deleted = conn.execute(
+                deleted[table] = conn.execute(
                     f"DELETE FROM tessera_{table} WHERE until < %s AND ctid = ANY(ARRAY("  # noqa: S608
                     f"SELECT ctid FROM tessera_{table} WHERE until < %s LIMIT %s))",
-                    (now.timestamp(), now.timestamp(), limit),
+                    (before, before, limit),
                 ).rowcount
-            most = max(most, deleted)
-        return most
+        return deleted
 
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return guarded_connection(self._pool, self._outage)
@@ -493,6 +511,11 @@ class RedisRevocationList:
     def _ttl_ms(self, ttl: timedelta) -> int:
         return max(1, int(ttl.total_seconds() * 1000))
 
+    def _revocation_ms(self, ttl: timedelta) -> int:
+        # Kept EXPIRY_GRACE longer, as the tables' purge keeps their rows: clock skew and a
+        # refresh racing the revocation let a refused token outlive `ttl` a little.
+        return self._ttl_ms(ttl + EXPIRY_GRACE)
+
     def _keys(self, claims: AccessClaims) -> list[str]:
         keys = [
             f"{self._prefix}revoked:session:{claims.session_id}",
@@ -510,7 +533,8 @@ class RedisRevocationList:
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         try:
             self._longer(
-                keys=[f"{self._prefix}revoked:session:{session_id}"], args=[self._ttl_ms(ttl)]
+                keys=[f"{self._prefix}revoked:session:{session_id}"],
+                args=[self._revocation_ms(ttl)],
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -521,7 +545,7 @@ class RedisRevocationList:
         value = f"{cutoff.timestamp()!r}|{keep or ''}"
         try:
             self._client.set(
-                f"{self._prefix}revoked:account:{account_id}", value, px=self._ttl_ms(ttl)
+                f"{self._prefix}revoked:account:{account_id}", value, px=self._revocation_ms(ttl)
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error
@@ -536,7 +560,7 @@ class RedisRevocationList:
                 1,
                 self._app_key(account_id, client_id),
                 repr(cutoff.timestamp()),
-                self._ttl_ms(ttl),
+                self._revocation_ms(ttl),
             )
         except redis.RedisError as error:
             raise Unavailable("redis") from error

@@ -291,9 +291,14 @@ class Sessions:
         wider = [scope for scope in scopes if scope not in granted]
         if wider:
             raise ScopeNotAllowed(" ".join(wider))
-        session_id, chain, new_token, _, now = await self._turn(refresh_token, presented, key)
-        # The app's consent withdrawn since the session started (its cutoff in the shared
-        # store): the turn taken is never used.
+        session_id, chain, new_token, terms, now = await self._turn(refresh_token, presented, key)
+        # The app's consent withdrawn since the session started, as the account says (durable:
+        # the shared store's cutoff below is forgotten once it has lasted as long as a session
+        # could when it was written, which a SESSION_MAX_AGE raised since outlasts) or as the
+        # cutoff says (a withdrawal whose save the account read missed): the turn taken is
+        # never used.
+        if not terms.consented(client_id, chain.started_at):
+            raise InvalidRefreshToken
         standing = await self._revocations.standing(
             AccessClaims(
                 account_id=chain.account_id,

@@ -6,7 +6,7 @@ whatever ends the account's sessions, or withdraws the app's consent, ends the a
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -255,6 +255,34 @@ def test_a_consent_withdrawn_just_after_the_exchange_cuts_its_tokens_off(
     assert run_async(container.person_tokens.verified(fresh))["sid"] == str(again.session_id)
     assert run_async(container.sessions.rotate_app(again.refresh_token, client_id))
     _cut_off(container, app)
+
+
+@pytest.mark.parametrize("granted_again", [False, True])
+def test_an_app_session_cut_off_stays_so_once_the_shared_cutoff_is_forgotten(
+    container: Container, clock: FakeClock, granted_again: bool
+) -> None:
+    """The shared store's cutoff lasts as long as a session could when it was written: a
+    SESSION_MAX_AGE raised since outlives it. The refresh reads the consent from the account
+    too: a session started before the consent the app holds now (or with none) stays over."""
+    account_id, browser, client_id = _signed_in(container)
+    app = _exchanged(
+        container,
+        container.authorization_codes.issue(_grant(account_id, browser, client_id)),
+        client_id,
+    )
+    clock.advance(seconds=1)
+    container.consents.revoke(account_id, client_id, CLIENT)
+    if granted_again:
+        clock.advance(seconds=1)
+        container.consents.grant(account_id, client_id, ["openid", "email"], CLIENT)
+    # Where the revocation list is in tables: its rows forgotten, as a pass a year on does.
+    forget = getattr(container.revocations, "forget_expired", None)
+    if forget is None:
+        pytest.skip("Redis expires the cutoff by itself")
+    forget(datetime.now(UTC) + timedelta(days=400), 1000)
+
+    with pytest.raises(InvalidRefreshToken):
+        run_async(container.sessions.rotate_app(app.refresh_token, client_id))
 
 
 def test_a_consent_withdrawn_cuts_off_only_that_apps_sessions(container: Container) -> None:

@@ -28,6 +28,7 @@ from infrastructure.one_time_values import RedisOneTimeValues
 from infrastructure.projector import Lease
 from infrastructure.revocation import (
     CHANGING_TTL,
+    EXPIRY_GRACE,
     MARK_TTL,
     PostgresRevocationList,
     RedisRevocationList,
@@ -39,6 +40,8 @@ from tests.conftest import FAST_ARGON2, FakeClock
 from tests.servers import PostgresCluster
 
 TTL = timedelta(minutes=15)  # ACCESS_TOKEN_TTL's default: how long a revocation must last
+# A row written with this ttl is already past its `until` and its grace: the next pass takes it.
+GONE = -(EXPIRY_GRACE + timedelta(seconds=1))
 TABLES = (
     "revoked_sessions",
     "revoked_accounts",
@@ -121,9 +124,11 @@ def test_rows_past_their_time_are_gone_after_a_pass_and_later_ones_stay(tables: 
     assert all(tables.count(table) >= 1 for table in TABLES)
 
     # Past the revocations' time, before the marks' and the long revocations'.
-    forgotten = store.forget_expired(datetime.now(UTC) + TTL + timedelta(seconds=5), 1000)
+    forgotten = store.forget_expired(
+        datetime.now(UTC) + TTL + EXPIRY_GRACE + timedelta(seconds=5), 1000
+    )
 
-    assert forgotten == 1
+    assert forgotten == dict.fromkeys(TABLES[:3], 1) | dict.fromkeys(TABLES[3:], 0)
     assert [tables.count(t) for t in TABLES] == [1, 1, 1, 2, 2]
     assert not revoked(store, short_session)  # its row is gone (it no longer matters)
     assert not revoked(store, short_app)
@@ -131,7 +136,7 @@ def test_rows_past_their_time_are_gone_after_a_pass_and_later_ones_stay(tables: 
     assert revoked(store, long_app)
 
     # Past the marks' and the written positions' time too.
-    store.forget_expired(datetime.now(UTC) + MARK_TTL + timedelta(seconds=5), 1000)
+    store.forget_expired(datetime.now(UTC) + MARK_TTL + EXPIRY_GRACE + timedelta(seconds=5), 1000)
     assert [tables.count(t) for t in TABLES] == [1, 1, 1, 0, 0]
     assert revoked(store, long_session)
 
@@ -154,16 +159,37 @@ def test_a_revoked_session_stays_revoked_while_its_tokens_may_still_be_alive(
     assert [tables.count(t) for t in TABLES[:3]] == [1, 2, 1]
 
 
+def test_a_revocation_outlives_its_time_by_the_grace_that_clock_skew_and_races_need(
+    tables: Tables,
+) -> None:
+    """A token a peer minted up to 30 s "in the future", or a refresh that raced the revocation,
+    outlives `until` a little: the row stays for EXPIRY_GRACE (at least a minute) after it."""
+    store = tables.store
+    assert timedelta(minutes=1) <= EXPIRY_GRACE
+    session, app = fill(store, TTL)
+    cut_off = claims(account=uuid4())
+    store.revoke_sessions_before(cut_off.account_id, datetime.now(UTC), TTL)
+
+    store.forget_expired(datetime.now(UTC) + TTL + timedelta(seconds=5), 1000)
+    assert [tables.count(t) for t in TABLES[:3]] == [1, 2, 1]
+    assert revoked(store, session)
+    assert revoked(store, app)
+    assert revoked(store, cut_off)
+
+    store.forget_expired(datetime.now(UTC) + TTL + EXPIRY_GRACE + timedelta(seconds=1), 1000)
+    assert [tables.count(t) for t in TABLES[:3]] == [0, 0, 0]
+
+
 def test_a_pass_deletes_at_most_its_batch_of_each_table(tables: Tables) -> None:
     store = tables.store
     for _ in range(5):
         store.revoke_session(uuid4(), timedelta(milliseconds=1))
-    later = datetime.now(UTC) + timedelta(seconds=1)
+    later = datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1)
 
-    assert store.forget_expired(later, 2) == 2
+    assert store.forget_expired(later, 2)["revoked_sessions"] == 2
     assert tables.count("revoked_sessions") == 3
-    assert store.forget_expired(later, 2) == 2
-    assert store.forget_expired(later, 2) == 1
+    assert store.forget_expired(later, 2)["revoked_sessions"] == 2
+    assert store.forget_expired(later, 2, {"revoked_sessions"}) == {"revoked_sessions": 1}
     assert tables.count("revoked_sessions") == 0
 
 
@@ -173,7 +199,7 @@ def test_the_lease_holder_purges_and_passes_again_soon_while_a_backlog_remains(
     store = tables.store
     for _ in range(3):
         store.revoke_session(uuid4(), timedelta(milliseconds=1))
-    later = datetime.now(UTC) + timedelta(seconds=1)
+    later = datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1)
     holder = ExpiredState([store], tables.lease(), now=lambda: later, batch=2)
     standby = ExpiredState([store], tables.lease(), now=lambda: later, batch=2)
     try:
@@ -189,6 +215,30 @@ def test_the_lease_holder_purges_and_passes_again_soon_while_a_backlog_remains(
         standby.release()
 
 
+def test_a_pass_after_a_backlog_goes_back_only_to_the_tables_that_had_one(
+    tables: Tables,
+) -> None:
+    """A pass a second after a full batch reads only the tables that had one: a backlog of
+    logouts does not have every pass read the marks and positions (unindexed) whole."""
+    store = tables.store
+    for _ in range(3):
+        store.revoke_session(uuid4(), timedelta(milliseconds=1))
+    later = datetime.now(UTC) + CHANGING_TTL + EXPIRY_GRACE + timedelta(seconds=1)
+    holder = ExpiredState([store], tables.lease(), now=lambda: later, batch=2)
+    try:
+        assert holder.forget_some() is True  # revoked_sessions had a full batch
+        store.changing([uuid4()])  # a mark expired by `later`, in a table with no backlog
+
+        assert holder.forget_some() is False  # the rest of the backlog
+        assert tables.count("revoked_sessions") == 0
+        assert tables.count("account_marks") == 1  # not read by the backlog's pass
+
+        assert holder.forget_some() is False  # the next ordinary pass reads every table
+        assert tables.count("account_marks") == 0
+    finally:
+        holder.release()
+
+
 def test_a_session_revoked_again_is_not_lost_to_a_pass(tables: Tables) -> None:
     """A session whose old entry expired and which is revoked once more keeps its new entry."""
     store = tables.store
@@ -197,7 +247,7 @@ def test_a_session_revoked_again_is_not_lost_to_a_pass(tables: Tables) -> None:
     time.sleep(0.01)
     store.revoke_session(again.session_id, TTL)
 
-    store.forget_expired(datetime.now(UTC) + timedelta(seconds=1), 1000)
+    store.forget_expired(datetime.now(UTC) + EXPIRY_GRACE + timedelta(seconds=1), 1000)
 
     assert revoked(store, again)
 
@@ -222,6 +272,21 @@ def test_every_key_of_the_revocation_list_in_redis_expires_by_itself(redis_url: 
     client.close()
 
 
+def test_a_revocation_in_redis_outlives_its_time_by_the_same_grace(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"test-{uuid4().hex}:"
+    store = RedisRevocationList(client, redis_url, prefix=prefix)
+    fill(store, TTL)
+
+    keys = client.keys(prefix + "revoked:*")
+    assert len(keys) == 3  # a session, an account's cutoff, an app's
+    for key in keys:
+        assert client.pttl(key) > (TTL + EXPIRY_GRACE - timedelta(seconds=5)) // timedelta(
+            milliseconds=1
+        ), key
+    client.close()
+
+
 @pytest.mark.parametrize(
     ("deployment", "role"), [("sqlite", "serve"), ("postgres", "serve"), ("postgres", "projector")]
 )
@@ -236,7 +301,7 @@ def test_the_background_work_purges_expired_revocations(
     container = build(load_settings(environ), clock=FakeClock())
     try:
         expired, alive = claims(), claims()
-        container.revocations.revoke_session(expired.session_id, timedelta(milliseconds=1))
+        container.revocations.revoke_session(expired.session_id, GONE)
         container.revocations.revoke_session(alive.session_id, TTL)
         time.sleep(0.01)
         assert revoked(container.revocations, expired)  # no pass yet
@@ -292,7 +357,7 @@ def test_a_real_tessera_serve_purges_its_revocations_file(
     path.parent.mkdir()
     before = SqliteRevocationList(path)  # as the last run left it
     expired, alive = claims(), claims()
-    before.revoke_session(expired.session_id, timedelta(milliseconds=1))
+    before.revoke_session(expired.session_id, GONE)
     before.revoke_session(alive.session_id, TTL)
     before.close()
 
@@ -305,3 +370,50 @@ def test_a_real_tessera_serve_purges_its_revocations_file(
         while str(expired.session_id) in sessions() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sessions() == {str(alive.session_id)}
+
+
+def test_building_the_expiry_indexes_does_not_hold_off_logouts(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A first start on a database an older version left without the `until` indexes builds
+    them while logouts go on: a plain CREATE INDEX would queue every logout behind its build
+    (and behind any logout in flight when it started)."""
+    url = request.getfixturevalue("postgres").new_database()
+    PostgresRevocationList(ConnectionPool(url, open=True)).close()
+    with psycopg.connect(url, autocommit=True) as admin:
+        for table in TABLES[:3]:
+            admin.execute(f"DROP INDEX tessera_{table}_until")
+    with psycopg.connect(url) as in_flight:  # a logout whose transaction is still open
+        in_flight.execute("INSERT INTO tessera_revoked_sessions VALUES (%s, 1)", (uuid4(),))
+        built: list[PostgresRevocationList] = []
+        starting = threading.Thread(
+            target=lambda: built.append(PostgresRevocationList(ConnectionPool(url, open=True)))
+        )
+        starting.start()
+        try:
+            with psycopg.connect(url, autocommit=True) as watcher:
+                deadline = time.monotonic() + 10
+                waiting = False
+                while not waiting and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    row = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE query LIKE 'CREATE INDEX%%' AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                    waiting = row is not None and row[0] > 0
+                assert waiting  # the build waits for the logout in flight
+
+                # Meanwhile another logout goes through at once.
+                watcher.execute("SET statement_timeout = '2s'")
+                watcher.execute("INSERT INTO tessera_revoked_sessions VALUES (%s, 1)", (uuid4(),))
+        finally:
+            in_flight.commit()
+            starting.join(timeout=20)
+    assert built
+    built[0].close()
+    with psycopg.connect(url) as check:
+        valid = check.execute(
+            "SELECT count(*) FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid"
+            " WHERE relname LIKE 'tessera_revoked_%%_until' AND indisvalid"
+        ).fetchone()
+    assert valid == (3,)
