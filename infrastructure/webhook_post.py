@@ -230,7 +230,8 @@ class GuardedPoster:
         """The connection to keep (None: closed) and the status code of one exchange, with one
         deadline. A kept connection the receiver closed while idle fails before any answer:
         the post is made once more on a new connection, within the same deadline (the receiver
-        may then see it twice, which at least once allows)."""
+        may then see it twice, which at least once allows). Never once a status came: that is
+        the receiver's answer, whatever happens to the rest."""
         deadline = time.monotonic() + self._timeout
         origin = _origin_of(delivery.url)
         if connection is not None and _origin(connection) != origin:
@@ -242,7 +243,7 @@ class GuardedPoster:
             current = reused or self._connection(delivery.url)
             try:
                 status, complete = self._exchange(current, delivery, deadline)
-            except ConnectionError:  # RemoteDisconnected, a reset, a broken pipe
+            except ConnectionError:  # RemoteDisconnected, a reset, a broken pipe: no status
                 current.close()
                 if reused is None or n + 1 == len(tries):
                     raise
@@ -271,7 +272,7 @@ class GuardedPoster:
         self, connection: http.client.HTTPConnection, delivery: WebhookPost, deadline: float
     ) -> tuple[int, bool]:
         """The status code, and whether the whole answer was read (so the connection can
-        carry the next post)."""
+        carry the next post). Fails only before the status is known."""
         parts = urlsplit(delivery.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         assert isinstance(connection, _Http | _Https)
@@ -290,11 +291,17 @@ class GuardedPoster:
         )
         answer = connection.getresponse()
         remaining = MAX_ANSWER
-        while remaining > 0:
-            chunk = answer.read(min(remaining, 16 * 1024))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+        try:
+            while remaining > 0:
+                chunk = answer.read(min(remaining, 16 * 1024))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, http.client.HTTPException):
+            # The body is dropped unread anyway: a reset or the deadline within it leaves the
+            # status as answered (sent again, the post could be recorded as failed though it
+            # was delivered), and the connection unfit to carry another.
+            return int(answer.status), False
         return int(answer.status), answer.isclosed()
 
 
