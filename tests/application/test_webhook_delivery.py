@@ -5,6 +5,7 @@ erasure in between, replay, secret rotation, and the addresses the poster refuse
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -319,6 +320,77 @@ def test_lanes_that_find_their_endpoint_busy_are_posted_by_its_courier_without_a
     assert received(4) == 4
     accounts = [verified(secret, r)["data"]["account_id"] for r in receiver.received]
     assert len(set(accounts)) == 4
+
+
+class DropsTheFirst:
+    """A raw receiver that closes the connection of the first post it sees unanswered (once
+    `in_flight` posts are in) and answers each other post 200 (those in flight with it a
+    moment later)."""
+
+    def __init__(self, in_flight: int) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.posts = 0
+        self.answered = 0
+        self.in_flight = in_flight
+        self._all_in = threading.Barrier(in_flight, timeout=5)
+        self._dropped = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while read_request(conn):
+                with self._lock:
+                    self.posts += 1
+                    first = self.posts == 1
+                if not self._dropped.is_set():
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        self._all_in.wait()
+                if first:
+                    self._dropped.set()
+                    return  # closed without an answer
+                if self._dropped.wait(5) and self.answered < self.in_flight - 1:
+                    time.sleep(0.3)  # the poster has seen the drop, and ended the turn
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                with self._lock:
+                    self.answered += 1
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def test_lanes_a_failure_left_untried_are_posted_at_once_not_by_the_sweep(
+    container: Container, clock: FakeClock
+) -> None:
+    # Six lanes in one message, four posts in flight at once: the first is left without an
+    # answer, which ends the turn, so two lanes are released untried. No sweep runs here.
+    dropper = DropsTheFirst(in_flight=4)
+    try:
+        endpoint(container, dropper.url, "account.registered")
+        endpoint_id = str(container.webhooks.list()[0].id)
+        ledger = cast(WebhookLedger, container.webhook_feed.view)
+        ledger.record([queued(endpoint_id, str(uuid4()), n) for n in range(6)], clock.now(), None)
+        assert container.webhook_feed.wake_due() == 6
+        container.mail_broker.join(queue="webhooks")
+        assert dropper.posts == 6 and dropper.answered == 5
+        rows = container.webhook_deliveries.of(container.webhooks.list()[0].id)
+        assert sorted(r.status for r in rows) == ["queued"] + ["sent"] * 5
+    finally:
+        dropper.stop()
 
 
 def test_a_hanging_endpoints_many_due_lanes_starve_no_other_endpoints_retry(
