@@ -187,9 +187,13 @@ class GuardedPoster:
         ]
         for helper in helpers:
             helper.start()
-        self._post_turns(deliveries, outcomes, turn)
-        for helper in helpers:
-            helper.join()
+        try:
+            self._post_turns(deliveries, outcomes, turn)
+        finally:
+            # Whatever ended this thread's turns: none of the call's posts outlives it.
+            turn.end()
+            for helper in helpers:
+                helper.join()
         return outcomes
 
     def _post_turns(
@@ -219,6 +223,9 @@ class GuardedPoster:
                     )
                     turn.end()
                     return
+                except BaseException:
+                    connection = None  # closed by _answer: never kept
+                    raise
                 outcomes[i] = status
         finally:
             if connection is not None:

@@ -818,6 +818,48 @@ def test_a_kept_connection_reset_within_the_answers_body_keeps_the_status_it_ans
         listener.close()
 
 
+class RaisesInTheCallingThread(str):
+    """A header value http.client fails to encode in the thread that called post_each (after
+    a moment, so the helper's post is in flight by then): an error no post expects."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        if threading.current_thread() is threading.main_thread():
+            time.sleep(0.2)
+            raise ValueError("unexpected")
+        return str(self).encode(*args, **kwargs)
+
+
+def test_an_unexpected_error_leaves_no_post_of_the_call_in_flight(receiver: Receiver) -> None:
+    receiver.hold.clear()
+    released: list[float] = []
+
+    def release() -> None:
+        released.append(time.monotonic())
+        receiver.hold.set()
+
+    releasing = threading.Timer(0.6, release)
+    releasing.start()
+    poster = GuardedPoster(Reach(http_loopback=True), connections=2)
+    headers: dict[str, str] = {"x-test": RaisesInTheCallingThread("v")}
+    posts = [WebhookPost(url=receiver.url, headers=headers, body=b"{}") for _ in range(2)]
+    with pytest.raises(ValueError, match="unexpected"):
+        poster.post_each(posts, timedelta(seconds=15))
+    # The helper's post was held by the receiver: the call waited for it.
+    assert released and time.monotonic() >= released[0]
+    assert len(receiver.received) == 1
+    releasing.join()
+
+
+def test_a_connection_an_unexpected_error_closed_is_not_kept(receiver: Receiver) -> None:
+    poster = GuardedPoster(Reach(http_loopback=True), connections=1)
+    good = WebhookPost(url=receiver.url, headers={}, body=b"{}")
+    bad = WebhookPost(url=receiver.url, headers={"x-test": "a\r\nb"}, body=b"{}")
+    with pytest.raises(ValueError):  # http.client refuses the header: no OSError
+        poster.post_each([good, bad], timedelta(seconds=15))
+    origin = ("http", "127.0.0.1", int(receiver.url.split(":")[2].split("/")[0]))
+    assert poster._idle.take(origin) is None  # the one `good` went over was closed
+
+
 def test_posts_stop_starting_at_the_first_without_an_answer() -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
