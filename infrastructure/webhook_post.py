@@ -356,30 +356,24 @@ def _origin(connection: http.client.HTTPConnection) -> _Origin:
 class _IdleConnections:
     """Connections kept open between calls, a bounded number per receiver (scheme, host, port),
     each checked by `reach` when it was made (so a name that now resolves elsewhere changes
-    nothing: nothing else is connected to)."""
+    nothing: nothing else is connected to). While any is kept, a reaper thread closes each once
+    idle past IDLE_LIMIT: after the last post, none stays open until the process ends."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._kept: dict[_Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
+        self._reaping = False  # a reaper thread runs (it ends once nothing is kept)
 
     def take(self, origin: _Origin) -> http.client.HTTPConnection | None:
-        """The receiver's most recently used connection, if one is kept; those idle too long
-        (of every receiver, so none is left open for ever) are closed."""
-        now = time.monotonic()
-        stale = []
-        found = None
+        """The receiver's most recently used connection, if one is kept and not idle too
+        long."""
         with self._lock:
-            for each in list(self._kept):
-                kept = self._kept[each]
-                fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
-                stale += [c for c, since in kept if now - since > IDLE_LIMIT]
-                if each == origin and fresh:
-                    found = fresh.pop()[0]
-                if fresh:
-                    self._kept[each] = fresh
-                else:
-                    del self._kept[each]
+            stale = self._stale(time.monotonic())
+            kept = self._kept.get(origin)
+            found = kept.pop()[0] if kept else None
+            if kept == []:
+                del self._kept[origin]
         for connection in stale:
             connection.close()
         return found
@@ -389,5 +383,35 @@ class _IdleConnections:
             kept = self._kept.setdefault(origin, [])
             if len(kept) < self._limit:
                 kept.append((connection, time.monotonic()))
+                if not self._reaping:
+                    self._reaping = True
+                    threading.Thread(target=self._reap, name="webhook-idle", daemon=True).start()
                 return
         connection.close()
+
+    def _stale(self, now: float) -> list[http.client.HTTPConnection]:
+        """Those idle past IDLE_LIMIT, no longer kept (called holding the lock)."""
+        stale = []
+        for each in list(self._kept):
+            kept = self._kept[each]
+            stale += [c for c, since in kept if now - since > IDLE_LIMIT]
+            fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
+            if fresh:
+                self._kept[each] = fresh
+            else:
+                del self._kept[each]
+        return stale
+
+    def _reap(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                stale = self._stale(now)
+                times = [since for kept in self._kept.values() for _, since in kept]
+                if not times:
+                    self._reaping = False  # the next put starts another
+            for connection in stale:
+                connection.close()
+            if not times:
+                return
+            time.sleep(max(0.05, min(times) + IDLE_LIMIT - now))

@@ -860,6 +860,36 @@ def test_a_connection_an_unexpected_error_closed_is_not_kept(receiver: Receiver)
     assert poster._idle.take(origin) is None  # the one `good` went over was closed
 
 
+def test_a_kept_connection_is_closed_once_idle_past_its_limit_without_another_post() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    closed_after: list[float] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            answered = time.monotonic()
+            conn.settimeout(IDLE_LIMIT + 2)
+            with contextlib.suppress(OSError):
+                if conn.recv(1) == b"":  # the poster closed it
+                    closed_after.append(time.monotonic() - answered)
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+        poster = GuardedPoster(Reach(http_loopback=True))
+        post = WebhookPost(url=url, headers={}, body=b"{}")
+        assert poster.post_each([post], timedelta(seconds=15)) == [200]
+        serving.join(timeout=IDLE_LIMIT + 3)
+        assert closed_after and IDLE_LIMIT - 0.1 <= closed_after[0] <= IDLE_LIMIT + 1
+    finally:
+        listener.close()
+
+
 def test_posts_stop_starting_at_the_first_without_an_answer() -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
