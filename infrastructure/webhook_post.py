@@ -187,9 +187,13 @@ class GuardedPoster:
         ]
         for helper in helpers:
             helper.start()
-        self._post_turns(deliveries, outcomes, turn)
-        for helper in helpers:
-            helper.join()
+        try:
+            self._post_turns(deliveries, outcomes, turn)
+        finally:
+            # Whatever ended this thread's turns: none of the call's posts outlives it.
+            turn.end()
+            for helper in helpers:
+                helper.join()
         return outcomes
 
     def _post_turns(
@@ -219,6 +223,9 @@ class GuardedPoster:
                     )
                     turn.end()
                     return
+                except BaseException:
+                    connection = None  # closed by _answer: never kept
+                    raise
                 outcomes[i] = status
         finally:
             if connection is not None:
@@ -230,7 +237,8 @@ class GuardedPoster:
         """The connection to keep (None: closed) and the status code of one exchange, with one
         deadline. A kept connection the receiver closed while idle fails before any answer:
         the post is made once more on a new connection, within the same deadline (the receiver
-        may then see it twice, which at least once allows)."""
+        may then see it twice, which at least once allows). Never once a status came: that is
+        the receiver's answer, whatever happens to the rest."""
         deadline = time.monotonic() + self._timeout
         origin = _origin_of(delivery.url)
         if connection is not None and _origin(connection) != origin:
@@ -242,7 +250,7 @@ class GuardedPoster:
             current = reused or self._connection(delivery.url)
             try:
                 status, complete = self._exchange(current, delivery, deadline)
-            except ConnectionError:  # RemoteDisconnected, a reset, a broken pipe
+            except ConnectionError:  # RemoteDisconnected, a reset, a broken pipe: no status
                 current.close()
                 if reused is None or n + 1 == len(tries):
                     raise
@@ -271,7 +279,7 @@ class GuardedPoster:
         self, connection: http.client.HTTPConnection, delivery: WebhookPost, deadline: float
     ) -> tuple[int, bool]:
         """The status code, and whether the whole answer was read (so the connection can
-        carry the next post)."""
+        carry the next post). Fails only before the status is known."""
         parts = urlsplit(delivery.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         assert isinstance(connection, _Http | _Https)
@@ -290,11 +298,17 @@ class GuardedPoster:
         )
         answer = connection.getresponse()
         remaining = MAX_ANSWER
-        while remaining > 0:
-            chunk = answer.read(min(remaining, 16 * 1024))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+        try:
+            while remaining > 0:
+                chunk = answer.read(min(remaining, 16 * 1024))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, http.client.HTTPException):
+            # The body is dropped unread anyway: a reset or the deadline within it leaves the
+            # status as answered (sent again, the post could be recorded as failed though it
+            # was delivered), and the connection unfit to carry another.
+            return int(answer.status), False
         return int(answer.status), answer.isclosed()
 
 
@@ -342,30 +356,24 @@ def _origin(connection: http.client.HTTPConnection) -> _Origin:
 class _IdleConnections:
     """Connections kept open between calls, a bounded number per receiver (scheme, host, port),
     each checked by `reach` when it was made (so a name that now resolves elsewhere changes
-    nothing: nothing else is connected to)."""
+    nothing: nothing else is connected to). While any is kept, a reaper thread closes each once
+    idle past IDLE_LIMIT: after the last post, none stays open until the process ends."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._kept: dict[_Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
+        self._reaping = False  # a reaper thread runs (it ends once nothing is kept)
 
     def take(self, origin: _Origin) -> http.client.HTTPConnection | None:
-        """The receiver's most recently used connection, if one is kept; those idle too long
-        (of every receiver, so none is left open for ever) are closed."""
-        now = time.monotonic()
-        stale = []
-        found = None
+        """The receiver's most recently used connection, if one is kept and not idle too
+        long."""
         with self._lock:
-            for each in list(self._kept):
-                kept = self._kept[each]
-                fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
-                stale += [c for c, since in kept if now - since > IDLE_LIMIT]
-                if each == origin and fresh:
-                    found = fresh.pop()[0]
-                if fresh:
-                    self._kept[each] = fresh
-                else:
-                    del self._kept[each]
+            stale = self._stale(time.monotonic())
+            kept = self._kept.get(origin)
+            found = kept.pop()[0] if kept else None
+            if kept == []:
+                del self._kept[origin]
         for connection in stale:
             connection.close()
         return found
@@ -375,5 +383,35 @@ class _IdleConnections:
             kept = self._kept.setdefault(origin, [])
             if len(kept) < self._limit:
                 kept.append((connection, time.monotonic()))
+                if not self._reaping:
+                    self._reaping = True
+                    threading.Thread(target=self._reap, name="webhook-idle", daemon=True).start()
                 return
         connection.close()
+
+    def _stale(self, now: float) -> list[http.client.HTTPConnection]:
+        """Those idle past IDLE_LIMIT, no longer kept (called holding the lock)."""
+        stale = []
+        for each in list(self._kept):
+            kept = self._kept[each]
+            stale += [c for c, since in kept if now - since > IDLE_LIMIT]
+            fresh = [(c, since) for c, since in kept if now - since <= IDLE_LIMIT]
+            if fresh:
+                self._kept[each] = fresh
+            else:
+                del self._kept[each]
+        return stale
+
+    def _reap(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                stale = self._stale(now)
+                times = [since for kept in self._kept.values() for _, since in kept]
+                if not times:
+                    self._reaping = False  # the next put starts another
+            for connection in stale:
+                connection.close()
+            if not times:
+                return
+            time.sleep(max(0.05, min(times) + IDLE_LIMIT - now))

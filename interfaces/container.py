@@ -405,6 +405,7 @@ def _build(
             max_backoff_ms=settings.mail_retry_max_backoff,
         ),
     )
+    courier.wake_through(lanes)
     webhook_feed = WebhookFeed(webhook_ledger, publication, webhooks, lanes, clock)
     replays = Replays(log, webhooks, publication, webhook_ledger, lanes, clock)
     lockout = LockoutPolicy(

@@ -21,6 +21,7 @@ from application.ports import (
     SecretBox,
     WebhookPost,
     WebhookPoster,
+    WebhookQueue,
     WebhookSigner,
     WebhookTargetRefused,
 )
@@ -101,6 +102,13 @@ class Courier:
         # endpoint id: lanes handed to its couriers of this process, in the order they came
         self._handed: dict[str, dict[str, None]] = {}
         self._lock = threading.Lock()
+        self._queue: WebhookQueue | None = None
+
+    def wake_through(self, queue: WebhookQueue) -> None:
+        """The queue whose messages wake couriers (declared after the courier, which its
+        messages call): lanes a round left untried are woken through it at once, not by the
+        sweep, which leaves a head released a moment ago to its own message."""
+        self._queue = queue
 
     def deliver(self, lanes: Sequence[str]) -> int:
         """Posts the due deliveries of these lanes, each lane in order; returns how many were
@@ -157,6 +165,7 @@ class Courier:
         sent, going = 0, lanes
         endpoint_id = str(endpoint.id)
         settling = Settlement(endpoint_id)
+        untried: list[str] = []  # lanes whose claimed head was released unposted
         try:
             for _ in range(self._settings.batch):
                 going = self._with_handed(endpoint_id, going)
@@ -182,6 +191,7 @@ class Courier:
                 settling = Settlement(
                     endpoint_id, answered, [d.id for d, o in results if o is None]
                 )
+                untried += [d.lane for d, o in results if o is None]
                 sent += len(answered)
                 going = [d.lane for d in unwanted]
                 going += [d.lane for d, _ in results if d.id in delivered]
@@ -203,6 +213,14 @@ class Courier:
                     break
         finally:
             self._ledger.settle(settling, self._clock.now())
+            # After the release commits: a message before it would find the heads still
+            # claimed, and take nothing.
+            if untried and self._queue is not None:
+                try:
+                    for group in messages(untried):
+                        self._queue.enqueue(group)
+                except Exception:  # the broker away: the sweep wakes them a little later
+                    log.warning("untried webhook lanes left to the sweep", exc_info=True)
         return sent
 
     def _take_slot(self, endpoint_id: str, lanes: list[str]) -> bool:
