@@ -44,7 +44,7 @@ class PostgresLease:
                     self._connection.close()
                     self._connection = None
                     return False
-                log.info("projection %s: this process holds the lease", self._name)
+                log.info("lease %s: this process holds it", self._name)
                 return True
             self._connection.execute("SELECT 1")  # still connected, so still holding it
             return True
