@@ -4,20 +4,14 @@ authentication; listed and withdrawn on the account page too, with its CSRF-prot
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID
-
-import pytest
-from litestar.testing import TestClient
 
 from application.views import Client as Where
 from domain.client import ClientSettings
 from interfaces.container import Container
-from interfaces.http.app import create_app
-from tests.conftest import FakeClock, event_count
+from tests.conftest import event_count
 from tests.http.test_api import Client, bearer, log_in, register_and_verify
-from tests.http.test_pages import csrf_token, pages_container, sign_in
+from tests.http.test_pages import csrf_token, sign_in
 
 WIKI = ClientSettings(
     name="Team wiki",
@@ -112,16 +106,6 @@ def test_the_consent_schemas_are_in_the_openapi_document(client: Client) -> None
     assert set(schema["properties"]) == {"client_id", "client_name", "scopes", "granted_at"}
     revoke = paths["/api/users/me/consents/{client_id}"]["delete"]["responses"]
     assert {"204", "401", "404"} <= set(revoke)
-
-
-@pytest.fixture
-def site(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Client, Container]]:
-    container = pages_container(tmp_path, clock)
-    container.mail_broker.start_worker(threads=1, poll_ms=20)
-    with TestClient(create_app(container, run_background=False)) as client:
-        client.follow_redirects = False
-        yield client, container
-    container.close()
 
 
 def test_the_account_page_lists_apps_with_access_and_revokes_one(

@@ -117,16 +117,6 @@ def test_same_site_path_keeps_a_path_and_its_query() -> None:
     assert same_site_path("/account") == "/account"
 
 
-@pytest.fixture
-def site(tmp_path: Path, clock: FakeClock) -> Any:
-    container = pages_container(tmp_path, clock)
-    container.mail_broker.start_worker(threads=1, poll_ms=20)
-    with TestClient(create_app(container, run_background=False)) as client:
-        client.follow_redirects = False
-        yield client, container
-    container.close()
-
-
 def test_the_mfa_step_carries_where_to_go_next(
     site: tuple[Client, Container], clock: FakeClock
 ) -> None:

@@ -14,7 +14,7 @@ from interfaces.container import Container
 from tests.application.test_use_cases import PASSWORD
 from tests.conftest import FakeClock, event_count
 from tests.http.test_api import register_and_verify
-from tests.http.test_pages import Client, csrf_token, sign_in, site  # noqa: F401  (the fixture)
+from tests.http.test_pages import Client, csrf_token, sign_in
 
 
 def mfa_on(client: Client, clock: FakeClock, token: str) -> pyotp.TOTP:
@@ -32,7 +32,7 @@ def mfa_on(client: Client, clock: FakeClock, token: str) -> pyotp.TOTP:
 
 
 def test_mfa_off_and_new_recovery_codes_ask_both_factors(
-    site: tuple[Client, Container],  # noqa: F811
+    site: tuple[Client, Container],
     clock: FakeClock,
 ) -> None:
     client, container = site
@@ -75,7 +75,7 @@ def test_mfa_off_and_new_recovery_codes_ask_both_factors(
 
 
 def test_a_passkey_challenge_on_the_page_asks_for_the_password(
-    site: tuple[Client, Container],  # noqa: F811
+    site: tuple[Client, Container],
 ) -> None:
     client, container = site
     register_and_verify(client, container)
@@ -97,7 +97,7 @@ def test_a_passkey_challenge_on_the_page_asks_for_the_password(
 
 
 def test_an_account_without_a_password_is_asked_only_for_a_recent_sign_in(
-    site: tuple[Client, Container],  # noqa: F811
+    site: tuple[Client, Container],
     clock: FakeClock,
 ) -> None:
     """As a first provider sign-in makes it: no password field; a sign-in older than

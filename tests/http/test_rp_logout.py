@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from litestar.testing import TestClient
 
 from application.clients.person_tokens import ID_TOKEN_TYPE
 from application.views import Client as Where
@@ -23,10 +20,9 @@ from domain.client import ClientSettings
 from domain.errors import InvalidRefreshToken
 from domain.session import Session
 from interfaces.container import Container
-from interfaces.http.app import create_app
 from tests.conftest import FakeClock, authenticated, event_count, run_async
 from tests.http.test_api import Client, register_and_verify
-from tests.http.test_pages import csrf_token, pages_container, sign_in
+from tests.http.test_pages import csrf_token, sign_in
 
 BYE = "https://wiki.example/signed-out"
 WIKI = ClientSettings(
@@ -42,16 +38,6 @@ OTHER = ClientSettings(
     post_logout_redirect_uris=("https://other.example/bye",),
 )
 HERE = Where(ip="192.0.2.7", user_agent="test")
-
-
-@pytest.fixture
-def site(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Client, Container]]:
-    container = pages_container(tmp_path, clock)
-    container.mail_broker.start_worker(threads=1, poll_ms=20)
-    with TestClient(create_app(container, run_background=False)) as client:
-        client.follow_redirects = False
-        yield client, container
-    container.close()
 
 
 def browser_session(client: Client, container: Container) -> tuple[UUID, UUID]:

@@ -69,9 +69,9 @@ def running_site(
         **extra,
     }
     container = build(load_settings(environ), clock=clock)
-    container.mail_broker.start_worker(threads=1, poll_ms=20)
     try:
-        with TestClient(create_app(container, run_background=False)) as client:
+        # As `tessera serve` runs: the account page waits for its reader's own writes.
+        with TestClient(create_app(container)) as client:
             client.follow_redirects = False
             yield client, container
     finally:
