@@ -201,10 +201,7 @@ class SqliteRevocationList:
                     str(claims.session_id),
                 ),
             ).fetchone()
-        ended = bool(row[3])
-        return Standing(
-            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
-        )
+        return _standing_of_row(row)
 
     def forget_expired(
         self, now: datetime, limit: int, tables: Collection[str] | None = None
@@ -371,10 +368,7 @@ class PostgresRevocationList:
                 ),
             ).fetchone()
         assert row is not None
-        ended = bool(row[3])
-        return Standing(
-            revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
-        )
+        return _standing_of_row(row)
 
     def forget_expired(
         self, now: datetime, limit: int, tables: Collection[str] | None = None
@@ -627,4 +621,12 @@ def _standing(claims: AccessClaims, values: list[Any]) -> Standing:
         mark=None if mark is None else _text(mark),
         written=int(written or 0),
         ended=session is not None,
+    )
+
+
+def _standing_of_row(row: Any) -> Standing:
+    """What the SQL stores' standing query answers: (revoked, mark, written, ended)."""
+    ended = bool(row[3])
+    return Standing(
+        revoked=ended or bool(row[0]), mark=row[1], written=int(row[2] or 0), ended=ended
     )
