@@ -82,7 +82,7 @@ def seed(bin_dir: Path, database_url: str, count: int, password: str) -> float:
 @contextmanager
 def serve(bin_dir: Path, database_url: str, workers: int, log_path: Path) -> Iterator[Server]:
     """uvicorn with N workers, as its documentation runs it, but for two things `tessera serve`
-    does too (bench/peer_app/serve.py): no access log, and the shared socket marked as TCP."""
+    does too (bench/peer_app/serve.py): no access log, and a listening socket per worker."""
     port = free_port()
     command = [str(bin_dir / "python"), str(APP / "serve.py"), str(port), str(workers)]
     env = _env(bin_dir, database_url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import socket
 import sys
 from typing import TYPE_CHECKING
 
@@ -19,8 +18,6 @@ from interfaces.logs import configure_logging
 from interfaces.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from interfaces.container import Container
 
 log = logging.getLogger("tessera")
@@ -75,9 +72,9 @@ def serve(args: argparse.Namespace, app: str = APP) -> int:
         access_log=False,
     )
     if workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        from interfaces.workers import supervisor
 
-        Multiprocess(config, sockets=[_tcp_listener(config)]).run()
+        supervisor(config).run()
         return 0
     server = uvicorn.Server(config)
     server.run()
@@ -93,17 +90,6 @@ def say_where_mail_goes(settings: Settings) -> None:
             "mail is written to %s/ as .eml files, one per message (MAIL_SERVER is unset)",
             (settings.data_path / "mail").resolve(),
         )
-
-
-def _tcp_listener(config: uvicorn.Config) -> socket.socket:
-    """The socket the worker processes share, marked as TCP.
-
-    uvicorn binds it with `proto` 0, and asyncio sets TCP_NODELAY only on accepted sockets whose
-    `proto` is IPPROTO_TCP; without it, every keep-alive response after the first waited ~40 ms
-    for the client's delayed ACK (uvicorn issue #3149; bench/ measured 45 req/s per connection).
-    """
-    bound = config.bind_socket()
-    return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
 
 
 def _started(container: Container) -> Container:

@@ -1,19 +1,23 @@
-"""`uvicorn app:app --workers N --no-access-log`, with the one fix `tessera serve` has too: the
-listening socket the workers share is marked as TCP, so accepted connections get TCP_NODELAY.
-Without it every keep-alive answer waits ~40 ms for the client's delayed ACK (uvicorn#3149;
-the peer's bare endpoint measured 710 req/s at p50 44 ms through the plain uvicorn command),
-and the comparison would measure that bug instead of the two services.
+"""`uvicorn app:app --workers N --no-access-log`, with the workers started as `tessera serve`
+starts its own (interfaces/workers.py: each on a listening socket of its own, bound with
+SO_REUSEPORT, so the kernel spreads connections evenly), so the comparison measures the two
+services and not how wrk's connections happened to land on their workers.
 
     PEER_DATABASE_URL=postgresql+asyncpg://... python bench/peer_app/serve.py PORT WORKERS
 """
 
 from __future__ import annotations
 
-import socket
 import sys
+from pathlib import Path
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+
+# The repository, for interfaces/workers.py alone: it needs nothing but uvicorn, which the
+# peer's virtualenv has (the same version), and none of tessera's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from interfaces.workers import supervisor
 
 if __name__ == "__main__":
     port, workers = int(sys.argv[1]), int(sys.argv[2])
@@ -25,6 +29,4 @@ if __name__ == "__main__":
         log_level="warning",
         access_log=False,
     )
-    bound = config.bind_socket()
-    shared = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
-    Multiprocess(config, sockets=[shared]).run()
+    supervisor(config).run()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -111,3 +115,148 @@ def test_keep_alive_answers_do_not_wait_for_delayed_acks(
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@contextmanager
+def two_workers(tmp_path: Path, postgres: PostgresCluster, port: int) -> Iterator[int]:
+    """`tessera serve --workers 2` on `port`, once both workers listen: the supervisor's pid."""
+    env = {
+        **os.environ,
+        **FAST_ARGON2,
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": postgres.new_database(),
+    }
+    env.pop("REDIS_URL", None)
+    process = subprocess.Popen([tessera(), "serve", "--workers", "2"], env=env)
+    try:
+        wait_until(lambda: len(listening(port)) == 2, "both workers listen")
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def _tcp_rows(port: int, state: str) -> set[str]:
+    """The socket inodes in /proc/net/tcp whose local port is `port`, in `state`."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
+def listening(port: int) -> set[str]:
+    return _tcp_rows(port, "0A")
+
+
+def workers(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    # multiprocessing's resource tracker is a child of the supervisor too.
+    return [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def burst(port: int, n: int, busy: int, running: int) -> list[socket.socket]:
+    """`n` connections made while the worker `busy` cannot run (busy with other requests, or
+    not scheduled on a loaded machine) and `running` has taken what it will, then each
+    answered once."""
+    os.kill(busy, signal.SIGSTOP)
+    try:
+        connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+        taken: list[int] = []
+        while len(taken) < 5 or len(set(taken[-5:])) > 1:  # unchanged for half a second
+            taken.append(len(sockets_of(running) & _tcp_rows(port, "01")))
+            time.sleep(0.1)
+    finally:
+        os.kill(busy, signal.SIGCONT)
+    for connection in connections:
+        connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: tessera\r\n\r\n")
+    for connection in connections:
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200"), "every connection is served"
+    return connections
+
+
+def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """On a socket the workers shared, a worker that was not running when a pool of kept-alive
+    connections (a gateway's, a load test's) was opened got none of them, and stayed idle for
+    as long as the pool lasted: wrk left one of two workers idle in half its runs."""
+    port = free_port()
+    with two_workers(tmp_path, postgres, port) as supervisor:
+        running, busy = workers(supervisor)
+        connections = burst(port, 64, busy, running)
+        try:
+            established = _tcp_rows(port, "01")
+            held = [len(sockets_of(pid) & established) for pid in workers(supervisor)]
+            assert sum(held) == 64
+            # Spread by a hash of the addresses: fewer than 16 of 64 on a worker is a chance
+            # of about 1 in 20,000.
+            assert min(held) >= 16, f"connections per worker: {held}"
+        finally:
+            for connection in connections:
+                connection.close()
+
+
+def test_a_worker_that_dies_leaves_no_socket_that_takes_connections(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """The supervisor replaces a killed worker; a listening socket of the dead one left open
+    in the supervisor would take its share of new connections and never answer them."""
+    port = free_port()
+    with two_workers(tmp_path, postgres, port) as supervisor:
+        first = workers(supervisor)
+        os.kill(first[0], signal.SIGKILL)
+        wait_until(
+            lambda: len(listening(port)) == 2 and first[0] not in workers(supervisor),
+            "the killed worker is replaced",
+        )
+        assert not sockets_of(supervisor) & listening(port), "the supervisor listens on nothing"
+        for connection in burst(port, 64, *workers(supervisor)):
+            connection.close()
+
+
+def test_a_second_server_on_the_same_port_is_refused(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Workers bind with SO_REUSEPORT, which would let another server (an old version left
+    running) share their connections; a server already on the port refuses the new one."""
+    port = free_port()
+    with two_workers(tmp_path, postgres, port):
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "DATA_DIR": str(tmp_path / "second"),
+            "DATABASE_URL": postgres.new_database(),
+        }
+        env.pop("REDIS_URL", None)
+        second = subprocess.run(
+            [tessera(), "serve", "--workers", "2"], env=env, capture_output=True, timeout=60
+        )
+        assert second.returncode == 3
+        assert b"cannot listen" in second.stdout + second.stderr
+        assert len(listening(port)) == 2
