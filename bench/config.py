@@ -38,7 +38,9 @@ class BenchConfig:
     erasure_accounts: int = 3  # accounts erased, one after the other, in that scenario
     erasure_events: int = 1_000  # events of each of them
     op_duration: int = 6  # seconds of each run of the OpenID Provider's figures (machine_tokens)
-    op_codes: int = 1_500  # authorization codes made ahead for the code exchange (each once)
+    # Authorization codes made ahead for the code exchange (each once): more than its run spends,
+    # as wrk's rate is over the whole run, also when the codes ran out before its end.
+    op_codes: int = 4_000
     hash_fairness: bool = True  # also time a login while another account floods the hash gate
     fairness_loops: int = 16  # the flooding account's login loops (bench/hash_fairness.py)
     webhooks: bool = True  # also measure webhook deliveries and their lag (bench/webhooks.py)

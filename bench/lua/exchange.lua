@@ -1,7 +1,8 @@
 -- POST /oauth2/token with the authorization_code grant: one line of opts.codes per request
 -- ("<code> <PKCE verifier>", made ahead through the real /oauth2/authorize), each sent once, by
 -- the client of opts.authorization, for opts.redirect_uri (URL-encoded already). A thread that
--- has spent its share stops, so the run's duration ends with its last answer.
+-- has spent its share stops; wrk's rate is still over the whole run, so there must be more
+-- codes than the run spends (bench/person_tokens.py says when there were not).
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 
 local codes
