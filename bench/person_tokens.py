@@ -234,8 +234,7 @@ def exchange_figure(bench: Bench, server: Server, people: People, backend: str) 
         extra=(
             f"{count:,} codes made ahead through /oauth2/authorize in {seconds:.1f} s"
             + (
-                "; all spent before the run's end: the rate is a lower bound (raise"
-                " BENCH_OP_CODES)"
+                "; all spent before the run's end: the rate is a lower bound (raise BENCH_OP_CODES)"
                 if spent
                 else ""
             )

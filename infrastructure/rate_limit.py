@@ -13,6 +13,7 @@ from datetime import datetime
 import redis
 
 from application.factors.throttle import Limit
+from infrastructure.revocation import AsyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ class LocalRateLimiter:
                 return allow_at - t
             self._tats[key] = tat + limit.interval
             return 0.0
+
+    async def acquire_async(self, key: str, limit: Limit, now: datetime) -> float:
+        return self.acquire(key, limit, now)  # in memory: nothing to wait for
+
+    async def release_async(self, key: str, limit: Limit, now: datetime) -> None:
+        self.release(key, limit, now)
 
     def release(self, key: str, limit: Limit, now: datetime) -> None:
         t = now.timestamp()
@@ -82,10 +89,11 @@ class RedisRateLimiter:
     """Limits shared by all API processes. If Redis does not answer, each process falls back to
     its own local limits: still limited, per process, rather than closed to every login."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "tessera:rate:") -> None:
+    def __init__(self, client: redis.Redis, url: str, prefix: str = "tessera:rate:") -> None:
         self._client = client
         self._script = client.register_script(_GCRA)
         self._release = client.register_script(_RELEASE)
+        self._async = AsyncRedis(url)
         self._prefix = prefix
         self._fallback = LocalRateLimiter()
 
@@ -103,6 +111,28 @@ class RedisRateLimiter:
     def release(self, key: str, limit: Limit, now: datetime) -> None:
         try:
             self._release(keys=[self._prefix + key], args=[now.timestamp(), limit.interval])
+        except redis.RedisError:
+            log.warning("redis unavailable for rate limiting; using local limits")
+            self._fallback.release(key, limit, now)
+
+    async def acquire_async(self, key: str, limit: Limit, now: datetime) -> float:
+        # A script object is bound to its client, and the async client to its loop: made per
+        # call (it only digests the script; Redis keeps the script itself).
+        script = self._async.client().register_script(_GCRA)
+        try:
+            answer = await script(
+                keys=[self._prefix + key],
+                args=[now.timestamp(), limit.interval, limit.per.total_seconds()],
+            )
+        except redis.RedisError:
+            log.warning("redis unavailable for rate limiting; using local limits")
+            return self._fallback.acquire(key, limit, now)
+        return float(answer)
+
+    async def release_async(self, key: str, limit: Limit, now: datetime) -> None:
+        script = self._async.client().register_script(_RELEASE)
+        try:
+            await script(keys=[self._prefix + key], args=[now.timestamp(), limit.interval])
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
             self._fallback.release(key, limit, now)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,13 @@ from domain.client import DIRECTORY_ID, ClientDirectory, ClientSettings, OAuthCl
 from domain.errors import ClientNotFound, InvalidClient
 
 _SECRET_BYTES = 32  # 256 random bits: nothing to guess, so a plain digest keeps it
+# False while a caller on the event loop may not wait for the event store (cached_only()).
+_STORE_READS: ContextVar[bool] = ContextVar("client_store_reads", default=True)
+
+
+class NotCached(Exception):
+    """What cached_only() raises where an answer needs the event store: the caller asks again
+    where waiting is allowed (a thread)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,19 @@ class Clients:
         self._changed()
         self._known.pop(client_id, None)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def cached_only() -> Iterator[None]:
+        """Within it, answers come only from what this process read of its clients: a call
+        that would read the event store raises NotCached instead. For callers on the event
+        loop, which must not wait for a database: the calls APIs make most (introspection)
+        then skip the hand-off to a thread and back, a fifth of their CPU."""
+        token = _STORE_READS.set(False)
+        try:
+            yield
+        finally:
+            _STORE_READS.reset(token)
+
     def authenticate(self, client_id: str, secret: str | None) -> ClientView:
         """The client whose id and secret these are (None for a public client, which has
         none), or InvalidClient: unknown, removed, or the wrong secret all look alike. A
@@ -192,6 +214,8 @@ class Clients:
         self.revision = next(self._changes)  # one step, even from threads at once
 
     def _find(self, client_id: str) -> OAuthClient:
+        if not _STORE_READS.get():
+            raise NotCached
         try:
             aggregate_id = UUID(client_id)
         except ValueError:

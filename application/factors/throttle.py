@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,6 +29,14 @@ class RateLimiter(Protocol):
 
     def release(self, key: str, limit: Limit, now: datetime) -> None:
         """Gives back one request acquire took (never more than a full allowance)."""
+        ...
+
+    async def acquire_async(self, key: str, limit: Limit, now: datetime) -> float:
+        """acquire(), for a caller on the event loop."""
+        ...
+
+    async def release_async(self, key: str, limit: Limit, now: datetime) -> None:
+        """release(), for a caller on the event loop."""
         ...
 
 
@@ -67,26 +75,27 @@ class Throttle:
         if max(waits) > 0:
             raise RateLimited(max(waits))
 
-    @contextmanager
-    def failures_only(self, action: str, ip: str) -> Iterator[Attempt]:
+    @asynccontextmanager
+    async def failures_only(self, action: str, ip: str) -> AsyncIterator[Attempt]:
         """An attempt that counts against the client's allowance only if it fails: one request
         is taken before it (RateLimited when none is left), and given back unless the attempt
         was marked failed. Taking before deciding is what makes parallel failures wait their
-        turn: a check before and a count after let a burst of them all pass the check."""
+        turn: a check before and a count after let a burst of them all pass the check. On the
+        event loop: the attempt itself may run there too when it needs no database."""
         limits = self._limits.get(action)
         attempt = Attempt()
         if limits is None:
             yield attempt
             return
         key = f"{action}:ip:{ip}"
-        wait = self._limiter.acquire(key, limits.per_ip, self._clock.now())
+        wait = await self._limiter.acquire_async(key, limits.per_ip, self._clock.now())
         if wait > 0:
             raise RateLimited(wait)
         try:
             yield attempt
         finally:
             if not attempt.failed:
-                self._limiter.release(key, limits.per_ip, self._clock.now())
+                await self._limiter.release_async(key, limits.per_ip, self._clock.now())
 
 
 class Attempt:

@@ -19,6 +19,6 @@ def redis_state(url: str) -> SharedState:
         revocations=RedisRevocationList(client, url),
         chains=RedisRefreshChains(client, url),
         one_time_values=RedisOneTimeValues(client),
-        limiter=RedisRateLimiter(client),
+        limiter=RedisRateLimiter(client, url),
         redis=client,
     )

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from application.clients.registry import Clients, NotCached
 from application.read_side.queries import AuditFilter
 from domain.client import SECRET_OVERLAP, ClientSettings
 from domain.errors import ClientNotFound, Invalid, InvalidClient
@@ -270,3 +271,32 @@ def test_a_change_made_in_this_process_applies_here_at_once(container: Container
             clients.authenticate(issued.client_id, secret)
     with pytest.raises(ClientNotFound):
         clients.known(issued.client_id)
+
+
+def test_cached_only_answers_from_this_process_copy_and_never_reads_the_event_store(
+    container: Container, other_process: Container, clock: FakeClock
+) -> None:
+    """What the event loop may ask (introspection without a thread): a call that would read
+    the event store raises NotCached, so the caller asks again in a thread."""
+    issued = other_process.clients.register(MACHINE, "account:admin")
+    secret = issued.client_secret
+    assert secret is not None
+    clients = container.clients
+    with Clients.cached_only():  # never read here yet
+        with pytest.raises(NotCached):
+            clients.authenticate(issued.client_id, secret)
+        with pytest.raises(NotCached):
+            clients.known(issued.client_id)
+    clients.authenticate(issued.client_id, secret)  # read, and now known here
+    with Clients.cached_only():
+        assert clients.authenticate(issued.client_id, secret).client_id == issued.client_id
+        assert clients.known(issued.client_id).client_id == issued.client_id
+        # A secret this copy does not hold may be a rotation since: only the store can say.
+        with pytest.raises(NotCached):
+            clients.authenticate(issued.client_id, "not the secret")
+    with pytest.raises(InvalidClient):
+        clients.authenticate(issued.client_id, "not the secret")
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    with Clients.cached_only(), pytest.raises(NotCached):  # the copy is too old
+        clients.known(issued.client_id)
+    assert clients.known(issued.client_id).client_id == issued.client_id  # outside: read

@@ -4,6 +4,7 @@ that records nothing; a resource server verifies the token offline with PyJWT.""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -301,6 +302,54 @@ def test_parallel_wrong_secrets_do_not_burst_past_the_limit(
         answers = list(pool.map(lambda _: token(client, client_id, "wrong"), range(30)))
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses == [401] * 20 + [429] * 10, statuses
+
+
+def test_introspection_answers_on_the_event_loop_once_its_client_is_known_here(
+    client: Client, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client this process holds a copy of is checked on the event loop, with no thread and
+    back; one it must read first (or a secret its copy does not hold) is asked again in a
+    thread, where waiting for the event store is allowed, with the same answer."""
+    client_id, secret = register(container)
+    issued = token(client, client_id, secret).json()["access_token"]
+    threads: dict[str, list[int]] = {"inspect": [], "revocations": []}
+    inspect, unless_revoked = (
+        container.machine_tokens.inspect,
+        container.machine_tokens.unless_revoked,
+    )
+
+    def inspecting(value: str) -> dict[str, Any]:
+        threads["inspect"].append(threading.get_ident())
+        return inspect(value)
+
+    async def asking(answer: dict[str, Any]) -> dict[str, Any]:
+        threads["revocations"].append(threading.get_ident())  # always on the loop
+        return await unless_revoked(answer)
+
+    monkeypatch.setattr(container.machine_tokens, "inspect", inspecting)
+    monkeypatch.setattr(container.machine_tokens, "unless_revoked", asking)
+    container.clients._known.clear()  # as in a process that has not read it yet
+    assert introspect(client, (client_id, secret), issued)["active"]
+    assert introspect(client, (client_id, secret), issued)["active"]
+    loop = threads["revocations"][0]
+    assert threads["inspect"][0] != loop, "read first: in a thread"
+    assert threads["inspect"][1] == loop, "known here: on the loop"
+    wrong = client.post("/oauth2/introspect", data={"token": issued}, auth=(client_id, "wrong"))
+    assert wrong.status_code == 401, "a secret the copy does not hold is read, and refused"
+
+
+def test_failed_introspections_count_against_the_allowance_too(
+    client: Client, container: Container
+) -> None:
+    client_id, secret = register(container)
+    issued = token(client, client_id, secret).json()["access_token"]
+    for _ in range(19):  # the token's own request was a success: nothing taken
+        wrong = client.post("/oauth2/introspect", data={"token": issued}, auth=(client_id, "wrong"))
+        assert wrong.status_code == 401
+    assert introspect(client, (client_id, secret), issued)["active"]  # successes take nothing
+    assert token(client, client_id, "wrong").status_code == 401  # the 20th failure
+    limited = client.post("/oauth2/introspect", data={"token": issued}, auth=(client_id, secret))
+    assert limited.status_code == 429, limited.text
 
 
 def test_a_busy_client_is_never_throttled(client: Client, container: Container) -> None:

@@ -151,7 +151,8 @@ def test_settling_an_unmarked_account_never_overwrites_a_mark(denylist: Any) -> 
 def limiter(request: pytest.FixtureRequest) -> Any:
     if request.param == "local":
         return LocalRateLimiter()
-    return RedisRateLimiter(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+    url = request.getfixturevalue("redis_url")
+    return RedisRateLimiter(redis.Redis.from_url(url), url)
 
 
 def test_a_burst_up_to_the_limit_then_a_wait_of_one_interval(limiter: Any) -> None:
@@ -166,8 +167,8 @@ def test_a_burst_up_to_the_limit_then_a_wait_of_one_interval(limiter: Any) -> No
 
 def test_redis_limits_are_shared_between_processes(redis_url: str) -> None:
     limit = Limit(count=3, per=timedelta(seconds=60))
-    first = RedisRateLimiter(redis.Redis.from_url(redis_url))
-    second = RedisRateLimiter(redis.Redis.from_url(redis_url))
+    first = RedisRateLimiter(redis.Redis.from_url(redis_url), redis_url)
+    second = RedisRateLimiter(redis.Redis.from_url(redis_url), redis_url)
     assert [first.acquire("shared", limit, T0), second.acquire("shared", limit, T0)] == [0.0, 0.0]
     assert first.acquire("shared", limit, T0) == 0.0
     assert second.acquire("shared", limit, T0) > 0
@@ -175,11 +176,29 @@ def test_redis_limits_are_shared_between_processes(redis_url: str) -> None:
 
 def test_redis_limits_fall_back_to_local_limits_when_redis_is_down() -> None:
     server = start_redis()
-    limiter = RedisRateLimiter(redis.Redis.from_url(server.url, socket_timeout=0.5))
+    limiter = RedisRateLimiter(redis.Redis.from_url(server.url, socket_timeout=0.5), server.url)
     server.stop()
     limit = Limit(count=2, per=timedelta(seconds=60))
     assert [limiter.acquire("k", limit, T0) for _ in range(2)] == [0.0, 0.0]
     assert limiter.acquire("k", limit, T0) > 0
+    # On the event loop too, and into the same local allowance.
+    assert asyncio.run(limiter.acquire_async("k", limit, T0)) > 0
+    asyncio.run(limiter.release_async("k", limit, T0))
+    assert limiter.acquire("k", limit, T0) == 0.0
+
+
+def test_the_event_loops_calls_take_and_give_back_the_same_allowance(limiter: Any) -> None:
+    """The provider's throttle takes on the event loop what others take from threads."""
+    limit = Limit(count=3, per=timedelta(seconds=60))
+
+    async def on_the_loop() -> list[float]:
+        taken = [await limiter.acquire_async("k", limit, T0) for _ in range(2)]
+        await limiter.release_async("k", limit, T0)  # one given back
+        return taken
+
+    assert asyncio.run(on_the_loop()) == [0.0, 0.0]
+    assert [limiter.acquire("k", limit, T0) for _ in range(2)] == [0.0, 0.0]
+    assert asyncio.run(limiter.acquire_async("k", limit, T0)) > 0
 
 
 def test_an_app_cutoff_refuses_that_apps_tokens_of_that_account_up_to_it(denylist: Any) -> None:
