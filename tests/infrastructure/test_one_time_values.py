@@ -136,3 +136,29 @@ def test_racing_claims_of_one_key_leave_one_winner_and_its_value(challenges: Any
     assert sorted(won) == [False] * 7 + [True]
     assert challenges.take(key, T0) in {f"spent {n}" for n in range(8)}
     assert challenges.put_new(key, "spent again", T0 + timedelta(minutes=5))  # taken: free again
+
+
+def test_each_put_finds_the_expired_values_by_an_index(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Every put deletes the values expired a day ago; every authorization code is one, so
+    without an index each put would read the whole table."""
+    SqliteOneTimeValues(tmp_path / "values.sqlite").close()
+    with sqlite3.connect(tmp_path / "values.sqlite") as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM passkey_challenges WHERE expires_at < 1"
+        ).fetchall()
+    assert "USING INDEX passkey_challenges_expires_at" in str(plan), plan
+    url = postgres.new_database()
+    PostgresOneTimeValues(ConnectionPool(url, open=True)).close()
+    with psycopg.connect(url) as conn:
+        conn.execute("SET enable_seqscan = off")  # an empty table: only an index can show
+        plan = conn.execute(
+            "EXPLAIN DELETE FROM tessera_passkey_challenges WHERE expires_at < 1"
+        ).fetchall()
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid ="
+            " 'tessera_passkey_challenges_expires_at'::regclass"
+        ).fetchone()
+    assert "tessera_passkey_challenges_expires_at" in str(plan), plan
+    assert valid == (True,)
