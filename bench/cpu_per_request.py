@@ -14,10 +14,7 @@ from bench.config import load_config
 from bench.load import Wrk
 from bench.machine_tokens import GRANT, bench_client
 from bench.person_tokens import People
-from bench.run import Bench
-from bench.service import serve, service_env
-from interfaces.settings import load_settings
-from tests.servers import postgres_cluster, start_redis
+from bench.run import Bench, seeded_service
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -36,67 +33,57 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tessera-bench-cpu-"))
     bench = Bench(config, work)
     accounts = min(config.accounts_small, 200)
-    with postgres_cluster(durable=True) as cluster:
-        redis = start_redis()
-        try:
-            env = service_env(work / "pg", cluster.new_database(), redis.url)
-            (work / "pg").mkdir()
-            settings = load_settings(env)
-            bench.seed(settings, 0, accounts, "PG+Redis")
-            with serve(env, config.server_workers, work / "server.log") as server:
-                bench.warm(server)
-                access, _ = bench.sign_in(server, accounts, "me")
-                authorization, token = bench_client(server, settings)
-                people = People(bench, server, settings, accounts)
-                app_tokens = people.access_tokens(server, 64, work / "userinfo.txt")
-                people.close()
-                seconds, url, n = config.op_duration, server.url, config.connections
-                loads = {
-                    "bare /health/live": Wrk("get.lua", f"{url}/health/live", seconds, n, 2),
-                    "GET /api/users/me": Wrk("me.lua", url, seconds, n, 2, {"tokens": str(access)}),
-                    "GET /oauth2/userinfo": Wrk(
-                        "me.lua",
-                        url,
-                        seconds,
-                        n,
-                        2,
-                        {"tokens": str(app_tokens), "path": "/oauth2/userinfo"},
-                    ),
-                    "client_credentials": Wrk(
-                        "form.lua",
-                        url,
-                        seconds,
-                        n,
-                        2,
-                        {"path": "/oauth2/token", "body": GRANT, "authorization": authorization},
-                    ),
-                    "introspection": Wrk(
-                        "form.lua",
-                        url,
-                        seconds,
-                        n,
-                        2,
-                        {
-                            "path": "/oauth2/introspect",
-                            "body": f"token={token}",
-                            "authorization": authorization,
-                        },
-                    ),
-                }
-                pids = server.worker_pids()
-                for _ in range(rounds):
-                    for name, load in loads.items():
-                        before = cpu_seconds(pids)
-                        result = load.run()
-                        spent = cpu_seconds(pids) - before
-                        print(
-                            f"{name:22} {result.rate(200):8,.0f} req/s "
-                            f"{1000 * spent / max(1, result.requests):6.3f} ms CPU/request "
-                            f"{result.statuses}",
-                            flush=True,
-                        )
-        finally:
-            redis.stop()
+    with seeded_service(bench, accounts, "me") as service:
+        server, settings, access, _ = service
+        authorization, token = bench_client(server, settings)
+        people = People(bench, server, settings, accounts)
+        app_tokens = people.access_tokens(server, 64, work / "userinfo.txt")
+        people.close()
+        seconds, url, n = config.op_duration, server.url, config.connections
+        loads = {
+            "bare /health/live": Wrk("get.lua", f"{url}/health/live", seconds, n, 2),
+            "GET /api/users/me": Wrk("me.lua", url, seconds, n, 2, {"tokens": str(access)}),
+            "GET /oauth2/userinfo": Wrk(
+                "me.lua",
+                url,
+                seconds,
+                n,
+                2,
+                {"tokens": str(app_tokens), "path": "/oauth2/userinfo"},
+            ),
+            "client_credentials": Wrk(
+                "form.lua",
+                url,
+                seconds,
+                n,
+                2,
+                {"path": "/oauth2/token", "body": GRANT, "authorization": authorization},
+            ),
+            "introspection": Wrk(
+                "form.lua",
+                url,
+                seconds,
+                n,
+                2,
+                {
+                    "path": "/oauth2/introspect",
+                    "body": f"token={token}",
+                    "authorization": authorization,
+                },
+            ),
+        }
+        pids = server.worker_pids()
+        for _ in range(rounds):
+            for name, load in loads.items():
+                before = cpu_seconds(pids)
+                result = load.run()
+                spent = cpu_seconds(pids) - before
+                print(
+                    f"{name:22} {result.rate(200):8,.0f} req/s "
+                    f"{1000 * spent / max(1, result.requests):6.3f} ms CPU/request "
+                    f"{result.statuses}",
+                    flush=True,
+                )
     return 0
 
 

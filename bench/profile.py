@@ -24,11 +24,10 @@ from bench.config import load_config
 from bench.load import Wrk
 from bench.machine_tokens import GRANT, bench_client
 from bench.person_tokens import CALLBACK, People
-from bench.run import RESULTS, Bench
+from bench.run import RESULTS, Bench, seeded_service
 from bench.seed import PASSWORD
-from bench.service import Server, serve, service_env
-from interfaces.settings import Settings, load_settings
-from tests.servers import postgres_cluster, start_redis
+from bench.service import Server
+from interfaces.settings import Settings
 
 SCENARIOS = (
     "me",
@@ -57,85 +56,73 @@ def record(scenario: str) -> list[Path]:
     work = Path(tempfile.mkdtemp(prefix="tessera-profile-"))
     bench = Bench(config, work)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    with postgres_cluster(durable=True) as cluster:
-        redis = start_redis()
-        try:
-            env = service_env(work / "pg", cluster.new_database(), redis.url)
-            (work / "pg").mkdir()
-            settings = load_settings(env)
-            bench.seed(settings, 0, config.accounts_small, "PG+Redis")
-            with serve(env, config.server_workers, work / "server.log") as server:
-                bench.warm(server)
-                access, refresh = bench.sign_in(server, config.accounts_small, "profile")
-                authorization, token = bench_client(server, settings)
-                person: dict[str, Wrk] = {}
-                if scenario in ("userinfo", "exchange"):
-                    person[scenario] = _person_load(
-                        scenario, bench, server, settings, config.accounts_small
-                    )
-                load = (
-                    person.get(scenario)
-                    or {
-                        "me": bench.wrk(
-                            "me.lua", server.url, config.connections, tokens=str(access)
-                        ),
-                        "refresh": bench.wrk(
-                            "refresh.lua", server.url, config.connections, tokens=str(refresh)
-                        ),
-                        "login": bench.wrk(
-                            "login.lua",
-                            server.url,
-                            config.login_connections,
-                            accounts=str(config.accounts_small),
-                            password=PASSWORD,
-                        ),
-                        "client_credentials": bench.wrk(
-                            "form.lua",
-                            server.url,
-                            config.connections,
-                            path="/oauth2/token",
-                            body=GRANT,
-                            authorization=authorization,
-                        ),
-                        "introspection": bench.wrk(
-                            "form.lua",
-                            server.url,
-                            config.connections,
-                            path="/oauth2/introspect",
-                            body=f"token={token}",
-                            authorization=authorization,
-                        ),
-                    }[scenario]
-                ).start()
-                # Two views of each process: threads holding the GIL (Python's CPU), and
-                # every thread not idle (waits on PostgreSQL and Redis included).
-                samplers = [
-                    subprocess.Popen(
-                        [
-                            str(py_spy),
-                            "record",
-                            f"--pid={pid}",
-                            f"--duration={max(1, config.duration - 2)}",
-                            "--rate=100",
-                            "--nonblocking",
-                            *flags,
-                            "--format=raw",
-                            f"--output={work / f'{view}-{pid}.txt'}",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    for pid in server.worker_pids()
-                    for view, flags in VIEWS.items()
-                ]
-                workers = set(server.worker_pids())
-                before, started = _cpu_seconds(workers), time.monotonic()
-                for sampler in samplers:
-                    sampler.wait()
-                after, sampled = _cpu_seconds(workers), time.monotonic() - started
-                result = load.result()
-        finally:
-            redis.stop()
+    with seeded_service(bench, config.accounts_small, "profile") as service:
+        server, settings, access, refresh = service
+        authorization, token = bench_client(server, settings)
+        person: dict[str, Wrk] = {}
+        if scenario in ("userinfo", "exchange"):
+            person[scenario] = _person_load(
+                scenario, bench, server, settings, config.accounts_small
+            )
+        load = (
+            person.get(scenario)
+            or {
+                "me": bench.wrk("me.lua", server.url, config.connections, tokens=str(access)),
+                "refresh": bench.wrk(
+                    "refresh.lua", server.url, config.connections, tokens=str(refresh)
+                ),
+                "login": bench.wrk(
+                    "login.lua",
+                    server.url,
+                    config.login_connections,
+                    accounts=str(config.accounts_small),
+                    password=PASSWORD,
+                ),
+                "client_credentials": bench.wrk(
+                    "form.lua",
+                    server.url,
+                    config.connections,
+                    path="/oauth2/token",
+                    body=GRANT,
+                    authorization=authorization,
+                ),
+                "introspection": bench.wrk(
+                    "form.lua",
+                    server.url,
+                    config.connections,
+                    path="/oauth2/introspect",
+                    body=f"token={token}",
+                    authorization=authorization,
+                ),
+            }[scenario]
+        ).start()
+        # Two views of each process: threads holding the GIL (Python's CPU), and
+        # every thread not idle (waits on PostgreSQL and Redis included).
+        samplers = [
+            subprocess.Popen(
+                [
+                    str(py_spy),
+                    "record",
+                    f"--pid={pid}",
+                    f"--duration={max(1, config.duration - 2)}",
+                    "--rate=100",
+                    "--nonblocking",
+                    *flags,
+                    "--format=raw",
+                    f"--output={work / f'{view}-{pid}.txt'}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for pid in server.worker_pids()
+            for view, flags in VIEWS.items()
+        ]
+        workers = set(server.worker_pids())
+        before, started = _cpu_seconds(workers), time.monotonic()
+        for sampler in samplers:
+            sampler.wait()
+        after, sampled = _cpu_seconds(workers), time.monotonic() - started
+        result = load.result()
     RESULTS.mkdir(parents=True, exist_ok=True)
     outputs = []
     for view in VIEWS:

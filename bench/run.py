@@ -31,8 +31,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -592,6 +593,29 @@ class Bench:
         Wrk(script="get.lua", url=f"{server.url}{path}", duration=2, connections=4, threads=2).run()
 
 
+@contextmanager
+def seeded_service(
+    bench: Bench, accounts: int, name: str, log: str = "server.log"
+) -> Iterator[tuple[Server, Settings, Path, Path]]:
+    """`accounts` seeded on PostgreSQL (durable) + Redis, then `tessera serve --workers N`
+    warmed and signed in to: the server, its settings, and the files of the access and refresh
+    tokens of the sign-ins (named `name`)."""
+    config, work = bench.config, bench.work
+    with postgres_cluster(durable=True) as cluster:
+        redis = start_redis()
+        try:
+            env = service_env(work / "pg", cluster.new_database(), redis.url)
+            (work / "pg").mkdir()
+            settings = load_settings(env)
+            bench.seed(settings, 0, accounts, f"PG+Redis, {config.server_workers} workers")
+            with serve(env, config.server_workers, work / log) as server:
+                bench.warm(server)
+                access, refresh = bench.sign_in(server, accounts, name)
+                yield server, settings, access, refresh
+        finally:
+            redis.stop()
+
+
 def signed_in_alone(
     figures: Callable[[Bench, Server, Settings, Path, str], None], name: str
 ) -> int:
@@ -603,19 +627,9 @@ def signed_in_alone(
     work = Path(tempfile.mkdtemp(prefix="tessera-bench-op-"))
     bench = Bench(config, work)
     backend = f"PG+Redis, {config.server_workers} workers"
-    with postgres_cluster(durable=True) as cluster:
-        redis = start_redis()
-        try:
-            env = service_env(work / "pg", cluster.new_database(), redis.url)
-            (work / "pg").mkdir()
-            settings = load_settings(env)
-            bench.seed(settings, 0, config.accounts_small, backend)
-            with serve(env, config.server_workers, work / "pg-server.log") as server:
-                bench.warm(server)
-                access, _ = bench.sign_in(server, config.accounts_small, "pg-small")
-                figures(bench, server, settings, access, backend)
-        finally:
-            redis.stop()
+    with seeded_service(bench, config.accounts_small, "pg-small", "pg-server.log") as service:
+        server, settings, access, _ = service
+        figures(bench, server, settings, access, backend)
     path = RESULTS / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     bench.report.write(path)
     print()
