@@ -23,6 +23,7 @@ from webauthn.helpers import bytes_to_base64url
 from application.persistence.event_log import Outage
 from application.ports import Unavailable
 from infrastructure.local_file import LocalFile
+from infrastructure.pg_indexes import build_concurrently
 from infrastructure.revocation import guarded_connection
 
 
@@ -95,16 +96,13 @@ class PostgresOneTimeValues:
             )
         with self._connection() as conn:
             # Every put deletes the expired values: by this index, not by reading them all
-            # (every authorization code is one). Built CONCURRENTLY, outside a transaction: a
-            # plain build would hold off every sign-in while it read a large table.
-            conn.autocommit = True
-            try:
-                conn.execute(
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS tessera_passkey_challenges_expires_at"
-                    " ON tessera_passkey_challenges (expires_at)"
-                )
-            finally:
-                conn.autocommit = False
+            # (every authorization code is one).
+            build_concurrently(
+                conn,
+                "tessera_passkey_challenges_expires_at",
+                "tessera_passkey_challenges",
+                "expires_at",
+            )
 
     def put(self, key: bytes, value: str, expires_at: datetime) -> None:
         with self._connection() as conn:

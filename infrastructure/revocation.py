@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 from application.persistence.event_log import Outage
 from application.ports import AccessClaims, Standing, Unavailable
 from infrastructure.local_file import LocalFile
+from infrastructure.pg_indexes import build_concurrently
 
 # A "changing" mark outlives a process that died between its commit and its "changed" mark by
 # this long; meanwhile every process reads the account from the event store.
@@ -50,13 +51,9 @@ _TABLES = (
 # by index; the marks and positions are one row per account, rewritten by every save (an
 # index on `until` would cost each save a write), so a pass reads them whole. PostgreSQL builds
 # them CONCURRENTLY: a plain build would hold off every logout while it read a large table.
-_EXPIRY_INDEXES = (
-    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_sessions_until"
-    " ON {prefix}revoked_sessions (until);"
-    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_accounts_until"
-    " ON {prefix}revoked_accounts (until);"
-    "CREATE INDEX {concurrently}IF NOT EXISTS {prefix}revoked_apps_until"
-    " ON {prefix}revoked_apps (until);"
+_EXPIRING = ("revoked_sessions", "revoked_accounts", "revoked_apps")
+_EXPIRY_INDEXES = "".join(
+    f"CREATE INDEX IF NOT EXISTS {table}_until ON {table} (until);" for table in _EXPIRING
 )
 
 
@@ -97,7 +94,7 @@ class SqliteRevocationList:
             + ACCOUNT_MARKS
             + "CREATE TABLE IF NOT EXISTS written_positions ("
             " principal TEXT PRIMARY KEY, position INTEGER NOT NULL, until REAL NOT NULL);"
-            + _EXPIRY_INDEXES.format(prefix="", concurrently=""),
+            + _EXPIRY_INDEXES,
         )
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
@@ -259,13 +256,8 @@ class PostgresRevocationList:
                 " until double precision NOT NULL)"
             )
         with self._connection() as conn:
-            conn.autocommit = True  # CONCURRENTLY runs outside a transaction
-            try:
-                indexes = _EXPIRY_INDEXES.format(prefix="tessera_", concurrently="CONCURRENTLY ")
-                for index in indexes.split(";")[:-1]:
-                    conn.execute(index)
-            finally:
-                conn.autocommit = False
+            for table in _EXPIRING:
+                build_concurrently(conn, f"tessera_{table}_until", f"tessera_{table}", "until")
 
     def revoke_session(self, session_id: UUID, ttl: timedelta) -> None:
         until = datetime.now(UTC) + ttl
