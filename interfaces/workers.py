@@ -58,6 +58,15 @@ class _SocketPerWorker(Multiprocess):
     def sockets(self, _: list[socket.socket]) -> None:
         pass  # Multiprocess.__init__ sets it; each worker gets its own instead
 
+    def run(self) -> None:
+        # A worker's socket is bound each time one starts: a bind that fails (no file
+        # descriptors left) ends the supervisor, which must not leave its workers serving.
+        try:
+            super().run()
+        finally:
+            self.terminate_all()
+            self.join_all()
+
     # The three ways the supervisor starts workers: at start, on a signal (HUP restarts all,
     # TTIN adds one), and replacing a dead or hung one.
     def init_processes(self) -> None:

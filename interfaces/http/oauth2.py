@@ -137,7 +137,13 @@ class ProviderEdge:
             answer = _from_cache(respond, oauth_request) if read_only else None
             if answer is None:
                 oauth_request = made()  # asked again from the start, where it may wait
-                answer = await loop.run_in_executor(None, respond, oauth_request)
+                try:
+                    answer = await loop.run_in_executor(None, respond, oauth_request)
+                except asyncio.CancelledError:
+                    # The thread goes on and may find a wrong secret no one is told of:
+                    # the request it took stays taken.
+                    attempt.failed = True
+                    raise
             attempt.failed = oauth_request.failed_authentication
         authenticated = getattr(oauth_request, "client", None)
         if authenticated is not None:

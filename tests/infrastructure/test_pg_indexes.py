@@ -3,6 +3,8 @@ built again, a valid one is left alone."""
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 
 from infrastructure.pg_indexes import build_concurrently
@@ -36,3 +38,43 @@ def test_an_index_an_interrupted_build_left_invalid_is_built_again(
         conn.execute("SET enable_seqscan = off")
         plan = conn.execute("EXPLAIN SELECT id FROM things WHERE until < 5").fetchall()
         assert "things_until" in str(plan)
+
+
+def test_processes_that_start_together_build_an_index_once_without_a_deadlock(
+    postgres: PostgresCluster,
+) -> None:
+    """A concurrent build waits for every other session's snapshot, and a second build
+    waiting for the table holds one: replicas starting together deadlocked, and the aborted
+    build left its index INVALID."""
+    url = postgres.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE things (id int PRIMARY KEY, until double precision)")
+        conn.execute("INSERT INTO things SELECT n, n FROM generate_series(1, 20000) AS n")
+    for _ in range(5):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP INDEX IF EXISTS things_until")
+        assert _start_together(url, 3) == []
+        with psycopg.connect(url, autocommit=True) as conn:
+            found = _index(conn)
+        assert found is not None and found[1] is True, "built, and valid"
+
+
+def _start_together(url: str, processes: int) -> list[BaseException]:
+    """What each of `processes` sessions building the index at once raised."""
+    start = threading.Barrier(processes)
+    errors: list[BaseException] = []
+
+    def starting() -> None:
+        try:
+            with psycopg.connect(url) as conn:
+                start.wait()
+                build_concurrently(conn, "things_until", "things", "until")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=starting) for _ in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
