@@ -305,14 +305,24 @@ class Lifecycle(RuleBasedStateMachine):
 
     @initialize(
         start=st.sampled_from(
-            ["registered", "verified", "signed in", "refreshed", "with MFA", "MFA off again"]
+            [
+                "registered",
+                "verified",
+                "signed in",
+                "refreshed",
+                "with MFA",
+                "with MFA, challenged",
+                "MFA off again",
+            ]
         )
     )
     def register(self, start: str) -> None:
         """Runs start at different points of the life cycle, so that short runs also reach
         sessions, spent refresh tokens (replays) and MFA; every later step is drawn at random.
         (A derandomized run's path moves with any change to what the service records, so what
-        it must reach has to be within a short run's reach.)"""
+        it must reach has to be within a short run's reach.) Two starts of seven leave MFA on:
+        each run enables only some rules (swarm testing), and the sign-ins with a second
+        factor need MFA on and one of their rules enabled."""
         at = self.now()
         view = self.container.registration.register(EMAIL, USERNAME, PASSWORDS[0])
         self.account_id = view.id
@@ -326,10 +336,13 @@ class Lifecycle(RuleBasedStateMachine):
         self.log_in(right=True, with_otp=False, login=USERNAME)
         if start == "refreshed":
             self.refresh(pick=0, spent=False)
-        if start in ("with MFA", "MFA off again"):
+        if start in ("with MFA", "with MFA, challenged", "MFA off again"):
             self.enroll_mfa(pick=0)
             self.confirm_mfa(pick=0, right=True)
             assert self.model.mfa_on
+        if start == "with MFA, challenged":
+            self.log_in(right=True, with_otp=False, login=EMAIL)
+            assert self.model.mfa_token is not None
         if start == "MFA off again":
             self.disable_mfa(pick=0, password_given="right", by="recovery")
             assert not self.model.mfa_on
@@ -419,6 +432,8 @@ class Lifecycle(RuleBasedStateMachine):
             return
         # The step's code again is a replay, told apart so a person waits for the next one.
         assert error is (MfaCodeAlreadyUsed if totp else InvalidMfaCode), (result, error)
+        if totp:
+            REACHED["TOTP replay refused"] += 1
         self.fail(at)
         return
 
@@ -473,6 +488,29 @@ class Lifecycle(RuleBasedStateMachine):
             self.started(result, at)
             return
         return self.second_factor_outcome(result, error, at, totp=factor == "totp")
+
+    @precondition(lambda self: self.model.mfa_on)
+    @rule(
+        factor=st.sampled_from(["totp", "recovery"]),
+        at_once=st.booleans(),
+        wait=st.one_of(st.none(), st.sampled_from(ADVANCES)),
+    )
+    def sign_in_with_a_second_factor(
+        self, factor: str, at_once: bool, wait: timedelta | None
+    ) -> None:
+        """The right password and a second factor: the TOTP code with the password (`at_once`)
+        or either factor after the challenge. The same steps as log_in, time_passes and
+        complete_mfa, judged the same way, in one rule drawn as often as any other while MFA is
+        on: a run seldom draws the three in that order, with all three enabled. Without a
+        `wait`, the TOTP step may be the one a code was accepted in (a replay)."""
+        if wait is not None:
+            self.time_passes(wait)
+        if factor == "totp" and at_once:
+            self.log_in(right=True, with_otp=True, login=USERNAME)
+            return
+        self.log_in(right=True, with_otp=False, login=USERNAME)
+        if self.model.mfa_token is not None:
+            self.complete_mfa(factor)
 
     @precondition(lambda self: self.model.sessions)
     @rule(pick=PICK, spent=st.booleans())
@@ -770,6 +808,7 @@ MUST_REACH = (
     "MFA on",
     "MFA off",
     "logged in with TOTP",
+    "logged in with a recovery code",
     "TOTP replay refused",
     "access token refused",
     "compared with a snapshot",
