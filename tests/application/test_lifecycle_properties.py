@@ -21,6 +21,8 @@ After every step the service must agree with a small model of what must be true:
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import shutil
 import tempfile
@@ -33,6 +35,7 @@ from uuid import UUID
 
 import pyotp
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -69,7 +72,7 @@ from domain.errors import (
     WrongPassword,
 )
 from domain.session import Session
-from infrastructure.keys import load_secret_key
+from infrastructure.keys import ED25519, P256, RSA, load_secret_key
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
@@ -109,6 +112,24 @@ GUARD = timedelta(seconds=2)  # the model's deadlines are within this of the ser
 
 # What the runs reached, across all examples: a state machine that never logs in proves nothing.
 REACHED: Counter[str] = Counter()
+
+
+@functools.cache
+def shared_keys() -> dict[str, str]:
+    """The key settings every run shares, as a deployment gives them: made once, not once a run
+    (an RSA key takes tens of milliseconds to make, and as long to check, a run's build then
+    checks none again). Each run's store is its own, and so are the data keys it wraps."""
+    pems = {
+        kind.setting: kind.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+        for kind in (ED25519, RSA, P256)
+    }
+    return {**pems, "SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 @dataclass
@@ -200,6 +221,7 @@ class Lifecycle(RuleBasedStateMachine):
         settings_ = load_settings(
             {
                 **FAST_ARGON2,
+                **shared_keys(),
                 "DATA_DIR": str(self.directory),
                 "LOCKOUT_THRESHOLD": str(LOCKOUT_THRESHOLD),
                 # The model is of the rules, not of the limits per IP and account, which a long
@@ -211,7 +233,9 @@ class Lifecycle(RuleBasedStateMachine):
         # Snapshots every few events, so loads really go through them and the replay check
         # below compares a snapshot-based load with a replay of every event.
         self.container.log.snapshotting_intervals = {Account: 4, Session: 3}
-        self.box = AesGcmBox(load_secret_key(None, self.directory / "secret.key"))
+        self.box = AesGcmBox(
+            load_secret_key(shared_keys()["SECRET_KEY"], self.directory / "secret.key")
+        )
         self.model = Model()
         self.seq = 0
         self.account_id: UUID | None = None
@@ -669,6 +693,15 @@ class Lifecycle(RuleBasedStateMachine):
         model.last_totp_code = code
         model.recovery_codes, model.used_recovery_codes = list(codes), []
         REACHED["MFA on"] += 1
+
+    @precondition(lambda self: not self.model.mfa_on and self.live_sessions())
+    @rule(pick=PICK)
+    def turn_mfa_on(self, pick: int) -> None:
+        """enroll_mfa then confirm_mfa with the right code, in one rule: a run that started
+        without MFA, or turned it off, comes back to it though it seldom draws both in turn
+        (each run enables only some rules)."""
+        self.enroll_mfa(pick)
+        self.confirm_mfa(pick, right=True)
 
     @precondition(lambda self: self.live_sessions())
     @rule(
