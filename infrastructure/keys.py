@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -125,13 +126,21 @@ def load_private_key(
 
         _make_once(dev_path, generated, kind.what, create, f"{kind.setting}_FILE")
         data = dev_path.read_bytes()
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        key = None
+    key = _parsed(data)
     if key is None or not kind.fits(key):
         raise KeySettingRefused(f"{setting} must hold {kind.wanted} (PEM, PKCS#8, unencrypted)")
     return key
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(data: bytes) -> PrivateKeyTypes | None:
+    """The key a PEM holds, checked once per process: the checks of an RSA key take tens of
+    milliseconds, and a process that builds the service again from the same settings (the
+    tests do, hundreds of times) would repeat them for the same bytes."""
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
 
 
 def load_previous_keys(jwks: str | None, jwks_file: str | None) -> list[PublicKeyTypes]:

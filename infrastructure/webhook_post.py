@@ -161,8 +161,9 @@ class GuardedPoster:
         self._reach = reach
         self._timeout = timeout
         self._user_agent = user_agent
-        self._context = trust or ssl.create_default_context()
-        self._context.sslsocket_class = _DeadlineTls
+        self._trust = trust
+        self._context: ssl.SSLContext | None = None
+        self._context_made = threading.Lock()
         self._connections = max(1, connections)
         self._idle = _IdleConnections(limit=2 * self._connections)
 
@@ -264,12 +265,22 @@ class GuardedPoster:
             return current, status
         raise AssertionError("unreachable")
 
+    def _tls(self) -> ssl.SSLContext:
+        """Made at the first https post, not with the service: loading the system's certificates
+        takes about 20 ms, and a service with no https receiver needs none."""
+        with self._context_made:
+            if self._context is None:
+                self._context = self._trust or ssl.create_default_context()
+                self._context.sslsocket_class = _DeadlineTls
+            return self._context
+
     def _connection(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.scheme == "https":
-            https = _Https(host, parts.port, timeout=self._timeout, context=self._context)
-            https.reach, https.context = self._reach, self._context
+            context = self._tls()
+            https = _Https(host, parts.port, timeout=self._timeout, context=context)
+            https.reach, https.context = self._reach, context
             return https
         plain = _Http(host, parts.port, timeout=self._timeout)
         plain.reach = self._reach

@@ -21,6 +21,8 @@ After every step the service must agree with a small model of what must be true:
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import shutil
 import tempfile
@@ -33,6 +35,7 @@ from uuid import UUID
 
 import pyotp
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -69,7 +72,7 @@ from domain.errors import (
     WrongPassword,
 )
 from domain.session import Session
-from infrastructure.keys import load_secret_key
+from infrastructure.keys import ED25519, P256, RSA, load_secret_key
 from infrastructure.secret_box import AesGcmBox
 from interfaces.container import Container, build
 from interfaces.settings import load_settings
@@ -109,6 +112,24 @@ GUARD = timedelta(seconds=2)  # the model's deadlines are within this of the ser
 
 # What the runs reached, across all examples: a state machine that never logs in proves nothing.
 REACHED: Counter[str] = Counter()
+
+
+@functools.cache
+def shared_keys() -> dict[str, str]:
+    """The key settings every run shares, as a deployment gives them: made once, not once a run
+    (an RSA key takes tens of milliseconds to make, and as long to check, a run's build then
+    checks none again). Each run's store is its own, and so are the data keys it wraps."""
+    pems = {
+        kind.setting: kind.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+        for kind in (ED25519, RSA, P256)
+    }
+    return {**pems, "SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 @dataclass
@@ -200,6 +221,7 @@ class Lifecycle(RuleBasedStateMachine):
         settings_ = load_settings(
             {
                 **FAST_ARGON2,
+                **shared_keys(),
                 "DATA_DIR": str(self.directory),
                 "LOCKOUT_THRESHOLD": str(LOCKOUT_THRESHOLD),
                 # The model is of the rules, not of the limits per IP and account, which a long
@@ -211,7 +233,9 @@ class Lifecycle(RuleBasedStateMachine):
         # Snapshots every few events, so loads really go through them and the replay check
         # below compares a snapshot-based load with a replay of every event.
         self.container.log.snapshotting_intervals = {Account: 4, Session: 3}
-        self.box = AesGcmBox(load_secret_key(None, self.directory / "secret.key"))
+        self.box = AesGcmBox(
+            load_secret_key(shared_keys()["SECRET_KEY"], self.directory / "secret.key")
+        )
         self.model = Model()
         self.seq = 0
         self.account_id: UUID | None = None
@@ -305,14 +329,24 @@ class Lifecycle(RuleBasedStateMachine):
 
     @initialize(
         start=st.sampled_from(
-            ["registered", "verified", "signed in", "refreshed", "with MFA", "MFA off again"]
+            [
+                "registered",
+                "verified",
+                "signed in",
+                "refreshed",
+                "with MFA",
+                "with MFA, challenged",
+                "MFA off again",
+            ]
         )
     )
     def register(self, start: str) -> None:
         """Runs start at different points of the life cycle, so that short runs also reach
         sessions, spent refresh tokens (replays) and MFA; every later step is drawn at random.
         (A derandomized run's path moves with any change to what the service records, so what
-        it must reach has to be within a short run's reach.)"""
+        it must reach has to be within a short run's reach.) Two starts of seven leave MFA on:
+        each run enables only some rules (swarm testing), and the sign-ins with a second
+        factor need MFA on and one of their rules enabled."""
         at = self.now()
         view = self.container.registration.register(EMAIL, USERNAME, PASSWORDS[0])
         self.account_id = view.id
@@ -326,10 +360,13 @@ class Lifecycle(RuleBasedStateMachine):
         self.log_in(right=True, with_otp=False, login=USERNAME)
         if start == "refreshed":
             self.refresh(pick=0, spent=False)
-        if start in ("with MFA", "MFA off again"):
+        if start in ("with MFA", "with MFA, challenged", "MFA off again"):
             self.enroll_mfa(pick=0)
             self.confirm_mfa(pick=0, right=True)
             assert self.model.mfa_on
+        if start == "with MFA, challenged":
+            self.log_in(right=True, with_otp=False, login=EMAIL)
+            assert self.model.mfa_token is not None
         if start == "MFA off again":
             self.disable_mfa(pick=0, password_given="right", by="recovery")
             assert not self.model.mfa_on
@@ -419,6 +456,8 @@ class Lifecycle(RuleBasedStateMachine):
             return
         # The step's code again is a replay, told apart so a person waits for the next one.
         assert error is (MfaCodeAlreadyUsed if totp else InvalidMfaCode), (result, error)
+        if totp:
+            REACHED["TOTP replay refused"] += 1
         self.fail(at)
         return
 
@@ -473,6 +512,29 @@ class Lifecycle(RuleBasedStateMachine):
             self.started(result, at)
             return
         return self.second_factor_outcome(result, error, at, totp=factor == "totp")
+
+    @precondition(lambda self: self.model.mfa_on)
+    @rule(
+        factor=st.sampled_from(["totp", "recovery"]),
+        at_once=st.booleans(),
+        wait=st.one_of(st.none(), st.sampled_from(ADVANCES)),
+    )
+    def sign_in_with_a_second_factor(
+        self, factor: str, at_once: bool, wait: timedelta | None
+    ) -> None:
+        """The right password and a second factor: the TOTP code with the password (`at_once`)
+        or either factor after the challenge. The same steps as log_in, time_passes and
+        complete_mfa, judged the same way, in one rule drawn as often as any other while MFA is
+        on: a run seldom draws the three in that order, with all three enabled. Without a
+        `wait`, the TOTP step may be the one a code was accepted in (a replay)."""
+        if wait is not None:
+            self.time_passes(wait)
+        if factor == "totp" and at_once:
+            self.log_in(right=True, with_otp=True, login=USERNAME)
+            return
+        self.log_in(right=True, with_otp=False, login=USERNAME)
+        if self.model.mfa_token is not None:
+            self.complete_mfa(factor)
 
     @precondition(lambda self: self.model.sessions)
     @rule(pick=PICK, spent=st.booleans())
@@ -632,6 +694,15 @@ class Lifecycle(RuleBasedStateMachine):
         model.recovery_codes, model.used_recovery_codes = list(codes), []
         REACHED["MFA on"] += 1
 
+    @precondition(lambda self: not self.model.mfa_on and self.live_sessions())
+    @rule(pick=PICK)
+    def turn_mfa_on(self, pick: int) -> None:
+        """enroll_mfa then confirm_mfa with the right code, in one rule: a run that started
+        without MFA, or turned it off, comes back to it though it seldom draws both in turn
+        (each run enables only some rules)."""
+        self.enroll_mfa(pick)
+        self.confirm_mfa(pick, right=True)
+
     @precondition(lambda self: self.live_sessions())
     @rule(
         pick=PICK,
@@ -770,6 +841,7 @@ MUST_REACH = (
     "MFA on",
     "MFA off",
     "logged in with TOTP",
+    "logged in with a recovery code",
     "TOTP replay refused",
     "access token refused",
     "compared with a snapshot",
