@@ -187,6 +187,21 @@ class Clients:
         client.authenticate(presented, now)
         return ClientView.of(client, now)
 
+    def vouches(self, client_id: str, secret: str | None) -> bool:
+        """Whether this process's copy of the client (read at most `cache_seconds` ago) proves
+        these credentials, without reading the event store: an attempt it vouches for cannot
+        fail, so the throttle on failed authentications holds no place in the allowance for it
+        (a busy API's requests in flight would otherwise fill it)."""
+        now = self._clock.now()
+        cached = self._cached(client_id, now)
+        if cached is None:
+            return False
+        try:
+            cached.authenticate(None if secret is None else digest(secret), now)
+        except InvalidClient:
+            return False
+        return True
+
     def known(self, client_id: str) -> ClientView:
         """client(), as this process read it at most `cache_seconds` ago: for the calls made
         on every request (whether a token's client is still registered)."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -18,7 +20,7 @@ from litestar.enums import RequestEncodingType
 from application.clients.machine_tokens import ALGORITHM, MachineTokens
 from application.clients.person_tokens import ACR_VALUES, CLAIMS_SUPPORTED, PersonTokens
 from application.clients.registry import Clients, NotCached
-from application.factors.throttle import Throttle
+from application.factors.throttle import Attempt, Throttle
 from application.ports import ClaimSigner
 from domain.errors import DomainError
 from infrastructure.signing_keys import SigningKeys
@@ -131,8 +133,14 @@ class ProviderEdge:
         def made() -> FormRequest:
             return FormRequest(uri, request.headers, form, introspected, awaited, client)
 
-        # Only a failed authentication keeps the request it took from the allowance.
-        async with self.throttle.failures_only(THROTTLE, client.ip) as attempt:
+        # Only a failed authentication keeps the request it took from the allowance; an
+        # attempt this process's copy of the client vouches for cannot fail, and takes none.
+        throttled: AbstractAsyncContextManager[Attempt] = (
+            nullcontext(Attempt())
+            if self.server.clients.vouches(*_credentials(request, form))
+            else self.throttle.failures_only(THROTTLE, client.ip)
+        )
+        async with throttled as attempt:
             oauth_request = made()
             answer = _from_cache(respond, oauth_request) if read_only else None
             if answer is None:
@@ -149,6 +157,15 @@ class ProviderEdge:
         if authenticated is not None:
             for_client(request, authenticated.view.client_id)
         return _response(answer if settle is None else await settle(answer))
+
+
+def _credentials(request: Request[Any, Any, Any], form: Form) -> tuple[str, str | None]:
+    """The client id and secret the request presents (client_secret_basic, else the form's
+    client_secret_post or none), as Authlib reads them; ("", None) when it presents none."""
+    if "authorization" in request.headers:
+        client_id, secret = extract_basic_authorization(request.headers)
+        return client_id or "", secret
+    return form.data.get("client_id", ""), form.data.get("client_secret")
 
 
 def _from_cache(respond: Callable[[FormRequest], Answer], request: FormRequest) -> Answer | None:

@@ -300,3 +300,20 @@ def test_cached_only_answers_from_this_process_copy_and_never_reads_the_event_st
     with Clients.cached_only(), pytest.raises(NotCached):  # the copy is too old
         clients.known(issued.client_id)
     assert clients.known(issued.client_id).client_id == issued.client_id  # outside: read
+
+
+def test_the_copy_vouches_only_for_the_right_secret_of_a_client_it_holds(
+    container: Container, other_process: Container, clock: FakeClock
+) -> None:
+    issued = other_process.clients.register(MACHINE, "account:admin")
+    secret = issued.client_secret
+    assert secret is not None
+    clients = container.clients
+    assert not clients.vouches(issued.client_id, secret)  # not read here yet
+    clients.authenticate(issued.client_id, secret)
+    assert clients.vouches(issued.client_id, secret)
+    assert not clients.vouches(issued.client_id, "wrong")
+    assert not clients.vouches(issued.client_id, None)  # a confidential client needs one
+    assert not clients.vouches("", None)
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    assert not clients.vouches(issued.client_id, secret)  # the copy is too old

@@ -280,9 +280,14 @@ def test_failed_client_authentication_is_throttled_per_address(
     client_id, secret = register(container)
     for _ in range(20):
         assert token(client, client_id, "wrong").status_code == 401
-    limited = token(client, client_id, secret)  # even the right secret waits now
+    limited = token(client, client_id, "wrong")
     assert limited.status_code == 429, limited.text
     assert int(limited.headers["retry-after"]) >= 1
+    # The right secret, which this process's copy of the client vouches for, cannot be a
+    # guess: a client sharing the address with a guesser goes on working.
+    assert token(client, client_id, secret).status_code == 200
+    other_id, other_secret = register(container)  # not read here yet: its check may fail
+    assert token(client, other_id, other_secret).status_code == 429
 
 
 def test_parallel_wrong_secrets_do_not_burst_past_the_limit(
@@ -348,14 +353,38 @@ def test_failed_introspections_count_against_the_allowance_too(
         assert wrong.status_code == 401
     assert introspect(client, (client_id, secret), issued)["active"]  # successes take nothing
     assert token(client, client_id, "wrong").status_code == 401  # the 20th failure
-    limited = client.post("/oauth2/introspect", data={"token": issued}, auth=(client_id, secret))
+    limited = client.post("/oauth2/introspect", data={"token": issued}, auth=(client_id, "x"))
     assert limited.status_code == 429, limited.text
+    assert introspect(client, (client_id, secret), issued)["active"]
 
 
 def test_a_busy_client_is_never_throttled(client: Client, container: Container) -> None:
     client_id, secret = register(container)
     for _ in range(60):
         assert token(client, client_id, secret).status_code == 200
+
+
+def test_a_busy_client_with_many_requests_in_flight_is_never_throttled(
+    client: Client, container: Container
+) -> None:
+    """Each attempt the process could not vouch for held a place in the allowance until it
+    was answered: 40 requests in flight at once from an API's pool got 429s."""
+    client_id, secret = register(container)
+    issued = token(client, client_id, secret).json()["access_token"]
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(
+            pool.map(
+                lambda n: (
+                    token(client, client_id, secret)
+                    if n % 2
+                    else client.post(
+                        "/oauth2/introspect", data={"token": issued}, auth=(client_id, secret)
+                    )
+                ),
+                range(80),
+            )
+        )
+    assert [answer.status_code for answer in answers] == [200] * 80
 
 
 def test_discovery_lists_what_exists(client: Client, container: Container) -> None:
