@@ -97,12 +97,16 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._fallback = LocalRateLimiter()
 
+    def _acquiring(self, limit: Limit, now: datetime) -> list[float]:
+        """The GCRA script's arguments, the same from a thread or the event loop."""
+        return [now.timestamp(), limit.interval, limit.per.total_seconds()]
+
+    def _releasing(self, limit: Limit, now: datetime) -> list[float]:
+        return [now.timestamp(), limit.interval]
+
     def acquire(self, key: str, limit: Limit, now: datetime) -> float:
         try:
-            answer = self._script(
-                keys=[self._prefix + key],
-                args=[now.timestamp(), limit.interval, limit.per.total_seconds()],
-            )
+            answer = self._script(keys=[self._prefix + key], args=self._acquiring(limit, now))
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
             return self._fallback.acquire(key, limit, now)
@@ -110,7 +114,7 @@ class RedisRateLimiter:
 
     def release(self, key: str, limit: Limit, now: datetime) -> None:
         try:
-            self._release(keys=[self._prefix + key], args=[now.timestamp(), limit.interval])
+            self._release(keys=[self._prefix + key], args=self._releasing(limit, now))
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
             self._fallback.release(key, limit, now)
@@ -120,10 +124,7 @@ class RedisRateLimiter:
         # call (it only digests the script; Redis keeps the script itself).
         script = self._async.client().register_script(_GCRA)
         try:
-            answer = await script(
-                keys=[self._prefix + key],
-                args=[now.timestamp(), limit.interval, limit.per.total_seconds()],
-            )
+            answer = await script(keys=[self._prefix + key], args=self._acquiring(limit, now))
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
             return self._fallback.acquire(key, limit, now)
@@ -132,7 +133,7 @@ class RedisRateLimiter:
     async def release_async(self, key: str, limit: Limit, now: datetime) -> None:
         script = self._async.client().register_script(_RELEASE)
         try:
-            await script(keys=[self._prefix + key], args=[now.timestamp(), limit.interval])
+            await script(keys=[self._prefix + key], args=self._releasing(limit, now))
         except redis.RedisError:
             log.warning("redis unavailable for rate limiting; using local limits")
             self._fallback.release(key, limit, now)

@@ -117,17 +117,23 @@ def test_keep_alive_answers_do_not_wait_for_delayed_acks(
         process.wait(timeout=15)
 
 
-@contextmanager
-def two_workers(tmp_path: Path, postgres: PostgresCluster, port: int) -> Iterator[int]:
-    """`tessera serve --workers 2` on `port`, once both workers listen: the supervisor's pid."""
+def postgres_only(data_dir: Path, postgres: PostgresCluster, port: int) -> dict[str, str]:
+    """A server's settings on a database of its own, without Redis."""
     env = {
         **os.environ,
         **FAST_ARGON2,
         "PORT": str(port),
-        "DATA_DIR": str(tmp_path / "var"),
+        "DATA_DIR": str(data_dir),
         "DATABASE_URL": postgres.new_database(),
     }
     env.pop("REDIS_URL", None)
+    return env
+
+
+@contextmanager
+def two_workers(tmp_path: Path, postgres: PostgresCluster, port: int) -> Iterator[int]:
+    """`tessera serve --workers 2` on `port`, once both workers listen: the supervisor's pid."""
+    env = postgres_only(tmp_path / "var", postgres, port)
     process = subprocess.Popen([tessera(), "serve", "--workers", "2"], env=env)
     try:
         wait_until(lambda: len(listening(port)) == 2, "both workers listen")
@@ -247,13 +253,7 @@ def test_a_second_server_on_the_same_port_is_refused(
     running) share their connections; a server already on the port refuses the new one."""
     port = free_port()
     with two_workers(tmp_path, postgres, port):
-        env = {
-            **os.environ,
-            "PORT": str(port),
-            "DATA_DIR": str(tmp_path / "second"),
-            "DATABASE_URL": postgres.new_database(),
-        }
-        env.pop("REDIS_URL", None)
+        env = postgres_only(tmp_path / "second", postgres, port)
         second = subprocess.run(
             [tessera(), "serve", "--workers", "2"], env=env, capture_output=True, timeout=60
         )
