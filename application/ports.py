@@ -443,9 +443,13 @@ class OneTimeValues(Protocol):
 
     def put(self, key: bytes, value: str, expires_at: datetime) -> None: ...
 
-    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
-        """Puts it unless the key is held already (expired or not): False then, and nothing
-        changes; of two callers racing with one key, exactly one gets True."""
+    def claim_then_take(
+        self, claim: bytes, value: str, expires_at: datetime, key: bytes, at: datetime
+    ) -> tuple[bool, str | None]:
+        """Puts `value` under `claim` unless that key is held already (expired or not), then
+        takes: `key` if this call put the claim, else the claim that was there. Whether it
+        put the claim, and what it took (as take() answers). Of callers racing with one claim,
+        exactly one puts it. In one round trip where the store has scripts (Redis)."""
         ...
 
     def take(self, key: bytes, at: datetime) -> str | None:

@@ -10,6 +10,7 @@ before an upgrade is still found after it."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
@@ -61,21 +62,30 @@ class SqliteOneTimeValues:
                 (_key(key), value, expires_at.timestamp()),
             )
 
-    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
-        with self._file.connection() as db:
-            row = db.execute(
-                "INSERT INTO passkey_challenges VALUES (?, ?, ?)"
-                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
-                (_key(key), value, expires_at.timestamp()),
-            ).fetchone()
-        return row is not None
+    def claim_then_take(
+        self, claim: bytes, value: str, expires_at: datetime, key: bytes, at: datetime
+    ) -> tuple[bool, str | None]:
+        with self._file.transaction() as db:
+            claimed = (
+                db.execute(
+                    "INSERT INTO passkey_challenges VALUES (?, ?, ?)"
+                    " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                    (_key(claim), value, expires_at.timestamp()),
+                ).fetchone()
+                is not None
+            )
+            return claimed, self._take(db, key if claimed else claim, at)
 
     def take(self, key: bytes, at: datetime) -> str | None:
         with self._file.connection() as db:
-            row = db.execute(
-                "DELETE FROM passkey_challenges WHERE challenge = ? RETURNING ceremony, expires_at",
-                (_key(key),),
-            ).fetchone()
+            return self._take(db, key, at)
+
+    @staticmethod
+    def _take(db: sqlite3.Connection, key: bytes, at: datetime) -> str | None:
+        row = db.execute(
+            "DELETE FROM passkey_challenges WHERE challenge = ? RETURNING ceremony, expires_at",
+            (_key(key),),
+        ).fetchone()
         if row is None:
             return None
         return _split(f"{row[1]} {row[0]}", at)
@@ -115,22 +125,33 @@ class PostgresOneTimeValues:
                 (_key(key), value, expires_at.timestamp()),
             )
 
-    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+    def claim_then_take(
+        self, claim: bytes, value: str, expires_at: datetime, key: bytes, at: datetime
+    ) -> tuple[bool, str | None]:
+        # Two statements: each sees what committed before it began (read committed), so the
+        # loser of a race, whose insert waited for the winner's commit, finds that claim.
         with self._connection() as conn:
-            row = conn.execute(
-                "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)"
-                " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
-                (_key(key), value, expires_at.timestamp()),
-            ).fetchone()
-        return row is not None
+            claimed = (
+                conn.execute(
+                    "INSERT INTO tessera_passkey_challenges VALUES (%s, %s, %s)"
+                    " ON CONFLICT (challenge) DO NOTHING RETURNING 1",
+                    (_key(claim), value, expires_at.timestamp()),
+                ).fetchone()
+                is not None
+            )
+            return claimed, self._take(conn, key if claimed else claim, at)
 
     def take(self, key: bytes, at: datetime) -> str | None:
         with self._connection() as conn:
-            row = conn.execute(
-                "DELETE FROM tessera_passkey_challenges WHERE challenge = %s"
-                " RETURNING ceremony, expires_at",
-                (_key(key),),
-            ).fetchone()
+            return self._take(conn, key, at)
+
+    @staticmethod
+    def _take(conn: psycopg.Connection[Any], key: bytes, at: datetime) -> str | None:
+        row = conn.execute(
+            "DELETE FROM tessera_passkey_challenges WHERE challenge = %s"
+            " RETURNING ceremony, expires_at",
+            (_key(key),),
+        ).fetchone()
         if row is None:
             return None
         return _split(f"{row[1]} {row[0]}", at)
@@ -142,6 +163,16 @@ class PostgresOneTimeValues:
         self._pool.close()
 
 
+# KEYS: the claim, the key to take if this call puts the claim. ARGV: the claim's stored value,
+# its time to live in seconds. Returns {1 if it put the claim, what it took}.
+_CLAIM_THEN_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then
+  return {1, redis.call('GETDEL', KEYS[2])}
+end
+return {0, redis.call('GETDEL', KEYS[1])}
+"""
+
+
 class RedisOneTimeValues:
     """Keys expire in Redis a little after the value does (the clock that judges expiry is the
     service's); a Redis that does not answer is a 503, never a value let through."""
@@ -149,6 +180,7 @@ class RedisOneTimeValues:
     def __init__(self, client: redis.Redis, prefix: str = "tessera:passkey-challenge:") -> None:
         self._client = client
         self._prefix = prefix
+        self._claim_then_take = client.register_script(_CLAIM_THEN_TAKE)
 
     def put(self, key: bytes, value: str, expires_at: datetime) -> None:
         stored = f"{expires_at.timestamp()} {value}"
@@ -160,22 +192,30 @@ class RedisOneTimeValues:
         except redis.RedisError as error:
             raise Unavailable("redis") from error
 
-    def put_new(self, key: bytes, value: str, expires_at: datetime) -> bool:
+    def claim_then_take(
+        self, claim: bytes, value: str, expires_at: datetime, key: bytes, at: datetime
+    ) -> tuple[bool, str | None]:
         stored = f"{expires_at.timestamp()} {value}"
+        keys = [self._prefix + _key(claim), self._prefix + _key(key)]
         try:
             ttl = max(int(expires_at.timestamp() - time.time()), 0) + 60
-            return bool(self._client.set(self._prefix + _key(key), stored, ex=ttl, nx=True))
+            claimed, taken = self._claim_then_take(keys=keys, args=[stored, ttl])
         except redis.RedisError as error:
             raise Unavailable("redis") from error
+        return bool(claimed), _judged(taken, at)
 
     def take(self, key: bytes, at: datetime) -> str | None:
         try:
             stored = self._client.getdel(self._prefix + _key(key))
         except redis.RedisError as error:
             raise Unavailable("redis") from error
-        if stored is None:
-            return None
-        return _split(stored.decode() if isinstance(stored, bytes) else str(stored), at)
+        return _judged(stored, at)
 
     def close(self) -> None:
         pass  # the client is the container's
+
+
+def _judged(stored: Any, at: datetime) -> str | None:
+    if stored is None:
+        return None
+    return _split(stored.decode() if isinstance(stored, bytes) else str(stored), at)

@@ -84,14 +84,16 @@ class AuthorizationCodes:
         now = self._clock.now()
         if not 20 <= len(code) <= 100:
             raise InvalidAuthorizationCode
-        # The code is claimed as spent before it is taken, in one atomic step: a use that
-        # comes between the take and a later mark would find neither, and end nothing.
-        if not self._store.put_new(_key(_SPENT, code), f"{_SPENT} {session_id}", now + REMEMBERED):
-            spent = self._store.take(_key(_SPENT, code), now)
-            if spent is not None and spent.startswith(f"{_SPENT} "):
-                raise AuthorizationCodeReused(UUID(spent.removeprefix(f"{_SPENT} ")))
+        # The code is claimed as spent before it is taken: a use that came between the take
+        # and a later mark would find neither, and end nothing. A use that finds the claim
+        # takes it instead (the first use's session, to end).
+        claimed, taken = self._store.claim_then_take(
+            _key(_SPENT, code), f"{_SPENT} {session_id}", now + REMEMBERED, _key(_CODE, code), now
+        )
+        if not claimed:
+            if taken is not None and taken.startswith(f"{_SPENT} "):
+                raise AuthorizationCodeReused(UUID(taken.removeprefix(f"{_SPENT} ")))
             raise InvalidAuthorizationCode
-        taken = self._store.take(_key(_CODE, code), now)
         if taken is None or not taken.startswith(f"{_CODE} "):
             raise InvalidAuthorizationCode  # unknown or expired: its claim names no session
         grant = CodeGrant.decoded(taken.removeprefix(f"{_CODE} "))

@@ -21,6 +21,7 @@ from application.clients.machine_tokens import ALGORITHM, MachineTokens
 from application.clients.person_tokens import ACR_VALUES, CLAIMS_SUPPORTED, PersonTokens
 from application.clients.registry import Clients, NotCached
 from application.factors.throttle import Attempt, Throttle
+from application.origin import current_client
 from application.ports import ClaimSigner
 from domain.errors import DomainError
 from infrastructure.signing_keys import SigningKeys
@@ -122,7 +123,8 @@ class ProviderEdge:
         form = await _form(request)
         if isinstance(form, tuple):
             return _response(form)
-        client = self.client_address.of(request)
+        # Who is asking, as the app's before_request hook attributed the request already.
+        client = current_client.get() or self.client_address.of(request)
         uri = self.settings.public_url.rstrip("/") + request.url.path
         loop = asyncio.get_running_loop()
 
@@ -144,7 +146,8 @@ class ProviderEdge:
             oauth_request = made()
             answer = _from_cache(respond, oauth_request) if read_only else None
             if answer is None:
-                oauth_request = made()  # asked again from the start, where it may wait
+                if read_only:
+                    oauth_request = made()  # asked again from the start, where it may wait
                 try:
                     answer = await loop.run_in_executor(None, respond, oauth_request)
                 except asyncio.CancelledError:

@@ -527,8 +527,11 @@ class TesseraAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_client_auth_method("client_secret_post", self._post)
 
     def query_client(self, client_id: str) -> RegisteredClient | None:
+        # As this process read it at most CLIENT_CACHE_SECONDS ago, like an authenticated
+        # client: an authorization request asks for its client twice, a public client's
+        # exchange once, and neither should read the event store each time.
         try:
-            return RegisteredClient(self.clients.client(client_id))
+            return RegisteredClient(self.clients.known(client_id))
         except ClientNotFound:
             return None
 

@@ -118,24 +118,41 @@ def test_a_value_stored_under_the_names_of_before_the_rename_is_still_found(
         made.close()
 
 
+def test_a_claim_then_take_takes_the_value_first_then_the_claim(challenges: Any) -> None:
+    """What a code's uses do: the first claims it and takes the code; the second finds the claim
+    and takes it (naming the first use); a third finds neither."""
+    claim, key = os.urandom(32), os.urandom(32)
+    later = T0 + timedelta(minutes=5)
+    challenges.put(key, "code", T0 + timedelta(minutes=1))
+    assert challenges.claim_then_take(claim, "spent 1", later, key, T0) == (True, "code")
+    assert challenges.claim_then_take(claim, "spent 2", later, key, T0) == (False, "spent 1")
+    assert challenges.claim_then_take(claim, "spent 3", later, key, T0) == (True, None)
+    expired = os.urandom(32)
+    challenges.put(expired, "code", T0 + timedelta(minutes=1))
+    gone = T0 + timedelta(minutes=1)
+    assert challenges.claim_then_take(os.urandom(32), "x", later, expired, gone) == (True, None)
+
+
 def test_racing_claims_of_one_key_leave_one_winner_and_its_value(challenges: Any) -> None:
-    """What a code's uses claim it with: exactly one claim wins, the others change nothing."""
-    key = os.urandom(32)
-    won: list[bool] = []
+    """Racing uses of one code: exactly one takes the code, and the next finds its claim."""
+    claim, key = os.urandom(32), os.urandom(32)
+    challenges.put(key, "code", T0 + timedelta(minutes=1))
+    outcomes: list[tuple[int, tuple[bool, str | None]]] = []
     start = threading.Barrier(8)
 
-    def claim(n: int) -> None:
+    def use(n: int) -> None:
         start.wait()
-        won.append(challenges.put_new(key, f"spent {n}", T0 + timedelta(minutes=5)))
+        later = T0 + timedelta(minutes=5)
+        outcomes.append((n, challenges.claim_then_take(claim, f"spent {n}", later, key, T0)))
 
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=use, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(won) == [False] * 7 + [True]
-    assert challenges.take(key, T0) in {f"spent {n}" for n in range(8)}
-    assert challenges.put_new(key, "spent again", T0 + timedelta(minutes=5))  # taken: free again
+    winners = [n for n, outcome in outcomes if outcome == (True, "code")]
+    assert len(winners) == 1, outcomes
+    assert (False, f"spent {winners[0]}") in [outcome for _, outcome in outcomes], outcomes
 
 
 def test_each_put_finds_the_expired_values_by_an_index(
