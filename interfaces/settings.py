@@ -166,9 +166,10 @@ class Settings(msgspec.Struct, rename="upper", forbid_unknown_fields=False, froz
     # Aggregates kept in memory per process (0: none). A cached one is brought up to date with
     # one indexed read of the events recorded after it, so a hit is never stale.
     aggregate_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 10_000
-    # How long a process authenticates an OpenID Provider client, and answers introspection for
-    # its tokens, from what it read of it before: a removed client or a rotated-out secret stops
-    # working everywhere within this long (at once in the process that made the change).
+    # How long a process authenticates an OpenID Provider client, answers introspection for its
+    # tokens and reads its authorization requests' settings, from what it read of it before: a
+    # removed client, a removed redirect URI or a rotated-out secret stops working everywhere
+    # within this long (at once in the process that made the change).
     client_cache_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 10
 
     @property

@@ -15,6 +15,7 @@ from application.read_side.queries import AuditFilter
 from domain.client import SECRET_OVERLAP, ClientSettings
 from domain.errors import ClientNotFound, Invalid, InvalidClient
 from interfaces.container import Container, build
+from interfaces.http.oauth2 import provider_edge
 from tests.conftest import FakeClock, run_projections
 
 T = TypeVar("T")
@@ -317,3 +318,27 @@ def test_the_copy_vouches_only_for_the_right_secret_of_a_client_it_holds(
     assert not clients.vouches("", None)
     clock.advance(seconds=container.settings.client_cache_seconds)
     assert not clients.vouches(issued.client_id, secret)  # the copy is too old
+
+
+def test_an_authorization_request_reads_its_client_from_this_process_copy(
+    container: Container, other_process: Container, clock: FakeClock
+) -> None:
+    """The authorization endpoint asks for its client twice a request (Authlib's query_client):
+    from this process's copy, like an authentication, so a redirect URI another process took
+    out still matches here until CLIENT_CACHE_SECONDS have passed, and then no longer."""
+    server = provider_edge(container).server
+    issued = other_process.clients.register(WEB, "account:admin")
+    callback = WEB.redirect_uris[0]
+    client = server.query_client(issued.client_id)
+    assert client is not None and client.check_redirect_uri(callback)
+    moved = ("https://wiki.example/moved",)
+    other_process.clients.update(issued.client_id, {"redirect_uris": moved}, "account:admin")
+    client = server.query_client(issued.client_id)
+    assert client is not None and client.check_redirect_uri(callback)  # the copy
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    client = server.query_client(issued.client_id)
+    assert client is not None and not client.check_redirect_uri(callback)
+    assert client.check_redirect_uri(moved[0])
+    other_process.clients.remove(issued.client_id, "account:admin")
+    clock.advance(seconds=container.settings.client_cache_seconds)
+    assert server.query_client(issued.client_id) is None
