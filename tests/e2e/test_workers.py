@@ -260,3 +260,31 @@ def test_a_second_server_on_the_same_port_is_refused(
         assert second.returncode == 3
         assert b"cannot listen" in second.stdout + second.stderr
         assert len(listening(port)) == 2
+
+
+def test_a_supervisor_that_cannot_bind_a_new_worker_stops_the_others(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Each worker's socket is bound when the worker starts, so replacing a dead worker can
+    fail (here no file descriptor is left to the supervisor). The supervisor then ends, and
+    takes the worker still serving with it rather than leaving it behind, unsupervised."""
+    port = free_port()
+    env = postgres_only(tmp_path / "var", postgres, port)
+    process = subprocess.Popen(
+        [tessera(), "serve", "--workers", "2"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(lambda: len(listening(port)) == 2, "both workers listen")
+        dying, surviving = workers(process.pid)
+        # No new descriptor for the supervisor: the replacement's socket cannot be made.
+        subprocess.run(["prlimit", f"--pid={process.pid}", "--nofile=3:3"], check=True)
+        os.kill(dying, signal.SIGKILL)
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode != 0
+        assert b"Too many open files" in errors
+        wait_until(lambda: not Path(f"/proc/{surviving}").exists(), "the other worker ends")
+        assert not listening(port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
