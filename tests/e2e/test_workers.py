@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -277,7 +278,7 @@ def test_a_supervisor_that_cannot_bind_a_new_worker_stops_the_others(
         wait_until(lambda: len(listening(port)) == 2, "both workers listen")
         dying, surviving = workers(process.pid)
         # No new descriptor for the supervisor: the replacement's socket cannot be made.
-        subprocess.run(["prlimit", f"--pid={process.pid}", "--nofile=3:3"], check=True)
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (3, 3))
         os.kill(dying, signal.SIGKILL)
         _, errors = process.communicate(timeout=60)
         assert process.returncode != 0
