@@ -38,6 +38,7 @@ class _SocketPerWorker(Multiprocess):
     def __init__(self, config: uvicorn.Config) -> None:
         self._family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self._address = _unused_address(self._family, config.host, config.port)
+        self._claim = _claimed(self._address)
         self._handed: list[socket.socket] = []
         super().__init__(config, sockets=[])
 
@@ -66,6 +67,7 @@ class _SocketPerWorker(Multiprocess):
         finally:
             self.terminate_all()
             self.join_all()
+            self._claim.close()
 
     # The three ways the supervisor starts workers: at start, on a signal (HUP restarts all,
     # TTIN adds one), and replacing a dead or hung one.
@@ -84,6 +86,20 @@ class _SocketPerWorker(Multiprocess):
     def _close_handed(self) -> None:
         while self._handed:
             self._handed.pop().close()
+
+
+def _claimed(address: tuple[str, int]) -> socket.socket:
+    """The address claimed for this supervisor for as long as it runs (the kernel releases the
+    claim when the process ends, however it ends). Two servers started at once both find the
+    port free (their workers have not bound it yet); the second to claim it is refused."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0tessera serve {address[0]}:{address[1]}")  # abstract: no file to clean up
+    except OSError:
+        claim.close()
+        log.error("cannot listen on %s:%s: another tessera server is starting there", *address)
+        sys.exit(STARTUP_FAILURE)
+    return claim
 
 
 def _unused_address(family: socket.AddressFamily, host: str, port: int) -> tuple[str, int]:

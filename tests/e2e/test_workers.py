@@ -8,6 +8,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -289,3 +290,29 @@ def test_a_supervisor_that_cannot_bind_a_new_worker_stops_the_others(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=15)
+
+
+def test_of_two_servers_started_at_once_on_one_port_one_is_refused() -> None:
+    """Two servers started at the same moment both find the port free: neither one's workers
+    have bound it yet, so the check for a listener cannot tell. The second to claim the
+    address is refused before it starts any worker (here both supervisors in one process)."""
+    port = free_port()
+    script = (
+        "import uvicorn\n"
+        "from interfaces.workers import supervisor\n"
+        f"config = uvicorn.Config('interfaces.asgi:app', host='127.0.0.1', port={port}, workers=2)\n"
+        "first = supervisor(config)\n"
+        "print('the first claimed the address', flush=True)\n"
+        "second = supervisor(config)\n"
+        "print('the second claimed it too', flush=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert b"the first claimed the address" in result.stdout
+    assert b"the second claimed it too" not in result.stdout
+    assert result.returncode == 3
+    assert b"another tessera server is starting there" in result.stderr
