@@ -12,6 +12,7 @@ so the workers share one socket as before."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -95,8 +96,10 @@ def _claimed(address: tuple[str, int]) -> socket.socket:
     claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         claim.bind(f"\0tessera serve {address[0]}:{address[1]}")  # abstract: no file to clean up
-    except OSError:
+    except OSError as error:
         claim.close()
+        if error.errno != errno.EADDRINUSE:
+            raise
         log.error("cannot listen on %s:%s: another tessera server is starting there", *address)
         sys.exit(STARTUP_FAILURE)
     return claim
@@ -113,6 +116,7 @@ def _unused_address(family: socket.AddressFamily, host: str, port: int) -> tuple
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    bound = probe.getsockname()  # the port chosen, when asked for port 0
+    # The address as numbers (localhost is 127.0.0.1), and the port chosen when asked for 0.
+    bound = probe.getsockname()
     probe.close()
-    return host, bound[1]
+    return bound[0], bound[1]
