@@ -1,8 +1,8 @@
 """`python -m bench.exchange_parts`: the CPU an authorization code exchange costs, part by part.
 
-On PostgreSQL (durable) + Redis, as `make bench`: the population seeded, a trusted app
-registered and BENCH_EXCHANGE_PARTS codes (default 600) made through the real
-`/oauth2/authorize` by signed-in browsers. Then, in this process, with a container built from
+On PostgreSQL (durable) + Redis, as `make bench` (`bench.run.seeded_service`): the population
+seeded, a trusted app registered and BENCH_EXCHANGE_PARTS codes (default 600) made through the
+real `/oauth2/authorize` by signed-in browsers. Then, in this process, with a container built from
 the same settings, each code is exchanged through the token endpoint's own grant
 (`TesseraAuthorizationServer.create_token_response`, Authlib included; no HTTP, no thread
 hand-off), one at a time, and the thread's CPU time (`time.thread_time`) is summed inside each
@@ -34,8 +34,7 @@ from application.persistence.event_log import EventLog
 from application.sessions.lifecycle import Sessions
 from bench.config import load_config
 from bench.person_tokens import CALLBACK, People
-from bench.run import Bench
-from bench.service import serve, service_env
+from bench.run import Bench, seeded_service
 from infrastructure.refresh_chains import RedisRefreshChains
 from infrastructure.revocation import RedisRevocationList
 from infrastructure.signing_keys import SigningKeys
@@ -50,8 +49,6 @@ from interfaces.http.oauth2_server import (
 )
 from interfaces.logs import configure_logging
 from interfaces.security_log import SecurityLog
-from interfaces.settings import load_settings
-from tests.servers import postgres_cluster, start_redis
 
 # (depth, where, what): the parts timed, each inside the one above it at depth - 1.
 PARTS: list[tuple[int, Any, str]] = [
@@ -104,59 +101,48 @@ def timed(parts: list[tuple[int, Any, str]]) -> Iterator[dict[str, list[float]]]
 def main() -> int:
     config = load_config()
     count = int(os.environ.get("BENCH_EXCHANGE_PARTS", "600"))
-    work = Path(tempfile.mkdtemp(prefix="tessera-bench-parts-"))
-    bench = Bench(config, work)
+    bench = Bench(config, Path(tempfile.mkdtemp(prefix="tessera-bench-parts-")))
     accounts = min(config.accounts_small, 200)
-    with postgres_cluster(durable=True) as cluster:
-        redis = start_redis()
+    with seeded_service(bench, accounts, "parts") as (server, settings, _, _):
+        people = People(bench, server, settings, accounts)
+        codes = bench.work / "codes.txt"
+        people.codes(count + WARM_UP, codes)
+        people.close()
+        log = (bench.work / "parts.log").open("w")  # the lines written as the server writes them
+        configure_logging(settings.log_level, stream=log, log_format=settings.log_format)
+        container = build(settings)
         try:
-            env = service_env(work / "pg", cluster.new_database(), redis.url)
-            (work / "pg").mkdir()
-            settings = load_settings(env)
-            bench.seed(settings, 0, accounts, "PG+Redis")
-            with serve(env, 1, work / "server.log") as server:
-                bench.warm(server)
-                people = People(bench, server, settings, accounts)
-                codes = work / "codes.txt"
-                people.codes(count + WARM_UP, codes)
-                people.close()
-            log = (work / "parts.log").open("w")  # the lines written as the server writes them
-            configure_logging(settings.log_level, stream=log, log_format=settings.log_format)
-            container = build(settings)
-            try:
-                server = provider_edge(container).server
-                headers = {
-                    "Authorization": people.authorization,
-                    "Content-Type": "application/x-www-form-urlencoded",
-                }
-                lines = iter(codes.read_text().split())
+            token_server = provider_edge(container).server
+            headers = {
+                "Authorization": people.authorization,
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            lines = iter(codes.read_text().split())
 
-                def exchange() -> None:
-                    form = Form(
-                        [
-                            ("grant_type", "authorization_code"),
-                            ("code", next(lines)),
-                            ("code_verifier", next(lines)),
-                            ("redirect_uri", CALLBACK),
-                        ]
-                    )
-                    request = FormRequest(f"{settings.public_url}/oauth2/token", headers, form)
-                    status, body, _ = server.create_token_response(request)
-                    if status != 200:
-                        raise RuntimeError(f"the exchange failed: {body}")
+            def exchange() -> None:
+                form = Form(
+                    [
+                        ("grant_type", "authorization_code"),
+                        ("code", next(lines)),
+                        ("code_verifier", next(lines)),
+                        ("redirect_uri", CALLBACK),
+                    ]
+                )
+                request = FormRequest(f"{settings.public_url}/oauth2/token", headers, form)
+                status, body, _ = token_server.create_token_response(request)
+                if status != 200:
+                    raise RuntimeError(f"the exchange failed: {body}")
 
-                for _ in range(WARM_UP):
+            for _ in range(WARM_UP):
+                exchange()
+            with timed(PARTS) as spent:
+                started = time.thread_time()
+                for _ in range(count):
                     exchange()
-                with timed(PARTS) as spent:
-                    started = time.thread_time()
-                    for _ in range(count):
-                        exchange()
-                    whole = time.thread_time() - started
-            finally:
-                container.close()
-                log.close()
+                whole = time.thread_time() - started
         finally:
-            redis.stop()
+            container.close()
+            log.close()
     print(f"{count} exchanges, one at a time: {1000 * whole / count:.3f} ms of CPU each")
     for depth, owner, name in PARTS:
         label = f"{owner.__name__}.{name}"
